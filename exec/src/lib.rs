@@ -1,0 +1,1 @@
+//! The sandbox: placeholder until the sandbox module lands.

@@ -1,0 +1,11 @@
+//! Kiln's build engine, independent of any language: labels and patterns, BUILD-file loading
+//! (Starlark), the target graph, actions and their REAPI keys, and the incremental scheduler.
+//!
+//! Rules (in `kiln-rules`) plug in through [`rule_schema`] (what the loader accepts) and the
+//! analysis traits; processes are spawned only by `kiln-exec`.
+
+pub mod label;
+pub mod load;
+pub mod pattern;
+pub mod rule_schema;
+pub mod target;
