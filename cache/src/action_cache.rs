@@ -1,0 +1,99 @@
+//! The action cache: action digest → serialized `ActionResult`, stored as opaque bytes.
+//!
+//! This crate knows no protobuf: callers pass the encoded bytes. Each entry file is
+//! `MAGIC ‖ blake3(payload) ‖ payload`, so a truncated or damaged entry is detected, deleted,
+//! reported through [`LocalCache::take_warnings`], and is a miss.
+
+use std::fs;
+use std::io::{self, Write};
+
+use crate::digest::Digest;
+use crate::error::{CacheError, Result};
+use crate::fsutil::{self, TempFile};
+use crate::index::Kind;
+use crate::local_cache::LocalCache;
+
+/// Identifies the entry format (and its version).
+const MAGIC: &[u8; 8] = b"KILNAC1\n";
+const HEADER: usize = MAGIC.len() + 32;
+
+/// Encodes an entry: magic, BLAKE3 of the payload, payload.
+fn encode(payload: &[u8]) -> Vec<u8> {
+    let mut out = Vec::with_capacity(HEADER + payload.len());
+    out.extend_from_slice(MAGIC);
+    out.extend_from_slice(blake3::hash(payload).as_bytes());
+    out.extend_from_slice(payload);
+    out
+}
+
+/// Returns the payload of a well-formed entry.
+fn decode(entry: &[u8]) -> Option<&[u8]> {
+    if entry.len() < HEADER || &entry[..MAGIC.len()] != MAGIC {
+        return None;
+    }
+    let (check, payload) = entry[MAGIC.len()..].split_at(32);
+    (blake3::hash(payload).as_bytes() == check).then_some(payload)
+}
+
+impl LocalCache {
+    /// The stored result of the action with this digest, or `None` (missing or corrupt).
+    pub fn get_action_result(&self, action: &Digest) -> Result<Option<Vec<u8>>> {
+        let path = self.entry_path(Kind::Action, action);
+        let entry = match fs::read(&path) {
+            Ok(entry) => entry,
+            Err(e) if e.kind() == io::ErrorKind::NotFound => {
+                self.note_gone(Kind::Action, action);
+                return Ok(None);
+            }
+            Err(e) => return Err(CacheError::io(&path)(e)),
+        };
+        match decode(&entry) {
+            Some(payload) => {
+                self.note_used(Kind::Action, action, entry.len() as u64);
+                Ok(Some(payload.to_vec()))
+            }
+            None => {
+                self.discard_corrupt(Kind::Action, action, &path);
+                Ok(None)
+            }
+        }
+    }
+
+    /// Stores (or replaces) the result of the action with this digest, atomically.
+    pub fn put_action_result(&self, action: &Digest, result: &[u8]) -> Result<()> {
+        let entry = encode(result);
+        let tmp_dir = self.tmp_dir();
+        let (tmp, mut file) = TempFile::create_in(&tmp_dir).map_err(CacheError::io(&tmp_dir))?;
+        file.write_all(&entry).map_err(CacheError::io(tmp.path()))?;
+        if self.config.fsync {
+            file.sync_all().map_err(CacheError::io(tmp.path()))?;
+        }
+        drop(file);
+        let dest = self.entry_path(Kind::Action, action);
+        let shard = fsutil::parent_dir(&dest);
+        fs::create_dir_all(shard).map_err(CacheError::io(shard))?;
+        tmp.persist(&dest).map_err(CacheError::io(&dest))?;
+        self.note_used(Kind::Action, action, entry.len() as u64);
+        Ok(())
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn entry_format_detects_damage() {
+        let entry = encode(b"result");
+        assert_eq!(decode(&entry), Some(&b"result"[..]));
+        assert_eq!(decode(&encode(b"")), Some(&b""[..]));
+        assert_eq!(decode(&entry[..entry.len() - 1]), None);
+        assert_eq!(decode(&entry[..HEADER - 1]), None);
+        let mut flipped = entry.clone();
+        flipped[HEADER] ^= 1;
+        assert_eq!(decode(&flipped), None);
+        let mut bad_magic = entry;
+        bad_magic[0] = b'X';
+        assert_eq!(decode(&bad_magic), None);
+    }
+}

@@ -1,0 +1,215 @@
+//! The content-addressed store: put, verified read, materialize as a copy, link into a sandbox.
+//!
+//! Architecture invariant: a blob file's name is always the digest of its content. A blob is
+//! written to `<root>/tmp`, hashed from the bytes actually written, and only then renamed to
+//! the name of that digest. Reads re-hash; a blob that no longer matches its name is deleted,
+//! reported through [`LocalCache::take_warnings`], and is a miss: the CAS never returns it.
+
+use std::fs::{self, File};
+use std::io::{self, Write};
+use std::path::Path;
+
+use crate::digest::{Digest, DigestFunction};
+use crate::error::{CacheError, Result};
+use crate::fsutil::{self, TempFile};
+use crate::index::Kind;
+use crate::local_cache::LocalCache;
+
+/// Mode of a stored blob: read-only for everyone.
+const BLOB_MODE: u32 = 0o444;
+
+impl LocalCache {
+    /// Stores `bytes` and returns their digest.
+    pub fn put_bytes(&self, function: DigestFunction, bytes: &[u8]) -> Result<Digest> {
+        let digest = Digest::of_bytes(function, bytes);
+        let dest = self.entry_path(Kind::Blob, &digest);
+        if !fsutil::is_file_of_size(&dest, digest.size) {
+            let tmp_dir = self.tmp_dir();
+            let (tmp, mut file) =
+                TempFile::create_in(&tmp_dir).map_err(CacheError::io(&tmp_dir))?;
+            file.write_all(bytes).map_err(CacheError::io(tmp.path()))?;
+            self.install_blob(tmp, file, &dest)?;
+        }
+        self.note_used(Kind::Blob, &digest, digest.size);
+        Ok(digest)
+    }
+
+    /// Stores the content of the file at `src`, hashing it while it is copied, and returns the
+    /// digest of the bytes actually stored. An existing blob is not rewritten.
+    pub fn put_file(&self, function: DigestFunction, src: &Path) -> Result<Digest> {
+        self.put_file_inner(function, src, None)
+    }
+
+    /// Like [`put_file`](Self::put_file), but fails with [`CacheError::DigestMismatch`] and
+    /// stores nothing if the content's digest is not `expected`.
+    pub fn put_file_expecting(&self, src: &Path, expected: &Digest) -> Result<Digest> {
+        self.put_file_inner(expected.function, src, Some(expected))
+    }
+
+    fn put_file_inner(
+        &self,
+        function: DigestFunction,
+        src: &Path,
+        expected: Option<&Digest>,
+    ) -> Result<Digest> {
+        let mut input = File::open(src).map_err(CacheError::io(src))?;
+        let tmp_dir = self.tmp_dir();
+        let (tmp, file) = TempFile::create_in(&tmp_dir).map_err(CacheError::io(&tmp_dir))?;
+        let (file, digest) =
+            fsutil::copy_hashing(function, &mut input, file).map_err(|e| CacheError::Io {
+                path: src.to_path_buf(),
+                source: e,
+            })?;
+        if let Some(expected) = expected {
+            if digest != *expected {
+                // `tmp` is removed on drop: nothing is stored.
+                return Err(CacheError::DigestMismatch {
+                    path: src.to_path_buf(),
+                    expected: *expected,
+                    actual: digest,
+                });
+            }
+        }
+        let dest = self.entry_path(Kind::Blob, &digest);
+        if !fsutil::is_file_of_size(&dest, digest.size) {
+            self.install_blob(tmp, file, &dest)?;
+        }
+        self.note_used(Kind::Blob, &digest, digest.size);
+        Ok(digest)
+    }
+
+    /// Makes a complete temp file read-only and renames it to `dest`.
+    fn install_blob(&self, tmp: TempFile, file: File, dest: &Path) -> Result<()> {
+        fsutil::set_mode(&file, BLOB_MODE).map_err(CacheError::io(tmp.path()))?;
+        if self.config.fsync {
+            file.sync_all().map_err(CacheError::io(tmp.path()))?;
+        }
+        drop(file);
+        let shard = fsutil::parent_dir(dest);
+        fs::create_dir_all(shard).map_err(CacheError::io(shard))?;
+        // Another process may install the same blob at the same time: both renames carry the
+        // same bytes, so whichever lands last is equally correct.
+        tmp.persist(dest).map_err(CacheError::io(dest))
+    }
+
+    /// Whether a blob with this digest is stored (by name and size; content is checked on
+    /// read). Counts as a use for eviction.
+    pub fn contains(&self, digest: &Digest) -> bool {
+        let path = self.entry_path(Kind::Blob, digest);
+        if fsutil::is_file_of_size(&path, digest.size) {
+            self.note_used(Kind::Blob, digest, digest.size);
+            true
+        } else {
+            self.note_gone(Kind::Blob, digest);
+            false
+        }
+    }
+
+    /// Reads and verifies a blob. `Ok(None)` when it is missing (perhaps just evicted by another
+    /// process) or corrupt (then it is also deleted).
+    pub fn read(&self, digest: &Digest) -> Result<Option<Vec<u8>>> {
+        let path = self.entry_path(Kind::Blob, digest);
+        let bytes = match fs::read(&path) {
+            Ok(bytes) => bytes,
+            Err(e) if e.kind() == io::ErrorKind::NotFound => {
+                self.note_gone(Kind::Blob, digest);
+                return Ok(None);
+            }
+            Err(e) => return Err(CacheError::io(&path)(e)),
+        };
+        if Digest::of_bytes(digest.function, &bytes) != *digest {
+            self.discard_corrupt(Kind::Blob, digest, &path);
+            return Ok(None);
+        }
+        self.note_used(Kind::Blob, digest, digest.size);
+        Ok(Some(bytes))
+    }
+
+    /// Writes a verified copy of a blob to `dest` (mode 0755 if `executable`, else 0644),
+    /// atomically via a temp file in `dest`'s directory, creating that directory if needed.
+    /// The copy uses `copy_file_range`, so reflink-capable file systems share extents; it is
+    /// never a hard link, so editing `dest` cannot change the CAS. Returns `false` when the blob
+    /// is missing or corrupt (a corrupt blob is deleted).
+    pub fn materialize(&self, digest: &Digest, dest: &Path, executable: bool) -> Result<bool> {
+        let mode = if executable { 0o755 } else { 0o644 };
+        self.copy_out(digest, dest, mode)
+    }
+
+    /// Puts a verified blob into a sandbox staging directory at `dest`. A non-executable blob
+    /// is hard-linked (falling back to a copy across devices), which is safe only because the
+    /// sandbox mounts its inputs read-only; an executable one is copied with mode 0555, since
+    /// the shared blob inode is 0444. Returns `false` when the blob is missing or corrupt.
+    pub fn link_for_sandbox(&self, digest: &Digest, dest: &Path, executable: bool) -> Result<bool> {
+        if executable {
+            return self.copy_out(digest, dest, 0o555);
+        }
+        let src = self.entry_path(Kind::Blob, digest);
+        match Digest::of_file(digest.function, &src) {
+            Ok(actual) if actual == *digest => {}
+            Ok(_) => {
+                self.discard_corrupt(Kind::Blob, digest, &src);
+                return Ok(false);
+            }
+            Err(e) if e.kind() == io::ErrorKind::NotFound => {
+                self.note_gone(Kind::Blob, digest);
+                return Ok(false);
+            }
+            Err(e) => return Err(CacheError::io(&src)(e)),
+        }
+        let parent = fsutil::parent_dir(dest);
+        fs::create_dir_all(parent).map_err(CacheError::io(parent))?;
+        match fs::hard_link(&src, dest) {
+            Ok(()) => {
+                self.note_used(Kind::Blob, digest, digest.size);
+                Ok(true)
+            }
+            Err(e) if e.kind() == io::ErrorKind::NotFound && !src.exists() => {
+                self.note_gone(Kind::Blob, digest);
+                Ok(false)
+            }
+            Err(e)
+                if e.kind() == io::ErrorKind::CrossesDevices
+                    || e.raw_os_error() == Some(libc::EMLINK)
+                    || e.raw_os_error() == Some(libc::EPERM) =>
+            {
+                self.copy_out(digest, dest, BLOB_MODE)
+            }
+            Err(e) => Err(CacheError::io(dest)(e)),
+        }
+    }
+
+    /// Copies a blob to a temp file beside `dest`, verifies the copy, sets `mode`, renames.
+    fn copy_out(&self, digest: &Digest, dest: &Path, mode: u32) -> Result<bool> {
+        let src = self.entry_path(Kind::Blob, digest);
+        if !src.exists() {
+            self.note_gone(Kind::Blob, digest);
+            return Ok(false);
+        }
+        let parent = fsutil::parent_dir(dest);
+        fs::create_dir_all(parent).map_err(CacheError::io(parent))?;
+        let (tmp, file) = TempFile::create_in(parent).map_err(CacheError::io(parent))?;
+        drop(file);
+        if let Err(e) = fs::copy(&src, tmp.path()) {
+            if e.kind() == io::ErrorKind::NotFound && !src.exists() {
+                // Evicted by another process since the check above.
+                self.note_gone(Kind::Blob, digest);
+                return Ok(false);
+            }
+            return Err(CacheError::io(dest)(e));
+        }
+        // Hash what the caller will actually get, not the source.
+        let copied = Digest::of_file(digest.function, tmp.path()).map_err(CacheError::io(dest))?;
+        if copied != *digest {
+            self.discard_corrupt(Kind::Blob, digest, &src);
+            return Ok(false);
+        }
+        fs::set_permissions(
+            tmp.path(),
+            std::os::unix::fs::PermissionsExt::from_mode(mode),
+        )
+        .map_err(CacheError::io(dest))?;
+        tmp.persist(dest).map_err(CacheError::io(dest))?;
+        self.note_used(Kind::Blob, digest, digest.size);
+        Ok(true)
+    }
+}

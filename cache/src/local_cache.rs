@@ -1,0 +1,259 @@
+//! [`LocalCache`]: the per-user store shared by every workspace and every kiln process, its
+//! on-disk layout, configuration, statistics and warnings.
+//!
+//! ```text
+//! <root>/cas/<fn>/<2 hex>/<64 hex>   CAS blobs, mode 0444, content always matches the name
+//! <root>/ac/<fn>/<2 hex>/<64 hex>    action-cache entries (checked opaque bytes)
+//! <root>/tmp/                        temp files; those older than an hour are removed at open
+//! <root>/index.sqlite                size and last access of every entry (WAL)
+//! ```
+//!
+//! The CAS methods live in `cas.rs`, the action cache in `action_cache.rs`, eviction in
+//! `gc.rs`; they are all `impl LocalCache` blocks over the state defined here.
+
+use std::fmt;
+use std::fs;
+use std::path::{Path, PathBuf};
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::Mutex;
+use std::time::Duration;
+
+use crate::db;
+use crate::digest::Digest;
+use crate::error::{CacheError, Result};
+use crate::fsutil;
+use crate::index::{Index, Key, Kind};
+
+/// Temp files older than this are leftovers of a crashed process.
+const STALE_TEMP_AGE: Duration = Duration::from_secs(3600);
+/// At most this many warnings are kept until [`LocalCache::take_warnings`].
+const MAX_WARNINGS: usize = 1024;
+
+/// Settings of a [`LocalCache`].
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct CacheConfig {
+    /// Size cap in bytes (CAS plus action cache) enforced by [`LocalCache::enforce_cap`].
+    pub max_size_bytes: u64,
+    /// `fsync` each new blob before renaming it into place (slower; survives power loss).
+    pub fsync: bool,
+}
+
+impl Default for CacheConfig {
+    /// A 10 GiB cap, no fsync.
+    fn default() -> Self {
+        CacheConfig {
+            max_size_bytes: 10 << 30,
+            fsync: false,
+        }
+    }
+}
+
+/// Counts over the cache, from the index.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub struct CacheStats {
+    /// Number of CAS blobs.
+    pub blobs: u64,
+    /// Total bytes of CAS blobs and action-cache entries.
+    pub bytes: u64,
+    /// Number of action-cache entries.
+    pub ac_entries: u64,
+}
+
+/// Something the cache repaired on its own and the user may want to hear about.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum CacheWarning {
+    /// A blob's content did not match its name; it was deleted and treated as a miss.
+    CorruptBlob {
+        /// The digest the blob was stored under.
+        digest: Digest,
+        /// The deleted file.
+        path: PathBuf,
+    },
+    /// An action-cache entry failed its integrity check; it was deleted and treated as a miss.
+    CorruptActionResult {
+        /// The action digest.
+        action: Digest,
+        /// The deleted file.
+        path: PathBuf,
+    },
+    /// The index could not be updated (the cache still works; eviction may lag).
+    Index(String),
+}
+
+impl fmt::Display for CacheWarning {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self {
+            CacheWarning::CorruptBlob { digest, path } => write!(
+                f,
+                "Removed corrupt cache blob `{}` (expected `{digest}`)",
+                path.display()
+            ),
+            CacheWarning::CorruptActionResult { action, path } => write!(
+                f,
+                "Removed corrupt action-cache entry `{}` for action `{action}`",
+                path.display()
+            ),
+            CacheWarning::Index(msg) => write!(f, "Cache index not updated: {msg}"),
+        }
+    }
+}
+
+/// The per-user content-addressed store and action cache. Safe to share between threads;
+/// several processes may open the same root at once.
+pub struct LocalCache {
+    pub(crate) root: PathBuf,
+    pub(crate) config: CacheConfig,
+    pub(crate) index: Index,
+    corrupt: AtomicU64,
+    warnings: Mutex<Vec<CacheWarning>>,
+}
+
+/// The default cache root: `$KILN_CACHE_DIR`, else `$XDG_CACHE_HOME/kiln`, else
+/// `~/.cache/kiln`; `None` when none of these variables is set.
+pub fn default_root() -> Option<PathBuf> {
+    let var = |name| {
+        std::env::var_os(name)
+            .filter(|v| !v.is_empty())
+            .map(PathBuf::from)
+    };
+    if let Some(dir) = var("KILN_CACHE_DIR") {
+        return Some(dir);
+    }
+    if let Some(xdg) = var("XDG_CACHE_HOME").filter(|p| p.is_absolute()) {
+        return Some(xdg.join("kiln"));
+    }
+    var("HOME").map(|home| home.join(".cache").join("kiln"))
+}
+
+impl LocalCache {
+    /// Opens (creating if needed) the cache at `root` and removes stale temp files.
+    /// If the index is new (first use, or deleted), it is rebuilt from the files on disk.
+    pub fn open(root: &Path, config: CacheConfig) -> Result<LocalCache> {
+        for dir in ["cas", "ac", "tmp"] {
+            let dir = root.join(dir);
+            fs::create_dir_all(&dir).map_err(CacheError::io(&dir))?;
+        }
+        fsutil::remove_stale(&root.join("tmp"), STALE_TEMP_AGE);
+        let (index, fresh) = Index::open(&root.join("index.sqlite"))?;
+        let cache = LocalCache {
+            root: root.to_path_buf(),
+            config,
+            index,
+            corrupt: AtomicU64::new(0),
+            warnings: Mutex::new(Vec::new()),
+        };
+        if fresh {
+            cache.rebuild_index()?;
+        }
+        Ok(cache)
+    }
+
+    /// The root directory.
+    pub fn root(&self) -> &Path {
+        &self.root
+    }
+
+    /// The configuration the cache was opened with.
+    pub fn config(&self) -> CacheConfig {
+        self.config
+    }
+
+    /// Counts of blobs, action-cache entries and bytes.
+    pub fn stats(&self) -> Result<CacheStats> {
+        let t = self.index.totals()?;
+        Ok(CacheStats {
+            blobs: t.blobs,
+            bytes: t.bytes,
+            ac_entries: t.ac_entries,
+        })
+    }
+
+    /// Writes pending last-access updates to the index (also done periodically and on drop).
+    pub fn flush(&self) -> Result<()> {
+        self.index.flush()
+    }
+
+    /// Number of corrupt blobs and action-cache entries found (and removed) by this instance.
+    pub fn corrupt_count(&self) -> u64 {
+        self.corrupt.load(Ordering::Relaxed)
+    }
+
+    /// Drains the warnings collected since the last call, for the caller to log.
+    pub fn take_warnings(&self) -> Vec<CacheWarning> {
+        std::mem::take(&mut *db::lock(&self.warnings))
+    }
+
+    pub(crate) fn tmp_dir(&self) -> PathBuf {
+        self.root.join("tmp")
+    }
+
+    /// `<root>/<store>/<fn>/<2 hex>/<hex>`.
+    pub(crate) fn entry_path(&self, kind: Kind, digest: &Digest) -> PathBuf {
+        let store = match kind {
+            Kind::Blob => "cas",
+            Kind::Action => "ac",
+        };
+        let hex = digest.hex();
+        self.root
+            .join(store)
+            .join(digest.function.name())
+            .join(&hex[..2])
+            .join(hex)
+    }
+
+    pub(crate) fn key(kind: Kind, digest: &Digest) -> Key {
+        Key {
+            kind,
+            function: digest.function,
+            hash: digest.hash,
+        }
+    }
+
+    /// Records a use of an entry in the index; an index failure becomes a warning.
+    pub(crate) fn note_used(&self, kind: Kind, digest: &Digest, size: u64) {
+        if let Err(e) = self.index.touch(Self::key(kind, digest), size) {
+            self.warn(CacheWarning::Index(e.to_string()));
+        }
+    }
+
+    /// Records that an entry's file is gone.
+    pub(crate) fn note_gone(&self, kind: Kind, digest: &Digest) {
+        if let Err(e) = self.index.forget(Self::key(kind, digest)) {
+            self.warn(CacheWarning::Index(e.to_string()));
+        }
+    }
+
+    /// Deletes a corrupt entry, drops it from the index and records a warning.
+    pub(crate) fn discard_corrupt(&self, kind: Kind, digest: &Digest, path: &Path) {
+        let _ = fs::remove_file(path);
+        self.note_gone(kind, digest);
+        self.corrupt.fetch_add(1, Ordering::Relaxed);
+        let path = path.to_path_buf();
+        self.warn(match kind {
+            Kind::Blob => CacheWarning::CorruptBlob {
+                digest: *digest,
+                path,
+            },
+            Kind::Action => CacheWarning::CorruptActionResult {
+                action: *digest,
+                path,
+            },
+        });
+    }
+
+    pub(crate) fn warn(&self, warning: CacheWarning) {
+        let mut warnings = db::lock(&self.warnings);
+        if warnings.len() < MAX_WARNINGS {
+            warnings.push(warning);
+        }
+    }
+}
+
+impl fmt::Debug for LocalCache {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("LocalCache")
+            .field("root", &self.root)
+            .field("config", &self.config)
+            .finish_non_exhaustive()
+    }
+}
