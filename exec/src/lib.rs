@@ -1,1 +1,83 @@
-//! The sandbox: placeholder until the sandbox module lands.
+//! `kiln-exec`: the one place in Kiln that spawns processes. It runs one build action in a
+//! Linux sandbox and hands back its exit, output streams and output files.
+//!
+//! # API
+//!
+//! ```no_run
+//! use kiln_exec::{InputFile, Sandbox, SandboxConfig, SandboxRequest};
+//!
+//! let sandbox = Sandbox::new(SandboxConfig {
+//!     helper: std::env::current_exe().unwrap(), // must handle `HELPER_ARG`, see below
+//!     mode_override: None,                      // probe namespaces, else plain
+//! });
+//! if let Some(why) = sandbox.fallback_reason() {
+//!     eprintln!("Sandboxing unavailable, running actions unisolated: {why}");
+//! }
+//! let outcome = sandbox.run(&SandboxRequest {
+//!     argv: vec!["/bin/sh".into(), "-c".into(), "tr a-z A-Z < in.txt > out.txt".into()],
+//!     env: vec![("PATH".into(), "/usr/bin:/bin".into())],
+//!     inputs: vec![InputFile { path: "in.txt".into(), source: "/cas/ab12".into(), executable: false }],
+//!     outputs: vec!["out.txt".into()],
+//!     scratch: "/var/kiln/sandbox/42".into(),
+//!     ..Default::default()
+//! })?;
+//! let (_, host_path) = &outcome.outputs[0]; // Some(scratch/root/out.txt) if produced
+//! // Move outputs into the CAS, then drop `outcome`: that removes the scratch directory.
+//! # Ok::<(), kiln_exec::ExecError>(())
+//! ```
+//!
+//! The binary named as `helper` (the `kiln` binary) must start with
+//! `if std::env::args().nth(1).as_deref() == Some(kiln_exec::HELPER_ARG) { kiln_exec::helper_main() }`
+//! before it starts any thread.
+//!
+//! # Modes
+//!
+//! * [`SandboxMode::Namespaces`]: kiln starts the helper (a fresh, single-threaded process,
+//!   as `CLONE_NEWUSER` requires), which unshares user, pid, uts, ipc and (unless
+//!   `network`) net namespaces, maps the caller to root, and forks pid 1 of the new pid
+//!   namespace. That enters its own mount namespace and builds a root on a tmpfs: read-only system directories, a few `/dev`
+//!   nodes, fresh `/proc`, private `/tmp` (`TMPDIR`), the staged exec root at [`EXEC_ROOT`]
+//!   (writable, every input read-only), extra read-only mounts; then `pivot_root`, hostname
+//!   `localhost`, loopback up, and exec with exactly the requested environment plus `TMPDIR`.
+//!   Undeclared files are absent; writing to an input fails with `EROFS` or `EBUSY`.
+//! * [`SandboxMode::Plain`]: the action runs in `scratch/root` with a cleared environment
+//!   in its own process group; inputs are read-only copies. No isolation: use only where
+//!   namespaces are unavailable, and say so ([`Sandbox::fallback_reason`]).
+//!
+//! In both modes the whole process tree is killed on timeout, when the action exits, and
+//! when kiln dies (`PR_SET_PDEATHSIG`; in namespaces mode the pid namespace's init dies too).
+//!
+//! # Module map
+//!
+//! `request` (types), `validate` (path checks), `staging` (scratch/root), `plan` (which
+//! paths become read-only mounts), `sandbox` (the driver), `child` (poll loop, timeout,
+//! line hooks), `plain`, `namespaced` (kiln side of the helper), `protocol` (helper
+//! messages), `helper` (helper and init processes), `namespaces` (unshare, id maps,
+//! loopback, probe), `mounts` (the new root), `scratch` (its lifetime).
+
+mod child;
+mod error;
+mod helper;
+mod mounts;
+mod namespaced;
+mod namespaces;
+mod plain;
+mod plan;
+mod protocol;
+mod request;
+mod sandbox;
+mod scratch;
+mod staging;
+mod validate;
+
+pub use child::RunHooks;
+pub use error::{ErrorKind, ExecError};
+pub use helper::{helper_main, HELPER_ARG};
+pub use namespaces::probe_namespaces;
+pub use request::{ExitKind, ExtraMount, InputFile, SandboxMode, SandboxOutcome, SandboxRequest};
+pub use sandbox::{Sandbox, SandboxConfig};
+pub use scratch::Scratch;
+
+/// The exec root every sandboxed action sees (its working directory by default), so no
+/// host path ever reaches a command line or an output.
+pub const EXEC_ROOT: &str = "/kiln/execroot";

@@ -1,0 +1,190 @@
+//! Runs one started process to completion on the calling thread: reads its stdout and
+//! stderr with `poll` (calling the line hooks as lines arrive), enforces the timeout, and
+//! kills its whole process group when it times out or exits (no stragglers).
+
+use std::io::{self, Read};
+use std::os::fd::{AsFd, FromRawFd, OwnedFd};
+use std::process::{Child, ExitStatus};
+use std::time::{Duration, Instant};
+
+use nix::errno::Errno;
+use nix::poll::{poll, PollFd, PollFlags, PollTimeout};
+use nix::sys::signal::{killpg, Signal};
+use nix::unistd::Pid;
+
+/// Callbacks that see output lines while the action runs (e.g. rustc's artifact
+/// notifications on stderr). Lines are passed without the trailing newline, lossily
+/// decoded as UTF-8.
+#[derive(Clone, Copy, Default)]
+pub struct RunHooks<'a> {
+    /// Called for each stdout line.
+    pub on_stdout_line: Option<&'a (dyn Fn(&str) + Sync)>,
+    /// Called for each stderr line.
+    pub on_stderr_line: Option<&'a (dyn Fn(&str) + Sync)>,
+}
+
+/// What the process left behind.
+pub(crate) struct Captured {
+    pub status: ExitStatus,
+    pub timed_out: bool,
+    pub stdout: Vec<u8>,
+    pub stderr: Vec<u8>,
+}
+
+/// How long to keep reading after the process group was killed.
+const DRAIN: Duration = Duration::from_secs(2);
+/// Poll period when pidfd_open is unavailable.
+const TICK: Duration = Duration::from_millis(5);
+
+/// Pumps `child` (spawned with piped stdout/stderr as leader of its own process group).
+pub(crate) fn run(
+    mut child: Child,
+    timeout: Option<Duration>,
+    hooks: RunHooks<'_>,
+) -> io::Result<Captured> {
+    let start = Instant::now();
+    let group = Pid::from_raw(child.id() as i32);
+    let mut out = Stream::new(child.stdout.take(), hooks.on_stdout_line);
+    let mut err = Stream::new(child.stderr.take(), hooks.on_stderr_line);
+    let pidfd = pidfd_open(child.id());
+    let mut status = None;
+    let mut timed_out = false;
+    let mut drain_until = None;
+    loop {
+        if status.is_none() {
+            if let Some(st) = child.try_wait()? {
+                let _ = killpg(group, Signal::SIGKILL);
+                status = Some(st);
+                drain_until = Some(Instant::now() + DRAIN);
+            } else if timeout.is_some_and(|t| start.elapsed() >= t) {
+                let _ = killpg(group, Signal::SIGKILL);
+                status = Some(child.wait()?);
+                timed_out = true;
+                drain_until = Some(Instant::now() + DRAIN);
+            }
+        }
+        let open = out.is_open() || err.is_open();
+        if status.is_some() && (!open || drain_until.is_some_and(|d| Instant::now() >= d)) {
+            break;
+        }
+        let mut wait = drain_until
+            .or_else(|| timeout.map(|t| start + t))
+            .map(|d| d.saturating_duration_since(Instant::now()));
+        if status.is_none() && pidfd.is_none() {
+            wait = Some(wait.map_or(TICK, |w| w.min(TICK)));
+        }
+        let mut fds = Vec::with_capacity(3);
+        for stream in [&out, &err] {
+            if let Some(fd) = &stream.pipe {
+                fds.push(PollFd::new(fd.as_fd(), PollFlags::POLLIN));
+            }
+        }
+        if let (None, Some(fd)) = (status, &pidfd) {
+            fds.push(PollFd::new(fd.as_fd(), PollFlags::POLLIN));
+        }
+        let ms = wait.map_or(PollTimeout::NONE, |w| {
+            PollTimeout::try_from(w.as_millis().min(60_000) as i32 + 1).unwrap_or(PollTimeout::MAX)
+        });
+        match poll(&mut fds, ms) {
+            Ok(_) | Err(Errno::EINTR) => {}
+            Err(e) => return Err(e.into()),
+        }
+        drop(fds);
+        out.pump()?;
+        err.pump()?;
+    }
+    out.finish();
+    err.finish();
+    Ok(Captured {
+        status: status.expect("loop ends only after the child was reaped"),
+        timed_out,
+        stdout: out.buf,
+        stderr: err.buf,
+    })
+}
+
+/// One output pipe, its captured bytes, and the line hook.
+struct Stream<'a> {
+    pipe: Option<std::fs::File>,
+    buf: Vec<u8>,
+    scanned: usize,
+    line_start: usize,
+    hook: Option<&'a (dyn Fn(&str) + Sync)>,
+}
+
+impl<'a> Stream<'a> {
+    fn new(pipe: Option<impl Into<OwnedFd>>, hook: Option<&'a (dyn Fn(&str) + Sync)>) -> Self {
+        let pipe = pipe.map(|p| std::fs::File::from(p.into()));
+        if let Some(p) = &pipe {
+            // Non-blocking, so that a pump after a spurious wake-up cannot hang.
+            let _ = nix::fcntl::fcntl(
+                p,
+                nix::fcntl::FcntlArg::F_SETFL(nix::fcntl::OFlag::O_NONBLOCK),
+            );
+        }
+        Stream {
+            pipe,
+            buf: Vec::new(),
+            scanned: 0,
+            line_start: 0,
+            hook,
+        }
+    }
+
+    fn is_open(&self) -> bool {
+        self.pipe.is_some()
+    }
+
+    /// Reads whatever is available; closes the pipe at end of file.
+    fn pump(&mut self) -> io::Result<()> {
+        let Some(pipe) = &mut self.pipe else {
+            return Ok(());
+        };
+        let mut chunk = [0u8; 65536];
+        loop {
+            match pipe.read(&mut chunk) {
+                Ok(0) => {
+                    self.pipe = None;
+                    break;
+                }
+                Ok(n) => self.buf.extend_from_slice(&chunk[..n]),
+                Err(e) if e.kind() == io::ErrorKind::WouldBlock => break,
+                Err(e) if e.kind() == io::ErrorKind::Interrupted => continue,
+                Err(e) => return Err(e),
+            }
+        }
+        self.lines();
+        Ok(())
+    }
+
+    fn lines(&mut self) {
+        let Some(hook) = self.hook else {
+            return;
+        };
+        while let Some(i) = self.buf[self.scanned..].iter().position(|&b| b == b'\n') {
+            let end = self.scanned + i;
+            hook(&String::from_utf8_lossy(&self.buf[self.line_start..end]));
+            self.scanned = end + 1;
+            self.line_start = end + 1;
+        }
+        self.scanned = self.buf.len();
+    }
+
+    /// Passes a last line without a newline to the hook.
+    fn finish(&mut self) {
+        if let Some(hook) = self.hook {
+            if self.line_start < self.buf.len() {
+                hook(&String::from_utf8_lossy(&self.buf[self.line_start..]));
+            }
+        }
+    }
+}
+
+/// A descriptor that becomes readable when the process exits (Linux 5.3+), so `poll` wakes
+/// on exit without a timer; `None` on older kernels.
+fn pidfd_open(pid: u32) -> Option<OwnedFd> {
+    // SAFETY: pidfd_open takes a pid and flags and returns a new descriptor or -1.
+    let fd = unsafe { libc::syscall(libc::SYS_pidfd_open, pid as libc::pid_t, 0) };
+    // SAFETY: a non-negative return value is a descriptor that nothing else owns.
+    (fd >= 0).then(|| unsafe { OwnedFd::from_raw_fd(fd as i32) })
+}

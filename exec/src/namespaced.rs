@@ -1,0 +1,100 @@
+//! Kiln's side of namespaces mode: writes the helper request, starts the helper, and turns
+//! its result file into an [`ExitKind`].
+
+use std::fs;
+use std::io;
+use std::os::unix::process::CommandExt;
+use std::path::Path;
+use std::process::{Command, Stdio};
+
+use crate::child::Captured;
+use crate::protocol::{HelperRequest, HelperResult};
+use crate::scratch::Scratch;
+use crate::{ExecError, ExitKind, SandboxRequest, EXEC_ROOT, HELPER_ARG};
+
+/// Writes the request for `req` into scratch and returns the helper command.
+pub(crate) fn command(
+    helper: &Path,
+    req: &SandboxRequest,
+    scratch: &Scratch,
+    read_only: Vec<String>,
+) -> Result<Command, ExecError> {
+    let argv0 = &req.argv[0];
+    let program = if argv0.starts_with('/') {
+        argv0.clone()
+    } else {
+        format!("{EXEC_ROOT}/{argv0}")
+    };
+    let cwd = match req.working_directory.as_str() {
+        "" => EXEC_ROOT.to_string(),
+        wd => format!("{EXEC_ROOT}/{wd}"),
+    };
+    let env = req
+        .env
+        .iter()
+        .filter(|(k, _)| k != "TMPDIR")
+        .map(|(k, v)| format!("{k}={v}"))
+        .chain(["TMPDIR=/tmp".to_string()])
+        .collect();
+    let helper_req = HelperRequest {
+        parent_pid: std::process::id() as i32,
+        program,
+        argv: req.argv.clone(),
+        env,
+        cwd,
+        network: req.network,
+        exec_root: scratch.exec_root(),
+        tmp: scratch.tmp(),
+        new_root: scratch.new_root(),
+        read_only,
+        mounts: req.mounts.clone(),
+        result: scratch.result_file(),
+    };
+    let new_root = scratch.new_root();
+    fs::create_dir(&new_root).map_err(|e| ExecError::io("create directory", &new_root, e))?;
+    let path = scratch.request_file();
+    let json = serde_json::to_vec(&helper_req).expect("request serializes");
+    fs::write(&path, json).map_err(|e| ExecError::io("write", &path, e))?;
+    let mut cmd = Command::new(helper);
+    cmd.arg(HELPER_ARG)
+        .arg(&path)
+        .env_clear()
+        .stdin(Stdio::null())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .process_group(0);
+    Ok(cmd)
+}
+
+/// Reads the helper's verdict.
+pub(crate) fn exit_kind(
+    helper: &Path,
+    req: &SandboxRequest,
+    scratch: &Scratch,
+    captured: &Captured,
+) -> Result<ExitKind, ExecError> {
+    if captured.timed_out {
+        return Ok(ExitKind::TimedOut);
+    }
+    let result = fs::read(scratch.result_file())
+        .ok()
+        .and_then(|bytes| serde_json::from_slice::<HelperResult>(&bytes).ok());
+    match result {
+        Some(HelperResult::Exited(code)) => Ok(ExitKind::Code(code)),
+        Some(HelperResult::Signaled(sig)) => Ok(ExitKind::Signal(sig)),
+        Some(HelperResult::ExecFailed(errno)) => Err(ExecError::Exec {
+            argv0: req.argv[0].clone(),
+            source: io::Error::from_raw_os_error(errno),
+        }),
+        Some(HelperResult::SetupFailed(msg)) => Err(ExecError::Setup(msg)),
+        None => {
+            let stderr = String::from_utf8_lossy(&captured.stderr);
+            let tail: String = stderr.chars().rev().take(2000).collect();
+            Err(ExecError::Helper {
+                helper: helper.into(),
+                status: captured.status.to_string(),
+                stderr: tail.chars().rev().collect(),
+            })
+        }
+    }
+}

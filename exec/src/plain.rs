@@ -1,0 +1,54 @@
+//! Plain mode, for hosts without user namespaces: the action runs in the staged exec root
+//! (`scratch/root`) with a cleared environment, in its own process group, and dies with
+//! kiln. Nothing hides the rest of the host: paths outside the exec root stay readable and,
+//! permissions allowing, writable. Inputs are copies, so the sources stay intact.
+
+use std::os::unix::process::{CommandExt, ExitStatusExt};
+use std::process::{Command, ExitStatus, Stdio};
+
+use nix::sys::prctl::set_pdeathsig;
+use nix::sys::signal::Signal;
+use nix::unistd::getppid;
+
+use crate::scratch::Scratch;
+use crate::{ExitKind, SandboxRequest};
+
+/// The command for `req`; `argv[0]` is resolved against the staged exec root.
+pub(crate) fn command(req: &SandboxRequest, scratch: &Scratch) -> Command {
+    let root = scratch.exec_root();
+    let argv0 = &req.argv[0];
+    let mut cmd = Command::new(root.join(argv0));
+    let parent = std::process::id() as i32;
+    cmd.arg0(argv0)
+        .args(&req.argv[1..])
+        .env_clear()
+        .envs(req.env.iter().map(|(k, v)| (k, v)))
+        .env("TMPDIR", scratch.tmp())
+        .current_dir(root.join(&req.working_directory))
+        .stdin(Stdio::null())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .process_group(0);
+    // SAFETY: runs between fork and exec in the child and makes only two syscalls (prctl,
+    // getppid) without allocating; the parent's pid was read before the fork.
+    unsafe {
+        cmd.pre_exec(move || {
+            set_pdeathsig(Signal::SIGKILL)?;
+            if getppid().as_raw() != parent {
+                return Err(std::io::Error::other("kiln exited"));
+            }
+            Ok(())
+        });
+    }
+    cmd
+}
+
+/// The exit of a plain-mode action.
+pub(crate) fn exit_kind(status: ExitStatus, timed_out: bool) -> ExitKind {
+    match (timed_out, status.code(), status.signal()) {
+        (true, _, _) => ExitKind::TimedOut,
+        (_, Some(code), _) => ExitKind::Code(code),
+        (_, None, Some(sig)) => ExitKind::Signal(sig),
+        _ => ExitKind::Code(-1),
+    }
+}

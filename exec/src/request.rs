@@ -1,0 +1,106 @@
+//! What the caller asks for (`SandboxRequest`) and what it gets back (`SandboxOutcome`).
+
+use std::path::PathBuf;
+use std::time::Duration;
+
+use serde::{Deserialize, Serialize};
+
+use crate::scratch::Scratch;
+
+/// One input file, staged at `path` (exec-root relative) from the host file `source`.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct InputFile {
+    /// Where the action sees the file, relative to [`crate::EXEC_ROOT`].
+    pub path: String,
+    /// Host file to hard-link (or copy) from; it is never modified.
+    pub source: PathBuf,
+    /// Whether the staged file must carry the executable bits.
+    pub executable: bool,
+}
+
+/// A host directory (or file) exposed read-only at a fixed absolute path in the sandbox,
+/// e.g. a toolchain at `/kiln/toolchains/go`. Not available in plain mode.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct ExtraMount {
+    /// The host path.
+    pub host: PathBuf,
+    /// Absolute path inside the sandbox; must lie outside [`crate::EXEC_ROOT`].
+    pub sandbox_path: String,
+}
+
+/// One action to run.
+#[derive(Debug, Clone, Default)]
+pub struct SandboxRequest {
+    /// `argv[0]` is exec-root relative, or an absolute system path such as `/bin/bash`.
+    /// There is no `PATH` lookup.
+    pub argv: Vec<String>,
+    /// The complete environment; the sandbox adds only `TMPDIR` (a private writable dir).
+    pub env: Vec<(String, String)>,
+    /// Exec-root-relative working directory; `""` is the exec root. Created if missing.
+    pub working_directory: String,
+    /// Files the action may read.
+    pub inputs: Vec<InputFile>,
+    /// Extra (possibly empty) directories that are part of the input tree.
+    pub input_dirs: Vec<String>,
+    /// Exec-root-relative output files the action should produce; parents are created.
+    pub outputs: Vec<String>,
+    /// Exec-root-relative output directories (tree outputs); created empty before the run.
+    pub output_dirs: Vec<String>,
+    /// `false`: a private network namespace with only loopback; `true`: the host network.
+    pub network: bool,
+    /// Kill the whole process tree after this long.
+    pub timeout: Option<Duration>,
+    /// Host directory for staging; must be absent or empty. It lives until the
+    /// [`SandboxOutcome`] (its `scratch` field) is dropped.
+    pub scratch: PathBuf,
+    /// Extra read-only mounts (namespaces mode only).
+    pub mounts: Vec<ExtraMount>,
+}
+
+/// How the action ended.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum ExitKind {
+    /// It exited with this code.
+    Code(i32),
+    /// It was killed by this signal.
+    Signal(i32),
+    /// It ran past `timeout` and was killed with its whole process tree.
+    TimedOut,
+}
+
+/// How actions are isolated.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum SandboxMode {
+    /// User, mount, pid, net, uts and ipc namespaces; inputs read-only; nothing else visible.
+    Namespaces,
+    /// A staged directory, a cleared environment and a process group; no isolation.
+    Plain,
+}
+
+/// The result of a run that started.
+#[derive(Debug)]
+pub struct SandboxOutcome {
+    /// How the action ended.
+    pub exit: ExitKind,
+    /// Everything it wrote to stdout.
+    pub stdout: Vec<u8>,
+    /// Everything it wrote to stderr.
+    pub stderr: Vec<u8>,
+    /// Each declared output file with its host path, `None` if missing or not a regular file.
+    pub outputs: Vec<(String, Option<PathBuf>)>,
+    /// Each declared output directory with its host path, `None` if missing.
+    pub output_dirs: Vec<(String, Option<PathBuf>)>,
+    /// Wall time from the start of staging to the collection of outputs.
+    pub duration: Duration,
+    /// The mode the action ran in.
+    pub mode: SandboxMode,
+    /// Owns the scratch directory: outputs live there until this is dropped.
+    pub scratch: Scratch,
+}
+
+impl SandboxOutcome {
+    /// Exit code 0.
+    pub fn success(&self) -> bool {
+        self.exit == ExitKind::Code(0)
+    }
+}

@@ -1,0 +1,131 @@
+//! `Sandbox`: picks the mode once, then runs requests: validate, stage, run, collect.
+
+use std::fs;
+use std::path::PathBuf;
+use std::time::Instant;
+
+use crate::child::{self, RunHooks};
+use crate::scratch::Scratch;
+use crate::staging::{stage, Staging};
+use crate::{
+    namespaced, namespaces, plain, plan, validate, ExecError, SandboxMode, SandboxOutcome,
+    SandboxRequest,
+};
+
+/// How to build a [`Sandbox`].
+#[derive(Debug, Clone)]
+pub struct SandboxConfig {
+    /// Binary that calls [`crate::helper_main`] when its first argument is
+    /// [`crate::HELPER_ARG`] (the `kiln` binary itself).
+    pub helper: PathBuf,
+    /// Force a mode; `None` probes namespaces and falls back to plain.
+    pub mode_override: Option<SandboxMode>,
+}
+
+/// Runs actions; cheap to share between threads.
+#[derive(Debug, Clone)]
+pub struct Sandbox {
+    helper: PathBuf,
+    mode: SandboxMode,
+    fallback_reason: Option<String>,
+}
+
+impl Sandbox {
+    /// Picks the mode: the override, else namespaces if [`namespaces::probe_namespaces`]
+    /// succeeds, else plain (see [`Sandbox::fallback_reason`]).
+    pub fn new(config: SandboxConfig) -> Sandbox {
+        let (mode, fallback_reason) = match config.mode_override {
+            Some(mode) => (mode, None),
+            None => match namespaces::probe_namespaces() {
+                Ok(()) => (SandboxMode::Namespaces, None),
+                Err(why) => (SandboxMode::Plain, Some(why)),
+            },
+        };
+        Sandbox {
+            helper: config.helper,
+            mode,
+            fallback_reason,
+        }
+    }
+
+    /// The mode actions run in.
+    pub fn mode(&self) -> SandboxMode {
+        self.mode
+    }
+
+    /// Why the probe chose plain mode, if it did.
+    pub fn fallback_reason(&self) -> Option<&str> {
+        self.fallback_reason.as_deref()
+    }
+
+    /// Runs `req` to completion.
+    pub fn run(&self, req: &SandboxRequest) -> Result<SandboxOutcome, ExecError> {
+        self.run_with_hooks(req, RunHooks::default())
+    }
+
+    /// Runs `req`, passing output lines to `hooks` as they arrive.
+    pub fn run_with_hooks(
+        &self,
+        req: &SandboxRequest,
+        hooks: RunHooks<'_>,
+    ) -> Result<SandboxOutcome, ExecError> {
+        let start = Instant::now();
+        validate::validate(req)?;
+        let scratch = Scratch::create(&req.scratch)?;
+        let root = scratch.exec_root();
+        let how = match self.mode {
+            SandboxMode::Namespaces => Staging::LinkWhenSafe,
+            SandboxMode::Plain => Staging::Copy,
+        };
+        stage(&root, &scratch.tmp(), req, how)?;
+        let mut cmd = match self.mode {
+            SandboxMode::Namespaces => {
+                let read_only = plan::read_only_mounts(req);
+                namespaced::command(&self.helper, req, &scratch, read_only)?
+            }
+            SandboxMode::Plain => plain::command(req, &scratch),
+        };
+        let program = PathBuf::from(cmd.get_program());
+        let child = cmd.spawn().map_err(|source| match self.mode {
+            SandboxMode::Plain if source.kind() != std::io::ErrorKind::Other => ExecError::Exec {
+                argv0: req.argv[0].clone(),
+                source,
+            },
+            _ => ExecError::Spawn { program, source },
+        })?;
+        let captured = child::run(child, req.timeout, hooks)
+            .map_err(|e| ExecError::io("read the output of", &self.helper, e))?;
+        let exit = match self.mode {
+            SandboxMode::Namespaces => {
+                namespaced::exit_kind(&self.helper, req, &scratch, &captured)?
+            }
+            SandboxMode::Plain => plain::exit_kind(captured.status, captured.timed_out),
+        };
+        let collect = |paths: &[String], want_dir: bool| {
+            paths
+                .iter()
+                .map(|p| {
+                    let host = root.join(p);
+                    let ok = fs::symlink_metadata(&host).is_ok_and(|m| {
+                        if want_dir {
+                            m.is_dir()
+                        } else {
+                            m.is_file()
+                        }
+                    });
+                    (p.clone(), ok.then_some(host))
+                })
+                .collect()
+        };
+        Ok(SandboxOutcome {
+            exit,
+            stdout: captured.stdout,
+            stderr: captured.stderr,
+            outputs: collect(&req.outputs, false),
+            output_dirs: collect(&req.output_dirs, true),
+            duration: start.elapsed(),
+            mode: self.mode,
+            scratch,
+        })
+    }
+}

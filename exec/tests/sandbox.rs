@@ -1,0 +1,300 @@
+//! End-to-end tests of the sandbox through the real helper binary. Each test asserts the
+//! guarantees of the mode the host supports (namespaces here when the probe succeeds).
+
+mod support; // a directory, so Cargo does not build it as a test of its own
+
+use std::io::ErrorKind;
+use std::sync::Mutex;
+use std::time::Duration;
+
+use kiln_exec::{ExecError, ExitKind, ExtraMount, RunHooks, SandboxMode, EXEC_ROOT};
+use support::{sandbox, text, with_mode, Fixture};
+
+fn namespaces() -> bool {
+    sandbox().mode() == SandboxMode::Namespaces
+}
+
+#[test]
+fn reads_a_declared_input() {
+    let fx = Fixture::temp();
+    let mut req = fx.bash("cat pkg/in.txt");
+    req.inputs.push(fx.input("pkg/in.txt", "hello"));
+    let out = sandbox().run(&req).unwrap();
+    assert_eq!(out.exit, ExitKind::Code(0), "{}", text(&out.stderr));
+    assert_eq!(text(&out.stdout), "hello");
+}
+
+#[test]
+fn undeclared_host_files_are_invisible() {
+    let fx = Fixture::temp();
+    let secret = fx.dir.path().join("secret.txt");
+    std::fs::write(&secret, "secret").unwrap();
+    let workspace = env!("CARGO_MANIFEST_DIR");
+    let script = format!(
+        "cat {}; ls {workspace}/Cargo.toml; ls -A /root /home /work; echo status",
+        secret.display()
+    );
+    let out = sandbox().run(&fx.bash(&script)).unwrap();
+    let stdout = text(&out.stdout);
+    if out.mode == SandboxMode::Namespaces {
+        assert_eq!(stdout, "status\n", "stderr: {}", text(&out.stderr));
+        assert!(text(&out.stderr).contains("No such file or directory"));
+    } else {
+        // Plain mode hides nothing; it only promises a cleared env and the staged cwd.
+        assert!(stdout.starts_with("secret"));
+    }
+}
+
+#[test]
+fn writing_to_an_input_fails_and_keeps_the_source() {
+    let fx = Fixture::temp();
+    // `pkg/in.txt` sits next to an output (file mount); `lib/deep/x.txt` in a subtree without
+    // outputs (directory mount).
+    let next_to_output = fx.input("pkg/in.txt", "original");
+    let in_subtree = fx.input("lib/deep/x.txt", "original");
+    let sources = [next_to_output.source.clone(), in_subtree.source.clone()];
+    let mut req = fx.bash(
+        "for f in pkg/in.txt lib/deep/x.txt; do
+           echo changed > $f && echo wrote $f
+           rm -f $f && echo removed $f
+         done
+         touch lib/deep/new && echo created
+         echo out > pkg/out.txt; echo ok > scratch-file",
+    );
+    req.inputs = vec![next_to_output, in_subtree];
+    req.outputs = vec!["pkg/out.txt".into()];
+    let out = sandbox().run(&req).unwrap();
+    for source in &sources {
+        assert_eq!(std::fs::read_to_string(source).unwrap(), "original");
+    }
+    assert!(out.outputs[0].1.is_some(), "{}", text(&out.stderr));
+    if out.mode == SandboxMode::Namespaces {
+        assert_eq!(text(&out.stdout), "", "stderr: {}", text(&out.stderr));
+        let stderr = text(&out.stderr);
+        assert!(stderr.contains("Read-only file system"), "{stderr}");
+        // The exec root itself stays writable for tools' scratch files.
+        assert!(out.scratch.exec_root().join("scratch-file").exists());
+    }
+}
+
+#[test]
+fn outputs_are_collected_and_missing_ones_reported() {
+    let fx = Fixture::temp();
+    let mut req = fx.bash("mkdir -p out && echo made > out/a.txt && echo f > tree/f");
+    req.outputs = vec!["out/a.txt".into(), "out/missing.txt".into()];
+    req.output_dirs = vec!["tree".into()];
+    let out = sandbox().run(&req).unwrap();
+    assert_eq!(out.exit, ExitKind::Code(0), "{}", text(&out.stderr));
+    let (name, path) = &out.outputs[0];
+    assert_eq!(name, "out/a.txt");
+    assert_eq!(
+        std::fs::read_to_string(path.as_ref().unwrap()).unwrap(),
+        "made\n"
+    );
+    assert_eq!(out.outputs[1], ("out/missing.txt".to_string(), None));
+    let tree = out.output_dirs[0].1.as_ref().unwrap();
+    assert_eq!(std::fs::read_to_string(tree.join("f")).unwrap(), "f\n");
+    let scratch = out.scratch.path().to_path_buf();
+    drop(out);
+    assert!(!scratch.exists(), "dropping the outcome removes scratch");
+}
+
+#[test]
+fn working_directory_is_the_exec_root() {
+    let fx = Fixture::temp();
+    let out = sandbox().run(&fx.bash("pwd; hostname")).unwrap();
+    if out.mode == SandboxMode::Namespaces {
+        assert_eq!(text(&out.stdout), format!("{EXEC_ROOT}\nlocalhost\n"));
+    } else {
+        let root = out.scratch.exec_root().canonicalize().unwrap();
+        assert!(text(&out.stdout).starts_with(&format!("{}\n", root.display())));
+    }
+    let mut req = fx.bash("pwd");
+    req.working_directory = "a/b".into();
+    let out = sandbox().run(&req).unwrap();
+    assert!(text(&out.stdout).ends_with("/a/b\n"));
+}
+
+#[test]
+fn environment_is_exactly_the_requested_one_plus_tmpdir() {
+    let fx = Fixture::temp();
+    let mut req = fx.bash("");
+    req.argv = vec!["/usr/bin/env".into()];
+    req.env = vec![("B".into(), "two words".into()), ("A".into(), "1".into())];
+    let out = sandbox().run(&req).unwrap();
+    let tmp = match out.mode {
+        SandboxMode::Namespaces => "/tmp".to_string(),
+        SandboxMode::Plain => out.scratch.path().join("tmp").display().to_string(),
+    };
+    assert_eq!(
+        text(&out.stdout),
+        format!("B=two words\nA=1\nTMPDIR={tmp}\n")
+    );
+}
+
+#[test]
+fn private_network_has_loopback_but_not_the_host() {
+    let listener = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+    let port = listener.local_addr().unwrap().port();
+    let fx = Fixture::temp();
+    let script = format!("exec 3<>/dev/tcp/127.0.0.1/{port} && echo connected");
+    let mut req = fx.bash(&script);
+    let out = sandbox().run(&req).unwrap();
+    if out.mode == SandboxMode::Namespaces {
+        // Refused (not unreachable): loopback is up, but it is not the host's.
+        assert_eq!(text(&out.stdout), "");
+        assert!(
+            text(&out.stderr).contains("Connection refused"),
+            "{}",
+            text(&out.stderr)
+        );
+    }
+    req.network = true;
+    req.scratch = fx.scratch();
+    let out = sandbox().run(&req).unwrap();
+    assert_eq!(text(&out.stdout), "connected\n", "{}", text(&out.stderr));
+}
+
+#[test]
+fn the_action_runs_in_its_own_pid_namespace() {
+    let fx = Fixture::temp();
+    let out = sandbox()
+        .run(&fx.bash("echo $$ $PPID; echo /proc/[0-9]*"))
+        .unwrap();
+    if out.mode == SandboxMode::Namespaces {
+        // pid 1 is the sandbox's init (it reaps orphans); the action is its only child.
+        assert_eq!(
+            text(&out.stdout),
+            "2 1\n/proc/1 /proc/2\n",
+            "{}",
+            text(&out.stderr)
+        );
+    }
+}
+
+#[test]
+fn timeout_kills_the_whole_tree() {
+    let fx = Fixture::temp();
+    let mut req = fx.bash("sleep 1000 & echo $! > bg.pid; sleep 1000");
+    req.timeout = Some(Duration::from_millis(300));
+    let sandbox = sandbox();
+    let out = sandbox.run(&req).unwrap();
+    assert_eq!(out.exit, ExitKind::TimedOut);
+    assert!(out.duration < Duration::from_secs(10));
+    if out.mode == SandboxMode::Plain {
+        let pid = std::fs::read_to_string(out.scratch.exec_root().join("bg.pid")).unwrap();
+        let stat = std::fs::read_to_string(format!("/proc/{}/stat", pid.trim()));
+        assert!(
+            stat.is_err() || stat.unwrap().contains(") Z "),
+            "background sleep survived"
+        );
+    }
+}
+
+#[test]
+fn exit_codes_and_signals_are_reported() {
+    let fx = Fixture::temp();
+    let out = sandbox().run(&fx.bash("exit 3")).unwrap();
+    assert_eq!(out.exit, ExitKind::Code(3));
+    let out = sandbox().run(&fx.bash("kill -TERM $$")).unwrap();
+    assert_eq!(out.exit, ExitKind::Signal(15));
+    let mut req = fx.bash("");
+    req.argv = vec!["tools/missing".into()];
+    match sandbox().run(&req) {
+        Err(ExecError::Exec { argv0, source }) => {
+            assert_eq!(argv0, "tools/missing");
+            assert_eq!(source.kind(), ErrorKind::NotFound);
+        }
+        other => panic!("expected an exec error, got {other:?}"),
+    }
+}
+
+#[test]
+fn plain_mode_runs_with_relative_paths() {
+    let fx = Fixture::temp();
+    let mut tool = fx.input(
+        "tools/gen.sh",
+        "#!/bin/sh\ntr a-z A-Z < ../data/in.txt > out.txt\n",
+    );
+    tool.executable = true;
+    let data = fx.input("data/in.txt", "abc");
+    let source = data.source.clone();
+    let mut req = fx.bash("");
+    req.argv = vec!["tools/gen.sh".into()];
+    req.working_directory = "pkg".into();
+    req.inputs = vec![tool, data];
+    req.outputs = vec!["pkg/out.txt".into()];
+    for mode in [SandboxMode::Plain, SandboxMode::Namespaces] {
+        if mode == SandboxMode::Namespaces && !namespaces() {
+            continue;
+        }
+        req.scratch = fx.scratch();
+        let out = with_mode(Some(mode)).run(&req).unwrap();
+        assert_eq!(
+            out.exit,
+            ExitKind::Code(0),
+            "{mode:?}: {}",
+            text(&out.stderr)
+        );
+        let path = out.outputs[0].1.as_ref().unwrap();
+        assert_eq!(std::fs::read_to_string(path).unwrap(), "ABC");
+    }
+    // Plain mode stages copies: even root writing to one leaves the source alone.
+    let mut req = fx.bash("chmod u+w data/in.txt; echo changed > data/in.txt");
+    req.inputs = vec![fx.input("data/in.txt", "abc")];
+    let source = std::mem::replace(&mut req.inputs[0].source, source);
+    std::fs::write(&source, "abc").unwrap();
+    req.inputs[0].source = source.clone();
+    with_mode(Some(SandboxMode::Plain)).run(&req).unwrap();
+    assert_eq!(std::fs::read_to_string(&source).unwrap(), "abc");
+}
+
+#[test]
+fn stderr_lines_stream_to_the_hook() {
+    let fx = Fixture::temp();
+    let lines = Mutex::new(Vec::new());
+    let hook = |line: &str| lines.lock().unwrap().push(line.to_string());
+    let hooks = RunHooks {
+        on_stderr_line: Some(&hook),
+        ..Default::default()
+    };
+    let req = fx.bash("echo one >&2; echo out; printf 'two\\nthree' >&2");
+    let out = sandbox().run_with_hooks(&req, hooks).unwrap();
+    assert_eq!(*lines.lock().unwrap(), ["one", "two", "three"]);
+    assert_eq!(text(&out.stderr), "one\ntwo\nthree");
+    assert_eq!(text(&out.stdout), "out\n");
+}
+
+#[test]
+fn extra_mounts_are_read_only() {
+    if !namespaces() {
+        eprintln!("extra mounts need namespaces mode; skipped");
+        return;
+    }
+    let fx = Fixture::temp();
+    let toolchain = fx.dir.path().join("go");
+    std::fs::create_dir_all(toolchain.join("bin")).unwrap();
+    std::fs::write(toolchain.join("VERSION"), "go1.99").unwrap();
+    let mut req =
+        fx.bash("cat /kiln/toolchains/go/VERSION; touch /kiln/toolchains/go/x || echo ro");
+    req.mounts = vec![ExtraMount {
+        host: toolchain.clone(),
+        sandbox_path: "/kiln/toolchains/go".into(),
+    }];
+    let out = sandbox().run(&req).unwrap();
+    assert_eq!(text(&out.stdout), "go1.99ro\n", "{}", text(&out.stderr));
+    assert!(!toolchain.join("x").exists());
+}
+
+#[test]
+fn a_bad_request_is_a_user_error() {
+    let fx = Fixture::temp();
+    let mut req = fx.bash("true");
+    req.outputs = vec!["../escape".into()];
+    let err = sandbox().run(&req).unwrap_err();
+    assert_eq!(err.kind(), kiln_exec::ErrorKind::User);
+    assert!(
+        !req.scratch.exists(),
+        "nothing staged for a rejected request"
+    );
+}
