@@ -96,16 +96,16 @@ impl CacheError {
         }
     }
 
-    pub(crate) fn io(path: impl AsRef<Path>) -> impl Fn(io::Error) -> CacheError {
-        let path = path.as_ref().to_path_buf();
+    pub(crate) fn io(path: &Path) -> impl Fn(io::Error) -> CacheError {
+        let path = path.to_path_buf();
         move |source| CacheError::Io {
             path: path.clone(),
             source,
         }
     }
 
-    pub(crate) fn sqlite(path: impl AsRef<Path>) -> impl Fn(rusqlite::Error) -> CacheError {
-        let path = path.as_ref().to_path_buf();
+    pub(crate) fn sqlite(path: &Path) -> impl Fn(rusqlite::Error) -> CacheError {
+        let path = path.to_path_buf();
         move |source| CacheError::Sqlite {
             path: path.clone(),
             source,

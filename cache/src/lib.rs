@@ -1,17 +1,61 @@
 //! `kiln-cache`: digests, the per-user content-addressed store and action cache, and the
-//! per-workspace SQLite state.
+//! per-workspace SQLite state. API boundary crate: `graph`, `remote` and `cli` use only what is
+//! re-exported here.
+//!
+//! # API
+//!
+//! **Digests** ([`digest`](Digest)): [`DigestFunction`] (`Blake3` default, `Sha256`;
+//! `name()`, `FromStr`) and [`Digest`] `{ function, hash: [u8; 32], size }` with
+//! `of_bytes`, `of_file`, `of_reader`, `empty`, `hex`, `from_hex`, `Display` as `hex/size`;
+//! [`DigestWriter`] hashes while copying.
+//!
+//! **Per-user store** ([`LocalCache`], root from [`default_root`]):
+//! - `open(root, CacheConfig { max_size_bytes, fsync })`
+//! - CAS: `put_bytes`, `put_file`, `put_file_expecting` (typed [`CacheError::DigestMismatch`],
+//!   stores nothing), `contains`, `read` (verified), `materialize(digest, dest, executable)`
+//!   (verified copy, never a link), `link_for_sandbox(digest, dest, executable)` (verified hard
+//!   link for read-only sandbox mounts)
+//! - action cache: `get_action_result`, `put_action_result` (opaque bytes, integrity-checked)
+//! - size: `stats`, `gc(target_bytes)`, `enforce_cap`, `rebuild_index`, `flush`
+//! - repairs: `take_warnings`, `corrupt_count`
+//!
+//! **Per-workspace state** ([`WorkspaceState`], `<state dir>/state.sqlite`):
+//! - file-digest memo: `lookup`, `record`, `record_batch`, `load_file_memo` ([`FileMemo`]),
+//!   `forget_files`, `digest_files` (parallel stat + hash of what the memo cannot vouch for)
+//! - package memo: `get_package`, `put_package`, `remove_package`; engine values: `get_kv`,
+//!   `put_kv`; `new_build_id`
+//! - action history: `record_action(s)`, `last_two_actions` ([`ActionHistory`]), `durations`
+//!
+//! **Build lock**: [`BuildLock::acquire`] / [`BuildLock::try_acquire`] (flock on
+//! `<state dir>/lock`, holder pid in [`CacheError::LockHeld`]).
+//!
+//! # Invariants
+//! - A cache may miss but never lies: every blob read, materialized or linked is re-hashed;
+//!   a blob or action-cache entry that fails its check is deleted and is a miss.
+//! - A CAS file's name is always the digest of its content; files appear only by `rename`.
+//! - Storage and indexes key on (digest function, hash): both functions give 64 hex digits.
+//! - A blob evicted by another process is a miss, never an error.
+//! - This crate knows nothing of Starlark, BUILD files, protobuf or gRPC.
 
 mod action_cache;
+mod action_history;
 mod cas;
 mod db;
 mod digest;
 mod error;
+mod file_memo;
 mod fsutil;
 mod gc;
 mod index;
 mod local_cache;
+mod lock;
+mod workspace_state;
 
+pub use action_history::{ActionHistory, ActionRecord};
 pub use digest::{Digest, DigestFunction, DigestWriter};
 pub use error::{CacheError, ErrorKind, Result};
+pub use file_memo::{DigestedFile, FileMemo, FileStat, MemoRecord, RACY_WINDOW};
 pub use gc::GcStats;
 pub use local_cache::{default_root, CacheConfig, CacheStats, CacheWarning, LocalCache};
+pub use lock::BuildLock;
+pub use workspace_state::WorkspaceState;
