@@ -178,3 +178,327 @@ filegroup(name = "files", srcs = glob(["*.txt"]), visibility = ["//visibility:pu
         "#]],
     );
 }
+
+#[test]
+fn glob_excludes_subpackages_and_applies_exclude() {
+    check(
+        "a",
+        r#"
+//- a/BUILD
+filegroup(
+    name = "all",
+    srcs = glob(["**/*.txt"], exclude = ["skip/**", "*_test.txt"]),
+)
+filegroup(name = "hidden", srcs = glob(["*"], exclude = ["BUILD"]))
+filegroup(name = "dirs", srcs = glob(["d*"], exclude_directories = 0))
+//- a/x.txt
+//- a/x_test.txt
+//- a/.hidden.txt
+//- a/deep/er/y.txt
+//- a/skip/z.txt
+//- a/sub/BUILD.bazel
+//- a/sub/not_mine.txt
+"#,
+        expect![[r#"
+            //a:all filegroup at a/BUILD:1:1 visibility [//visibility:private]
+              srcs = [//a:.hidden.txt, //a:deep/er/y.txt, //a:x.txt]
+            //a:dirs filegroup at a/BUILD:6:1 visibility [//visibility:private]
+              srcs = [//a:deep]
+            //a:hidden filegroup at a/BUILD:5:1 visibility [//visibility:private]
+              srcs = [//a:.hidden.txt, //a:x.txt, //a:x_test.txt]
+            files: a/BUILD
+            dirs: a, a/deep, a/deep/er, a/skip, a/sub
+        "#]],
+    );
+}
+
+#[test]
+fn load_chain_and_relative_loads() {
+    check(
+        "app",
+        r#"
+//- app/BUILD.kiln
+load(":macros.bzl", "double")
+load("//tools:defs.bzl", gen = "my_genrule")
+double("x")
+gen(name = "g")
+//- app/macros.bzl
+load("//tools:defs.bzl", "my_genrule")
+def double(name):
+    native.filegroup(name = name + "_1", srcs = [name + ".txt"])
+    my_genrule(name = name + "_2")
+//- tools/BUILD
+//- tools/defs.bzl
+load(":consts.bzl", "CMD")
+def my_genrule(name):
+    native.genrule(name = name, outs = [name + ".out"], cmd = CMD)
+//- tools/consts.bzl
+CMD = "touch $@"
+"#,
+        expect![[r#"
+            //app:g genrule at app/BUILD.kiln:4:1 visibility [//visibility:private]
+              cmd = "touch $@"
+              outs = ["g.out"]
+            //app:x_1 filegroup at app/BUILD.kiln:3:1 visibility [//visibility:private]
+              srcs = [//app:x.txt]
+            //app:x_2 genrule at app/BUILD.kiln:3:1 visibility [//visibility:private]
+              cmd = "touch $@"
+              outs = ["x_2.out"]
+            files: app/BUILD.kiln, app/macros.bzl, tools/consts.bzl, tools/defs.bzl
+        "#]],
+    );
+}
+
+#[test]
+fn select_resolves_for_the_host() {
+    let fixture = r#"
+//- BUILD.bazel
+filegroup(
+    name = "f",
+    srcs = ["common.c"] + select({
+        "@platforms//os:linux": ["linux.c"],
+        "@platforms//os:macos": ["mac.c"],
+        "//conditions:default": ["other.c"],
+    }) + select({
+        "@io_bazel_rules_go//go/platform:linux": ["go_linux.c"],
+        "@rules_go//go/platform:linux_arm64": ["go_linux_arm64.c"],
+        "//conditions:default": [],
+    }),
+    data = select({"@platforms//cpu:aarch64": [":arm"], "@platforms//cpu:x86_64": [":x86"]}),
+)
+"#;
+    check(
+        "",
+        fixture,
+        expect![[r#"
+            //:f filegroup at BUILD.bazel:1:1 visibility [//visibility:private]
+              data = [//:x86]
+              srcs = [//:common.c, //:linux.c, //:go_linux.c]
+            files: BUILD.bazel
+        "#]],
+    );
+    check_on(
+        HostPlatform {
+            os: "linux".into(),
+            cpu: "aarch64".into(),
+        },
+        "",
+        fixture,
+        expect![[r#"
+            //:f filegroup at BUILD.bazel:1:1 visibility [//visibility:private]
+              data = [//:arm]
+              srcs = [//:common.c, //:linux.c, //:go_linux_arm64.c]
+            files: BUILD.bazel
+        "#]],
+    );
+    check_on(
+        HostPlatform {
+            os: "windows".into(),
+            cpu: "x86_64".into(),
+        },
+        "",
+        r#"
+//- BUILD.bazel
+filegroup(name = "f", srcs = select({"@platforms//os:linux": ["a"]}))
+"#,
+        expect![[r#"
+            BUILD.bazel:1:30: error: No key of this `select()` matches the host platform (windows x86_64) and there is no `//conditions:default`
+        "#]],
+    );
+}
+
+#[test]
+fn visibility_defaults_and_exports_files() {
+    check(
+        "p",
+        r#"
+//- p/BUILD
+package(default_visibility = ["//visibility:public"], features = ["x"])
+licenses(["notice"])
+exports_files(["a.txt"])
+exports_files(["b.txt"], visibility = ["//q:__pkg__", ":__subpackages__"])
+filegroup(name = "pub")
+filegroup(name = "own", visibility = ["//other:__pkg__"])
+config_setting(name = "opt", values = {"compilation_mode": "opt"})
+"#,
+        expect![[r#"
+            default_visibility [//visibility:public]
+            //p:own filegroup at p/BUILD:6:1 visibility [//other:__pkg__]
+            //p:pub filegroup at p/BUILD:5:1 visibility [//visibility:public]
+            exports a.txt at p/BUILD:3:1 visibility [//visibility:public]
+            exports b.txt at p/BUILD:4:1 visibility [//q:__pkg__, //p:__subpackages__]
+            files: p/BUILD
+        "#]],
+    );
+}
+
+#[test]
+fn well_known_external_loads() {
+    check(
+        "svc",
+        r#"
+//- svc/BUILD.bazel
+load("@io_bazel_rules_go//go:def.bzl", "go_library")
+load("@rules_rust//rust:defs.bzl", "rust_test")
+load("@bazel_gazelle//:def.bzl", "gazelle")
+load("@bazel_skylib//lib:paths.bzl", "paths")
+gazelle(name = "gazelle", prefix = "example.com/svc")
+go_library(name = "svc", srcs = [paths.join("x", "y.go")], importpath = "example.com/" + package_name(), cgo = 1)
+rust_test(name = "t", rustc_env = {"A": "b"}, crate_features = ["x"], tags = ["manual"], size = "small")
+"#,
+        expect![[r#"
+            //svc:svc go_library at svc/BUILD.bazel:6:1 visibility [//visibility:private]
+              cgo = true
+              importpath = "example.com/svc"
+              srcs = [//svc:x/y.go]
+            //svc:t rust_test at svc/BUILD.bazel:7:1 visibility [//visibility:private]
+              crate_features = ["x"]
+              rustc_env = {"A": "b"}
+              size = "small"
+              tags = ["manual"]
+            files: svc/BUILD.bazel
+        "#]],
+    );
+}
+
+#[test]
+fn attribute_errors_are_all_reported_at_the_call() {
+    check(
+        "a",
+        r#"
+//- a/BUILD.bazel
+genrule(name = "g", outs = ["o"], cmd = "x", foo = 1, srcs = "a.txt")
+filegroup(srcs = [])
+filegroup(name = "f", srcs = [1])
+filegroup(name = "f")
+filegroup(name = "f")
+genrule(name = "m", outs = [])
+filegroup(name = "l", srcs = ["//a/../b:c", "//x:y", "//x:y"])
+filegroup(name = "bad/../name")
+"#,
+        expect![[r#"
+            a/BUILD.bazel:1:1: error: `genrule` has no attribute `foo`
+            a/BUILD.bazel:1:1: error: `genrule` attribute `srcs`: expected a list of label strings, got `string`
+            a/BUILD.bazel:2:1: error: `filegroup` is missing mandatory attribute `name`
+            a/BUILD.bazel:3:1: error: `filegroup` attribute `srcs`: expected a list of label strings, got `list`
+            a/BUILD.bazel:5:1: error: Target `f` is already declared at a/BUILD.bazel:4:1
+            a/BUILD.bazel:6:1: error: `genrule` rule `m` is missing mandatory attribute `cmd`
+            a/BUILD.bazel:7:1: error: `filegroup` attribute `srcs`: Invalid label `//a/../b:c`: package names may not contain `..`; expected `//package:name`
+            a/BUILD.bazel:8:1: error: `filegroup` attribute `name`: Invalid label `:bad/../name`: target names may not contain `..` segments; expected `//package:name` with a name such as `file.txt` or `dir/file.txt`
+        "#]],
+    );
+}
+
+#[test]
+fn errors_carry_file_line_col() {
+    check(
+        "a",
+        "//- a/BUILD\nfilegroup(name = \"x\"\n",
+        expect![[r#"
+        a/BUILD:2:1: error: Parse error: unexpected new line, expected symbol ')'
+    "#]],
+    );
+    check(
+        "a",
+        "//- a/BUILD\nx = 'unterminated\n",
+        expect![[r#"
+        a/BUILD:1:5: error: Parse error: unfinished string literal
+    "#]],
+    );
+    check(
+        "a",
+        "//- a/BUILD\n\ncc_library(name = \"x\")\n",
+        expect![[r#"
+        a/BUILD:2:1: error: `cc_library` is not a rule Kiln provides (nor a function defined or loaded here)
+    "#]],
+    );
+    check(
+        "a",
+        "//- a/BUILD\nload(\"//a:missing.bzl\", \"x\")\n",
+        expect![[r#"
+        a/BUILD:1:6: error: Cannot load `//a:missing.bzl`: file `a/missing.bzl` does not exist
+    "#]],
+    );
+    check(
+        "a",
+        "//- a/BUILD\nload(\"@rules_cc//cc:defs.bzl\", \"cc_library\")\n",
+        expect![[r#"
+        a/BUILD:1:6: error: Kiln does not provide repository `@rules_cc` (loading `@rules_cc//cc:defs.bzl`); it provides `@io_bazel_rules_go`, `@rules_go`, `@rules_rust`, `@bazel_gazelle`, `@bazel_skylib`, `@rules_shell`
+    "#]],
+    );
+    check(
+        "a",
+        "//- a/BUILD\nload(\"@rules_go//go:def.bzl\", \"go_library\", \"cc_library\")\n",
+        expect![[r#"
+        a/BUILD:1:6: error: `cc_library` is not provided by Kiln (loading `@rules_go//go:def.bzl`); known rules: go_library
+    "#]],
+    );
+    check(
+        "a",
+        "//- a/BUILD\nload(\":m.bzl\", \"m\")\nm()\n//- a/m.bzl\ndef m():\n    fail(\"nope\")\n",
+        expect![[r#"
+            a/m.bzl:2:5: error: fail: nope
+        "#]],
+    );
+    check("a", "//- a/BUILD\nload(\":c1.bzl\", \"x\")\n//- a/c1.bzl\nload(\":c2.bzl\", \"x\")\n//- a/c2.bzl\nload(\":c1.bzl\", \"y\")\nx = 1\n", expect![[r#"
+        a/c2.bzl:1:6: error: Cycle in `load()` graph: a/c1.bzl -> a/c2.bzl -> a/c1.bzl
+    "#]]);
+    check(
+        "a",
+        "//- a/BUILD\nfilegroup(\"positional\")\n",
+        expect![[r#"
+        a/BUILD:1:1: error: `filegroup` takes keyword arguments only, as in `filegroup(name = "...", ...)`
+    "#]],
+    );
+    check(
+        "a",
+        "//- a/BUILD\nfilegroup(name = \"x\")\npackage(default_visibility = [])\n",
+        expect![[r#"
+        a/BUILD:2:1: error: `package()` must be called before any rule of the package
+    "#]],
+    );
+    check(
+        "a",
+        "//- a/BUILD\nx = glob([\"../*\"])\n",
+        expect![[r#"
+        a/BUILD:1:5: error: Invalid glob pattern `../*`: `.` and `..` segments are not allowed
+    "#]],
+    );
+    check(
+        "a",
+        "//- a/m.bzl\n",
+        expect![[r#"
+        error: No such package `//a`: no BUILD.kiln, BUILD.bazel or BUILD file in `a`
+    "#]],
+    );
+    check(
+        "a",
+        "//- a/BUILD\nload(':x.bzl', 'y')\n//- a/x.bzl\ny = glob(['*'])\n",
+        expect![[r#"
+        a/x.bzl:1:5: error: `glob` can only be called while a BUILD file is evaluated (from the BUILD file or a macro it calls), not at the top level of a `.bzl` file
+    "#]],
+    );
+}
+
+#[test]
+fn garbage_never_panics() {
+    let inputs = [
+        "def f(): return f()\nf()\n",
+        "x = 1 << 100000\nfilegroup(name = str(x)[:3], srcs = [x])\n",
+        "x = 99999999999999999999999999999\ngenrule(name = 'g', outs = [], cmd = 'x', tools = x)\n",
+        "(((((((((((((((((((((((((((((((((((((((((((((((((((((((((((((((",
+        "\u{0}\u{1}\u{ff}",
+        "load(",
+        "filegroup(name = 'x', **{'srcs': 1})",
+        "x = [1] * 100\nfor i in x:\n  filegroup(name = 'a%d' % i)\n",
+    ];
+    for input in inputs {
+        let fs = MemFs::from_fixture(&format!("//- a/BUILD\n{input}\n"));
+        let req = LoadRequest {
+            package: "a".into(),
+            platform: linux(),
+        };
+        let result = load_package(&req, &fs, RULES);
+        assert!(result.is_err(), "{input:?} loaded");
+    }
+}

@@ -88,3 +88,15 @@ pub(crate) fn call_site(eval: &Evaluator<'_, '_, '_>, fallback_file: &str) -> Lo
             column: 1,
         })
 }
+
+/// Where a rule call declares its target: the outermost call in the BUILD file (a macro's caller,
+/// as Bazel's `generator_location`), else the innermost call site.
+pub(crate) fn target_site(eval: &Evaluator<'_, '_, '_>, build_file: &str) -> Location {
+    eval.call_stack()
+        .into_frames()
+        .iter()
+        .filter_map(|frame| frame.location.as_ref())
+        .find(|span| span.filename() == build_file)
+        .map(location_of)
+        .unwrap_or_else(|| call_site(eval, build_file))
+}

@@ -46,16 +46,29 @@ impl Diagnostic {
             _ => DiagnosticKind::User,
         };
         let message = match err.kind() {
-            starlark::ErrorKind::Fail(e) => format!("fail: {e:#}"),
-            _ => format!("{:#}", err.without_diagnostic()),
+            starlark::ErrorKind::Fail(e) => format!("fail: {}", e.to_string().trim()),
+            _ => match err.span().and_then(unknown_call) {
+                Some(name) => format!(
+                    "`{name}` is not a rule Kiln provides (nor a function defined or loaded here)"
+                ),
+                None => format!("{:#}", err.without_diagnostic()).trim().to_string(),
+            },
         };
-        let message = message.trim().to_string();
         Diagnostic {
             location: err.span().map(location_of),
             message,
             kind,
         }
     }
+}
+
+/// The name of an undefined variable that the failing code calls (`cc_library(...)`), so the
+/// diagnostic can say that Kiln lacks the rule rather than just the variable.
+fn unknown_call(span: &FileSpan) -> Option<String> {
+    let name = span.source_span();
+    let is_ident = !name.is_empty() && name.chars().all(|c| c.is_alphanumeric() || c == '_');
+    let after = span.file.source().get(span.span.end().get() as usize..)?;
+    (is_ident && after.trim_start().starts_with('(')).then(|| name.to_string())
 }
 
 /// The 1-based start of a span.

@@ -18,7 +18,7 @@ use starlark::values::{
     Value,
 };
 
-use super::context::{call_site, context, package, user_error};
+use super::context::{call_site, context, package, target_site, user_error};
 use super::diag::Diagnostic;
 use crate::label::Label;
 use crate::rule_schema::{AttrKind, RuleSchema};
@@ -157,7 +157,7 @@ impl<'v> StarlarkValue<'v> for RuleFunction {
                 kind: self.name.clone(),
                 attrs,
                 visibility,
-                location,
+                location: target_site(eval, &pkg.build_file),
             };
             state.targets.insert(name, target);
         }
