@@ -39,6 +39,7 @@
 
 mod action_cache;
 mod action_history;
+mod blob_access;
 mod cas;
 mod db;
 mod digest;

@@ -1,0 +1,315 @@
+//! Integration tests of the per-user store: CAS, action cache, eviction, repairs.
+
+use std::fs;
+use std::os::unix::fs::{MetadataExt, PermissionsExt};
+use std::path::Path;
+
+use kiln_cache::{
+    CacheConfig, CacheError, CacheStats, CacheWarning, Digest, DigestFunction, LocalCache,
+};
+
+fn open(root: &Path) -> LocalCache {
+    LocalCache::open(root, CacheConfig::default()).unwrap()
+}
+
+fn blob_path(root: &Path, d: &Digest) -> std::path::PathBuf {
+    let hex = d.hex();
+    root.join("cas")
+        .join(d.function.name())
+        .join(&hex[..2])
+        .join(hex)
+}
+
+/// Overwrites a read-only blob file in place, as disk corruption or a stray tool would.
+fn clobber(path: &Path, bytes: &[u8]) {
+    fs::set_permissions(path, fs::Permissions::from_mode(0o644)).unwrap();
+    fs::write(path, bytes).unwrap();
+}
+
+#[test]
+fn put_read_roundtrip_for_both_functions() {
+    let dir = tempfile::tempdir().unwrap();
+    let cache = open(dir.path());
+    for f in DigestFunction::ALL {
+        let d = cache.put_bytes(f, b"hello").unwrap();
+        assert_eq!(d, Digest::of_bytes(f, b"hello"));
+        assert!(cache.contains(&d));
+        assert_eq!(cache.read(&d).unwrap(), Some(b"hello".to_vec()));
+        let path = blob_path(dir.path(), &d);
+        assert_eq!(fs::metadata(&path).unwrap().mode() & 0o777, 0o444);
+    }
+    let empty = cache.put_bytes(DigestFunction::Blake3, b"").unwrap();
+    assert_eq!(cache.read(&empty).unwrap(), Some(Vec::new()));
+    let absent = Digest::of_bytes(DigestFunction::Blake3, b"absent");
+    assert!(!cache.contains(&absent));
+    assert_eq!(cache.read(&absent).unwrap(), None);
+    assert_eq!(
+        cache.stats().unwrap(),
+        CacheStats {
+            blobs: 3,
+            bytes: 10,
+            ac_entries: 0
+        }
+    );
+}
+
+#[test]
+fn put_file_names_blob_by_the_bytes_stored() {
+    let dir = tempfile::tempdir().unwrap();
+    let cache = open(&dir.path().join("cache"));
+    let src = dir.path().join("src.txt");
+    fs::write(&src, b"file content").unwrap();
+    let d = cache.put_file(DigestFunction::Sha256, &src).unwrap();
+    assert_eq!(d, Digest::of_file(DigestFunction::Sha256, &src).unwrap());
+    let stored = blob_path(&dir.path().join("cache"), &d);
+    let ino = fs::metadata(&stored).unwrap().ino();
+    // Storing the same content again does not rewrite the blob.
+    assert_eq!(cache.put_file(DigestFunction::Sha256, &src).unwrap(), d);
+    assert_eq!(fs::metadata(&stored).unwrap().ino(), ino);
+    // No temp files are left behind.
+    assert_eq!(
+        fs::read_dir(dir.path().join("cache/tmp")).unwrap().count(),
+        0
+    );
+}
+
+#[test]
+fn put_file_expecting_mismatch_stores_nothing() {
+    let dir = tempfile::tempdir().unwrap();
+    let root = dir.path().join("cache");
+    let cache = open(&root);
+    let src = dir.path().join("src");
+    fs::write(&src, b"actual").unwrap();
+    let expected = Digest::of_bytes(DigestFunction::Blake3, b"expected");
+    let err = cache.put_file_expecting(&src, &expected).unwrap_err();
+    match err {
+        CacheError::DigestMismatch {
+            path,
+            expected: e,
+            actual,
+        } => {
+            assert_eq!(path, src);
+            assert_eq!(e, expected);
+            assert_eq!(actual, Digest::of_bytes(DigestFunction::Blake3, b"actual"));
+            assert!(!cache.contains(&actual));
+        }
+        other => panic!("unexpected error {other}"),
+    }
+    assert!(!cache.contains(&expected));
+    assert_eq!(fs::read_dir(root.join("tmp")).unwrap().count(), 0);
+    assert_eq!(cache.stats().unwrap().blobs, 0);
+    let good = Digest::of_bytes(DigestFunction::Blake3, b"actual");
+    assert_eq!(cache.put_file_expecting(&src, &good).unwrap(), good);
+    assert!(cache.contains(&good));
+}
+
+#[test]
+fn corrupt_or_truncated_blob_is_never_returned_and_is_removed() {
+    let dir = tempfile::tempdir().unwrap();
+    let cache = open(dir.path());
+    let out = tempfile::tempdir().unwrap();
+    for (i, bad) in [&b"HELLO"[..], &b"hel"[..], &b""[..]].iter().enumerate() {
+        let d = cache.put_bytes(DigestFunction::Blake3, b"hello").unwrap();
+        let path = blob_path(dir.path(), &d);
+        clobber(&path, bad);
+        // Each access path must refuse the bad blob; rotate which one meets it first.
+        let dest = out.path().join(format!("out{i}"));
+        match i {
+            0 => assert_eq!(cache.read(&d).unwrap(), None),
+            1 => assert!(!cache.materialize(&d, &dest, false).unwrap()),
+            _ => assert!(!cache.link_for_sandbox(&d, &dest, false).unwrap()),
+        }
+        assert!(!path.exists(), "corrupt blob must be deleted");
+        assert!(!dest.exists(), "corrupt blob must not be materialized");
+        assert_eq!(cache.read(&d).unwrap(), None);
+    }
+    assert_eq!(cache.corrupt_count(), 3);
+    let warnings = cache.take_warnings();
+    assert_eq!(warnings.len(), 3);
+    assert!(matches!(warnings[0], CacheWarning::CorruptBlob { .. }));
+    // Once re-stored, the blob is served again.
+    let d = cache.put_bytes(DigestFunction::Blake3, b"hello").unwrap();
+    assert_eq!(cache.read(&d).unwrap(), Some(b"hello".to_vec()));
+}
+
+#[test]
+fn truncated_blob_is_rewritten_by_put() {
+    let dir = tempfile::tempdir().unwrap();
+    let cache = open(dir.path());
+    let d = cache.put_bytes(DigestFunction::Blake3, b"hello").unwrap();
+    clobber(&blob_path(dir.path(), &d), b"he");
+    assert!(!cache.contains(&d));
+    cache.put_bytes(DigestFunction::Blake3, b"hello").unwrap();
+    assert_eq!(cache.read(&d).unwrap(), Some(b"hello".to_vec()));
+}
+
+#[test]
+fn materialize_gives_an_independent_copy_with_mode() {
+    let dir = tempfile::tempdir().unwrap();
+    let cache = open(&dir.path().join("cache"));
+    let d = cache
+        .put_bytes(DigestFunction::Blake3, b"#!/bin/sh\n")
+        .unwrap();
+    let blob = blob_path(&dir.path().join("cache"), &d);
+    let exe = dir.path().join("out/bin/tool");
+    assert!(cache.materialize(&d, &exe, true).unwrap());
+    let meta = fs::metadata(&exe).unwrap();
+    assert_eq!(meta.mode() & 0o777, 0o755);
+    assert_ne!(meta.ino(), fs::metadata(&blob).unwrap().ino());
+    fs::write(&exe, b"edited").unwrap();
+    assert_eq!(cache.read(&d).unwrap(), Some(b"#!/bin/sh\n".to_vec()));
+    // Materializing again replaces the edited file atomically.
+    assert!(cache.materialize(&d, &exe, false).unwrap());
+    assert_eq!(fs::read(&exe).unwrap(), b"#!/bin/sh\n");
+    assert_eq!(fs::metadata(&exe).unwrap().mode() & 0o777, 0o644);
+    let names: Vec<_> = fs::read_dir(dir.path().join("out/bin")).unwrap().collect();
+    assert_eq!(names.len(), 1, "no temp files beside the output");
+    let missing = Digest::of_bytes(DigestFunction::Blake3, b"missing");
+    assert!(!cache
+        .materialize(&missing, &dir.path().join("m"), false)
+        .unwrap());
+    assert!(!dir.path().join("m").exists());
+}
+
+#[test]
+fn link_for_sandbox_hardlinks_plain_files_and_copies_executables() {
+    let dir = tempfile::tempdir().unwrap();
+    let cache = open(&dir.path().join("cache"));
+    let d = cache.put_bytes(DigestFunction::Sha256, b"input").unwrap();
+    let blob = blob_path(&dir.path().join("cache"), &d);
+    let staged = dir.path().join("sandbox/in/a.txt");
+    assert!(cache.link_for_sandbox(&d, &staged, false).unwrap());
+    assert_eq!(
+        fs::metadata(&staged).unwrap().ino(),
+        fs::metadata(&blob).unwrap().ino()
+    );
+    let tool = dir.path().join("sandbox/in/tool");
+    assert!(cache.link_for_sandbox(&d, &tool, true).unwrap());
+    assert_eq!(fs::metadata(&tool).unwrap().mode() & 0o777, 0o555);
+    assert_ne!(
+        fs::metadata(&tool).unwrap().ino(),
+        fs::metadata(&blob).unwrap().ino()
+    );
+}
+
+#[test]
+fn blob_deleted_behind_the_cache_is_a_miss() {
+    let dir = tempfile::tempdir().unwrap();
+    let cache = open(dir.path());
+    let d = cache
+        .put_bytes(DigestFunction::Blake3, b"gone soon")
+        .unwrap();
+    fs::remove_file(blob_path(dir.path(), &d)).unwrap();
+    assert_eq!(cache.read(&d).unwrap(), None);
+    assert!(!cache.contains(&d));
+    assert!(!cache.materialize(&d, &dir.path().join("x"), false).unwrap());
+    assert!(!cache
+        .link_for_sandbox(&d, &dir.path().join("y"), false)
+        .unwrap());
+    // The index row is repaired lazily.
+    assert_eq!(cache.stats().unwrap().blobs, 0);
+    assert!(cache.take_warnings().is_empty());
+}
+
+#[test]
+fn action_results_roundtrip_and_truncated_entry_is_a_miss() {
+    let dir = tempfile::tempdir().unwrap();
+    let cache = open(dir.path());
+    let action = Digest::of_bytes(DigestFunction::Blake3, b"action");
+    assert_eq!(cache.get_action_result(&action).unwrap(), None);
+    cache.put_action_result(&action, b"result v1").unwrap();
+    cache.put_action_result(&action, b"result v2").unwrap();
+    assert_eq!(
+        cache.get_action_result(&action).unwrap(),
+        Some(b"result v2".to_vec())
+    );
+    assert_eq!(cache.stats().unwrap().ac_entries, 1);
+    // Same hash under the other function is a different entry.
+    let sha = Digest {
+        function: DigestFunction::Sha256,
+        ..action
+    };
+    assert_eq!(cache.get_action_result(&sha).unwrap(), None);
+
+    let hex = action.hex();
+    let path = dir.path().join("ac/blake3").join(&hex[..2]).join(&hex);
+    let entry = fs::read(&path).unwrap();
+    fs::write(&path, &entry[..entry.len() - 2]).unwrap();
+    assert_eq!(cache.get_action_result(&action).unwrap(), None);
+    assert!(!path.exists());
+    assert!(matches!(
+        cache.take_warnings()[..],
+        [CacheWarning::CorruptActionResult { .. }]
+    ));
+    assert_eq!(cache.stats().unwrap().ac_entries, 0);
+}
+
+#[test]
+fn gc_evicts_least_recently_used_first() {
+    let dir = tempfile::tempdir().unwrap();
+    let cache = open(dir.path());
+    let f = DigestFunction::Blake3;
+    let a = cache.put_bytes(f, &[b'a'; 100]).unwrap();
+    let b = cache.put_bytes(f, &[b'b'; 100]).unwrap();
+    let c = cache.put_bytes(f, &[b'c'; 100]).unwrap();
+    // Use `a` again: `b` is now the least recently used.
+    assert!(cache.read(&a).unwrap().is_some());
+    let stats = cache.gc(250).unwrap();
+    assert_eq!(stats.removed, 1);
+    assert_eq!(stats.freed_bytes, 100);
+    assert!(!cache.contains(&b));
+    assert!(cache.contains(&a) && cache.contains(&c));
+    assert_eq!(cache.stats().unwrap().bytes, 200);
+    // Target already met: nothing happens.
+    assert_eq!(cache.gc(1000).unwrap().removed, 0);
+}
+
+#[test]
+fn enforce_cap_keeps_total_under_the_cap() {
+    let dir = tempfile::tempdir().unwrap();
+    let config = CacheConfig {
+        max_size_bytes: 1000,
+        fsync: true,
+    };
+    let cache = LocalCache::open(dir.path(), config).unwrap();
+    let mut digests = Vec::new();
+    for i in 0..30u8 {
+        digests.push(cache.put_bytes(DigestFunction::Blake3, &[i; 100]).unwrap());
+    }
+    assert_eq!(cache.stats().unwrap().bytes, 3000);
+    let stats = cache.enforce_cap().unwrap();
+    let after = cache.stats().unwrap();
+    assert!(after.bytes <= 1000, "total {} over cap", after.bytes);
+    assert_eq!(stats.freed_bytes, 3000 - after.bytes);
+    // The newest survive, the oldest are gone, on disk too.
+    assert!(cache.contains(&digests[29]));
+    assert!(!blob_path(dir.path(), &digests[0]).exists());
+    assert_eq!(cache.enforce_cap().unwrap().removed, 0);
+}
+
+#[test]
+fn index_is_rebuilt_from_disk_and_stale_temp_files_survive_only_an_hour() {
+    let dir = tempfile::tempdir().unwrap();
+    let d;
+    {
+        let cache = open(dir.path());
+        d = cache
+            .put_bytes(DigestFunction::Sha256, b"survivor")
+            .unwrap();
+        cache.put_action_result(&d, b"r").unwrap();
+    }
+    // A crash that loses the index: the files are the truth.
+    for name in ["index.sqlite", "index.sqlite-wal", "index.sqlite-shm"] {
+        let _ = fs::remove_file(dir.path().join(name));
+    }
+    let fresh_tmp = dir.path().join("tmp/.kiln-tmp.fresh");
+    fs::write(&fresh_tmp, b"partial").unwrap();
+    let cache = open(dir.path());
+    let stats = cache.stats().unwrap();
+    assert_eq!((stats.blobs, stats.ac_entries), (1, 1));
+    assert!(
+        fresh_tmp.exists(),
+        "a recent temp file may belong to a live writer"
+    );
+    assert_eq!(cache.read(&d).unwrap(), Some(b"survivor".to_vec()));
+}
