@@ -4,7 +4,7 @@
 //!
 //! # API
 //!
-//! **Digests** ([`digest`](Digest)): [`DigestFunction`] (`Blake3` default, `Sha256`;
+//! **Digests**: [`DigestFunction`] (`Blake3` default, `Sha256`;
 //! `name()`, `FromStr`) and [`Digest`] `{ function, hash: [u8; 32], size }` with
 //! `of_bytes`, `of_file`, `of_reader`, `empty`, `hex`, `from_hex`, `Display` as `hex/size`;
 //! [`DigestWriter`] hashes while copying.

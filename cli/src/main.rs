@@ -1,1 +1,44 @@
-fn main() {}
+//! The `kiln` binary: parses the command line, opens the workspace, and runs one command.
+//! Kiln's own messages go to stderr; stdout belongs to `kiln run`'s program and `kiln query`.
+
+mod args;
+mod commands;
+mod config;
+mod events_file;
+mod exit;
+mod query;
+mod state;
+mod ui;
+mod workspace;
+
+use clap::Parser;
+
+fn main() {
+    // The sandbox helper is this same binary, started by kiln-exec with a marker argument.
+    if std::env::args().nth(1).as_deref() == Some(kiln_exec::HELPER_ARG) {
+        kiln_exec::helper_main();
+    }
+    let cli = match args::Cli::try_parse() {
+        Ok(cli) => cli,
+        Err(e) => {
+            let code = match e.kind() {
+                clap::error::ErrorKind::DisplayHelp | clap::error::ErrorKind::DisplayVersion => exit::SUCCESS,
+                _ => exit::BAD_COMMAND_LINE,
+            };
+            let _ = e.print();
+            std::process::exit(code);
+        }
+    };
+    let code = match commands::run(cli) {
+        Ok(code) => code,
+        Err(error) => {
+            let code = exit::code_of(&error);
+            let text = format!("{error:#}");
+            if !text.is_empty() {
+                eprintln!("ERROR: {text}");
+            }
+            code
+        }
+    };
+    std::process::exit(code);
+}

@@ -47,6 +47,18 @@
 //! In both modes the whole process tree is killed on timeout, when the action exits, and
 //! when kiln dies (`PR_SET_PDEATHSIG`; in namespaces mode the pid namespace's init dies too).
 //!
+//! # Limitations
+//!
+//! * Namespaces mode: read-only binds of system directories are not recursive read-only
+//!   (a submount under `/usr` would stay writable; `mount_setattr` would fix that on 5.12+).
+//!   When kiln runs as root, root inside the sandbox is host root for files that stay
+//!   visible (e.g. it can read `/etc/shadow`); nothing outside the sandbox is writable.
+//! * Output files must be regular files (a symlink output is reported as missing), and
+//!   input symlinks are not supported yet.
+//! * Plain mode: no isolation at all; background processes that leave the action's process
+//!   group survive it, and only the direct child dies with kiln. Inputs are copies, which
+//!   costs time and space on file systems without reflinks.
+//!
 //! # Module map
 //!
 //! `request` (types), `validate` (path checks), `staging` (scratch/root), `plan` (which
@@ -58,6 +70,7 @@
 mod child;
 mod error;
 mod helper;
+mod interactive;
 mod mounts;
 mod namespaced;
 mod namespaces;
@@ -73,6 +86,7 @@ mod validate;
 pub use child::RunHooks;
 pub use error::{ErrorKind, ExecError};
 pub use helper::{helper_main, HELPER_ARG};
+pub use interactive::run_interactive;
 pub use namespaces::probe_namespaces;
 pub use request::{ExitKind, ExtraMount, InputFile, SandboxMode, SandboxOutcome, SandboxRequest};
 pub use sandbox::{Sandbox, SandboxConfig};

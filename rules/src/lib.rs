@@ -1,1 +1,32 @@
-//! placeholder
+//! Rule implementations: each turns a loaded target into actions and providers through
+//! `kiln_graph::analysis`. The engine knows none of them by name; it receives [`all_rules`].
+//!
+//! - [`genrule`]: Bazel's `genrule`, a bash command with make-variable expansion.
+//! - [`filegroup`]: `filegroup` and `alias`.
+//! - [`shell`]: `sh_binary`, `sh_test`, `sh_library`.
+
+pub mod filegroup;
+pub mod genrule;
+pub mod make_vars;
+pub mod runfiles;
+pub mod shell;
+
+use kiln_graph::analysis::RuleImpl;
+
+/// Every rule Kiln provides.
+pub fn all_rules() -> Vec<Box<dyn RuleImpl>> {
+    vec![
+        Box::new(genrule::Genrule),
+        Box::new(filegroup::Filegroup),
+        Box::new(filegroup::Alias),
+        Box::new(shell::ShRule::binary()),
+        Box::new(shell::ShRule::test()),
+        Box::new(shell::ShRule::library()),
+    ]
+}
+
+/// The `PATH` Bazel gives actions with a strict action environment.
+pub const ACTION_PATH: &str = "/bin:/usr/bin:/usr/local/bin";
+
+/// Host tools every shell-based action calls; their digests go into the action's platform properties.
+pub const SHELL_TOOLS: &[&str] = &["/bin/bash"];

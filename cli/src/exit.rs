@@ -1,0 +1,47 @@
+//! Bazel's exit codes, and an error type that carries one.
+
+use std::fmt;
+
+/// Success.
+pub const SUCCESS: i32 = 0;
+/// Build failed (BUILD-file and analysis errors included).
+pub const BUILD_FAILED: i32 = 1;
+/// Bad command line.
+pub const BAD_COMMAND_LINE: i32 = 2;
+/// Build succeeded but tests failed.
+pub const TESTS_FAILED: i32 = 3;
+/// No tests found.
+pub const NO_TESTS: i32 = 4;
+/// Local environment problem.
+pub const LOCAL_ENVIRONMENT: i32 = 36;
+/// Internal error.
+pub const INTERNAL: i32 = 37;
+
+/// An error that ends the command with a specific exit code.
+#[derive(Debug)]
+pub struct Exit {
+    /// The exit code.
+    pub code: i32,
+    /// What to print (empty: nothing more to say).
+    pub message: String,
+}
+
+impl Exit {
+    /// An error with code and message.
+    pub fn new(code: i32, message: impl Into<String>) -> Self {
+        Exit { code, message: message.into() }
+    }
+}
+
+impl fmt::Display for Exit {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(&self.message)
+    }
+}
+
+impl std::error::Error for Exit {}
+
+/// The exit code for an error: its own if it carries one, else 37 (internal).
+pub fn code_of(error: &anyhow::Error) -> i32 {
+    error.downcast_ref::<Exit>().map(|e| e.code).unwrap_or(INTERNAL)
+}

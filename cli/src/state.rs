@@ -1,0 +1,239 @@
+//! The workspace's own state as the engine sees it (file-digest memo, package memo, action
+//! history), the build lock, and `kiln explain`, which reads the history back.
+
+use std::collections::{BTreeMap, HashMap};
+use std::path::Path;
+use std::sync::{Mutex, OnceLock};
+use std::time::SystemTime;
+
+use anyhow::Result;
+use kiln_cache::{BuildLock, CacheError, Digest, DigestFunction, FileMemo, FileStat, MemoRecord, WorkspaceState};
+use kiln_graph::engine::packages::PackageMemoStore;
+use kiln_graph::engine::sources::DigestMemo;
+use kiln_graph::engine::{ActionRecord, EngineState};
+
+use crate::args::ExplainArgs;
+use crate::exit::{self, Exit};
+use crate::ui::Terminal;
+use crate::workspace::Workspace;
+
+/// Key of the list of each target's actions in the last build.
+const LAST_BUILD_KEY: &str = "last_build_actions";
+
+/// The engine's view of the workspace state, buffering writes until drop.
+pub struct State {
+    dir: std::path::PathBuf,
+    db: WorkspaceState,
+    memos: Mutex<HashMap<DigestFunction, &'static FileMemo>>,
+    pending: Mutex<Vec<MemoRecord>>,
+    durations: OnceLock<HashMap<String, u64>>,
+}
+
+impl State {
+    /// Opens the state under `dir`.
+    pub fn open(dir: &Path, _terminal: &Terminal) -> Result<State> {
+        std::fs::create_dir_all(dir)
+            .map_err(|e| Exit::new(exit::LOCAL_ENVIRONMENT, format!("Cannot create `{}`: {e}", dir.display())))?;
+        let db = WorkspaceState::open(dir)
+            .map_err(|e| Exit::new(exit::LOCAL_ENVIRONMENT, format!("Cannot open the workspace state in `{}`: {e}", dir.display())))?;
+        Ok(State { dir: dir.to_path_buf(), db, memos: Mutex::new(HashMap::new()), pending: Mutex::new(Vec::new()), durations: OnceLock::new() })
+    }
+
+    /// Takes the build lock, saying whom we wait for if another kiln holds it.
+    pub fn lock(&self, terminal: &Terminal) -> Result<BuildLock> {
+        let dir = self.dir.clone();
+        match BuildLock::try_acquire(&dir) {
+            Ok(lock) => Ok(lock),
+            Err(CacheError::LockHeld { pid, .. }) => {
+                let who = pid.map(|p| format!(" (pid {p})")).unwrap_or_default();
+                terminal.line(&format!("INFO: Waiting for another kiln process{who} to finish with this workspace"));
+                BuildLock::acquire(&dir).map_err(|e| Exit::new(exit::LOCAL_ENVIRONMENT, format!("Cannot take the build lock: {e}")).into())
+            }
+            Err(e) => Err(Exit::new(exit::LOCAL_ENVIRONMENT, format!("Cannot take the build lock: {e}")).into()),
+        }
+    }
+
+    fn memo(&self, function: DigestFunction) -> Option<&'static FileMemo> {
+        let mut memos = self.memos.lock().ok()?;
+        if let Some(memo) = memos.get(&function) {
+            return Some(memo);
+        }
+        // One snapshot per function per process; leaked deliberately, it lives as long as the command.
+        let memo: &'static FileMemo = Box::leak(Box::new(self.db.load_file_memo(function).unwrap_or_default()));
+        memos.insert(function, memo);
+        Some(memo)
+    }
+
+    /// Writes buffered memo records.
+    pub fn flush(&self) {
+        let records = match self.pending.lock() {
+            Ok(mut pending) => std::mem::take(&mut *pending),
+            Err(_) => return,
+        };
+        if !records.is_empty() {
+            let _ = self.db.record_batch(&records);
+        }
+    }
+}
+
+impl Drop for State {
+    fn drop(&mut self) {
+        self.flush();
+    }
+}
+
+impl DigestMemo for State {
+    fn lookup(&self, path: &str, metadata: &std::fs::Metadata, function: DigestFunction) -> Option<Digest> {
+        self.memo(function)?.lookup(path, &FileStat::from_metadata(metadata))
+    }
+
+    fn record(&self, path: &str, metadata: &std::fs::Metadata, digest: Digest) {
+        if let Ok(mut pending) = self.pending.lock() {
+            pending.push(MemoRecord {
+                path: path.to_string(),
+                stat: FileStat::from_metadata(metadata),
+                digest,
+                hashed_at: SystemTime::now(),
+            });
+        }
+    }
+}
+
+impl PackageMemoStore for State {
+    fn get(&self, package: &str) -> Option<Vec<u8>> {
+        self.db.get_package(package).ok().flatten()
+    }
+
+    fn put(&self, package: &str, bytes: Vec<u8>) {
+        let _ = self.db.put_package(package, &bytes);
+    }
+}
+
+impl EngineState for State {
+    fn expected_duration(&self, history_key: &str) -> Option<u64> {
+        self.durations.get_or_init(|| self.db.durations().unwrap_or_default()).get(history_key).copied()
+    }
+
+    fn record_actions(&self, records: Vec<ActionRecord>) {
+        let Ok(build_id) = self.db.new_build_id() else { return };
+        let mut by_label: BTreeMap<String, Vec<String>> = BTreeMap::new();
+        let rows: Vec<kiln_cache::ActionRecord> = records
+            .into_iter()
+            .map(|r| {
+                by_label.entry(r.label.clone()).or_default().push(r.history_key.clone());
+                kiln_cache::ActionRecord {
+                    label: r.label,
+                    mnemonic: r.mnemonic,
+                    output_key: r.history_key,
+                    action_key: r.action_key,
+                    inputs: r.inputs,
+                    argv: r.arguments,
+                    env: r.env,
+                    platform: r.platform,
+                    duration_ms: r.duration_ms,
+                    status: r.status.name().to_string(),
+                    build_id,
+                }
+            })
+            .collect();
+        let _ = self.db.record_actions(&rows);
+        if let Ok(bytes) = serde_json::to_vec(&by_label) {
+            let _ = self.db.put_kv(LAST_BUILD_KEY, &bytes);
+        }
+    }
+}
+
+/// `kiln explain //t`: for each action of `//t` in the last build, why it ran.
+pub fn explain(args: &ExplainArgs) -> Result<i32> {
+    let workspace = Workspace::open(&args.common)?;
+    let patterns = crate::commands::parse_patterns(std::slice::from_ref(&args.target), &workspace.cwd_package)?;
+    let label = patterns
+        .explicit_targets()
+        .next()
+        .cloned()
+        .ok_or_else(|| Exit::new(exit::BAD_COMMAND_LINE, format!("`kiln explain` needs one target, not the pattern `{}`", args.target)))?;
+    let terminal = Terminal::new();
+    let state = State::open(&workspace.state_dir, &terminal)?;
+    let last: BTreeMap<String, Vec<String>> = state
+        .db
+        .get_kv(LAST_BUILD_KEY)
+        .ok()
+        .flatten()
+        .and_then(|b| serde_json::from_slice(&b).ok())
+        .unwrap_or_default();
+    let Some(keys) = last.get(&label.to_string()) else {
+        println!("{label}: no actions in the last build (was it built?)");
+        return Ok(exit::SUCCESS);
+    };
+    for key in keys {
+        let Ok(Some(history)) = state.db.last_two_actions(key) else { continue };
+        print!("{}", explain_one(&history));
+    }
+    Ok(exit::SUCCESS)
+}
+
+/// The explanation of one action's latest record against its previous one.
+pub fn explain_one(history: &kiln_cache::ActionHistory) -> String {
+    let latest = &history.latest;
+    let mut out = format!("{} {} ({}): ", latest.mnemonic, latest.output_key, latest.label);
+    match latest.status.as_str() {
+        "local_hit" => out.push_str("local cache hit, not run\n"),
+        "remote_hit" => out.push_str("remote cache hit, not run\n"),
+        _ => match &history.previous {
+            None => out.push_str("ran: no earlier record of this action (first build, or history was cleared)\n"),
+            Some(previous) if previous.action_key == latest.action_key => {
+                out.push_str("ran with an unchanged key: the cached result was missing, lost or not cacheable\n")
+            }
+            Some(previous) => {
+                out.push_str("ran because its key changed:\n");
+                for line in diff(previous, latest) {
+                    out.push_str("  ");
+                    out.push_str(&line);
+                    out.push('\n');
+                }
+            }
+        },
+    }
+    out
+}
+
+fn diff(old: &kiln_cache::ActionRecord, new: &kiln_cache::ActionRecord) -> Vec<String> {
+    let mut lines = Vec::new();
+    diff_maps("input", &old.inputs, &new.inputs, &mut lines);
+    if old.argv != new.argv {
+        let n = old.argv.len().max(new.argv.len());
+        for i in 0..n {
+            let (a, b) = (old.argv.get(i), new.argv.get(i));
+            if a != b {
+                lines.push(format!(
+                    "argument {i} changed: {} -> {}",
+                    a.map(|s| format!("`{s}`")).unwrap_or_else(|| "(none)".into()),
+                    b.map(|s| format!("`{s}`")).unwrap_or_else(|| "(none)".into())
+                ));
+            }
+        }
+    }
+    diff_maps("environment variable", &old.env, &new.env, &mut lines);
+    diff_maps("platform property", &old.platform, &new.platform, &mut lines);
+    if lines.is_empty() {
+        lines.push("the key changed through a field not recorded in history (outputs, timeout or cacheability)".into());
+    }
+    lines
+}
+
+fn diff_maps(what: &str, old: &[(String, String)], new: &[(String, String)], lines: &mut Vec<String>) {
+    let old: BTreeMap<&String, &String> = old.iter().map(|(k, v)| (k, v)).collect();
+    let new: BTreeMap<&String, &String> = new.iter().map(|(k, v)| (k, v)).collect();
+    for (key, value) in &new {
+        match old.get(key) {
+            None => lines.push(format!("{what} `{key}` added")),
+            Some(before) if before != value => lines.push(format!("{what} `{key}` changed: {before} -> {value}")),
+            _ => {}
+        }
+    }
+    for key in old.keys() {
+        if !new.contains_key(key) {
+            lines.push(format!("{what} `{key}` removed"));
+        }
+    }
+}

@@ -1,0 +1,169 @@
+//! The seam between the engine and rule implementations: a [`RuleImpl`] turns one target plus its
+//! dependencies' [`Providers`] into actions and providers of its own. Nothing here knows a language.
+
+use std::any::{Any, TypeId};
+use std::collections::{BTreeMap, HashMap};
+use std::sync::Arc;
+
+use crate::action::{ActionSpec, Artifact, BIN_DIR};
+use crate::label::Label;
+use crate::rule_schema::RuleSchema;
+use crate::target::{Location, Target};
+
+/// Files a target offers to its dependents and to the user.
+#[derive(Clone, Debug, Default)]
+pub struct DefaultInfo {
+    /// The target's default outputs (what `kiln build` materializes and `$(locations)` expands to).
+    pub files: Vec<Artifact>,
+    /// The file `kiln run` and tests execute, if the rule is executable.
+    pub executable: Option<Artifact>,
+    /// Files needed at run time, as (path inside the runfiles tree relative to the workspace dir, artifact).
+    pub runfiles: Vec<(String, Artifact)>,
+}
+
+/// What a test rule tells the engine about running its test.
+#[derive(Clone, Debug, Default)]
+pub struct TestInfo {
+    /// Extra environment for the test process (the `env` attribute).
+    pub env: BTreeMap<String, String>,
+    /// Arguments before `--test_arg`s (the `args` attribute).
+    pub args: Vec<String>,
+    /// Environment entries telling the test framework to filter (set from `--test_filter`), produced by
+    /// the rule because each framework spells it differently. Called with the filter.
+    pub filter_env: Option<fn(&str) -> Vec<(String, String)>>,
+    /// Arguments telling the framework to filter.
+    pub filter_args: Option<fn(&str) -> Vec<String>>,
+}
+
+/// The providers of one analyzed target: the default files plus typed, rule-specific values (for
+/// instance a Go archive's export data), looked up by type.
+#[derive(Clone, Default)]
+pub struct Providers {
+    /// Default outputs and runfiles.
+    pub default: DefaultInfo,
+    /// Present for test rules.
+    pub test: Option<TestInfo>,
+    extra: HashMap<TypeId, Arc<dyn Any + Send + Sync>>,
+}
+
+impl std::fmt::Debug for Providers {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Providers").field("default", &self.default).finish_non_exhaustive()
+    }
+}
+
+impl Providers {
+    /// Providers with only default files.
+    pub fn new(default: DefaultInfo) -> Self {
+        Providers { default, test: None, extra: HashMap::new() }
+    }
+
+    /// Attaches a rule-specific provider.
+    pub fn insert<T: Any + Send + Sync>(&mut self, value: T) {
+        self.extra.insert(TypeId::of::<T>(), Arc::new(value));
+    }
+
+    /// Looks up a rule-specific provider.
+    pub fn get<T: Any + Send + Sync>(&self) -> Option<&T> {
+        self.extra.get(&TypeId::of::<T>()).and_then(|v| v.downcast_ref::<T>())
+    }
+}
+
+/// An analysis error, reported at the target's BUILD location.
+#[derive(Debug, Clone, thiserror::Error)]
+#[error("{location}: {message}")]
+pub struct AnalysisError {
+    /// Where the offending target was declared.
+    pub location: Location,
+    /// What is wrong and what was expected.
+    pub message: String,
+}
+
+/// Settings that reach analysis (compilation mode and the like). They go into the package-memo
+/// key and, through the actions they shape, into action keys.
+#[derive(Clone, Debug, Default, PartialEq, Eq)]
+pub struct BuildSettings {
+    /// `fastbuild`, `dbg` or `opt`.
+    pub compilation_mode: String,
+    /// Workspace name used for the runfiles tree (`_main` unless kiln.toml says otherwise).
+    pub workspace_name: String,
+    /// Host OS, e.g. `linux`.
+    pub host_os: String,
+    /// Host CPU, e.g. `x86_64`.
+    pub host_cpu: String,
+}
+
+/// A rule implementation.
+pub trait RuleImpl: Send + Sync {
+    /// What the loader accepts for this rule.
+    fn schema(&self) -> RuleSchema;
+
+    /// Output files the rule declares from its attributes alone (genrule `outs`), so that labels can
+    /// name them before analysis. Paths are relative to the package.
+    fn declared_outputs(&self, _target: &Target) -> Vec<String> {
+        Vec::new()
+    }
+
+    /// Analyzes one target.
+    fn analyze(&self, ctx: &mut AnalysisContext<'_>) -> Result<Providers, AnalysisError>;
+}
+
+/// What a rule sees while analyzing one target, and where it puts its actions.
+pub struct AnalysisContext<'a> {
+    /// The target being analyzed.
+    pub target: &'a Target,
+    /// Providers of every label the target's attributes reference (rule targets, file targets).
+    pub deps: &'a HashMap<Label, Arc<Providers>>,
+    /// Build settings.
+    pub settings: &'a BuildSettings,
+    /// Actions registered so far.
+    pub actions: Vec<ActionSpec>,
+}
+
+impl<'a> AnalysisContext<'a> {
+    /// An error at the target's location.
+    pub fn error(&self, message: impl Into<String>) -> AnalysisError {
+        AnalysisError { location: self.target.location.clone(), message: message.into() }
+    }
+
+    /// Providers of a label the target references.
+    pub fn dep(&self, label: &Label) -> Result<&Providers, AnalysisError> {
+        self.deps
+            .get(label)
+            .map(|p| p.as_ref())
+            .ok_or_else(|| self.error(format!("Dependency `{label}` was not analyzed")))
+    }
+
+    /// The default files of every label in attribute `attr`, in order.
+    pub fn files(&self, attr: &str) -> Result<Vec<Artifact>, AnalysisError> {
+        let mut files = Vec::new();
+        for label in self.target.labels(attr) {
+            files.extend(self.dep(&label)?.default.files.iter().cloned());
+        }
+        Ok(files)
+    }
+
+    /// Declares an output of this target at `name` relative to its package's output directory.
+    pub fn declare_output(&self, name: &str) -> Artifact {
+        Artifact::derived(output_path(&self.target.label.package, name))
+    }
+
+    /// The package's output directory, exec-root-relative (`$(RULEDIR)`).
+    pub fn package_out_dir(&self) -> String {
+        output_path(&self.target.label.package, "").trim_end_matches('/').to_string()
+    }
+
+    /// Registers an action.
+    pub fn register(&mut self, action: ActionSpec) {
+        self.actions.push(action);
+    }
+}
+
+/// Exec-root path of an output `name` of a target in `package`.
+pub fn output_path(package: &str, name: &str) -> String {
+    match (package.is_empty(), name.is_empty()) {
+        (true, _) => format!("{BIN_DIR}/{name}"),
+        (false, true) => format!("{BIN_DIR}/{package}"),
+        (false, false) => format!("{BIN_DIR}/{package}/{name}"),
+    }
+}

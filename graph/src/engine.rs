@@ -1,0 +1,528 @@
+//! The build driver: patterns → packages (memoized) → analysis → action graph → scheduled
+//! execution → outputs materialized in `kiln-out/` and test results. The CLI calls [`Engine::build`].
+
+pub mod analyze;
+pub mod packages;
+pub mod sources;
+pub mod test_action;
+
+use std::collections::{HashMap, HashSet};
+use std::path::{Path, PathBuf};
+use std::sync::{Arc, Mutex};
+use std::time::Duration;
+
+use kiln_cache::{DigestFunction, LocalCache};
+
+use crate::action::{ActionKind, Artifact};
+use crate::action_graph::{ActionGraph, ActionId};
+use crate::action_key::FileDigest;
+use crate::analysis::{BuildSettings, Providers, RuleImpl};
+use crate::events::{BuildEvent, BuildObserver, CacheStatus, TestStatus};
+use crate::execute::{ActionDone, Runner};
+use crate::label::Label;
+use crate::load::{self, discover_packages, HostPlatform};
+use crate::pattern::PatternSet;
+use crate::rule_schema::RuleSchema;
+use crate::scheduler::{self, ScheduleConfig};
+use crate::target::Target;
+use analyze::Analyzer;
+use packages::{PackageLoader, PackageMemoStore};
+use sources::{DigestMemo, SourceDigests};
+use test_action::{test_action, TestOptions, TestPaths};
+
+/// Where the engine keeps what it learns between builds (implemented over the workspace state).
+pub trait EngineState: DigestMemo + PackageMemoStore {
+    /// Expected duration (ms) of the action identified by `history_key`, from earlier builds.
+    fn expected_duration(&self, history_key: &str) -> Option<u64>;
+    /// Records what each action of this build was (for `explain` and scheduling).
+    fn record_actions(&self, records: Vec<ActionRecord>);
+}
+
+/// One action of a finished build, for the history.
+#[derive(Clone, Debug)]
+pub struct ActionRecord {
+    /// Owning target.
+    pub label: String,
+    /// Mnemonic.
+    pub mnemonic: String,
+    /// Identifies the action across builds (its first output).
+    pub history_key: String,
+    /// The action key (hex).
+    pub action_key: String,
+    /// Input exec paths and their digests.
+    pub inputs: Vec<(String, String)>,
+    /// argv.
+    pub arguments: Vec<String>,
+    /// Environment.
+    pub env: Vec<(String, String)>,
+    /// Platform properties.
+    pub platform: Vec<(String, String)>,
+    /// Run time in ms (0 for a hit).
+    pub duration_ms: u64,
+    /// How the result was obtained.
+    pub status: CacheStatus,
+}
+
+/// Fixed inputs of the engine for one invocation.
+pub struct EngineConfig {
+    /// Workspace root.
+    pub root: PathBuf,
+    /// Scratch space for sandboxes (per workspace).
+    pub scratch_dir: PathBuf,
+    /// The shared local cache.
+    pub cache: Arc<LocalCache>,
+    /// Digest function.
+    pub function: DigestFunction,
+    /// Settings that reach analysis.
+    pub settings: BuildSettings,
+    /// Parallel actions.
+    pub jobs: usize,
+    /// Continue after failures.
+    pub keep_going: bool,
+    /// The sandbox.
+    pub sandbox: kiln_exec::Sandbox,
+}
+
+/// What to do with the selected targets.
+#[derive(Clone, Debug)]
+pub enum Goal {
+    /// Build them.
+    Build,
+    /// Build and run the tests among them.
+    Test(TestOptions),
+}
+
+/// Why a build could not even start executing (loading, analysis, or no tests).
+#[derive(Debug, thiserror::Error)]
+pub enum EngineError {
+    /// A BUILD file or a reference in one is wrong (exit code 1).
+    #[error("{0}")]
+    Analysis(String),
+    /// A test command matched no test targets (exit code 4).
+    #[error("No test targets were found, yet testing was requested")]
+    NoTests,
+}
+
+/// One test run's result.
+#[derive(Clone, Debug)]
+pub struct TestRun {
+    /// The test target.
+    pub label: Label,
+    /// Outcome.
+    pub status: TestStatus,
+    /// Whether it came from the cache.
+    pub cached: bool,
+    /// How long the test ran.
+    pub duration: Duration,
+    /// Workspace-relative log path.
+    pub log: String,
+    /// 1-based run number.
+    pub run: u32,
+}
+
+/// The outcome of a build.
+#[derive(Debug, Default)]
+pub struct BuildReport {
+    /// Targets the patterns selected.
+    pub targets: Vec<Label>,
+    /// Targets whose outputs were not all built.
+    pub failed_targets: Vec<Label>,
+    /// Actions run in the sandbox.
+    pub executed: usize,
+    /// Actions satisfied from the local cache.
+    pub local_hits: usize,
+    /// Actions satisfied from a remote cache.
+    pub remote_hits: usize,
+    /// Failure messages, one per failed action.
+    pub failures: Vec<String>,
+    /// Test results (test goal only).
+    pub tests: Vec<TestRun>,
+    /// Workspace-relative outputs of each selected target.
+    pub outputs: HashMap<Label, Vec<String>>,
+    /// The executable of each selected target that has one (workspace-relative).
+    pub executables: HashMap<Label, String>,
+    /// Runfiles of each executable target: (path in the tree, workspace-relative file).
+    pub runfiles: HashMap<Label, Vec<(String, String)>>,
+}
+
+impl BuildReport {
+    /// Whether every action succeeded.
+    pub fn success(&self) -> bool {
+        self.failed_targets.is_empty() && self.failures.is_empty()
+    }
+}
+
+/// Kiln's build engine.
+pub struct Engine<'a> {
+    config: EngineConfig,
+    rules: HashMap<&'static str, &'a dyn RuleImpl>,
+    schemas: Vec<RuleSchema>,
+    state: &'a dyn EngineState,
+    observer: &'a dyn BuildObserver,
+}
+
+impl<'a> Engine<'a> {
+    /// An engine over `rules`, persisting to `state` and reporting to `observer`.
+    pub fn new(
+        config: EngineConfig,
+        rules: &'a [Box<dyn RuleImpl>],
+        state: &'a dyn EngineState,
+        observer: &'a dyn BuildObserver,
+    ) -> Self {
+        let rules_by_name: HashMap<&'static str, &'a dyn RuleImpl> =
+            rules.iter().map(|r| (r.schema().name, r.as_ref())).collect();
+        let schemas = rules.iter().map(|r| r.schema()).collect();
+        Engine { config, rules: rules_by_name, schemas, state, observer }
+    }
+
+    /// The workspace root.
+    pub fn root(&self) -> &Path {
+        &self.config.root
+    }
+
+    fn settings_key(&self) -> String {
+        let s = &self.config.settings;
+        format!("{}|{}|{}|{}", s.compilation_mode, s.workspace_name, s.host_os, s.host_cpu)
+    }
+
+    fn digest_for_memo(&self) -> impl Fn(&str) -> Option<String> + Sync + '_ {
+        let sources = SourceDigests::new(&self.config.root, self.config.function, self.state);
+        move |path: &str| sources.digest(path).ok().map(|d| d.digest.hex())
+    }
+
+    /// Loads every package the patterns cover and returns the selected targets (for `query` too).
+    pub fn select_targets(&self, patterns: &PatternSet) -> Result<Vec<Target>, EngineError> {
+        let digest = self.digest_for_memo();
+        let mut loader = self.loader(&digest);
+        let (targets, _) = self.select_with(&mut loader, patterns)?;
+        Ok(targets)
+    }
+
+    fn loader<'l>(&'l self, digest: &'l (dyn Fn(&str) -> Option<String> + Sync)) -> PackageLoader<'l> {
+        let platform = HostPlatform {
+            os: self.config.settings.host_os.clone(),
+            cpu: self.config.settings.host_cpu.clone(),
+        };
+        PackageLoader::new(&self.config.root, platform, &self.schemas, self.settings_key(), digest, self.state)
+    }
+
+    fn select_with(&self, loader: &mut PackageLoader<'_>, patterns: &PatternSet) -> Result<(Vec<Target>, usize), EngineError> {
+        let all = discover_packages(&self.config.root);
+        let mut wanted = patterns.packages_to_load(&all);
+        for label in patterns.explicit_targets() {
+            if !wanted.contains(&label.package) {
+                wanted.push(label.package.clone());
+            }
+        }
+        let mut errors = Vec::new();
+        let mut targets = Vec::new();
+        for name in &wanted {
+            match loader.package(name) {
+                Ok(package) => targets.extend(package.targets.values().cloned()),
+                Err(e) => errors.push(e),
+            }
+        }
+        if !errors.is_empty() {
+            return Err(EngineError::Analysis(errors.join("\n")));
+        }
+        let selected: HashSet<Label> = patterns.select(targets.iter()).into_iter().collect();
+        for label in patterns.explicit_targets() {
+            if !targets.iter().any(|t| &t.label == label) && !selected.contains(label) {
+                // An explicitly named file or output is fine too; analysis will tell.
+                continue;
+            }
+        }
+        let mut chosen: Vec<Target> = targets.into_iter().filter(|t| selected.contains(&t.label)).collect();
+        chosen.sort_by(|a, b| a.label.cmp(&b.label));
+        Ok((chosen, wanted.len()))
+    }
+
+    /// Builds (or tests) what `patterns` select.
+    pub fn build(&self, patterns: &PatternSet, goal: &Goal) -> Result<BuildReport, EngineError> {
+        // Analysis recurses along dependency chains; give it room.
+        std::thread::scope(|scope| {
+            std::thread::Builder::new()
+                .name("kiln-build".into())
+                .stack_size(256 << 20)
+                .spawn_scoped(scope, || self.build_inner(patterns, goal))
+                .map_err(|e| EngineError::Analysis(format!("Cannot start the build thread: {e}")))?
+                .join()
+                .unwrap_or_else(|_| Err(EngineError::Analysis("Internal error: the build thread panicked".to_string())))
+        })
+    }
+
+    fn build_inner(&self, patterns: &PatternSet, goal: &Goal) -> Result<BuildReport, EngineError> {
+        let digest = self.digest_for_memo();
+        let mut loader = self.loader(&digest);
+        let (selected, _) = self.select_with(&mut loader, patterns)?;
+        let mut explicit: Vec<Label> = patterns.explicit_targets().cloned().collect();
+        explicit.retain(|l| !selected.iter().any(|t| &t.label == l));
+
+        let mut analyzer = Analyzer::new(&self.config.root, &mut loader, &self.rules, &self.config.settings);
+        let mut report = BuildReport::default();
+        let mut providers: Vec<(Label, Option<Target>, Arc<Providers>)> = Vec::new();
+        let mut errors = Vec::new();
+        for target in &selected {
+            match analyzer.analyze(&target.label, None) {
+                Ok(p) => providers.push((target.label.clone(), Some(target.clone()), p)),
+                Err(e) => errors.push(e),
+            }
+            if !errors.is_empty() && !self.config.keep_going {
+                break;
+            }
+        }
+        for label in &explicit {
+            match analyzer.analyze(label, None) {
+                Ok(p) => providers.push((label.clone(), None, p)),
+                Err(e) => errors.push(e),
+            }
+        }
+        if !errors.is_empty() {
+            return Err(EngineError::Analysis(errors.join("\n")));
+        }
+        let mut actions = std::mem::take(&mut analyzer.actions);
+        let analyzed_targets = std::mem::take(&mut analyzer.targets);
+        drop(analyzer);
+        let packages_loaded = loader.loaded_count();
+        let packages_evaluated = loader.evaluated;
+
+        // What the user asked for: default outputs (+ executables and runfiles for tests).
+        let mut top: Vec<Artifact> = Vec::new();
+        let mut test_actions: Vec<(Label, usize, TestPaths, u32)> = Vec::new();
+        for (label, _, p) in &providers {
+            report.targets.push(label.clone());
+            top.extend(p.default.files.iter().cloned());
+            report.outputs.insert(label.clone(), p.default.files.iter().map(|a| a.path.clone()).collect());
+            if let Some(exe) = &p.default.executable {
+                top.push(exe.clone());
+                report.executables.insert(label.clone(), exe.path.clone());
+                report
+                    .runfiles
+                    .insert(label.clone(), p.default.runfiles.iter().map(|(path, a)| (path.clone(), a.path.clone())).collect());
+                top.extend(p.default.runfiles.iter().map(|(_, a)| a.clone()));
+            }
+        }
+        if let Goal::Test(options) = goal {
+            let runs = options.runs_per_test.max(1);
+            for (label, target, p) in &providers {
+                let Some(target) = target.as_ref().or_else(|| analyzed_targets.get(label)) else { continue };
+                let is_test = self.rules.get(target.kind.as_str()).is_some_and(|r| r.schema().test);
+                if !is_test {
+                    continue;
+                }
+                for run in 1..=runs {
+                    if let Some((action, paths)) = test_action(target, p, &self.config.settings, options, run, runs) {
+                        test_actions.push((label.clone(), actions.len(), paths, run));
+                        actions.push(action);
+                    }
+                }
+            }
+            if test_actions.is_empty() {
+                return Err(EngineError::NoTests);
+            }
+        }
+        let graph = ActionGraph::new(actions).map_err(|e| EngineError::Analysis(e.to_string()))?;
+        let extra: Vec<ActionId> = test_actions.iter().map(|(_, i, _, _)| ActionId(*i as u32)).collect();
+        let needed = graph.needed(&top, &extra);
+        self.observer.event(&BuildEvent::Planned { actions: needed.len(), packages_evaluated, packages_loaded });
+
+        // Source digests for every source an action reads, and the top-level sources themselves.
+        let mut source_paths: Vec<String> = needed
+            .iter()
+            .flat_map(|id| graph.action(*id).inputs.iter())
+            .filter(|i| i.artifact.source)
+            .map(|i| i.artifact.path.clone())
+            .collect();
+        source_paths.sort();
+        source_paths.dedup();
+        let sources = SourceDigests::new(&self.config.root, self.config.function, self.state)
+            .digest_all(&source_paths)
+            .map_err(EngineError::Analysis)?;
+
+        let mut runner = Runner::new(
+            self.config.root.clone(),
+            Arc::clone(&self.config.cache),
+            self.config.sandbox.clone(),
+            self.config.function,
+            crate::host::platform_properties(self.config.function),
+            self.config.scratch_dir.clone(),
+        );
+        runner.tool_digests = crate::host::tool_digests(
+            self.config.function,
+            needed.iter().flat_map(|id| graph.action(*id).host_tools.iter().cloned()),
+        );
+        let priorities = graph.priorities(&needed, &|spec| self.state.expected_duration(&spec.history_key()).unwrap_or(1));
+        let top_paths: HashSet<String> = top.iter().filter(|a| !a.source).map(|a| a.path.clone()).collect();
+        let materialized_lost = Mutex::new(Vec::<String>::new());
+        let after = |id: ActionId, done: &ActionDone| -> Vec<String> {
+            let spec = graph.action(id);
+            let mut lost = Vec::new();
+            for (path, file) in &done.outputs {
+                let wanted = top_paths.contains(path) || spec.kind == ActionKind::Test;
+                if wanted && !self.materialize(path, file) {
+                    lost.push(path.clone());
+                }
+            }
+            if let Ok(mut all) = materialized_lost.lock() {
+                all.extend(lost.iter().cloned());
+            }
+            lost
+        };
+        let schedule = scheduler::run(
+            &graph,
+            &needed,
+            &priorities,
+            &sources,
+            &runner,
+            &ScheduleConfig { jobs: self.config.jobs, keep_going: self.config.keep_going },
+            self.observer,
+            &after,
+        );
+
+        // Counts, failures, tests.
+        let mut records = Vec::new();
+        for (id, done) in &schedule.done {
+            match done.status {
+                CacheStatus::Executed => report.executed += 1,
+                CacheStatus::LocalHit => report.local_hits += 1,
+                CacheStatus::RemoteHit => report.remote_hits += 1,
+            }
+            let spec = graph.action(*id);
+            records.push(ActionRecord {
+                label: spec.owner.to_string(),
+                mnemonic: spec.mnemonic.clone(),
+                history_key: spec.history_key(),
+                action_key: done.key.hex(),
+                inputs: done.keyed.inputs.iter().map(|(p, d)| (p.clone(), d.digest.to_string())).collect(),
+                arguments: spec.arguments.clone(),
+                env: spec.env.iter().map(|(k, v)| (k.clone(), v.clone())).collect(),
+                platform: done
+                    .keyed
+                    .action
+                    .platform
+                    .as_ref()
+                    .map(|p| p.properties.iter().map(|q| (q.name.clone(), q.value.clone())).collect())
+                    .unwrap_or_default(),
+                duration_ms: done.run_duration.as_millis() as u64,
+                status: done.status,
+            });
+        }
+        self.state.record_actions(records);
+        let mut failed_owners: HashSet<Label> = HashSet::new();
+        for (id, message) in &schedule.failed {
+            let spec = graph.action(*id);
+            failed_owners.insert(spec.owner.clone());
+            report.failures.push(format!("{} {} failed: {message}", spec.mnemonic, spec.owner));
+        }
+        for (label, index, paths, run) in &test_actions {
+            let id = ActionId(*index as u32);
+            let run_result = match schedule.done.get(&id) {
+                Some(done) => {
+                    let status = if done.timed_out {
+                        TestStatus::TimedOut
+                    } else if done.exit_code == 0 {
+                        TestStatus::Passed
+                    } else {
+                        TestStatus::Failed
+                    };
+                    self.write_junit_if_missing(label, paths, status, done);
+                    TestRun {
+                        label: label.clone(),
+                        status,
+                        cached: done.status != CacheStatus::Executed,
+                        duration: done.run_duration,
+                        log: paths.log.clone(),
+                        run: *run,
+                    }
+                }
+                None => continue,
+            };
+            self.observer.event(&BuildEvent::TestResult {
+                label: run_result.label.clone(),
+                status: run_result.status,
+                cached: run_result.cached,
+                duration: run_result.duration,
+                log: run_result.log.clone(),
+                run: run_result.run,
+            });
+            report.tests.push(run_result);
+        }
+        // A selected target failed if any action it needs failed or was skipped.
+        for (label, _, p) in &providers {
+            let mut files: Vec<Artifact> = p.default.files.clone();
+            files.extend(p.default.executable.iter().cloned());
+            let needed_by_target = graph.needed(&files, &[]);
+            let ok = needed_by_target.iter().all(|id| schedule.done.contains_key(id));
+            if !ok {
+                report.failed_targets.push(label.clone());
+            }
+            self.observer.event(&BuildEvent::TargetCompleted {
+                label: label.clone(),
+                success: ok,
+                outputs: report.outputs.get(label).cloned().unwrap_or_default(),
+            });
+        }
+        let _ = failed_owners;
+        let _ = self.config.cache.flush();
+        let _ = self.config.cache.enforce_cap();
+        Ok(report)
+    }
+
+    /// Copies a CAS blob to `kiln-out/...` unless the file there already has that content.
+    /// Returns false when the blob is lost (missing or corrupt).
+    fn materialize(&self, path: &str, file: &FileDigest) -> bool {
+        let dest = self.config.root.join(path);
+        let sources = SourceDigests::new(&self.config.root, self.config.function, self.state);
+        if let Ok(existing) = sources.digest(path) {
+            if existing.digest == file.digest && existing.executable == file.executable {
+                return true;
+            }
+        }
+        match self.config.cache.materialize(&file.digest, &dest, file.executable) {
+            Ok(true) => {
+                let _ = sources.digest(path);
+                true
+            }
+            Ok(false) => false,
+            Err(e) => {
+                self.observer.event(&BuildEvent::Warning(format!("Cannot write `{path}`: {e}")));
+                false
+            }
+        }
+    }
+
+    /// Bazel writes a JUnit XML file for tests that do not write one; so do we.
+    fn write_junit_if_missing(&self, label: &Label, paths: &TestPaths, status: TestStatus, done: &ActionDone) {
+        let xml = self.config.root.join(&paths.xml);
+        if done.outputs.contains_key(&paths.xml) {
+            return;
+        }
+        let log = std::fs::read_to_string(self.config.root.join(&paths.log)).unwrap_or_default();
+        let failure = match status {
+            TestStatus::Passed => String::new(),
+            TestStatus::Failed => format!("<failure message=\"exited with code {}\"/>", done.exit_code),
+            TestStatus::TimedOut => "<failure message=\"timed out\"/>".to_string(),
+        };
+        let body = format!(
+            "<?xml version=\"1.0\" encoding=\"UTF-8\"?>\n<testsuites>\n<testsuite name=\"{name}\" tests=\"1\" failures=\"{failures}\" errors=\"0\">\n<testcase name=\"{name}\" status=\"run\" duration=\"{secs}\" time=\"{secs}\">{failure}</testcase>\n<system-out><![CDATA[{log}]]></system-out>\n</testsuite>\n</testsuites>\n",
+            name = xml_escape(&label.to_string()),
+            failures = u8::from(status != TestStatus::Passed),
+            secs = done.run_duration.as_secs_f64(),
+            log = log.replace("]]>", "]]]]><![CDATA[>"),
+        );
+        if let Some(parent) = xml.parent() {
+            let _ = std::fs::create_dir_all(parent);
+        }
+        let _ = std::fs::remove_file(&xml);
+        let _ = std::fs::write(&xml, body);
+    }
+}
+
+fn xml_escape(s: &str) -> String {
+    s.replace('&', "&amp;").replace('<', "&lt;").replace('>', "&gt;").replace('"', "&quot;")
+}
+
+/// Resolves the BUILD file chosen for a package directory (`BUILD.kiln`, `BUILD.bazel`, `BUILD`).
+pub fn build_file_for(root: &Path, package: &str) -> Option<PathBuf> {
+    load::BUILD_FILE_NAMES.iter().map(|name| root.join(package).join(name)).find(|p| p.is_file())
+}

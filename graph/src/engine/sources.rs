@@ -1,0 +1,71 @@
+//! Source-file digests for one build: stat every file in parallel, trust the persistent memo when
+//! the stat matches (the memo applies git's racy-clean rule), hash the rest.
+
+use std::collections::HashMap;
+use std::os::unix::fs::PermissionsExt;
+use std::path::Path;
+
+use kiln_cache::{Digest, DigestFunction};
+use rayon::prelude::*;
+
+use crate::action_key::FileDigest;
+
+/// The persistent side of the memo (the workspace state).
+pub trait DigestMemo: Sync {
+    /// The digest recorded for `path` if `metadata` still matches and is not racy.
+    fn lookup(&self, path: &str, metadata: &std::fs::Metadata, function: DigestFunction) -> Option<Digest>;
+    /// Records a freshly computed digest.
+    fn record(&self, path: &str, metadata: &std::fs::Metadata, digest: Digest);
+}
+
+/// Digests of the source files of a build.
+pub struct SourceDigests<'a> {
+    root: &'a Path,
+    function: DigestFunction,
+    memo: &'a dyn DigestMemo,
+}
+
+impl<'a> SourceDigests<'a> {
+    /// Digests for files under `root`.
+    pub fn new(root: &'a Path, function: DigestFunction, memo: &'a dyn DigestMemo) -> Self {
+        SourceDigests { root, function, memo }
+    }
+
+    /// The digest and executable bit of one workspace-relative file.
+    pub fn digest(&self, path: &str) -> std::io::Result<FileDigest> {
+        let host = self.root.join(path);
+        let metadata = std::fs::metadata(&host)?;
+        if !metadata.is_file() {
+            return Err(std::io::Error::other(format!("`{path}` is not a regular file")));
+        }
+        let executable = metadata.permissions().mode() & 0o111 != 0;
+        if let Some(digest) = self.memo.lookup(path, &metadata, self.function) {
+            return Ok(FileDigest { digest, executable });
+        }
+        let digest = Digest::of_file(self.function, &host)?;
+        // Stat again: if the file changed while we hashed it, the memo must not vouch for it.
+        if let Ok(after) = std::fs::metadata(&host) {
+            if same_stat(&metadata, &after) {
+                self.memo.record(path, &metadata, digest);
+            }
+        }
+        Ok(FileDigest { digest, executable })
+    }
+
+    /// Digests of many files, in parallel; the error names the file.
+    pub fn digest_all(&self, paths: &[String]) -> Result<HashMap<String, FileDigest>, String> {
+        paths
+            .par_iter()
+            .map(|path| {
+                self.digest(path)
+                    .map(|d| (path.clone(), d))
+                    .map_err(|e| format!("Cannot read source file `{path}`: {e}"))
+            })
+            .collect()
+    }
+}
+
+fn same_stat(a: &std::fs::Metadata, b: &std::fs::Metadata) -> bool {
+    use std::os::unix::fs::MetadataExt;
+    a.ino() == b.ino() && a.size() == b.size() && a.mtime() == b.mtime() && a.mtime_nsec() == b.mtime_nsec() && a.ctime_nsec() == b.ctime_nsec()
+}

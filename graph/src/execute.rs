@@ -1,0 +1,432 @@
+//! Runs one action: compute its key, look it up in the action cache, and on a miss run it in the
+//! sandbox and store its outputs. Derived inputs come from the CAS and are verified before use, so a
+//! corrupt blob is never fed to an action; a lost blob is reported back so its producer reruns.
+
+use std::collections::{BTreeMap, HashSet};
+use std::path::{Path, PathBuf};
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::{Arc, Mutex};
+use std::time::{Duration, Instant, SystemTime};
+
+use bazel_remote_apis::build::bazel::remote::execution::v2 as reapi;
+use kiln_cache::{Digest, DigestFunction, LocalCache};
+use kiln_exec::{ExitKind, InputFile, Sandbox, SandboxRequest};
+use prost::Message;
+
+use crate::action::{ActionKind, ActionSpec, Artifact};
+use crate::action_key::{compute_key, from_proto, to_proto, FileDigest, KeyedAction, PlatformProperties};
+use crate::events::CacheStatus;
+
+/// Everything an action runner needs that stays fixed for a build.
+pub struct Runner {
+    /// Workspace root on the host.
+    pub root: PathBuf,
+    /// The shared local cache.
+    pub cache: Arc<LocalCache>,
+    /// The sandbox.
+    pub sandbox: Sandbox,
+    /// Digest function of the workspace.
+    pub function: DigestFunction,
+    /// Platform properties for every action.
+    pub platform: PlatformProperties,
+    /// Directory for per-action scratch trees.
+    pub scratch_root: PathBuf,
+    /// Digests of the host tools actions name, by absolute path.
+    pub tool_digests: std::collections::HashMap<String, String>,
+    verified: Mutex<HashSet<Digest>>,
+    counter: AtomicU64,
+}
+
+/// The result of running (or finding) one action.
+#[derive(Debug)]
+pub enum RunOutcome {
+    /// The action has a result: outputs and exit status. A build action with a non-zero exit is
+    /// reported as [`RunOutcome::Failed`] instead.
+    Done(ActionDone),
+    /// The action could not produce its outputs.
+    Failed {
+        /// The key, if it could be computed.
+        key: Option<Digest>,
+        /// What went wrong, with the command's output.
+        message: String,
+    },
+    /// Derived inputs whose blobs were missing or corrupt: their producers must run again.
+    LostInputs(Vec<String>),
+}
+
+/// A successful lookup or run.
+#[derive(Debug)]
+pub struct ActionDone {
+    /// The action key.
+    pub key: Digest,
+    /// How the result was obtained.
+    pub status: CacheStatus,
+    /// Every produced output: exec path → digest and executable bit.
+    pub outputs: BTreeMap<String, FileDigest>,
+    /// The process's exit code (0 for builds).
+    pub exit_code: i32,
+    /// Whether it was killed by its timeout.
+    pub timed_out: bool,
+    /// Captured stdout.
+    pub stdout: Vec<u8>,
+    /// Captured stderr.
+    pub stderr: Vec<u8>,
+    /// How long the process ran (from the cache's metadata on a hit).
+    pub run_duration: Duration,
+    /// The REAPI messages and the input digests that made the key (for history and explain).
+    pub keyed: KeyedAction,
+}
+
+/// Options for one run.
+pub struct RunOptions<'a> {
+    /// Skip the action-cache lookup (a previous result's blobs were lost).
+    pub force_execute: bool,
+    /// Called with each stderr line while the action runs, with announced early outputs.
+    pub on_early_output: Option<&'a (dyn Fn(&str, FileDigest) + Sync)>,
+    /// Called just before the action starts running in the sandbox (not on a cache hit).
+    pub on_start: Option<&'a (dyn Fn() + Sync)>,
+}
+
+impl Runner {
+    /// A runner for one build.
+    pub fn new(
+        root: PathBuf,
+        cache: Arc<LocalCache>,
+        sandbox: Sandbox,
+        function: DigestFunction,
+        platform: PlatformProperties,
+        scratch_root: PathBuf,
+    ) -> Self {
+        Runner {
+            root,
+            cache,
+            sandbox,
+            function,
+            platform,
+            scratch_root,
+            tool_digests: std::collections::HashMap::new(),
+            verified: Mutex::new(HashSet::new()),
+            counter: AtomicU64::new(0),
+        }
+    }
+
+    /// Computes the key of `spec` given its inputs' digests.
+    pub fn key(&self, spec: &ActionSpec, inputs: &dyn Fn(&Artifact) -> Option<FileDigest>) -> Result<KeyedAction, String> {
+        if spec.host_tools.is_empty() {
+            return compute_key(spec, inputs, &self.platform, self.function).map_err(|e| e.to_string());
+        }
+        let mut tools: Vec<String> = spec
+            .host_tools
+            .iter()
+            .map(|t| format!("{t}={}", self.tool_digests.get(t).map(|s| s.as_str()).unwrap_or("unknown")))
+            .collect();
+        tools.sort();
+        let mut platform = self.platform.clone();
+        platform
+            .properties
+            .insert("kiln-host-tools".to_string(), Digest::of_bytes(self.function, tools.join("\n").as_bytes()).hex());
+        compute_key(spec, inputs, &platform, self.function).map_err(|e| e.to_string())
+    }
+
+    /// Looks the action up in the cache, else runs it.
+    pub fn run(
+        &self,
+        spec: &ActionSpec,
+        inputs: &dyn Fn(&Artifact) -> Option<FileDigest>,
+        options: &RunOptions<'_>,
+    ) -> RunOutcome {
+        let keyed = match self.key(spec, inputs) {
+            Ok(k) => k,
+            Err(message) => return RunOutcome::Failed { key: None, message },
+        };
+        if !options.force_execute && spec.cacheable {
+            if let Some(done) = self.lookup(spec, &keyed) {
+                return RunOutcome::Done(done);
+            }
+        }
+        self.execute(spec, keyed, options)
+    }
+
+    /// An action-cache hit whose every output blob is still present.
+    fn lookup(&self, spec: &ActionSpec, keyed: &KeyedAction) -> Option<ActionDone> {
+        let bytes = self.cache.get_action_result(&keyed.key).ok()??;
+        let result = reapi::ActionResult::decode(bytes.as_slice()).ok()?;
+        if result.exit_code != 0 {
+            return None;
+        }
+        let mut outputs = BTreeMap::new();
+        for file in &result.output_files {
+            let digest = from_proto(self.function, file.digest.as_ref()?)?;
+            if !self.cache.contains(&digest) {
+                return None;
+            }
+            outputs.insert(file.path.clone(), FileDigest { digest, executable: file.is_executable });
+        }
+        if spec.outputs.iter().any(|o| !o.optional && !outputs.contains_key(&o.path)) {
+            return None;
+        }
+        let stdout = self.read_log(result.stdout_digest.as_ref(), &result.stdout_raw)?;
+        let stderr = self.read_log(result.stderr_digest.as_ref(), &result.stderr_raw)?;
+        let run_duration = result
+            .execution_metadata
+            .as_ref()
+            .and_then(|m| Some(timestamp_delta(m.execution_start_timestamp.as_ref()?, m.execution_completed_timestamp.as_ref()?)))
+            .unwrap_or_default();
+        Some(ActionDone {
+            key: keyed.key,
+            status: CacheStatus::LocalHit,
+            outputs,
+            exit_code: 0,
+            timed_out: false,
+            stdout,
+            stderr,
+            run_duration,
+            keyed: keyed.clone(),
+        })
+    }
+
+    fn read_log(&self, digest: Option<&reapi::Digest>, raw: &[u8]) -> Option<Vec<u8>> {
+        match digest {
+            Some(d) if d.size_bytes > 0 => self.cache.read(&from_proto(self.function, d)?).ok()?,
+            _ => Some(raw.to_vec()),
+        }
+    }
+
+    /// The host file holding a derived input's content, verified once per build.
+    fn verified_blob(&self, digest: &Digest) -> Option<PathBuf> {
+        if let Ok(set) = self.verified.lock() {
+            if set.contains(digest) {
+                return Some(self.cache.blob_path(digest));
+            }
+        }
+        if !self.cache.verify(digest) {
+            return None;
+        }
+        if let Ok(mut set) = self.verified.lock() {
+            set.insert(*digest);
+        }
+        Some(self.cache.blob_path(digest))
+    }
+
+    fn execute(&self, spec: &ActionSpec, keyed: KeyedAction, options: &RunOptions<'_>) -> RunOutcome {
+        let mut staged = Vec::with_capacity(spec.inputs.len());
+        let mut lost = Vec::new();
+        for input in &spec.inputs {
+            let Some(file) = keyed.inputs.get(&input.exec_path) else { continue };
+            let source = if input.artifact.source {
+                self.root.join(&input.artifact.path)
+            } else {
+                match self.verified_blob(&file.digest) {
+                    Some(path) => path,
+                    None => {
+                        lost.push(input.artifact.path.clone());
+                        continue;
+                    }
+                }
+            };
+            staged.push(InputFile { path: input.exec_path.clone(), source, executable: file.executable });
+        }
+        if !lost.is_empty() {
+            lost.sort();
+            lost.dedup();
+            return RunOutcome::LostInputs(lost);
+        }
+        let scratch = self.scratch_root.join(format!("{}-{}", std::process::id(), self.counter.fetch_add(1, Ordering::Relaxed)));
+        let request = SandboxRequest {
+            argv: spec.arguments.clone(),
+            env: spec.env.iter().map(|(k, v)| (k.clone(), v.clone())).collect(),
+            working_directory: spec.working_directory.clone(),
+            inputs: staged,
+            outputs: spec.outputs.iter().map(|o| o.path.clone()).collect(),
+            input_dirs: Vec::new(),
+            output_dirs: Vec::new(),
+            network: spec.network,
+            timeout: spec.timeout,
+            scratch: scratch.clone(),
+            mounts: spec
+                .tool_mounts
+                .iter()
+                .map(|m| kiln_exec::ExtraMount { host: m.host_path.clone(), sandbox_path: m.sandbox_path.clone() })
+                .collect(),
+        };
+        if let Some(on_start) = options.on_start {
+            on_start();
+        }
+        let started = SystemTime::now();
+        let clock = Instant::now();
+        let early = |line: &str| {
+            if let (Some(parser), Some(callback)) = (&spec.early_outputs, options.on_early_output) {
+                if let Some(path) = parser(line) {
+                    let executable = spec.outputs.iter().any(|o| o.path == path && o.executable);
+                    let host = scratch.join("root").join(&path);
+                    if let Ok(digest) = self.cache.put_file(self.function, &host) {
+                        callback(&path, FileDigest { digest, executable });
+                    }
+                }
+            }
+        };
+        let outcome = if spec.early_outputs.is_some() && options.on_early_output.is_some() {
+            let hooks = kiln_exec::RunHooks { on_stdout_line: None, on_stderr_line: Some(&early) };
+            self.sandbox.run_with_hooks(&request, hooks)
+        } else {
+            self.sandbox.run(&request)
+        };
+        let outcome = match outcome {
+            Ok(o) => o,
+            Err(e) => {
+                let _ = std::fs::remove_dir_all(&scratch);
+                return RunOutcome::Failed { key: Some(keyed.key), message: format!("Could not run the sandbox: {e}") };
+            }
+        };
+        let run_duration = clock.elapsed();
+        // The scratch tree goes away when `outcome` (which owns it) is dropped.
+        self.collect(spec, keyed, outcome, started, run_duration)
+    }
+
+    fn collect(
+        &self,
+        spec: &ActionSpec,
+        keyed: KeyedAction,
+        outcome: kiln_exec::SandboxOutcome,
+        started: SystemTime,
+        run_duration: Duration,
+    ) -> RunOutcome {
+        let (exit_code, timed_out) = match outcome.exit {
+            ExitKind::Code(c) => (c, false),
+            ExitKind::Signal(s) => (128 + s, false),
+            ExitKind::TimedOut => (142, true),
+        };
+        let command_output = || {
+            let mut text = String::new();
+            text.push_str(&String::from_utf8_lossy(&outcome.stdout));
+            text.push_str(&String::from_utf8_lossy(&outcome.stderr));
+            text
+        };
+        if spec.kind == ActionKind::Build && exit_code != 0 {
+            let why = if timed_out { "timed out".to_string() } else { format!("exited with code {exit_code}") };
+            return RunOutcome::Failed {
+                key: Some(keyed.key),
+                message: format!("{} failed: {}\n{}", spec.mnemonic, why, command_output()),
+            };
+        }
+        let mut outputs = BTreeMap::new();
+        for (path, host) in &outcome.outputs {
+            let declared = spec.outputs.iter().find(|o| &o.path == path);
+            let executable = declared.map(|o| o.executable).unwrap_or(false);
+            match host {
+                Some(host) => match self.store_output(host, executable) {
+                    Ok(file) => {
+                        outputs.insert(path.clone(), file);
+                    }
+                    Err(e) => {
+                        return RunOutcome::Failed { key: Some(keyed.key), message: format!("Could not store output `{path}`: {e}") }
+                    }
+                },
+                None if declared.is_some_and(|o| o.optional) || spec.kind == ActionKind::Test => {}
+                None => {
+                    return RunOutcome::Failed {
+                        key: Some(keyed.key),
+                        message: format!("{} did not create declared output `{path}`\n{}", spec.mnemonic, command_output()),
+                    }
+                }
+            }
+        }
+        if !self.inputs_unchanged(spec, &keyed) {
+            return RunOutcome::Failed {
+                key: Some(keyed.key),
+                message: "A source file changed while the action ran; run the build again".to_string(),
+            };
+        }
+        if spec.cacheable && exit_code == 0 {
+            let _ = self.store_result(&keyed, &outputs, &outcome.stdout, &outcome.stderr, started, run_duration);
+        }
+        RunOutcome::Done(ActionDone {
+            key: keyed.key,
+            status: CacheStatus::Executed,
+            outputs,
+            exit_code,
+            timed_out,
+            stdout: outcome.stdout,
+            stderr: outcome.stderr,
+            run_duration,
+            keyed,
+        })
+    }
+
+    fn store_output(&self, host: &Path, executable: bool) -> Result<FileDigest, String> {
+        let metadata = std::fs::symlink_metadata(host).map_err(|e| e.to_string())?;
+        if !metadata.is_file() {
+            return Err("only regular files are supported as outputs".to_string());
+        }
+        let digest = self.cache.put_file(self.function, host).map_err(|e| e.to_string())?;
+        Ok(FileDigest { digest, executable })
+    }
+
+    /// Re-hashes the source inputs whose content went into the key, so that a file edited while the
+    /// action ran cannot poison the cache with a result keyed on the old content.
+    fn inputs_unchanged(&self, spec: &ActionSpec, keyed: &KeyedAction) -> bool {
+        spec.inputs.iter().filter(|i| i.artifact.source).all(|input| {
+            let Some(expected) = keyed.inputs.get(&input.exec_path) else { return true };
+            match Digest::of_file(self.function, &self.root.join(&input.artifact.path)) {
+                Ok(now) => now == expected.digest,
+                Err(_) => false,
+            }
+        })
+    }
+
+    fn store_result(
+        &self,
+        keyed: &KeyedAction,
+        outputs: &BTreeMap<String, FileDigest>,
+        stdout: &[u8],
+        stderr: &[u8],
+        started: SystemTime,
+        run_duration: Duration,
+    ) -> Result<(), kiln_cache::CacheError> {
+        let stdout_digest = self.cache.put_bytes(self.function, stdout)?;
+        let stderr_digest = self.cache.put_bytes(self.function, stderr)?;
+        self.cache.put_bytes(self.function, &keyed.command_bytes)?;
+        self.cache.put_bytes(self.function, &keyed.action_bytes)?;
+        for (_, bytes) in &keyed.directories {
+            self.cache.put_bytes(self.function, bytes)?;
+        }
+        let start = timestamp(started);
+        let end = timestamp(started + run_duration);
+        let result = reapi::ActionResult {
+            output_files: outputs
+                .iter()
+                .map(|(path, file)| reapi::OutputFile {
+                    path: path.clone(),
+                    digest: Some(to_proto(&file.digest)),
+                    is_executable: file.executable,
+                    ..Default::default()
+                })
+                .collect(),
+            exit_code: 0,
+            stdout_digest: Some(to_proto(&stdout_digest)),
+            stderr_digest: Some(to_proto(&stderr_digest)),
+            execution_metadata: Some(reapi::ExecutedActionMetadata {
+                worker: "kiln-local".to_string(),
+                execution_start_timestamp: Some(start),
+                execution_completed_timestamp: Some(end),
+                ..Default::default()
+            }),
+            ..Default::default()
+        };
+        self.cache.put_action_result(&keyed.key, &result.encode_to_vec())
+    }
+}
+
+fn timestamp(time: SystemTime) -> bazel_remote_apis::google::protobuf::Timestamp {
+    let since = time.duration_since(SystemTime::UNIX_EPOCH).unwrap_or_default();
+    bazel_remote_apis::google::protobuf::Timestamp { seconds: since.as_secs() as i64, nanos: since.subsec_nanos() as i32 }
+}
+
+fn timestamp_delta(
+    start: &bazel_remote_apis::google::protobuf::Timestamp,
+    end: &bazel_remote_apis::google::protobuf::Timestamp,
+) -> Duration {
+    let start_ns = start.seconds as i128 * 1_000_000_000 + start.nanos as i128;
+    let end_ns = end.seconds as i128 * 1_000_000_000 + end.nanos as i128;
+    Duration::from_nanos((end_ns - start_ns).clamp(0, u64::MAX as i128) as u64)
+}

@@ -1,0 +1,54 @@
+//! What the host contributes to every action: OS, CPU and a digest of the system files actions
+//! call (the shell, libc, the OS release), so a cache never serves an output made on another system.
+
+use std::collections::{BTreeMap, HashMap};
+
+use kiln_cache::{Digest, DigestFunction};
+
+use crate::action_key::PlatformProperties;
+
+/// System files whose content identifies the host system for caching purposes.
+const SYSTEM_FILES: &[&str] = &["/etc/os-release", "/usr/lib/os-release", "/lib64/ld-linux-x86-64.so.2", "/lib/ld-linux-aarch64.so.1"];
+
+/// The host's OS name as Bazel's `@platforms//os` spells it.
+pub fn host_os() -> &'static str {
+    std::env::consts::OS
+}
+
+/// The host's CPU as Bazel's `@platforms//cpu` spells it.
+pub fn host_cpu() -> &'static str {
+    std::env::consts::ARCH
+}
+
+/// Platform properties for this host.
+pub fn platform_properties(function: DigestFunction) -> PlatformProperties {
+    let mut properties = BTreeMap::new();
+    properties.insert("OSFamily".to_string(), host_os().to_string());
+    properties.insert("ISA".to_string(), host_cpu().replace('_', "-"));
+    let mut identity = String::new();
+    for file in SYSTEM_FILES {
+        if let Ok(path) = std::fs::canonicalize(file) {
+            if let Ok(digest) = Digest::of_file(function, &path) {
+                identity.push_str(&format!("{file}={}\n", digest.hex()));
+            }
+        }
+    }
+    properties.insert("kiln-host-system".to_string(), Digest::of_bytes(function, identity.as_bytes()).hex());
+    PlatformProperties { properties }
+}
+
+/// Digests of host tools by absolute path, computed once each.
+pub fn tool_digests(function: DigestFunction, tools: impl Iterator<Item = String>) -> HashMap<String, String> {
+    let mut digests = HashMap::new();
+    for tool in tools {
+        if digests.contains_key(&tool) {
+            continue;
+        }
+        let digest = std::fs::canonicalize(&tool)
+            .and_then(|p| Digest::of_file(function, &p))
+            .map(|d| d.hex())
+            .unwrap_or_else(|_| "missing".to_string());
+        digests.insert(tool, digest);
+    }
+    digests
+}

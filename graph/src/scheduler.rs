@@ -1,0 +1,301 @@
+//! The parallel scheduler: runs the needed actions of an [`ActionGraph`] on `jobs` worker threads,
+//! highest critical-path priority first, starting an action as soon as every file it reads exists
+//! (which may be before its producer ends, when the producer announces early outputs). A consumer
+//! that finds a derived input's blob lost sends its producer back to run again.
+
+use std::collections::{BinaryHeap, HashMap, HashSet};
+use std::sync::mpsc;
+use std::sync::{Arc, Mutex};
+use std::time::{Duration, Instant};
+
+use crate::action::Artifact;
+use crate::action_graph::{ActionGraph, ActionId};
+use crate::action_key::FileDigest;
+use crate::events::{BuildEvent, BuildObserver, CacheStatus};
+use crate::execute::{ActionDone, RunOptions, RunOutcome, Runner};
+
+/// Scheduler settings.
+#[derive(Clone, Debug)]
+pub struct ScheduleConfig {
+    /// Number of actions run at once.
+    pub jobs: usize,
+    /// Keep building independent actions after a failure.
+    pub keep_going: bool,
+}
+
+/// Called on a worker thread when an action has a result, before dependents are released; returns
+/// the outputs whose blobs turned out to be lost (so the action must run again without the cache).
+pub type AfterAction<'a> = dyn Fn(ActionId, &ActionDone) -> Vec<String> + Sync + 'a;
+
+/// What happened to every needed action.
+#[derive(Default)]
+pub struct ScheduleOutcome {
+    /// Results of actions that succeeded (tests that failed are here too, with their exit code).
+    pub done: HashMap<ActionId, ActionDone>,
+    /// Actions that failed, with the message.
+    pub failed: HashMap<ActionId, String>,
+    /// Actions not run because something they need failed (or the build stopped).
+    pub skipped: HashSet<ActionId>,
+    /// Digests of every derived file produced or found.
+    pub files: HashMap<String, FileDigest>,
+}
+
+enum Message {
+    Early(String, FileDigest),
+    Finished(ActionId, RunOutcome, Duration),
+}
+
+#[derive(PartialEq, Eq, PartialOrd, Ord)]
+struct Ready {
+    priority: u64,
+    id: std::cmp::Reverse<ActionId>,
+}
+
+/// Runs `needed` actions. `sources` holds the digests of every source file an action reads.
+#[allow(clippy::too_many_arguments)]
+pub fn run(
+    graph: &ActionGraph,
+    needed: &HashSet<ActionId>,
+    priorities: &HashMap<ActionId, u64>,
+    sources: &HashMap<String, FileDigest>,
+    runner: &Runner,
+    config: &ScheduleConfig,
+    observer: &dyn BuildObserver,
+    after: &AfterAction<'_>,
+) -> ScheduleOutcome {
+    let mut outcome = ScheduleOutcome::default();
+    let mut waiting: HashMap<ActionId, HashSet<String>> = HashMap::new();
+    let mut waiters: HashMap<String, Vec<ActionId>> = HashMap::new();
+    let mut heap = BinaryHeap::new();
+    let mut force: HashSet<ActionId> = HashSet::new();
+    let mut reruns: HashMap<ActionId, u32> = HashMap::new();
+    let push = |heap: &mut BinaryHeap<Ready>, id: ActionId| {
+        heap.push(Ready { priority: priorities.get(&id).copied().unwrap_or(0), id: std::cmp::Reverse(id) });
+    };
+    for id in needed {
+        let pending: HashSet<String> =
+            graph.action(*id).inputs.iter().filter(|i| !i.artifact.source).map(|i| i.artifact.path.clone()).collect();
+        if pending.is_empty() {
+            push(&mut heap, *id);
+        } else {
+            for path in &pending {
+                waiters.entry(path.clone()).or_default().push(*id);
+            }
+            waiting.insert(*id, pending);
+        }
+    }
+    let total = needed.len();
+    let (job_tx, job_rx) = mpsc::channel::<(ActionId, HashMap<String, FileDigest>, bool)>();
+    let job_rx = Arc::new(Mutex::new(job_rx));
+    let (msg_tx, msg_rx) = mpsc::channel::<Message>();
+    let mut running: HashSet<ActionId> = HashSet::new();
+    let mut stopping = false;
+
+    std::thread::scope(|scope| {
+        for _ in 0..config.jobs.max(1) {
+            let job_rx = Arc::clone(&job_rx);
+            let msg_tx = msg_tx.clone();
+            scope.spawn(move || loop {
+                let job = match job_rx.lock() {
+                    Ok(rx) => rx.recv(),
+                    Err(_) => return,
+                };
+                let Ok((id, inputs, force_execute)) = job else { return };
+                let spec = graph.action(id);
+                let clock = Instant::now();
+                let lookup = |a: &Artifact| if a.source { sources.get(&a.path).copied() } else { inputs.get(&a.path).copied() };
+                let early_tx = msg_tx.clone();
+                let early = move |path: &str, digest: FileDigest| {
+                    let _ = early_tx.send(Message::Early(path.to_string(), digest));
+                };
+                let started = || {
+                    observer.event(&BuildEvent::ActionStarted {
+                        label: spec.owner.clone(),
+                        mnemonic: spec.mnemonic.clone(),
+                        message: spec.progress_message.clone(),
+                    })
+                };
+                let options = RunOptions { force_execute, on_early_output: Some(&early), on_start: Some(&started) };
+                let mut result = runner.run(spec, &lookup, &options);
+                if let RunOutcome::Done(done) = &result {
+                    let lost = after(id, done);
+                    if !lost.is_empty() {
+                        let retry = RunOptions { force_execute: true, on_early_output: Some(&early), on_start: Some(&started) };
+                        result = runner.run(spec, &lookup, &retry);
+                        if let RunOutcome::Done(done) = &result {
+                            let lost = after(id, done);
+                            if !lost.is_empty() {
+                                result = RunOutcome::Failed {
+                                    key: Some(done.key),
+                                    message: format!("Outputs could not be materialized: {}", lost.join(", ")),
+                                };
+                            }
+                        }
+                    }
+                }
+                if msg_tx.send(Message::Finished(id, result, clock.elapsed())).is_err() {
+                    return;
+                }
+            });
+        }
+        drop(msg_tx);
+
+        let mut finished = 0usize;
+        loop {
+            while !stopping && running.len() < config.jobs.max(1) {
+                let Some(Ready { id: std::cmp::Reverse(id), .. }) = heap.pop() else { break };
+                let spec = graph.action(id);
+                let inputs: HashMap<String, FileDigest> = spec
+                    .inputs
+                    .iter()
+                    .filter(|i| !i.artifact.source)
+                    .filter_map(|i| outcome.files.get(&i.artifact.path).map(|d| (i.artifact.path.clone(), *d)))
+                    .collect();
+                if spec.inputs.iter().any(|i| !i.artifact.source && !inputs.contains_key(&i.artifact.path)) {
+                    // An input was withdrawn (its producer reruns): wait for it again.
+                    let pending: HashSet<String> = spec
+                        .inputs
+                        .iter()
+                        .filter(|i| !i.artifact.source && !inputs.contains_key(&i.artifact.path))
+                        .map(|i| i.artifact.path.clone())
+                        .collect();
+                    for path in &pending {
+                        waiters.entry(path.clone()).or_default().push(id);
+                    }
+                    waiting.insert(id, pending);
+                    continue;
+                }
+                running.insert(id);
+                observer.event(&BuildEvent::Progress {
+                    done: finished,
+                    total,
+                    running: running.len(),
+                    current: Some(spec.progress_message.clone()),
+                });
+                if job_tx.send((id, inputs, force.remove(&id))).is_err() {
+                    stopping = true;
+                }
+            }
+            if running.is_empty() {
+                break;
+            }
+            let Ok(message) = msg_rx.recv() else { break };
+            match message {
+                Message::Early(path, digest) => {
+                    release(&path, digest, &mut outcome, &mut waiting, &mut waiters, &mut heap, &push);
+                }
+                Message::Finished(id, result, elapsed) => {
+                    running.remove(&id);
+                    let spec = graph.action(id);
+                    match result {
+                        RunOutcome::Done(done) => {
+                            finished += 1;
+                            observer.event(&BuildEvent::ActionFinished {
+                                label: spec.owner.clone(),
+                                mnemonic: spec.mnemonic.clone(),
+                                output: spec.history_key(),
+                                status: done.status,
+                                duration: elapsed,
+                                success: true,
+                                key: done.key.hex(),
+                            });
+                            for (path, digest) in &done.outputs {
+                                release(path, *digest, &mut outcome, &mut waiting, &mut waiters, &mut heap, &push);
+                            }
+                            outcome.done.insert(id, done);
+                        }
+                        RunOutcome::Failed { key, message } => {
+                            finished += 1;
+                            observer.event(&BuildEvent::ActionFinished {
+                                label: spec.owner.clone(),
+                                mnemonic: spec.mnemonic.clone(),
+                                output: spec.history_key(),
+                                status: CacheStatus::Executed,
+                                duration: elapsed,
+                                success: false,
+                                key: key.map(|k| k.hex()).unwrap_or_default(),
+                            });
+                            observer.event(&BuildEvent::ActionFailed {
+                                label: spec.owner.clone(),
+                                mnemonic: spec.mnemonic.clone(),
+                                message: message.clone(),
+                            });
+                            outcome.failed.insert(id, message);
+                            if !config.keep_going {
+                                stopping = true;
+                            }
+                        }
+                        RunOutcome::LostInputs(paths) => {
+                            let mut gave_up = None;
+                            for path in &paths {
+                                outcome.files.remove(path);
+                                let Some(producer) = graph.producer(path) else { continue };
+                                let count = reruns.entry(producer).or_insert(0);
+                                *count += 1;
+                                if *count > 2 {
+                                    gave_up = Some(path.clone());
+                                    continue;
+                                }
+                                observer.event(&BuildEvent::Warning(format!(
+                                    "Cached output `{path}` was missing or corrupt; running `{}` again",
+                                    graph.action(producer).owner
+                                )));
+                                if outcome.done.remove(&producer).is_some() && !running.contains(&producer) {
+                                    finished = finished.saturating_sub(1);
+                                    force.insert(producer);
+                                    push(&mut heap, producer);
+                                }
+                            }
+                            match gave_up {
+                                Some(path) => {
+                                    outcome.failed.insert(id, format!("Input `{path}` is lost and could not be rebuilt"));
+                                    if !config.keep_going {
+                                        stopping = true;
+                                    }
+                                }
+                                None => push(&mut heap, id),
+                            }
+                        }
+                    }
+                    observer.event(&BuildEvent::Progress {
+                        done: finished,
+                        total,
+                        running: running.len(),
+                        current: None,
+                    });
+                }
+            }
+        }
+        drop(job_tx);
+    });
+
+    for id in needed {
+        if !outcome.done.contains_key(id) && !outcome.failed.contains_key(id) {
+            outcome.skipped.insert(*id);
+        }
+    }
+    outcome
+}
+
+fn release(
+    path: &str,
+    digest: FileDigest,
+    outcome: &mut ScheduleOutcome,
+    waiting: &mut HashMap<ActionId, HashSet<String>>,
+    waiters: &mut HashMap<String, Vec<ActionId>>,
+    heap: &mut BinaryHeap<Ready>,
+    push: &dyn Fn(&mut BinaryHeap<Ready>, ActionId),
+) {
+    outcome.files.insert(path.to_string(), digest);
+    if let Some(consumers) = waiters.remove(path) {
+        for consumer in consumers {
+            if let Some(pending) = waiting.get_mut(&consumer) {
+                pending.remove(path);
+                if pending.is_empty() {
+                    waiting.remove(&consumer);
+                    push(heap, consumer);
+                }
+            }
+        }
+    }
+}
