@@ -31,7 +31,7 @@ fn undeclared_host_files_are_invisible() {
     std::fs::write(&secret, "secret").unwrap();
     let workspace = env!("CARGO_MANIFEST_DIR");
     let script = format!(
-        "cat {}; ls {workspace}/Cargo.toml; ls -A /root /home /work; echo status",
+        "cat {}; ls {workspace}/Cargo.toml; ls -A /root /home /work; ls -A /tmp; echo status",
         secret.display()
     );
     let out = sandbox().run(&fx.bash(&script)).unwrap();
