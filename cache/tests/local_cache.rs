@@ -304,7 +304,20 @@ fn index_is_rebuilt_from_disk_and_stale_temp_files_survive_only_an_hour() {
     }
     let fresh_tmp = dir.path().join("tmp/.kiln-tmp.fresh");
     fs::write(&fresh_tmp, b"partial").unwrap();
+    let old_tmp = dir.path().join("tmp/.kiln-tmp.old");
+    fs::write(&old_tmp, b"left by a killed process").unwrap();
+    let two_hours_ago = std::time::SystemTime::now() - std::time::Duration::from_secs(7200);
+    fs::File::options()
+        .write(true)
+        .open(&old_tmp)
+        .unwrap()
+        .set_modified(two_hours_ago)
+        .unwrap();
     let cache = open(dir.path());
+    assert!(
+        !old_tmp.exists(),
+        "temp files older than an hour are removed at open"
+    );
     let stats = cache.stats().unwrap();
     assert_eq!((stats.blobs, stats.ac_entries), (1, 1));
     assert!(
