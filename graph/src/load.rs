@@ -28,6 +28,9 @@ use std::cell::RefCell;
 use std::collections::BTreeMap;
 use std::panic::{catch_unwind, AssertUnwindSafe};
 
+/// Stack of the thread that evaluates a package (reserved, committed only as used).
+const EVAL_STACK_BYTES: usize = 256 << 20;
+
 use serde::{Deserialize, Serialize};
 
 use self::context::{PackageBuild, PackageState};
@@ -166,7 +169,22 @@ pub fn load_package(
         )
     })?;
 
-    let result = catch_unwind(AssertUnwindSafe(|| {
+    if let Some(line) = too_deep(&source) {
+        return Err(LoadErrors {
+            package: req.package.clone(),
+            diagnostics: vec![Diagnostic::user(
+                Some(Location {
+                    file: build_file,
+                    line,
+                    column: 1,
+                }),
+                format!("Brackets nested deeper than {MAX_NESTING} levels"),
+            )],
+        });
+    }
+    // The parser and compiler recurse on nesting; a thread with a large (lazily committed) stack
+    // turns deeply nested input into a diagnostic instead of a stack overflow.
+    let evaluate = || {
         let session = Session::new(fs, rules, &req.platform);
         let package = PackageBuild {
             name: req.package.clone(),
@@ -193,7 +211,16 @@ pub fn load_package(
             };
             LoadedPackage { package, deps }
         })
-    }));
+    };
+    let result = std::thread::scope(|scope| {
+        std::thread::Builder::new()
+            .name(format!("load //{}", req.package))
+            .stack_size(EVAL_STACK_BYTES)
+            .spawn_scoped(scope, || catch_unwind(AssertUnwindSafe(evaluate)))
+            .map_err(|_| ())
+            .and_then(|handle| handle.join().map_err(|_| ()))
+            .and_then(|caught| caught.map_err(|_| ()))
+    });
     match result {
         Ok(Ok(loaded)) => Ok(loaded),
         Ok(Err(diagnostics)) => Err(LoadErrors {
@@ -207,6 +234,27 @@ pub fn load_package(
             DiagnosticKind::Internal,
         )),
     }
+}
+
+/// Deepest bracket nesting accepted (far beyond any real BUILD file, well within the stack).
+const MAX_NESTING: usize = 10_000;
+
+/// The line where brackets first nest deeper than [`MAX_NESTING`], counting every bracket
+/// (even in strings: only pathological files come near the limit).
+fn too_deep(source: &str) -> Option<u32> {
+    let (mut depth, mut line) = (0usize, 1u32);
+    for c in source.chars() {
+        match c {
+            '(' | '[' | '{' => depth += 1,
+            ')' | ']' | '}' => depth = depth.saturating_sub(1),
+            '\n' => line += 1,
+            _ => {}
+        }
+        if depth > MAX_NESTING {
+            return Some(line);
+        }
+    }
+    None
 }
 
 /// Whether a target of `target_pkg` with visibility `target_visibility` may be used from

@@ -502,3 +502,116 @@ fn garbage_never_panics() {
         assert!(result.is_err(), "{input:?} loaded");
     }
 }
+
+#[test]
+fn deeply_nested_input_is_an_error_not_a_crash() {
+    let deep = format!("x = {}1{}\n", "(".repeat(5000), ")".repeat(5000));
+    let fs = MemFs::from_fixture(&format!("//- a/BUILD\n{deep}"));
+    let req = LoadRequest {
+        package: "a".into(),
+        platform: linux(),
+    };
+    let _ = load_package(&req, &fs, RULES);
+}
+
+#[test]
+fn deps_fingerprint_changes_with_the_listing() {
+    let load = |fixture: &str| {
+        let fs = MemFs::from_fixture(fixture);
+        let req = LoadRequest {
+            package: "a".into(),
+            platform: linux(),
+        };
+        load_package(&req, &fs, RULES)
+            .map(|l| l.deps)
+            .map_err(|e| e.to_string())
+    };
+    let before = load("//- a/BUILD\nfilegroup(name = 'f', srcs = glob(['*.txt']))\n//- a/x.txt\n");
+    let after = load(
+        "//- a/BUILD\nfilegroup(name = 'f', srcs = glob(['*.txt']))\n//- a/x.txt\n//- a/y.md\n",
+    );
+    let (Ok(before), Ok(after)) = (before, after) else {
+        panic!("load failed")
+    };
+    assert_eq!(before.files, after.files);
+    assert_ne!(before.globbed_dirs, after.globbed_dirs);
+    assert_eq!(
+        before.absent_files,
+        vec!["a/BUILD.kiln".to_string(), "a/BUILD.bazel".to_string()]
+    );
+    let entries = [("y.md".to_string(), false), ("x.txt".to_string(), false)];
+    let mut reversed = entries.clone();
+    reversed.reverse();
+    assert_eq!(
+        kiln_graph::load::listing_fingerprint(&entries),
+        kiln_graph::load::listing_fingerprint(&reversed)
+    );
+}
+
+#[test]
+fn disk_fs_and_package_discovery() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let root = dir.path();
+    for (path, text) in [
+        (
+            "BUILD.bazel",
+            "filegroup(name = 'r', srcs = glob(['**/*.txt']))",
+        ),
+        ("a.txt", ""),
+        ("sub/BUILD", "filegroup(name = 's')"),
+        ("sub/b.txt", ""),
+        ("plain/c.txt", ""),
+        (".git/BUILD", ""),
+        ("kiln-out/BUILD", ""),
+    ] {
+        let path = root.join(path);
+        std::fs::create_dir_all(path.parent().expect("parent")).expect("mkdir");
+        std::fs::write(path, text).expect("write");
+    }
+    #[cfg(unix)]
+    std::os::unix::fs::symlink(root.join("sub"), root.join("bazel-out")).expect("symlink");
+    assert_eq!(
+        kiln_graph::load::discover_packages(root),
+        vec!["".to_string(), "sub".to_string()]
+    );
+    let fs = kiln_graph::load::DiskFs::new(root);
+    let req = LoadRequest {
+        package: String::new(),
+        platform: linux(),
+    };
+    let loaded = load_package(&req, &fs, RULES).expect("loads");
+    let srcs: Vec<String> = loaded.package.targets["r"]
+        .labels("srcs")
+        .iter()
+        .map(|l| l.to_string())
+        .collect();
+    // `bazel-out` links to a package, so its files belong to that package, not to the root.
+    assert_eq!(srcs, vec!["//:a.txt", "//:plain/c.txt"]);
+}
+
+#[test]
+fn long_operator_chains_are_not_a_crash() {
+    let chain = format!("x = 1{}\n", "+1".repeat(50000));
+    let fs = MemFs::from_fixture(&format!("//- a/BUILD\n{chain}"));
+    let req = LoadRequest {
+        package: "a".into(),
+        platform: linux(),
+    };
+    let _ = load_package(&req, &fs, RULES);
+}
+
+#[test]
+fn absurd_nesting_is_a_diagnostic() {
+    let fs = MemFs::from_fixture(&format!("//- a/BUILD\nx = 1\ny = {}\n", "[".repeat(20000)));
+    let req = LoadRequest {
+        package: "a".into(),
+        platform: linux(),
+    };
+    let err = load_package(&req, &fs, RULES)
+        .map(|_| ())
+        .map_err(|e| e.to_string());
+    assert_eq!(
+        err,
+        Err("a/BUILD:2:1: error: Brackets nested deeper than 10000 levels".to_string())
+    );
+}

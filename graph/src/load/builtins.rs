@@ -14,7 +14,7 @@ use starlark::values::Value;
 use super::context::{call_site, context, package, user_error};
 use super::glob::{glob as expand_glob, GlobArgs};
 use super::rule::{convert, RuleFunction};
-use super::select::{choose, is_default};
+use super::select::choose;
 use crate::label::Label;
 use crate::rule_schema::{AttrKind, RuleSchema};
 
@@ -212,9 +212,6 @@ fn global_functions(builder: &mut GlobalsBuilder) {
             Err(_) if !no_match_error.is_empty() => Err(user_error(no_match_error.to_string())),
             Err(e) => Err(user_error(e)),
         }
-        .inspect(|_| {
-            let _ = is_default;
-        })
     }
 
     /// Prints its arguments to stderr as a `DEBUG` line with the caller's location.

@@ -10,8 +10,8 @@ use std::path::{Path, PathBuf};
 pub const BUILD_FILE_NAMES: [&str; 3] = ["BUILD.kiln", "BUILD.bazel", "BUILD"];
 
 /// Read access to the workspace, by workspace-relative paths with `/` separators (`""` is the
-/// root).
-pub trait PackageFs {
+/// root). `Sync` because each package is evaluated on a thread of its own (for its large stack).
+pub trait PackageFs: Sync {
     /// The contents of a file.
     fn read_file(&self, path: &str) -> io::Result<String>;
     /// The entries of a directory as `(name, is_dir)`, in any order.

@@ -106,7 +106,7 @@ fn constraints(key: &Label) -> Option<Constraints<'static>> {
 }
 
 /// Whether `key` is `//conditions:default`.
-pub(crate) fn is_default(key: &Label) -> bool {
+fn is_default(key: &Label) -> bool {
     key.is_main_repo() && key.package == "conditions" && key.name == "default"
         || key.repo == "bazel_tools" && key.package == "conditions" && key.name == "default"
 }
@@ -123,11 +123,10 @@ pub(crate) fn choose(keys: &[Label], platform: &HostPlatform) -> Result<usize, S
                 .map(|c| (i, c))
         })
         .collect();
-    if let Some(&(best, c)) = matching
+    if let Some(&(best, _)) = matching
         .iter()
         .find(|(i, c)| matching.iter().all(|(j, other)| i == j || c.refines(other)))
     {
-        let _ = c;
         return Ok(best);
     }
     if let [(a, _), (b, _), ..] = matching.as_slice() {
