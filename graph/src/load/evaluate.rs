@@ -28,8 +28,11 @@ const MAX_CALL_STACK: usize = 200;
 #[derive(Clone)]
 struct Evaluated {
     module: FrozenModule,
-    files: Vec<(String, String)>,
+    files: FileDigests,
 }
+
+/// Workspace files with the digest of the contents read.
+type FileDigests = Vec<(String, String)>;
 
 /// Evaluated `.bzl` modules by (path, rule set and platform).
 type Cache = Mutex<HashMap<(String, String), Evaluated>>;
@@ -147,7 +150,7 @@ impl<'a> Session<'a> {
         &self,
         ast: &AstModule,
         package: &str,
-    ) -> Result<(MapLoader, Vec<(String, String)>), Vec<Diagnostic>> {
+    ) -> Result<(MapLoader, FileDigests), Vec<Diagnostic>> {
         let mut modules = HashMap::new();
         let mut files = Vec::new();
         let mut diagnostics = Vec::new();

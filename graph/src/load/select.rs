@@ -107,8 +107,9 @@ fn constraints(key: &Label) -> Option<Constraints<'static>> {
 
 /// Whether `key` is `//conditions:default`.
 fn is_default(key: &Label) -> bool {
-    key.is_main_repo() && key.package == "conditions" && key.name == "default"
-        || key.repo == "bazel_tools" && key.package == "conditions" && key.name == "default"
+    matches!(key.repo.as_str(), "" | "bazel_tools")
+        && key.package == "conditions"
+        && key.name == "default"
 }
 
 /// Picks the index of the branch for `platform` among `keys` (already parsed labels), or says why
