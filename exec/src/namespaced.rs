@@ -55,6 +55,7 @@ pub(crate) fn command(
     let path = scratch.request_file();
     let json = serde_json::to_vec(&helper_req).expect("request serializes");
     fs::write(&path, json).map_err(|e| ExecError::io("write", &path, e))?;
+    #[allow(clippy::disallowed_methods)] // The sandbox is the place allowed to spawn.
     let mut cmd = Command::new(helper);
     cmd.arg(HELPER_ARG)
         .arg(&path)

@@ -17,6 +17,7 @@ use crate::{ExitKind, SandboxRequest};
 pub(crate) fn command(req: &SandboxRequest, scratch: &Scratch) -> Command {
     let root = scratch.exec_root();
     let argv0 = &req.argv[0];
+    #[allow(clippy::disallowed_methods)] // The sandbox is the place allowed to spawn.
     let mut cmd = Command::new(root.join(argv0));
     let parent = std::process::id() as i32;
     cmd.arg0(argv0)

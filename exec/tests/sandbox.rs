@@ -126,10 +126,9 @@ fn environment_is_exactly_the_requested_one_plus_tmpdir() {
         SandboxMode::Namespaces => "/tmp".to_string(),
         SandboxMode::Plain => out.scratch.path().join("tmp").display().to_string(),
     };
-    assert_eq!(
-        text(&out.stdout),
-        format!("B=two words\nA=1\nTMPDIR={tmp}\n")
-    );
+    let mut vars: Vec<String> = text(&out.stdout).lines().map(String::from).collect();
+    vars.sort(); // plain mode passes them sorted, namespaces mode in the given order
+    assert_eq!(vars, ["A=1", "B=two words", &format!("TMPDIR={tmp}")]);
 }
 
 #[test]
@@ -297,4 +296,26 @@ fn a_bad_request_is_a_user_error() {
         !req.scratch.exists(),
         "nothing staged for a rejected request"
     );
+}
+
+#[test]
+fn setup_and_helper_failures_are_environment_errors() {
+    let fx = Fixture::temp();
+    if namespaces() {
+        let mut req = fx.bash("true");
+        req.mounts = vec![ExtraMount {
+            host: fx.dir.path().join("no-such-toolchain"),
+            sandbox_path: "/kiln/toolchains/none".into(),
+        }];
+        let err = sandbox().run(&req).unwrap_err();
+        assert!(matches!(err, ExecError::Setup(_)), "{err}");
+        assert_eq!(err.kind(), kiln_exec::ErrorKind::Environment);
+    }
+    // A helper binary that does not handle `HELPER_ARG` is reported as such.
+    let broken = kiln_exec::Sandbox::new(kiln_exec::SandboxConfig {
+        helper: "/bin/true".into(),
+        mode_override: Some(SandboxMode::Namespaces),
+    });
+    let err = broken.run(&fx.bash("true")).unwrap_err();
+    assert!(matches!(err, ExecError::Helper { .. }), "{err}");
 }
