@@ -29,7 +29,11 @@ pub fn run(cli: Cli) -> Result<i32> {
                 no_cache: args.nocache_test_results,
                 runs_per_test: args.runs_per_test,
             };
-            build(&args.patterns, &args.flags, Some((options, args.test_output)))
+            build(
+                &args.patterns,
+                &args.flags,
+                Some((options, args.test_output)),
+            )
         }
         Command::Run(args) => run_target(&args.target, &args.args, &args.flags),
         Command::Query(args) => crate::query::run(&args),
@@ -45,7 +49,26 @@ pub fn run(cli: Cli) -> Result<i32> {
 
 /// Parses target patterns; a malformed one is a command-line error (exit code 2).
 pub fn parse_patterns(patterns: &[String], cwd_package: &str) -> Result<PatternSet> {
-    PatternSet::parse(patterns, cwd_package).map_err(|e| Exit::new(exit::BAD_COMMAND_LINE, e.to_string()).into())
+    PatternSet::parse(patterns, cwd_package)
+        .map_err(|e| Exit::new(exit::BAD_COMMAND_LINE, e.to_string()).into())
+}
+
+/// The engine configuration for `flags` in `ws` (shared by building commands and `query`).
+pub fn engine_config(
+    ws: &Workspace,
+    flags: &BuildFlags,
+    sandbox: kiln_exec::Sandbox,
+) -> Result<EngineConfig> {
+    Ok(EngineConfig {
+        root: ws.root.clone(),
+        scratch_dir: ws.state_dir.join("sandbox"),
+        cache: ws.open_cache()?,
+        function: ws.digest_function(flags)?,
+        settings: ws.settings(flags)?,
+        jobs: ws.jobs(flags),
+        keep_going: flags.keep_going || ws.config.build.keep_going.unwrap_or(false),
+        sandbox,
+    })
 }
 
 /// Everything a build needs, opened.
@@ -61,11 +84,25 @@ impl Session {
         let workspace = Workspace::open(&flags.common)?;
         let terminal = Terminal::new();
         let state = State::open(&workspace.state_dir, &terminal)?;
-        let events = flags.events.as_deref().map(EventsFile::create).transpose()?;
-        Ok(Session { workspace, state, terminal, events })
+        let events = flags
+            .events
+            .as_deref()
+            .map(EventsFile::create)
+            .transpose()?;
+        Ok(Session {
+            workspace,
+            state,
+            terminal,
+            events,
+        })
     }
 
-    fn engine_run(&self, flags: &BuildFlags, patterns: &PatternSet, goal: &Goal) -> Result<BuildReport> {
+    fn engine_run(
+        &self,
+        flags: &BuildFlags,
+        patterns: &PatternSet,
+        goal: &Goal,
+    ) -> Result<BuildReport> {
         let ws = &self.workspace;
         let sandbox = ws.sandbox(flags)?;
         if let Some(reason) = sandbox.fallback_reason() {
@@ -73,16 +110,7 @@ impl Session {
                 "WARNING: Linux namespaces are unavailable ({reason}); actions run in plain directories without isolation"
             ));
         }
-        let config = EngineConfig {
-            root: ws.root.clone(),
-            scratch_dir: ws.state_dir.join("sandbox"),
-            cache: ws.open_cache()?,
-            function: ws.digest_function(flags)?,
-            settings: ws.settings(flags)?,
-            jobs: ws.jobs(flags),
-            keep_going: flags.keep_going || ws.config.build.keep_going.unwrap_or(false),
-            sandbox,
-        };
+        let config = engine_config(ws, flags, sandbox)?;
         let rules = kiln_rules::all_rules();
         let mut observers: Vec<&dyn BuildObserver> = vec![&self.terminal];
         if let Some(events) = &self.events {
@@ -103,7 +131,11 @@ impl Session {
     }
 }
 
-fn build(patterns: &[String], flags: &BuildFlags, test: Option<(kiln_graph::engine::test_action::TestOptions, TestOutput)>) -> Result<i32> {
+fn build(
+    patterns: &[String],
+    flags: &BuildFlags,
+    test: Option<(kiln_graph::engine::test_action::TestOptions, TestOutput)>,
+) -> Result<i32> {
     let session = Session::open(flags)?;
     let patterns = parse_patterns(patterns, &session.workspace.cwd_package)?;
     let _lock = session.state.lock(&session.terminal)?;
@@ -127,11 +159,19 @@ fn build(patterns: &[String], flags: &BuildFlags, test: Option<(kiln_graph::engi
             }
         }
     }
-    let mut code = if report.success() { exit::SUCCESS } else { exit::BUILD_FAILED };
+    let mut code = if report.success() {
+        exit::SUCCESS
+    } else {
+        exit::BUILD_FAILED
+    };
     if let Some((_, output)) = &test {
         code = report_tests(&session, &report, *output, code);
     }
-    let status = if code == exit::SUCCESS { "INFO: Build completed successfully" } else { "ERROR: Build did NOT complete successfully" };
+    let status = if code == exit::SUCCESS {
+        "INFO: Build completed successfully"
+    } else {
+        "ERROR: Build did NOT complete successfully"
+    };
     terminal.line(&format!(
         "{status}, {} ({:.2}s)",
         ui::summary(report.executed, report.local_hits, report.remote_hits),
@@ -155,7 +195,12 @@ fn build(patterns: &[String], flags: &BuildFlags, test: Option<(kiln_graph::engi
     Ok(code)
 }
 
-fn report_tests(session: &Session, report: &BuildReport, output: TestOutput, build_code: i32) -> i32 {
+fn report_tests(
+    session: &Session,
+    report: &BuildReport,
+    output: TestOutput,
+    build_code: i32,
+) -> i32 {
     let terminal = &session.terminal;
     let mut by_label: BTreeMap<&Label, Vec<&kiln_graph::engine::TestRun>> = BTreeMap::new();
     for run in &report.tests {
@@ -167,7 +212,8 @@ fn report_tests(session: &Session, report: &BuildReport, output: TestOutput, bui
         let show_log = output == TestOutput::All || (output == TestOutput::Errors && !passed);
         if show_log {
             for run in runs {
-                let log = std::fs::read_to_string(session.workspace.root.join(&run.log)).unwrap_or_default();
+                let log = std::fs::read_to_string(session.workspace.root.join(&run.log))
+                    .unwrap_or_default();
                 terminal.line(&format!("==================== Test output for {label}:\n{}================================================================================", log));
             }
         }
@@ -184,13 +230,27 @@ fn report_tests(session: &Session, report: &BuildReport, output: TestOutput, bui
         }
         let time: f64 = runs.iter().map(|r| r.duration.as_secs_f64()).sum();
         let cached_text = if cached { " (cached)" } else { "" };
-        let runs_text = if runs.len() > 1 { format!(" in {} runs", runs.len()) } else { String::new() };
+        let runs_text = if runs.len() > 1 {
+            format!(" in {} runs", runs.len())
+        } else {
+            String::new()
+        };
         let log = runs.first().map(|r| r.log.as_str()).unwrap_or("");
-        let suffix = if passed { String::new() } else { format!("\n  {log}") };
-        terminal.line(&format!("{label:<50} {status}{cached_text} in {time:.1}s{runs_text}{suffix}"));
+        let suffix = if passed {
+            String::new()
+        } else {
+            format!("\n  {log}")
+        };
+        terminal.line(&format!(
+            "{label:<50} {status}{cached_text} in {time:.1}s{runs_text}{suffix}"
+        ));
     }
     let total = by_label.len();
-    terminal.line(&format!("Executed {} out of {total} tests: {} passed, {failed} failed", total, total - failed));
+    terminal.line(&format!(
+        "Executed {} out of {total} tests: {} passed, {failed} failed",
+        total,
+        total - failed
+    ));
     if build_code != exit::SUCCESS && report.tests.len() < total {
         return build_code;
     }
@@ -204,33 +264,56 @@ fn report_tests(session: &Session, report: &BuildReport, output: TestOutput, bui
 fn run_target(target: &str, program_args: &[String], flags: &BuildFlags) -> Result<i32> {
     let session = Session::open(flags)?;
     let patterns = parse_patterns(&[target.to_string()], &session.workspace.cwd_package)?;
-    let label = patterns
-        .explicit_targets()
-        .next()
-        .cloned()
-        .ok_or_else(|| Exit::new(exit::BAD_COMMAND_LINE, format!("`kiln run` needs a single target, not the pattern `{target}`")))?;
+    let label = patterns.explicit_targets().next().cloned().ok_or_else(|| {
+        Exit::new(
+            exit::BAD_COMMAND_LINE,
+            format!("`kiln run` needs a single target, not the pattern `{target}`"),
+        )
+    })?;
     let report = {
         let _lock = session.state.lock(&session.terminal)?;
         session.engine_run(flags, &patterns, &Goal::Build)?
     };
     if !report.success() {
-        session.terminal.line("ERROR: Build did NOT complete successfully");
+        session
+            .terminal
+            .line("ERROR: Build did NOT complete successfully");
         return Ok(exit::BUILD_FAILED);
     }
-    let exe = report
-        .executables
-        .get(&label)
-        .ok_or_else(|| Exit::new(exit::BAD_COMMAND_LINE, format!("`{label}` is not executable; `kiln run` needs a binary or test target")))?;
+    let exe = report.executables.get(&label).ok_or_else(|| {
+        Exit::new(
+            exit::BAD_COMMAND_LINE,
+            format!("`{label}` is not executable; `kiln run` needs a binary or test target"),
+        )
+    })?;
     let root = &session.workspace.root;
     let settings = session.workspace.settings(flags)?;
     let runfiles_dir = root.join(format!("{exe}.runfiles"));
     let tree = runfiles_dir.join(&settings.workspace_name);
-    materialize_runfiles(root, &tree, report.runfiles.get(&label).map(|v| v.as_slice()).unwrap_or(&[]), exe)?;
+    materialize_runfiles(
+        root,
+        &tree,
+        report
+            .runfiles
+            .get(&label)
+            .map(|v| v.as_slice())
+            .unwrap_or(&[]),
+        exe,
+    )?;
     let cwd = std::env::current_dir().context("Cannot read the current directory")?;
     let env = vec![
-        ("RUNFILES_DIR".to_string(), runfiles_dir.to_string_lossy().to_string()),
-        ("BUILD_WORKSPACE_DIRECTORY".to_string(), root.to_string_lossy().to_string()),
-        ("BUILD_WORKING_DIRECTORY".to_string(), cwd.to_string_lossy().to_string()),
+        (
+            "RUNFILES_DIR".to_string(),
+            runfiles_dir.to_string_lossy().to_string(),
+        ),
+        (
+            "BUILD_WORKSPACE_DIRECTORY".to_string(),
+            root.to_string_lossy().to_string(),
+        ),
+        (
+            "BUILD_WORKING_DIRECTORY".to_string(),
+            cwd.to_string_lossy().to_string(),
+        ),
     ];
     let _ = std::io::stderr().flush();
     let code = kiln_exec::run_interactive(&root.join(exe), program_args, &tree, &env)
@@ -239,18 +322,27 @@ fn run_target(target: &str, program_args: &[String], flags: &BuildFlags) -> Resu
 }
 
 /// Lays out a runfiles tree of copies (kiln-out is never an alias of the cache).
-fn materialize_runfiles(root: &Path, tree: &Path, runfiles: &[(String, String)], exe: &str) -> Result<()> {
+fn materialize_runfiles(
+    root: &Path,
+    tree: &Path,
+    runfiles: &[(String, String)],
+    exe: &str,
+) -> Result<()> {
     let _ = std::fs::remove_dir_all(tree);
     std::fs::create_dir_all(tree).with_context(|| format!("Cannot create `{}`", tree.display()))?;
-    let exe_short = kiln_graph::action::Artifact::derived(exe).short_path().to_string();
+    let exe_short = kiln_graph::action::Artifact::derived(exe)
+        .short_path()
+        .to_string();
     let mut entries: Vec<(String, String)> = runfiles.to_vec();
     entries.push((exe_short, exe.to_string()));
     for (path, source) in entries {
         let dest = tree.join(&path);
         if let Some(parent) = dest.parent() {
-            std::fs::create_dir_all(parent).with_context(|| format!("Cannot create `{}`", parent.display()))?;
+            std::fs::create_dir_all(parent)
+                .with_context(|| format!("Cannot create `{}`", parent.display()))?;
         }
-        std::fs::copy(root.join(&source), &dest).with_context(|| format!("Cannot copy `{source}` into the runfiles tree"))?;
+        std::fs::copy(root.join(&source), &dest)
+            .with_context(|| format!("Cannot copy `{source}` into the runfiles tree"))?;
     }
     Ok(())
 }
@@ -263,16 +355,25 @@ fn clean(common: &crate::args::CommonArgs, expunge: bool) -> Result<i32> {
     let out = workspace.root.join("kiln-out");
     if out.exists() {
         make_writable(&out);
-        std::fs::remove_dir_all(&out).with_context(|| format!("Cannot remove `{}`", out.display()))?;
+        std::fs::remove_dir_all(&out)
+            .with_context(|| format!("Cannot remove `{}`", out.display()))?;
     }
     if expunge {
         drop(state);
-        for entry in std::fs::read_dir(&workspace.state_dir).into_iter().flatten().flatten() {
+        for entry in std::fs::read_dir(&workspace.state_dir)
+            .into_iter()
+            .flatten()
+            .flatten()
+        {
             if entry.file_name() == "lock" {
                 continue;
             }
             let path = entry.path();
-            let _ = if path.is_dir() { std::fs::remove_dir_all(&path) } else { std::fs::remove_file(&path) };
+            let _ = if path.is_dir() {
+                std::fs::remove_dir_all(&path)
+            } else {
+                std::fs::remove_file(&path)
+            };
         }
         terminal.line("INFO: Removed kiln-out/ and the workspace's state");
     } else {
@@ -286,7 +387,10 @@ fn make_writable(dir: &Path) {
     for entry in walk(dir) {
         if let Ok(meta) = std::fs::symlink_metadata(&entry) {
             if meta.is_dir() {
-                let _ = std::fs::set_permissions(&entry, std::fs::Permissions::from_mode(meta.permissions().mode() | 0o700));
+                let _ = std::fs::set_permissions(
+                    &entry,
+                    std::fs::Permissions::from_mode(meta.permissions().mode() | 0o700),
+                );
             }
         }
     }
@@ -310,11 +414,19 @@ fn walk(dir: &Path) -> Vec<std::path::PathBuf> {
 
 fn info(common: &crate::args::CommonArgs) -> Result<i32> {
     let ws = Workspace::open(common)?;
-    let flags = BuildFlags { common: common.clone(), ..Default::default() };
+    let flags = BuildFlags {
+        common: common.clone(),
+        ..Default::default()
+    };
     let sandbox = ws.sandbox(&flags)?;
     let mode = match sandbox.mode() {
         kiln_exec::SandboxMode::Namespaces => "namespaces".to_string(),
-        kiln_exec::SandboxMode::Plain => format!("plain ({})", sandbox.fallback_reason().unwrap_or("chosen by configuration")),
+        kiln_exec::SandboxMode::Plain => format!(
+            "plain ({})",
+            sandbox
+                .fallback_reason()
+                .unwrap_or("chosen by configuration")
+        ),
     };
     let mut out = std::io::stdout().lock();
     writeln!(out, "workspace: {}", ws.root.display())?;
@@ -322,7 +434,11 @@ fn info(common: &crate::args::CommonArgs) -> Result<i32> {
     writeln!(out, "cache_dir: {}", ws.cache_dir.display())?;
     writeln!(out, "cache_max_size: {}", ws.cache_max_size()?)?;
     writeln!(out, "workspace_state: {}", ws.state_dir.display())?;
-    writeln!(out, "digest_function: {}", ws.digest_function(&flags)?.name())?;
+    writeln!(
+        out,
+        "digest_function: {}",
+        ws.digest_function(&flags)?.name()
+    )?;
     writeln!(out, "jobs: {}", ws.jobs(&flags))?;
     writeln!(out, "sandbox: {mode}")?;
     writeln!(out, "exec_root: {}", kiln_exec::EXEC_ROOT)?;
@@ -334,18 +450,35 @@ fn cache_gc(common: &crate::args::CommonArgs, max_size: Option<&str>) -> Result<
     let ws = Workspace::open(common)?;
     let cache = ws.open_cache()?;
     let target = match max_size {
-        Some(text) => crate::config::parse_size(text).map_err(|e| Exit::new(exit::BAD_COMMAND_LINE, format!("--max_size: {e:#}")))?,
+        Some(text) => crate::config::parse_size(text)
+            .map_err(|e| Exit::new(exit::BAD_COMMAND_LINE, format!("--max_size: {e:#}")))?,
         None => ws.cache_max_size()?,
     };
-    let stats = cache.gc(target).map_err(|e| Exit::new(exit::LOCAL_ENVIRONMENT, format!("Cache gc failed: {e}")))?;
-    eprintln!("INFO: Removed {} entries, freed {} bytes", stats.removed, stats.freed_bytes);
+    let stats = cache
+        .gc(target)
+        .map_err(|e| Exit::new(exit::LOCAL_ENVIRONMENT, format!("Cache gc failed: {e}")))?;
+    eprintln!(
+        "INFO: Removed {} entries, freed {} bytes",
+        stats.removed, stats.freed_bytes
+    );
     Ok(exit::SUCCESS)
 }
 
 fn cache_stats(common: &crate::args::CommonArgs) -> Result<i32> {
     let ws = Workspace::open(common)?;
     let cache = ws.open_cache()?;
-    let stats = cache.stats().map_err(|e| Exit::new(exit::LOCAL_ENVIRONMENT, format!("Cannot read cache stats: {e}")))?;
-    println!("dir: {}\nblobs: {}\nbytes: {}\naction_results: {}", ws.cache_dir.display(), stats.blobs, stats.bytes, stats.ac_entries);
+    let stats = cache.stats().map_err(|e| {
+        Exit::new(
+            exit::LOCAL_ENVIRONMENT,
+            format!("Cannot read cache stats: {e}"),
+        )
+    })?;
+    println!(
+        "dir: {}\nblobs: {}\nbytes: {}\naction_results: {}",
+        ws.cache_dir.display(),
+        stats.blobs,
+        stats.bytes,
+        stats.ac_entries
+    );
     Ok(exit::SUCCESS)
 }

@@ -69,14 +69,19 @@ pub struct SandboxSection {
 
 /// Finds the workspace root: the nearest ancestor of `start` holding `kiln.toml`.
 pub fn find_root(start: &Path) -> Option<PathBuf> {
-    start.ancestors().find(|dir| dir.join(WORKSPACE_FILE).is_file()).map(Path::to_path_buf)
+    start
+        .ancestors()
+        .find(|dir| dir.join(WORKSPACE_FILE).is_file())
+        .map(Path::to_path_buf)
 }
 
 /// Reads and validates `kiln.toml` at `root`.
 pub fn load(root: &Path) -> Result<Config> {
     let path = root.join(WORKSPACE_FILE);
-    let text = std::fs::read_to_string(&path).with_context(|| format!("Cannot read `{}`", path.display()))?;
-    let config: Config = toml::from_str(&text).map_err(|e| anyhow::anyhow!("{}: {}", path.display(), e.to_string().trim_end()))?;
+    let text = std::fs::read_to_string(&path)
+        .with_context(|| format!("Cannot read `{}`", path.display()))?;
+    let config: Config = toml::from_str(&text)
+        .map_err(|e| anyhow::anyhow!("{}: {}", path.display(), e.to_string().trim_end()))?;
     Ok(config)
 }
 
@@ -87,8 +92,14 @@ pub fn parse_size(text: &str) -> Result<u64> {
         Some(i) => (&text[..i], text[i..].trim()),
         None => (text, ""),
     };
-    let value: f64 = number.parse().with_context(|| format!("Invalid size `{text}`; expected a number with K, M, G or T, e.g. `10G`"))?;
-    let multiplier: u64 = match unit.to_ascii_uppercase().trim_end_matches("IB").trim_end_matches('B') {
+    let value: f64 = number.parse().with_context(|| {
+        format!("Invalid size `{text}`; expected a number with K, M, G or T, e.g. `10G`")
+    })?;
+    let multiplier: u64 = match unit
+        .to_ascii_uppercase()
+        .trim_end_matches("IB")
+        .trim_end_matches('B')
+    {
         "" => 1,
         "K" => 1 << 10,
         "M" => 1 << 20,
@@ -115,7 +126,9 @@ mod tests {
 
     #[test]
     fn unknown_keys_are_errors() {
-        let err = toml::from_str::<Config>("[build]\njbos = 3\n").unwrap_err().to_string();
+        let err = toml::from_str::<Config>("[build]\njbos = 3\n")
+            .unwrap_err()
+            .to_string();
         assert!(err.contains("jbos"), "{err}");
     }
 }

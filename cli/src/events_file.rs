@@ -18,8 +18,11 @@ pub struct EventsFile {
 impl EventsFile {
     /// Creates (truncates) the file.
     pub fn create(path: &Path) -> Result<Self> {
-        let file = File::create(path).with_context(|| format!("Cannot create events file `{}`", path.display()))?;
-        Ok(EventsFile { out: Mutex::new(BufWriter::new(file)) })
+        let file = File::create(path)
+            .with_context(|| format!("Cannot create events file `{}`", path.display()))?;
+        Ok(EventsFile {
+            out: Mutex::new(BufWriter::new(file)),
+        })
     }
 
     /// Writes one JSON value as a line.
@@ -41,23 +44,52 @@ impl EventsFile {
 impl BuildObserver for EventsFile {
     fn event(&self, event: &BuildEvent) {
         let value = match event {
-            BuildEvent::Planned { actions, packages_evaluated, packages_loaded } => json!({
+            BuildEvent::Planned {
+                actions,
+                packages_evaluated,
+                packages_loaded,
+            } => json!({
                 "type": "planned", "actions": actions, "packages_evaluated": packages_evaluated, "packages_loaded": packages_loaded,
             }),
-            BuildEvent::ActionStarted { label, mnemonic, .. } => {
+            BuildEvent::ActionStarted {
+                label, mnemonic, ..
+            } => {
                 json!({"type": "action_started", "label": label.to_string(), "mnemonic": mnemonic})
             }
-            BuildEvent::ActionFinished { label, mnemonic, output, status, duration, success, key } => json!({
+            BuildEvent::ActionFinished {
+                label,
+                mnemonic,
+                output,
+                status,
+                duration,
+                success,
+                key,
+            } => json!({
                 "type": "action", "label": label.to_string(), "mnemonic": mnemonic, "output": output,
                 "cache": status.name(), "duration_ms": duration.as_secs_f64() * 1000.0, "success": success, "key": key,
             }),
-            BuildEvent::ActionFailed { label, mnemonic, message } => json!({
+            BuildEvent::ActionFailed {
+                label,
+                mnemonic,
+                message,
+            } => json!({
                 "type": "action_failed", "label": label.to_string(), "mnemonic": mnemonic, "message": message,
             }),
-            BuildEvent::TargetCompleted { label, success, outputs } => json!({
+            BuildEvent::TargetCompleted {
+                label,
+                success,
+                outputs,
+            } => json!({
                 "type": "target", "label": label.to_string(), "success": success, "outputs": outputs,
             }),
-            BuildEvent::TestResult { label, status, cached, duration, log, run } => json!({
+            BuildEvent::TestResult {
+                label,
+                status,
+                cached,
+                duration,
+                log,
+                run,
+            } => json!({
                 "type": "test", "label": label.to_string(),
                 "status": match status { TestStatus::Passed => "PASSED", TestStatus::Failed => "FAILED", TestStatus::TimedOut => "TIMEOUT" },
                 "cached": cached, "duration_ms": duration.as_secs_f64() * 1000.0, "log": log, "run": run,

@@ -29,7 +29,10 @@ pub struct Exit {
 impl Exit {
     /// An error with code and message.
     pub fn new(code: i32, message: impl Into<String>) -> Self {
-        Exit { code, message: message.into() }
+        Exit {
+            code,
+            message: message.into(),
+        }
     }
 }
 
@@ -43,5 +46,8 @@ impl std::error::Error for Exit {}
 
 /// The exit code for an error: its own if it carries one, else 37 (internal).
 pub fn code_of(error: &anyhow::Error) -> i32 {
-    error.downcast_ref::<Exit>().map(|e| e.code).unwrap_or(INTERNAL)
+    error
+        .downcast_ref::<Exit>()
+        .map(|e| e.code)
+        .unwrap_or(INTERNAL)
 }

@@ -7,7 +7,9 @@ use std::sync::{Mutex, OnceLock};
 use std::time::SystemTime;
 
 use anyhow::Result;
-use kiln_cache::{BuildLock, CacheError, Digest, DigestFunction, FileMemo, FileStat, MemoRecord, WorkspaceState};
+use kiln_cache::{
+    BuildLock, CacheError, Digest, DigestFunction, FileMemo, FileStat, MemoRecord, WorkspaceState,
+};
 use kiln_graph::engine::packages::PackageMemoStore;
 use kiln_graph::engine::sources::DigestMemo;
 use kiln_graph::engine::{ActionRecord, EngineState};
@@ -32,11 +34,28 @@ pub struct State {
 impl State {
     /// Opens the state under `dir`.
     pub fn open(dir: &Path, _terminal: &Terminal) -> Result<State> {
-        std::fs::create_dir_all(dir)
-            .map_err(|e| Exit::new(exit::LOCAL_ENVIRONMENT, format!("Cannot create `{}`: {e}", dir.display())))?;
-        let db = WorkspaceState::open(dir)
-            .map_err(|e| Exit::new(exit::LOCAL_ENVIRONMENT, format!("Cannot open the workspace state in `{}`: {e}", dir.display())))?;
-        Ok(State { dir: dir.to_path_buf(), db, memos: Mutex::new(HashMap::new()), pending: Mutex::new(Vec::new()), durations: OnceLock::new() })
+        std::fs::create_dir_all(dir).map_err(|e| {
+            Exit::new(
+                exit::LOCAL_ENVIRONMENT,
+                format!("Cannot create `{}`: {e}", dir.display()),
+            )
+        })?;
+        let db = WorkspaceState::open(dir).map_err(|e| {
+            Exit::new(
+                exit::LOCAL_ENVIRONMENT,
+                format!(
+                    "Cannot open the workspace state in `{}`: {e}",
+                    dir.display()
+                ),
+            )
+        })?;
+        Ok(State {
+            dir: dir.to_path_buf(),
+            db,
+            memos: Mutex::new(HashMap::new()),
+            pending: Mutex::new(Vec::new()),
+            durations: OnceLock::new(),
+        })
     }
 
     /// Takes the build lock, saying whom we wait for if another kiln holds it.
@@ -46,10 +65,22 @@ impl State {
             Ok(lock) => Ok(lock),
             Err(CacheError::LockHeld { pid, .. }) => {
                 let who = pid.map(|p| format!(" (pid {p})")).unwrap_or_default();
-                terminal.line(&format!("INFO: Waiting for another kiln process{who} to finish with this workspace"));
-                BuildLock::acquire(&dir).map_err(|e| Exit::new(exit::LOCAL_ENVIRONMENT, format!("Cannot take the build lock: {e}")).into())
+                terminal.line(&format!(
+                    "INFO: Waiting for another kiln process{who} to finish with this workspace"
+                ));
+                BuildLock::acquire(&dir).map_err(|e| {
+                    Exit::new(
+                        exit::LOCAL_ENVIRONMENT,
+                        format!("Cannot take the build lock: {e}"),
+                    )
+                    .into()
+                })
             }
-            Err(e) => Err(Exit::new(exit::LOCAL_ENVIRONMENT, format!("Cannot take the build lock: {e}")).into()),
+            Err(e) => Err(Exit::new(
+                exit::LOCAL_ENVIRONMENT,
+                format!("Cannot take the build lock: {e}"),
+            )
+            .into()),
         }
     }
 
@@ -59,7 +90,9 @@ impl State {
             return Some(memo);
         }
         // One snapshot per function per process; leaked deliberately, it lives as long as the command.
-        let memo: &'static FileMemo = Box::leak(Box::new(self.db.load_file_memo(function).unwrap_or_default()));
+        let memo: &'static FileMemo = Box::leak(Box::new(
+            self.db.load_file_memo(function).unwrap_or_default(),
+        ));
         memos.insert(function, memo);
         Some(memo)
     }
@@ -83,8 +116,14 @@ impl Drop for State {
 }
 
 impl DigestMemo for State {
-    fn lookup(&self, path: &str, metadata: &std::fs::Metadata, function: DigestFunction) -> Option<Digest> {
-        self.memo(function)?.lookup(path, &FileStat::from_metadata(metadata))
+    fn lookup(
+        &self,
+        path: &str,
+        metadata: &std::fs::Metadata,
+        function: DigestFunction,
+    ) -> Option<Digest> {
+        self.memo(function)?
+            .lookup(path, &FileStat::from_metadata(metadata))
     }
 
     fn record(&self, path: &str, metadata: &std::fs::Metadata, digest: Digest) {
@@ -111,16 +150,24 @@ impl PackageMemoStore for State {
 
 impl EngineState for State {
     fn expected_duration(&self, history_key: &str) -> Option<u64> {
-        self.durations.get_or_init(|| self.db.durations().unwrap_or_default()).get(history_key).copied()
+        self.durations
+            .get_or_init(|| self.db.durations().unwrap_or_default())
+            .get(history_key)
+            .copied()
     }
 
     fn record_actions(&self, records: Vec<ActionRecord>) {
-        let Ok(build_id) = self.db.new_build_id() else { return };
+        let Ok(build_id) = self.db.new_build_id() else {
+            return;
+        };
         let mut by_label: BTreeMap<String, Vec<String>> = BTreeMap::new();
         let rows: Vec<kiln_cache::ActionRecord> = records
             .into_iter()
             .map(|r| {
-                by_label.entry(r.label.clone()).or_default().push(r.history_key.clone());
+                by_label
+                    .entry(r.label.clone())
+                    .or_default()
+                    .push(r.history_key.clone());
                 kiln_cache::ActionRecord {
                     label: r.label,
                     mnemonic: r.mnemonic,
@@ -146,12 +193,19 @@ impl EngineState for State {
 /// `kiln explain //t`: for each action of `//t` in the last build, why it ran.
 pub fn explain(args: &ExplainArgs) -> Result<i32> {
     let workspace = Workspace::open(&args.common)?;
-    let patterns = crate::commands::parse_patterns(std::slice::from_ref(&args.target), &workspace.cwd_package)?;
-    let label = patterns
-        .explicit_targets()
-        .next()
-        .cloned()
-        .ok_or_else(|| Exit::new(exit::BAD_COMMAND_LINE, format!("`kiln explain` needs one target, not the pattern `{}`", args.target)))?;
+    let patterns = crate::commands::parse_patterns(
+        std::slice::from_ref(&args.target),
+        &workspace.cwd_package,
+    )?;
+    let label = patterns.explicit_targets().next().cloned().ok_or_else(|| {
+        Exit::new(
+            exit::BAD_COMMAND_LINE,
+            format!(
+                "`kiln explain` needs one target, not the pattern `{}`",
+                args.target
+            ),
+        )
+    })?;
     let terminal = Terminal::new();
     let state = State::open(&workspace.state_dir, &terminal)?;
     let last: BTreeMap<String, Vec<String>> = state
@@ -166,7 +220,9 @@ pub fn explain(args: &ExplainArgs) -> Result<i32> {
         return Ok(exit::SUCCESS);
     };
     for key in keys {
-        let Ok(Some(history)) = state.db.last_two_actions(key) else { continue };
+        let Ok(Some(history)) = state.db.last_two_actions(key) else {
+            continue;
+        };
         print!("{}", explain_one(&history));
     }
     Ok(exit::SUCCESS)
@@ -175,15 +231,20 @@ pub fn explain(args: &ExplainArgs) -> Result<i32> {
 /// The explanation of one action's latest record against its previous one.
 pub fn explain_one(history: &kiln_cache::ActionHistory) -> String {
     let latest = &history.latest;
-    let mut out = format!("{} {} ({}): ", latest.mnemonic, latest.output_key, latest.label);
+    let mut out = format!(
+        "{} {} ({}): ",
+        latest.mnemonic, latest.output_key, latest.label
+    );
     match latest.status.as_str() {
         "local_hit" => out.push_str("local cache hit, not run\n"),
         "remote_hit" => out.push_str("remote cache hit, not run\n"),
         _ => match &history.previous {
-            None => out.push_str("ran: no earlier record of this action (first build, or history was cleared)\n"),
-            Some(previous) if previous.action_key == latest.action_key => {
-                out.push_str("ran with an unchanged key: the cached result was missing, lost or not cacheable\n")
-            }
+            None => out.push_str(
+                "ran: no earlier record of this action (first build, or history was cleared)\n",
+            ),
+            Some(previous) if previous.action_key == latest.action_key => out.push_str(
+                "ran with an unchanged key: the cached result was missing, lost or not cacheable\n",
+            ),
             Some(previous) => {
                 out.push_str("ran because its key changed:\n");
                 for line in diff(previous, latest) {
@@ -207,27 +268,41 @@ fn diff(old: &kiln_cache::ActionRecord, new: &kiln_cache::ActionRecord) -> Vec<S
             if a != b {
                 lines.push(format!(
                     "argument {i} changed: {} -> {}",
-                    a.map(|s| format!("`{s}`")).unwrap_or_else(|| "(none)".into()),
-                    b.map(|s| format!("`{s}`")).unwrap_or_else(|| "(none)".into())
+                    a.map(|s| format!("`{s}`"))
+                        .unwrap_or_else(|| "(none)".into()),
+                    b.map(|s| format!("`{s}`"))
+                        .unwrap_or_else(|| "(none)".into())
                 ));
             }
         }
     }
     diff_maps("environment variable", &old.env, &new.env, &mut lines);
-    diff_maps("platform property", &old.platform, &new.platform, &mut lines);
+    diff_maps(
+        "platform property",
+        &old.platform,
+        &new.platform,
+        &mut lines,
+    );
     if lines.is_empty() {
         lines.push("the key changed through a field not recorded in history (outputs, timeout or cacheability)".into());
     }
     lines
 }
 
-fn diff_maps(what: &str, old: &[(String, String)], new: &[(String, String)], lines: &mut Vec<String>) {
+fn diff_maps(
+    what: &str,
+    old: &[(String, String)],
+    new: &[(String, String)],
+    lines: &mut Vec<String>,
+) {
     let old: BTreeMap<&String, &String> = old.iter().map(|(k, v)| (k, v)).collect();
     let new: BTreeMap<&String, &String> = new.iter().map(|(k, v)| (k, v)).collect();
     for (key, value) in &new {
         match old.get(key) {
             None => lines.push(format!("{what} `{key}` added")),
-            Some(before) if before != value => lines.push(format!("{what} `{key}` changed: {before} -> {value}")),
+            Some(before) if before != value => {
+                lines.push(format!("{what} `{key}` changed: {before} -> {value}"))
+            }
             _ => {}
         }
     }

@@ -24,12 +24,18 @@ struct Progress {
 impl Terminal {
     /// A reporter; progress lines are drawn only when stderr is a terminal.
     pub fn new() -> Self {
-        Terminal { tty: std::io::stderr().is_terminal(), started: Instant::now(), state: Mutex::new(Progress::default()) }
+        Terminal {
+            tty: std::io::stderr().is_terminal(),
+            started: Instant::now(),
+            state: Mutex::new(Progress::default()),
+        }
     }
 
     /// Prints a line, clearing the progress line first.
     pub fn line(&self, text: &str) {
-        let Ok(mut state) = self.state.lock() else { return };
+        let Ok(mut state) = self.state.lock() else {
+            return;
+        };
         let mut err = std::io::stderr().lock();
         if state.line_shown {
             let _ = write!(err, "\r\x1b[K");
@@ -45,7 +51,9 @@ impl Terminal {
 
     /// Clears the progress line, if any.
     pub fn finish(&self) {
-        let Ok(mut state) = self.state.lock() else { return };
+        let Ok(mut state) = self.state.lock() else {
+            return;
+        };
         if state.line_shown {
             let _ = write!(std::io::stderr(), "\r\x1b[K");
             state.line_shown = false;
@@ -56,19 +64,41 @@ impl Terminal {
 impl BuildObserver for Terminal {
     fn event(&self, event: &BuildEvent) {
         match event {
-            BuildEvent::ActionFailed { label, mnemonic, message } => {
-                self.line(&format!("ERROR: {mnemonic} {label} failed:\n{}", message.trim_end()));
+            BuildEvent::ActionFailed {
+                label,
+                mnemonic,
+                message,
+            } => {
+                self.line(&format!(
+                    "ERROR: {mnemonic} {label} failed:\n{}",
+                    message.trim_end()
+                ));
             }
             BuildEvent::Warning(text) => {
-                let fresh = self.state.lock().map(|mut s| s.warned.insert(text.clone())).unwrap_or(false);
+                let fresh = self
+                    .state
+                    .lock()
+                    .map(|mut s| s.warned.insert(text.clone()))
+                    .unwrap_or(false);
                 if fresh {
                     self.line(&format!("WARNING: {text}"));
                 }
             }
-            BuildEvent::Progress { done, total, running, current } if self.tty => {
-                let Ok(mut state) = self.state.lock() else { return };
+            BuildEvent::Progress {
+                done,
+                total,
+                running,
+                current,
+            } if self.tty => {
+                let Ok(mut state) = self.state.lock() else {
+                    return;
+                };
                 let now = Instant::now();
-                if state.last_draw.is_some_and(|t| now.duration_since(t).as_millis() < 50) && *running > 0 {
+                if state
+                    .last_draw
+                    .is_some_and(|t| now.duration_since(t).as_millis() < 50)
+                    && *running > 0
+                {
                     return;
                 }
                 state.last_draw = Some(now);
@@ -86,7 +116,11 @@ impl BuildObserver for Terminal {
 }
 
 fn terminal_width() -> Option<(usize, usize)> {
-    std::env::var("COLUMNS").ok().and_then(|c| c.parse().ok()).map(|c| (c, 0)).or(Some((120, 0)))
+    std::env::var("COLUMNS")
+        .ok()
+        .and_then(|c| c.parse().ok())
+        .map(|c| (c, 0))
+        .or(Some((120, 0)))
 }
 
 /// Counts for the summary line.

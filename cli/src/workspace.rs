@@ -39,7 +39,8 @@ impl Workspace {
                 format!("`{}` is not inside a Kiln workspace: no `kiln.toml` here or in a parent directory", cwd.display()),
             )
         })?;
-        let config = config::load(&root).map_err(|e| Exit::new(BAD_COMMAND_LINE, format!("{e:#}")))?;
+        let config =
+            config::load(&root).map_err(|e| Exit::new(BAD_COMMAND_LINE, format!("{e:#}")))?;
         let cwd_package = cwd
             .strip_prefix(&root)
             .ok()
@@ -49,26 +50,55 @@ impl Workspace {
             (Some(dir), _) => absolute(dir, &cwd),
             (None, Some(dir)) => absolute(dir, &root),
             (None, None) => kiln_cache::default_root().ok_or_else(|| {
-                Exit::new(LOCAL_ENVIRONMENT, "Cannot find a cache directory: set `HOME`, `XDG_CACHE_HOME` or `[cache] dir`")
+                Exit::new(
+                    LOCAL_ENVIRONMENT,
+                    "Cannot find a cache directory: set `HOME`, `XDG_CACHE_HOME` or `[cache] dir`",
+                )
             })?,
         };
         let id = blake3::hash(root.to_string_lossy().as_bytes()).to_hex();
         let state_dir = cache_dir.join("workspaces").join(&id[..16]);
-        Ok(Workspace { root, cwd_package, config, cache_dir, state_dir })
+        Ok(Workspace {
+            root,
+            cwd_package,
+            config,
+            cache_dir,
+            state_dir,
+        })
     }
 
     /// The cache's size cap.
     pub fn cache_max_size(&self) -> Result<u64> {
         match &self.config.cache.max_size {
-            Some(text) => config::parse_size(text).map_err(|e| Exit::new(BAD_COMMAND_LINE, format!("kiln.toml [cache] max_size: {e:#}")).into()),
+            Some(text) => config::parse_size(text).map_err(|e| {
+                Exit::new(
+                    BAD_COMMAND_LINE,
+                    format!("kiln.toml [cache] max_size: {e:#}"),
+                )
+                .into()
+            }),
             None => Ok(DEFAULT_CACHE_SIZE),
         }
     }
 
     /// Opens the shared cache.
     pub fn open_cache(&self) -> Result<Arc<LocalCache>> {
-        let cache = LocalCache::open(&self.cache_dir, CacheConfig { max_size_bytes: self.cache_max_size()?, ..CacheConfig::default() })
-            .map_err(|e| Exit::new(LOCAL_ENVIRONMENT, format!("Cannot open the cache at `{}`: {e}", self.cache_dir.display())))?;
+        let cache = LocalCache::open(
+            &self.cache_dir,
+            CacheConfig {
+                max_size_bytes: self.cache_max_size()?,
+                ..CacheConfig::default()
+            },
+        )
+        .map_err(|e| {
+            Exit::new(
+                LOCAL_ENVIRONMENT,
+                format!(
+                    "Cannot open the cache at `{}`: {e}",
+                    self.cache_dir.display()
+                ),
+            )
+        })?;
         Ok(Arc::new(cache))
     }
 
@@ -94,14 +124,30 @@ impl Workspace {
             Some(CompilationMode::Fastbuild) => "fastbuild".to_string(),
             Some(CompilationMode::Dbg) => "dbg".to_string(),
             Some(CompilationMode::Opt) => "opt".to_string(),
-            None => self.config.build.compilation_mode.clone().unwrap_or_else(|| "fastbuild".to_string()),
+            None => self
+                .config
+                .build
+                .compilation_mode
+                .clone()
+                .unwrap_or_else(|| "fastbuild".to_string()),
         };
         if !["fastbuild", "dbg", "opt"].contains(&mode.as_str()) {
-            return Err(Exit::new(BAD_COMMAND_LINE, format!("kiln.toml: unknown compilation_mode `{mode}`; expected fastbuild, dbg or opt")).into());
+            return Err(Exit::new(
+                BAD_COMMAND_LINE,
+                format!(
+                    "kiln.toml: unknown compilation_mode `{mode}`; expected fastbuild, dbg or opt"
+                ),
+            )
+            .into());
         }
         Ok(BuildSettings {
             compilation_mode: mode,
-            workspace_name: self.config.workspace.name.clone().unwrap_or_else(|| "_main".to_string()),
+            workspace_name: self
+                .config
+                .workspace
+                .name
+                .clone()
+                .unwrap_or_else(|| "_main".to_string()),
             host_os: kiln_graph::host::host_os().to_string(),
             host_cpu: kiln_graph::host::host_cpu().to_string(),
         })
@@ -112,22 +158,42 @@ impl Workspace {
         flags
             .jobs
             .or(self.config.build.jobs)
-            .unwrap_or_else(|| std::thread::available_parallelism().map(|n| n.get()).unwrap_or(2))
+            .unwrap_or_else(|| {
+                std::thread::available_parallelism()
+                    .map(|n| n.get())
+                    .unwrap_or(2)
+            })
             .max(1)
     }
 
     /// The sandbox, chosen from flags and settings.
     pub fn sandbox(&self, flags: &BuildFlags) -> Result<kiln_exec::Sandbox> {
-        let helper = std::env::current_exe().map_err(|e| Exit::new(LOCAL_ENVIRONMENT, format!("Cannot find the kiln binary: {e}")))?;
+        let helper = std::env::current_exe().map_err(|e| {
+            Exit::new(
+                LOCAL_ENVIRONMENT,
+                format!("Cannot find the kiln binary: {e}"),
+            )
+        })?;
         let mode_override = match (flags.spawn_strategy, self.config.sandbox.mode.as_deref()) {
-            (Some(SpawnStrategy::Local), _) | (None, Some("plain")) => Some(kiln_exec::SandboxMode::Plain),
+            (Some(SpawnStrategy::Local), _) | (None, Some("plain")) => {
+                Some(kiln_exec::SandboxMode::Plain)
+            }
             (Some(SpawnStrategy::Sandboxed), _) | (None, Some("namespaces")) => None,
             (None, None | Some("auto")) => None,
             (None, Some(other)) => {
-                return Err(Exit::new(BAD_COMMAND_LINE, format!("kiln.toml: unknown sandbox mode `{other}`; expected auto, namespaces or plain")).into())
+                return Err(Exit::new(
+                    BAD_COMMAND_LINE,
+                    format!(
+                    "kiln.toml: unknown sandbox mode `{other}`; expected auto, namespaces or plain"
+                ),
+                )
+                .into())
             }
         };
-        Ok(kiln_exec::Sandbox::new(kiln_exec::SandboxConfig { helper, mode_override }))
+        Ok(kiln_exec::Sandbox::new(kiln_exec::SandboxConfig {
+            helper,
+            mode_override,
+        }))
     }
 }
 

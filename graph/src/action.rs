@@ -26,12 +26,18 @@ pub struct Artifact {
 impl Artifact {
     /// A source file at a workspace-relative path.
     pub fn source(path: impl Into<String>) -> Self {
-        Artifact { path: path.into(), source: true }
+        Artifact {
+            path: path.into(),
+            source: true,
+        }
     }
 
     /// A derived file at an exec-root-relative path.
     pub fn derived(path: impl Into<String>) -> Self {
-        Artifact { path: path.into(), source: false }
+        Artifact {
+            path: path.into(),
+            source: false,
+        }
     }
 
     /// The path below the package's output directory, or the path itself for sources.
@@ -39,7 +45,10 @@ impl Artifact {
         if self.source {
             &self.path
         } else {
-            self.path.strip_prefix(BIN_DIR).map(|p| p.trim_start_matches('/')).unwrap_or(&self.path)
+            self.path
+                .strip_prefix(BIN_DIR)
+                .map(|p| p.trim_start_matches('/'))
+                .unwrap_or(&self.path)
         }
     }
 }
@@ -168,16 +177,26 @@ impl ActionSpec {
 
     /// Adds an input seen at its own path.
     pub fn input(&mut self, artifact: &Artifact) {
-        self.inputs.push(ActionInput { exec_path: artifact.path.clone(), artifact: artifact.clone() });
+        self.inputs.push(ActionInput {
+            exec_path: artifact.path.clone(),
+            artifact: artifact.clone(),
+        });
     }
 
     /// Adds a required output.
     pub fn output(&mut self, artifact: &Artifact, executable: bool) {
-        self.outputs.push(OutputSpec { path: artifact.path.clone(), executable, optional: false });
+        self.outputs.push(OutputSpec {
+            path: artifact.path.clone(),
+            executable,
+            optional: false,
+        });
     }
 
     /// The path that identifies this action across builds (its first output), used by history.
     pub fn history_key(&self) -> String {
-        self.outputs.first().map(|o| o.path.clone()).unwrap_or_else(|| format!("{}#{}", self.owner, self.mnemonic))
+        self.outputs
+            .first()
+            .map(|o| o.path.clone())
+            .unwrap_or_else(|| format!("{}#{}", self.owner, self.mnemonic))
     }
 }

@@ -52,7 +52,9 @@ impl ActionGraph {
         let mut producers: HashMap<String, ActionId> = HashMap::new();
         for (index, action) in actions.iter().enumerate() {
             for output in &action.outputs {
-                if let Some(previous) = producers.insert(output.path.clone(), ActionId(index as u32)) {
+                if let Some(previous) =
+                    producers.insert(output.path.clone(), ActionId(index as u32))
+                {
                     return Err(GraphError::DuplicateOutput {
                         path: output.path.clone(),
                         first: actions[previous.0 as usize].owner.to_string(),
@@ -82,7 +84,11 @@ impl ActionGraph {
             ids.dedup();
             deps.push(ids);
         }
-        let graph = ActionGraph { actions, producers, deps };
+        let graph = ActionGraph {
+            actions,
+            producers,
+            deps,
+        };
         graph.check_acyclic()?;
         Ok(graph)
     }
@@ -95,10 +101,12 @@ impl ActionGraph {
                 g.add_edge(nodes[dep.0 as usize], nodes[consumer], ());
             }
         }
-        petgraph::algo::toposort(&g, None).map(|_| ()).map_err(|cycle| {
-            let action = &self.actions[cycle.node_id().index()];
-            GraphError::Cycle(format!("{} ({})", action.owner, action.mnemonic))
-        })
+        petgraph::algo::toposort(&g, None)
+            .map(|_| ())
+            .map_err(|cycle| {
+                let action = &self.actions[cycle.node_id().index()];
+                GraphError::Cycle(format!("{} ({})", action.owner, action.mnemonic))
+            })
     }
 
     /// The action producing `path`, if any.
@@ -130,7 +138,11 @@ impl ActionGraph {
 
     /// Critical-path priorities for `needed`: an action's expected duration plus the largest priority
     /// among the actions that consume its outputs. `expected_ms` gives a duration from history.
-    pub fn priorities(&self, needed: &HashSet<ActionId>, expected_ms: &dyn Fn(&ActionSpec) -> u64) -> HashMap<ActionId, u64> {
+    pub fn priorities(
+        &self,
+        needed: &HashSet<ActionId>,
+        expected_ms: &dyn Fn(&ActionSpec) -> u64,
+    ) -> HashMap<ActionId, u64> {
         let mut consumers: HashMap<ActionId, Vec<ActionId>> = HashMap::new();
         for id in needed {
             for dep in &self.deps[id.0 as usize] {
@@ -148,9 +160,18 @@ impl ActionGraph {
                 let next = consumers.get(&id).map(|v| v.as_slice()).unwrap_or(&[]);
                 if !expanded {
                     stack.push((id, true));
-                    stack.extend(next.iter().filter(|c| !priority.contains_key(c)).map(|c| (*c, false)));
+                    stack.extend(
+                        next.iter()
+                            .filter(|c| !priority.contains_key(c))
+                            .map(|c| (*c, false)),
+                    );
                 } else {
-                    let downstream = next.iter().filter_map(|c| priority.get(c)).max().copied().unwrap_or(0);
+                    let downstream = next
+                        .iter()
+                        .filter_map(|c| priority.get(c))
+                        .max()
+                        .copied()
+                        .unwrap_or(0);
                     priority.insert(id, downstream + expected_ms(self.action(id)).max(1));
                 }
             }

@@ -63,7 +63,10 @@ pub struct KeyedAction {
 
 /// Converts a digest to its REAPI message.
 pub fn to_proto(digest: &Digest) -> reapi::Digest {
-    reapi::Digest { hash: digest.hex(), size_bytes: digest.size as i64 }
+    reapi::Digest {
+        hash: digest.hex(),
+        size_bytes: digest.size as i64,
+    }
 }
 
 /// Converts a REAPI digest message to a [`Digest`], checking the hash's form.
@@ -84,9 +87,12 @@ pub fn compute_key(
     let mut inputs: BTreeMap<String, FileDigest> = BTreeMap::new();
     for input in &spec.inputs {
         check_relative(&input.exec_path)?;
-        let digest = input_digest(&input.artifact).ok_or_else(|| KeyError::MissingInput(input.artifact.path.clone()))?;
+        let digest = input_digest(&input.artifact)
+            .ok_or_else(|| KeyError::MissingInput(input.artifact.path.clone()))?;
         match inputs.get(&input.exec_path) {
-            Some(existing) if *existing != digest => return Err(KeyError::Conflict(input.exec_path.clone())),
+            Some(existing) if *existing != digest => {
+                return Err(KeyError::Conflict(input.exec_path.clone()))
+            }
             _ => {
                 inputs.insert(input.exec_path.clone(), digest);
             }
@@ -96,7 +102,10 @@ pub fn compute_key(
 
     let mut properties: BTreeMap<String, String> = platform.properties.clone();
     for mount in &spec.tool_mounts {
-        properties.insert(format!("kiln-toolchain:{}", mount.sandbox_path), mount.identity.clone());
+        properties.insert(
+            format!("kiln-toolchain:{}", mount.sandbox_path),
+            mount.identity.clone(),
+        );
     }
     if spec.network {
         properties.insert("kiln-network".into(), "host".into());
@@ -104,7 +113,10 @@ pub fn compute_key(
     let platform_proto = reapi::Platform {
         properties: properties
             .iter()
-            .map(|(name, value)| reapi::platform::Property { name: name.clone(), value: value.clone() })
+            .map(|(name, value)| reapi::platform::Property {
+                name: name.clone(),
+                value: value.clone(),
+            })
             .collect(),
     };
 
@@ -117,7 +129,10 @@ pub fn compute_key(
         environment_variables: spec
             .env
             .iter()
-            .map(|(name, value)| reapi::command::EnvironmentVariable { name: name.clone(), value: value.clone() })
+            .map(|(name, value)| reapi::command::EnvironmentVariable {
+                name: name.clone(),
+                value: value.clone(),
+            })
             .collect(),
         output_paths,
         working_directory: spec.working_directory.clone(),
@@ -129,32 +144,51 @@ pub fn compute_key(
     let action = reapi::Action {
         command_digest: Some(to_proto(&command_digest)),
         input_root_digest: Some(to_proto(&input_root)),
-        timeout: spec.timeout.map(|t| bazel_remote_apis::google::protobuf::Duration {
-            seconds: t.as_secs() as i64,
-            nanos: t.subsec_nanos() as i32,
-        }),
+        timeout: spec
+            .timeout
+            .map(|t| bazel_remote_apis::google::protobuf::Duration {
+                seconds: t.as_secs() as i64,
+                nanos: t.subsec_nanos() as i32,
+            }),
         do_not_cache: !spec.cacheable,
         salt: Vec::new(),
         platform: Some(platform_proto),
     };
     let action_bytes = action.encode_to_vec();
     let key = Digest::of_bytes(function, &action_bytes);
-    Ok(KeyedAction { action, command, directories, command_bytes, action_bytes, input_root, key, inputs })
+    Ok(KeyedAction {
+        action,
+        command,
+        directories,
+        command_bytes,
+        action_bytes,
+        input_root,
+        key,
+        inputs,
+    })
 }
 
 fn check_relative(path: &str) -> Result<(), KeyError> {
-    if path.is_empty() || path.starts_with('/') || path.split('/').any(|c| c.is_empty() || c == "." || c == "..") {
+    if path.is_empty()
+        || path.starts_with('/')
+        || path
+            .split('/')
+            .any(|c| c.is_empty() || c == "." || c == "..")
+    {
         return Err(KeyError::BadPath(path.to_string()));
     }
     Ok(())
 }
+
+/// A `Directory` message's digest and encoding.
+pub type EncodedDirectory = (Digest, Vec<u8>);
 
 /// Builds the Merkle tree of `files` (exec path → digest); returns the root digest and every
 /// directory message, children before parents.
 fn merkle_tree(
     files: &BTreeMap<String, FileDigest>,
     function: DigestFunction,
-) -> Result<(Digest, Vec<(Digest, Vec<u8>)>), KeyError> {
+) -> Result<(Digest, Vec<EncodedDirectory>), KeyError> {
     #[derive(Default)]
     struct Node {
         files: BTreeMap<String, FileDigest>,
@@ -197,7 +231,12 @@ fn merkle_tree(
                 node_properties: None,
             })
             .collect();
-        let message = reapi::Directory { files, directories, symlinks: Vec::new(), node_properties: None };
+        let message = reapi::Directory {
+            files,
+            directories,
+            symlinks: Vec::new(),
+            node_properties: None,
+        };
         let bytes = message.encode_to_vec();
         let digest = Digest::of_bytes(function, &bytes);
         out.push((digest, bytes));
@@ -206,4 +245,281 @@ fn merkle_tree(
     let mut out = Vec::new();
     let root_digest = encode(&root, function, &mut out);
     Ok((root_digest, out))
+}
+
+#[cfg(test)]
+mod tests {
+    //! One test per field of the key: changing the field must change the key.
+
+    use std::time::Duration;
+
+    use super::*;
+    use crate::action::{ActionSpec, OutputSpec, ToolMount};
+    use crate::label::Label;
+
+    fn base() -> ActionSpec {
+        let owner = Label {
+            repo: String::new(),
+            package: "a".into(),
+            name: "gen".into(),
+        };
+        let mut spec = ActionSpec::new(
+            owner,
+            "Genrule",
+            vec!["/bin/bash".into(), "-c".into(), "cat a/x > $OUT".into()],
+        );
+        spec.env.insert("PATH".into(), "/bin".into());
+        spec.input(&Artifact::source("a/x"));
+        spec.input(&Artifact::derived("kiln-out/bin/b/y"));
+        spec.outputs.push(OutputSpec {
+            path: "kiln-out/bin/a/out".into(),
+            executable: false,
+            optional: false,
+        });
+        spec
+    }
+
+    fn content(a: &Artifact) -> Option<FileDigest> {
+        Some(FileDigest {
+            digest: Digest::of_bytes(DigestFunction::Blake3, a.path.as_bytes()),
+            executable: false,
+        })
+    }
+
+    fn platform() -> PlatformProperties {
+        let mut p = PlatformProperties::default();
+        p.properties.insert("OSFamily".into(), "linux".into());
+        p
+    }
+
+    fn key(spec: &ActionSpec) -> Digest {
+        key_with(spec, &content, &platform(), DigestFunction::Blake3)
+    }
+
+    fn key_with(
+        spec: &ActionSpec,
+        inputs: &dyn Fn(&Artifact) -> Option<FileDigest>,
+        platform: &PlatformProperties,
+        function: DigestFunction,
+    ) -> Digest {
+        match compute_key(spec, inputs, platform, function) {
+            Ok(keyed) => keyed.key,
+            Err(e) => panic!("key failed: {e}"),
+        }
+    }
+
+    #[test]
+    fn key_is_deterministic() {
+        assert_eq!(key(&base()), key(&base()));
+    }
+
+    #[test]
+    fn arguments_change_the_key() {
+        let mut spec = base();
+        spec.arguments[2] = "cat a/x >> $OUT".into();
+        assert_ne!(key(&base()), key(&spec));
+    }
+
+    #[test]
+    fn environment_changes_the_key() {
+        let mut spec = base();
+        spec.env.insert("PATH".into(), "/usr/bin".into());
+        assert_ne!(key(&base()), key(&spec));
+        let mut added = base();
+        added.env.insert("LANG".into(), "C".into());
+        assert_ne!(key(&base()), key(&added));
+    }
+
+    #[test]
+    fn input_content_changes_the_key() {
+        let edited = |a: &Artifact| {
+            let text = if a.path == "a/x" {
+                "edited".to_string()
+            } else {
+                a.path.clone()
+            };
+            Some(FileDigest {
+                digest: Digest::of_bytes(DigestFunction::Blake3, text.as_bytes()),
+                executable: false,
+            })
+        };
+        assert_ne!(
+            key(&base()),
+            key_with(&base(), &edited, &platform(), DigestFunction::Blake3)
+        );
+    }
+
+    #[test]
+    fn derived_input_content_changes_the_key() {
+        let edited = |a: &Artifact| {
+            let text = if a.path.ends_with("/y") {
+                "other".to_string()
+            } else {
+                a.path.clone()
+            };
+            Some(FileDigest {
+                digest: Digest::of_bytes(DigestFunction::Blake3, text.as_bytes()),
+                executable: false,
+            })
+        };
+        assert_ne!(
+            key(&base()),
+            key_with(&base(), &edited, &platform(), DigestFunction::Blake3)
+        );
+    }
+
+    #[test]
+    fn input_path_changes_the_key() {
+        let mut spec = base();
+        spec.inputs[0].exec_path = "a/renamed".into();
+        assert_ne!(key(&base()), key(&spec));
+    }
+
+    #[test]
+    fn input_executable_bit_changes_the_key() {
+        let executable = |a: &Artifact| {
+            content(a).map(|d| FileDigest {
+                executable: a.path == "a/x",
+                ..d
+            })
+        };
+        assert_ne!(
+            key(&base()),
+            key_with(&base(), &executable, &platform(), DigestFunction::Blake3)
+        );
+    }
+
+    #[test]
+    fn adding_an_input_changes_the_key() {
+        let mut spec = base();
+        spec.input(&Artifact::source("a/z"));
+        assert_ne!(key(&base()), key(&spec));
+    }
+
+    #[test]
+    fn outputs_change_the_key() {
+        let mut spec = base();
+        spec.outputs[0].path = "kiln-out/bin/a/other".into();
+        assert_ne!(key(&base()), key(&spec));
+    }
+
+    #[test]
+    fn working_directory_changes_the_key() {
+        let mut spec = base();
+        spec.working_directory = "a".into();
+        assert_ne!(key(&base()), key(&spec));
+    }
+
+    #[test]
+    fn platform_properties_change_the_key() {
+        let mut other = platform();
+        other.properties.insert("ISA".into(), "aarch64".into());
+        assert_ne!(
+            key(&base()),
+            key_with(&base(), &content, &other, DigestFunction::Blake3)
+        );
+    }
+
+    #[test]
+    fn toolchain_identity_changes_the_key() {
+        let mut one = base();
+        one.tool_mounts.push(ToolMount {
+            sandbox_path: "/kiln/toolchains/go".into(),
+            host_path: "/usr/local/go".into(),
+            identity: "go1.26.8@abc".into(),
+        });
+        let mut two = one.clone();
+        two.tool_mounts[0].identity = "go1.26.9@def".into();
+        assert_ne!(key(&one), key(&two));
+        // The host path is deliberately not part of the key: only the identity is.
+        let mut moved = one.clone();
+        moved.tool_mounts[0].host_path = "/opt/go".into();
+        assert_eq!(key(&one), key(&moved));
+    }
+
+    #[test]
+    fn network_access_changes_the_key() {
+        let mut spec = base();
+        spec.network = true;
+        assert_ne!(key(&base()), key(&spec));
+    }
+
+    #[test]
+    fn timeout_changes_the_key() {
+        let mut spec = base();
+        spec.timeout = Some(Duration::from_secs(60));
+        assert_ne!(key(&base()), key(&spec));
+    }
+
+    #[test]
+    fn cacheability_changes_the_key() {
+        let mut spec = base();
+        spec.cacheable = false;
+        assert_ne!(key(&base()), key(&spec));
+    }
+
+    #[test]
+    fn digest_function_changes_the_key() {
+        let sha = |a: &Artifact| {
+            Some(FileDigest {
+                digest: Digest::of_bytes(DigestFunction::Sha256, a.path.as_bytes()),
+                executable: false,
+            })
+        };
+        assert_ne!(
+            key(&base()).hex(),
+            key_with(&base(), &sha, &platform(), DigestFunction::Sha256).hex()
+        );
+    }
+
+    #[test]
+    fn mnemonic_and_owner_do_not_change_the_key() {
+        // Two targets declaring the same command on the same inputs share a cache entry, as in Bazel.
+        let mut spec = base();
+        spec.mnemonic = "Other".into();
+        spec.progress_message = "different".into();
+        assert_eq!(key(&base()), key(&spec));
+    }
+
+    #[test]
+    fn conflicting_and_bad_inputs_are_errors() {
+        let mut spec = base();
+        spec.input(&Artifact::source("a/x/inner"));
+        assert!(matches!(
+            compute_key(&spec, &content, &platform(), DigestFunction::Blake3),
+            Err(KeyError::Conflict(_))
+        ));
+        let mut escape = base();
+        escape.input(&Artifact::source("../etc/passwd"));
+        assert!(matches!(
+            compute_key(&escape, &content, &platform(), DigestFunction::Blake3),
+            Err(KeyError::BadPath(_))
+        ));
+        let missing = |_: &Artifact| None;
+        assert!(matches!(
+            compute_key(&base(), &missing, &platform(), DigestFunction::Blake3),
+            Err(KeyError::MissingInput(_))
+        ));
+    }
+
+    #[test]
+    fn merkle_tree_matches_reapi_layout() {
+        let keyed = match compute_key(&base(), &content, &platform(), DigestFunction::Blake3) {
+            Ok(k) => k,
+            Err(e) => panic!("{e}"),
+        };
+        // Root has directories `a` and `kiln-out`, no files; children come before the root.
+        let (root_digest, root_bytes) = keyed
+            .directories
+            .last()
+            .cloned()
+            .unwrap_or_else(|| panic!("no directories"));
+        assert_eq!(root_digest, keyed.input_root);
+        let root =
+            reapi::Directory::decode(root_bytes.as_slice()).unwrap_or_else(|e| panic!("{e}"));
+        let names: Vec<&str> = root.directories.iter().map(|d| d.name.as_str()).collect();
+        assert_eq!(names, ["a", "kiln-out"]);
+        assert!(root.files.is_empty());
+        assert_eq!(keyed.command.output_paths, ["kiln-out/bin/a/out"]);
+    }
 }

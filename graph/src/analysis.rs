@@ -21,6 +21,9 @@ pub struct DefaultInfo {
     pub runfiles: Vec<(String, Artifact)>,
 }
 
+/// Makes the environment entries that ask a test framework to filter by a pattern.
+pub type FilterEnv = fn(&str) -> Vec<(String, String)>;
+
 /// What a test rule tells the engine about running its test.
 #[derive(Clone, Debug, Default)]
 pub struct TestInfo {
@@ -30,7 +33,7 @@ pub struct TestInfo {
     pub args: Vec<String>,
     /// Environment entries telling the test framework to filter (set from `--test_filter`), produced by
     /// the rule because each framework spells it differently. Called with the filter.
-    pub filter_env: Option<fn(&str) -> Vec<(String, String)>>,
+    pub filter_env: Option<FilterEnv>,
     /// Arguments telling the framework to filter.
     pub filter_args: Option<fn(&str) -> Vec<String>>,
 }
@@ -48,14 +51,20 @@ pub struct Providers {
 
 impl std::fmt::Debug for Providers {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.debug_struct("Providers").field("default", &self.default).finish_non_exhaustive()
+        f.debug_struct("Providers")
+            .field("default", &self.default)
+            .finish_non_exhaustive()
     }
 }
 
 impl Providers {
     /// Providers with only default files.
     pub fn new(default: DefaultInfo) -> Self {
-        Providers { default, test: None, extra: HashMap::new() }
+        Providers {
+            default,
+            test: None,
+            extra: HashMap::new(),
+        }
     }
 
     /// Attaches a rule-specific provider.
@@ -65,7 +74,9 @@ impl Providers {
 
     /// Looks up a rule-specific provider.
     pub fn get<T: Any + Send + Sync>(&self) -> Option<&T> {
-        self.extra.get(&TypeId::of::<T>()).and_then(|v| v.downcast_ref::<T>())
+        self.extra
+            .get(&TypeId::of::<T>())
+            .and_then(|v| v.downcast_ref::<T>())
     }
 }
 
@@ -123,7 +134,10 @@ pub struct AnalysisContext<'a> {
 impl<'a> AnalysisContext<'a> {
     /// An error at the target's location.
     pub fn error(&self, message: impl Into<String>) -> AnalysisError {
-        AnalysisError { location: self.target.location.clone(), message: message.into() }
+        AnalysisError {
+            location: self.target.location.clone(),
+            message: message.into(),
+        }
     }
 
     /// Providers of a label the target references.
@@ -150,7 +164,9 @@ impl<'a> AnalysisContext<'a> {
 
     /// The package's output directory, exec-root-relative (`$(RULEDIR)`).
     pub fn package_out_dir(&self) -> String {
-        output_path(&self.target.label.package, "").trim_end_matches('/').to_string()
+        output_path(&self.target.label.package, "")
+            .trim_end_matches('/')
+            .to_string()
     }
 
     /// Registers an action.

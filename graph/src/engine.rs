@@ -169,10 +169,18 @@ impl<'a> Engine<'a> {
         state: &'a dyn EngineState,
         observer: &'a dyn BuildObserver,
     ) -> Self {
-        let rules_by_name: HashMap<&'static str, &'a dyn RuleImpl> =
-            rules.iter().map(|r| (r.schema().name, r.as_ref())).collect();
+        let rules_by_name: HashMap<&'static str, &'a dyn RuleImpl> = rules
+            .iter()
+            .map(|r| (r.schema().name, r.as_ref()))
+            .collect();
         let schemas = rules.iter().map(|r| r.schema()).collect();
-        Engine { config, rules: rules_by_name, schemas, state, observer }
+        Engine {
+            config,
+            rules: rules_by_name,
+            schemas,
+            state,
+            observer,
+        }
     }
 
     /// The workspace root.
@@ -182,7 +190,10 @@ impl<'a> Engine<'a> {
 
     fn settings_key(&self) -> String {
         let s = &self.config.settings;
-        format!("{}|{}|{}|{}", s.compilation_mode, s.workspace_name, s.host_os, s.host_cpu)
+        format!(
+            "{}|{}|{}|{}",
+            s.compilation_mode, s.workspace_name, s.host_os, s.host_cpu
+        )
     }
 
     fn digest_for_memo(&self) -> impl Fn(&str) -> Option<String> + Sync + '_ {
@@ -198,15 +209,37 @@ impl<'a> Engine<'a> {
         Ok(targets)
     }
 
-    fn loader<'l>(&'l self, digest: &'l (dyn Fn(&str) -> Option<String> + Sync)) -> PackageLoader<'l> {
+    /// Loads one package through the memoized loader (for `query`, which follows dependencies
+    /// on demand); the error is the loader's message.
+    pub fn load_package(&self, name: &str) -> Result<Arc<load::Package>, String> {
+        let digest = self.digest_for_memo();
+        let mut loader = self.loader(&digest);
+        loader.package(name)
+    }
+
+    fn loader<'l>(
+        &'l self,
+        digest: &'l (dyn Fn(&str) -> Option<String> + Sync),
+    ) -> PackageLoader<'l> {
         let platform = HostPlatform {
             os: self.config.settings.host_os.clone(),
             cpu: self.config.settings.host_cpu.clone(),
         };
-        PackageLoader::new(&self.config.root, platform, &self.schemas, self.settings_key(), digest, self.state)
+        PackageLoader::new(
+            &self.config.root,
+            platform,
+            &self.schemas,
+            self.settings_key(),
+            digest,
+            self.state,
+        )
     }
 
-    fn select_with(&self, loader: &mut PackageLoader<'_>, patterns: &PatternSet) -> Result<(Vec<Target>, usize), EngineError> {
+    fn select_with(
+        &self,
+        loader: &mut PackageLoader<'_>,
+        patterns: &PatternSet,
+    ) -> Result<(Vec<Target>, usize), EngineError> {
         let all = discover_packages(&self.config.root);
         let mut wanted = patterns.packages_to_load(&all);
         for label in patterns.explicit_targets() {
@@ -232,7 +265,10 @@ impl<'a> Engine<'a> {
                 continue;
             }
         }
-        let mut chosen: Vec<Target> = targets.into_iter().filter(|t| selected.contains(&t.label)).collect();
+        let mut chosen: Vec<Target> = targets
+            .into_iter()
+            .filter(|t| selected.contains(&t.label))
+            .collect();
         chosen.sort_by(|a, b| a.label.cmp(&b.label));
         Ok((chosen, wanted.len()))
     }
@@ -247,7 +283,11 @@ impl<'a> Engine<'a> {
                 .spawn_scoped(scope, || self.build_inner(patterns, goal))
                 .map_err(|e| EngineError::Analysis(format!("Cannot start the build thread: {e}")))?
                 .join()
-                .unwrap_or_else(|_| Err(EngineError::Analysis("Internal error: the build thread panicked".to_string())))
+                .unwrap_or_else(|_| {
+                    Err(EngineError::Analysis(
+                        "Internal error: the build thread panicked".to_string(),
+                    ))
+                })
         })
     }
 
@@ -258,7 +298,12 @@ impl<'a> Engine<'a> {
         let mut explicit: Vec<Label> = patterns.explicit_targets().cloned().collect();
         explicit.retain(|l| !selected.iter().any(|t| &t.label == l));
 
-        let mut analyzer = Analyzer::new(&self.config.root, &mut loader, &self.rules, &self.config.settings);
+        let mut analyzer = Analyzer::new(
+            &self.config.root,
+            &mut loader,
+            &self.rules,
+            &self.config.settings,
+        );
         let mut report = BuildReport::default();
         let mut providers: Vec<(Label, Option<Target>, Arc<Providers>)> = Vec::new();
         let mut errors = Vec::new();
@@ -292,26 +337,41 @@ impl<'a> Engine<'a> {
         for (label, _, p) in &providers {
             report.targets.push(label.clone());
             top.extend(p.default.files.iter().cloned());
-            report.outputs.insert(label.clone(), p.default.files.iter().map(|a| a.path.clone()).collect());
+            report.outputs.insert(
+                label.clone(),
+                p.default.files.iter().map(|a| a.path.clone()).collect(),
+            );
             if let Some(exe) = &p.default.executable {
                 top.push(exe.clone());
                 report.executables.insert(label.clone(), exe.path.clone());
-                report
-                    .runfiles
-                    .insert(label.clone(), p.default.runfiles.iter().map(|(path, a)| (path.clone(), a.path.clone())).collect());
+                report.runfiles.insert(
+                    label.clone(),
+                    p.default
+                        .runfiles
+                        .iter()
+                        .map(|(path, a)| (path.clone(), a.path.clone()))
+                        .collect(),
+                );
                 top.extend(p.default.runfiles.iter().map(|(_, a)| a.clone()));
             }
         }
         if let Goal::Test(options) = goal {
             let runs = options.runs_per_test.max(1);
             for (label, target, p) in &providers {
-                let Some(target) = target.as_ref().or_else(|| analyzed_targets.get(label)) else { continue };
-                let is_test = self.rules.get(target.kind.as_str()).is_some_and(|r| r.schema().test);
+                let Some(target) = target.as_ref().or_else(|| analyzed_targets.get(label)) else {
+                    continue;
+                };
+                let is_test = self
+                    .rules
+                    .get(target.kind.as_str())
+                    .is_some_and(|r| r.schema().test);
                 if !is_test {
                     continue;
                 }
                 for run in 1..=runs {
-                    if let Some((action, paths)) = test_action(target, p, &self.config.settings, options, run, runs) {
+                    if let Some((action, paths)) =
+                        test_action(target, p, &self.config.settings, options, run, runs)
+                    {
                         test_actions.push((label.clone(), actions.len(), paths, run));
                         actions.push(action);
                     }
@@ -322,9 +382,16 @@ impl<'a> Engine<'a> {
             }
         }
         let graph = ActionGraph::new(actions).map_err(|e| EngineError::Analysis(e.to_string()))?;
-        let extra: Vec<ActionId> = test_actions.iter().map(|(_, i, _, _)| ActionId(*i as u32)).collect();
+        let extra: Vec<ActionId> = test_actions
+            .iter()
+            .map(|(_, i, _, _)| ActionId(*i as u32))
+            .collect();
         let needed = graph.needed(&top, &extra);
-        self.observer.event(&BuildEvent::Planned { actions: needed.len(), packages_evaluated, packages_loaded });
+        self.observer.event(&BuildEvent::Planned {
+            actions: needed.len(),
+            packages_evaluated,
+            packages_loaded,
+        });
 
         // Source digests for every source an action reads, and the top-level sources themselves.
         let mut source_paths: Vec<String> = needed
@@ -349,10 +416,20 @@ impl<'a> Engine<'a> {
         );
         runner.tool_digests = crate::host::tool_digests(
             self.config.function,
-            needed.iter().flat_map(|id| graph.action(*id).host_tools.iter().cloned()),
+            needed
+                .iter()
+                .flat_map(|id| graph.action(*id).host_tools.iter().cloned()),
         );
-        let priorities = graph.priorities(&needed, &|spec| self.state.expected_duration(&spec.history_key()).unwrap_or(1));
-        let top_paths: HashSet<String> = top.iter().filter(|a| !a.source).map(|a| a.path.clone()).collect();
+        let priorities = graph.priorities(&needed, &|spec| {
+            self.state
+                .expected_duration(&spec.history_key())
+                .unwrap_or(1)
+        });
+        let top_paths: HashSet<String> = top
+            .iter()
+            .filter(|a| !a.source)
+            .map(|a| a.path.clone())
+            .collect();
         let materialized_lost = Mutex::new(Vec::<String>::new());
         let after = |id: ActionId, done: &ActionDone| -> Vec<String> {
             let spec = graph.action(id);
@@ -374,7 +451,10 @@ impl<'a> Engine<'a> {
             &priorities,
             &sources,
             &runner,
-            &ScheduleConfig { jobs: self.config.jobs, keep_going: self.config.keep_going },
+            &ScheduleConfig {
+                jobs: self.config.jobs,
+                keep_going: self.config.keep_going,
+            },
             self.observer,
             &after,
         );
@@ -393,15 +473,29 @@ impl<'a> Engine<'a> {
                 mnemonic: spec.mnemonic.clone(),
                 history_key: spec.history_key(),
                 action_key: done.key.hex(),
-                inputs: done.keyed.inputs.iter().map(|(p, d)| (p.clone(), d.digest.to_string())).collect(),
+                inputs: done
+                    .keyed
+                    .inputs
+                    .iter()
+                    .map(|(p, d)| (p.clone(), d.digest.to_string()))
+                    .collect(),
                 arguments: spec.arguments.clone(),
-                env: spec.env.iter().map(|(k, v)| (k.clone(), v.clone())).collect(),
+                env: spec
+                    .env
+                    .iter()
+                    .map(|(k, v)| (k.clone(), v.clone()))
+                    .collect(),
                 platform: done
                     .keyed
                     .action
                     .platform
                     .as_ref()
-                    .map(|p| p.properties.iter().map(|q| (q.name.clone(), q.value.clone())).collect())
+                    .map(|p| {
+                        p.properties
+                            .iter()
+                            .map(|q| (q.name.clone(), q.value.clone()))
+                            .collect()
+                    })
                     .unwrap_or_default(),
                 duration_ms: done.run_duration.as_millis() as u64,
                 status: done.status,
@@ -412,7 +506,10 @@ impl<'a> Engine<'a> {
         for (id, message) in &schedule.failed {
             let spec = graph.action(*id);
             failed_owners.insert(spec.owner.clone());
-            report.failures.push(format!("{} {} failed: {message}", spec.mnemonic, spec.owner));
+            report.failures.push(format!(
+                "{} {} failed: {message}",
+                spec.mnemonic, spec.owner
+            ));
         }
         for (label, index, paths, run) in &test_actions {
             let id = ActionId(*index as u32);
@@ -452,7 +549,9 @@ impl<'a> Engine<'a> {
             let mut files: Vec<Artifact> = p.default.files.clone();
             files.extend(p.default.executable.iter().cloned());
             let needed_by_target = graph.needed(&files, &[]);
-            let ok = needed_by_target.iter().all(|id| schedule.done.contains_key(id));
+            let ok = needed_by_target
+                .iter()
+                .all(|id| schedule.done.contains_key(id));
             if !ok {
                 report.failed_targets.push(label.clone());
             }
@@ -478,21 +577,32 @@ impl<'a> Engine<'a> {
                 return true;
             }
         }
-        match self.config.cache.materialize(&file.digest, &dest, file.executable) {
+        match self
+            .config
+            .cache
+            .materialize(&file.digest, &dest, file.executable)
+        {
             Ok(true) => {
                 let _ = sources.digest(path);
                 true
             }
             Ok(false) => false,
             Err(e) => {
-                self.observer.event(&BuildEvent::Warning(format!("Cannot write `{path}`: {e}")));
+                self.observer
+                    .event(&BuildEvent::Warning(format!("Cannot write `{path}`: {e}")));
                 false
             }
         }
     }
 
     /// Bazel writes a JUnit XML file for tests that do not write one; so do we.
-    fn write_junit_if_missing(&self, label: &Label, paths: &TestPaths, status: TestStatus, done: &ActionDone) {
+    fn write_junit_if_missing(
+        &self,
+        label: &Label,
+        paths: &TestPaths,
+        status: TestStatus,
+        done: &ActionDone,
+    ) {
         let xml = self.config.root.join(&paths.xml);
         if done.outputs.contains_key(&paths.xml) {
             return;
@@ -500,7 +610,9 @@ impl<'a> Engine<'a> {
         let log = std::fs::read_to_string(self.config.root.join(&paths.log)).unwrap_or_default();
         let failure = match status {
             TestStatus::Passed => String::new(),
-            TestStatus::Failed => format!("<failure message=\"exited with code {}\"/>", done.exit_code),
+            TestStatus::Failed => {
+                format!("<failure message=\"exited with code {}\"/>", done.exit_code)
+            }
             TestStatus::TimedOut => "<failure message=\"timed out\"/>".to_string(),
         };
         let body = format!(
@@ -519,10 +631,16 @@ impl<'a> Engine<'a> {
 }
 
 fn xml_escape(s: &str) -> String {
-    s.replace('&', "&amp;").replace('<', "&lt;").replace('>', "&gt;").replace('"', "&quot;")
+    s.replace('&', "&amp;")
+        .replace('<', "&lt;")
+        .replace('>', "&gt;")
+        .replace('"', "&quot;")
 }
 
 /// Resolves the BUILD file chosen for a package directory (`BUILD.kiln`, `BUILD.bazel`, `BUILD`).
 pub fn build_file_for(root: &Path, package: &str) -> Option<PathBuf> {
-    load::BUILD_FILE_NAMES.iter().map(|name| root.join(package).join(name)).find(|p| p.is_file())
+    load::BUILD_FILE_NAMES
+        .iter()
+        .map(|name| root.join(package).join(name))
+        .find(|p| p.is_file())
 }

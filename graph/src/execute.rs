@@ -14,7 +14,9 @@ use kiln_exec::{ExitKind, InputFile, Sandbox, SandboxRequest};
 use prost::Message;
 
 use crate::action::{ActionKind, ActionSpec, Artifact};
-use crate::action_key::{compute_key, from_proto, to_proto, FileDigest, KeyedAction, PlatformProperties};
+use crate::action_key::{
+    compute_key, from_proto, to_proto, FileDigest, KeyedAction, PlatformProperties,
+};
 use crate::events::CacheStatus;
 
 /// Everything an action runner needs that stays fixed for a build.
@@ -42,7 +44,7 @@ pub struct Runner {
 pub enum RunOutcome {
     /// The action has a result: outputs and exit status. A build action with a non-zero exit is
     /// reported as [`RunOutcome::Failed`] instead.
-    Done(ActionDone),
+    Done(Box<ActionDone>),
     /// The action could not produce its outputs.
     Failed {
         /// The key, if it could be computed.
@@ -77,12 +79,15 @@ pub struct ActionDone {
     pub keyed: KeyedAction,
 }
 
+/// Receives an early output's exec path and digest while its action still runs.
+pub type EarlyOutputCallback = dyn Fn(&str, FileDigest) + Sync;
+
 /// Options for one run.
 pub struct RunOptions<'a> {
     /// Skip the action-cache lookup (a previous result's blobs were lost).
     pub force_execute: bool,
     /// Called with each stderr line while the action runs, with announced early outputs.
-    pub on_early_output: Option<&'a (dyn Fn(&str, FileDigest) + Sync)>,
+    pub on_early_output: Option<&'a EarlyOutputCallback>,
     /// Called just before the action starts running in the sandbox (not on a cache hit).
     pub on_start: Option<&'a (dyn Fn() + Sync)>,
 }
@@ -111,20 +116,34 @@ impl Runner {
     }
 
     /// Computes the key of `spec` given its inputs' digests.
-    pub fn key(&self, spec: &ActionSpec, inputs: &dyn Fn(&Artifact) -> Option<FileDigest>) -> Result<KeyedAction, String> {
+    pub fn key(
+        &self,
+        spec: &ActionSpec,
+        inputs: &dyn Fn(&Artifact) -> Option<FileDigest>,
+    ) -> Result<KeyedAction, String> {
         if spec.host_tools.is_empty() {
-            return compute_key(spec, inputs, &self.platform, self.function).map_err(|e| e.to_string());
+            return compute_key(spec, inputs, &self.platform, self.function)
+                .map_err(|e| e.to_string());
         }
         let mut tools: Vec<String> = spec
             .host_tools
             .iter()
-            .map(|t| format!("{t}={}", self.tool_digests.get(t).map(|s| s.as_str()).unwrap_or("unknown")))
+            .map(|t| {
+                format!(
+                    "{t}={}",
+                    self.tool_digests
+                        .get(t)
+                        .map(|s| s.as_str())
+                        .unwrap_or("unknown")
+                )
+            })
             .collect();
         tools.sort();
         let mut platform = self.platform.clone();
-        platform
-            .properties
-            .insert("kiln-host-tools".to_string(), Digest::of_bytes(self.function, tools.join("\n").as_bytes()).hex());
+        platform.properties.insert(
+            "kiln-host-tools".to_string(),
+            Digest::of_bytes(self.function, tools.join("\n").as_bytes()).hex(),
+        );
         compute_key(spec, inputs, &platform, self.function).map_err(|e| e.to_string())
     }
 
@@ -141,7 +160,7 @@ impl Runner {
         };
         if !options.force_execute && spec.cacheable {
             if let Some(done) = self.lookup(spec, &keyed) {
-                return RunOutcome::Done(done);
+                return RunOutcome::Done(Box::new(done));
             }
         }
         self.execute(spec, keyed, options)
@@ -160,9 +179,19 @@ impl Runner {
             if !self.cache.contains(&digest) {
                 return None;
             }
-            outputs.insert(file.path.clone(), FileDigest { digest, executable: file.is_executable });
+            outputs.insert(
+                file.path.clone(),
+                FileDigest {
+                    digest,
+                    executable: file.is_executable,
+                },
+            );
         }
-        if spec.outputs.iter().any(|o| !o.optional && !outputs.contains_key(&o.path)) {
+        if spec
+            .outputs
+            .iter()
+            .any(|o| !o.optional && !outputs.contains_key(&o.path))
+        {
             return None;
         }
         let stdout = self.read_log(result.stdout_digest.as_ref(), &result.stdout_raw)?;
@@ -170,7 +199,12 @@ impl Runner {
         let run_duration = result
             .execution_metadata
             .as_ref()
-            .and_then(|m| Some(timestamp_delta(m.execution_start_timestamp.as_ref()?, m.execution_completed_timestamp.as_ref()?)))
+            .and_then(|m| {
+                Some(timestamp_delta(
+                    m.execution_start_timestamp.as_ref()?,
+                    m.execution_completed_timestamp.as_ref()?,
+                ))
+            })
             .unwrap_or_default();
         Some(ActionDone {
             key: keyed.key,
@@ -208,11 +242,18 @@ impl Runner {
         Some(self.cache.blob_path(digest))
     }
 
-    fn execute(&self, spec: &ActionSpec, keyed: KeyedAction, options: &RunOptions<'_>) -> RunOutcome {
+    fn execute(
+        &self,
+        spec: &ActionSpec,
+        keyed: KeyedAction,
+        options: &RunOptions<'_>,
+    ) -> RunOutcome {
         let mut staged = Vec::with_capacity(spec.inputs.len());
         let mut lost = Vec::new();
         for input in &spec.inputs {
-            let Some(file) = keyed.inputs.get(&input.exec_path) else { continue };
+            let Some(file) = keyed.inputs.get(&input.exec_path) else {
+                continue;
+            };
             let source = if input.artifact.source {
                 self.root.join(&input.artifact.path)
             } else {
@@ -224,17 +265,29 @@ impl Runner {
                     }
                 }
             };
-            staged.push(InputFile { path: input.exec_path.clone(), source, executable: file.executable });
+            staged.push(InputFile {
+                path: input.exec_path.clone(),
+                source,
+                executable: file.executable,
+            });
         }
         if !lost.is_empty() {
             lost.sort();
             lost.dedup();
             return RunOutcome::LostInputs(lost);
         }
-        let scratch = self.scratch_root.join(format!("{}-{}", std::process::id(), self.counter.fetch_add(1, Ordering::Relaxed)));
+        let scratch = self.scratch_root.join(format!(
+            "{}-{}",
+            std::process::id(),
+            self.counter.fetch_add(1, Ordering::Relaxed)
+        ));
         let request = SandboxRequest {
             argv: spec.arguments.clone(),
-            env: spec.env.iter().map(|(k, v)| (k.clone(), v.clone())).collect(),
+            env: spec
+                .env
+                .iter()
+                .map(|(k, v)| (k.clone(), v.clone()))
+                .collect(),
             working_directory: spec.working_directory.clone(),
             inputs: staged,
             outputs: spec.outputs.iter().map(|o| o.path.clone()).collect(),
@@ -246,7 +299,10 @@ impl Runner {
             mounts: spec
                 .tool_mounts
                 .iter()
-                .map(|m| kiln_exec::ExtraMount { host: m.host_path.clone(), sandbox_path: m.sandbox_path.clone() })
+                .map(|m| kiln_exec::ExtraMount {
+                    host: m.host_path.clone(),
+                    sandbox_path: m.sandbox_path.clone(),
+                })
                 .collect(),
         };
         if let Some(on_start) = options.on_start {
@@ -266,7 +322,10 @@ impl Runner {
             }
         };
         let outcome = if spec.early_outputs.is_some() && options.on_early_output.is_some() {
-            let hooks = kiln_exec::RunHooks { on_stdout_line: None, on_stderr_line: Some(&early) };
+            let hooks = kiln_exec::RunHooks {
+                on_stdout_line: None,
+                on_stderr_line: Some(&early),
+            };
             self.sandbox.run_with_hooks(&request, hooks)
         } else {
             self.sandbox.run(&request)
@@ -275,7 +334,10 @@ impl Runner {
             Ok(o) => o,
             Err(e) => {
                 let _ = std::fs::remove_dir_all(&scratch);
-                return RunOutcome::Failed { key: Some(keyed.key), message: format!("Could not run the sandbox: {e}") };
+                return RunOutcome::Failed {
+                    key: Some(keyed.key),
+                    message: format!("Could not run the sandbox: {e}"),
+                };
             }
         };
         let run_duration = clock.elapsed();
@@ -303,7 +365,11 @@ impl Runner {
             text
         };
         if spec.kind == ActionKind::Build && exit_code != 0 {
-            let why = if timed_out { "timed out".to_string() } else { format!("exited with code {exit_code}") };
+            let why = if timed_out {
+                "timed out".to_string()
+            } else {
+                format!("exited with code {exit_code}")
+            };
             return RunOutcome::Failed {
                 key: Some(keyed.key),
                 message: format!("{} failed: {}\n{}", spec.mnemonic, why, command_output()),
@@ -319,14 +385,21 @@ impl Runner {
                         outputs.insert(path.clone(), file);
                     }
                     Err(e) => {
-                        return RunOutcome::Failed { key: Some(keyed.key), message: format!("Could not store output `{path}`: {e}") }
+                        return RunOutcome::Failed {
+                            key: Some(keyed.key),
+                            message: format!("Could not store output `{path}`: {e}"),
+                        }
                     }
                 },
                 None if declared.is_some_and(|o| o.optional) || spec.kind == ActionKind::Test => {}
                 None => {
                     return RunOutcome::Failed {
                         key: Some(keyed.key),
-                        message: format!("{} did not create declared output `{path}`\n{}", spec.mnemonic, command_output()),
+                        message: format!(
+                            "{} did not create declared output `{path}`\n{}",
+                            spec.mnemonic,
+                            command_output()
+                        ),
                     }
                 }
             }
@@ -334,13 +407,21 @@ impl Runner {
         if !self.inputs_unchanged(spec, &keyed) {
             return RunOutcome::Failed {
                 key: Some(keyed.key),
-                message: "A source file changed while the action ran; run the build again".to_string(),
+                message: "A source file changed while the action ran; run the build again"
+                    .to_string(),
             };
         }
         if spec.cacheable && exit_code == 0 {
-            let _ = self.store_result(&keyed, &outputs, &outcome.stdout, &outcome.stderr, started, run_duration);
+            let _ = self.store_result(
+                &keyed,
+                &outputs,
+                &outcome.stdout,
+                &outcome.stderr,
+                started,
+                run_duration,
+            );
         }
-        RunOutcome::Done(ActionDone {
+        RunOutcome::Done(Box::new(ActionDone {
             key: keyed.key,
             status: CacheStatus::Executed,
             outputs,
@@ -350,7 +431,7 @@ impl Runner {
             stderr: outcome.stderr,
             run_duration,
             keyed,
-        })
+        }))
     }
 
     fn store_output(&self, host: &Path, executable: bool) -> Result<FileDigest, String> {
@@ -358,20 +439,28 @@ impl Runner {
         if !metadata.is_file() {
             return Err("only regular files are supported as outputs".to_string());
         }
-        let digest = self.cache.put_file(self.function, host).map_err(|e| e.to_string())?;
+        let digest = self
+            .cache
+            .put_file(self.function, host)
+            .map_err(|e| e.to_string())?;
         Ok(FileDigest { digest, executable })
     }
 
     /// Re-hashes the source inputs whose content went into the key, so that a file edited while the
     /// action ran cannot poison the cache with a result keyed on the old content.
     fn inputs_unchanged(&self, spec: &ActionSpec, keyed: &KeyedAction) -> bool {
-        spec.inputs.iter().filter(|i| i.artifact.source).all(|input| {
-            let Some(expected) = keyed.inputs.get(&input.exec_path) else { return true };
-            match Digest::of_file(self.function, &self.root.join(&input.artifact.path)) {
-                Ok(now) => now == expected.digest,
-                Err(_) => false,
-            }
-        })
+        spec.inputs
+            .iter()
+            .filter(|i| i.artifact.source)
+            .all(|input| {
+                let Some(expected) = keyed.inputs.get(&input.exec_path) else {
+                    return true;
+                };
+                match Digest::of_file(self.function, &self.root.join(&input.artifact.path)) {
+                    Ok(now) => now == expected.digest,
+                    Err(_) => false,
+                }
+            })
     }
 
     fn store_result(
@@ -413,13 +502,19 @@ impl Runner {
             }),
             ..Default::default()
         };
-        self.cache.put_action_result(&keyed.key, &result.encode_to_vec())
+        self.cache
+            .put_action_result(&keyed.key, &result.encode_to_vec())
     }
 }
 
 fn timestamp(time: SystemTime) -> bazel_remote_apis::google::protobuf::Timestamp {
-    let since = time.duration_since(SystemTime::UNIX_EPOCH).unwrap_or_default();
-    bazel_remote_apis::google::protobuf::Timestamp { seconds: since.as_secs() as i64, nanos: since.subsec_nanos() as i32 }
+    let since = time
+        .duration_since(SystemTime::UNIX_EPOCH)
+        .unwrap_or_default();
+    bazel_remote_apis::google::protobuf::Timestamp {
+        seconds: since.as_secs() as i64,
+        nanos: since.subsec_nanos() as i32,
+    }
 }
 
 fn timestamp_delta(

@@ -8,7 +8,12 @@ use kiln_cache::{Digest, DigestFunction};
 use crate::action_key::PlatformProperties;
 
 /// System files whose content identifies the host system for caching purposes.
-const SYSTEM_FILES: &[&str] = &["/etc/os-release", "/usr/lib/os-release", "/lib64/ld-linux-x86-64.so.2", "/lib/ld-linux-aarch64.so.1"];
+const SYSTEM_FILES: &[&str] = &[
+    "/etc/os-release",
+    "/usr/lib/os-release",
+    "/lib64/ld-linux-x86-64.so.2",
+    "/lib/ld-linux-aarch64.so.1",
+];
 
 /// The host's OS name as Bazel's `@platforms//os` spells it.
 pub fn host_os() -> &'static str {
@@ -33,12 +38,18 @@ pub fn platform_properties(function: DigestFunction) -> PlatformProperties {
             }
         }
     }
-    properties.insert("kiln-host-system".to_string(), Digest::of_bytes(function, identity.as_bytes()).hex());
+    properties.insert(
+        "kiln-host-system".to_string(),
+        Digest::of_bytes(function, identity.as_bytes()).hex(),
+    );
     PlatformProperties { properties }
 }
 
 /// Digests of host tools by absolute path, computed once each.
-pub fn tool_digests(function: DigestFunction, tools: impl Iterator<Item = String>) -> HashMap<String, String> {
+pub fn tool_digests(
+    function: DigestFunction,
+    tools: impl Iterator<Item = String>,
+) -> HashMap<String, String> {
     let mut digests = HashMap::new();
     for tool in tools {
         if digests.contains_key(&tool) {

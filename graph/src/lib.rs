@@ -4,11 +4,6 @@
 //! Rules (in `kiln-rules`) plug in through [`rule_schema`] (what the loader accepts) and the
 //! analysis traits; processes are spawned only by `kiln-exec`.
 
-pub mod label;
-pub mod load;
-pub mod pattern;
-pub mod rule_schema;
-pub mod target;
 pub mod action;
 pub mod action_graph;
 pub mod action_key;
@@ -17,4 +12,10 @@ pub mod engine;
 pub mod events;
 pub mod execute;
 pub mod host;
+pub mod label;
+pub mod load;
+pub mod pattern;
+pub mod query;
+pub mod rule_schema;
 pub mod scheduler;
+pub mod target;

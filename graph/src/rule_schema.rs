@@ -36,12 +36,20 @@ pub struct AttrSchema {
 impl AttrSchema {
     /// An optional attribute.
     pub const fn optional(name: &'static str, kind: AttrKind) -> Self {
-        AttrSchema { name, kind, mandatory: false }
+        AttrSchema {
+            name,
+            kind,
+            mandatory: false,
+        }
     }
 
     /// A mandatory attribute.
     pub const fn mandatory(name: &'static str, kind: AttrKind) -> Self {
-        AttrSchema { name, kind, mandatory: true }
+        AttrSchema {
+            name,
+            kind,
+            mandatory: true,
+        }
     }
 }
 

@@ -42,7 +42,7 @@ pub struct ScheduleOutcome {
 
 enum Message {
     Early(String, FileDigest),
-    Finished(ActionId, RunOutcome, Duration),
+    Finished(ActionId, Box<RunOutcome>, Duration),
 }
 
 #[derive(PartialEq, Eq, PartialOrd, Ord)]
@@ -70,11 +70,19 @@ pub fn run(
     let mut force: HashSet<ActionId> = HashSet::new();
     let mut reruns: HashMap<ActionId, u32> = HashMap::new();
     let push = |heap: &mut BinaryHeap<Ready>, id: ActionId| {
-        heap.push(Ready { priority: priorities.get(&id).copied().unwrap_or(0), id: std::cmp::Reverse(id) });
+        heap.push(Ready {
+            priority: priorities.get(&id).copied().unwrap_or(0),
+            id: std::cmp::Reverse(id),
+        });
     };
     for id in needed {
-        let pending: HashSet<String> =
-            graph.action(*id).inputs.iter().filter(|i| !i.artifact.source).map(|i| i.artifact.path.clone()).collect();
+        let pending: HashSet<String> = graph
+            .action(*id)
+            .inputs
+            .iter()
+            .filter(|i| !i.artifact.source)
+            .map(|i| i.artifact.path.clone())
+            .collect();
         if pending.is_empty() {
             push(&mut heap, *id);
         } else {
@@ -100,10 +108,18 @@ pub fn run(
                     Ok(rx) => rx.recv(),
                     Err(_) => return,
                 };
-                let Ok((id, inputs, force_execute)) = job else { return };
+                let Ok((id, inputs, force_execute)) = job else {
+                    return;
+                };
                 let spec = graph.action(id);
                 let clock = Instant::now();
-                let lookup = |a: &Artifact| if a.source { sources.get(&a.path).copied() } else { inputs.get(&a.path).copied() };
+                let lookup = |a: &Artifact| {
+                    if a.source {
+                        sources.get(&a.path).copied()
+                    } else {
+                        inputs.get(&a.path).copied()
+                    }
+                };
                 let early_tx = msg_tx.clone();
                 let early = move |path: &str, digest: FileDigest| {
                     let _ = early_tx.send(Message::Early(path.to_string(), digest));
@@ -115,25 +131,39 @@ pub fn run(
                         message: spec.progress_message.clone(),
                     })
                 };
-                let options = RunOptions { force_execute, on_early_output: Some(&early), on_start: Some(&started) };
+                let options = RunOptions {
+                    force_execute,
+                    on_early_output: Some(&early),
+                    on_start: Some(&started),
+                };
                 let mut result = runner.run(spec, &lookup, &options);
                 if let RunOutcome::Done(done) = &result {
                     let lost = after(id, done);
                     if !lost.is_empty() {
-                        let retry = RunOptions { force_execute: true, on_early_output: Some(&early), on_start: Some(&started) };
+                        let retry = RunOptions {
+                            force_execute: true,
+                            on_early_output: Some(&early),
+                            on_start: Some(&started),
+                        };
                         result = runner.run(spec, &lookup, &retry);
                         if let RunOutcome::Done(done) = &result {
                             let lost = after(id, done);
                             if !lost.is_empty() {
                                 result = RunOutcome::Failed {
                                     key: Some(done.key),
-                                    message: format!("Outputs could not be materialized: {}", lost.join(", ")),
+                                    message: format!(
+                                        "Outputs could not be materialized: {}",
+                                        lost.join(", ")
+                                    ),
                                 };
                             }
                         }
                     }
                 }
-                if msg_tx.send(Message::Finished(id, result, clock.elapsed())).is_err() {
+                if msg_tx
+                    .send(Message::Finished(id, Box::new(result), clock.elapsed()))
+                    .is_err()
+                {
                     return;
                 }
             });
@@ -143,15 +173,30 @@ pub fn run(
         let mut finished = 0usize;
         loop {
             while !stopping && running.len() < config.jobs.max(1) {
-                let Some(Ready { id: std::cmp::Reverse(id), .. }) = heap.pop() else { break };
+                let Some(Ready {
+                    id: std::cmp::Reverse(id),
+                    ..
+                }) = heap.pop()
+                else {
+                    break;
+                };
                 let spec = graph.action(id);
                 let inputs: HashMap<String, FileDigest> = spec
                     .inputs
                     .iter()
                     .filter(|i| !i.artifact.source)
-                    .filter_map(|i| outcome.files.get(&i.artifact.path).map(|d| (i.artifact.path.clone(), *d)))
+                    .filter_map(|i| {
+                        outcome
+                            .files
+                            .get(&i.artifact.path)
+                            .map(|d| (i.artifact.path.clone(), *d))
+                    })
                     .collect();
-                if spec.inputs.iter().any(|i| !i.artifact.source && !inputs.contains_key(&i.artifact.path)) {
+                if spec
+                    .inputs
+                    .iter()
+                    .any(|i| !i.artifact.source && !inputs.contains_key(&i.artifact.path))
+                {
                     // An input was withdrawn (its producer reruns): wait for it again.
                     let pending: HashSet<String> = spec
                         .inputs
@@ -182,12 +227,20 @@ pub fn run(
             let Ok(message) = msg_rx.recv() else { break };
             match message {
                 Message::Early(path, digest) => {
-                    release(&path, digest, &mut outcome, &mut waiting, &mut waiters, &mut heap, &push);
+                    release(
+                        &path,
+                        digest,
+                        &mut outcome,
+                        &mut waiting,
+                        &mut waiters,
+                        &mut heap,
+                        &push,
+                    );
                 }
                 Message::Finished(id, result, elapsed) => {
                     running.remove(&id);
                     let spec = graph.action(id);
-                    match result {
+                    match *result {
                         RunOutcome::Done(done) => {
                             finished += 1;
                             observer.event(&BuildEvent::ActionFinished {
@@ -200,9 +253,17 @@ pub fn run(
                                 key: done.key.hex(),
                             });
                             for (path, digest) in &done.outputs {
-                                release(path, *digest, &mut outcome, &mut waiting, &mut waiters, &mut heap, &push);
+                                release(
+                                    path,
+                                    *digest,
+                                    &mut outcome,
+                                    &mut waiting,
+                                    &mut waiters,
+                                    &mut heap,
+                                    &push,
+                                );
                             }
-                            outcome.done.insert(id, done);
+                            outcome.done.insert(id, *done);
                         }
                         RunOutcome::Failed { key, message } => {
                             finished += 1;
@@ -229,7 +290,9 @@ pub fn run(
                             let mut gave_up = None;
                             for path in &paths {
                                 outcome.files.remove(path);
-                                let Some(producer) = graph.producer(path) else { continue };
+                                let Some(producer) = graph.producer(path) else {
+                                    continue;
+                                };
                                 let count = reruns.entry(producer).or_insert(0);
                                 *count += 1;
                                 if *count > 2 {
@@ -240,7 +303,9 @@ pub fn run(
                                     "Cached output `{path}` was missing or corrupt; running `{}` again",
                                     graph.action(producer).owner
                                 )));
-                                if outcome.done.remove(&producer).is_some() && !running.contains(&producer) {
+                                if outcome.done.remove(&producer).is_some()
+                                    && !running.contains(&producer)
+                                {
                                     finished = finished.saturating_sub(1);
                                     force.insert(producer);
                                     push(&mut heap, producer);
@@ -248,7 +313,10 @@ pub fn run(
                             }
                             match gave_up {
                                 Some(path) => {
-                                    outcome.failed.insert(id, format!("Input `{path}` is lost and could not be rebuilt"));
+                                    outcome.failed.insert(
+                                        id,
+                                        format!("Input `{path}` is lost and could not be rebuilt"),
+                                    );
                                     if !config.keep_going {
                                         stopping = true;
                                     }

@@ -15,13 +15,22 @@ impl RuleImpl for Filegroup {
             AttrSchema::optional("data", AttrKind::LabelList),
             AttrSchema::optional("output_group", AttrKind::String),
         ];
-        RuleSchema { name: "filegroup", attrs: ATTRS, test: false, executable: false }
+        RuleSchema {
+            name: "filegroup",
+            attrs: ATTRS,
+            test: false,
+            executable: false,
+        }
     }
 
     fn analyze(&self, ctx: &mut AnalysisContext<'_>) -> Result<Providers, AnalysisError> {
         let files = ctx.files("srcs")?;
         let runfiles = runfiles::collect(ctx, &files, &["data"])?;
-        Ok(Providers::new(DefaultInfo { files, executable: None, runfiles }))
+        Ok(Providers::new(DefaultInfo {
+            files,
+            executable: None,
+            runfiles,
+        }))
     }
 }
 
@@ -31,7 +40,12 @@ pub struct Alias;
 impl RuleImpl for Alias {
     fn schema(&self) -> RuleSchema {
         const ATTRS: &[AttrSchema] = &[AttrSchema::mandatory("actual", AttrKind::Label)];
-        RuleSchema { name: "alias", attrs: ATTRS, test: false, executable: false }
+        RuleSchema {
+            name: "alias",
+            attrs: ATTRS,
+            test: false,
+            executable: false,
+        }
     }
 
     fn analyze(&self, ctx: &mut AnalysisContext<'_>) -> Result<Providers, AnalysisError> {

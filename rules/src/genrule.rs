@@ -33,7 +33,12 @@ const ATTRS: &[AttrSchema] = &[
 
 impl RuleImpl for Genrule {
     fn schema(&self) -> RuleSchema {
-        RuleSchema { name: "genrule", attrs: ATTRS, test: false, executable: false }
+        RuleSchema {
+            name: "genrule",
+            attrs: ATTRS,
+            test: false,
+            executable: false,
+        }
     }
 
     fn declared_outputs(&self, target: &Target) -> Vec<String> {
@@ -49,8 +54,13 @@ impl RuleImpl for Genrule {
         }
         let mut outs = Vec::new();
         for name in &outs_names {
-            if name.is_empty() || name.starts_with('/') || name.split('/').any(|c| c == ".." || c == ".") {
-                return Err(ctx.error(format!("Output `{name}` must be a relative path inside the package")));
+            if name.is_empty()
+                || name.starts_with('/')
+                || name.split('/').any(|c| c == ".." || c == ".")
+            {
+                return Err(ctx.error(format!(
+                    "Output `{name}` must be a relative path inside the package"
+                )));
             }
             outs.push(ctx.declare_output(name));
         }
@@ -79,7 +89,10 @@ impl RuleImpl for Genrule {
                         files.insert(0, exe.clone());
                     }
                     for (path, artifact) in &dep.default.runfiles {
-                        let tree = format!("{}.runfiles/{}/{}", exe.path, ctx.settings.workspace_name, path);
+                        let tree = format!(
+                            "{}.runfiles/{}/{}",
+                            exe.path, ctx.settings.workspace_name, path
+                        );
                         tool_inputs.push((tree, artifact.clone()));
                     }
                 }
@@ -90,7 +103,11 @@ impl RuleImpl for Genrule {
             }
         }
         for (name, artifact) in outs_names.iter().zip(&outs) {
-            let label = Label { repo: target.label.repo.clone(), package: package.clone(), name: name.clone() };
+            let label = Label {
+                repo: target.label.repo.clone(),
+                package: package.clone(),
+                name: name.clone(),
+            };
             known.push((label, vec![artifact.clone()]));
         }
 
@@ -107,7 +124,14 @@ impl RuleImpl for Genrule {
             ("RULEDIR", rule_dir),
             ("BINDIR", BIN_DIR.to_string()),
             ("GENDIR", BIN_DIR.to_string()),
-            ("TARGET_CPU", if ctx.settings.host_cpu == "x86_64" { "k8".to_string() } else { ctx.settings.host_cpu.clone() }),
+            (
+                "TARGET_CPU",
+                if ctx.settings.host_cpu == "x86_64" {
+                    "k8".to_string()
+                } else {
+                    ctx.settings.host_cpu.clone()
+                },
+            ),
             ("COMPILATION_MODE", ctx.settings.compilation_mode.clone()),
         ]
         .into_iter()
@@ -124,38 +148,66 @@ impl RuleImpl for Genrule {
         let root_path = |path: &str| Artifact::derived(path).short_path().to_string();
         let single_src = (srcs.len() == 1).then(|| srcs[0].path.as_str());
         let single_out = (outs.len() == 1).then(|| outs[0].path.as_str());
-        let expansion = Expansion { vars: &vars, single_src, single_out, locate: &locate, root_path: &root_path };
-        let expanded = expand(&command, &expansion).map_err(|e| ctx.error(format!("In `cmd`: {e}")))?;
+        let expansion = Expansion {
+            vars: &vars,
+            single_src,
+            single_out,
+            locate: &locate,
+            root_path: &root_path,
+        };
+        let expanded =
+            expand(&command, &expansion).map_err(|e| ctx.error(format!("In `cmd`: {e}")))?;
 
         let mut action = ActionSpec::new(
             target.label.clone(),
             "Genrule",
-            vec!["/bin/bash".to_string(), "-c".to_string(), format!("set -euo pipefail\n{expanded}")],
+            vec![
+                "/bin/bash".to_string(),
+                "-c".to_string(),
+                format!("set -euo pipefail\n{expanded}"),
+            ],
         );
         action.progress_message = match target.string("message") {
             Some(m) if !m.is_empty() => format!("{m} {}", target.label),
             _ => format!("Executing genrule {}", target.label),
         };
-        action.env.insert("PATH".to_string(), ACTION_PATH.to_string());
+        action
+            .env
+            .insert("PATH".to_string(), ACTION_PATH.to_string());
         action.host_tools = SHELL_TOOLS.iter().map(|s| s.to_string()).collect();
         for src in &srcs {
             action.input(src);
         }
         for (path, artifact) in &tool_inputs {
-            action.inputs.push(kiln_graph::action::ActionInput { exec_path: path.clone(), artifact: artifact.clone() });
+            action.inputs.push(kiln_graph::action::ActionInput {
+                exec_path: path.clone(),
+                artifact: artifact.clone(),
+            });
         }
         let executable = target.bool("executable");
         for out in &outs {
             action.output(out, executable);
         }
         ctx.register(action);
-        let exe = if executable && outs.len() == 1 { Some(outs[0].clone()) } else { None };
-        Ok(Providers::new(DefaultInfo { files: outs, executable: exe, runfiles: Vec::new() }))
+        let exe = if executable && outs.len() == 1 {
+            Some(outs[0].clone())
+        } else {
+            None
+        };
+        Ok(Providers::new(DefaultInfo {
+            files: outs,
+            executable: exe,
+            runfiles: Vec::new(),
+        }))
     }
 }
 
 fn join(files: &[Artifact]) -> String {
-    files.iter().map(|f| f.path.as_str()).collect::<Vec<_>>().join(" ")
+    files
+        .iter()
+        .map(|f| f.path.as_str())
+        .collect::<Vec<_>>()
+        .join(" ")
 }
 
 fn parent(path: &str) -> &str {

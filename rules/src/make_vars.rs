@@ -75,7 +75,10 @@ fn expand_one(inner: &str, ctx: &Expansion<'_>) -> Result<String, String> {
     }
     ctx.vars.get(inner).cloned().ok_or_else(|| {
         let known: Vec<&str> = ctx.vars.keys().map(|k| k.as_str()).collect();
-        format!("`$({inner})` is not defined; known variables: {}", known.join(", "))
+        format!(
+            "`$({inner})` is not defined; known variables: {}",
+            known.join(", ")
+        )
     })
 }
 
@@ -124,20 +127,41 @@ mod tests {
 
     #[test]
     fn expands_variables_and_locations() {
-        check("cat $(SRCS) > $@", expect!["cat a/x.txt a/y.txt > kiln-out/bin/a/o.txt"]);
-        check("cp $(location :x) $(@D)/z", expect!["cp a/x.txt kiln-out/bin/a/z"]);
+        check(
+            "cat $(SRCS) > $@",
+            expect!["cat a/x.txt a/y.txt > kiln-out/bin/a/o.txt"],
+        );
+        check(
+            "cp $(location :x) $(@D)/z",
+            expect!["cp a/x.txt kiln-out/bin/a/z"],
+        );
         check("echo $(locations :both)", expect!["echo a/x.txt a/y.txt"]);
-        check("echo $(execpath x.txt) $$HOME $(RULEDIR)", expect!["echo a/x.txt $HOME kiln-out/bin/a"]);
+        check(
+            "echo $(execpath x.txt) $$HOME $(RULEDIR)",
+            expect!["echo a/x.txt $HOME kiln-out/bin/a"],
+        );
     }
 
     #[test]
     fn reports_bad_references() {
-        check("cat $<", expect!["error: `$<` needs exactly one file in `srcs`"]);
+        check(
+            "cat $<",
+            expect!["error: `$<` needs exactly one file in `srcs`"],
+        );
         check("echo $(location :both)", expect!["error: `$(location :both)` expects exactly one file but `:both` has 2; use `$(locations :both)`"]);
-        check("echo $(location :nope)", expect!["error: `:nope` is not in srcs, outs or tools"]);
-        check("echo $(NOPE)", expect!["error: `$(NOPE)` is not defined; known variables: @D, OUTS, RULEDIR, SRCS"]);
+        check(
+            "echo $(location :nope)",
+            expect!["error: `:nope` is not in srcs, outs or tools"],
+        );
+        check(
+            "echo $(NOPE)",
+            expect!["error: `$(NOPE)` is not defined; known variables: @D, OUTS, RULEDIR, SRCS"],
+        );
         check("echo $HOME", expect!["error: `$H` is not a variable; write `$$` for a literal `$`, or `$(NAME)` for a variable"]);
-        check("echo $(SRCS", expect!["error: Unterminated `$(` in `$(SRCS`"]);
+        check(
+            "echo $(SRCS",
+            expect!["error: Unterminated `$(` in `$(SRCS`"],
+        );
         check("echo $(frob x)", expect!["error: Unknown function `$(frob ...)`; expected one of location, locations, execpath, execpaths, rootpath, rootpaths"]);
     }
 }

@@ -2,7 +2,9 @@
 //! under the target's name (executable), with `data` and dependencies as runfiles.
 
 use kiln_graph::action::ActionSpec;
-use kiln_graph::analysis::{AnalysisContext, AnalysisError, DefaultInfo, Providers, RuleImpl, TestInfo};
+use kiln_graph::analysis::{
+    AnalysisContext, AnalysisError, DefaultInfo, Providers, RuleImpl, TestInfo,
+};
 use kiln_graph::rule_schema::{AttrKind, AttrSchema, RuleSchema};
 
 use crate::{runfiles, ACTION_PATH};
@@ -32,7 +34,9 @@ impl ShRule {
 
     /// `sh_library`.
     pub fn library() -> Self {
-        ShRule { kind: Kind::Library }
+        ShRule {
+            kind: Kind::Library,
+        }
     }
 }
 
@@ -52,14 +56,23 @@ impl RuleImpl for ShRule {
             Kind::Test => "sh_test",
             Kind::Library => "sh_library",
         };
-        RuleSchema { name, attrs: ATTRS, test: self.kind == Kind::Test, executable: self.kind != Kind::Library }
+        RuleSchema {
+            name,
+            attrs: ATTRS,
+            test: self.kind == Kind::Test,
+            executable: self.kind != Kind::Library,
+        }
     }
 
     fn analyze(&self, ctx: &mut AnalysisContext<'_>) -> Result<Providers, AnalysisError> {
         let srcs = ctx.files("srcs")?;
         if self.kind == Kind::Library {
             let runfiles = runfiles::collect(ctx, &srcs, &["data", "deps"])?;
-            return Ok(Providers::new(DefaultInfo { files: srcs, executable: None, runfiles }));
+            return Ok(Providers::new(DefaultInfo {
+                files: srcs,
+                executable: None,
+                runfiles,
+            }));
         }
         let [script] = srcs.as_slice() else {
             return Err(ctx.error(format!(
@@ -72,23 +85,34 @@ impl RuleImpl for ShRule {
         let mut action = ActionSpec::new(
             ctx.target.label.clone(),
             "CopyFile",
-            vec!["/bin/cp".to_string(), script.path.clone(), executable.path.clone()],
+            vec![
+                "/bin/cp".to_string(),
+                script.path.clone(),
+                executable.path.clone(),
+            ],
         );
         action.progress_message = format!("Copying {} for {}", script.path, ctx.target.label);
-        action.env.insert("PATH".to_string(), ACTION_PATH.to_string());
+        action
+            .env
+            .insert("PATH".to_string(), ACTION_PATH.to_string());
         action.host_tools = vec!["/bin/cp".to_string()];
         action.input(script);
         action.output(&executable, true);
         ctx.register(action);
-        let runfiles = runfiles::collect(ctx, &[script.clone()], &["data", "deps"])?;
+        let runfiles = runfiles::collect(ctx, std::slice::from_ref(script), &["data", "deps"])?;
         let test = (self.kind == Kind::Test).then(|| TestInfo {
             env: ctx.target.string_dict("env"),
             args: ctx.target.strings("args"),
-            filter_env: Some(|filter| vec![("TESTBRIDGE_TEST_ONLY".to_string(), filter.to_string())]),
+            filter_env: Some(|filter| {
+                vec![("TESTBRIDGE_TEST_ONLY".to_string(), filter.to_string())]
+            }),
             filter_args: None,
         });
-        let mut providers =
-            Providers::new(DefaultInfo { files: vec![executable.clone()], executable: Some(executable), runfiles });
+        let mut providers = Providers::new(DefaultInfo {
+            files: vec![executable.clone()],
+            executable: Some(executable),
+            runfiles,
+        });
         providers.test = test;
         Ok(providers)
     }

@@ -14,8 +14,13 @@ use crate::rule_schema::AttrKind;
 use crate::target::{AttrValue, Location, Target};
 
 /// Attributes whose labels are not dependencies.
-const NON_DEP_ATTRS: &[&str] =
-    &["visibility", "compatible_with", "target_compatible_with", "exec_compatible_with", "restricted_to"];
+const NON_DEP_ATTRS: &[&str] = &[
+    "visibility",
+    "compatible_with",
+    "target_compatible_with",
+    "exec_compatible_with",
+    "restricted_to",
+];
 
 /// The analysis of a set of targets.
 pub struct Analyzer<'a, 'l> {
@@ -57,18 +62,31 @@ impl<'a, 'l> Analyzer<'a, 'l> {
     }
 
     /// Analyzes `label`, referenced from `from` (a location and package, for errors and visibility).
-    pub fn analyze(&mut self, label: &Label, from: Option<(&Location, &str)>) -> Result<Arc<Providers>, String> {
+    pub fn analyze(
+        &mut self,
+        label: &Label,
+        from: Option<(&Location, &str)>,
+    ) -> Result<Arc<Providers>, String> {
         let at = |message: String| match from {
             Some((location, _)) => format!("{location}: {message}"),
             None => message,
         };
         if !label.repo.is_empty() {
-            return Err(at(format!("`{label}`: external repository `@{}` is not defined in this workspace", label.repo)));
+            return Err(at(format!(
+                "`{label}`: external repository `@{}` is not defined in this workspace",
+                label.repo
+            )));
         }
-        let package = self.loader.package(&label.package).map_err(|e| match from {
-            Some((location, _)) => format!("{location}: `{label}` names package `{}`, which failed to load:\n{e}", label.package),
-            None => e,
-        })?;
+        let package = self
+            .loader
+            .package(&label.package)
+            .map_err(|e| match from {
+                Some((location, _)) => format!(
+                    "{location}: `{label}` names package `{}`, which failed to load:\n{e}",
+                    label.package
+                ),
+                None => e,
+            })?;
         if let Some(target) = package.targets.get(&label.name) {
             if let Some((_, from_package)) = from {
                 if !load::is_visible(&target.visibility, &label.package, from_package) {
@@ -83,7 +101,11 @@ impl<'a, 'l> Analyzer<'a, 'l> {
         let mut generator = None;
         for target in package.targets.values() {
             if let Some(rule) = self.rules.get(target.kind.as_str()) {
-                if rule.declared_outputs(target).iter().any(|o| o == &label.name) {
+                if rule
+                    .declared_outputs(target)
+                    .iter()
+                    .any(|o| o == &label.name)
+                {
                     generator = Some(target.clone());
                     break;
                 }
@@ -92,19 +114,33 @@ impl<'a, 'l> Analyzer<'a, 'l> {
         if let Some(generator) = generator {
             if let Some((_, from_package)) = from {
                 if !load::is_visible(&generator.visibility, &label.package, from_package) {
-                    return Err(at(format!("Output `{label}` of `{}` is not visible from package `//{from_package}`", generator.label)));
+                    return Err(at(format!(
+                        "Output `{label}` of `{}` is not visible from package `//{from_package}`",
+                        generator.label
+                    )));
                 }
             }
             self.analyze_rule(generator)?;
-            let artifact = Artifact::derived(crate::analysis::output_path(&label.package, &label.name));
-            return Ok(Arc::new(Providers::new(DefaultInfo { files: vec![artifact], executable: None, runfiles: Vec::new() })));
+            let artifact =
+                Artifact::derived(crate::analysis::output_path(&label.package, &label.name));
+            return Ok(Arc::new(Providers::new(DefaultInfo {
+                files: vec![artifact],
+                executable: None,
+                runfiles: Vec::new(),
+            })));
         }
         // A source file.
-        let path = if label.package.is_empty() { label.name.clone() } else { format!("{}/{}", label.package, label.name) };
+        let path = if label.package.is_empty() {
+            label.name.clone()
+        } else {
+            format!("{}/{}", label.package, label.name)
+        };
         if let Some((visibility, _)) = package.exported_files.get(&label.name) {
             if let Some((_, from_package)) = from {
                 if !load::is_visible(visibility, &label.package, from_package) {
-                    return Err(at(format!("File `{label}` is not visible from package `//{from_package}`")));
+                    return Err(at(format!(
+                        "File `{label}` is not visible from package `//{from_package}`"
+                    )));
                 }
             }
         }
@@ -116,17 +152,30 @@ impl<'a, 'l> Analyzer<'a, 'l> {
             )));
         }
         if let Some(sub) = self.subpackage_of(&label.package, &label.name) {
-            return Err(at(format!("`{label}` crosses into subpackage `//{sub}`; write `//{sub}:...` instead")));
+            return Err(at(format!(
+                "`{label}` crosses into subpackage `//{sub}`; write `//{sub}:...` instead"
+            )));
         }
-        Ok(Arc::new(Providers::new(DefaultInfo { files: vec![Artifact::source(path)], executable: None, runfiles: Vec::new() })))
+        Ok(Arc::new(Providers::new(DefaultInfo {
+            files: vec![Artifact::source(path)],
+            executable: None,
+            runfiles: Vec::new(),
+        })))
     }
 
     fn subpackage_of(&self, package: &str, name: &str) -> Option<String> {
         let mut dir = package.to_string();
         let parts: Vec<&str> = name.split('/').collect();
         for part in &parts[..parts.len().saturating_sub(1)] {
-            dir = if dir.is_empty() { part.to_string() } else { format!("{dir}/{part}") };
-            if load::BUILD_FILE_NAMES.iter().any(|b| self.root.join(&dir).join(b).is_file()) {
+            dir = if dir.is_empty() {
+                part.to_string()
+            } else {
+                format!("{dir}/{part}")
+            };
+            if load::BUILD_FILE_NAMES
+                .iter()
+                .any(|b| self.root.join(&dir).join(b).is_file())
+            {
                 return Some(dir);
             }
         }
@@ -138,12 +187,17 @@ impl<'a, 'l> Analyzer<'a, 'l> {
             return Ok(Arc::clone(done));
         }
         if !self.in_progress.insert(target.label.clone()) {
-            return Err(format!("{}: Dependency cycle through `{}`", target.location, target.label));
+            return Err(format!(
+                "{}: Dependency cycle through `{}`",
+                target.location, target.label
+            ));
         }
-        let rule = *self
-            .rules
-            .get(target.kind.as_str())
-            .ok_or_else(|| format!("{}: `{}` is not a rule Kiln provides", target.location, target.kind))?;
+        let rule = *self.rules.get(target.kind.as_str()).ok_or_else(|| {
+            format!(
+                "{}: `{}` is not a rule Kiln provides",
+                target.location, target.kind
+            )
+        })?;
         let schema = rule.schema();
         let mut deps: HashMap<Label, Arc<Providers>> = HashMap::new();
         for (name, value) in &target.attrs {
@@ -167,17 +221,24 @@ impl<'a, 'l> Analyzer<'a, 'l> {
                 if deps.contains_key(dep) {
                     continue;
                 }
-                let providers = self.analyze(dep, Some((&target.location, &target.label.package)))?;
+                let providers =
+                    self.analyze(dep, Some((&target.location, &target.label.package)))?;
                 deps.insert(dep.clone(), providers);
             }
         }
-        let mut ctx = AnalysisContext { target: &target, deps: &deps, settings: self.settings, actions: Vec::new() };
+        let mut ctx = AnalysisContext {
+            target: &target,
+            deps: &deps,
+            settings: self.settings,
+            actions: Vec::new(),
+        };
         let providers = rule.analyze(&mut ctx).map_err(|e| e.to_string())?;
         let actions = std::mem::take(&mut ctx.actions);
         self.actions.extend(actions);
         let providers = Arc::new(providers);
         self.in_progress.remove(&target.label);
-        self.providers.insert(target.label.clone(), Arc::clone(&providers));
+        self.providers
+            .insert(target.label.clone(), Arc::clone(&providers));
         self.targets.insert(target.label.clone(), target);
         Ok(providers)
     }

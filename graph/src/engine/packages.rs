@@ -84,12 +84,16 @@ impl<'a> PackageLoader<'a> {
     }
 
     fn load_uncached(&mut self, name: &str) -> Result<Arc<Package>, String> {
-        if let Some(package) = self.from_memo(name) {
+        if let Some(package) = self.memoized(name) {
             return Ok(Arc::new(package));
         }
         self.evaluated += 1;
-        let request = LoadRequest { package: name.to_string(), platform: self.request_platform.clone() };
-        let loaded = load::load_package(&request, &self.fs, self.rules).map_err(|e| e.to_string())?;
+        let request = LoadRequest {
+            package: name.to_string(),
+            platform: self.request_platform.clone(),
+        };
+        let loaded =
+            load::load_package(&request, &self.fs, self.rules).map_err(|e| e.to_string())?;
         let files: Option<Vec<(String, String)>> = loaded
             .deps
             .files
@@ -112,14 +116,20 @@ impl<'a> PackageLoader<'a> {
         Ok(Arc::new(loaded.package))
     }
 
-    fn from_memo(&self, name: &str) -> Option<Package> {
+    fn memoized(&self, name: &str) -> Option<Package> {
         let bytes = self.memo.get(name)?;
         let memo: PackageMemo = serde_json::from_slice(&bytes).ok()?;
-        if memo.format != MEMO_FORMAT || memo.kiln_version != env!("CARGO_PKG_VERSION") || memo.settings != self.settings_key {
+        if memo.format != MEMO_FORMAT
+            || memo.kiln_version != env!("CARGO_PKG_VERSION")
+            || memo.settings != self.settings_key
+        {
             return None;
         }
         // The BUILD file that would be chosen must still be the one the memo read.
-        let chosen = load::BUILD_FILE_NAMES.iter().map(|file| join(name, file)).find(|path| self.fs.exists(path));
+        let chosen = load::BUILD_FILE_NAMES
+            .iter()
+            .map(|file| join(name, file))
+            .find(|path| self.fs.exists(path));
         if chosen.as_deref() != Some(memo.package.build_file.as_str()) {
             return None;
         }

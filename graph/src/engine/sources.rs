@@ -13,7 +13,12 @@ use crate::action_key::FileDigest;
 /// The persistent side of the memo (the workspace state).
 pub trait DigestMemo: Sync {
     /// The digest recorded for `path` if `metadata` still matches and is not racy.
-    fn lookup(&self, path: &str, metadata: &std::fs::Metadata, function: DigestFunction) -> Option<Digest>;
+    fn lookup(
+        &self,
+        path: &str,
+        metadata: &std::fs::Metadata,
+        function: DigestFunction,
+    ) -> Option<Digest>;
     /// Records a freshly computed digest.
     fn record(&self, path: &str, metadata: &std::fs::Metadata, digest: Digest);
 }
@@ -28,7 +33,11 @@ pub struct SourceDigests<'a> {
 impl<'a> SourceDigests<'a> {
     /// Digests for files under `root`.
     pub fn new(root: &'a Path, function: DigestFunction, memo: &'a dyn DigestMemo) -> Self {
-        SourceDigests { root, function, memo }
+        SourceDigests {
+            root,
+            function,
+            memo,
+        }
     }
 
     /// The digest and executable bit of one workspace-relative file.
@@ -36,7 +45,9 @@ impl<'a> SourceDigests<'a> {
         let host = self.root.join(path);
         let metadata = std::fs::metadata(&host)?;
         if !metadata.is_file() {
-            return Err(std::io::Error::other(format!("`{path}` is not a regular file")));
+            return Err(std::io::Error::other(format!(
+                "`{path}` is not a regular file"
+            )));
         }
         let executable = metadata.permissions().mode() & 0o111 != 0;
         if let Some(digest) = self.memo.lookup(path, &metadata, self.function) {
@@ -67,5 +78,9 @@ impl<'a> SourceDigests<'a> {
 
 fn same_stat(a: &std::fs::Metadata, b: &std::fs::Metadata) -> bool {
     use std::os::unix::fs::MetadataExt;
-    a.ino() == b.ino() && a.size() == b.size() && a.mtime() == b.mtime() && a.mtime_nsec() == b.mtime_nsec() && a.ctime_nsec() == b.ctime_nsec()
+    a.ino() == b.ino()
+        && a.size() == b.size()
+        && a.mtime() == b.mtime()
+        && a.mtime_nsec() == b.mtime_nsec()
+        && a.ctime_nsec() == b.ctime_nsec()
 }

@@ -62,12 +62,19 @@ pub fn test_action(
     let exe = providers.default.executable.as_ref()?;
     let info = providers.test.clone().unwrap_or_default();
     let label: &Label = &target.label;
-    let package_dir = if label.package.is_empty() { String::new() } else { format!("{}/", label.package) };
+    let package_dir = if label.package.is_empty() {
+        String::new()
+    } else {
+        format!("{}/", label.package)
+    };
     let mut log_dir = format!("{OUT_DIR}/testlogs/{package_dir}{}", label.name);
     if runs > 1 {
         log_dir = format!("{log_dir}/run_{run}_of_{runs}");
     }
-    let paths = TestPaths { log: format!("{log_dir}/test.log"), xml: format!("{log_dir}/test.xml") };
+    let paths = TestPaths {
+        log: format!("{log_dir}/test.log"),
+        xml: format!("{log_dir}/test.xml"),
+    };
     let runfiles_dir = format!("{}.runfiles", exe.path);
     let workspace_dir = format!("{runfiles_dir}/{}", settings.workspace_name);
     let tmp_dir = format!("{OUT_DIR}/_tmp/{package_dir}{}", label.name);
@@ -77,9 +84,15 @@ pub fn test_action(
     action.progress_message = format!("Testing {label}");
     action.input(exe);
     let exe_in_tree = format!("{workspace_dir}/{}", exe.short_path());
-    action.inputs.push(ActionInput { exec_path: exe_in_tree, artifact: exe.clone() });
+    action.inputs.push(ActionInput {
+        exec_path: exe_in_tree,
+        artifact: exe.clone(),
+    });
     for (path, artifact) in &providers.default.runfiles {
-        action.inputs.push(ActionInput { exec_path: format!("{workspace_dir}/{path}"), artifact: artifact.clone() });
+        action.inputs.push(ActionInput {
+            exec_path: format!("{workspace_dir}/{path}"),
+            artifact: artifact.clone(),
+        });
     }
     let mut args: Vec<String> = info.args.clone();
     let mut env = info.env.clone();
@@ -95,7 +108,12 @@ pub fn test_action(
     // The wrapper makes the writable directories and sends both streams to the log, as Bazel's
     // test-setup.sh does; the test runs with its cwd in the runfiles tree.
     let script = "set -u\nmkdir -p \"$TEST_TMPDIR\" \"$(dirname \"$XML_OUTPUT_FILE\")\"\ncd \"$KILN_TEST_CWD\"\nexec \"$@\" >\"$KILN_TEST_LOG\" 2>&1";
-    action.arguments = vec!["/bin/bash".to_string(), "-c".to_string(), script.to_string(), "kiln-test".to_string()];
+    action.arguments = vec![
+        "/bin/bash".to_string(),
+        "-c".to_string(),
+        script.to_string(),
+        "kiln-test".to_string(),
+    ];
     action.arguments.push(format!("./{}", exe.short_path()));
     action.arguments.extend(args);
     let abs = |p: &str| format!("{EXEC_ROOT}/{p}");
@@ -111,7 +129,10 @@ pub fn test_action(
         ("XML_OUTPUT_FILE", abs(&paths.xml)),
         ("TEST_TARGET", label.to_string()),
         ("TEST_BINARY", exe.short_path().to_string()),
-        ("TEST_SIZE", target.string("size").unwrap_or("medium").to_string()),
+        (
+            "TEST_SIZE",
+            target.string("size").unwrap_or("medium").to_string(),
+        ),
         ("TEST_TIMEOUT", timeout.as_secs().to_string()),
         ("TEST_RUN_NUMBER", run.to_string()),
         ("TZ", "UTC".to_string()),
@@ -122,14 +143,24 @@ pub fn test_action(
     }
     action.env.extend(env);
     action.outputs = vec![
-        OutputSpec { path: paths.log.clone(), executable: false, optional: true },
-        OutputSpec { path: paths.xml.clone(), executable: false, optional: true },
+        OutputSpec {
+            path: paths.log.clone(),
+            executable: false,
+            optional: true,
+        },
+        OutputSpec {
+            path: paths.xml.clone(),
+            executable: false,
+            optional: true,
+        },
     ];
     action.host_tools = vec!["/bin/bash".to_string()];
     action.timeout = Some(timeout);
     let tags = target.tags();
     action.network = tags.iter().any(|t| t == "requires-network");
-    action.cacheable =
-        !options.no_cache && !tags.iter().any(|t| t == "external" || t == "no-cache" || t == "no-remote-cache");
+    action.cacheable = !options.no_cache
+        && !tags
+            .iter()
+            .any(|t| t == "external" || t == "no-cache" || t == "no-remote-cache");
     Some((action, paths))
 }
