@@ -167,6 +167,7 @@ pub enum QueryOutput {
     #[default]
     Label,
     /// Labels with their rule kinds.
+    #[value(name = "label_kind", alias = "label-kind")]
     LabelKind,
     /// BUILD-file syntax.
     Build,

@@ -86,8 +86,9 @@ impl Tok {
     }
 }
 
+/// Bazel's unquoted word characters; anything else must be quoted.
 fn is_word_char(c: char) -> bool {
-    c.is_alphanumeric() || "*/@.-_:$~[]!%&=?<>{}|#;\\".contains(c)
+    c.is_ascii_alphanumeric() || "*/@.-_:$~[]".contains(c)
 }
 
 fn lex(text: &str) -> Result<Vec<(Tok, usize)>, QueryError> {
@@ -143,7 +144,7 @@ fn lex(text: &str) -> Result<Vec<(Tok, usize)>, QueryError> {
         } else {
             return Err(syntax(
                 column,
-                format!("unexpected character {c:?}; expected a target pattern, a function, an operator or a parenthesis"),
+                format!("unexpected character `{c}`; expected a target pattern, a function, an operator or a parenthesis"),
             ));
         }
     }
