@@ -354,8 +354,7 @@ fn clean(common: &crate::args::CommonArgs, expunge: bool) -> Result<i32> {
     let _lock = state.lock(&terminal)?;
     let out = workspace.root.join("kiln-out");
     if out.exists() {
-        make_writable(&out);
-        std::fs::remove_dir_all(&out)
+        kiln_graph::engine::remove_tree(&out)
             .with_context(|| format!("Cannot remove `{}`", out.display()))?;
     }
     if expunge {
@@ -380,36 +379,6 @@ fn clean(common: &crate::args::CommonArgs, expunge: bool) -> Result<i32> {
         terminal.line("INFO: Removed kiln-out/");
     }
     Ok(exit::SUCCESS)
-}
-
-fn make_writable(dir: &Path) {
-    use std::os::unix::fs::PermissionsExt;
-    for entry in walk(dir) {
-        if let Ok(meta) = std::fs::symlink_metadata(&entry) {
-            if meta.is_dir() {
-                let _ = std::fs::set_permissions(
-                    &entry,
-                    std::fs::Permissions::from_mode(meta.permissions().mode() | 0o700),
-                );
-            }
-        }
-    }
-}
-
-fn walk(dir: &Path) -> Vec<std::path::PathBuf> {
-    let mut out = vec![dir.to_path_buf()];
-    let mut i = 0;
-    while i < out.len() {
-        if let Ok(entries) = std::fs::read_dir(&out[i]) {
-            for e in entries.flatten() {
-                if e.file_type().is_ok_and(|t| t.is_dir()) {
-                    out.push(e.path());
-                }
-            }
-        }
-        i += 1;
-    }
-    out
 }
 
 fn info(common: &crate::args::CommonArgs) -> Result<i32> {

@@ -12,6 +12,8 @@ pub const BAD_COMMAND_LINE: i32 = 2;
 pub const TESTS_FAILED: i32 = 3;
 /// No tests found.
 pub const NO_TESTS: i32 = 4;
+/// Interrupted (Ctrl-C).
+pub const INTERRUPTED: i32 = 8;
 /// Local environment problem.
 pub const LOCAL_ENVIRONMENT: i32 = 36;
 /// Internal error.

@@ -31,6 +31,13 @@ fn main() {
             std::process::exit(code);
         }
     };
+    // Ctrl-C: stop at once with Bazel's "interrupted" code. Running actions die with us (the
+    // sandbox helper has PDEATHSIG set); every cache and state write is atomic, so nothing is left
+    // half-written, and the next build clears leftover scratch directories.
+    let _ = ctrlc::set_handler(|| {
+        eprintln!("\nINFO: Interrupted; stopping");
+        std::process::exit(exit::INTERRUPTED);
+    });
     let code = match commands::run(cli) {
         Ok(code) => code,
         Err(error) => {

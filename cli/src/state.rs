@@ -157,36 +157,68 @@ impl EngineState for State {
     }
 
     fn record_actions(&self, records: Vec<ActionRecord>) {
-        let Ok(build_id) = self.db.new_build_id() else {
-            return;
-        };
-        let mut by_label: BTreeMap<String, Vec<String>> = BTreeMap::new();
-        let rows: Vec<kiln_cache::ActionRecord> = records
-            .into_iter()
-            .map(|r| {
-                by_label
-                    .entry(r.label.clone())
-                    .or_default()
-                    .push(r.history_key.clone());
-                kiln_cache::ActionRecord {
-                    label: r.label,
-                    mnemonic: r.mnemonic,
-                    output_key: r.history_key,
-                    action_key: r.action_key,
-                    inputs: r.inputs,
-                    argv: r.arguments,
-                    env: r.env,
-                    platform: r.platform,
-                    duration_ms: r.duration_ms,
-                    status: r.status.name().to_string(),
-                    build_id,
-                }
-            })
-            .collect();
-        let _ = self.db.record_actions(&rows);
-        if let Ok(bytes) = serde_json::to_vec(&by_label) {
+        let previous = self.last_build();
+        let mut last = LastBuild::default();
+        let mut changed = Vec::new();
+        for r in records {
+            let status = r.status.name().to_string();
+            let unchanged =
+                previous
+                    .actions
+                    .get(&r.history_key)
+                    .is_some_and(|(_, key, old_status)| {
+                        *key == r.action_key && *old_status == status && status != "executed"
+                    });
+            last.actions.insert(
+                r.history_key.clone(),
+                (r.label.clone(), r.action_key.clone(), status.clone()),
+            );
+            if !unchanged {
+                changed.push(r);
+            }
+        }
+        // Only what differs from the last build is written in full; a no-op writes one row.
+        if !changed.is_empty() {
+            if let Ok(build_id) = self.db.new_build_id() {
+                let rows: Vec<kiln_cache::ActionRecord> = changed
+                    .into_iter()
+                    .map(|r| kiln_cache::ActionRecord {
+                        status: r.status.name().to_string(),
+                        label: r.label,
+                        mnemonic: r.mnemonic,
+                        output_key: r.history_key,
+                        action_key: r.action_key,
+                        inputs: r.inputs,
+                        argv: r.arguments,
+                        env: r.env,
+                        platform: r.platform,
+                        duration_ms: r.duration_ms,
+                        build_id,
+                    })
+                    .collect();
+                let _ = self.db.record_actions(&rows);
+            }
+        }
+        if let Ok(bytes) = serde_json::to_vec(&last) {
             let _ = self.db.put_kv(LAST_BUILD_KEY, &bytes);
         }
+    }
+}
+
+/// Every action of the last build: history key → (label, action key, cache status).
+#[derive(Default, serde::Serialize, serde::Deserialize)]
+struct LastBuild {
+    actions: BTreeMap<String, (String, String, String)>,
+}
+
+impl State {
+    fn last_build(&self) -> LastBuild {
+        self.db
+            .get_kv(LAST_BUILD_KEY)
+            .ok()
+            .flatten()
+            .and_then(|b| serde_json::from_slice(&b).ok())
+            .unwrap_or_default()
     }
 }
 
@@ -208,22 +240,23 @@ pub fn explain(args: &ExplainArgs) -> Result<i32> {
     })?;
     let terminal = Terminal::new();
     let state = State::open(&workspace.state_dir, &terminal)?;
-    let last: BTreeMap<String, Vec<String>> = state
-        .db
-        .get_kv(LAST_BUILD_KEY)
-        .ok()
-        .flatten()
-        .and_then(|b| serde_json::from_slice(&b).ok())
-        .unwrap_or_default();
-    let Some(keys) = last.get(&label.to_string()) else {
-        println!("{label}: no actions in the last build (was it built?)");
-        return Ok(exit::SUCCESS);
-    };
-    for key in keys {
-        let Ok(Some(history)) = state.db.last_two_actions(key) else {
+    let last = state.last_build();
+    let wanted = label.to_string();
+    let mut found = false;
+    for (key, (owner, _, status)) in &last.actions {
+        if *owner != wanted {
             continue;
-        };
-        print!("{}", explain_one(&history));
+        }
+        found = true;
+        match (status.as_str(), state.db.last_two_actions(key)) {
+            ("executed", Ok(Some(history))) => print!("{}", explain_one(&history)),
+            ("local_hit", _) => println!("{key} ({owner}): local cache hit, not run"),
+            ("remote_hit", _) => println!("{key} ({owner}): remote cache hit, not run"),
+            (other, _) => println!("{key} ({owner}): {other}, no history recorded"),
+        }
+    }
+    if !found {
+        println!("{label}: no actions in the last build (was it built?)");
     }
     Ok(exit::SUCCESS)
 }

@@ -406,19 +406,23 @@ impl<'a> Engine<'a> {
             .digest_all(&source_paths)
             .map_err(EngineError::Analysis)?;
 
+        // Host files are digested through the same memo as sources (keyed by absolute path).
+        let host_files = SourceDigests::new(Path::new("/"), self.config.function, self.state);
+        let host_digest = |path: &str| host_files.digest(path).ok().map(|d| d.digest);
+        clear_scratch(&self.config.scratch_dir);
         let mut runner = Runner::new(
             self.config.root.clone(),
             Arc::clone(&self.config.cache),
             self.config.sandbox.clone(),
             self.config.function,
-            crate::host::platform_properties(self.config.function),
+            crate::host::platform_properties(self.config.function, &host_digest),
             self.config.scratch_dir.clone(),
         );
         runner.tool_digests = crate::host::tool_digests(
-            self.config.function,
             needed
                 .iter()
                 .flat_map(|id| graph.action(*id).host_tools.iter().cloned()),
+            &host_digest,
         );
         let priorities = graph.priorities(&needed, &|spec| {
             self.state
@@ -643,4 +647,31 @@ pub fn build_file_for(root: &Path, package: &str) -> Option<PathBuf> {
         .iter()
         .map(|name| root.join(package).join(name))
         .find(|p| p.is_file())
+}
+
+/// Removes scratch trees a killed build left behind (the build lock is held, so none is in use).
+fn clear_scratch(dir: &Path) {
+    for entry in std::fs::read_dir(dir).into_iter().flatten().flatten() {
+        let _ = remove_tree(&entry.path());
+    }
+}
+
+/// Removes a directory tree, first making read-only directories in it writable (actions and
+/// the CAS leave some behind).
+pub fn remove_tree(path: &Path) -> std::io::Result<()> {
+    if std::fs::remove_dir_all(path).is_ok() || !path.exists() {
+        return Ok(());
+    }
+    make_writable(path);
+    std::fs::remove_dir_all(path)
+}
+
+fn make_writable(dir: &Path) {
+    use std::os::unix::fs::PermissionsExt;
+    let _ = std::fs::set_permissions(dir, std::fs::Permissions::from_mode(0o700));
+    for entry in std::fs::read_dir(dir).into_iter().flatten().flatten() {
+        if entry.file_type().is_ok_and(|t| t.is_dir()) {
+            make_writable(&entry.path());
+        }
+    }
 }

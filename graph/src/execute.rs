@@ -194,8 +194,9 @@ impl Runner {
         {
             return None;
         }
-        let stdout = self.read_log(result.stdout_digest.as_ref(), &result.stdout_raw)?;
-        let stderr = self.read_log(result.stderr_digest.as_ref(), &result.stderr_raw)?;
+        // A hit's logs are not read: build actions that succeeded have nothing to show, and a
+        // test's log is one of its outputs.
+        let (stdout, stderr) = (Vec::new(), Vec::new());
         let run_duration = result
             .execution_metadata
             .as_ref()
@@ -217,13 +218,6 @@ impl Runner {
             run_duration,
             keyed: keyed.clone(),
         })
-    }
-
-    fn read_log(&self, digest: Option<&reapi::Digest>, raw: &[u8]) -> Option<Vec<u8>> {
-        match digest {
-            Some(d) if d.size_bytes > 0 => self.cache.read(&from_proto(self.function, d)?).ok()?,
-            _ => Some(raw.to_vec()),
-        }
     }
 
     /// The host file holding a derived input's content, verified once per build.

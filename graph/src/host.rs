@@ -25,15 +25,18 @@ pub fn host_cpu() -> &'static str {
     std::env::consts::ARCH
 }
 
-/// Platform properties for this host.
-pub fn platform_properties(function: DigestFunction) -> PlatformProperties {
+/// Platform properties for this host. `digest` hashes a host file (through the file memo).
+pub fn platform_properties(
+    function: DigestFunction,
+    digest: &dyn Fn(&str) -> Option<Digest>,
+) -> PlatformProperties {
     let mut properties = BTreeMap::new();
     properties.insert("OSFamily".to_string(), host_os().to_string());
     properties.insert("ISA".to_string(), host_cpu().replace('_', "-"));
     let mut identity = String::new();
     for file in SYSTEM_FILES {
         if let Ok(path) = std::fs::canonicalize(file) {
-            if let Ok(digest) = Digest::of_file(function, &path) {
+            if let Some(digest) = digest(&path.to_string_lossy()) {
                 identity.push_str(&format!("{file}={}\n", digest.hex()));
             }
         }
@@ -45,21 +48,22 @@ pub fn platform_properties(function: DigestFunction) -> PlatformProperties {
     PlatformProperties { properties }
 }
 
-/// Digests of host tools by absolute path, computed once each.
+/// Digests of host tools by absolute path, computed once each through `digest`.
 pub fn tool_digests(
-    function: DigestFunction,
     tools: impl Iterator<Item = String>,
+    digest: &dyn Fn(&str) -> Option<Digest>,
 ) -> HashMap<String, String> {
     let mut digests = HashMap::new();
     for tool in tools {
         if digests.contains_key(&tool) {
             continue;
         }
-        let digest = std::fs::canonicalize(&tool)
-            .and_then(|p| Digest::of_file(function, &p))
+        let hex = std::fs::canonicalize(&tool)
+            .ok()
+            .and_then(|p| digest(&p.to_string_lossy()))
             .map(|d| d.hex())
-            .unwrap_or_else(|_| "missing".to_string());
-        digests.insert(tool, digest);
+            .unwrap_or_else(|| "missing".to_string());
+        digests.insert(tool, hex);
     }
     digests
 }
