@@ -118,6 +118,8 @@ pub struct ActionSpec {
     pub tool_mounts: Vec<ToolMount>,
     /// Whether the result may be cached (false for `--nocache_test_results` runs and `no-cache` tags).
     pub cacheable: bool,
+    /// Run with no other action running (tests tagged `exclusive`).
+    pub exclusive: bool,
 }
 
 impl fmt::Debug for ActionSpec {
@@ -172,6 +174,7 @@ impl ActionSpec {
             early_outputs: None,
             tool_mounts: Vec::new(),
             cacheable: true,
+            exclusive: false,
         }
     }
 

@@ -19,6 +19,28 @@ use crate::action_key::{
 };
 use crate::events::CacheStatus;
 
+/// Runs one action: the scheduler's only view of execution, so that it can be tested with a fake.
+pub trait ActionRunner: Sync {
+    /// Looks the action up in the cache, else runs it. `inputs` gives each input's digest.
+    fn run(
+        &self,
+        spec: &ActionSpec,
+        inputs: &dyn Fn(&Artifact) -> Option<FileDigest>,
+        options: &RunOptions<'_>,
+    ) -> RunOutcome;
+}
+
+impl ActionRunner for Runner {
+    fn run(
+        &self,
+        spec: &ActionSpec,
+        inputs: &dyn Fn(&Artifact) -> Option<FileDigest>,
+        options: &RunOptions<'_>,
+    ) -> RunOutcome {
+        Runner::run(self, spec, inputs, options)
+    }
+}
+
 /// Everything an action runner needs that stays fixed for a build.
 pub struct Runner {
     /// Workspace root on the host.

@@ -12,7 +12,7 @@ use crate::action::Artifact;
 use crate::action_graph::{ActionGraph, ActionId};
 use crate::action_key::FileDigest;
 use crate::events::{BuildEvent, BuildObserver, CacheStatus};
-use crate::execute::{ActionDone, RunOptions, RunOutcome, Runner};
+use crate::execute::{ActionDone, ActionRunner, RunOptions, RunOutcome};
 
 /// Scheduler settings.
 #[derive(Clone, Debug)]
@@ -58,7 +58,7 @@ pub fn run(
     needed: &HashSet<ActionId>,
     priorities: &HashMap<ActionId, u64>,
     sources: &HashMap<String, FileDigest>,
-    runner: &Runner,
+    runner: &dyn ActionRunner,
     config: &ScheduleConfig,
     observer: &dyn BuildObserver,
     after: &AfterAction<'_>,
@@ -98,6 +98,7 @@ pub fn run(
     let (msg_tx, msg_rx) = mpsc::channel::<Message>();
     let mut running: HashSet<ActionId> = HashSet::new();
     let mut stopping = false;
+    let mut exclusive_running = false;
 
     std::thread::scope(|scope| {
         for _ in 0..config.jobs.max(1) {
@@ -172,7 +173,13 @@ pub fn run(
 
         let mut finished = 0usize;
         loop {
-            while !stopping && running.len() < config.jobs.max(1) {
+            while !stopping && running.len() < config.jobs.max(1) && !exclusive_running {
+                // An exclusive action waits for the running ones to finish, then runs alone.
+                if let Some(top) = heap.peek() {
+                    if graph.action(top.id.0).exclusive && !running.is_empty() {
+                        break;
+                    }
+                }
                 let Some(Ready {
                     id: std::cmp::Reverse(id),
                     ..
@@ -210,6 +217,7 @@ pub fn run(
                     waiting.insert(id, pending);
                     continue;
                 }
+                exclusive_running = graph.action(id).exclusive;
                 running.insert(id);
                 observer.event(&BuildEvent::Progress {
                     done: finished,
@@ -239,6 +247,9 @@ pub fn run(
                 }
                 Message::Finished(id, result, elapsed) => {
                     running.remove(&id);
+                    if graph.action(id).exclusive {
+                        exclusive_running = false;
+                    }
                     let spec = graph.action(id);
                     match *result {
                         RunOutcome::Done(done) => {

@@ -158,6 +158,7 @@ pub fn test_action(
     action.timeout = Some(timeout);
     let tags = target.tags();
     action.network = tags.iter().any(|t| t == "requires-network");
+    action.exclusive = tags.iter().any(|t| t == "exclusive");
     action.cacheable = !options.no_cache
         && !tags
             .iter()

@@ -1,0 +1,322 @@
+//! The scheduler against a fake runner: dependency order, critical-path priority, keep_going,
+//! early outputs, lost-input recovery and exclusive actions.
+
+use std::collections::{HashMap, HashSet};
+use std::sync::atomic::{AtomicUsize, Ordering};
+use std::sync::{Condvar, Mutex};
+use std::time::Duration;
+
+use kiln_cache::{Digest, DigestFunction};
+use kiln_graph::action::{ActionSpec, Artifact, OutputSpec};
+use kiln_graph::action_graph::{ActionGraph, ActionId};
+use kiln_graph::action_key::{compute_key, FileDigest, PlatformProperties};
+use kiln_graph::events::{CacheStatus, NoObserver};
+use kiln_graph::execute::{ActionDone, ActionRunner, RunOptions, RunOutcome};
+use kiln_graph::label::Label;
+use kiln_graph::scheduler::{run, ScheduleConfig};
+
+fn action(name: &str, inputs: &[&str], outputs: &[&str]) -> ActionSpec {
+    let owner = Label {
+        repo: String::new(),
+        package: "p".into(),
+        name: name.into(),
+    };
+    let mut spec = ActionSpec::new(owner, "Fake", vec![name.to_string()]);
+    for input in inputs {
+        spec.input(&Artifact::derived(*input));
+    }
+    for output in outputs {
+        spec.outputs.push(OutputSpec {
+            path: output.to_string(),
+            executable: false,
+            optional: false,
+        });
+    }
+    spec
+}
+
+fn file(path: &str) -> FileDigest {
+    FileDigest {
+        digest: Digest::of_bytes(DigestFunction::Blake3, path.as_bytes()),
+        executable: false,
+    }
+}
+
+/// A runner that records the order actions ran in and can be told to misbehave.
+#[derive(Default)]
+struct Fake {
+    order: Mutex<Vec<String>>,
+    forced: Mutex<Vec<String>>,
+    fail: HashSet<String>,
+    lose_once: Mutex<HashMap<String, String>>,
+    early: HashSet<String>,
+    running: AtomicUsize,
+    overlap_with_exclusive: AtomicUsize,
+    exclusive_active: std::sync::atomic::AtomicBool,
+    concurrency_at_start: Mutex<HashMap<String, usize>>,
+    gate: (Mutex<bool>, Condvar),
+}
+
+impl ActionRunner for Fake {
+    fn run(
+        &self,
+        spec: &ActionSpec,
+        inputs: &dyn Fn(&Artifact) -> Option<FileDigest>,
+        options: &RunOptions<'_>,
+    ) -> RunOutcome {
+        let name = spec.owner.name.clone();
+        let now = self.running.fetch_add(1, Ordering::SeqCst) + 1;
+        if (spec.exclusive && now > 1) || self.exclusive_active.load(Ordering::SeqCst) {
+            self.overlap_with_exclusive.fetch_add(1, Ordering::SeqCst);
+        }
+        if spec.exclusive {
+            self.exclusive_active.store(true, Ordering::SeqCst);
+        }
+        if let Ok(mut at_start) = self.concurrency_at_start.lock() {
+            at_start.insert(name.clone(), now);
+        }
+        if let Ok(mut order) = self.order.lock() {
+            order.push(name.clone());
+        }
+        if options.force_execute {
+            if let Ok(mut forced) = self.forced.lock() {
+                forced.push(name.clone());
+            }
+        }
+        let lost = self.lose_once.lock().ok().and_then(|mut m| m.remove(&name));
+        let outcome = if let Some(path) = lost {
+            RunOutcome::LostInputs(vec![path])
+        } else if self.fail.contains(&name) {
+            RunOutcome::Failed {
+                key: None,
+                message: format!("{name} failed"),
+            }
+        } else {
+            if self.early.contains(&name) {
+                if let Some(callback) = options.on_early_output {
+                    let first = &spec.outputs[0].path;
+                    callback(first, file(first));
+                }
+                // Wait (bounded) until a consumer of the early output has started.
+                let (lock, cvar) = &self.gate;
+                if let Ok(guard) = lock.lock() {
+                    let _ = cvar.wait_timeout_while(guard, Duration::from_secs(5), |open| !*open);
+                }
+            } else {
+                let (lock, cvar) = &self.gate;
+                if let Ok(mut open) = lock.lock() {
+                    *open = true;
+                    cvar.notify_all();
+                }
+            }
+            let keyed = compute_key(
+                spec,
+                inputs,
+                &PlatformProperties::default(),
+                DigestFunction::Blake3,
+            )
+            .unwrap_or_else(|e| panic!("{name}: {e}"));
+            RunOutcome::Done(Box::new(ActionDone {
+                key: keyed.key,
+                status: CacheStatus::Executed,
+                outputs: spec
+                    .outputs
+                    .iter()
+                    .map(|o| (o.path.clone(), file(&o.path)))
+                    .collect(),
+                exit_code: 0,
+                timed_out: false,
+                stdout: Vec::new(),
+                stderr: Vec::new(),
+                run_duration: Duration::ZERO,
+                keyed,
+            }))
+        };
+        std::thread::sleep(Duration::from_millis(5));
+        if spec.exclusive {
+            self.exclusive_active.store(false, Ordering::SeqCst);
+        }
+        self.running.fetch_sub(1, Ordering::SeqCst);
+        outcome
+    }
+}
+
+struct Run {
+    done: Vec<String>,
+    failed: Vec<String>,
+    skipped: Vec<String>,
+}
+
+fn schedule(
+    actions: Vec<ActionSpec>,
+    runner: &Fake,
+    jobs: usize,
+    keep_going: bool,
+    weights: &[(&str, u64)],
+) -> Run {
+    let graph = ActionGraph::new(actions).unwrap_or_else(|e| panic!("{e}"));
+    let needed: HashSet<ActionId> = (0..graph.actions.len() as u32).map(ActionId).collect();
+    let weights: HashMap<String, u64> = weights.iter().map(|(n, w)| (n.to_string(), *w)).collect();
+    let priorities = graph.priorities(&needed, &|spec| {
+        weights.get(&spec.owner.name).copied().unwrap_or(1)
+    });
+    let after = |_: ActionId, _: &ActionDone| Vec::new();
+    let outcome = run(
+        &graph,
+        &needed,
+        &priorities,
+        &HashMap::new(),
+        runner,
+        &ScheduleConfig { jobs, keep_going },
+        &NoObserver,
+        &after,
+    );
+    let names = |ids: Vec<&ActionId>| {
+        let mut v: Vec<String> = ids
+            .into_iter()
+            .map(|id| graph.action(*id).owner.name.clone())
+            .collect();
+        v.sort();
+        v
+    };
+    Run {
+        done: names(outcome.done.keys().collect()),
+        failed: names(outcome.failed.keys().collect()),
+        skipped: names(outcome.skipped.iter().collect()),
+    }
+}
+
+fn order(runner: &Fake) -> Vec<String> {
+    runner.order.lock().map(|o| o.clone()).unwrap_or_default()
+}
+
+#[test]
+fn producers_run_before_consumers() {
+    let fake = Fake::default();
+    let actions = vec![
+        action("c", &["b.out"], &["c.out"]),
+        action("b", &["a.out"], &["b.out"]),
+        action("a", &[], &["a.out"]),
+    ];
+    let run = schedule(actions, &fake, 2, false, &[]);
+    assert_eq!(order(&fake), ["a", "b", "c"]);
+    assert_eq!(run.done, ["a", "b", "c"]);
+}
+
+#[test]
+fn the_longest_chain_starts_first() {
+    let fake = Fake::default();
+    // Chain x1 -> x2 -> x3 (each weight 10) and a lone heavy-but-short y (weight 15): x1 is on the
+    // critical path (30), so with one job it runs first.
+    let actions = vec![
+        action("y", &[], &["y.out"]),
+        action("x1", &[], &["x1.out"]),
+        action("x2", &["x1.out"], &["x2.out"]),
+        action("x3", &["x2.out"], &["x3.out"]),
+    ];
+    schedule(
+        actions,
+        &fake,
+        1,
+        false,
+        &[("x1", 10), ("x2", 10), ("x3", 10), ("y", 15)],
+    );
+    assert_eq!(order(&fake)[0], "x1");
+}
+
+#[test]
+fn a_failure_skips_dependents_and_keep_going_continues_elsewhere() {
+    let fake = Fake {
+        fail: ["bad".to_string()].into(),
+        ..Default::default()
+    };
+    let actions = vec![
+        action("bad", &[], &["bad.out"]),
+        action("needs_bad", &["bad.out"], &["n.out"]),
+        action("other", &[], &["o.out"]),
+        action("after_other", &["o.out"], &["a.out"]),
+    ];
+    let run = schedule(actions, &fake, 1, true, &[("bad", 100)]);
+    assert_eq!(run.failed, ["bad"]);
+    assert_eq!(run.skipped, ["needs_bad"]);
+    assert_eq!(run.done, ["after_other", "other"]);
+
+    let fake = Fake {
+        fail: ["bad".to_string()].into(),
+        ..Default::default()
+    };
+    let actions = vec![
+        action("bad", &[], &["bad.out"]),
+        action("other", &[], &["o.out"]),
+        action("after_other", &["o.out"], &["a.out"]),
+    ];
+    let run = schedule(actions, &fake, 1, false, &[("bad", 100)]);
+    assert_eq!(run.failed, ["bad"]);
+    assert_eq!(
+        run.done,
+        Vec::<String>::new(),
+        "without keep_going nothing starts after a failure"
+    );
+}
+
+#[test]
+fn an_early_output_starts_its_consumer_before_the_producer_ends() {
+    let fake = Fake {
+        early: ["producer".to_string()].into(),
+        ..Default::default()
+    };
+    let mut producer = action("producer", &[], &["lib.rmeta", "lib.rlib"]);
+    producer.early_outputs = None; // the fake announces through the callback itself
+    let actions = vec![producer, action("consumer", &["lib.rmeta"], &["bin"])];
+    let run = schedule(actions, &fake, 2, false, &[]);
+    assert_eq!(run.done, ["consumer", "producer"]);
+    // The consumer started while the producer was still running (the producer waits for it).
+    let at_start = fake
+        .concurrency_at_start
+        .lock()
+        .map(|m| m.get("consumer").copied())
+        .unwrap_or(None);
+    assert_eq!(
+        at_start,
+        Some(2),
+        "the consumer did not start while the producer ran"
+    );
+}
+
+#[test]
+fn a_lost_input_reruns_its_producer_without_the_cache() {
+    let fake = Fake::default();
+    if let Ok(mut lose) = fake.lose_once.lock() {
+        lose.insert("consumer".to_string(), "lib.out".to_string());
+    }
+    let actions = vec![
+        action("producer", &[], &["lib.out"]),
+        action("consumer", &["lib.out"], &["bin"]),
+    ];
+    let run = schedule(actions, &fake, 1, false, &[]);
+    assert_eq!(run.done, ["consumer", "producer"]);
+    assert_eq!(
+        order(&fake),
+        ["producer", "consumer", "producer", "consumer"]
+    );
+    assert_eq!(
+        fake.forced.lock().map(|f| f.clone()).unwrap_or_default(),
+        ["producer"]
+    );
+}
+
+#[test]
+fn an_exclusive_action_runs_alone() {
+    let fake = Fake::default();
+    let mut lonely = action("lonely", &[], &["l.out"]);
+    lonely.exclusive = true;
+    let actions = vec![
+        action("a", &[], &["a.out"]),
+        lonely,
+        action("b", &[], &["b.out"]),
+        action("c", &[], &["c.out"]),
+    ];
+    let run = schedule(actions, &fake, 2, false, &[("a", 10), ("lonely", 5)]);
+    assert_eq!(run.done, ["a", "b", "c", "lonely"]);
+    assert_eq!(fake.overlap_with_exclusive.load(Ordering::SeqCst), 0);
+}
