@@ -60,9 +60,19 @@ pub fn expand(command: &str, ctx: &Expansion<'_>) -> Result<String, String> {
 fn expand_one(inner: &str, ctx: &Expansion<'_>) -> Result<String, String> {
     if let Some((function, argument)) = inner.split_once(char::is_whitespace) {
         let argument = argument.trim();
-        const FUNCTIONS: &[&str] = &["location", "locations", "execpath", "execpaths", "rootpath", "rootpaths"];
+        const FUNCTIONS: &[&str] = &[
+            "location",
+            "locations",
+            "execpath",
+            "execpaths",
+            "rootpath",
+            "rootpaths",
+        ];
         if !FUNCTIONS.contains(&function) {
-            return Err(format!("Unknown function `$({function} ...)`; expected one of {}", FUNCTIONS.join(", ")));
+            return Err(format!(
+                "Unknown function `$({function} ...)`; expected one of {}",
+                FUNCTIONS.join(", ")
+            ));
         }
         let files = (ctx.locate)(argument)?;
         return match function {
