@@ -21,6 +21,9 @@ pub struct RunHooks<'a> {
     pub on_stdout_line: Option<&'a (dyn Fn(&str) + Sync)>,
     /// Called for each stderr line.
     pub on_stderr_line: Option<&'a (dyn Fn(&str) + Sync)>,
+    /// When this becomes true the process group is killed and the run ends as cancelled
+    /// (checked at least every 20 ms).
+    pub cancel: Option<&'a std::sync::atomic::AtomicBool>,
 }
 
 /// What the process left behind.
@@ -29,7 +32,11 @@ pub(crate) struct Captured {
     pub timed_out: bool,
     pub stdout: Vec<u8>,
     pub stderr: Vec<u8>,
+    pub cancelled: bool,
 }
+
+/// How often a cancellable run checks its flag.
+const CANCEL_TICK: Duration = Duration::from_millis(20);
 
 /// How long to keep reading after the process group was killed.
 const DRAIN: Duration = Duration::from_secs(2);
@@ -49,6 +56,7 @@ pub(crate) fn run(
     let pidfd = pidfd_open(child.id());
     let mut status = None;
     let mut timed_out = false;
+    let mut cancelled = false;
     let mut drain_until = None;
     loop {
         if status.is_none() {
@@ -61,6 +69,14 @@ pub(crate) fn run(
                 status = Some(child.wait()?);
                 timed_out = true;
                 drain_until = Some(Instant::now() + DRAIN);
+            } else if hooks
+                .cancel
+                .is_some_and(|c| c.load(std::sync::atomic::Ordering::SeqCst))
+            {
+                let _ = killpg(group, Signal::SIGKILL);
+                status = Some(child.wait()?);
+                cancelled = true;
+                drain_until = Some(Instant::now() + DRAIN);
             }
         }
         let open = out.is_open() || err.is_open();
@@ -72,6 +88,9 @@ pub(crate) fn run(
             .map(|d| d.saturating_duration_since(Instant::now()));
         if status.is_none() && pidfd.is_none() {
             wait = Some(wait.map_or(TICK, |w| w.min(TICK)));
+        }
+        if status.is_none() && hooks.cancel.is_some() {
+            wait = Some(wait.map_or(CANCEL_TICK, |w| w.min(CANCEL_TICK)));
         }
         let mut fds = Vec::with_capacity(3);
         for stream in [&out, &err] {
@@ -100,6 +119,7 @@ pub(crate) fn run(
         timed_out,
         stdout: out.buf,
         stderr: err.buf,
+        cancelled,
     })
 }
 

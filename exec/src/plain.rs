@@ -20,10 +20,14 @@ pub(crate) fn command(req: &SandboxRequest, scratch: &Scratch) -> Command {
     #[allow(clippy::disallowed_methods)] // The sandbox is the place allowed to spawn.
     let mut cmd = Command::new(root.join(argv0));
     let parent = std::process::id() as i32;
+    // Without a mount namespace there is no `/kiln/execroot`: paths that name it (test
+    // environments do) are pointed at the staged root instead.
+    let staged = root.to_string_lossy().to_string();
+    let relocate = |value: &String| value.replace(crate::EXEC_ROOT, &staged);
     cmd.arg0(argv0)
-        .args(&req.argv[1..])
+        .args(req.argv[1..].iter().map(relocate))
         .env_clear()
-        .envs(req.env.iter().map(|(k, v)| (k, v)))
+        .envs(req.env.iter().map(|(k, v)| (k, relocate(v))))
         .env("TMPDIR", scratch.tmp())
         .current_dir(root.join(&req.working_directory))
         .stdin(Stdio::null())

@@ -66,6 +66,8 @@ pub enum ExitKind {
     Signal(i32),
     /// It ran past `timeout` and was killed with its whole process tree.
     TimedOut,
+    /// The caller's cancel flag was raised and the process tree was killed.
+    Cancelled,
 }
 
 /// How actions are isolated.

@@ -96,6 +96,7 @@ impl Sandbox {
         let captured = child::run(child, req.timeout, hooks)
             .map_err(|e| ExecError::io("read the output of", &self.helper, e))?;
         let exit = match self.mode {
+            _ if captured.cancelled => crate::ExitKind::Cancelled,
             SandboxMode::Namespaces => {
                 namespaced::exit_kind(&self.helper, req, &scratch, &captured)?
             }

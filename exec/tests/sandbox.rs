@@ -319,3 +319,33 @@ fn setup_and_helper_failures_are_environment_errors() {
     let err = broken.run(&fx.bash("true")).unwrap_err();
     assert!(matches!(err, ExecError::Helper { .. }), "{err}");
 }
+
+#[test]
+fn a_raised_cancel_flag_kills_the_action() {
+    let fx = Fixture::temp();
+    let req = fx.bash("sleep 30");
+    let cancel = std::sync::atomic::AtomicBool::new(false);
+    let out = std::thread::scope(|scope| {
+        scope.spawn(|| {
+            std::thread::sleep(Duration::from_millis(200));
+            cancel.store(true, std::sync::atomic::Ordering::SeqCst);
+        });
+        let hooks = RunHooks {
+            cancel: Some(&cancel),
+            ..Default::default()
+        };
+        sandbox().run_with_hooks(&req, hooks).unwrap()
+    });
+    assert_eq!(out.exit, ExitKind::Cancelled);
+}
+
+#[test]
+fn plain_mode_points_exec_root_paths_at_the_staged_root() {
+    let fx = Fixture::temp();
+    let mut req = fx.bash("cat \"$WHERE/pkg/in.txt\"");
+    req.inputs.push(fx.input("pkg/in.txt", "found"));
+    req.env.push(("WHERE".to_string(), EXEC_ROOT.to_string()));
+    let out = with_mode(Some(SandboxMode::Plain)).run(&req).unwrap();
+    assert_eq!(out.exit, ExitKind::Code(0), "{}", text(&out.stderr));
+    assert_eq!(text(&out.stdout), "found");
+}

@@ -112,6 +112,8 @@ pub struct RunOptions<'a> {
     pub on_early_output: Option<&'a EarlyOutputCallback>,
     /// Called just before the action starts running in the sandbox (not on a cache hit).
     pub on_start: Option<&'a (dyn Fn() + Sync)>,
+    /// Raised by the scheduler to kill the action (its early input's producer failed).
+    pub cancel: Option<&'a std::sync::atomic::AtomicBool>,
 }
 
 impl Runner {
@@ -337,15 +339,13 @@ impl Runner {
                 }
             }
         };
-        let outcome = if spec.early_outputs.is_some() && options.on_early_output.is_some() {
-            let hooks = kiln_exec::RunHooks {
-                on_stdout_line: None,
-                on_stderr_line: Some(&early),
-            };
-            self.sandbox.run_with_hooks(&request, hooks)
-        } else {
-            self.sandbox.run(&request)
+        let wants_lines = spec.early_outputs.is_some() && options.on_early_output.is_some();
+        let hooks = kiln_exec::RunHooks {
+            on_stdout_line: None,
+            on_stderr_line: if wants_lines { Some(&early) } else { None },
+            cancel: options.cancel,
         };
+        let outcome = self.sandbox.run_with_hooks(&request, hooks);
         let outcome = match outcome {
             Ok(o) => o,
             Err(e) => {
@@ -369,11 +369,18 @@ impl Runner {
         started: SystemTime,
         run_duration: Duration,
     ) -> RunOutcome {
-        let (exit_code, timed_out) = match outcome.exit {
-            ExitKind::Code(c) => (c, false),
-            ExitKind::Signal(s) => (128 + s, false),
-            ExitKind::TimedOut => (142, true),
-        };
+        let (exit_code, timed_out) =
+            match outcome.exit {
+                ExitKind::Code(c) => (c, false),
+                ExitKind::Signal(s) => (128 + s, false),
+                ExitKind::TimedOut => (142, true),
+                ExitKind::Cancelled => return RunOutcome::Failed {
+                    key: Some(keyed.key),
+                    message:
+                        "Cancelled: an input it started on early came from an action that failed"
+                            .to_string(),
+                },
+            };
         let command_output = || {
             let mut text = String::new();
             text.push_str(&String::from_utf8_lossy(&outcome.stdout));

@@ -4,6 +4,7 @@
 //! that finds a derived input's blob lost sends its producer back to run again.
 
 use std::collections::{BinaryHeap, HashMap, HashSet};
+use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::mpsc;
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
@@ -39,6 +40,10 @@ pub struct ScheduleOutcome {
     /// Digests of every derived file produced or found.
     pub files: HashMap<String, FileDigest>,
 }
+
+/// One dispatched action: its id, its derived inputs' digests, whether to bypass the cache, and
+/// its cancel flag.
+type Job = (ActionId, HashMap<String, FileDigest>, bool, Arc<AtomicBool>);
 
 enum Message {
     Early(String, FileDigest),
@@ -93,12 +98,15 @@ pub fn run(
         }
     }
     let total = needed.len();
-    let (job_tx, job_rx) = mpsc::channel::<(ActionId, HashMap<String, FileDigest>, bool)>();
+    let (job_tx, job_rx) = mpsc::channel::<Job>();
     let job_rx = Arc::new(Mutex::new(job_rx));
     let (msg_tx, msg_rx) = mpsc::channel::<Message>();
     let mut running: HashSet<ActionId> = HashSet::new();
     let mut stopping = false;
     let mut exclusive_running = false;
+    // Consumers started on early outputs, by producer: killed if the producer then fails.
+    let mut early_consumers: HashMap<ActionId, Vec<ActionId>> = HashMap::new();
+    let mut cancels: HashMap<ActionId, Arc<AtomicBool>> = HashMap::new();
 
     std::thread::scope(|scope| {
         for _ in 0..config.jobs.max(1) {
@@ -109,7 +117,7 @@ pub fn run(
                     Ok(rx) => rx.recv(),
                     Err(_) => return,
                 };
-                let Ok((id, inputs, force_execute)) = job else {
+                let Ok((id, inputs, force_execute, cancel)) = job else {
                     return;
                 };
                 let spec = graph.action(id);
@@ -136,6 +144,7 @@ pub fn run(
                     force_execute,
                     on_early_output: Some(&early),
                     on_start: Some(&started),
+                    cancel: Some(&cancel),
                 };
                 let mut result = runner.run(spec, &lookup, &options);
                 if let RunOutcome::Done(done) = &result {
@@ -145,6 +154,7 @@ pub fn run(
                             force_execute: true,
                             on_early_output: Some(&early),
                             on_start: Some(&started),
+                            cancel: Some(&cancel),
                         };
                         result = runner.run(spec, &lookup, &retry);
                         if let RunOutcome::Done(done) = &result {
@@ -218,6 +228,13 @@ pub fn run(
                     continue;
                 }
                 exclusive_running = graph.action(id).exclusive;
+                for dep in &graph.deps[id.0 as usize] {
+                    if running.contains(dep) {
+                        early_consumers.entry(*dep).or_default().push(id);
+                    }
+                }
+                let cancel = Arc::new(AtomicBool::new(false));
+                cancels.insert(id, Arc::clone(&cancel));
                 running.insert(id);
                 observer.event(&BuildEvent::Progress {
                     done: finished,
@@ -225,7 +242,10 @@ pub fn run(
                     running: running.len(),
                     current: Some(spec.progress_message.clone()),
                 });
-                if job_tx.send((id, inputs, force.remove(&id))).is_err() {
+                if job_tx
+                    .send((id, inputs, force.remove(&id), cancel))
+                    .is_err()
+                {
                     stopping = true;
                 }
             }
@@ -247,6 +267,7 @@ pub fn run(
                 }
                 Message::Finished(id, result, elapsed) => {
                     running.remove(&id);
+                    cancels.remove(&id);
                     if graph.action(id).exclusive {
                         exclusive_running = false;
                     }
@@ -293,6 +314,11 @@ pub fn run(
                                 message: message.clone(),
                             });
                             outcome.failed.insert(id, message);
+                            for consumer in early_consumers.remove(&id).unwrap_or_default() {
+                                if let Some(flag) = cancels.get(&consumer) {
+                                    flag.store(true, Ordering::SeqCst);
+                                }
+                            }
                             if !config.keep_going {
                                 stopping = true;
                             }

@@ -54,6 +54,8 @@ struct Fake {
     overlap_with_exclusive: AtomicUsize,
     exclusive_active: std::sync::atomic::AtomicBool,
     concurrency_at_start: Mutex<HashMap<String, usize>>,
+    fail_after_early: HashSet<String>,
+    cancel_seen: std::sync::atomic::AtomicBool,
     gate: (Mutex<bool>, Condvar),
 }
 
@@ -102,11 +104,32 @@ impl ActionRunner for Fake {
                 if let Ok(guard) = lock.lock() {
                     let _ = cvar.wait_timeout_while(guard, Duration::from_secs(5), |open| !*open);
                 }
+                if self.fail_after_early.contains(&name) {
+                    self.running.fetch_sub(1, Ordering::SeqCst);
+                    return RunOutcome::Failed {
+                        key: None,
+                        message: format!("{name} failed late"),
+                    };
+                }
             } else {
                 let (lock, cvar) = &self.gate;
                 if let Ok(mut open) = lock.lock() {
                     *open = true;
                     cvar.notify_all();
+                }
+                if name == "slow_consumer" {
+                    // Runs until cancelled (bounded), as a long compile would.
+                    for _ in 0..500 {
+                        if options.cancel.is_some_and(|c| c.load(Ordering::SeqCst)) {
+                            self.cancel_seen.store(true, Ordering::SeqCst);
+                            self.running.fetch_sub(1, Ordering::SeqCst);
+                            return RunOutcome::Failed {
+                                key: None,
+                                message: "cancelled".into(),
+                            };
+                        }
+                        std::thread::sleep(Duration::from_millis(10));
+                    }
                 }
             }
             let keyed = compute_key(
@@ -319,4 +342,24 @@ fn an_exclusive_action_runs_alone() {
     let run = schedule(actions, &fake, 2, false, &[("a", 10), ("lonely", 5)]);
     assert_eq!(run.done, ["a", "b", "c", "lonely"]);
     assert_eq!(fake.overlap_with_exclusive.load(Ordering::SeqCst), 0);
+}
+
+#[test]
+fn consumers_started_early_are_cancelled_when_the_producer_fails() {
+    let fake = Fake {
+        early: ["producer".to_string()].into(),
+        fail_after_early: ["producer".to_string()].into(),
+        ..Default::default()
+    };
+    let actions = vec![
+        action("producer", &[], &["lib.rmeta", "lib.rlib"]),
+        action("slow_consumer", &["lib.rmeta"], &["bin"]),
+    ];
+    let run = schedule(actions, &fake, 2, true, &[]);
+    assert!(
+        fake.cancel_seen.load(Ordering::SeqCst),
+        "the consumer was not cancelled"
+    );
+    assert_eq!(run.failed, ["producer", "slow_consumer"]);
+    assert!(run.done.is_empty());
 }
