@@ -1,0 +1,167 @@
+//! Robustness: concurrent builds, a corrupt CAS blob, a truncated action-cache entry, and a build
+//! killed with SIGKILL.
+
+mod harness;
+
+use std::path::PathBuf;
+use std::time::Duration;
+
+use harness::Workspace;
+
+fn files_under(dir: &std::path::Path) -> Vec<PathBuf> {
+    walkdir::WalkDir::new(dir)
+        .into_iter()
+        .flatten()
+        .filter(|e| e.file_type().is_file())
+        .map(|e| e.into_path())
+        .collect()
+}
+
+fn small() -> Workspace {
+    let ws = Workspace::new();
+    ws.write("p/in.txt", "some input that is unique 9f3a\n");
+    ws.write(
+        "p/BUILD",
+        r#"
+genrule(name = "a", srcs = ["in.txt"], outs = ["a.txt"], cmd = "tr a-z A-Z < $< > $@")
+genrule(name = "b", srcs = [":a"], outs = ["b.txt"], cmd = "cat $< $< > $@")
+"#,
+    );
+    ws
+}
+
+#[test]
+fn concurrent_builds_both_succeed() {
+    let ws = Workspace::new();
+    let mut build = String::new();
+    for i in 0..6 {
+        build.push_str(&format!(
+            "genrule(name = \"g{i}\", outs = [\"g{i}.txt\"], cmd = \"sleep 0.2; echo {i} > $@\")\n"
+        ));
+    }
+    ws.write("p/BUILD", &build);
+    let mut first = ws.command(&["build", "//..."]);
+    let mut second = ws.command(&["build", "//..."]);
+    let a = first
+        .stdout(std::process::Stdio::piped())
+        .stderr(std::process::Stdio::piped())
+        .spawn()
+        .unwrap();
+    let b = second
+        .stdout(std::process::Stdio::piped())
+        .stderr(std::process::Stdio::piped())
+        .spawn()
+        .unwrap();
+    let a = a.wait_with_output().unwrap();
+    let b = b.wait_with_output().unwrap();
+    assert!(a.status.success(), "{}", String::from_utf8_lossy(&a.stderr));
+    assert!(b.status.success(), "{}", String::from_utf8_lossy(&b.stderr));
+    for i in 0..6 {
+        assert_eq!(ws.read_out(&format!("p/g{i}.txt")), format!("{i}\n"));
+    }
+}
+
+#[test]
+fn corrupt_cas_blob_is_never_materialized() {
+    let ws = small();
+    ws.build_all();
+    let expected = ws.read_out("p/a.txt");
+    let mut corrupted = 0;
+    for path in files_under(&ws.cache_dir().join("cas")) {
+        if std::fs::read(&path).unwrap() == expected.as_bytes() {
+            let garbage = vec![b'#'; expected.len()];
+            let mut perms = std::fs::metadata(&path).unwrap().permissions();
+            #[allow(clippy::permissions_set_readonly_false)]
+            perms.set_readonly(false);
+            std::fs::set_permissions(&path, perms).unwrap();
+            std::fs::write(&path, &garbage).unwrap();
+            corrupted += 1;
+        }
+    }
+    assert_eq!(corrupted, 1, "the output's blob should be in the CAS once");
+    std::fs::remove_dir_all(ws.root().join("kiln-out")).unwrap();
+    let out = ws.build_all();
+    assert_eq!(
+        ws.read_out("p/a.txt"),
+        expected,
+        "a corrupt blob was materialized"
+    );
+    assert_eq!(ws.read_out("p/b.txt"), expected.repeat(2));
+    assert!(
+        out.executed().iter().any(|(l, _)| l == "//p:a"),
+        "//p:a should have been rebuilt: {:?}",
+        out.executed()
+    );
+}
+
+#[test]
+fn truncated_action_cache_entry_is_a_miss() {
+    let ws = small();
+    let first = ws.build_all();
+    let key = first
+        .events
+        .iter()
+        .find(|e| e["type"] == "action" && e["label"] == "//p:b")
+        .unwrap()["key"]
+        .as_str()
+        .unwrap()
+        .to_string();
+    let entries: Vec<PathBuf> = files_under(&ws.cache_dir().join("ac"))
+        .into_iter()
+        .filter(|p| p.to_string_lossy().contains(&key))
+        .collect();
+    assert_eq!(entries.len(), 1, "no AC entry named after key {key}");
+    let bytes = std::fs::read(&entries[0]).unwrap();
+    let mut perms = std::fs::metadata(&entries[0]).unwrap().permissions();
+    #[allow(clippy::permissions_set_readonly_false)]
+    perms.set_readonly(false);
+    std::fs::set_permissions(&entries[0], perms).unwrap();
+    std::fs::write(&entries[0], &bytes[..bytes.len() / 2]).unwrap();
+    std::fs::remove_dir_all(ws.root().join("kiln-out")).unwrap();
+    let out = ws.build_all();
+    assert_eq!(
+        out.executed(),
+        vec![("//p:b".to_string(), "Genrule".to_string())]
+    );
+    assert_eq!(ws.read_out("p/b.txt"), ws.read_out("p/a.txt").repeat(2));
+}
+
+fn slow_workspace(ws: &Workspace) {
+    let mut build = String::new();
+    for i in 0..20 {
+        let dep = if i >= 5 {
+            format!("srcs = [\":s{}\"], ", i - 5)
+        } else {
+            String::new()
+        };
+        let cat = if i >= 5 { "cat $(SRCS) > $@; " } else { "" };
+        build.push_str(&format!("genrule(name = \"s{i}\", {dep}outs = [\"s{i}.txt\"], cmd = \"sleep 0.3; {cat}echo line{i} >> $@\")\n"));
+    }
+    ws.write("slow/BUILD", &build);
+}
+
+#[test]
+fn kill_9_mid_build_then_rebuild_is_correct() {
+    let ws = Workspace::new();
+    slow_workspace(&ws);
+    let mut child = ws
+        .command(&["build", "//...", "--jobs=2"])
+        .stdout(std::process::Stdio::null())
+        .stderr(std::process::Stdio::null())
+        .spawn()
+        .unwrap();
+    std::thread::sleep(Duration::from_millis(1500));
+    // `Child::kill` sends SIGKILL to the kiln process itself (not its group), as a crash would.
+    child.kill().unwrap();
+    let status = child.wait().unwrap();
+    assert!(
+        !status.success(),
+        "the build should have been killed before finishing"
+    );
+    ws.build_all();
+    let clean = ws.copy_to(false);
+    clean.build_all();
+    let (got, want) = (ws.outputs(), clean.outputs());
+    assert_eq!(want.len(), 20);
+    assert_eq!(got, want);
+}
