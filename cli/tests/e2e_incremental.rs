@@ -173,3 +173,63 @@ fn clean_then_build_restores_from_cache() {
     assert_eq!(ws.read_out("b/final.txt"), "2\n2\nend\n");
     assert_eq!(ws.read_out("a/other.out"), "OTHER\n");
 }
+
+#[test]
+fn same_size_same_mtime_source_edit_is_seen() {
+    let ws = chain();
+    ws.build_all();
+    let path = ws.root().join("a/other.txt");
+    let mtime = std::fs::metadata(&path).unwrap().modified().unwrap();
+    ws.write("a/other.txt", "OTHER\n");
+    std::fs::OpenOptions::new()
+        .write(true)
+        .open(&path)
+        .unwrap()
+        .set_modified(mtime)
+        .unwrap();
+    let out = ws.build_all();
+    assert_eq!(executed_labels(&out.events), s(&["//a:other"]));
+    assert_eq!(ws.read_out("a/other.out"), "OTHER\n");
+}
+
+#[test]
+fn transitive_bzl_edit_reevaluates() {
+    let ws = Workspace::new();
+    ws.write("m/BUILD", "");
+    ws.write("m/inner.bzl", "CMD = \"tr a-z A-Z < $< > $@\"\n");
+    ws.write(
+        "m/outer.bzl",
+        "load(\"//m:inner.bzl\", \"CMD\")\ndef shout(name, src):\n    native.genrule(name = name, srcs = [src], outs = [name + \".txt\"], cmd = CMD)\n",
+    );
+    ws.write("p/in.txt", "hello\n");
+    ws.write(
+        "p/BUILD",
+        "load(\"//m:outer.bzl\", \"shout\")\nshout(name = \"s\", src = \"in.txt\")\n",
+    );
+    ws.build_all();
+    assert_eq!(ws.read_out("p/s.txt"), "HELLO\n");
+    ws.write("m/inner.bzl", "CMD = \"rev < $< > $@\"\n");
+    let out = ws.build_all();
+    assert_eq!(executed_labels(&out.events), s(&["//p:s"]));
+    assert_eq!(ws.read_out("p/s.txt"), "olleh\n");
+}
+
+#[test]
+fn recursive_glob_follows_subdirectories_and_package_boundaries() {
+    let ws = Workspace::new();
+    ws.write("g/a.txt", "top\n");
+    ws.write("g/sub/deep/d1.txt", "d1\n");
+    ws.write("g/BUILD", r#"genrule(name = "all", srcs = glob(["**/*.txt"]), outs = ["all.out"], cmd = "cat $(SRCS) > $@")"#);
+    ws.build_all();
+    assert_eq!(ws.read_out("g/all.out"), "top\nd1\n");
+    ws.write("g/sub/deep/d2.txt", "d2\n");
+    ws.build_all();
+    assert_eq!(ws.read_out("g/all.out"), "top\nd1\nd2\n");
+    // A BUILD file makes `deep` its own package: the glob stops there.
+    ws.write("g/sub/deep/BUILD", "");
+    ws.build_all();
+    assert_eq!(ws.read_out("g/all.out"), "top\n");
+    ws.remove("g/sub/deep/BUILD");
+    ws.build_all();
+    assert_eq!(ws.read_out("g/all.out"), "top\nd1\nd2\n");
+}

@@ -165,3 +165,26 @@ fn kill_9_mid_build_then_rebuild_is_correct() {
     assert_eq!(want.len(), 20);
     assert_eq!(got, want);
 }
+
+#[test]
+fn corrupt_cas_input_of_a_rerunning_action_is_rebuilt() {
+    let ws = small();
+    ws.build_all();
+    let expected = ws.read_out("p/a.txt");
+    for path in files_under(&ws.cache_dir().join("cas")) {
+        if std::fs::read(&path).unwrap() == expected.as_bytes() {
+            let mut perms = std::fs::metadata(&path).unwrap().permissions();
+            #[allow(clippy::permissions_set_readonly_false)]
+            perms.set_readonly(false);
+            std::fs::set_permissions(&path, perms).unwrap();
+            std::fs::write(&path, vec![b'#'; expected.len()]).unwrap();
+        }
+    }
+    // //p:b must rerun and reads //p:a's output from the CAS: the corrupt blob must not reach it.
+    let build = ws
+        .read("p/BUILD")
+        .replace("cat $< $< > $@", "cat $< $< $< > $@");
+    ws.write("p/BUILD", &build);
+    ws.build_all();
+    assert_eq!(ws.read_out("p/b.txt"), expected.repeat(3));
+}

@@ -16,6 +16,11 @@ fn undeclared_workspace_file_is_invisible() {
     );
     let out = ws.kiln(&["build", "//p:peek"]);
     out.expect_code(1);
+    assert!(
+        out.stderr.contains("other/file.txt"),
+        "should fail because the file is missing:\n{}",
+        out.stderr
+    );
     assert!(!ws.out_path("p/peek.txt").exists());
 }
 
@@ -90,10 +95,9 @@ sh_test(name = "online", srcs = ["net.sh"], tags = ["requires-network"])
     out.expect_code(3);
     let out = ws.kiln(&["test", "//p:online"]);
     out.ok();
-    assert!(
-        ws.read("kiln-out/testlogs/p/online/test.log")
-            .contains("connected")
-    );
+    assert!(ws
+        .read("kiln-out/testlogs/p/online/test.log")
+        .contains("connected"));
 }
 
 #[test]

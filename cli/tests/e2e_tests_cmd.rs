@@ -2,7 +2,7 @@
 
 mod harness;
 
-use harness::{Workspace, tests};
+use harness::{tests, Workspace};
 
 fn ws_with_tests() -> Workspace {
     let ws = Workspace::new();
@@ -52,10 +52,9 @@ fn failing_test_exit_3_and_log_printed() {
     assert_eq!(tests(&out.events)[0]["status"], "FAILED");
     let all = format!("{}{}", out.stdout, out.stderr);
     assert!(all.contains("marker-4711"), "log not printed:\n{all}");
-    assert!(
-        ws.read("kiln-out/testlogs/t/fail/test.log")
-            .contains("marker-4711")
-    );
+    assert!(ws
+        .read("kiln-out/testlogs/t/fail/test.log")
+        .contains("marker-4711"));
     // A failed result is not served from the cache as a pass.
     let out = ws.kiln(&["test", "//t:fail"]);
     out.expect_code(3);
@@ -72,10 +71,9 @@ fn test_arg_reaches_script() {
     let out = ws.kiln(&["test", "//t:pass", "--test_arg=baz"]);
     out.ok();
     assert_eq!(tests(&out.events)[0]["cached"], false);
-    assert!(
-        ws.read("kiln-out/testlogs/t/pass/test.log")
-            .contains("args:baz")
-    );
+    assert!(ws
+        .read("kiln-out/testlogs/t/pass/test.log")
+        .contains("args:baz"));
 }
 
 #[test]
@@ -88,10 +86,9 @@ fn runs_per_test_runs_twice() {
     let mut runs: Vec<i64> = t.iter().map(|e| e["run"].as_i64().unwrap()).collect();
     runs.sort();
     assert_eq!(runs, vec![1, 2]);
-    assert!(
-        t.iter()
-            .all(|e| e["cached"] == false && e["status"] == "PASSED")
-    );
+    assert!(t
+        .iter()
+        .all(|e| e["cached"] == false && e["status"] == "PASSED"));
 }
 
 #[test]
