@@ -64,9 +64,11 @@ impl BuildObserver for EventsFile {
                 duration,
                 success,
                 key,
+                rerun,
             } => json!({
                 "type": "action", "label": label.to_string(), "mnemonic": mnemonic, "output": output,
                 "cache": status.name(), "duration_ms": duration.as_secs_f64() * 1000.0, "success": success, "key": key,
+                "rerun": rerun,
             }),
             BuildEvent::ActionFailed {
                 label,

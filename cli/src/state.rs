@@ -166,12 +166,12 @@ impl EngineState for State {
                 previous
                     .actions
                     .get(&r.history_key)
-                    .is_some_and(|(_, key, old_status)| {
+                    .is_some_and(|(_, key, old_status, _)| {
                         *key == r.action_key && *old_status == status && status != "executed"
                     });
             last.actions.insert(
                 r.history_key.clone(),
-                (r.label.clone(), r.action_key.clone(), status.clone()),
+                (r.label.clone(), r.action_key.clone(), status.clone(), r.mnemonic.clone()),
             );
             if !unchanged {
                 changed.push(r);
@@ -205,10 +205,10 @@ impl EngineState for State {
     }
 }
 
-/// Every action of the last build: history key → (label, action key, cache status).
+/// Every action of the last build: history key → (label, action key, cache status, mnemonic).
 #[derive(Default, serde::Serialize, serde::Deserialize)]
 struct LastBuild {
-    actions: BTreeMap<String, (String, String, String)>,
+    actions: BTreeMap<String, (String, String, String, String)>,
 }
 
 impl State {
@@ -243,15 +243,15 @@ pub fn explain(args: &ExplainArgs) -> Result<i32> {
     let last = state.last_build();
     let wanted = label.to_string();
     let mut found = false;
-    for (key, (owner, _, status)) in &last.actions {
+    for (key, (owner, _, status, mnemonic)) in &last.actions {
         if *owner != wanted {
             continue;
         }
         found = true;
         match (status.as_str(), state.db.last_two_actions(key)) {
             ("executed", Ok(Some(history))) => print!("{}", explain_one(&history)),
-            ("local_hit", _) => println!("{key} ({owner}): local cache hit, not run"),
-            ("remote_hit", _) => println!("{key} ({owner}): remote cache hit, not run"),
+            ("local_hit", _) => println!("{mnemonic} {key} ({owner}): local cache hit, not run"),
+            ("remote_hit", _) => println!("{mnemonic} {key} ({owner}): remote cache hit, not run"),
             (other, _) => println!("{key} ({owner}): {other}, no history recorded"),
         }
     }

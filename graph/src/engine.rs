@@ -464,13 +464,12 @@ impl<'a> Engine<'a> {
         );
 
         // Counts, failures, tests.
+        let attempts = |status| schedule.attempts.get(&status).copied().unwrap_or(0);
+        report.executed = attempts(CacheStatus::Executed);
+        report.local_hits = attempts(CacheStatus::LocalHit);
+        report.remote_hits = attempts(CacheStatus::RemoteHit);
         let mut records = Vec::new();
         for (id, done) in &schedule.done {
-            match done.status {
-                CacheStatus::Executed => report.executed += 1,
-                CacheStatus::LocalHit => report.local_hits += 1,
-                CacheStatus::RemoteHit => report.remote_hits += 1,
-            }
             let spec = graph.action(*id);
             records.push(ActionRecord {
                 label: spec.owner.to_string(),

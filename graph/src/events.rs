@@ -75,6 +75,9 @@ pub enum BuildEvent {
         success: bool,
         /// The action key (hex).
         key: String,
+        /// Whether this is a second run of an action whose earlier result (a cache hit) turned out
+        /// to have lost an output blob; both attempts are reported and counted.
+        rerun: bool,
     },
     /// An action failed; `message` holds the reason and the command's stderr.
     ActionFailed {

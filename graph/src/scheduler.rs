@@ -39,6 +39,9 @@ pub struct ScheduleOutcome {
     pub skipped: HashSet<ActionId>,
     /// Digests of every derived file produced or found.
     pub files: HashMap<String, FileDigest>,
+    /// Successful attempts by how they were satisfied; an action rerun after a lost blob counts
+    /// twice (its hit, then its execution), matching its two `ActionFinished` events.
+    pub attempts: HashMap<CacheStatus, usize>,
 }
 
 /// One dispatched action: its id, its derived inputs' digests, whether to bypass the cache, and
@@ -73,6 +76,7 @@ pub fn run(
     let mut waiters: HashMap<String, Vec<ActionId>> = HashMap::new();
     let mut heap = BinaryHeap::new();
     let mut force: HashSet<ActionId> = HashSet::new();
+    let mut rerun: HashSet<ActionId> = HashSet::new();
     let mut reruns: HashMap<ActionId, u32> = HashMap::new();
     let push = |heap: &mut BinaryHeap<Ready>, id: ActionId| {
         heap.push(Ready {
@@ -283,7 +287,9 @@ pub fn run(
                                 duration: elapsed,
                                 success: true,
                                 key: done.key.hex(),
+                                rerun: rerun.contains(&id),
                             });
+                            *outcome.attempts.entry(done.status).or_insert(0) += 1;
                             for (path, digest) in &done.outputs {
                                 release(
                                     path,
@@ -307,6 +313,7 @@ pub fn run(
                                 duration: elapsed,
                                 success: false,
                                 key: key.map(|k| k.hex()).unwrap_or_default(),
+                                rerun: rerun.contains(&id),
                             });
                             observer.event(&BuildEvent::ActionFailed {
                                 label: spec.owner.clone(),
@@ -345,6 +352,7 @@ pub fn run(
                                 {
                                     finished = finished.saturating_sub(1);
                                     force.insert(producer);
+                                    rerun.insert(producer);
                                     push(&mut heap, producer);
                                 }
                             }
