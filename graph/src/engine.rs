@@ -294,10 +294,12 @@ impl<'a> Engine<'a> {
     fn build_inner(&self, patterns: &PatternSet, goal: &Goal) -> Result<BuildReport, EngineError> {
         let digest = self.digest_for_memo();
         let mut loader = self.loader(&digest);
+        let timer = PhaseTimer::new();
         let (selected, _) = self.select_with(&mut loader, patterns)?;
         let mut explicit: Vec<Label> = patterns.explicit_targets().cloned().collect();
         explicit.retain(|l| !selected.iter().any(|t| &t.label == l));
 
+        timer.mark("load");
         let mut analyzer = Analyzer::new(
             &self.config.root,
             &mut loader,
@@ -381,6 +383,7 @@ impl<'a> Engine<'a> {
                 return Err(EngineError::NoTests);
             }
         }
+        timer.mark("analyze");
         let graph = ActionGraph::new(actions).map_err(|e| EngineError::Analysis(e.to_string()))?;
         let extra: Vec<ActionId> = test_actions
             .iter()
@@ -402,6 +405,7 @@ impl<'a> Engine<'a> {
             .collect();
         source_paths.sort();
         source_paths.dedup();
+        timer.mark("graph");
         let sources = SourceDigests::new(&self.config.root, self.config.function, self.state)
             .digest_all(&source_paths)
             .map_err(EngineError::Analysis)?;
@@ -449,6 +453,7 @@ impl<'a> Engine<'a> {
             }
             lost
         };
+        timer.mark("sources+setup");
         let schedule = scheduler::run(
             &graph,
             &needed,
@@ -504,6 +509,7 @@ impl<'a> Engine<'a> {
                 status: done.status,
             });
         }
+        timer.mark("execute");
         self.state.record_actions(records);
         let mut failed_owners: HashSet<Label> = HashSet::new();
         for (id, message) in &schedule.failed {
@@ -566,7 +572,9 @@ impl<'a> Engine<'a> {
         }
         let _ = failed_owners;
         let _ = self.config.cache.flush();
+        timer.mark("record");
         let _ = self.config.cache.enforce_cap();
+        timer.mark("cache flush");
         Ok(report)
     }
 
@@ -671,6 +679,26 @@ fn make_writable(dir: &Path) {
     for entry in std::fs::read_dir(dir).into_iter().flatten().flatten() {
         if entry.file_type().is_ok_and(|t| t.is_dir()) {
             make_writable(&entry.path());
+        }
+    }
+}
+
+/// Phase timings on stderr when `KILN_TIMINGS` is set: where a build's time goes.
+struct PhaseTimer {
+    enabled: bool,
+    last: std::cell::Cell<std::time::Instant>,
+}
+
+impl PhaseTimer {
+    fn new() -> Self {
+        PhaseTimer { enabled: std::env::var_os("KILN_TIMINGS").is_some(), last: std::cell::Cell::new(std::time::Instant::now()) }
+    }
+
+    fn mark(&self, phase: &str) {
+        if self.enabled {
+            let now = std::time::Instant::now();
+            eprintln!("kiln timing: {phase}: {:.1} ms", now.duration_since(self.last.get()).as_secs_f64() * 1000.0);
+            self.last.set(now);
         }
     }
 }
