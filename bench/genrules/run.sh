@@ -5,6 +5,9 @@
 #     bench/genrules/run.sh                 # 5 timed runs + 1 warmup per scenario
 #     RUNS=10 bench/genrules/run.sh         # more runs
 #     KEEP=1 bench/genrules/run.sh          # keep the temp dir (workspaces, caches, Bazel output root)
+#     KILN_BIN=/path/to/kiln bench/genrules/run.sh   # skip the cargo build, use this binary
+#     KILN_REV=HEAD bench/genrules/run.sh   # build that commit from a `git archive` snapshot in /tmp
+#                                           # (target dir /tmp/kiln-bench-target), not the work tree
 #
 # What it does:
 #   1. apt-get installs bazel-bootstrap (Debian's Bazel 4.2.3), hyperfine and time if missing.
@@ -46,8 +49,22 @@ if [ ${#need[@]} -gt 0 ]; then
     DEBIAN_FRONTEND=noninteractive apt-get install -y -qq "${need[@]}"
 fi
 
-(cd "$REPO" && cargo build --release -p kiln-cli)
-KILN="$REPO/target/release/kiln"
+KILN_COMMIT="$(git -C "$REPO" rev-parse HEAD) (work tree, may have uncommitted changes)"
+if [ -n "${KILN_BIN:-}" ]; then
+    KILN="$KILN_BIN"
+    KILN_COMMIT="prebuilt $KILN_BIN"
+elif [ -n "${KILN_REV:-}" ]; then
+    KILN_COMMIT="$(git -C "$REPO" rev-parse "$KILN_REV")"
+    SRC="/tmp/kiln-bench-src-$KILN_COMMIT"
+    if [ ! -d "$SRC" ]; then
+        mkdir -p "$SRC.tmp" && git -C "$REPO" archive "$KILN_COMMIT" | tar -x -C "$SRC.tmp" && mv "$SRC.tmp" "$SRC"
+    fi
+    (cd "$SRC" && CARGO_TARGET_DIR=/tmp/kiln-bench-target cargo build --release -p kiln-cli)
+    KILN=/tmp/kiln-bench-target/release/kiln
+else
+    (cd "$REPO" && cargo build --release -p kiln-cli)
+    KILN="$REPO/target/release/kiln"
+fi
 
 WORK="$(mktemp -d /tmp/kiln-bench.XXXXXX)"
 BZROOT="$WORK/bazel-root"
@@ -73,7 +90,7 @@ trap cleanup EXIT
 ENV="$RESULTS/genrules-env.txt"
 {
     echo "date: $(date -u +%FT%TZ)"
-    echo "kiln commit: $(git -C "$REPO" rev-parse HEAD)"
+    echo "kiln: $KILN_COMMIT"
     echo "nproc: $(nproc)"
     echo "cpu: $(grep -m1 'model name' /proc/cpuinfo | cut -d: -f2- | sed 's/^ //')"
     echo "kernel: $(uname -r)"
