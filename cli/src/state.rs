@@ -21,6 +21,8 @@ use crate::workspace::Workspace;
 
 /// Key of the list of each target's actions in the last build.
 const LAST_BUILD_KEY: &str = "last_build_actions";
+/// Key of the last successful build's no-op record (see `kiln_graph::engine::noop`).
+const NOOP_KEY: &str = "noop_record";
 
 /// The engine's view of the workspace state, buffering writes until drop.
 pub struct State {
@@ -156,6 +158,18 @@ impl EngineState for State {
             .copied()
     }
 
+    fn noop_record(&self) -> Option<Vec<u8>> {
+        self.db
+            .get_kv(NOOP_KEY)
+            .ok()
+            .flatten()
+            .filter(|b| !b.is_empty())
+    }
+
+    fn set_noop_record(&self, record: Option<Vec<u8>>) {
+        let _ = self.db.put_kv(NOOP_KEY, &record.unwrap_or_default());
+    }
+
     fn record_actions(&self, records: Vec<ActionRecord>) {
         let previous = self.last_build();
         let mut last = LastBuild::default();
@@ -171,7 +185,12 @@ impl EngineState for State {
                     });
             last.actions.insert(
                 r.history_key.clone(),
-                (r.label.clone(), r.action_key.clone(), status.clone(), r.mnemonic.clone()),
+                (
+                    r.label.clone(),
+                    r.action_key.clone(),
+                    status.clone(),
+                    r.mnemonic.clone(),
+                ),
             );
             if !unchanged {
                 changed.push(r);

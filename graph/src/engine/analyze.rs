@@ -34,6 +34,8 @@ pub struct Analyzer<'a, 'l> {
     pub actions: Vec<ActionSpec>,
     /// Targets analyzed so far (rule targets only), with their kind.
     pub targets: HashMap<Label, Target>,
+    /// Source files that labels resolved to (their existence decided the analysis).
+    pub checked_sources: Vec<String>,
 }
 
 impl<'a, 'l> Analyzer<'a, 'l> {
@@ -53,6 +55,7 @@ impl<'a, 'l> Analyzer<'a, 'l> {
             in_progress: HashSet::new(),
             actions: Vec::new(),
             targets: HashMap::new(),
+            checked_sources: Vec::new(),
         }
     }
 
@@ -156,6 +159,7 @@ impl<'a, 'l> Analyzer<'a, 'l> {
                 "`{label}` crosses into subpackage `//{sub}`; write `//{sub}:...` instead"
             )));
         }
+        self.checked_sources.push(path.clone());
         Ok(Arc::new(Providers::new(DefaultInfo {
             files: vec![Artifact::source(path)],
             executable: None,

@@ -5,7 +5,7 @@ use std::collections::HashMap;
 use std::os::unix::fs::PermissionsExt;
 use std::path::Path;
 
-use kiln_cache::{Digest, DigestFunction};
+use kiln_cache::{Digest, DigestFunction, FileStat};
 use rayon::prelude::*;
 
 use crate::action_key::FileDigest;
@@ -28,6 +28,22 @@ pub struct SourceDigests<'a> {
     root: &'a Path,
     function: DigestFunction,
     memo: &'a dyn DigestMemo,
+    log: Option<&'a Observations>,
+}
+
+/// Every file stat a build's decisions rested on (for the no-op check of the next build).
+#[derive(Default)]
+pub struct Observations {
+    /// (path as digested, its stat when digested); `None` when it changed while being hashed.
+    pub files: std::sync::Mutex<Vec<(String, Option<FileStat>)>>,
+}
+
+impl Observations {
+    fn note(&self, path: &str, stat: Option<FileStat>) {
+        if let Ok(mut files) = self.files.lock() {
+            files.push((path.to_string(), stat));
+        }
+    }
 }
 
 impl<'a> SourceDigests<'a> {
@@ -37,6 +53,20 @@ impl<'a> SourceDigests<'a> {
             root,
             function,
             memo,
+            log: None,
+        }
+    }
+
+    /// The same, noting every stat it relies on in `log`.
+    pub fn logged(
+        root: &'a Path,
+        function: DigestFunction,
+        memo: &'a dyn DigestMemo,
+        log: &'a Observations,
+    ) -> Self {
+        SourceDigests {
+            log: Some(log),
+            ..SourceDigests::new(root, function, memo)
         }
     }
 
@@ -51,16 +81,23 @@ impl<'a> SourceDigests<'a> {
         }
         let executable = metadata.permissions().mode() & 0o111 != 0;
         if let Some(digest) = self.memo.lookup(path, &metadata, self.function) {
+            self.note(path, Some(&metadata));
             return Ok(FileDigest { digest, executable });
         }
         let digest = Digest::of_file(self.function, &host)?;
         // Stat again: if the file changed while we hashed it, the memo must not vouch for it.
-        if let Ok(after) = std::fs::metadata(&host) {
-            if same_stat(&metadata, &after) {
-                self.memo.record(path, &metadata, digest);
-            }
+        let stable = std::fs::metadata(&host).is_ok_and(|after| same_stat(&metadata, &after));
+        if stable {
+            self.memo.record(path, &metadata, digest);
         }
+        self.note(path, stable.then_some(&metadata));
         Ok(FileDigest { digest, executable })
+    }
+
+    fn note(&self, path: &str, metadata: Option<&std::fs::Metadata>) {
+        if let Some(log) = self.log {
+            log.note(path, metadata.map(FileStat::from_metadata));
+        }
     }
 
     /// Digests of many files, in parallel; the error names the file.
