@@ -54,20 +54,17 @@ pub fn parse_patterns(patterns: &[String], cwd_package: &str) -> Result<PatternS
 }
 
 /// The engine configuration for `flags` in `ws` (shared by building commands and `query`).
-pub fn engine_config(
-    ws: &Workspace,
-    flags: &BuildFlags,
-    sandbox: kiln_exec::Sandbox,
-) -> Result<EngineConfig> {
+pub fn engine_config(ws: &Workspace, flags: &BuildFlags) -> Result<EngineConfig> {
     Ok(EngineConfig {
         root: ws.root.clone(),
         scratch_dir: ws.state_dir.join("sandbox"),
-        cache: ws.open_cache()?,
+        cache_dir: ws.cache_dir.clone(),
+        cache_config: ws.cache_config()?,
         function: ws.digest_function(flags)?,
         settings: ws.settings(flags)?,
         jobs: ws.jobs(flags),
         keep_going: flags.keep_going || ws.config.build.keep_going.unwrap_or(false),
-        sandbox,
+        sandbox: ws.sandbox_config(flags)?,
     })
 }
 
@@ -104,13 +101,7 @@ impl Session {
         goal: &Goal,
     ) -> Result<BuildReport> {
         let ws = &self.workspace;
-        let sandbox = ws.sandbox(flags)?;
-        if let Some(reason) = sandbox.fallback_reason() {
-            self.terminal.line(&format!(
-                "WARNING: Linux namespaces are unavailable ({reason}); actions run in plain directories without isolation"
-            ));
-        }
-        let config = engine_config(ws, flags, sandbox)?;
+        let config = engine_config(ws, flags)?;
         let rules = kiln_rules::all_rules();
         let mut observers: Vec<&dyn BuildObserver> = vec![&self.terminal];
         if let Some(events) = &self.events {
@@ -121,6 +112,7 @@ impl Session {
         let report = engine.build(patterns, goal).map_err(|e| match e {
             EngineError::Analysis(message) => Exit::new(exit::BUILD_FAILED, message),
             EngineError::NoTests => Exit::new(exit::NO_TESTS, e.to_string()),
+            EngineError::Environment(message) => Exit::new(exit::LOCAL_ENVIRONMENT, message),
         });
         self.terminal.finish();
         if let (Err(e), Some(events)) = (&report, &self.events) {

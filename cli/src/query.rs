@@ -33,7 +33,7 @@ pub fn run(args: &QueryArgs) -> Result<i32> {
         common: args.common.clone(),
         ..BuildFlags::default()
     };
-    let config = crate::commands::engine_config(&workspace, &flags, workspace.sandbox(&flags)?)?;
+    let config = crate::commands::engine_config(&workspace, &flags)?;
     let rules = kiln_rules::all_rules();
     let engine = Engine::new(config, &rules, &state, &terminal);
     let mut env = EngineEnv {

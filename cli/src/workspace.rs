@@ -81,16 +81,17 @@ impl Workspace {
         }
     }
 
+    /// The shared cache's configuration.
+    pub fn cache_config(&self) -> Result<CacheConfig> {
+        Ok(CacheConfig {
+            max_size_bytes: self.cache_max_size()?,
+            ..CacheConfig::default()
+        })
+    }
+
     /// Opens the shared cache.
     pub fn open_cache(&self) -> Result<Arc<LocalCache>> {
-        let cache = LocalCache::open(
-            &self.cache_dir,
-            CacheConfig {
-                max_size_bytes: self.cache_max_size()?,
-                ..CacheConfig::default()
-            },
-        )
-        .map_err(|e| {
+        let cache = LocalCache::open(&self.cache_dir, self.cache_config()?).map_err(|e| {
             Exit::new(
                 LOCAL_ENVIRONMENT,
                 format!(
@@ -168,6 +169,11 @@ impl Workspace {
 
     /// The sandbox, chosen from flags and settings.
     pub fn sandbox(&self, flags: &BuildFlags) -> Result<kiln_exec::Sandbox> {
+        Ok(kiln_exec::Sandbox::new(self.sandbox_config(flags)?))
+    }
+
+    /// How to make the sandbox, from flags and settings (nothing is probed yet).
+    pub fn sandbox_config(&self, flags: &BuildFlags) -> Result<kiln_exec::SandboxConfig> {
         let helper = std::env::current_exe().map_err(|e| {
             Exit::new(
                 LOCAL_ENVIRONMENT,
@@ -190,10 +196,10 @@ impl Workspace {
                 .into())
             }
         };
-        Ok(kiln_exec::Sandbox::new(kiln_exec::SandboxConfig {
+        Ok(kiln_exec::SandboxConfig {
             helper,
             mode_override,
-        }))
+        })
     }
 }
 

@@ -74,8 +74,10 @@ pub struct EngineConfig {
     pub root: PathBuf,
     /// Scratch space for sandboxes (per workspace).
     pub scratch_dir: PathBuf,
-    /// The shared local cache.
-    pub cache: Arc<LocalCache>,
+    /// Root of the shared local cache (opened only when a build has work to look up).
+    pub cache_dir: PathBuf,
+    /// Its configuration.
+    pub cache_config: kiln_cache::CacheConfig,
     /// Digest function.
     pub function: DigestFunction,
     /// Settings that reach analysis.
@@ -84,8 +86,8 @@ pub struct EngineConfig {
     pub jobs: usize,
     /// Continue after failures.
     pub keep_going: bool,
-    /// The sandbox.
-    pub sandbox: kiln_exec::Sandbox,
+    /// How to make the sandbox (namespaces are probed only when a build has work to run).
+    pub sandbox: kiln_exec::SandboxConfig,
 }
 
 /// What to do with the selected targets.
@@ -103,6 +105,10 @@ pub enum EngineError {
     /// A BUILD file or a reference in one is wrong (exit code 1).
     #[error("{0}")]
     Analysis(String),
+    /// The machine is not fit to build: the cache cannot be opened, a directory is not writable
+    /// (exit code 36).
+    #[error("{0}")]
+    Environment(String),
     /// A test command matched no test targets (exit code 4).
     #[error("No test targets were found, yet testing was requested")]
     NoTests,
@@ -162,6 +168,7 @@ impl BuildReport {
 /// Kiln's build engine.
 pub struct Engine<'a> {
     config: EngineConfig,
+    cache: std::sync::OnceLock<Arc<LocalCache>>,
     rules: HashMap<&'static str, &'a dyn RuleImpl>,
     schemas: Vec<RuleSchema>,
     state: &'a dyn EngineState,
@@ -183,11 +190,28 @@ impl<'a> Engine<'a> {
         let schemas = rules.iter().map(|r| r.schema()).collect();
         Engine {
             config,
+            cache: std::sync::OnceLock::new(),
             rules: rules_by_name,
             schemas,
             state,
             observer,
         }
+    }
+
+    /// The shared cache, opened on first use.
+    fn cache(&self) -> Result<Arc<LocalCache>, EngineError> {
+        if let Some(cache) = self.cache.get() {
+            return Ok(Arc::clone(cache));
+        }
+        let cache = LocalCache::open(&self.config.cache_dir, self.config.cache_config)
+            .map(Arc::new)
+            .map_err(|e| {
+                EngineError::Environment(format!(
+                    "Cannot open the cache at `{}`: {e}",
+                    self.config.cache_dir.display()
+                ))
+            })?;
+        Ok(Arc::clone(self.cache.get_or_init(|| cache)))
     }
 
     /// The workspace root.
@@ -310,6 +334,7 @@ impl<'a> Engine<'a> {
             return Ok(report);
         }
         let started = std::time::SystemTime::now();
+        let cache = self.cache()?;
         let observed = Observations::default();
         let digest = self.digest_for_memo(&observed);
         let mut loader = self.loader(&digest);
@@ -444,10 +469,16 @@ impl<'a> Engine<'a> {
             SourceDigests::logged(Path::new("/"), self.config.function, self.state, &observed);
         let host_digest = |path: &str| host_files.digest(path).ok().map(|d| d.digest);
         clear_scratch(&self.config.scratch_dir);
+        let sandbox = kiln_exec::Sandbox::new(self.config.sandbox.clone());
+        if let Some(reason) = sandbox.fallback_reason() {
+            self.observer.event(&BuildEvent::Warning(format!(
+                "Linux namespaces are unavailable ({reason}); actions run in plain directories without isolation"
+            )));
+        }
         let mut runner = Runner::new(
             self.config.root.clone(),
-            Arc::clone(&self.config.cache),
-            self.config.sandbox.clone(),
+            Arc::clone(&cache),
+            sandbox,
             self.config.function,
             crate::host::platform_properties(self.config.function, &host_digest),
             self.config.scratch_dir.clone(),
@@ -607,10 +638,10 @@ impl<'a> Engine<'a> {
             });
         }
         let _ = failed_owners;
-        let _ = self.config.cache.flush();
+        let _ = cache.flush();
         timer.mark("record");
         self.save_noop(&request, started, &observed, &report);
-        let _ = self.config.cache.enforce_cap();
+        let _ = cache.enforce_cap();
         timer.mark("cache flush");
         Ok(report)
     }
@@ -626,11 +657,10 @@ impl<'a> Engine<'a> {
                 return true;
             }
         }
-        match self
-            .config
-            .cache
-            .materialize(&file.digest, &dest, file.executable)
-        {
+        let Some(cache) = self.cache.get() else {
+            return false;
+        };
+        match cache.materialize(&file.digest, &dest, file.executable) {
             Ok(true) => {
                 let _ = sources.digest(path);
                 true
@@ -765,7 +795,7 @@ impl Engine<'_> {
             "{patterns:?}|{goal:?}|{}|{}|{:?}",
             self.settings_key(),
             self.config.function.name(),
-            self.config.sandbox.mode()
+            self.config.sandbox.mode_override
         )
     }
 
