@@ -10,6 +10,7 @@ fn write(root: &Path, path: &str, text: &str) {
 }
 
 fn kiln_query(root: &Path, cache: &Path, args: &[&str]) -> Output {
+    #[allow(clippy::disallowed_methods)] // Tests drive the real binary.
     Command::new(env!("CARGO_BIN_EXE_kiln"))
         .arg("query")
         .args(args)

@@ -132,6 +132,7 @@ impl Workspace {
 
     /// A `kiln` command in this workspace (no `--events`), for callers that need the process.
     pub fn command(&self, args: &[&str]) -> Command {
+        #[allow(clippy::disallowed_methods)] // Tests drive the real binary.
         let mut cmd = Command::new(env!("CARGO_BIN_EXE_kiln"));
         cmd.args(args)
             .current_dir(&self.root)
