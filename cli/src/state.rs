@@ -364,3 +364,85 @@ fn diff_maps(
         }
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use expect_test::{expect, Expect};
+    use kiln_cache::{ActionHistory, ActionRecord};
+
+    use super::explain_one;
+
+    fn record(key: &str, input: &str, arg: &str, path: &str, status: &str) -> ActionRecord {
+        ActionRecord {
+            label: "//a:gen".into(),
+            mnemonic: "Genrule".into(),
+            output_key: "kiln-out/bin/a/out.txt".into(),
+            action_key: key.into(),
+            inputs: vec![
+                ("a/in.txt".into(), input.into()),
+                ("a/same.txt".into(), "s/1".into()),
+            ],
+            argv: vec!["/bin/bash".into(), "-c".into(), arg.into()],
+            env: vec![("PATH".into(), path.into())],
+            platform: vec![("OSFamily".into(), "linux".into())],
+            duration_ms: 5,
+            status: status.into(),
+            build_id: 1,
+        }
+    }
+
+    fn check(latest: ActionRecord, previous: Option<ActionRecord>, expected: Expect) {
+        expected.assert_eq(&explain_one(&ActionHistory { latest, previous }));
+    }
+
+    #[test]
+    fn explains_what_changed() {
+        check(
+            record(
+                "k2",
+                "d2/3",
+                "cat a/in.txt > $OUT; echo",
+                "/bin",
+                "executed",
+            ),
+            Some(record(
+                "k1",
+                "d1/3",
+                "cat a/in.txt > $OUT",
+                "/usr/bin",
+                "executed",
+            )),
+            expect![[r#"
+                Genrule kiln-out/bin/a/out.txt (//a:gen): ran because its key changed:
+                  input `a/in.txt` changed: d1/3 -> d2/3
+                  argument 2 changed: `cat a/in.txt > $OUT` -> `cat a/in.txt > $OUT; echo`
+                  environment variable `PATH` changed: /usr/bin -> /bin
+            "#]],
+        );
+    }
+
+    #[test]
+    fn explains_first_runs_hits_and_unchanged_keys() {
+        check(
+            record("k1", "d1/3", "x", "/bin", "executed"),
+            None,
+            expect![[r#"
+                Genrule kiln-out/bin/a/out.txt (//a:gen): ran: no earlier record of this action (first build, or history was cleared)
+            "#]],
+        );
+        check(
+            record("k1", "d1/3", "x", "/bin", "local_hit"),
+            None,
+            expect![[r#"
+                Genrule kiln-out/bin/a/out.txt (//a:gen): local cache hit, not run
+            "#]],
+        );
+        check(
+            record("k1", "d1/3", "x", "/bin", "executed"),
+            Some(record("k1", "d1/3", "x", "/bin", "executed")),
+            expect![[r#"
+                Genrule kiln-out/bin/a/out.txt (//a:gen): ran with an unchanged key: the cached result was missing, lost or not cacheable
+            "#]],
+        );
+    }
+}
