@@ -40,6 +40,35 @@ impl LocalCache {
         self.put_file_inner(function, src, None)
     }
 
+    /// Stores a file the caller owns and will not touch again (an action's output in its scratch
+    /// directory), moving it into the store instead of copying when it can: the file is hashed in
+    /// place and renamed. A file with other hard links (an action may link an input to its output)
+    /// or on another file system is copied as [`put_file`](Self::put_file) does.
+    pub fn put_file_owned(&self, function: DigestFunction, src: &Path) -> Result<Digest> {
+        use std::os::unix::fs::MetadataExt;
+        let metadata = fs::symlink_metadata(src).map_err(CacheError::io(src))?;
+        if !metadata.is_file() || metadata.nlink() != 1 {
+            return self.put_file(function, src);
+        }
+        let digest = Digest::of_file(function, src).map_err(CacheError::io(src))?;
+        let dest = self.entry_path(Kind::Blob, &digest);
+        if !fsutil::is_file_of_size(&dest, digest.size) {
+            let file = File::open(src).map_err(CacheError::io(src))?;
+            fsutil::set_mode(&file, BLOB_MODE).map_err(CacheError::io(src))?;
+            if self.config.fsync {
+                file.sync_all().map_err(CacheError::io(src))?;
+            }
+            drop(file);
+            let shard = fsutil::parent_dir(&dest);
+            fs::create_dir_all(shard).map_err(CacheError::io(shard))?;
+            if fs::rename(src, &dest).is_err() {
+                return self.put_file(function, src);
+            }
+        }
+        self.note_used(Kind::Blob, &digest, digest.size);
+        Ok(digest)
+    }
+
     /// Like [`put_file`](Self::put_file), but fails with [`CacheError::DigestMismatch`] and
     /// stores nothing if the content's digest is not `expected`.
     pub fn put_file_expecting(&self, src: &Path, expected: &Digest) -> Result<Digest> {

@@ -326,3 +326,36 @@ fn index_is_rebuilt_from_disk_and_stale_temp_files_survive_only_an_hour() {
     );
     assert_eq!(cache.read(&d).unwrap(), Some(b"survivor".to_vec()));
 }
+
+#[test]
+fn put_file_owned_moves_a_lone_file_and_copies_a_linked_one() {
+    let dir = tempfile::tempdir().unwrap();
+    let cache = kiln_cache::LocalCache::open(
+        &dir.path().join("cache"),
+        kiln_cache::CacheConfig::default(),
+    )
+    .unwrap();
+    let f = kiln_cache::DigestFunction::Blake3;
+
+    // A file with one link is moved: it leaves its place and the blob holds its bytes.
+    let lone = dir.path().join("lone.txt");
+    std::fs::write(&lone, b"moved content").unwrap();
+    let digest = cache.put_file_owned(f, &lone).unwrap();
+    assert!(!lone.exists(), "a lone output is moved into the store");
+    assert_eq!(cache.read(&digest).unwrap().unwrap(), b"moved content");
+
+    // A file with another hard link (an action linked an input to its output) is copied, and
+    // the other link keeps its content and mode.
+    let source = dir.path().join("source.txt");
+    let linked = dir.path().join("linked.txt");
+    std::fs::write(&source, b"shared inode").unwrap();
+    std::fs::hard_link(&source, &linked).unwrap();
+    let mode_before = std::fs::metadata(&source).unwrap().permissions();
+    let digest = cache.put_file_owned(f, &linked).unwrap();
+    assert!(linked.exists() && source.exists());
+    assert_eq!(
+        std::fs::metadata(&source).unwrap().permissions(),
+        mode_before
+    );
+    assert_eq!(cache.read(&digest).unwrap().unwrap(), b"shared inode");
+}

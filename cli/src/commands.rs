@@ -58,6 +58,7 @@ pub fn engine_config(ws: &Workspace, flags: &BuildFlags) -> Result<EngineConfig>
     Ok(EngineConfig {
         root: ws.root.clone(),
         scratch_dir: ws.state_dir.join("sandbox"),
+        memory_scratch_dir: ws.memory_scratch_dir(),
         cache_dir: ws.cache_dir.clone(),
         cache_config: ws.cache_config()?,
         function: ws.digest_function(flags)?,

@@ -72,8 +72,10 @@ pub struct ActionRecord {
 pub struct EngineConfig {
     /// Workspace root.
     pub root: PathBuf,
-    /// Scratch space for sandboxes (per workspace).
+    /// Scratch space for sandboxes (per workspace), next to the cache.
     pub scratch_dir: PathBuf,
+    /// Scratch space on a memory file system for small actions (per workspace), if available.
+    pub memory_scratch_dir: Option<PathBuf>,
     /// Root of the shared local cache (opened only when a build has work to look up).
     pub cache_dir: PathBuf,
     /// Its configuration.
@@ -469,6 +471,9 @@ impl<'a> Engine<'a> {
             SourceDigests::logged(Path::new("/"), self.config.function, self.state, &observed);
         let host_digest = |path: &str| host_files.digest(path).ok().map(|d| d.digest);
         clear_scratch(&self.config.scratch_dir);
+        if let Some(dir) = &self.config.memory_scratch_dir {
+            clear_scratch(dir);
+        }
         let sandbox = kiln_exec::Sandbox::new(self.config.sandbox.clone());
         if let Some(reason) = sandbox.fallback_reason() {
             self.observer.event(&BuildEvent::Warning(format!(
@@ -483,6 +488,7 @@ impl<'a> Engine<'a> {
             crate::host::platform_properties(self.config.function, &host_digest),
             self.config.scratch_dir.clone(),
         );
+        runner.memory_scratch_root = self.config.memory_scratch_dir.clone();
         runner.tool_digests = crate::host::tool_digests(
             needed
                 .iter()

@@ -55,6 +55,8 @@ pub struct Runner {
     pub platform: PlatformProperties,
     /// Directory for per-action scratch trees.
     pub scratch_root: PathBuf,
+    /// A directory on a memory file system for the scratch trees of small actions, if any.
+    pub memory_scratch_root: Option<PathBuf>,
     /// Digests of the host tools actions name, by absolute path.
     pub tool_digests: std::collections::HashMap<String, String>,
     verified: Mutex<HashSet<Digest>>,
@@ -133,6 +135,7 @@ impl Runner {
             function,
             platform,
             scratch_root,
+            memory_scratch_root: None,
             tool_digests: std::collections::HashMap::new(),
             verified: Mutex::new(HashSet::new()),
             counter: AtomicU64::new(0),
@@ -294,7 +297,15 @@ impl Runner {
             lost.dedup();
             return RunOutcome::LostInputs(lost);
         }
-        let scratch = self.scratch_root.join(format!(
+        // Small actions stage on a memory file system when there is one: creating and deleting
+        // their scratch trees on disk costs more than copying their few input bytes. Large ones
+        // stage next to the cache, where inputs are hard links.
+        let input_bytes: u64 = keyed.inputs.values().map(|f| f.digest.size).sum();
+        let scratch_root = match &self.memory_scratch_root {
+            Some(memory) if input_bytes <= MEMORY_SCRATCH_LIMIT => memory,
+            _ => &self.scratch_root,
+        };
+        let scratch = scratch_root.join(format!(
             "{}-{}",
             std::process::id(),
             self.counter.fetch_add(1, Ordering::Relaxed)
@@ -462,9 +473,10 @@ impl Runner {
         if !metadata.is_file() {
             return Err("only regular files are supported as outputs".to_string());
         }
+        // The scratch tree is about to be deleted: move the output into the CAS rather than copy it.
         let digest = self
             .cache
-            .put_file(self.function, host)
+            .put_file_owned(self.function, host)
             .map_err(|e| e.to_string())?;
         Ok(FileDigest { digest, executable })
     }
@@ -495,13 +507,11 @@ impl Runner {
         started: SystemTime,
         run_duration: Duration,
     ) -> Result<(), kiln_cache::CacheError> {
-        let stdout_digest = self.cache.put_bytes(self.function, stdout)?;
-        let stderr_digest = self.cache.put_bytes(self.function, stderr)?;
-        self.cache.put_bytes(self.function, &keyed.command_bytes)?;
-        self.cache.put_bytes(self.function, &keyed.action_bytes)?;
-        for (_, bytes) in &keyed.directories {
-            self.cache.put_bytes(self.function, bytes)?;
-        }
+        // Small logs travel inline in the ActionResult, as REAPI allows; large ones as blobs. The
+        // Command, Action and Directory messages are not stored locally: only a remote tier (or
+        // remote execution) needs them, and it can upload them from the KeyedAction.
+        let (stdout_raw, stdout_digest) = self.log_field(stdout)?;
+        let (stderr_raw, stderr_digest) = self.log_field(stderr)?;
         let start = timestamp(started);
         let end = timestamp(started + run_duration);
         let result = reapi::ActionResult {
@@ -515,8 +525,10 @@ impl Runner {
                 })
                 .collect(),
             exit_code: 0,
-            stdout_digest: Some(to_proto(&stdout_digest)),
-            stderr_digest: Some(to_proto(&stderr_digest)),
+            stdout_raw,
+            stdout_digest,
+            stderr_raw,
+            stderr_digest,
             execution_metadata: Some(reapi::ExecutedActionMetadata {
                 worker: "kiln-local".to_string(),
                 execution_start_timestamp: Some(start),
@@ -527,6 +539,25 @@ impl Runner {
         };
         self.cache
             .put_action_result(&keyed.key, &result.encode_to_vec())
+    }
+}
+
+/// Actions whose inputs add up to at most this many bytes stage on the memory file system.
+const MEMORY_SCRATCH_LIMIT: u64 = 4 << 20;
+
+/// Logs up to this size are stored inline in an `ActionResult`.
+const INLINE_LOG_LIMIT: usize = 4096;
+
+impl Runner {
+    fn log_field(
+        &self,
+        bytes: &[u8],
+    ) -> Result<(Vec<u8>, Option<reapi::Digest>), kiln_cache::CacheError> {
+        if bytes.len() <= INLINE_LOG_LIMIT {
+            return Ok((bytes.to_vec(), None));
+        }
+        let digest = self.cache.put_bytes(self.function, bytes)?;
+        Ok((Vec::new(), Some(to_proto(&digest))))
     }
 }
 
