@@ -194,12 +194,15 @@ impl Workspace {
 
     /// How to make the sandbox, from flags and settings (nothing is probed yet).
     pub fn sandbox_config(&self, flags: &BuildFlags) -> Result<kiln_exec::SandboxConfig> {
-        let helper = std::env::current_exe().map_err(|e| {
+        let kiln = std::env::current_exe().map_err(|e| {
             Exit::new(
                 LOCAL_ENVIRONMENT,
                 format!("Cannot find the kiln binary: {e}"),
             )
         })?;
+        // The small helper binary beside `kiln` if it is there, else `kiln` itself.
+        let small = kiln.with_file_name("kiln-sandbox");
+        let helper = if small.is_file() { small } else { kiln };
         let mode_override = match (flags.spawn_strategy, self.config.sandbox.mode.as_deref()) {
             (Some(SpawnStrategy::Local), _) | (None, Some("plain")) => {
                 Some(kiln_exec::SandboxMode::Plain)
