@@ -142,6 +142,10 @@ pub struct TestArgs {
     /// Run tests even when a cached result exists.
     #[arg(long = "nocache_test_results")]
     pub nocache_test_results: bool,
+    /// Seconds after which every test is killed and reported as TIMEOUT (overrides `size` and
+    /// `timeout`).
+    #[arg(long = "test_timeout", value_parser = clap::value_parser!(u64).range(1..))]
+    pub test_timeout: Option<u64>,
     /// Run each test this many times.
     #[arg(long = "runs_per_test", default_value_t = 1, value_parser = clap::value_parser!(u32).range(1..))]
     pub runs_per_test: u32,

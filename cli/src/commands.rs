@@ -28,6 +28,7 @@ pub fn run(cli: Cli) -> Result<i32> {
                 args: args.test_arg.clone(),
                 no_cache: args.nocache_test_results,
                 runs_per_test: args.runs_per_test,
+                timeout: args.test_timeout.map(std::time::Duration::from_secs),
             };
             build(
                 &args.patterns,
@@ -63,10 +64,29 @@ pub fn engine_config(ws: &Workspace, flags: &BuildFlags) -> Result<EngineConfig>
         cache_config: ws.cache_config()?,
         function: ws.digest_function(flags)?,
         settings: ws.settings(flags)?,
+        identity: kiln_identity(),
         jobs: ws.jobs(flags),
         keep_going: flags.keep_going || ws.config.build.keep_going.unwrap_or(false),
         sandbox: ws.sandbox_config(flags)?,
     })
+}
+
+/// This build of Kiln: its version and the identity of its binary (a rebuilt binary has a new
+/// inode and mtime), so package memos and no-op records never outlive the code that made them.
+fn kiln_identity() -> String {
+    use std::os::unix::fs::MetadataExt;
+    let exe = std::env::current_exe().and_then(std::fs::metadata);
+    match exe {
+        Ok(m) => format!(
+            "{}+{}:{}:{}:{}",
+            env!("CARGO_PKG_VERSION"),
+            m.dev(),
+            m.ino(),
+            m.size(),
+            m.mtime_nsec() + m.mtime() * 1_000_000_000
+        ),
+        Err(_) => format!("{}+unknown-binary", env!("CARGO_PKG_VERSION")),
+    }
 }
 
 /// Everything a build needs, opened.
@@ -114,6 +134,7 @@ impl Session {
             EngineError::Analysis(message) => Exit::new(exit::BUILD_FAILED, message),
             EngineError::NoTests => Exit::new(exit::NO_TESTS, e.to_string()),
             EngineError::Environment(message) => Exit::new(exit::LOCAL_ENVIRONMENT, message),
+            EngineError::Internal(_) => Exit::new(exit::INTERNAL, e.to_string()),
         });
         self.terminal.finish();
         if let (Err(e), Some(events)) = (&report, &self.events) {
@@ -263,10 +284,9 @@ fn run_target(target: &str, program_args: &[String], flags: &BuildFlags) -> Resu
             format!("`kiln run` needs a single target, not the pattern `{target}`"),
         )
     })?;
-    let report = {
-        let _lock = session.state.lock(&session.terminal)?;
-        session.engine_run(flags, &patterns, &Goal::Build)?
-    };
+    // The runfiles tree in kiln-out is written under the build lock too.
+    let lock = session.state.lock(&session.terminal)?;
+    let report = session.engine_run(flags, &patterns, &Goal::Build)?;
     if !report.success() {
         session
             .terminal
@@ -293,6 +313,7 @@ fn run_target(target: &str, program_args: &[String], flags: &BuildFlags) -> Resu
             .unwrap_or(&[]),
         exe,
     )?;
+    drop(lock);
     let cwd = std::env::current_dir().context("Cannot read the current directory")?;
     let env = vec![
         (
@@ -309,8 +330,10 @@ fn run_target(target: &str, program_args: &[String], flags: &BuildFlags) -> Resu
         ),
     ];
     let _ = std::io::stderr().flush();
+    exit::PROGRAM_IN_FOREGROUND.store(true, std::sync::atomic::Ordering::SeqCst);
     let code = kiln_exec::run_interactive(&root.join(exe), program_args, &tree, &env)
         .map_err(|e| Exit::new(exit::LOCAL_ENVIRONMENT, format!("Cannot run `{exe}`: {e}")))?;
+    exit::PROGRAM_IN_FOREGROUND.store(false, std::sync::atomic::Ordering::SeqCst);
     Ok(code)
 }
 

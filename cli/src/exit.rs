@@ -19,6 +19,10 @@ pub const LOCAL_ENVIRONMENT: i32 = 36;
 /// Internal error.
 pub const INTERNAL: i32 = 37;
 
+/// Set while `kiln run`'s program runs in the foreground: Ctrl-C is then the program's business.
+pub static PROGRAM_IN_FOREGROUND: std::sync::atomic::AtomicBool =
+    std::sync::atomic::AtomicBool::new(false);
+
 /// An error that ends the command with a specific exit code.
 #[derive(Debug)]
 pub struct Exit {

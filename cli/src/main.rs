@@ -34,10 +34,20 @@ fn main() {
     // Ctrl-C: stop at once with Bazel's "interrupted" code. Running actions die with us (the
     // sandbox helper has PDEATHSIG set); every cache and state write is atomic, so nothing is left
     // half-written, and the next build clears leftover scratch directories.
+    // While `kiln run` waits for its program, the program handles Ctrl-C itself and kiln
+    // exits with the program's code.
     let _ = ctrlc::set_handler(|| {
+        if exit::PROGRAM_IN_FOREGROUND.load(std::sync::atomic::Ordering::SeqCst) {
+            return;
+        }
         eprintln!("\nINFO: Interrupted; stopping");
         std::process::exit(exit::INTERRUPTED);
     });
+    // A panic is a bug in Kiln: say so and exit with Bazel's "internal error" code, not 101.
+    std::panic::set_hook(Box::new(|info| {
+        eprintln!("ERROR: Internal error (a bug in Kiln, please report it): {info}");
+        std::process::exit(exit::INTERNAL);
+    }));
     let code = match commands::run(cli) {
         Ok(code) => code,
         Err(error) => {

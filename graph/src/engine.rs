@@ -84,6 +84,9 @@ pub struct EngineConfig {
     pub function: DigestFunction,
     /// Settings that reach analysis.
     pub settings: BuildSettings,
+    /// Identifies this build of Kiln (version plus the binary's identity), so that memos and
+    /// no-op records made by another build of Kiln are never reused.
+    pub identity: String,
     /// Parallel actions.
     pub jobs: usize,
     /// Continue after failures.
@@ -111,6 +114,9 @@ pub enum EngineError {
     /// (exit code 36).
     #[error("{0}")]
     Environment(String),
+    /// A bug in Kiln (exit code 37).
+    #[error("Internal error: {0}")]
+    Internal(String),
     /// A test command matched no test targets (exit code 4).
     #[error("No test targets were found, yet testing was requested")]
     NoTests,
@@ -224,8 +230,8 @@ impl<'a> Engine<'a> {
     fn settings_key(&self) -> String {
         let s = &self.config.settings;
         format!(
-            "{}|{}|{}|{}",
-            s.compilation_mode, s.workspace_name, s.host_os, s.host_cpu
+            "{}|{}|{}|{}|{}",
+            s.compilation_mode, s.workspace_name, s.host_os, s.host_cpu, self.config.identity
         )
     }
 
@@ -323,8 +329,8 @@ impl<'a> Engine<'a> {
                 .map_err(|e| EngineError::Analysis(format!("Cannot start the build thread: {e}")))?
                 .join()
                 .unwrap_or_else(|_| {
-                    Err(EngineError::Analysis(
-                        "Internal error: the build thread panicked".to_string(),
+                    Err(EngineError::Internal(
+                        "the build thread panicked".to_string(),
                     ))
                 })
         })
@@ -494,6 +500,8 @@ impl<'a> Engine<'a> {
                 .iter()
                 .flat_map(|id| graph.action(*id).host_tools.iter().cloned()),
             &host_digest,
+            &|path, metadata| observed.note_metadata(path, metadata),
+            self.config.function,
         );
         let priorities = graph.priorities(&needed, &|spec| {
             self.state

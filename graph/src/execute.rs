@@ -342,7 +342,12 @@ impl Runner {
         let early = |line: &str| {
             if let (Some(parser), Some(callback)) = (&spec.early_outputs, options.on_early_output) {
                 if let Some(path) = parser(line) {
-                    let executable = spec.outputs.iter().any(|o| o.path == path && o.executable);
+                    // Only a declared output may be announced; anything else the tool prints is
+                    // ignored rather than read from the scratch tree.
+                    let Some(declared) = spec.outputs.iter().find(|o| o.path == path) else {
+                        return;
+                    };
+                    let executable = declared.executable;
                     let host = scratch.join("root").join(&path);
                     if let Ok(digest) = self.cache.put_file(self.function, &host) {
                         callback(&path, FileDigest { digest, executable });

@@ -48,22 +48,121 @@ pub fn platform_properties(
     PlatformProperties { properties }
 }
 
-/// Digests of host tools by absolute path, computed once each through `digest`.
+/// Digests of host tools by absolute path, computed once each. A file is digested by content
+/// through `digest`; a directory (a `PATH` entry whose tools a shell command may call) by the
+/// name, size and modification time of every executable in it, which changes whenever a package
+/// upgrade replaces one and is the same on machines with the same packages. `observe_dir` is told
+/// about each directory read, so a no-op record notices when one changes.
 pub fn tool_digests(
     tools: impl Iterator<Item = String>,
     digest: &dyn Fn(&str) -> Option<Digest>,
+    observe_dir: &dyn Fn(&str, &std::fs::Metadata),
+    function: DigestFunction,
 ) -> HashMap<String, String> {
     let mut digests = HashMap::new();
     for tool in tools {
         if digests.contains_key(&tool) {
             continue;
         }
-        let hex = std::fs::canonicalize(&tool)
-            .ok()
-            .and_then(|p| digest(&p.to_string_lossy()))
-            .map(|d| d.hex())
-            .unwrap_or_else(|| "missing".to_string());
-        digests.insert(tool, hex);
+        let resolved = std::fs::canonicalize(&tool).ok();
+        let hex = match resolved {
+            Some(path) if path.is_dir() => {
+                let path_text = path.to_string_lossy().to_string();
+                if let Ok(metadata) = std::fs::metadata(&path) {
+                    observe_dir(&path_text, &metadata);
+                }
+                tool_dir_digest(&path, function)
+            }
+            Some(path) => digest(&path.to_string_lossy()).map(|d| d.hex()),
+            None => None,
+        };
+        digests.insert(tool, hex.unwrap_or_else(|| "missing".to_string()));
     }
     digests
+}
+
+fn tool_dir_digest(dir: &std::path::Path, function: DigestFunction) -> Option<String> {
+    use std::os::unix::fs::MetadataExt;
+    let mut entries: Vec<String> = std::fs::read_dir(dir)
+        .ok()?
+        .flatten()
+        .filter_map(|entry| {
+            let metadata = std::fs::metadata(entry.path()).ok()?;
+            (metadata.is_file() && metadata.mode() & 0o111 != 0).then(|| {
+                format!(
+                    "{} {} {}",
+                    entry.file_name().to_string_lossy(),
+                    metadata.size(),
+                    metadata.mtime()
+                )
+            })
+        })
+        .collect();
+    entries.sort();
+    Some(Digest::of_bytes(function, entries.join("\n").as_bytes()).hex())
+}
+
+#[cfg(test)]
+mod tests {
+    use std::os::unix::fs::PermissionsExt;
+
+    use super::*;
+
+    fn digests(dir: &std::path::Path) -> String {
+        let no_file = |_: &str| None;
+        let tools = tool_digests(
+            std::iter::once(dir.to_string_lossy().to_string()),
+            &no_file,
+            &|_, _| {},
+            DigestFunction::Blake3,
+        );
+        tools.values().next().cloned().unwrap_or_default()
+    }
+
+    fn executable(path: &std::path::Path, content: &str) {
+        std::fs::write(path, content).unwrap_or_else(|e| panic!("{e}"));
+        std::fs::set_permissions(path, std::fs::Permissions::from_mode(0o755))
+            .unwrap_or_else(|e| panic!("{e}"));
+    }
+
+    #[test]
+    fn a_tool_directory_digest_follows_its_executables() {
+        let dir = tempfile::tempdir().unwrap_or_else(|e| panic!("{e}"));
+        executable(&dir.path().join("sed"), "v1");
+        let before = digests(dir.path());
+        assert_eq!(before, digests(dir.path()), "stable when nothing changes");
+        std::fs::write(dir.path().join("README"), "not a tool").unwrap_or_else(|e| panic!("{e}"));
+        assert_eq!(before, digests(dir.path()), "non-executables do not count");
+        executable(&dir.path().join("awk"), "new tool");
+        let added = digests(dir.path());
+        assert_ne!(before, added, "a new tool changes the digest");
+        executable(&dir.path().join("sed"), "version 2");
+        assert_ne!(
+            added,
+            digests(dir.path()),
+            "an upgraded tool (new size) changes the digest"
+        );
+    }
+
+    #[test]
+    fn host_system_files_reach_the_platform_properties() {
+        let one = platform_properties(DigestFunction::Blake3, &|p| {
+            Some(Digest::of_bytes(DigestFunction::Blake3, p.as_bytes()))
+        });
+        let other = platform_properties(DigestFunction::Blake3, &|p| {
+            Some(Digest::of_bytes(
+                DigestFunction::Blake3,
+                format!("{p}!").as_bytes(),
+            ))
+        });
+        assert_eq!(
+            one.properties.get("OSFamily").map(String::as_str),
+            Some(host_os())
+        );
+        assert!(one.properties.contains_key("ISA"));
+        assert_ne!(
+            one.properties.get("kiln-host-system"),
+            other.properties.get("kiln-host-system")
+        );
+    }
 }

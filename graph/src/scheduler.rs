@@ -111,6 +111,8 @@ pub fn run(
     // Consumers started on early outputs, by producer: killed if the producer then fails.
     let mut early_consumers: HashMap<ActionId, Vec<ActionId>> = HashMap::new();
     let mut cancels: HashMap<ActionId, Arc<AtomicBool>> = HashMap::new();
+    // Digests announced early, to check against what the action finally leaves behind.
+    let mut early_digests: HashMap<String, FileDigest> = HashMap::new();
 
     std::thread::scope(|scope| {
         for _ in 0..config.jobs.max(1) {
@@ -259,6 +261,7 @@ pub fn run(
             let Ok(message) = msg_rx.recv() else { break };
             match message {
                 Message::Early(path, digest) => {
+                    early_digests.insert(path.clone(), digest);
                     release(
                         &path,
                         digest,
@@ -276,7 +279,35 @@ pub fn run(
                         exclusive_running = false;
                     }
                     let spec = graph.action(id);
-                    match *result {
+                    let mut result = *result;
+                    if let RunOutcome::Done(done) = &result {
+                        // An early output that changed after consumers started on it would leave
+                        // them built against bytes that no longer exist: fail the producer (which
+                        // cancels or fails its early consumers) rather than go on inconsistent.
+                        let changed: Vec<&String> = done
+                            .outputs
+                            .iter()
+                            .filter(|(path, digest)| {
+                                early_digests.get(*path).is_some_and(|e| e != *digest)
+                            })
+                            .map(|(path, _)| path)
+                            .collect();
+                        if !changed.is_empty() {
+                            let message = format!(
+                                "Output `{}` changed after it was announced as complete",
+                                changed
+                                    .iter()
+                                    .map(|p| p.as_str())
+                                    .collect::<Vec<_>>()
+                                    .join("`, `")
+                            );
+                            result = RunOutcome::Failed {
+                                key: Some(done.key),
+                                message,
+                            };
+                        }
+                    }
+                    match result {
                         RunOutcome::Done(done) => {
                             finished += 1;
                             observer.event(&BuildEvent::ActionFinished {

@@ -55,6 +55,7 @@ struct Fake {
     exclusive_active: std::sync::atomic::AtomicBool,
     concurrency_at_start: Mutex<HashMap<String, usize>>,
     fail_after_early: HashSet<String>,
+    changes_after_early: HashSet<String>,
     cancel_seen: std::sync::atomic::AtomicBool,
     gate: (Mutex<bool>, Condvar),
 }
@@ -145,7 +146,14 @@ impl ActionRunner for Fake {
                 outputs: spec
                     .outputs
                     .iter()
-                    .map(|o| (o.path.clone(), file(&o.path)))
+                    .map(|o| {
+                        let content = if self.changes_after_early.contains(&name) {
+                            format!("{}+changed", o.path)
+                        } else {
+                            o.path.clone()
+                        };
+                        (o.path.clone(), file(&content))
+                    })
                     .collect(),
                 exit_code: 0,
                 timed_out: false,
@@ -362,4 +370,23 @@ fn consumers_started_early_are_cancelled_when_the_producer_fails() {
     );
     assert_eq!(run.failed, ["producer", "slow_consumer"]);
     assert!(run.done.is_empty());
+}
+
+#[test]
+fn an_early_output_that_changes_afterwards_fails_its_producer() {
+    let fake = Fake {
+        early: ["producer".to_string()].into(),
+        changes_after_early: ["producer".to_string()].into(),
+        ..Default::default()
+    };
+    let actions = vec![
+        action("producer", &[], &["lib.rmeta"]),
+        action("consumer", &["lib.rmeta"], &["bin"]),
+    ];
+    let run = schedule(actions, &fake, 2, true, &[]);
+    assert!(
+        run.failed.contains(&"producer".to_string()),
+        "{:?}",
+        run.failed
+    );
 }

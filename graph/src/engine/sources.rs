@@ -39,6 +39,11 @@ pub struct Observations {
 }
 
 impl Observations {
+    /// Notes a stat a decision rested on (a directory of host tools, say).
+    pub fn note_metadata(&self, path: &str, metadata: &std::fs::Metadata) {
+        self.note(path, Some(FileStat::from_metadata(metadata)));
+    }
+
     fn note(&self, path: &str, stat: Option<FileStat>) {
         if let Ok(mut files) = self.files.lock() {
             files.push((path.to_string(), stat));

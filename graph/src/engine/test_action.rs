@@ -22,6 +22,8 @@ pub struct TestOptions {
     pub no_cache: bool,
     /// `--runs_per_test` (at least 1).
     pub runs_per_test: u32,
+    /// `--test_timeout`: overrides every test's timeout.
+    pub timeout: Option<Duration>,
 }
 
 /// Where the outputs of one test run go.
@@ -117,7 +119,7 @@ pub fn test_action(
     action.arguments.push(format!("./{}", exe.short_path()));
     action.arguments.extend(args);
     let abs = |p: &str| format!("{EXEC_ROOT}/{p}");
-    let timeout = timeout_for(target);
+    let timeout = options.timeout.unwrap_or_else(|| timeout_for(target));
     for (key, value) in [
         ("PATH", "/bin:/usr/bin:/usr/local/bin".to_string()),
         ("TEST_SRCDIR", abs(&runfiles_dir)),
@@ -154,7 +156,11 @@ pub fn test_action(
             optional: true,
         },
     ];
-    action.host_tools = vec!["/bin/bash".to_string()];
+    // The test may call any tool on its PATH.
+    action.host_tools = ["/bin/bash", "/bin", "/usr/bin", "/usr/local/bin"]
+        .iter()
+        .map(|s| s.to_string())
+        .collect();
     action.timeout = Some(timeout);
     let tags = target.tags();
     action.network = tags.iter().any(|t| t == "requires-network");
