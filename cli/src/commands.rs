@@ -330,10 +330,11 @@ fn run_target(target: &str, program_args: &[String], flags: &BuildFlags) -> Resu
         ),
     ];
     let _ = std::io::stderr().flush();
+    // From here on Ctrl-C is the program's (the flag stays set: a SIGINT that reaches kiln's
+    // handler just after the program exited must not turn its exit code into 8).
     exit::PROGRAM_IN_FOREGROUND.store(true, std::sync::atomic::Ordering::SeqCst);
     let code = kiln_exec::run_interactive(&root.join(exe), program_args, &tree, &env)
         .map_err(|e| Exit::new(exit::LOCAL_ENVIRONMENT, format!("Cannot run `{exe}`: {e}")))?;
-    exit::PROGRAM_IN_FOREGROUND.store(false, std::sync::atomic::Ordering::SeqCst);
     Ok(code)
 }
 

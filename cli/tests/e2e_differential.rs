@@ -1,6 +1,8 @@
 //! Randomized differential test: random edits to a random acyclic genrule graph, then the
 //! incremental build must equal (a) a clean build of a copy in a fresh cache and (b) a fresh
-//! checkout sharing the cache (which must execute nothing).
+//! checkout sharing the cache (which must execute nothing). Edits cover sources, commands,
+//! dependencies, files appearing in and vanishing from a `glob()`, and scribbles on `kiln-out/`;
+//! outputs are compared by content and executable bit.
 
 mod harness;
 
@@ -12,7 +14,7 @@ use harness::Workspace;
 const PACKAGES: usize = 4;
 const RULES: usize = 5;
 const SOURCES: usize = 3;
-const ROUNDS: usize = 8;
+const ROUNDS: usize = 10;
 
 /// xorshift64*: tiny, deterministic.
 struct Rng(u64);
@@ -53,6 +55,8 @@ const TEMPLATES: &[&str] = &[
 struct Model {
     rules: Vec<Rule>,
     sources: Vec<String>,
+    /// Per package: the files under `extra/`, which a `glob()` rule reads.
+    extras: Vec<BTreeSet<usize>>,
 }
 
 fn label(global: usize, from_package: usize) -> String {
@@ -86,7 +90,12 @@ impl Model {
                 salt: rng.next() % 1000,
             });
         }
-        Model { rules, sources }
+        let extras = (0..PACKAGES).map(|_| (0..rng.below(3)).collect()).collect();
+        Model {
+            rules,
+            sources,
+            extras,
+        }
     }
 
     fn write(&self, ws: &Workspace) {
@@ -106,7 +115,15 @@ impl Model {
                     srcs.join(", ")
                 ));
             }
+            // A rule over a glob; in odd packages its output is executable.
+            build.push_str(&format!(
+                "genrule(\n    name = \"ge\",\n    srcs = glob([\"extra/*.txt\"]),\n    outs = [\"ge.txt\"],\n    cmd = \"cat $(SRCS) /dev/null > $@; echo p{p} >> $@\",\n    executable = {},\n)\n",
+                if p % 2 == 1 { "True" } else { "False" }
+            ));
             ws.write(&format!("p{p}/BUILD"), &build);
+            for e in &self.extras[p] {
+                ws.write(&format!("p{p}/extra/e{e}.txt"), &format!("extra {p}.{e}\n"));
+            }
             for s in 0..SOURCES {
                 ws.write(&format!("p{p}/s{s}.txt"), &self.sources[p * SOURCES + s]);
             }
@@ -128,7 +145,22 @@ fn edit(rng: &mut Rng, model: &mut Model, ws: &Workspace, log: &mut Vec<String>)
     for _ in 0..n {
         let global = rng.below(model.rules.len());
         let (p, r) = (global / RULES, global % RULES);
-        match rng.below(6) {
+        match rng.below(8) {
+            6 => {
+                let e = rng.below(5);
+                if model.extras[p].insert(e) {
+                    log.push(format!("add p{p}/extra/e{e}.txt"));
+                    source_edit = true;
+                }
+            }
+            7 => {
+                if let Some(e) = model.extras[p].iter().next().copied() {
+                    model.extras[p].remove(&e);
+                    ws.remove(&format!("p{p}/extra/e{e}.txt"));
+                    log.push(format!("remove p{p}/extra/e{e}.txt"));
+                    source_edit = true;
+                }
+            }
             0 => {
                 let s = rng.below(model.sources.len());
                 // Half the time keep the line count (early cutoff for `wc -l`).
@@ -204,12 +236,12 @@ fn run_seed(seed: u64) {
                 "{context}: nothing changed in the sources"
             );
         }
-        let got = ws.outputs();
-        assert_eq!(got.len(), PACKAGES * RULES, "{context}");
+        let got = outputs(&ws);
+        assert_eq!(got.len(), PACKAGES * (RULES + 1), "{context}");
 
         let clean = ws.copy_to(false);
         clean.build_all();
-        let want = clean.outputs();
+        let want = outputs(&clean);
         for (path, bytes) in &want {
             assert_eq!(
                 got.get(path)
@@ -229,7 +261,7 @@ fn run_seed(seed: u64) {
             shared.executed()
         );
         assert_eq!(
-            checkout.outputs(),
+            outputs(&checkout),
             want,
             "{context}: fresh checkout sharing the cache differs"
         );
@@ -244,4 +276,24 @@ fn differential_seed_1() {
 #[test]
 fn differential_seed_2() {
     run_seed(2);
+}
+
+/// Every output under `kiln-out/bin` with its executable bit appended, so a wrong mode is a
+/// difference too.
+fn outputs(ws: &Workspace) -> std::collections::BTreeMap<String, Vec<u8>> {
+    use std::os::unix::fs::PermissionsExt;
+    ws.outputs()
+        .into_iter()
+        .map(|(path, mut bytes)| {
+            let mode = std::fs::metadata(ws.out_path(&path))
+                .map(|m| m.permissions().mode())
+                .unwrap_or(0);
+            bytes.extend_from_slice(if mode & 0o111 != 0 {
+                b"\n[exec]"
+            } else {
+                b"\n[plain]"
+            });
+            (path, bytes)
+        })
+        .collect()
 }
