@@ -87,7 +87,9 @@ pub(crate) fn copy_hashing(
     file: File,
 ) -> io::Result<(File, Digest)> {
     let mut writer = DigestWriter::new(function, file);
-    let mut buf = vec![0u8; 1 << 20];
+    // 64 KiB: large enough for streaming, small enough that the many tiny blobs of a build do not
+    // each pay for zeroing a megabyte.
+    let mut buf = vec![0u8; 64 << 10];
     loop {
         let n = crate::digest::read_full(reader, &mut buf)?;
         if n == 0 {
