@@ -125,12 +125,20 @@ impl LocalCache {
     /// read). Counts as a use for eviction.
     pub fn contains(&self, digest: &Digest) -> bool {
         let path = self.entry_path(Kind::Blob, digest);
-        if fsutil::is_file_of_size(&path, digest.size) {
-            self.note_used(Kind::Blob, digest, digest.size);
-            true
-        } else {
-            self.note_gone(Kind::Blob, digest);
-            false
+        match fs::metadata(&path) {
+            Ok(meta) if meta.is_file() && meta.len() == digest.size => {
+                self.note_used(Kind::Blob, digest, digest.size);
+                true
+            }
+            // Present with the wrong size: truncated or overwritten. Report it and drop it.
+            Ok(_) => {
+                self.discard_corrupt(Kind::Blob, digest, &path);
+                false
+            }
+            Err(_) => {
+                self.note_gone(Kind::Blob, digest);
+                false
+            }
         }
     }
 

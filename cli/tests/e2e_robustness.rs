@@ -142,28 +142,136 @@ fn slow_workspace(ws: &Workspace) {
 
 #[test]
 fn kill_9_mid_build_then_rebuild_is_correct() {
+    // Several moments: while loading, early actions, mid-way, and late in the build; each time
+    // the rebuild continues from whatever the killed build left.
     let ws = Workspace::new();
     slow_workspace(&ws);
-    let mut child = ws
-        .command(&["build", "//...", "--jobs=2"])
-        .stdout(std::process::Stdio::null())
-        .stderr(std::process::Stdio::null())
-        .spawn()
-        .unwrap();
-    std::thread::sleep(Duration::from_millis(1500));
-    // `Child::kill` sends SIGKILL to the kiln process itself (not its group), as a crash would.
-    child.kill().unwrap();
-    let status = child.wait().unwrap();
-    assert!(
-        !status.success(),
-        "the build should have been killed before finishing"
-    );
-    ws.build_all();
     let clean = ws.copy_to(false);
     clean.build_all();
-    let (got, want) = (ws.outputs(), clean.outputs());
+    let want = clean.outputs();
     assert_eq!(want.len(), 20);
-    assert_eq!(got, want);
+    for (round, delay_ms) in [20u64, 400, 1100, 1900].into_iter().enumerate() {
+        // A fresh edit each round so there is always work to interrupt.
+        ws.write(
+            "slow/BUILD",
+            &std::fs::read_to_string(ws.root().join("slow/BUILD")).unwrap(),
+        );
+        let mut child = ws
+            .command(&["build", "//...", "--jobs=2"])
+            .stdout(std::process::Stdio::null())
+            .stderr(std::process::Stdio::null())
+            .spawn()
+            .unwrap();
+        std::thread::sleep(Duration::from_millis(delay_ms));
+        // `Child::kill` sends SIGKILL to the kiln process itself (not its group), as a crash would.
+        child.kill().unwrap();
+        let _ = child.wait().unwrap();
+        if round % 2 == 1 {
+            // Scribble on what the killed build may have left half-done in kiln-out.
+            if let Some(first) = files_under(&ws.root().join("kiln-out/bin")).first() {
+                let _ = std::fs::remove_file(first);
+            }
+        }
+        ws.build_all();
+        assert_eq!(ws.outputs(), want, "after a kill at {delay_ms} ms");
+    }
+}
+
+#[test]
+fn a_second_build_waits_for_the_first() {
+    let ws = Workspace::new();
+    ws.write(
+        "p/BUILD",
+        r#"genrule(name = "slow", outs = ["slow.txt"], cmd = "sleep 1.5; echo done > $@")"#,
+    );
+    let mut first = ws.command(&["build", "//..."]);
+    let first = first
+        .stdout(std::process::Stdio::null())
+        .stderr(std::process::Stdio::piped())
+        .spawn()
+        .unwrap();
+    // Let the first take the lock (it holds it for the whole build, 1.5 s of which is the action).
+    std::thread::sleep(Duration::from_millis(500));
+    let second = ws.kiln(&["build", "//..."]);
+    let first = first.wait_with_output().unwrap();
+    assert!(
+        first.status.success(),
+        "{}",
+        String::from_utf8_lossy(&first.stderr)
+    );
+    assert_eq!(second.code, 0, "{}", second.stderr);
+    assert!(
+        second.stderr.contains("Waiting for another kiln process"),
+        "the second build did not wait: {}",
+        second.stderr
+    );
+    assert_eq!(
+        second.summary()["executed"],
+        0,
+        "the second build found the first one's result"
+    );
+    assert_eq!(ws.read_out("p/slow.txt"), "done\n");
+}
+
+#[test]
+fn a_truncated_cas_blob_is_detected_reported_and_rebuilt() {
+    let ws = small();
+    ws.build_all();
+    let expected = ws.read_out("p/a.txt");
+    let mut truncated = 0;
+    for path in files_under(&ws.cache_dir().join("cas")) {
+        if std::fs::read(&path).unwrap() == expected.as_bytes() {
+            let mut perms = std::fs::metadata(&path).unwrap().permissions();
+            #[allow(clippy::permissions_set_readonly_false)]
+            perms.set_readonly(false);
+            std::fs::set_permissions(&path, perms).unwrap();
+            std::fs::write(&path, &expected.as_bytes()[..3]).unwrap();
+            truncated += 1;
+        }
+    }
+    assert!(truncated > 0, "the blob of a.txt was not found");
+    std::fs::remove_dir_all(ws.root().join("kiln-out")).unwrap();
+    let out = ws.build_all();
+    assert_eq!(
+        ws.read_out("p/a.txt"),
+        expected,
+        "never a truncated file in kiln-out"
+    );
+    assert!(
+        out.stderr.contains("WARNING"),
+        "the lost blob is reported: {}",
+        out.stderr
+    );
+}
+
+#[test]
+fn garbage_build_files_are_errors_not_panics() {
+    let ws = Workspace::new();
+    for (i, text) in [
+        "genrule(",
+        "\u{0}\u{1}binary\u{ff}",
+        "x = [",
+        "genrule(name = 1 + )",
+        &"(".repeat(20000),
+        "load(\"//nope:x.bzl\", \"y\")",
+    ]
+    .iter()
+    .enumerate()
+    {
+        ws.write(&format!("g{i}/BUILD"), text);
+        let out = ws.kiln(&["build", &format!("//g{i}:all")]);
+        assert_eq!(
+            out.code, 1,
+            "garbage #{i} must be a build error:\n{}",
+            out.stderr
+        );
+        assert!(
+            out.stderr.contains(&format!("g{i}/BUILD")),
+            "the error names the file: {}",
+            out.stderr
+        );
+        ws.remove(&format!("g{i}/BUILD"));
+    }
 }
 
 #[test]

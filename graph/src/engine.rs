@@ -543,6 +543,13 @@ impl<'a> Engine<'a> {
             &after,
         );
 
+        // What the cache found wrong (corrupt or truncated entries it removed) is the user's
+        // business: every such entry was treated as a miss and rebuilt.
+        for warning in cache.take_warnings() {
+            self.observer
+                .event(&BuildEvent::Warning(warning.to_string()));
+        }
+
         // Counts, failures, tests.
         let attempts = |status| schedule.attempts.get(&status).copied().unwrap_or(0);
         report.executed = attempts(CacheStatus::Executed);
