@@ -7,12 +7,13 @@ use std::sync::{Mutex, OnceLock};
 use std::time::SystemTime;
 
 use anyhow::Result;
+use kiln_cache::ActionRecord;
 use kiln_cache::{
     BuildLock, CacheError, Digest, DigestFunction, FileMemo, FileStat, MemoRecord, WorkspaceState,
 };
 use kiln_graph::engine::packages::PackageMemoStore;
 use kiln_graph::engine::sources::DigestMemo;
-use kiln_graph::engine::{ActionRecord, EngineState};
+use kiln_graph::engine::EngineState;
 
 use crate::args::ExplainArgs;
 use crate::exit::{self, Exit};
@@ -174,48 +175,36 @@ impl EngineState for State {
         let previous = self.last_build();
         let mut last = LastBuild::default();
         let mut changed = Vec::new();
-        for r in records {
-            let status = r.status.name().to_string();
+        for record in records {
             let unchanged =
                 previous
                     .actions
-                    .get(&r.history_key)
+                    .get(&record.output_key)
                     .is_some_and(|(_, key, old_status, _)| {
-                        *key == r.action_key && *old_status == status && status != "executed"
+                        *key == record.action_key
+                            && *old_status == record.status
+                            && record.status != "executed"
                     });
             last.actions.insert(
-                r.history_key.clone(),
+                record.output_key.clone(),
                 (
-                    r.label.clone(),
-                    r.action_key.clone(),
-                    status.clone(),
-                    r.mnemonic.clone(),
+                    record.label.clone(),
+                    record.action_key.clone(),
+                    record.status.clone(),
+                    record.mnemonic.clone(),
                 ),
             );
             if !unchanged {
-                changed.push(r);
+                changed.push(record);
             }
         }
         // Only what differs from the last build is written in full; a no-op writes one row.
         if !changed.is_empty() {
             if let Ok(build_id) = self.db.new_build_id() {
-                let rows: Vec<kiln_cache::ActionRecord> = changed
-                    .into_iter()
-                    .map(|r| kiln_cache::ActionRecord {
-                        status: r.status.name().to_string(),
-                        label: r.label,
-                        mnemonic: r.mnemonic,
-                        output_key: r.history_key,
-                        action_key: r.action_key,
-                        inputs: r.inputs,
-                        argv: r.arguments,
-                        env: r.env,
-                        platform: r.platform,
-                        duration_ms: r.duration_ms,
-                        build_id,
-                    })
-                    .collect();
-                let _ = self.db.record_actions(&rows);
+                for record in &mut changed {
+                    record.build_id = build_id;
+                }
+                let _ = self.db.record_actions(&changed);
             }
         }
         if let Ok(bytes) = serde_json::to_vec(&last) {

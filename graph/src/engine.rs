@@ -12,7 +12,7 @@ use std::path::{Path, PathBuf};
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
-use kiln_cache::{DigestFunction, LocalCache};
+use kiln_cache::{ActionRecord, DigestFunction, LocalCache};
 
 use crate::action::{ActionKind, Artifact};
 use crate::action_graph::{ActionGraph, ActionId};
@@ -35,37 +35,13 @@ use test_action::{test_action, TestOptions, TestPaths};
 pub trait EngineState: DigestMemo + PackageMemoStore {
     /// Expected duration (ms) of the action identified by `history_key`, from earlier builds.
     fn expected_duration(&self, history_key: &str) -> Option<u64>;
-    /// Records what each action of this build was (for `explain` and scheduling).
+    /// Records what each action of this build was (for `explain` and scheduling); the store sets
+    /// `build_id`.
     fn record_actions(&self, records: Vec<ActionRecord>);
     /// The stored no-op record (see [`noop`]).
     fn noop_record(&self) -> Option<Vec<u8>>;
     /// Replaces the stored no-op record; `None` removes it.
     fn set_noop_record(&self, record: Option<Vec<u8>>);
-}
-
-/// One action of a finished build, for the history.
-#[derive(Clone, Debug)]
-pub struct ActionRecord {
-    /// Owning target.
-    pub label: String,
-    /// Mnemonic.
-    pub mnemonic: String,
-    /// Identifies the action across builds (its first output).
-    pub history_key: String,
-    /// The action key (hex).
-    pub action_key: String,
-    /// Input exec paths and their digests.
-    pub inputs: Vec<(String, String)>,
-    /// argv.
-    pub arguments: Vec<String>,
-    /// Environment.
-    pub env: Vec<(String, String)>,
-    /// Platform properties.
-    pub platform: Vec<(String, String)>,
-    /// Run time in ms (0 for a hit).
-    pub duration_ms: u64,
-    /// How the result was obtained.
-    pub status: CacheStatus,
 }
 
 /// Fixed inputs of the engine for one invocation.
@@ -567,7 +543,7 @@ impl<'a> Engine<'a> {
             records.push(ActionRecord {
                 label: spec.owner.to_string(),
                 mnemonic: spec.mnemonic.clone(),
-                history_key: spec.history_key(),
+                output_key: spec.history_key(),
                 action_key: done.key.hex(),
                 inputs: done
                     .keyed
@@ -575,7 +551,7 @@ impl<'a> Engine<'a> {
                     .iter()
                     .map(|(p, d)| (p.clone(), d.digest.to_string()))
                     .collect(),
-                arguments: spec.arguments.clone(),
+                argv: spec.arguments.clone(),
                 env: spec
                     .env
                     .iter()
@@ -594,7 +570,8 @@ impl<'a> Engine<'a> {
                     })
                     .unwrap_or_default(),
                 duration_ms: done.run_duration.as_millis() as u64,
-                status: done.status,
+                status: done.status.name().to_string(),
+                build_id: 0,
             });
         }
         timer.mark("execute");
