@@ -42,6 +42,9 @@ pub fn helper_main() -> ! {
 
 fn run_helper() -> Result<(), String> {
     set_pdeathsig(Signal::SIGKILL).map_err(|e| format!("prctl(PR_SET_PDEATHSIG): {e}"))?;
+    if std::env::args().nth(2).as_deref() == Some(crate::holder::HOLDER_ARG) {
+        return crate::holder::run_holder();
+    }
     let path = std::env::args_os()
         .nth(2)
         .ok_or_else(|| format!("usage: {HELPER_ARG} <request.json>"))?;
@@ -57,7 +60,11 @@ fn run_helper() -> Result<(), String> {
 }
 
 fn run_in_namespaces(req: &HelperRequest) -> HelperResult {
-    if let Err(msg) = namespaces::enter(req.network) {
+    let entered = match req.join {
+        Some(holder) if !req.network => namespaces::join(holder),
+        _ => namespaces::enter(req.network),
+    };
+    if let Err(msg) = entered {
         return HelperResult::SetupFailed(msg);
     }
     let pipes = pipe2(OFlag::O_CLOEXEC).and_then(|a| Ok((a, pipe2(OFlag::O_CLOEXEC)?)));

@@ -64,12 +64,24 @@
 //! `request` (types), `validate` (path checks), `staging` (scratch/root), `plan` (which
 //! paths become read-only mounts), `sandbox` (the driver), `child` (poll loop, timeout,
 //! line hooks), `plain`, `namespaced` (kiln side of the helper), `protocol` (helper
-//! messages), `helper` (helper and init processes), `namespaces` (unshare, id maps,
+//! messages), `helper` (helper and init processes), `holder` (the per-sandbox process owning
+//! the user and network namespaces every action joins), `namespaces` (unshare, setns, id maps,
 //! loopback, probe), `mounts` (the new root), `scratch` (its lifetime).
+//!
+//! # Shared namespaces
+//!
+//! A [`Sandbox`] in namespaces mode starts one holder process that creates a user namespace
+//! and an empty network namespace (loopback up). Each action's helper joins both with `setns`
+//! and unshares its own pid, uts, ipc and mount namespaces, so the per-action cost of creating
+//! and tearing down a user and a network namespace is paid once per build. The price: actions
+//! of one build can reach each other's loopback listeners (never the host's network). Actions
+//! that ask for the host network, or a host where the holder cannot start, use the per-action
+//! namespaces as before.
 
 mod child;
 mod error;
 mod helper;
+mod holder;
 mod interactive;
 mod mounts;
 mod namespaced;

@@ -18,6 +18,7 @@ pub(crate) fn command(
     req: &SandboxRequest,
     scratch: &Scratch,
     read_only: Vec<String>,
+    join: Option<i32>,
 ) -> Result<Command, ExecError> {
     let argv0 = &req.argv[0];
     let program = if argv0.starts_with('/') {
@@ -43,6 +44,7 @@ pub(crate) fn command(
         env,
         cwd,
         network: req.network,
+        join,
         exec_root: scratch.exec_root(),
         tmp: scratch.tmp(),
         new_root: scratch.new_root(),

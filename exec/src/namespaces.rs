@@ -30,6 +30,33 @@ pub(crate) fn enter(network: bool) -> Result<(), String> {
     unshare(clone_flags(network)).map_err(|e| {
         format!("unshare: {e} (the helper must be single-threaded; are user namespaces allowed?)")
     })?;
+    map_ids(uid, gid)
+}
+
+/// The holder's namespaces: a user namespace (caller's uid and gid mapped to 0) and an empty
+/// network namespace, shared by every action of a build.
+pub(crate) fn enter_shared() -> Result<(), String> {
+    let (uid, gid) = (Uid::current(), Gid::current());
+    unshare(CloneFlags::CLONE_NEWUSER | CloneFlags::CLONE_NEWNET)
+        .map_err(|e| format!("unshare(CLONE_NEWUSER | CLONE_NEWNET): {e}"))?;
+    map_ids(uid, gid)
+}
+
+/// Joins the holder `pid`'s user and network namespaces, then unshares the action's own pid,
+/// uts and ipc namespaces (its mount namespace comes with the sandbox's init).
+pub(crate) fn join(pid: i32) -> Result<(), String> {
+    let open = |kind: &str| {
+        fs::File::open(format!("/proc/{pid}/ns/{kind}"))
+            .map_err(|e| format!("opening the holder's {kind} namespace: {e}"))
+    };
+    let (user, net) = (open("user")?, open("net")?);
+    nix::sched::setns(&user, CloneFlags::CLONE_NEWUSER).map_err(|e| format!("setns(user): {e}"))?;
+    nix::sched::setns(&net, CloneFlags::CLONE_NEWNET).map_err(|e| format!("setns(net): {e}"))?;
+    unshare(CloneFlags::CLONE_NEWPID | CloneFlags::CLONE_NEWUTS | CloneFlags::CLONE_NEWIPC)
+        .map_err(|e| format!("unshare(pid, uts, ipc): {e}"))
+}
+
+fn map_ids(uid: Uid, gid: Gid) -> Result<(), String> {
     let write = |file: &str, text: String| {
         fs::write(format!("/proc/self/{file}"), text)
             .map_err(|e| format!("writing /proc/self/{file}: {e}"))

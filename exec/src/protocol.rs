@@ -22,6 +22,9 @@ pub(crate) struct HelperRequest {
     pub cwd: String,
     /// Keep the host network namespace.
     pub network: bool,
+    /// Pid of the namespace holder whose user and network namespaces to join, if any.
+    #[serde(default)]
+    pub join: Option<i32>,
     /// Host directory mounted at the exec root.
     pub exec_root: PathBuf,
     /// Host directory mounted at `/tmp`.

@@ -5,12 +5,21 @@ use std::path::PathBuf;
 use std::time::Instant;
 
 use crate::child::{self, RunHooks};
+use crate::holder::Holder;
 use crate::scratch::Scratch;
 use crate::staging::{stage, Staging};
 use crate::{
     namespaced, namespaces, plain, plan, validate, ExecError, SandboxMode, SandboxOutcome,
     SandboxRequest,
 };
+
+/// Whether the namespace holder runs.
+#[derive(Debug)]
+enum HolderSlot {
+    NotStarted,
+    Running(Holder),
+    Unavailable,
+}
 
 /// How to build a [`Sandbox`].
 #[derive(Debug, Clone)]
@@ -26,6 +35,8 @@ pub struct SandboxConfig {
 #[derive(Debug, Clone)]
 pub struct Sandbox {
     helper: PathBuf,
+    /// The shared user+network namespace holder, started on first use (namespaces mode).
+    holder: std::sync::Arc<std::sync::Mutex<HolderSlot>>,
     mode: SandboxMode,
     fallback_reason: Option<String>,
 }
@@ -43,8 +54,25 @@ impl Sandbox {
         };
         Sandbox {
             helper: config.helper,
+            holder: std::sync::Arc::new(std::sync::Mutex::new(HolderSlot::NotStarted)),
             mode,
             fallback_reason,
+        }
+    }
+
+    /// The holder's pid, starting it on first use; `None` (each action then creates its own user
+    /// and network namespaces) if it cannot start.
+    fn holder_pid(&self) -> Option<i32> {
+        let mut slot = self.holder.lock().ok()?;
+        if let HolderSlot::NotStarted = *slot {
+            *slot = match Holder::start(&self.helper) {
+                Some(holder) => HolderSlot::Running(holder),
+                None => HolderSlot::Unavailable,
+            };
+        }
+        match &*slot {
+            HolderSlot::Running(holder) => Some(holder.pid()),
+            _ => None,
         }
     }
 
@@ -81,7 +109,7 @@ impl Sandbox {
         let mut cmd = match self.mode {
             SandboxMode::Namespaces => {
                 let read_only = plan::read_only_mounts(req);
-                namespaced::command(&self.helper, req, &scratch, read_only)?
+                namespaced::command(&self.helper, req, &scratch, read_only, self.holder_pid())?
             }
             SandboxMode::Plain => plain::command(req, &scratch),
         };

@@ -349,3 +349,27 @@ fn plain_mode_points_exec_root_paths_at_the_staged_root() {
     assert_eq!(out.exit, ExitKind::Code(0), "{}", text(&out.stderr));
     assert_eq!(text(&out.stdout), "found");
 }
+
+#[test]
+fn actions_of_one_sandbox_share_one_private_network_namespace() {
+    if !namespaces() {
+        eprintln!("namespaces unavailable: nothing to share");
+        return;
+    }
+    let sandbox = sandbox();
+    let netns = |fx: &Fixture| {
+        let out = sandbox.run(&fx.bash("readlink /proc/self/ns/net")).unwrap();
+        assert_eq!(out.exit, ExitKind::Code(0), "{}", text(&out.stderr));
+        text(&out.stdout)
+    };
+    let (first, second) = (netns(&Fixture::temp()), netns(&Fixture::temp()));
+    let host = std::fs::read_link("/proc/self/ns/net")
+        .unwrap()
+        .to_string_lossy()
+        .to_string();
+    assert_eq!(
+        first, second,
+        "one network namespace per sandbox, joined by every action"
+    );
+    assert_ne!(first.trim(), host, "never the host's network namespace");
+}
