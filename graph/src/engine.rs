@@ -2,10 +2,14 @@
 //! execution → outputs materialized in `kiln-out/` and test results. The CLI calls [`Engine::build`].
 
 pub mod analyze;
+mod junit;
 pub mod noop;
 pub mod packages;
+mod replay;
+mod scratch;
 pub mod sources;
 pub mod test_action;
+mod timing;
 
 use std::collections::{HashMap, HashSet};
 use std::path::{Path, PathBuf};
@@ -322,7 +326,7 @@ impl<'a> Engine<'a> {
         let observed = Observations::default();
         let digest = self.digest_for_memo(&observed);
         let mut loader = self.loader(&digest);
-        let timer = PhaseTimer::new();
+        let timer = timing::PhaseTimer::new();
         let (selected, _) = self.select_with(&mut loader, patterns)?;
         let mut explicit: Vec<Label> = patterns.explicit_targets().cloned().collect();
         explicit.retain(|l| !selected.iter().any(|t| &t.label == l));
@@ -452,9 +456,9 @@ impl<'a> Engine<'a> {
         let host_files =
             SourceDigests::logged(Path::new("/"), self.config.function, self.state, &observed);
         let host_digest = |path: &str| host_files.digest(path).ok().map(|d| d.digest);
-        clear_scratch(&self.config.scratch_dir);
+        scratch::clear_scratch(&self.config.scratch_dir);
         if let Some(dir) = &self.config.memory_scratch_dir {
-            clear_scratch(dir);
+            scratch::clear_scratch(dir);
         }
         let sandbox = kiln_exec::Sandbox::new(self.config.sandbox.clone());
         if let Some(reason) = sandbox.fallback_reason() {
@@ -576,10 +580,8 @@ impl<'a> Engine<'a> {
         }
         timer.mark("execute");
         self.state.record_actions(records);
-        let mut failed_owners: HashSet<Label> = HashSet::new();
         for (id, message) in &schedule.failed {
             let spec = graph.action(*id);
-            failed_owners.insert(spec.owner.clone());
             report.failures.push(format!(
                 "{} {} failed: {message}",
                 spec.mnemonic, spec.owner
@@ -596,7 +598,7 @@ impl<'a> Engine<'a> {
                     } else {
                         TestStatus::Failed
                     };
-                    self.write_junit_if_missing(label, paths, status, done);
+                    junit::write_junit_if_missing(&self.config.root, label, paths, status, done);
                     TestRun {
                         label: label.clone(),
                         status,
@@ -635,7 +637,6 @@ impl<'a> Engine<'a> {
                 outputs: report.outputs.get(label).cloned().unwrap_or_default(),
             });
         }
-        let _ = failed_owners;
         let _ = cache.flush();
         timer.mark("record");
         self.save_noop(&request, started, &observed, &report);
@@ -671,253 +672,6 @@ impl<'a> Engine<'a> {
             }
         }
     }
-
-    /// Bazel writes a JUnit XML file for tests that do not write one; so do we.
-    fn write_junit_if_missing(
-        &self,
-        label: &Label,
-        paths: &TestPaths,
-        status: TestStatus,
-        done: &ActionDone,
-    ) {
-        let xml = self.config.root.join(&paths.xml);
-        if done.outputs.contains_key(&paths.xml) {
-            return;
-        }
-        let log = std::fs::read_to_string(self.config.root.join(&paths.log)).unwrap_or_default();
-        let failure = match status {
-            TestStatus::Passed => String::new(),
-            TestStatus::Failed => {
-                format!("<failure message=\"exited with code {}\"/>", done.exit_code)
-            }
-            TestStatus::TimedOut => "<failure message=\"timed out\"/>".to_string(),
-        };
-        let body = format!(
-            "<?xml version=\"1.0\" encoding=\"UTF-8\"?>\n<testsuites>\n<testsuite name=\"{name}\" tests=\"1\" failures=\"{failures}\" errors=\"0\">\n<testcase name=\"{name}\" status=\"run\" duration=\"{secs}\" time=\"{secs}\">{failure}</testcase>\n<system-out><![CDATA[{log}]]></system-out>\n</testsuite>\n</testsuites>\n",
-            name = xml_escape(&label.to_string()),
-            failures = u8::from(status != TestStatus::Passed),
-            secs = done.run_duration.as_secs_f64(),
-            log = log.replace("]]>", "]]]]><![CDATA[>"),
-        );
-        if let Some(parent) = xml.parent() {
-            let _ = std::fs::create_dir_all(parent);
-        }
-        let _ = std::fs::remove_file(&xml);
-        let _ = std::fs::write(&xml, body);
-    }
 }
 
-fn xml_escape(s: &str) -> String {
-    s.replace('&', "&amp;")
-        .replace('<', "&lt;")
-        .replace('>', "&gt;")
-        .replace('"', "&quot;")
-}
-
-/// Resolves the BUILD file chosen for a package directory (`BUILD.kiln`, `BUILD.bazel`, `BUILD`).
-pub fn build_file_for(root: &Path, package: &str) -> Option<PathBuf> {
-    load::BUILD_FILE_NAMES
-        .iter()
-        .map(|name| root.join(package).join(name))
-        .find(|p| p.is_file())
-}
-
-/// Removes scratch trees a killed build left behind (the build lock is held, so none is in use).
-fn clear_scratch(dir: &Path) {
-    for entry in std::fs::read_dir(dir).into_iter().flatten().flatten() {
-        let _ = remove_tree(&entry.path());
-    }
-}
-
-/// Removes a directory tree, first making read-only directories in it writable (actions and
-/// the CAS leave some behind).
-pub fn remove_tree(path: &Path) -> std::io::Result<()> {
-    if std::fs::remove_dir_all(path).is_ok() || !path.exists() {
-        return Ok(());
-    }
-    make_writable(path);
-    std::fs::remove_dir_all(path)
-}
-
-fn make_writable(dir: &Path) {
-    use std::os::unix::fs::PermissionsExt;
-    let _ = std::fs::set_permissions(dir, std::fs::Permissions::from_mode(0o700));
-    for entry in std::fs::read_dir(dir).into_iter().flatten().flatten() {
-        if entry.file_type().is_ok_and(|t| t.is_dir()) {
-            make_writable(&entry.path());
-        }
-    }
-}
-
-/// Phase timings on stderr when `KILN_TIMINGS` is set: where a build's time goes.
-struct PhaseTimer {
-    enabled: bool,
-    last: std::cell::Cell<std::time::Instant>,
-}
-
-impl PhaseTimer {
-    fn new() -> Self {
-        PhaseTimer {
-            enabled: std::env::var_os("KILN_TIMINGS").is_some(),
-            last: std::cell::Cell::new(std::time::Instant::now()),
-        }
-    }
-
-    fn mark(&self, phase: &str) {
-        if self.enabled {
-            let now = std::time::Instant::now();
-            eprintln!(
-                "kiln timing: {phase}: {:.1} ms",
-                now.duration_since(self.last.get()).as_secs_f64() * 1000.0
-            );
-            self.last.set(now);
-        }
-    }
-}
-
-/// The part of a [`BuildReport`] a no-op replays, in a form that serializes.
-#[derive(serde::Serialize, serde::Deserialize)]
-struct ReplayReport {
-    targets: Vec<Label>,
-    outputs: Vec<(Label, Vec<String>)>,
-    executables: Vec<(Label, String)>,
-    runfiles: Vec<(Label, Vec<(String, String)>)>,
-    actions: Vec<(Label, String, String, String)>,
-    tests: Vec<(Label, u64, String, u32)>,
-}
-
-impl Engine<'_> {
-    /// Everything about the request that decides its result, besides the workspace's files.
-    fn request_fingerprint(&self, patterns: &PatternSet, goal: &Goal) -> String {
-        format!(
-            "{patterns:?}|{goal:?}|{}|{}|{:?}",
-            self.settings_key(),
-            self.config.function.name(),
-            self.config.sandbox.mode_override
-        )
-    }
-
-    /// Answers a build whose inputs are exactly as the last successful one left them.
-    fn replay_noop(&self, request: &str, goal: &Goal) -> Option<BuildReport> {
-        if let Goal::Test(options) = goal {
-            if options.no_cache {
-                return None;
-            }
-        }
-        let bytes = self.state.noop_record()?;
-        let record: noop::NoopRecord<ReplayReport> = serde_json::from_slice(&bytes).ok()?;
-        if !noop::still_valid(&self.config.root, request, &record) {
-            return None;
-        }
-        let stored = record.report;
-        self.observer.event(&BuildEvent::Planned {
-            actions: stored.actions.len(),
-            packages_evaluated: 0,
-            packages_loaded: 0,
-        });
-        for (label, mnemonic, output, key) in &stored.actions {
-            self.observer.event(&BuildEvent::ActionFinished {
-                label: label.clone(),
-                mnemonic: mnemonic.clone(),
-                output: output.clone(),
-                status: CacheStatus::LocalHit,
-                duration: Duration::ZERO,
-                success: true,
-                key: key.clone(),
-                rerun: false,
-            });
-        }
-        let outputs: HashMap<Label, Vec<String>> = stored.outputs.into_iter().collect();
-        for label in &stored.targets {
-            self.observer.event(&BuildEvent::TargetCompleted {
-                label: label.clone(),
-                success: true,
-                outputs: outputs.get(label).cloned().unwrap_or_default(),
-            });
-        }
-        let tests: Vec<TestRun> = stored
-            .tests
-            .into_iter()
-            .map(|(label, millis, log, run)| TestRun {
-                label,
-                status: TestStatus::Passed,
-                cached: true,
-                duration: Duration::from_millis(millis),
-                log,
-                run,
-            })
-            .collect();
-        for test in &tests {
-            self.observer.event(&BuildEvent::TestResult {
-                label: test.label.clone(),
-                status: test.status,
-                cached: true,
-                duration: test.duration,
-                log: test.log.clone(),
-                run: test.run,
-            });
-        }
-        Some(BuildReport {
-            targets: stored.targets,
-            failed_targets: Vec::new(),
-            executed: 0,
-            local_hits: stored.actions.len(),
-            remote_hits: 0,
-            failures: Vec::new(),
-            tests,
-            outputs,
-            executables: stored.executables.into_iter().collect(),
-            runfiles: stored.runfiles.into_iter().collect(),
-            actions: stored.actions,
-        })
-    }
-
-    /// Stores the no-op record of a successful build (or drops a stale one).
-    fn save_noop(
-        &self,
-        request: &str,
-        started: std::time::SystemTime,
-        observed: &Observations,
-        report: &BuildReport,
-    ) {
-        let all_passed = report.tests.iter().all(|t| t.status == TestStatus::Passed);
-        if !report.success() || !all_passed {
-            self.state.set_noop_record(None);
-            return;
-        }
-        let replay = ReplayReport {
-            targets: report.targets.clone(),
-            outputs: report
-                .outputs
-                .iter()
-                .map(|(l, o)| (l.clone(), o.clone()))
-                .collect(),
-            executables: report
-                .executables
-                .iter()
-                .map(|(l, e)| (l.clone(), e.clone()))
-                .collect(),
-            runfiles: report
-                .runfiles
-                .iter()
-                .map(|(l, r)| (l.clone(), r.clone()))
-                .collect(),
-            actions: report.actions.clone(),
-            tests: report
-                .tests
-                .iter()
-                .map(|t| {
-                    (
-                        t.label.clone(),
-                        t.duration.as_millis() as u64,
-                        t.log.clone(),
-                        t.run,
-                    )
-                })
-                .collect(),
-        };
-        let bytes = noop::record(&self.config.root, request, started, observed, replay)
-            .and_then(|r| serde_json::to_vec(&r).ok());
-        self.state.set_noop_record(bytes);
-    }
-}
+pub use scratch::remove_tree;

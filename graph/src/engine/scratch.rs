@@ -1,0 +1,30 @@
+//! Scratch trees: clearing what a killed build left, and removing trees with read-only parts.
+
+use std::path::Path;
+
+/// Removes scratch trees a killed build left behind (the build lock is held, so none is in use).
+pub(super) fn clear_scratch(dir: &Path) {
+    for entry in std::fs::read_dir(dir).into_iter().flatten().flatten() {
+        let _ = remove_tree(&entry.path());
+    }
+}
+
+/// Removes a directory tree, first making read-only directories in it writable (actions and
+/// the CAS leave some behind).
+pub fn remove_tree(path: &Path) -> std::io::Result<()> {
+    if std::fs::remove_dir_all(path).is_ok() || !path.exists() {
+        return Ok(());
+    }
+    make_writable(path);
+    std::fs::remove_dir_all(path)
+}
+
+fn make_writable(dir: &Path) {
+    use std::os::unix::fs::PermissionsExt;
+    let _ = std::fs::set_permissions(dir, std::fs::Permissions::from_mode(0o700));
+    for entry in std::fs::read_dir(dir).into_iter().flatten().flatten() {
+        if entry.file_type().is_ok_and(|t| t.is_dir()) {
+            make_writable(&entry.path());
+        }
+    }
+}
