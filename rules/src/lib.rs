@@ -28,5 +28,7 @@ pub fn all_rules() -> Vec<Box<dyn RuleImpl>> {
 /// The `PATH` Bazel gives actions with a strict action environment.
 pub const ACTION_PATH: &str = "/bin:/usr/bin:/usr/local/bin";
 
-/// Host tools every shell-based action calls; their digests go into the action's platform properties.
-pub const SHELL_TOOLS: &[&str] = &["/bin/bash"];
+/// Host tools a shell-based action may call: the shell itself and every tool on [`ACTION_PATH`]
+/// (directories are digested by their executables' names, sizes and mtimes). Their digests go into
+/// the action's platform properties, so a cache never serves an output made with other tools.
+pub const SHELL_TOOLS: &[&str] = &["/bin/bash", "/bin", "/usr/bin", "/usr/local/bin"];
