@@ -66,18 +66,7 @@ fn corrupt_cas_blob_is_never_materialized() {
     let ws = small();
     ws.build_all();
     let expected = ws.read_out("p/a.txt");
-    let mut corrupted = 0;
-    for path in files_under(&ws.cache_dir().join("cas")) {
-        if std::fs::read(&path).unwrap() == expected.as_bytes() {
-            let garbage = vec![b'#'; expected.len()];
-            let mut perms = std::fs::metadata(&path).unwrap().permissions();
-            #[allow(clippy::permissions_set_readonly_false)]
-            perms.set_readonly(false);
-            std::fs::set_permissions(&path, perms).unwrap();
-            std::fs::write(&path, &garbage).unwrap();
-            corrupted += 1;
-        }
-    }
+    let corrupted = ws.tamper_with_blobs(expected.as_bytes(), |b| vec![b'#'; b.len()]);
     assert_eq!(corrupted, 1, "the output's blob should be in the CAS once");
     std::fs::remove_dir_all(ws.root().join("kiln-out")).unwrap();
     let out = ws.build_all();
@@ -218,17 +207,7 @@ fn a_truncated_cas_blob_is_detected_reported_and_rebuilt() {
     let ws = small();
     ws.build_all();
     let expected = ws.read_out("p/a.txt");
-    let mut truncated = 0;
-    for path in files_under(&ws.cache_dir().join("cas")) {
-        if std::fs::read(&path).unwrap() == expected.as_bytes() {
-            let mut perms = std::fs::metadata(&path).unwrap().permissions();
-            #[allow(clippy::permissions_set_readonly_false)]
-            perms.set_readonly(false);
-            std::fs::set_permissions(&path, perms).unwrap();
-            std::fs::write(&path, &expected.as_bytes()[..3]).unwrap();
-            truncated += 1;
-        }
-    }
+    let truncated = ws.tamper_with_blobs(expected.as_bytes(), |b| b[..3].to_vec());
     assert!(truncated > 0, "the blob of a.txt was not found");
     std::fs::remove_dir_all(ws.root().join("kiln-out")).unwrap();
     let out = ws.build_all();

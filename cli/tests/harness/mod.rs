@@ -189,6 +189,29 @@ impl Workspace {
         ws
     }
 
+    /// Overwrites every CAS blob whose content is `content` with `replace(content)` (making the
+    /// read-only blob writable first); returns how many blobs it changed.
+    pub fn tamper_with_blobs(&self, content: &[u8], replace: impl Fn(&[u8]) -> Vec<u8>) -> usize {
+        let mut changed = 0;
+        for entry in walkdir::WalkDir::new(self.cache.join("cas"))
+            .into_iter()
+            .flatten()
+        {
+            let path = entry.path();
+            if entry.file_type().is_file() && std::fs::read(path).expect("read blob") == content {
+                let mut perms = std::fs::metadata(path)
+                    .expect("blob metadata")
+                    .permissions();
+                #[allow(clippy::permissions_set_readonly_false)]
+                perms.set_readonly(false);
+                std::fs::set_permissions(path, perms).expect("make blob writable");
+                std::fs::write(path, replace(content)).expect("overwrite blob");
+                changed += 1;
+            }
+        }
+        changed
+    }
+
     /// Every file under `kiln-out/bin`, relative path → content.
     pub fn outputs(&self) -> std::collections::BTreeMap<String, Vec<u8>> {
         let mut map = std::collections::BTreeMap::new();
