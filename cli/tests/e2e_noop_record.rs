@@ -115,3 +115,45 @@ fn a_different_request_does_not_replay() {
     let out = ws.kiln(&["build", "//...", "-c", "opt"]);
     assert!(!replayed(&out.events), "settings are part of the request");
 }
+
+#[test]
+fn a_new_file_in_a_hidden_globbed_directory_leaves_the_record() {
+    let ws = Workspace::new();
+    ws.write(".cfg/a.txt", "a\n");
+    ws.write("BUILD", r#"genrule(name = "all", srcs = glob([".cfg/*.txt"]), outs = ["all.txt"], cmd = "cat $(SRCS) > $@")"#);
+    ws.build_all();
+    settle(&ws);
+    ws.write(".cfg/b.txt", "b\n");
+    let out = ws.build_all();
+    assert!(!replayed(&out.events), "a glob listing changed");
+    assert_eq!(ws.read_out("all.txt"), "a\nb\n");
+}
+
+#[test]
+fn a_deleted_junit_file_is_written_again() {
+    let ws = Workspace::new();
+    ws.write("t/ok.sh", "#!/bin/bash\necho fine\n");
+    std::fs::set_permissions(
+        ws.root().join("t/ok.sh"),
+        std::os::unix::fs::PermissionsExt::from_mode(0o755),
+    )
+    .unwrap();
+    ws.write("t/BUILD", r#"sh_test(name = "ok", srcs = ["ok.sh"])"#);
+    let test = || {
+        let out = ws.kiln(&["test", "//t:ok"]);
+        assert_eq!(out.code, 0, "{}", out.stderr);
+        out
+    };
+    test();
+    std::thread::sleep(Duration::from_millis(2100));
+    test();
+    assert!(
+        replayed(&test().events),
+        "a settled, unchanged test run replays"
+    );
+    let xml = ws.root().join("kiln-out/testlogs/t/ok/test.xml");
+    std::fs::remove_file(&xml).unwrap();
+    let out = test();
+    assert!(!replayed(&out.events));
+    assert!(xml.exists(), "the JUnit file is back");
+}

@@ -54,6 +54,11 @@ impl Holder {
         Some(Holder { child })
     }
 
+    /// Whether the holder still runs.
+    pub(crate) fn is_alive(&mut self) -> bool {
+        matches!(self.child.try_wait(), Ok(None))
+    }
+
     /// The holder's pid, whose `/proc/<pid>/ns/{user,net}` helpers join.
     pub(crate) fn pid(&self) -> i32 {
         self.child.id() as i32

@@ -64,6 +64,12 @@ impl Sandbox {
     /// and network namespaces) if it cannot start.
     fn holder_pid(&self) -> Option<i32> {
         let mut slot = self.holder.lock().ok()?;
+        // A holder that died (killed from outside, say) is replaced rather than joined.
+        if let HolderSlot::Running(holder) = &mut *slot {
+            if !holder.is_alive() {
+                *slot = HolderSlot::NotStarted;
+            }
+        }
         if let HolderSlot::NotStarted = *slot {
             *slot = match Holder::start(&self.helper) {
                 Some(holder) => HolderSlot::Running(holder),

@@ -365,6 +365,7 @@ impl<'a> Engine<'a> {
         drop(analyzer);
         let packages_loaded = loader.loaded_count();
         let packages_evaluated = loader.evaluated;
+        let glob_listings = std::mem::take(&mut loader.glob_listings);
 
         // What the user asked for: default outputs (+ executables and runfiles for tests).
         let mut top: Vec<Artifact> = Vec::new();
@@ -598,7 +599,14 @@ impl<'a> Engine<'a> {
                     } else {
                         TestStatus::Failed
                     };
-                    junit::write_junit_if_missing(&self.config.root, label, paths, status, done);
+                    junit::write_junit_if_missing(
+                        &self.config.root,
+                        label,
+                        paths,
+                        status,
+                        done,
+                        &observed,
+                    );
                     TestRun {
                         label: label.clone(),
                         status,
@@ -639,7 +647,7 @@ impl<'a> Engine<'a> {
         }
         let _ = cache.flush();
         timer.mark("record");
-        self.save_noop(&request, started, &observed, &report);
+        self.save_noop(&request, started, &observed, glob_listings, &report);
         let _ = cache.enforce_cap();
         timer.mark("cache flush");
         Ok(report)

@@ -478,11 +478,15 @@ impl Runner {
         if !metadata.is_file() {
             return Err("only regular files are supported as outputs".to_string());
         }
-        // The scratch tree is about to be deleted: move the output into the CAS rather than copy it.
-        let digest = self
-            .cache
-            .put_file_owned(self.function, host)
-            .map_err(|e| e.to_string())?;
+        // The scratch tree is about to be deleted: move the output into the CAS rather than copy
+        // it. In plain mode a process the action left in the background may still write to it,
+        // so there it is copied (and hashed while copied) instead.
+        let stored = if self.sandbox.mode() == kiln_exec::SandboxMode::Plain {
+            self.cache.put_file(self.function, host)
+        } else {
+            self.cache.put_file_owned(self.function, host)
+        };
+        let digest = stored.map_err(|e| e.to_string())?;
         Ok(FileDigest { digest, executable })
     }
 

@@ -51,12 +51,12 @@ pub fn platform_properties(
 /// Digests of host tools by absolute path, computed once each. A file is digested by content
 /// through `digest`; a directory (a `PATH` entry whose tools a shell command may call) by the
 /// name, size and modification time of every executable in it, which changes whenever a package
-/// upgrade replaces one and is the same on machines with the same packages. `observe_dir` is told
-/// about each directory read, so a no-op record notices when one changes.
+/// upgrade replaces one and is the same on machines with the same packages. `observe` is told
+/// about each directory and tool it read, so a no-op record notices when one changes.
 pub fn tool_digests(
     tools: impl Iterator<Item = String>,
     digest: &dyn Fn(&str) -> Option<Digest>,
-    observe_dir: &dyn Fn(&str, &std::fs::Metadata),
+    observe: &dyn Fn(&str, &std::fs::Metadata),
     function: DigestFunction,
 ) -> HashMap<String, String> {
     let mut digests = HashMap::new();
@@ -64,14 +64,18 @@ pub fn tool_digests(
         if digests.contains_key(&tool) {
             continue;
         }
+        // The path as named (its symlinks may be repointed) is observed as well as its target.
+        if let Ok(metadata) = std::fs::metadata(&tool) {
+            observe(&tool, &metadata);
+        }
         let resolved = std::fs::canonicalize(&tool).ok();
         let hex = match resolved {
             Some(path) if path.is_dir() => {
                 let path_text = path.to_string_lossy().to_string();
                 if let Ok(metadata) = std::fs::metadata(&path) {
-                    observe_dir(&path_text, &metadata);
+                    observe(&path_text, &metadata);
                 }
-                tool_dir_digest(&path, function)
+                tool_dir_digest(&path, function, observe)
             }
             Some(path) => digest(&path.to_string_lossy()).map(|d| d.hex()),
             None => None,
@@ -81,7 +85,11 @@ pub fn tool_digests(
     digests
 }
 
-fn tool_dir_digest(dir: &std::path::Path, function: DigestFunction) -> Option<String> {
+fn tool_dir_digest(
+    dir: &std::path::Path,
+    function: DigestFunction,
+    observe: &dyn Fn(&str, &std::fs::Metadata),
+) -> Option<String> {
     use std::os::unix::fs::MetadataExt;
     let mut entries: Vec<String> = std::fs::read_dir(dir)
         .ok()?
@@ -89,6 +97,8 @@ fn tool_dir_digest(dir: &std::path::Path, function: DigestFunction) -> Option<St
         .filter_map(|entry| {
             let metadata = std::fs::metadata(entry.path()).ok()?;
             (metadata.is_file() && metadata.mode() & 0o111 != 0).then(|| {
+                // Each tool's own stat: an in-place upgrade does not touch the directory.
+                observe(&entry.path().to_string_lossy(), &metadata);
                 format!(
                     "{} {} {}",
                     entry.file_name().to_string_lossy(),

@@ -2,6 +2,7 @@
 
 use std::path::Path;
 
+use crate::engine::sources::Observations;
 use crate::engine::test_action::TestPaths;
 use crate::events::TestStatus;
 use crate::execute::ActionDone;
@@ -14,6 +15,7 @@ pub(super) fn write_junit_if_missing(
     paths: &TestPaths,
     status: TestStatus,
     done: &ActionDone,
+    observed: &Observations,
 ) {
     let xml = root.join(&paths.xml);
     if done.outputs.contains_key(&paths.xml) {
@@ -37,8 +39,15 @@ pub(super) fn write_junit_if_missing(
     if let Some(parent) = xml.parent() {
         let _ = std::fs::create_dir_all(parent);
     }
-    let _ = std::fs::remove_file(&xml);
-    let _ = std::fs::write(&xml, body);
+    // Rewritten only when its content changes, and noted like every output, so that a no-op
+    // record can vouch for it (and notices when it is deleted).
+    if std::fs::read_to_string(&xml).ok().as_deref() != Some(body.as_str()) {
+        let _ = std::fs::remove_file(&xml);
+        let _ = std::fs::write(&xml, body);
+    }
+    if let Ok(metadata) = std::fs::metadata(&xml) {
+        observed.note_metadata(&paths.xml, &metadata);
+    }
 }
 
 fn xml_escape(s: &str) -> String {

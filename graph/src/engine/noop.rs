@@ -35,6 +35,8 @@ pub struct NoopRecord<R> {
     request: String,
     tree: String,
     files: Vec<(String, StoredStat)>,
+    /// Directories globs listed (hidden and symlinked ones included), with their fingerprints.
+    listings: Vec<(String, String)>,
     /// What the build reported, replayed as is.
     pub report: R,
 }
@@ -46,6 +48,7 @@ pub fn record<R>(
     request: &str,
     started: SystemTime,
     observed: &Observations,
+    listings: Vec<(String, String)>,
     report: R,
 ) -> Option<NoopRecord<R>> {
     let limit = nanos(started.checked_sub(RACY_WINDOW)?);
@@ -66,6 +69,7 @@ pub fn record<R>(
         request: request.to_string(),
         tree: tree_fingerprint(root),
         files,
+        listings,
         report,
     })
 }
@@ -82,7 +86,12 @@ pub fn still_valid<R>(root: &Path, request: &str, record: &NoopRecord<R>) -> boo
         std::fs::metadata(root.join(path))
             .is_ok_and(|m| stored(&FileStat::from_metadata(&m)) == *expected)
     });
-    files_ok && tree_fingerprint(root) == record.tree
+    let fs = crate::load::DiskFs::new(root);
+    let listings_ok = record.listings.par_iter().all(|(dir, fingerprint)| {
+        crate::load::PackageFs::list_dir(&fs, dir)
+            .is_ok_and(|listing| &crate::load::listing_fingerprint(&listing) == fingerprint)
+    });
+    files_ok && listings_ok && tree_fingerprint(root) == record.tree
 }
 
 fn stored(stat: &FileStat) -> StoredStat {
@@ -180,7 +189,7 @@ mod tests {
     fn an_untouched_workspace_is_still_valid() {
         let ws = workspace();
         let log = observe(ws.path(), &["a/BUILD", "a/x.txt"]);
-        let record = make_record(ws.path(), "build //...", later(), &log, ())
+        let record = make_record(ws.path(), "build //...", later(), &log, Vec::new(), ())
             .unwrap_or_else(|| panic!("no record"));
         assert!(still_valid(ws.path(), "build //...", &record));
         assert!(
@@ -193,8 +202,8 @@ mod tests {
     fn an_edit_a_new_file_or_a_new_directory_invalidates() {
         let ws = workspace();
         let log = observe(ws.path(), &["a/BUILD", "a/x.txt"]);
-        let record =
-            make_record(ws.path(), "r", later(), &log, ()).unwrap_or_else(|| panic!("no record"));
+        let record = make_record(ws.path(), "r", later(), &log, Vec::new(), ())
+            .unwrap_or_else(|| panic!("no record"));
         std::fs::write(ws.path().join("a/x.txt"), "y").unwrap_or_else(|e| panic!("{e}"));
         assert!(
             !still_valid(ws.path(), "r", &record),
@@ -203,8 +212,8 @@ mod tests {
 
         let ws = workspace();
         let log = observe(ws.path(), &["a/BUILD"]);
-        let record =
-            make_record(ws.path(), "r", later(), &log, ()).unwrap_or_else(|| panic!("no record"));
+        let record = make_record(ws.path(), "r", later(), &log, Vec::new(), ())
+            .unwrap_or_else(|| panic!("no record"));
         std::fs::write(ws.path().join("a/new.txt"), "n").unwrap_or_else(|e| panic!("{e}"));
         assert!(
             !still_valid(ws.path(), "r", &record),
@@ -213,8 +222,8 @@ mod tests {
 
         let ws = workspace();
         let log = observe(ws.path(), &["a/BUILD"]);
-        let record =
-            make_record(ws.path(), "r", later(), &log, ()).unwrap_or_else(|| panic!("no record"));
+        let record = make_record(ws.path(), "r", later(), &log, Vec::new(), ())
+            .unwrap_or_else(|| panic!("no record"));
         std::fs::create_dir_all(ws.path().join("b/c")).unwrap_or_else(|e| panic!("{e}"));
         assert!(
             !still_valid(ws.path(), "r", &record),
@@ -242,20 +251,20 @@ mod tests {
         let ws = workspace();
         let log = observe(ws.path(), &["a/BUILD"]);
         // The build "started" now: the file was written less than 2 s before, so it is racy.
-        assert!(make_record(ws.path(), "r", SystemTime::now(), &log, ()).is_none());
+        assert!(make_record(ws.path(), "r", SystemTime::now(), &log, Vec::new(), ()).is_none());
         let unstable = Observations::default();
         if let Ok(mut files) = unstable.files.lock() {
             files.push(("a/BUILD".to_string(), None));
         }
-        assert!(make_record(ws.path(), "r", later(), &unstable, ()).is_none());
+        assert!(make_record(ws.path(), "r", later(), &unstable, Vec::new(), ()).is_none());
     }
 
     #[test]
     fn a_deleted_file_invalidates() {
         let ws = workspace();
         let log = observe(ws.path(), &["a/x.txt"]);
-        let record =
-            make_record(ws.path(), "r", later(), &log, ()).unwrap_or_else(|| panic!("no record"));
+        let record = make_record(ws.path(), "r", later(), &log, Vec::new(), ())
+            .unwrap_or_else(|| panic!("no record"));
         std::fs::remove_file(ws.path().join("a/x.txt")).unwrap_or_else(|e| panic!("{e}"));
         assert!(!still_valid(ws.path(), "r", &record));
     }

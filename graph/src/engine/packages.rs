@@ -35,6 +35,8 @@ pub struct PackageLoader<'a> {
     loaded: HashMap<String, Result<Arc<Package>, String>>,
     /// Packages evaluated (memo misses) in this build.
     pub evaluated: usize,
+    /// Every directory a glob of a loaded package listed, with its listing's fingerprint.
+    pub glob_listings: Vec<(String, String)>,
 }
 
 /// Where package memos persist (the workspace state).
@@ -65,6 +67,7 @@ impl<'a> PackageLoader<'a> {
             memo,
             loaded: HashMap::new(),
             evaluated: 0,
+            glob_listings: Vec::new(),
         }
     }
 
@@ -84,7 +87,8 @@ impl<'a> PackageLoader<'a> {
     }
 
     fn load_uncached(&mut self, name: &str) -> Result<Arc<Package>, String> {
-        if let Some(package) = self.memoized(name) {
+        if let Some((package, dirs)) = self.memoized(name) {
+            self.glob_listings.extend(dirs);
             return Ok(Arc::new(package));
         }
         self.evaluated += 1;
@@ -94,6 +98,8 @@ impl<'a> PackageLoader<'a> {
         };
         let loaded =
             load::load_package(&request, &self.fs, self.rules).map_err(|e| e.to_string())?;
+        self.glob_listings
+            .extend(loaded.deps.globbed_dirs.iter().cloned());
         let files: Option<Vec<(String, String)>> = loaded
             .deps
             .files
@@ -116,7 +122,7 @@ impl<'a> PackageLoader<'a> {
         Ok(Arc::new(loaded.package))
     }
 
-    fn memoized(&self, name: &str) -> Option<Package> {
+    fn memoized(&self, name: &str) -> Option<(Package, Vec<(String, String)>)> {
         let bytes = self.memo.get(name)?;
         let memo: PackageMemo = serde_json::from_slice(&bytes).ok()?;
         if memo.format != MEMO_FORMAT
@@ -144,7 +150,7 @@ impl<'a> PackageLoader<'a> {
                 return None;
             }
         }
-        Some(memo.package)
+        Some((memo.package, memo.dirs))
     }
 }
 

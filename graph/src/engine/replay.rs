@@ -26,10 +26,11 @@ impl Engine<'_> {
     /// Everything about the request that decides its result, besides the workspace's files.
     pub(super) fn request_fingerprint(&self, patterns: &PatternSet, goal: &Goal) -> String {
         format!(
-            "{patterns:?}|{goal:?}|{}|{}|{:?}",
+            "{patterns:?}|{goal:?}|{}|{}|{:?}|{}",
             self.settings_key(),
             self.config.function.name(),
-            self.config.sandbox.mode_override
+            self.config.sandbox.mode_override,
+            self.config.cache_dir.display()
         )
     }
 
@@ -114,6 +115,7 @@ impl Engine<'_> {
         request: &str,
         started: std::time::SystemTime,
         observed: &Observations,
+        listings: Vec<(String, String)>,
         report: &BuildReport,
     ) {
         let all_passed = report.tests.iter().all(|t| t.status == TestStatus::Passed);
@@ -152,8 +154,15 @@ impl Engine<'_> {
                 })
                 .collect(),
         };
-        let bytes = noop::record(&self.config.root, request, started, observed, replay)
-            .and_then(|r| serde_json::to_vec(&r).ok());
+        let bytes = noop::record(
+            &self.config.root,
+            request,
+            started,
+            observed,
+            listings,
+            replay,
+        )
+        .and_then(|r| serde_json::to_vec(&r).ok());
         self.state.set_noop_record(bytes);
     }
 }
