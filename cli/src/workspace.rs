@@ -81,24 +81,14 @@ impl Workspace {
         }
     }
 
-    /// A per-workspace directory on a memory file system (`/dev/shm`) for small actions' scratch
-    /// trees, when one is there and writable.
+    /// Where small actions' scratch trees go: a per-workspace directory on the memory file system
+    /// (`/dev/shm`), when there is one. The engine creates it (and checks it is ours) only when a
+    /// build runs actions, and removes it afterwards.
     pub fn memory_scratch_dir(&self) -> Option<PathBuf> {
         let shm = Path::new("/dev/shm");
         let id = self.state_dir.file_name()?.to_string_lossy().to_string();
-        let dir = shm.join(format!("kiln-{}-{id}", nix::unistd::getuid()));
-        std::fs::create_dir_all(&dir).ok()?;
-        // `/dev/shm` is shared by every user: use the directory only if it is ours and real.
-        let meta = std::fs::symlink_metadata(&dir).ok()?;
-        if !meta.is_dir()
-            || std::os::unix::fs::MetadataExt::uid(&meta) != nix::unistd::getuid().as_raw()
-        {
-            return None;
-        }
-        let probe = dir.join(".probe");
-        std::fs::write(&probe, b"").ok()?;
-        let _ = std::fs::remove_file(&probe);
-        Some(dir)
+        shm.is_dir()
+            .then(|| shm.join(format!("kiln-{}-{id}", nix::unistd::getuid())))
     }
 
     /// The shared cache's configuration.

@@ -458,7 +458,12 @@ impl<'a> Engine<'a> {
             SourceDigests::logged(Path::new("/"), self.config.function, self.state, &observed);
         let host_digest = |path: &str| host_files.digest(path).ok().map(|d| d.digest);
         scratch::clear_scratch(&self.config.scratch_dir);
-        if let Some(dir) = &self.config.memory_scratch_dir {
+        let memory_scratch = self
+            .config
+            .memory_scratch_dir
+            .as_deref()
+            .and_then(scratch::private_dir);
+        if let Some(dir) = &memory_scratch {
             scratch::clear_scratch(dir);
         }
         let sandbox = kiln_exec::Sandbox::new(self.config.sandbox.clone());
@@ -475,7 +480,7 @@ impl<'a> Engine<'a> {
             crate::host::platform_properties(self.config.function, &host_digest),
             self.config.scratch_dir.clone(),
         );
-        runner.memory_scratch_root = self.config.memory_scratch_dir.clone();
+        runner.memory_scratch_root = memory_scratch.clone();
         runner.tool_digests = crate::host::tool_digests(
             needed
                 .iter()
@@ -646,6 +651,10 @@ impl<'a> Engine<'a> {
             });
         }
         let _ = cache.flush();
+        if let Some(dir) = &memory_scratch {
+            // Empty by now (every scratch tree is removed with its action); leave nothing behind.
+            let _ = std::fs::remove_dir(dir);
+        }
         timer.mark("record");
         self.save_noop(&request, started, &observed, glob_listings, &report);
         let _ = cache.enforce_cap();

@@ -9,6 +9,20 @@ pub(super) fn clear_scratch(dir: &Path) {
     }
 }
 
+/// Creates `dir` for scratch trees if it can be used: on a directory shared by every user such
+/// as `/dev/shm`, only a real directory owned by us will do.
+pub(super) fn private_dir(dir: &Path) -> Option<std::path::PathBuf> {
+    use std::os::unix::fs::MetadataExt;
+    std::fs::create_dir_all(dir).ok()?;
+    let meta = std::fs::symlink_metadata(dir).ok()?;
+    // Ours if its owner is the owner of a file we create in it (our effective uid).
+    let probe = dir.join(".probe");
+    std::fs::write(&probe, b"").ok()?;
+    let ours = std::fs::metadata(&probe).map(|m| m.uid()).ok();
+    let _ = std::fs::remove_file(&probe);
+    (meta.is_dir() && ours == Some(meta.uid())).then(|| dir.to_path_buf())
+}
+
 /// Removes a directory tree, first making read-only directories in it writable (actions and
 /// the CAS leave some behind).
 pub fn remove_tree(path: &Path) -> std::io::Result<()> {
