@@ -195,6 +195,14 @@ impl ActionSpec {
         });
     }
 
+    /// The environment as (name, value) pairs, sorted by name.
+    pub fn env_pairs(&self) -> Vec<(String, String)> {
+        self.env
+            .iter()
+            .map(|(k, v)| (k.clone(), v.clone()))
+            .collect()
+    }
+
     /// The path that identifies this action across builds (its first output), used by history.
     pub fn history_key(&self) -> String {
         self.outputs

@@ -279,6 +279,14 @@ mod tests {
         spec
     }
 
+    /// A non-executable input whose content is `text`.
+    fn blob(text: &str) -> Option<FileDigest> {
+        Some(FileDigest {
+            digest: Digest::of_bytes(DigestFunction::Blake3, text.as_bytes()),
+            executable: false,
+        })
+    }
+
     fn content(a: &Artifact) -> Option<FileDigest> {
         Some(FileDigest {
             digest: Digest::of_bytes(DigestFunction::Blake3, a.path.as_bytes()),
@@ -333,15 +341,11 @@ mod tests {
     #[test]
     fn input_content_changes_the_key() {
         let edited = |a: &Artifact| {
-            let text = if a.path == "a/x" {
-                "edited".to_string()
+            if a.path == "a/x" {
+                blob("edited")
             } else {
-                a.path.clone()
-            };
-            Some(FileDigest {
-                digest: Digest::of_bytes(DigestFunction::Blake3, text.as_bytes()),
-                executable: false,
-            })
+                blob(&a.path)
+            }
         };
         assert_ne!(
             key(&base()),
@@ -352,15 +356,11 @@ mod tests {
     #[test]
     fn derived_input_content_changes_the_key() {
         let edited = |a: &Artifact| {
-            let text = if a.path.ends_with("/y") {
-                "other".to_string()
+            if a.path.ends_with("/y") {
+                blob("other")
             } else {
-                a.path.clone()
-            };
-            Some(FileDigest {
-                digest: Digest::of_bytes(DigestFunction::Blake3, text.as_bytes()),
-                executable: false,
-            })
+                blob(&a.path)
+            }
         };
         assert_ne!(
             key(&base()),

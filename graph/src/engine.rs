@@ -562,11 +562,7 @@ impl<'a> Engine<'a> {
                     .map(|(p, d)| (p.clone(), d.digest.to_string()))
                     .collect(),
                 argv: spec.arguments.clone(),
-                env: spec
-                    .env
-                    .iter()
-                    .map(|(k, v)| (k.clone(), v.clone()))
-                    .collect(),
+                env: spec.env_pairs(),
                 platform: done
                     .keyed
                     .action

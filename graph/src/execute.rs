@@ -312,11 +312,7 @@ impl Runner {
         ));
         let request = SandboxRequest {
             argv: spec.arguments.clone(),
-            env: spec
-                .env
-                .iter()
-                .map(|(k, v)| (k.clone(), v.clone()))
-                .collect(),
+            env: spec.env_pairs(),
             working_directory: spec.working_directory.clone(),
             inputs: staged,
             outputs: spec.outputs.iter().map(|o| o.path.clone()).collect(),
