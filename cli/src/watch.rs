@@ -108,6 +108,8 @@ pub fn run(args: WatchArgs) -> Result<i32> {
                     service.restart_if_changed(&session, label, report, &flags, args, grace);
                 }
             }
+            // The digests this round computed stay in memory; persist them for other kiln runs.
+            session.state.flush();
             drop(lock);
             outcome
         };
