@@ -90,7 +90,7 @@ pub fn run(args: WatchArgs) -> Result<i32> {
             "file notifications"
         }
     ));
-    let mut tracker = ChangeTracker::new(&root);
+    let mut tracker = ChangeTracker::new(&root, session.workspace.digest_function(&flags)?);
     let mut service = RunningProgram::default();
     let mut changed: Vec<String> = Vec::new();
     let mut round_number = 0u64;
@@ -138,15 +138,14 @@ pub fn run(args: WatchArgs) -> Result<i32> {
         if let Some(report) = outcome.report() {
             tracker.learn(&report.watch_set);
         }
-        let during: Vec<PathBuf> = drain_pending(&mut watcher, &root)
-            .into_iter()
-            .filter(|p| tracker.concerns(p))
-            .collect();
-        if !during.is_empty() {
-            for path in &during {
-                let _ = tracker.changed(path);
+        let mut during = Vec::new();
+        for path in drain_pending(&mut watcher, &root) {
+            if tracker.concerns(&path) {
+                during.extend(tracker.changed(&path));
             }
-            changed = relative(&root, &during);
+        }
+        if !during.is_empty() {
+            changed = during;
             continue;
         }
         changed = wait_for_change(&mut watcher, &mut tracker, &root, &session);
@@ -232,14 +231,6 @@ fn walk_files(dir: &Path) -> Vec<PathBuf> {
         }
     }
     files
-}
-
-fn relative(root: &Path, paths: &[PathBuf]) -> Vec<String> {
-    paths
-        .iter()
-        .filter_map(|p| p.strip_prefix(root).ok())
-        .map(|p| p.to_string_lossy().into_owned())
-        .collect()
 }
 
 /// `run` mode's program: restarted when its executable or runfiles change.

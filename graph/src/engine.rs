@@ -182,6 +182,9 @@ pub struct WatchSet {
     pub files: Vec<String>,
     /// Directories listed by globs, workspace-relative, with their listing fingerprints.
     pub listings: Vec<(String, String)>,
+    /// The content digest the build used for each workspace file it digested (absent after a
+    /// no-op, which read nothing).
+    pub digests: HashMap<String, kiln_cache::Digest>,
 }
 
 impl BuildReport {
@@ -743,6 +746,11 @@ impl<'a> Engine<'a> {
                 .map(|files| files.iter().map(|(path, _)| path.clone()).collect())
                 .unwrap_or_default(),
             listings: glob_listings.clone(),
+            digests: observed
+                .digests
+                .lock()
+                .map(|d| d.clone())
+                .unwrap_or_default(),
         };
         report.watch_set.files.sort();
         report.watch_set.files.dedup();

@@ -7,6 +7,7 @@
 use std::collections::HashMap;
 use std::path::{Path, PathBuf};
 
+use kiln_cache::{Digest, DigestFunction};
 use kiln_graph::engine::WatchSet;
 use kiln_graph::load::{listing_fingerprint, DiskFs, PackageFs, BUILD_FILE_NAMES};
 
@@ -14,30 +15,35 @@ use kiln_graph::load::{listing_fingerprint, DiskFs, PackageFs, BUILD_FILE_NAMES}
 #[derive(Debug, Default)]
 pub struct ChangeTracker {
     root: PathBuf,
-    /// Workspace-relative path → BLAKE3 of its content (`None`: did not exist).
-    files: HashMap<String, Option<blake3::Hash>>,
+    function: DigestFunction,
+    /// Workspace-relative path → digest of its content (`None`: did not exist).
+    files: HashMap<String, Option<Digest>>,
     /// Workspace-relative directory → fingerprint of its listing.
     listings: HashMap<String, String>,
 }
 
 impl ChangeTracker {
-    /// A tracker for the workspace at `root` (absolute, canonical).
-    pub fn new(root: &Path) -> Self {
+    /// A tracker for the workspace at `root` (absolute, canonical), digesting with `function`
+    /// (the build's, so its digests compare with the build's).
+    pub fn new(root: &Path, function: DigestFunction) -> Self {
         ChangeTracker {
             root: root.to_path_buf(),
+            function,
             ..Default::default()
         }
     }
 
-    /// Adds what a round rested on. Files already known keep the digest recorded when their change
-    /// was detected (the round read that content, or a later event follows); new ones are digested
-    /// now (a change during the round that used them was an event, and such a round is rerun).
+    /// Adds what a round rested on. A file the round digested is recorded with the digest the
+    /// round used (so an edit made while it ran is a change afterwards); other files keep what
+    /// the tracker knew, or are digested now (after a no-op round, which read nothing).
     pub fn learn(&mut self, set: &WatchSet) {
         for path in &set.files {
             if Path::new(path).is_absolute() || path.starts_with("kiln-out/") {
                 continue;
             }
-            if !self.files.contains_key(path) {
+            if let Some(used) = set.digests.get(path) {
+                self.files.insert(path.clone(), Some(*used));
+            } else if !self.files.contains_key(path) {
                 let digest = self.digest(path);
                 self.files.insert(path.clone(), digest);
             }
@@ -90,9 +96,8 @@ impl ChangeTracker {
         Some(rel.to_string_lossy().into_owned())
     }
 
-    fn digest(&self, rel: &str) -> Option<blake3::Hash> {
-        let bytes = std::fs::read(self.root.join(rel)).ok()?;
-        Some(blake3::hash(&bytes))
+    fn digest(&self, rel: &str) -> Option<Digest> {
+        Digest::of_file(self.function, &self.root.join(rel)).ok()
     }
 }
 
@@ -116,10 +121,11 @@ mod tests {
         std::fs::write(dir.path().join("a/src.txt"), "one").unwrap_or_else(|e| panic!("{e}"));
         let fs = DiskFs::new(dir.path());
         let listing = listing_fingerprint(&fs.list_dir("a").unwrap_or_else(|e| panic!("{e}")));
-        let mut tracker = ChangeTracker::new(dir.path());
+        let mut tracker = ChangeTracker::new(dir.path(), DigestFunction::Blake3);
         tracker.learn(&WatchSet {
             files: vec!["a/BUILD".into(), "a/src.txt".into(), "/usr/bin".into()],
             listings: vec![("a".into(), listing)],
+            digests: HashMap::new(),
         });
         (dir, tracker)
     }
@@ -158,6 +164,20 @@ mod tests {
         assert!(tracker.concerns(&dir.path().join("b/BUILD.bazel")));
         assert!(tracker.concerns(&dir.path().join("b/defs.bzl")));
         assert!(!tracker.concerns(Path::new("/elsewhere/x")));
+    }
+
+    #[test]
+    fn the_digest_a_build_used_wins_over_what_the_file_holds_now() {
+        let (dir, mut tracker) = setup();
+        let src = dir.path().join("a/src.txt");
+        // The build read "zero" (say), then the file was saved as "one" while it ran.
+        let used = Digest::of_bytes(DigestFunction::Blake3, b"zero");
+        tracker.learn(&WatchSet {
+            files: vec!["a/src.txt".into()],
+            listings: Vec::new(),
+            digests: HashMap::from([("a/src.txt".to_string(), used)]),
+        });
+        assert_eq!(tracker.changed(&src).as_deref(), Some("a/src.txt"));
     }
 
     #[test]

@@ -83,7 +83,9 @@ impl DirWatcher {
     fn scanning(root: &Path) -> DirWatcher {
         let (tx, rx) = channel::<Vec<PathBuf>>();
         let scan_root = root.to_path_buf();
-        std::thread::spawn(move || scan_forever(&scan_root, &tx));
+        // The first scan happens before `start` returns: a change made after it is always seen.
+        let first = scan(root);
+        std::thread::spawn(move || scan_forever(&scan_root, first, &tx));
         DirWatcher {
             root: root.to_path_buf(),
             backend: Backend::Poll,
@@ -162,8 +164,7 @@ fn scan(root: &Path) -> HashMap<PathBuf, EntryStat> {
 
 /// Rescans until the receiving side is gone, sending the paths whose stat changed (or that
 /// appeared or vanished) since the last scan.
-fn scan_forever(root: &Path, tx: &Sender<Vec<PathBuf>>) {
-    let mut before = scan(root);
+fn scan_forever(root: &Path, mut before: HashMap<PathBuf, EntryStat>, tx: &Sender<Vec<PathBuf>>) {
     loop {
         std::thread::sleep(POLL_INTERVAL);
         let now = scan(root);

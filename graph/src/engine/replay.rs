@@ -50,6 +50,7 @@ impl Engine<'_> {
         let watch_set = super::WatchSet {
             files: record.files().map(str::to_string).collect(),
             listings: record.listings().to_vec(),
+            digests: HashMap::new(),
         };
         let stored = record.report;
         self.observer.event(&BuildEvent::Planned {
