@@ -7,6 +7,7 @@
 
 pub mod filegroup;
 pub mod genrule;
+pub mod go;
 pub mod make_vars;
 pub mod runfiles;
 pub mod shell;

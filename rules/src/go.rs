@@ -1,0 +1,16 @@
+//! Go rules (`go_library`, `go_binary`, `go_test`) on the Go compiler and linker, as `go build`
+//! and rules_go drive them: one compile action per package with export data (`.x`) separate from
+//! the link object (`.a`), the standard library compiled per package on demand, build constraints,
+//! embed, assembly, test mains, and third-party modules from go.mod/go.sum.
+//!
+//! Pure parts (no I/O): [`constraints`], [`lexer`], [`scan`], [`testfuncs`], [`testmain`],
+//! [`gomod`], [`godebug`], [`literal`].
+
+pub mod constraints;
+pub mod godebug;
+pub mod gomod;
+pub mod lexer;
+pub mod literal;
+pub mod scan;
+pub mod testfuncs;
+pub mod testmain;
