@@ -6,11 +6,17 @@
 //! Pure parts (no I/O): [`constraints`], [`lexer`], [`scan`], [`testfuncs`], [`testmain`],
 //! [`gomod`], [`godebug`], [`literal`].
 
+pub mod action;
+pub mod compile;
 pub mod constraints;
 pub mod godebug;
 pub mod gomod;
 pub mod lexer;
+pub mod link;
 pub mod literal;
+pub mod package;
 pub mod scan;
+pub mod stdlib;
 pub mod testfuncs;
 pub mod testmain;
+pub mod toolchain;
