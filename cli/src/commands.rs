@@ -68,6 +68,7 @@ pub fn engine_config(ws: &Workspace, flags: &BuildFlags) -> Result<EngineConfig>
         jobs: ws.jobs(flags),
         keep_going: flags.keep_going || ws.config.build.keep_going.unwrap_or(false),
         sandbox: ws.sandbox_config(flags)?,
+        workspace_config: ws.config.raw.clone(),
     })
 }
 
@@ -124,12 +125,14 @@ impl Session {
         let ws = &self.workspace;
         let config = engine_config(ws, flags)?;
         let rules = kiln_rules::all_rules();
+        let repository_rules = kiln_rules::all_repository_rules();
         let mut observers: Vec<&dyn BuildObserver> = vec![&self.terminal];
         if let Some(events) = &self.events {
             observers.push(events);
         }
         let tee = Tee(observers);
-        let engine = Engine::new(config, &rules, &self.state, &tee);
+        let engine =
+            Engine::new(config, &rules, &self.state, &tee).with_repositories(&repository_rules);
         let report = engine.build(patterns, goal).map_err(|e| match e {
             EngineError::Analysis(message) => Exit::new(exit::BUILD_FAILED, message),
             EngineError::NoTests => Exit::new(exit::NO_TESTS, e.to_string()),

@@ -25,6 +25,17 @@ pub struct Config {
     /// `[sandbox]`.
     #[serde(default)]
     pub sandbox: SandboxSection,
+    /// `[go]`: accepted here, read and validated by the Go rules (from `raw`).
+    #[serde(default)]
+    #[allow(dead_code)]
+    pub go: Option<toml::Table>,
+    /// `[rust]`: accepted here, read and validated by the Rust rules (from `raw`).
+    #[serde(default)]
+    #[allow(dead_code)]
+    pub rust: Option<toml::Table>,
+    /// The whole file as written, handed to rules (which own their sections).
+    #[serde(skip)]
+    pub raw: toml::Table,
 }
 
 /// `[workspace]` settings.
@@ -80,7 +91,9 @@ pub fn load(root: &Path) -> Result<Config> {
     let path = root.join(WORKSPACE_FILE);
     let text = std::fs::read_to_string(&path)
         .with_context(|| format!("Cannot read `{}`", path.display()))?;
-    let config: Config = toml::from_str(&text)
+    let mut config: Config = toml::from_str(&text)
+        .map_err(|e| anyhow::anyhow!("{}: {}", path.display(), e.to_string().trim_end()))?;
+    config.raw = toml::from_str(&text)
         .map_err(|e| anyhow::anyhow!("{}: {}", path.display(), e.to_string().trim_end()))?;
     Ok(config)
 }

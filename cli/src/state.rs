@@ -24,6 +24,8 @@ use crate::workspace::Workspace;
 const LAST_BUILD_KEY: &str = "last_build_actions";
 /// Key of the last successful build's no-op record (see `kiln_graph::engine::noop`).
 const NOOP_KEY: &str = "noop_record";
+/// Prefix of the rules' memo keys in the key/value table (toolchain digests and the like).
+const RULE_MEMO_PREFIX: &str = "rules:";
 
 /// The engine's view of the workspace state, buffering writes until drop.
 pub struct State {
@@ -169,6 +171,17 @@ impl EngineState for State {
 
     fn set_noop_record(&self, record: Option<Vec<u8>>) {
         let _ = self.db.put_kv(NOOP_KEY, &record.unwrap_or_default());
+    }
+
+    fn memo_get(&self, key: &str) -> Option<Vec<u8>> {
+        self.db
+            .get_kv(&format!("{RULE_MEMO_PREFIX}{key}"))
+            .ok()
+            .flatten()
+    }
+
+    fn memo_put(&self, key: &str, value: &[u8]) {
+        let _ = self.db.put_kv(&format!("{RULE_MEMO_PREFIX}{key}"), value);
     }
 
     fn record_actions(&self, records: Vec<ActionRecord>) {

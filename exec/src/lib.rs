@@ -82,6 +82,7 @@ mod child;
 mod error;
 mod helper;
 mod holder;
+pub mod host_command;
 mod interactive;
 mod mounts;
 mod namespaced;

@@ -3,7 +3,10 @@
 
 use std::any::{Any, TypeId};
 use std::collections::{BTreeMap, HashMap};
-use std::sync::Arc;
+use std::path::{Path, PathBuf};
+use std::sync::{Arc, Mutex};
+
+use kiln_cache::DigestFunction;
 
 use crate::action::{ActionSpec, Artifact, BIN_DIR};
 use crate::label::Label;
@@ -88,6 +91,106 @@ pub struct AnalysisError {
     pub location: Location,
     /// What is wrong and what was expected.
     pub message: String,
+    /// Whose fault it is: the BUILD file's, or the machine's (a missing toolchain).
+    pub kind: AnalysisErrorKind,
+}
+
+/// What kind of problem an [`AnalysisError`] is; decides the exit code.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub enum AnalysisErrorKind {
+    /// The BUILD file or a reference in it is wrong (exit code 1).
+    #[default]
+    Rule,
+    /// A toolchain the target needs is missing or broken (exit code 36).
+    Toolchain,
+}
+
+impl AnalysisError {
+    /// A missing or broken toolchain, reported at `location`.
+    pub fn toolchain(location: Location, message: impl Into<String>) -> Self {
+        AnalysisError {
+            location,
+            message: message.into(),
+            kind: AnalysisErrorKind::Toolchain,
+        }
+    }
+}
+
+/// The workspace as analysis (and repository rules) see it: where it is, its configuration, and
+/// where shared downloads belong. Host paths here must never reach a `Command`.
+#[derive(Clone, Debug, Default)]
+pub struct WorkspaceInfo {
+    /// Absolute workspace root.
+    pub root: PathBuf,
+    /// The shared per-user cache root; downloaded toolchains and modules go in subdirectories of
+    /// it, content-addressed.
+    pub cache_dir: PathBuf,
+    /// The whole `kiln.toml`, so language sections (`[go]`, `[rust]`) belong to their rules.
+    pub config: toml::Table,
+    /// The workspace's digest function.
+    pub function: DigestFunction,
+}
+
+/// What analysis may ask of the host, recorded so that later builds notice when it changed.
+pub trait HostAccess: Sync {
+    /// Analysis relied on the metadata of this host path (a toolchain's VERSION file, `go.mod`,
+    /// `Cargo.lock`): the no-op check of the next build compares its stat again.
+    fn observe(&self, path: &Path);
+    /// A value from the persistent per-workspace memo.
+    fn memo_get(&self, key: &str) -> Option<Vec<u8>>;
+    /// Stores a value in the persistent per-workspace memo.
+    fn memo_put(&self, key: &str, value: &[u8]);
+}
+
+/// A [`HostAccess`] that remembers nothing (for tests and one-off analyses).
+#[derive(Debug, Default)]
+pub struct NoHostMemo;
+
+impl HostAccess for NoHostMemo {
+    fn observe(&self, _path: &Path) {}
+    fn memo_get(&self, _key: &str) -> Option<Vec<u8>> {
+        None
+    }
+    fn memo_put(&self, _key: &str, _value: &[u8]) {}
+}
+
+/// Values computed once per build and shared by every target (a resolved toolchain, a parsed
+/// `go.mod`), keyed by type.
+#[derive(Default)]
+pub struct BuildScoped {
+    values: Mutex<HashMap<TypeId, Arc<dyn Any + Send + Sync>>>,
+}
+
+impl BuildScoped {
+    /// The value of type `T`, computed by `init` on first use. A failed `init` is not remembered
+    /// (the next caller tries again and gets the same error).
+    pub fn get_or_try_init<T, E>(&self, init: impl FnOnce() -> Result<T, E>) -> Result<Arc<T>, E>
+    where
+        T: Any + Send + Sync,
+    {
+        let existing = self
+            .values
+            .lock()
+            .ok()
+            .and_then(|values| values.get(&TypeId::of::<T>()).cloned());
+        if let Some(value) = existing.and_then(|v| v.downcast::<T>().ok()) {
+            return Ok(value);
+        }
+        let value = Arc::new(init()?);
+        if let Ok(mut values) = self.values.lock() {
+            values.insert(
+                TypeId::of::<T>(),
+                value.clone() as Arc<dyn Any + Send + Sync>,
+            );
+        }
+        Ok(value)
+    }
+}
+
+impl std::fmt::Debug for BuildScoped {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("BuildScoped").finish_non_exhaustive()
+    }
 }
 
 /// Settings that reach analysis (compilation mode and the like). They go into the package-memo
@@ -129,6 +232,12 @@ pub struct AnalysisContext<'a> {
     pub settings: &'a BuildSettings,
     /// Actions registered so far.
     pub actions: Vec<ActionSpec>,
+    /// The workspace: root, configuration, cache directory.
+    pub workspace: &'a WorkspaceInfo,
+    /// Observed host files and the persistent memo.
+    pub host: &'a dyn HostAccess,
+    /// Values shared by every target of this build.
+    pub scoped: &'a BuildScoped,
 }
 
 impl<'a> AnalysisContext<'a> {
@@ -137,7 +246,21 @@ impl<'a> AnalysisContext<'a> {
         AnalysisError {
             location: self.target.location.clone(),
             message: message.into(),
+            kind: AnalysisErrorKind::Rule,
         }
+    }
+
+    /// A missing or broken toolchain, at the target's location (exit code 36).
+    pub fn toolchain_error(&self, message: impl Into<String>) -> AnalysisError {
+        AnalysisError::toolchain(self.target.location.clone(), message)
+    }
+
+    /// A value computed once per build and shared by every target (see [`BuildScoped`]).
+    pub fn build_scoped<T, E>(&self, init: impl FnOnce() -> Result<T, E>) -> Result<Arc<T>, E>
+    where
+        T: Any + Send + Sync,
+    {
+        self.scoped.get_or_try_init(init)
     }
 
     /// Providers of a label the target references.
@@ -159,12 +282,12 @@ impl<'a> AnalysisContext<'a> {
 
     /// Declares an output of this target at `name` relative to its package's output directory.
     pub fn declare_output(&self, name: &str) -> Artifact {
-        Artifact::derived(output_path(&self.target.label.package, name))
+        Artifact::derived(output_path(&label_dir(&self.target.label), name))
     }
 
     /// The package's output directory, exec-root-relative (`$(RULEDIR)`).
     pub fn package_out_dir(&self) -> String {
-        output_path(&self.target.label.package, "")
+        output_path(&label_dir(&self.target.label), "")
             .trim_end_matches('/')
             .to_string()
     }
@@ -173,6 +296,12 @@ impl<'a> AnalysisContext<'a> {
     pub fn register(&mut self, action: ActionSpec) {
         self.actions.push(action);
     }
+}
+
+/// The exec-root-relative directory of a label's package (`external/<repo>/<pkg>` outside the main
+/// repository).
+pub fn label_dir(label: &Label) -> String {
+    label.package_dir().to_string_lossy().into_owned()
 }
 
 /// Exec-root path of an output `name` of a target in `package`.

@@ -21,12 +21,13 @@ use kiln_cache::{ActionRecord, DigestFunction, LocalCache};
 use crate::action::{ActionKind, Artifact};
 use crate::action_graph::{ActionGraph, ActionId};
 use crate::action_key::FileDigest;
-use crate::analysis::{BuildSettings, Providers, RuleImpl};
+use crate::analysis::{BuildScoped, BuildSettings, HostAccess, Providers, RuleImpl, WorkspaceInfo};
 use crate::events::{BuildEvent, BuildObserver, CacheStatus, TestStatus};
 use crate::execute::{ActionDone, Runner};
 use crate::label::Label;
 use crate::load::{self, discover_packages, HostPlatform};
 use crate::pattern::PatternSet;
+use crate::repository::{ExternalRepos, RepoContext, RepositoryRule};
 use crate::rule_schema::RuleSchema;
 use crate::scheduler::{self, ScheduleConfig};
 use crate::target::Target;
@@ -46,6 +47,28 @@ pub trait EngineState: DigestMemo + PackageMemoStore {
     fn noop_record(&self) -> Option<Vec<u8>>;
     /// Replaces the stored no-op record; `None` removes it.
     fn set_noop_record(&self, record: Option<Vec<u8>>);
+    /// A value of the rules' persistent memo (see [`HostAccess`]).
+    fn memo_get(&self, key: &str) -> Option<Vec<u8>>;
+    /// Stores a value in the rules' persistent memo.
+    fn memo_put(&self, key: &str, value: &[u8]);
+}
+
+/// The engine's [`HostAccess`]: observations go to the build's no-op log, memos to the state.
+struct EngineHost<'a> {
+    state: &'a dyn EngineState,
+    log: &'a Observations,
+}
+
+impl HostAccess for EngineHost<'_> {
+    fn observe(&self, path: &Path) {
+        self.log.note_host_path(path);
+    }
+    fn memo_get(&self, key: &str) -> Option<Vec<u8>> {
+        self.state.memo_get(key)
+    }
+    fn memo_put(&self, key: &str, value: &[u8]) {
+        self.state.memo_put(key, value);
+    }
 }
 
 /// Fixed inputs of the engine for one invocation.
@@ -73,6 +96,8 @@ pub struct EngineConfig {
     pub keep_going: bool,
     /// How to make the sandbox (namespaces are probed only when a build has work to run).
     pub sandbox: kiln_exec::SandboxConfig,
+    /// The whole `kiln.toml` (language sections are read by their rules).
+    pub workspace_config: toml::Table,
 }
 
 /// What to do with the selected targets.
@@ -158,6 +183,7 @@ pub struct Engine<'a> {
     config: EngineConfig,
     cache: std::sync::OnceLock<Arc<LocalCache>>,
     rules: HashMap<&'static str, &'a dyn RuleImpl>,
+    repo_rules: &'a [Box<dyn RepositoryRule>],
     schemas: Vec<RuleSchema>,
     state: &'a dyn EngineState,
     observer: &'a dyn BuildObserver,
@@ -180,9 +206,26 @@ impl<'a> Engine<'a> {
             config,
             cache: std::sync::OnceLock::new(),
             rules: rules_by_name,
+            repo_rules: &[],
             schemas,
             state,
             observer,
+        }
+    }
+
+    /// Defines external repositories through `repo_rules` (the first that knows a name wins).
+    pub fn with_repositories(mut self, repo_rules: &'a [Box<dyn RepositoryRule>]) -> Self {
+        self.repo_rules = repo_rules;
+        self
+    }
+
+    /// What rules and repository rules see of the workspace.
+    fn workspace_info(&self) -> WorkspaceInfo {
+        WorkspaceInfo {
+            root: self.config.root.clone(),
+            cache_dir: self.config.cache_dir.clone(),
+            config: self.config.workspace_config.clone(),
+            function: self.config.function,
         }
     }
 
@@ -325,7 +368,21 @@ impl<'a> Engine<'a> {
         let cache = self.cache()?;
         let observed = Observations::default();
         let digest = self.digest_for_memo(&observed);
-        let mut loader = self.loader(&digest);
+        let workspace = self.workspace_info();
+        let host = EngineHost {
+            state: self.state,
+            log: &observed,
+        };
+        let scoped = BuildScoped::default();
+        let repos = ExternalRepos::new(
+            self.repo_rules,
+            RepoContext {
+                workspace: &workspace,
+                host: &host,
+                scoped: &scoped,
+            },
+        );
+        let mut loader = self.loader(&digest).with_repositories(&repos);
         let timer = timing::PhaseTimer::new();
         let (selected, _) = self.select_with(&mut loader, patterns)?;
         let mut explicit: Vec<Label> = patterns.explicit_targets().cloned().collect();
@@ -337,6 +394,12 @@ impl<'a> Engine<'a> {
             &mut loader,
             &self.rules,
             &self.config.settings,
+            analyze::AnalysisEnv {
+                workspace: &workspace,
+                host: &host,
+                scoped: &scoped,
+                repos: &repos,
+            },
         );
         let mut report = BuildReport::default();
         let mut providers: Vec<(Label, Option<Target>, Arc<Providers>)> = Vec::new();
@@ -357,7 +420,12 @@ impl<'a> Engine<'a> {
             }
         }
         if !errors.is_empty() {
-            return Err(EngineError::Analysis(errors.join("\n")));
+            let message = errors.join("\n");
+            return Err(if analyzer.toolchain_failed {
+                EngineError::Environment(message)
+            } else {
+                EngineError::Analysis(message)
+            });
         }
         let mut actions = std::mem::take(&mut analyzer.actions);
         let analyzed_targets = std::mem::take(&mut analyzer.targets);
@@ -444,12 +512,14 @@ impl<'a> Engine<'a> {
         source_paths.extend(top.iter().filter(|a| a.source).map(|a| a.path.clone()));
         source_paths.sort();
         source_paths.dedup();
+        let roots = repos.source_roots(&self.config.root);
         let sources = SourceDigests::logged(
             &self.config.root,
             self.config.function,
             self.state,
             &observed,
         )
+        .with_repositories(&roots)
         .digest_all(&source_paths)
         .map_err(EngineError::Analysis)?;
 
@@ -481,6 +551,7 @@ impl<'a> Engine<'a> {
             self.config.scratch_dir.clone(),
         );
         runner.memory_scratch_root = memory_scratch.clone();
+        runner.source_roots = roots.clone();
         runner.tool_digests = crate::host::tool_digests(
             needed
                 .iter()

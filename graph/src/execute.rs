@@ -18,6 +18,7 @@ use crate::action_key::{
     compute_key, from_proto, to_proto, FileDigest, KeyedAction, PlatformProperties,
 };
 use crate::events::CacheStatus;
+use crate::repository::SourceRoots;
 
 /// Runs one action: the scheduler's only view of execution, so that it can be tested with a fake.
 pub trait ActionRunner: Sync {
@@ -57,6 +58,8 @@ pub struct Runner {
     pub scratch_root: PathBuf,
     /// A directory on a memory file system for the scratch trees of small actions, if any.
     pub memory_scratch_root: Option<PathBuf>,
+    /// Where source inputs live on the host (the workspace, and external repositories).
+    pub source_roots: SourceRoots,
     /// Digests of the host tools actions name, by absolute path.
     pub tool_digests: std::collections::HashMap<String, String>,
     verified: Mutex<HashSet<Digest>>,
@@ -129,6 +132,7 @@ impl Runner {
         scratch_root: PathBuf,
     ) -> Self {
         Runner {
+            source_roots: SourceRoots::workspace_only(&root),
             root,
             cache,
             sandbox,
@@ -276,7 +280,7 @@ impl Runner {
                 continue;
             };
             let source = if input.artifact.source {
-                self.root.join(&input.artifact.path)
+                self.source_roots.host_path(&input.artifact.path)
             } else {
                 match self.verified_blob(&file.digest) {
                     Some(path) => path,
@@ -496,7 +500,10 @@ impl Runner {
                 let Some(expected) = keyed.inputs.get(&input.exec_path) else {
                     return true;
                 };
-                match Digest::of_file(self.function, &self.root.join(&input.artifact.path)) {
+                match Digest::of_file(
+                    self.function,
+                    &self.source_roots.host_path(&input.artifact.path),
+                ) {
                     Ok(now) => now == expected.digest,
                     Err(_) => false,
                 }

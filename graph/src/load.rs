@@ -280,3 +280,39 @@ pub fn is_visible(target_visibility: &[Label], target_pkg: &str, from_pkg: &str)
             _ => false,
         })
 }
+
+impl Package {
+    /// The package as it is inside external repository `repo`: labels the BUILD file wrote without
+    /// a repository (`//a:b`, `:b`) name targets of `repo`, as Bazel resolves them there, and file
+    /// locations are shown under `external/<repo>/`. `//visibility:...` labels stay as written.
+    pub fn in_repository(mut self, repo: &str) -> Package {
+        let rebase = |label: &mut Label| {
+            if label.is_main_repo() && label.package != "visibility" {
+                label.repo = repo.to_string();
+            }
+        };
+        let prefix = format!("{}/{repo}/", crate::repository::EXTERNAL_DIR);
+        self.build_file = format!("{prefix}{}", self.build_file);
+        for target in self.targets.values_mut() {
+            rebase(&mut target.label);
+            target.visibility.iter_mut().for_each(rebase);
+            target.location.file = format!("{prefix}{}", target.location.file);
+            for value in target.attrs.values_mut() {
+                match value {
+                    crate::target::AttrValue::Label(l) => rebase(l),
+                    crate::target::AttrValue::LabelList(list) => list.iter_mut().for_each(rebase),
+                    crate::target::AttrValue::LabelKeyedStringDict(dict) => {
+                        dict.iter_mut().for_each(|(l, _)| rebase(l))
+                    }
+                    _ => {}
+                }
+            }
+        }
+        self.default_visibility.iter_mut().for_each(rebase);
+        for (visibility, location) in self.exported_files.values_mut() {
+            visibility.iter_mut().for_each(rebase);
+            location.file = format!("{prefix}{}", location.file);
+        }
+        self
+    }
+}

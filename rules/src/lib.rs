@@ -13,6 +13,7 @@ pub mod runfiles;
 pub mod shell;
 
 use kiln_graph::analysis::RuleImpl;
+use kiln_graph::repository::RepositoryRule;
 
 /// Every rule Kiln provides.
 pub fn all_rules() -> Vec<Box<dyn RuleImpl>> {
@@ -24,6 +25,12 @@ pub fn all_rules() -> Vec<Box<dyn RuleImpl>> {
         Box::new(shell::ShRule::test()),
         Box::new(shell::ShRule::library()),
     ]
+}
+
+/// Every repository rule Kiln provides (external repositories such as Go modules and crates),
+/// consulted in order.
+pub fn all_repository_rules() -> Vec<Box<dyn RepositoryRule>> {
+    Vec::new()
 }
 
 /// The `PATH` Bazel gives actions with a strict action environment.

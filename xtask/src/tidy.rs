@@ -9,7 +9,7 @@ pub const ALLOWED_EDGES: &[(&str, &[&str])] = &[
     ("kiln-cache", &[]),
     ("kiln-exec", &[]),
     ("kiln-graph", &["kiln-cache", "kiln-exec"]),
-    ("kiln-rules", &["kiln-graph", "kiln-cache"]),
+    ("kiln-rules", &["kiln-graph", "kiln-cache", "kiln-exec"]),
     ("kiln-remote", &["kiln-cache"]),
     (
         "kiln-cli",

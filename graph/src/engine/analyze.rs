@@ -6,10 +6,14 @@ use std::path::Path;
 use std::sync::Arc;
 
 use crate::action::{ActionSpec, Artifact};
-use crate::analysis::{AnalysisContext, BuildSettings, DefaultInfo, Providers, RuleImpl};
+use crate::analysis::{
+    label_dir, AnalysisContext, AnalysisErrorKind, BuildScoped, BuildSettings, DefaultInfo,
+    HostAccess, Providers, RuleImpl, WorkspaceInfo,
+};
 use crate::engine::packages::PackageLoader;
 use crate::label::Label;
 use crate::load::{self, Package};
+use crate::repository::{ExternalRepos, RepositoryError};
 use crate::rule_schema::AttrKind;
 use crate::target::{AttrValue, Location, Target};
 
@@ -28,6 +32,7 @@ pub struct Analyzer<'a, 'l> {
     loader: &'a mut PackageLoader<'l>,
     rules: &'a HashMap<&'static str, &'a dyn RuleImpl>,
     settings: &'a BuildSettings,
+    env: AnalysisEnv<'a>,
     providers: HashMap<Label, Arc<Providers>>,
     in_progress: HashSet<Label>,
     /// Every action registered so far.
@@ -36,6 +41,22 @@ pub struct Analyzer<'a, 'l> {
     pub targets: HashMap<Label, Target>,
     /// Source files that labels resolved to (their existence decided the analysis).
     pub checked_sources: Vec<String>,
+    /// Whether a failure was a missing or broken toolchain (exit code 36) rather than a BUILD error.
+    pub toolchain_failed: bool,
+}
+
+/// What every rule sees besides its target: the workspace, the host and per-build values, and the
+/// external repositories labels may name.
+#[derive(Clone, Copy)]
+pub struct AnalysisEnv<'a> {
+    /// The workspace.
+    pub workspace: &'a WorkspaceInfo,
+    /// Observed host files and the persistent memo.
+    pub host: &'a dyn HostAccess,
+    /// Values shared by every target of the build.
+    pub scoped: &'a BuildScoped,
+    /// External repositories (resolved on first reference).
+    pub repos: &'a ExternalRepos<'a>,
 }
 
 impl<'a, 'l> Analyzer<'a, 'l> {
@@ -45,12 +66,15 @@ impl<'a, 'l> Analyzer<'a, 'l> {
         loader: &'a mut PackageLoader<'l>,
         rules: &'a HashMap<&'static str, &'a dyn RuleImpl>,
         settings: &'a BuildSettings,
+        env: AnalysisEnv<'a>,
     ) -> Self {
         Analyzer {
             root,
             loader,
             rules,
             settings,
+            env,
+            toolchain_failed: false,
             providers: HashMap::new(),
             in_progress: HashSet::new(),
             actions: Vec::new(),
@@ -74,15 +98,15 @@ impl<'a, 'l> Analyzer<'a, 'l> {
             Some((location, _)) => format!("{location}: {message}"),
             None => message,
         };
-        if !label.repo.is_empty() {
-            return Err(at(format!(
-                "`{label}`: external repository `@{}` is not defined in this workspace",
-                label.repo
-            )));
+        if !label.is_main_repo() {
+            if let Err(e @ RepositoryError::Environment(_)) = self.env.repos.root(&label.repo) {
+                self.toolchain_failed = true;
+                return Err(at(format!("`{label}`: {e}")));
+            }
         }
         let package = self
             .loader
-            .package(&label.package)
+            .package_in(&label.repo, &label.package)
             .map_err(|e| match from {
                 Some((location, _)) => format!(
                     "{location}: `{label}` names package `{}`, which failed to load:\n{e}",
@@ -90,9 +114,10 @@ impl<'a, 'l> Analyzer<'a, 'l> {
                 ),
                 None => e,
             })?;
+        let package_dir = label_dir(label);
         if let Some(target) = package.targets.get(&label.name) {
             if let Some((_, from_package)) = from {
-                if !load::is_visible(&target.visibility, &label.package, from_package) {
+                if !load::is_visible(&target.visibility, &package_dir, from_package) {
                     return Err(at(format!(
                         "Target `{label}` is not visible from package `//{from_package}`; add it to the target's `visibility`"
                     )));
@@ -116,7 +141,7 @@ impl<'a, 'l> Analyzer<'a, 'l> {
         }
         if let Some(generator) = generator {
             if let Some((_, from_package)) = from {
-                if !load::is_visible(&generator.visibility, &label.package, from_package) {
+                if !load::is_visible(&generator.visibility, &package_dir, from_package) {
                     return Err(at(format!(
                         "Output `{label}` of `{}` is not visible from package `//{from_package}`",
                         generator.label
@@ -124,8 +149,10 @@ impl<'a, 'l> Analyzer<'a, 'l> {
                 }
             }
             self.analyze_rule(generator)?;
-            let artifact =
-                Artifact::derived(crate::analysis::output_path(&label.package, &label.name));
+            let artifact = Artifact::derived(crate::analysis::output_path(
+                &crate::analysis::label_dir(label),
+                &label.name,
+            ));
             return Ok(Arc::new(Providers::new(DefaultInfo {
                 files: vec![artifact],
                 executable: None,
@@ -133,28 +160,43 @@ impl<'a, 'l> Analyzer<'a, 'l> {
             })));
         }
         // A source file.
-        let path = if label.package.is_empty() {
+        let path = if package_dir.is_empty() {
             label.name.clone()
         } else {
-            format!("{}/{}", label.package, label.name)
+            format!("{package_dir}/{}", label.name)
         };
         if let Some((visibility, _)) = package.exported_files.get(&label.name) {
             if let Some((_, from_package)) = from {
-                if !load::is_visible(visibility, &label.package, from_package) {
+                if !load::is_visible(visibility, &package_dir, from_package) {
                     return Err(at(format!(
                         "File `{label}` is not visible from package `//{from_package}`"
                     )));
                 }
             }
         }
-        let host = self.root.join(&path);
+        let host = if label.is_main_repo() {
+            self.root.join(&path)
+        } else {
+            // The package loaded, so its repository resolved.
+            let dir = self
+                .env
+                .repos
+                .root(&label.repo)
+                .map_err(|e| at(e.to_string()))?;
+            dir.join(&label.package).join(&label.name)
+        };
         if !host.is_file() {
             return Err(at(format!(
                 "No such target `{label}`: no rule named `{}` in `{}`, and no file `{path}`",
                 label.name, package.build_file
             )));
         }
-        if let Some(sub) = self.subpackage_of(&label.package, &label.name) {
+        let sub = if label.is_main_repo() {
+            self.subpackage_of(&label.package, &label.name)
+        } else {
+            None
+        };
+        if let Some(sub) = sub {
             return Err(at(format!(
                 "`{label}` crosses into subpackage `//{sub}`; write `//{sub}:...` instead"
             )));
@@ -225,8 +267,8 @@ impl<'a, 'l> Analyzer<'a, 'l> {
                 if deps.contains_key(dep) {
                     continue;
                 }
-                let providers =
-                    self.analyze(dep, Some((&target.location, &target.label.package)))?;
+                let from_dir = label_dir(&target.label);
+                let providers = self.analyze(dep, Some((&target.location, &from_dir)))?;
                 deps.insert(dep.clone(), providers);
             }
         }
@@ -235,8 +277,16 @@ impl<'a, 'l> Analyzer<'a, 'l> {
             deps: &deps,
             settings: self.settings,
             actions: Vec::new(),
+            workspace: self.env.workspace,
+            host: self.env.host,
+            scoped: self.env.scoped,
         };
-        let providers = rule.analyze(&mut ctx).map_err(|e| e.to_string())?;
+        let providers = rule.analyze(&mut ctx).map_err(|e| {
+            if e.kind == AnalysisErrorKind::Toolchain {
+                self.toolchain_failed = true;
+            }
+            e.to_string()
+        })?;
         let actions = std::mem::take(&mut ctx.actions);
         self.actions.extend(actions);
         let providers = Arc::new(providers);

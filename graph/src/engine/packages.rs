@@ -8,6 +8,7 @@ use std::sync::Arc;
 use serde::{Deserialize, Serialize};
 
 use crate::load::{self, DiskFs, LoadRequest, Package, PackageFs};
+use crate::repository::ExternalRepos;
 use crate::rule_schema::RuleSchema;
 
 /// Bumped whenever the memo's meaning changes; Kiln's version is part of the key too.
@@ -33,6 +34,7 @@ pub struct PackageLoader<'a> {
     digest_file: &'a (dyn Fn(&str) -> Option<String> + Sync),
     memo: &'a dyn PackageMemoStore,
     loaded: HashMap<String, Result<Arc<Package>, String>>,
+    repos: Option<&'a ExternalRepos<'a>>,
     /// Packages evaluated (memo misses) in this build.
     pub evaluated: usize,
     /// Every directory a glob of a loaded package listed, with its listing's fingerprint.
@@ -66,9 +68,75 @@ impl<'a> PackageLoader<'a> {
             digest_file,
             memo,
             loaded: HashMap::new(),
+            repos: None,
             evaluated: 0,
             glob_listings: Vec::new(),
         }
+    }
+
+    /// Lets the loader load packages of external repositories resolved by `repos`.
+    pub fn with_repositories(mut self, repos: &'a ExternalRepos<'a>) -> Self {
+        self.repos = Some(repos);
+        self
+    }
+
+    /// The package `name` of repository `repo` (empty for the main repository), loaded once per
+    /// build; the error is the loader's message.
+    pub fn package_in(&mut self, repo: &str, name: &str) -> Result<Arc<Package>, String> {
+        if repo.is_empty() {
+            return self.package(name);
+        }
+        let key = format!("@{repo}//{name}");
+        if let Some(found) = self.loaded.get(&key) {
+            return found.clone();
+        }
+        let result = self.load_external(repo, name);
+        self.loaded.insert(key, result.clone());
+        result
+    }
+
+    fn load_external(&mut self, repo: &str, name: &str) -> Result<Arc<Package>, String> {
+        let Some(repos) = self.repos else {
+            return Err(format!(
+                "external repository `@{repo}` is not defined in this workspace"
+            ));
+        };
+        let dir = repos.root(repo).map_err(|e| e.to_string())?;
+        // The directory is content-addressed: the same path means the same files, so the memo
+        // needs no file digests, only the directory.
+        let memo_key = format!("@{repo}//{name}");
+        let identity = format!("{}|{}", self.settings_key, dir.display());
+        if let Some(bytes) = self.memo.get(&memo_key) {
+            if let Ok(memo) = serde_json::from_slice::<PackageMemo>(&bytes) {
+                if memo.format == MEMO_FORMAT
+                    && memo.kiln_version == env!("CARGO_PKG_VERSION")
+                    && memo.settings == identity
+                {
+                    return Ok(Arc::new(memo.package));
+                }
+            }
+        }
+        self.evaluated += 1;
+        let request = LoadRequest {
+            package: name.to_string(),
+            platform: self.request_platform.clone(),
+        };
+        let fs = DiskFs::new(&dir);
+        let loaded = load::load_package(&request, &fs, self.rules)
+            .map_err(|e| format!("In external repository `@{repo}`: {e}"))?;
+        let package = loaded.package.in_repository(repo);
+        let memo = PackageMemo {
+            format: MEMO_FORMAT,
+            kiln_version: env!("CARGO_PKG_VERSION").to_string(),
+            settings: identity,
+            files: Vec::new(),
+            dirs: Vec::new(),
+            package: package.clone(),
+        };
+        if let Ok(bytes) = serde_json::to_vec(&memo) {
+            self.memo.put(&memo_key, bytes);
+        }
+        Ok(Arc::new(package))
     }
 
     /// The package `name`, loaded once per build; the error is the loader's message.

@@ -9,6 +9,7 @@ use kiln_cache::{Digest, DigestFunction, FileStat};
 use rayon::prelude::*;
 
 use crate::action_key::FileDigest;
+use crate::repository::SourceRoots;
 
 /// The persistent side of the memo (the workspace state).
 pub trait DigestMemo: Sync {
@@ -29,6 +30,7 @@ pub struct SourceDigests<'a> {
     function: DigestFunction,
     memo: &'a dyn DigestMemo,
     log: Option<&'a Observations>,
+    repos: Option<&'a SourceRoots>,
 }
 
 /// Every file stat a build's decisions rested on (for the no-op check of the next build).
@@ -42,6 +44,19 @@ impl Observations {
     /// Notes a stat a decision rested on (a directory of host tools, say).
     pub fn note_metadata(&self, path: &str, metadata: &std::fs::Metadata) {
         self.note(path, Some(FileStat::from_metadata(metadata)));
+    }
+
+    /// Notes that a decision rested on a host path (absolute): its stat if it exists, else the
+    /// stat of its parent directory (a file appearing there changes the directory's mtime).
+    pub fn note_host_path(&self, path: &Path) {
+        let mut current = Some(path);
+        while let Some(p) = current {
+            if let Ok(metadata) = std::fs::metadata(p) {
+                self.note_metadata(&p.to_string_lossy(), &metadata);
+                return;
+            }
+            current = p.parent();
+        }
     }
 
     fn note(&self, path: &str, stat: Option<FileStat>) {
@@ -59,6 +74,7 @@ impl<'a> SourceDigests<'a> {
             function,
             memo,
             log: None,
+            repos: None,
         }
     }
 
@@ -75,8 +91,28 @@ impl<'a> SourceDigests<'a> {
         }
     }
 
+    /// Also digests files of the external repositories in `roots` (`external/<name>/...`). Their
+    /// directories never change, so their stats are not logged for the no-op check, and the memo
+    /// keys them by host path (one exec path may stand for another version's file next time).
+    pub fn with_repositories(mut self, roots: &'a SourceRoots) -> Self {
+        self.repos = Some(roots);
+        self
+    }
+
     /// The digest and executable bit of one workspace-relative file.
     pub fn digest(&self, path: &str) -> std::io::Result<FileDigest> {
+        if let Some(roots) = self.repos.filter(|r| r.is_external(path)) {
+            let host = roots.host_path(path);
+            let metadata = std::fs::metadata(&host)?;
+            let executable = metadata.permissions().mode() & 0o111 != 0;
+            let key = host.to_string_lossy();
+            if let Some(digest) = self.memo.lookup(&key, &metadata, self.function) {
+                return Ok(FileDigest { digest, executable });
+            }
+            let digest = Digest::of_file(self.function, &host)?;
+            self.memo.record(&key, &metadata, digest);
+            return Ok(FileDigest { digest, executable });
+        }
         let host = self.root.join(path);
         let metadata = std::fs::metadata(&host)?;
         if !metadata.is_file() {
