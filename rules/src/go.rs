@@ -7,16 +7,26 @@
 //! [`gomod`], [`godebug`], [`literal`].
 
 pub mod action;
+pub mod archive;
 pub mod compile;
 pub mod constraints;
+pub mod dirhash;
+pub mod embed;
+pub mod env;
 pub mod godebug;
 pub mod gomod;
 pub mod lexer;
 pub mod link;
 pub mod literal;
+pub mod modules;
+pub mod modules_fetch;
 pub mod package;
+pub mod repository;
+pub mod rules;
 pub mod scan;
+pub mod sdk_download;
 pub mod stdlib;
+pub mod testbin;
 pub mod testfuncs;
 pub mod testmain;
 pub mod toolchain;

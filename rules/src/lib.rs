@@ -24,6 +24,9 @@ pub fn all_rules() -> Vec<Box<dyn RuleImpl>> {
         Box::new(shell::ShRule::binary()),
         Box::new(shell::ShRule::test()),
         Box::new(shell::ShRule::library()),
+        Box::new(go::rules::GoRule(go::rules::Kind::Library)),
+        Box::new(go::rules::GoRule(go::rules::Kind::Binary)),
+        Box::new(go::rules::GoRule(go::rules::Kind::Test)),
     ]
 }
 
