@@ -169,10 +169,14 @@ impl Unit {
                 _ => String::new(),
             },
         };
-        let lang = found
-            .as_ref()
-            .map(|(_, m)| m.lang())
-            .unwrap_or_else(|| format!("go1.{}", env.sdk.minor()));
+        let lang = found.as_ref().map(|(_, m)| m.lang()).unwrap_or_else(|| {
+            if ctx.target.label.repo.is_empty() {
+                format!("go1.{}", env.sdk.minor())
+            } else {
+                // A dependency module without go.mod: cmd/go's default language version.
+                GoMod::default().lang()
+            }
+        });
         Ok(Unit {
             srcs,
             embedsrcs,
