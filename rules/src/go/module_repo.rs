@@ -29,14 +29,25 @@ pub struct MainModule {
     pub sums: BTreeMap<(String, String), String>,
     /// Module files come from `vendor/`.
     pub vendor: bool,
-    /// Workspace root.
+    /// The main module's directory (the workspace root unless `[go] go_mod` says otherwise).
     pub root: PathBuf,
 }
 
 impl MainModule {
     fn load(ctx: &RepoContext<'_>) -> Result<Option<MainModule>, RepositoryError> {
-        let root = ctx.workspace.root.clone();
-        let mod_path = root.join("go.mod");
+        // `[go] go_mod = "path/to/go.mod"` names the main module when it is not at the root.
+        let rel = ctx
+            .workspace
+            .config
+            .get("go")
+            .and_then(|g| g.get("go_mod"))
+            .and_then(|v| v.as_str())
+            .unwrap_or("go.mod");
+        let mod_path = ctx.workspace.root.join(rel);
+        let root = mod_path
+            .parent()
+            .map(Path::to_path_buf)
+            .unwrap_or_else(|| ctx.workspace.root.clone());
         let sum_path = root.join("go.sum");
         ctx.host.observe(&mod_path);
         ctx.host.observe(&sum_path);
