@@ -16,3 +16,11 @@ func Hello(name string) string {
 
 // shout is unexported: only the internal test sees it.
 func shout(s string) string { return strings.ToUpper(s) + "!" }
+
+// Words counts the words of a greeting for name. It is not inlined, so an edit to its body leaves
+// greet's export data unchanged and recompiles no importer.
+//
+//go:noinline
+func Words(name string) int {
+	return len(strings.Fields(Hello(name)))
+}

@@ -14,5 +14,5 @@ import (
 func Summary(name string) string {
 	g := greet.Hello(name)
 	changed := textdiff.Lines(g, greet.Hello("World")) != ""
-	return fmt.Sprintf("%s (%d chars, differs from World: %v)", g, mathx.Sum([]int64{int64(len(g))}), changed)
+	return fmt.Sprintf("%s (%d chars, %d words, differs from World: %v)", g, mathx.Sum([]int64{int64(len(g))}), greet.Words(name), changed)
 }

@@ -37,6 +37,8 @@ pub struct ModInfo {
     pub deps: Vec<DepModule>,
     /// The default GODEBUG string (may be empty).
     pub godebug: String,
+    /// The `-ldflags` equivalent of `x_defs` (`-X=k=v ...`), recorded as `go build -ldflags` is.
+    pub ldflags: String,
 }
 
 impl ModInfo {
@@ -52,6 +54,15 @@ impl ModInfo {
             s.push_str(&format!("dep\t{}\t{}\t{}\n", d.path, d.version, d.sum));
         }
         s.push_str("build\t-buildmode=exe\nbuild\t-compiler=gc\n");
+        if !self.ldflags.is_empty() {
+            let quote_needed = self.ldflags.contains([' ', '\t', '\r', '\n', '"', '`']);
+            let value = if quote_needed {
+                quote(self.ldflags.as_bytes())
+            } else {
+                self.ldflags.clone()
+            };
+            s.push_str(&format!("build\t-ldflags={value}\n"));
+        }
         if !self.godebug.is_empty() {
             s.push_str(&format!("build\tDefaultGODEBUG={}\n", self.godebug));
         }
@@ -147,6 +158,7 @@ mod tests {
             main_module: "example.com/gx".into(),
             deps: vec![],
             godebug: "panicnil=1".into(),
+            ldflags: String::new(),
         };
         assert_eq!(
             info.text(&sdk),

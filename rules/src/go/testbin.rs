@@ -92,6 +92,12 @@ pub fn link(
             main_module: spec.module.map(|m| m.module.clone()).unwrap_or_default(),
             deps,
             godebug: godebug.clone(),
+            ldflags: spec
+                .x_defs
+                .iter()
+                .map(|x| format!("-X={x}"))
+                .collect::<Vec<_>>()
+                .join(" "),
         }
     });
     let mut flags = Vec::new();
