@@ -362,3 +362,48 @@ fn clear_errors_strict_deps_cgo_and_a_missing_toolchain() {
         "{stderr}"
     );
 }
+
+#[test]
+fn pinned_sdk_is_downloaded_verified_and_used() {
+    let (_guard, cache) = shared();
+    let ws = Workspace::sharing_cache(cache);
+    ws.write("go.mod", "module example.com/pinned\n\ngo 1.22\n")
+        .write(
+            "hello/main.go",
+            "package main\n\nimport \"os\"\n\nfunc main() { os.Stdout.WriteString(\"pinned\\n\") }\n",
+        )
+        .write(
+            "hello/BUILD.bazel",
+            "load(\"@io_bazel_rules_go//go:def.bzl\", \"go_binary\")\ngo_binary(name = \"hello\", srcs = [\"main.go\"])\n",
+        );
+    // A pinned hash that does not match: nothing is used.
+    ws.write(
+        "kiln.toml",
+        "[go]\nversion = \"1.25.5\"\nsdk_sum = \"h1:AAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAA=\"\n",
+    );
+    let out = ws.kiln(&["build", "//hello"]);
+    out.expect_code(36);
+    assert!(out.stderr.contains("kiln.toml pins"), "{}", out.stderr);
+
+    ws.write("kiln.toml", "[go]\nversion = \"1.25.5\"\n");
+    ws.kiln(&["build", "//hello"]).ok();
+    let exe = ws.out_path("hello/hello");
+    assert_eq!(run(&mut Command::new(&exe)), "pinned\n");
+    let version = run(Command::new("go").arg("version").arg(&exe));
+    assert!(version.contains("go1.25.5"), "{version}");
+    // Stored content-addressed, with executable bits restored.
+    let sdk_dir = std::fs::read_dir(ws.cache_dir().join("go/sdk"))
+        .unwrap()
+        .flatten()
+        .find(|e| e.path().join("go/bin/go").is_file())
+        .expect("stored SDK")
+        .path();
+    use std::os::unix::fs::PermissionsExt;
+    for tool in ["go/bin/go", "go/pkg/tool/linux_amd64/compile"] {
+        let mode = std::fs::metadata(sdk_dir.join(tool))
+            .unwrap()
+            .permissions()
+            .mode();
+        assert!(mode & 0o111 != 0, "{tool} is not executable");
+    }
+}

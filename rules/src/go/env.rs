@@ -93,6 +93,10 @@ impl GoEnv {
             Sdk::at(&root, &digest, &goos, &goarch)
                 .map_err(|e| EnvError::Toolchain(toolchain::missing_message(&e.to_string())))?,
         );
+        // The SDK's tool tags (`goexperiment.*` defaults baked into its compiler, `amd64.v1`):
+        // files must be selected exactly as the compiler expects, e.g. `goexperiment.swissmap`.
+        let mut tags = tags;
+        tags.extend(tool_tags(&sdk, host)?);
         let build = BuildContext {
             goos,
             goarch,
@@ -144,6 +148,59 @@ impl GoEnv {
     fn lock(&self) -> std::sync::MutexGuard<'_, HashMap<PathBuf, FoundModule>> {
         self.mods.lock().unwrap_or_else(|e| e.into_inner())
     }
+}
+
+/// `go list -f {{context.ToolTags}} runtime` of the SDK, memoized by its identity.
+fn tool_tags(sdk: &Sdk, host: &dyn HostAccess) -> Result<Vec<String>, EnvError> {
+    let key = format!(
+        "go-tooltags:{}:{}:{}",
+        sdk.identity, sdk.sandbox.goos, sdk.sandbox.goarch
+    );
+    let text = match host.memo_get(&key) {
+        Some(t) => String::from_utf8_lossy(&t).to_string(),
+        None => {
+            let go = sdk.host_root.join("bin/go");
+            let root = sdk.host_root.to_string_lossy().to_string();
+            let out = kiln_exec::host_command::run(
+                &[
+                    go.as_os_str(),
+                    "list".as_ref(),
+                    "-f".as_ref(),
+                    "{{context.ToolTags}}".as_ref(),
+                    "runtime".as_ref(),
+                ],
+                &[
+                    ("GOTOOLCHAIN", "local"),
+                    ("GOENV", "off"),
+                    ("GOFLAGS", ""),
+                    ("GO111MODULE", "off"),
+                    ("CGO_ENABLED", "0"),
+                    ("GOROOT", root.as_str()),
+                    ("GOOS", sdk.sandbox.goos.as_str()),
+                    ("GOARCH", sdk.sandbox.goarch.as_str()),
+                ],
+                Path::new("/"),
+            )
+            .map_err(|e| EnvError::Toolchain(toolchain::missing_message(&e.to_string())))?;
+            if !out.success() {
+                return Err(EnvError::Toolchain(toolchain::missing_message(&format!(
+                    "`{} list` failed: {}",
+                    go.display(),
+                    out.stderr_text()
+                ))));
+            }
+            let text = out.stdout_text();
+            host.memo_put(&key, text.as_bytes());
+            text
+        }
+    };
+    Ok(text
+        .trim()
+        .trim_start_matches('[')
+        .trim_end_matches(']')
+        .split_whitespace()
+        .map(str::to_string)
+        .collect())
 }
 
 /// GOOS/GOARCH of the machine Kiln runs on.

@@ -62,15 +62,14 @@ pub fn ensure(
         .cache_dir
         .join("go/sdk")
         .join(sum.trim_start_matches("h1:").replace(['/', '+', '='], "_"));
-    // The module zip holds the SDK under `go/`.
+    // The module's files are the SDK's (VERSION, bin/, pkg/, src/ at its root).
     let root = store.join("go");
     if !root.join("VERSION").is_file() {
         let tmp = ws
             .cache_dir
             .join(format!("go/sdk/.tmp-{}", std::process::id()));
         let _ = std::fs::remove_dir_all(&tmp);
-        copy_with_exec_bits(&download.join("go"), &tmp)
-            .map_err(|e| format!("copying the Go SDK: {e}"))?;
+        copy_with_exec_bits(&download, &tmp).map_err(|e| format!("copying the Go SDK: {e}"))?;
         std::fs::create_dir_all(&store).map_err(|e| e.to_string())?;
         if let Err(e) = std::fs::rename(&tmp, &root) {
             let _ = std::fs::remove_dir_all(&tmp);
