@@ -407,3 +407,60 @@ fn pinned_sdk_is_downloaded_verified_and_used() {
         assert!(mode & 0o111 != 0, "{tool} is not executable");
     }
 }
+
+#[test]
+fn local_replace_and_vendor_directories_supply_modules() {
+    let (_guard, cache) = shared();
+    let ws = Workspace::sharing_cache(cache);
+    let sum = std::fs::read_to_string(examples_go().join("go.sum")).unwrap();
+    ws.write(
+        "go.mod",
+        "module example.com/app\n\ngo 1.22\n\nrequire (\n\tgithub.com/google/go-cmp v0.6.0\n\texample.com/local v0.0.0\n)\n\nreplace example.com/local => ./third_party/local\n",
+    )
+    .write("go.sum", &sum)
+    .write("third_party/local/go.mod", "module example.com/local\n\ngo 1.21\n")
+    .write(
+        "third_party/local/local.go",
+        "package local\n\n// Name is the local module's name.\nfunc Name() string { return \"local\" }\n",
+    )
+    .write(
+        "main.go",
+        "package main\n\nimport (\n\t\"fmt\"\n\n\t\"example.com/local\"\n\t\"github.com/google/go-cmp/cmp\"\n)\n\nfunc main() { fmt.Println(local.Name(), cmp.Equal(1, 1)) }\n",
+    )
+    .write(
+        "BUILD.bazel",
+        "load(\"@io_bazel_rules_go//go:def.bzl\", \"go_binary\")\ngo_binary(\n    name = \"app\",\n    srcs = [\"main.go\"],\n    deps = [\"@com_example_local//:local\", \"@com_github_google_go_cmp//cmp:go_default_library\"],\n)\n",
+    );
+    ws.kiln(&["build", "//:app"]).ok();
+    assert_eq!(run(&mut Command::new(ws.out_path("app"))), "local true\n");
+
+    // An edit to the replacement directory is seen by the next build.
+    ws.write(
+        "third_party/local/local.go",
+        "package local\n\n// Name is the local module's name.\nfunc Name() string { return \"edited\" }\n",
+    );
+    ws.kiln(&["build", "//:app"]).ok();
+    assert_eq!(run(&mut Command::new(ws.out_path("app"))), "edited true\n");
+
+    // With vendor/, its copies are what builds: change one to prove it.
+    let gocache = tempfile::tempdir().unwrap();
+    run(go(ws.root(), gocache.path()).args(["mod", "vendor"]));
+    ws.write(
+        "vendor/example.com/local/local.go",
+        "package local\n\n// Name is the local module's name.\nfunc Name() string { return \"vendored\" }\n",
+    );
+    ws.kiln(&["build", "//:app"]).ok();
+    assert_eq!(
+        run(&mut Command::new(ws.out_path("app"))),
+        "vendored true\n"
+    );
+    ws.write(
+        "vendor/example.com/local/local.go",
+        "package local\n\n// Name is the local module's name.\nfunc Name() string { return \"vendored again\" }\n",
+    );
+    ws.kiln(&["build", "//:app"]).ok();
+    assert_eq!(
+        run(&mut Command::new(ws.out_path("app"))),
+        "vendored again true\n"
+    );
+}

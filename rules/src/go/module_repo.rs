@@ -168,6 +168,10 @@ fn materialize(
                 req.path, req.path
             )));
         }
+        // Vendored files may be edited: the next build must notice (no-op check).
+        for entry in walkdir::WalkDir::new(&dir).into_iter().flatten() {
+            ctx.host.observe(entry.path());
+        }
         let h = dirhash::hash_dir(&dir, &format!("{}@{}", req.path, req.version)).map_err(def)?;
         (dir, h)
     } else {
