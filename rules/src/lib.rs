@@ -7,6 +7,7 @@
 
 pub mod filegroup;
 pub mod genrule;
+pub mod go;
 pub mod make_vars;
 pub mod runfiles;
 pub mod shell;
@@ -23,13 +24,16 @@ pub fn all_rules() -> Vec<Box<dyn RuleImpl>> {
         Box::new(shell::ShRule::binary()),
         Box::new(shell::ShRule::test()),
         Box::new(shell::ShRule::library()),
+        Box::new(go::rules::GoRule(go::rules::Kind::Library)),
+        Box::new(go::rules::GoRule(go::rules::Kind::Binary)),
+        Box::new(go::rules::GoRule(go::rules::Kind::Test)),
     ]
 }
 
 /// Every repository rule Kiln provides (external repositories such as Go modules and crates),
 /// consulted in order.
 pub fn all_repository_rules() -> Vec<Box<dyn RepositoryRule>> {
-    Vec::new()
+    vec![Box::new(go::module_repo::GoModules)]
 }
 
 /// The `PATH` Bazel gives actions with a strict action environment.

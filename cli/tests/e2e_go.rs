@@ -1,0 +1,466 @@
+//! Go rules end to end on the real `go` SDK and the example module (`examples/go`): binaries
+//! behave as `go build`'s, `kiln test` agrees with `go test`, body edits recompile one package,
+//! go.sum tampering is rejected, builds are reproducible across checkouts, errors are clear.
+//!
+//! The standard library is compiled once into a cache shared by the tests of this file (they run
+//! one at a time: each would otherwise compile it again in parallel on a small machine).
+
+#![allow(clippy::disallowed_methods)] // Tests run `go` and the binaries Kiln built.
+
+mod harness;
+
+use std::collections::{BTreeMap, BTreeSet};
+use std::path::{Path, PathBuf};
+use std::process::Command;
+use std::sync::{Mutex, MutexGuard, OnceLock};
+
+use harness::{copy_tree, tests, Workspace};
+
+/// Serializes the tests of this file and keeps the warm shared cache alive.
+fn shared() -> (MutexGuard<'static, ()>, &'static Workspace) {
+    static LOCK: Mutex<()> = Mutex::new(());
+    static CACHE: OnceLock<Workspace> = OnceLock::new();
+    let guard = LOCK.lock().unwrap_or_else(|e| e.into_inner());
+    (guard, CACHE.get_or_init(Workspace::new))
+}
+
+fn examples_go() -> PathBuf {
+    Path::new(env!("CARGO_MANIFEST_DIR")).join("../examples/go")
+}
+
+/// A workspace holding a copy of `examples/go` under `go/`, with the examples' `[go]` settings.
+fn example_workspace(cache: Option<&Workspace>) -> Workspace {
+    let ws = match cache {
+        Some(c) => Workspace::sharing_cache(c),
+        None => Workspace::new(),
+    };
+    copy_tree(&examples_go(), &ws.root().join("go"));
+    ws.write("kiln.toml", "[go]\ngo_mod = \"go/go.mod\"\n");
+    ws
+}
+
+/// Runs a command, asserting success, and returns its stdout.
+#[track_caller]
+fn run(cmd: &mut Command) -> String {
+    let out = cmd.output().unwrap_or_else(|e| panic!("{cmd:?}: {e}"));
+    assert!(
+        out.status.success(),
+        "{cmd:?} failed:\n{}\n{}",
+        String::from_utf8_lossy(&out.stdout),
+        String::from_utf8_lossy(&out.stderr)
+    );
+    String::from_utf8_lossy(&out.stdout).into_owned()
+}
+
+/// `go` with a private build cache, CGO off and no VCS stamping, in `dir`.
+fn go(dir: &Path, gocache: &Path) -> Command {
+    let mut cmd = Command::new("go");
+    cmd.current_dir(dir)
+        .env("CGO_ENABLED", "0")
+        .env("GOCACHE", gocache)
+        .env("GOFLAGS", "-buildvcs=false -mod=mod")
+        .env("GOTOOLCHAIN", "local");
+    cmd
+}
+
+/// `go version -m` output without its first line (the file name).
+fn build_info(go_cmd: Command, binary: &Path) -> String {
+    let mut cmd = go_cmd;
+    cmd.arg("version").arg("-m").arg(binary);
+    run(&mut cmd).lines().skip(1).collect::<Vec<_>>().join("\n")
+}
+
+/// Executed compile and link actions as (label, mnemonic), standard library left out.
+fn compiles_and_links(events: &[serde_json::Value]) -> Vec<(String, String)> {
+    harness::executed(events)
+        .into_iter()
+        .filter(|(_, m)| m != "GoStdlib")
+        .collect()
+}
+
+#[test]
+fn binaries_behave_as_go_build_and_record_the_same_build_info() {
+    let (_guard, cache) = shared();
+    let ws = example_workspace(Some(cache));
+    ws.kiln(&["build", "//go/cmd/hello", "//go/cmd/wordfreq"])
+        .ok();
+    let gocache = tempfile::tempdir().unwrap();
+    let bin = tempfile::tempdir().unwrap();
+    let module = ws.root().join("go");
+    run(go(&module, gocache.path())
+        .args(["build", "-ldflags=-X=main.version=1.0", "-o"])
+        .arg(bin.path().join("hello"))
+        .arg("./cmd/hello"));
+    run(go(&module, gocache.path())
+        .args(["build", "-o"])
+        .arg(bin.path().join("wordfreq"))
+        .arg("./cmd/wordfreq"));
+
+    let kiln_hello = ws.out_path("go/cmd/hello/hello");
+    for args in [vec![], vec!["Ada"]] {
+        let ours = run(Command::new(&kiln_hello).args(&args));
+        let theirs = run(Command::new(bin.path().join("hello")).args(&args));
+        assert_eq!(ours, theirs);
+        assert!(ours.contains("version: 1.0"), "{ours}");
+    }
+    let text = "the cat and the hat and the bat";
+    let feed = |exe: PathBuf| {
+        let mut child = Command::new(exe)
+            .stdin(std::process::Stdio::piped())
+            .stdout(std::process::Stdio::piped())
+            .spawn()
+            .unwrap();
+        use std::io::Write;
+        child
+            .stdin
+            .take()
+            .unwrap()
+            .write_all(text.as_bytes())
+            .unwrap();
+        String::from_utf8(child.wait_with_output().unwrap().stdout).unwrap()
+    };
+    assert_eq!(
+        feed(ws.out_path("go/cmd/wordfreq/wordfreq")),
+        feed(bin.path().join("wordfreq"))
+    );
+
+    // Module information, the dependency's go.sum hash, DefaultGODEBUG and -ldflags included.
+    let ours = build_info(go(&module, gocache.path()), &kiln_hello);
+    let theirs = build_info(go(&module, gocache.path()), &bin.path().join("hello"));
+    assert_eq!(ours, theirs);
+    assert!(
+        ours.contains("dep\tgithub.com/google/go-cmp\tv0.6.0\th1:"),
+        "{ours}"
+    );
+}
+
+#[test]
+fn kiln_test_agrees_with_go_test_including_a_failure() {
+    let (_guard, cache) = shared();
+    let ws = example_workspace(Some(cache));
+    ws.write(
+        "go/mathx/broken_test.go",
+        "package mathx\n\nimport \"testing\"\n\nfunc TestBroken(t *testing.T) {\n\tif Add(2, 2) != 5 {\n\t\tt.Fatal(\"2+2 is not 5\")\n\t}\n}\n",
+    );
+    ws.write(
+        "go/mathx/BUILD.bazel",
+        &std::fs::read_to_string(examples_go().join("mathx/BUILD.bazel"))
+            .unwrap()
+            .replace(
+                "srcs = [\"mathx_test.go\"]",
+                "srcs = [\"broken_test.go\", \"mathx_test.go\"]",
+            ),
+    );
+    let out = ws.kiln(&["test", "//go/..."]);
+    out.expect_code(3);
+    let ours: BTreeMap<String, bool> = tests(&out.events)
+        .iter()
+        .filter(|t| {
+            t["label"].as_str().unwrap().ends_with("_test")
+                && !t["label"].as_str().unwrap().starts_with("//go:")
+        })
+        .map(|t| {
+            let label = t["label"].as_str().unwrap();
+            let dir = label
+                .trim_start_matches("//go/")
+                .split(':')
+                .next()
+                .unwrap()
+                .to_string();
+            (dir, t["status"] == "PASSED")
+        })
+        .collect();
+
+    let gocache = tempfile::tempdir().unwrap();
+    let output = go(&ws.root().join("go"), gocache.path())
+        .args(["test", "-vet=off", "./..."])
+        .output()
+        .unwrap();
+    assert!(!output.status.success());
+    let text = String::from_utf8_lossy(&output.stdout);
+    let theirs: BTreeMap<String, bool> = text
+        .lines()
+        .filter_map(|l| {
+            let mut f = l.split_whitespace();
+            let status = f.next()?;
+            let pkg = f.next()?.strip_prefix("example.com/kilnexample/")?;
+            match status {
+                "ok" => Some((pkg.to_string(), true)),
+                "FAIL" => Some((pkg.to_string(), false)),
+                _ => None,
+            }
+        })
+        .collect();
+    assert_eq!(ours, theirs, "go test said:\n{text}");
+    assert_eq!(ours.get("mathx"), Some(&false));
+    assert_eq!(ours.get("greet"), Some(&true));
+
+    // --test_filter maps to -test.run.
+    let out = ws.kiln(&[
+        "test",
+        "//go/greet:greet_test",
+        "--test_filter=TestShout",
+        "--test_arg=-test.v",
+        "--test_output=all",
+    ]);
+    out.ok();
+    assert!(
+        out.stdout.contains("--- PASS: TestShout") || out.stderr.contains("--- PASS: TestShout")
+    );
+    let log = ws.read("kiln-out/testlogs/go/greet/greet_test/test.log");
+    assert!(
+        log.contains("TestShout") && !log.contains("TestNamesFromTestdata"),
+        "{log}"
+    );
+}
+
+#[test]
+fn body_edit_recompiles_one_package_signature_edit_recompiles_importers() {
+    let (_guard, cache) = shared();
+    let ws = example_workspace(Some(cache));
+    let target = "//go/cmd/hello";
+    ws.kiln(&["build", target]).ok();
+    let greet = ws.read("go/greet/greet.go");
+
+    // The body of a non-inlinable function: greet recompiles, its export data is unchanged, so
+    // no importer recompiles; the binary re-links.
+    ws.write(
+        "go/greet/greet.go",
+        &greet.replace(
+            "return len(strings.Fields(Hello(name)))",
+            "return len(strings.Fields(Hello(name) + \" \"))",
+        ),
+    );
+    let out = ws.kiln(&["build", target]);
+    out.ok();
+    assert_eq!(
+        compiles_and_links(&out.events),
+        vec![
+            ("//go/cmd/hello:hello".to_string(), "GoLink".to_string()),
+            ("//go/greet:greet".to_string(), "GoCompile".to_string()),
+        ]
+    );
+
+    // An exported signature: greet and the packages importing it recompile.
+    ws.write(
+        "go/greet/greet.go",
+        &greet.replace(
+            "func Words(name string) int {",
+            "func Words(name string, _ ...int) int {",
+        ),
+    );
+    let out = ws.kiln(&["build", target]);
+    out.ok();
+    let labels: BTreeSet<String> = compiles_and_links(&out.events)
+        .into_iter()
+        .map(|(l, _)| l)
+        .collect();
+    assert!(labels.contains("//go/greet:greet"), "{labels:?}");
+    assert!(labels.contains("//go/report:report"), "{labels:?}");
+    assert!(!labels.contains("//go/mathx:mathx"), "{labels:?}");
+    assert!(!labels.contains("//go/textdiff:textdiff"), "{labels:?}");
+}
+
+#[test]
+fn go_sum_tampering_is_rejected_and_nothing_is_used() {
+    let (_guard, cache) = shared();
+    let ws = example_workspace(Some(cache));
+    let sum = ws.read("go/go.sum");
+    let line = sum
+        .lines()
+        .find(|l| l.starts_with("github.com/google/go-cmp v0.6.0 h1:"))
+        .unwrap()
+        .to_string();
+    let (head, hash) = line.rsplit_once("h1:").unwrap();
+    let forged = format!("{head}h1:{}", hash.chars().rev().collect::<String>());
+    ws.write("go/go.sum", &sum.replace(&line, &forged));
+    let out = ws.kiln(&["build", "//go/textdiff"]);
+    out.expect_code(1);
+    assert!(
+        out.stderr
+            .contains("checksum mismatch for `github.com/google/go-cmp v0.6.0`"),
+        "{}",
+        out.stderr
+    );
+    assert!(out.stderr.contains("go.sum:"), "{}", out.stderr);
+    assert!(harness::executed(&out.events).is_empty());
+}
+
+#[test]
+fn reproducible_across_checkout_directories_with_separate_caches() {
+    let (_guard, _cache) = shared();
+    let one = example_workspace(None);
+    let two = example_workspace(None);
+    assert_ne!(one.root(), two.root());
+    let targets = ["build", "//go/cmd/wordfreq", "//go/greet", "//go/mathx"];
+    one.kiln(&targets).ok();
+    two.kiln(&targets).ok();
+    let a = one.outputs();
+    let b = two.outputs();
+    assert!(a.contains_key("go/cmd/wordfreq/wordfreq") && a.contains_key("go/mathx/mathx.a"));
+    assert_eq!(a.keys().collect::<Vec<_>>(), b.keys().collect::<Vec<_>>());
+    for (path, content) in &a {
+        assert!(b[path] == *content, "{path} differs between checkouts");
+    }
+}
+
+#[test]
+fn clear_errors_strict_deps_cgo_and_a_missing_toolchain() {
+    let (_guard, cache) = shared();
+    let ws = Workspace::sharing_cache(cache);
+    ws.write("go.mod", "module example.com/errs\n\ngo 1.22\n")
+        .write("util/util.go", "package util\n\nfunc X() int { return 1 }\n")
+        .write(
+            "util/BUILD.bazel",
+            "load(\"@io_bazel_rules_go//go:def.bzl\", \"go_library\")\ngo_library(name = \"util\", srcs = [\"util.go\"], visibility = [\"//visibility:public\"])\n",
+        )
+        .write(
+            "app/app.go",
+            "package app\n\nimport \"example.com/errs/util\"\n\nvar Y = util.X()\n",
+        )
+        .write(
+            "app/BUILD.bazel",
+            "load(\"@io_bazel_rules_go//go:def.bzl\", \"go_library\")\ngo_library(name = \"app\", srcs = [\"app.go\"])\n",
+        )
+        .write("native/native.go", "package native\n\n// #include <stdio.h>\nimport \"C\"\n")
+        .write(
+            "native/BUILD.bazel",
+            "load(\"@io_bazel_rules_go//go:def.bzl\", \"go_library\")\ngo_library(name = \"native\", srcs = [\"native.go\"])\n",
+        );
+    let out = ws.kiln(&["build", "//app"]);
+    out.expect_code(1);
+    assert!(
+        out.stderr.contains(
+            "app/app.go:3: import `example.com/errs/util` is not provided by `deps`; add `//util`"
+        ),
+        "{}",
+        out.stderr
+    );
+    let out = ws.kiln(&["build", "//native"]);
+    out.expect_code(1);
+    assert!(
+        out.stderr.contains("cannot build without cgo"),
+        "{}",
+        out.stderr
+    );
+
+    // No `go` on PATH and no pin: exit 36 with a way out.
+    let out = ws
+        .command(&["build", "//util"])
+        .env("PATH", "/usr/bin:/bin")
+        .output()
+        .unwrap();
+    assert_eq!(
+        out.status.code(),
+        Some(36),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert!(
+        stderr.contains("No Go toolchain") && stderr.contains("[go]"),
+        "{stderr}"
+    );
+}
+
+#[test]
+fn pinned_sdk_is_downloaded_verified_and_used() {
+    let (_guard, cache) = shared();
+    let ws = Workspace::sharing_cache(cache);
+    ws.write("go.mod", "module example.com/pinned\n\ngo 1.22\n")
+        .write(
+            "hello/main.go",
+            "package main\n\nimport \"os\"\n\nfunc main() { os.Stdout.WriteString(\"pinned\\n\") }\n",
+        )
+        .write(
+            "hello/BUILD.bazel",
+            "load(\"@io_bazel_rules_go//go:def.bzl\", \"go_binary\")\ngo_binary(name = \"hello\", srcs = [\"main.go\"])\n",
+        );
+    // A pinned hash that does not match: nothing is used.
+    ws.write(
+        "kiln.toml",
+        "[go]\nversion = \"1.25.5\"\nsdk_sum = \"h1:AAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAA=\"\n",
+    );
+    let out = ws.kiln(&["build", "//hello"]);
+    out.expect_code(36);
+    assert!(out.stderr.contains("kiln.toml pins"), "{}", out.stderr);
+
+    ws.write("kiln.toml", "[go]\nversion = \"1.25.5\"\n");
+    ws.kiln(&["build", "//hello"]).ok();
+    let exe = ws.out_path("hello/hello");
+    assert_eq!(run(&mut Command::new(&exe)), "pinned\n");
+    let version = run(Command::new("go").arg("version").arg(&exe));
+    assert!(version.contains("go1.25.5"), "{version}");
+    // Stored content-addressed, with executable bits restored.
+    let sdk_dir = std::fs::read_dir(ws.cache_dir().join("go/sdk"))
+        .unwrap()
+        .flatten()
+        .find(|e| e.path().join("go/bin/go").is_file())
+        .expect("stored SDK")
+        .path();
+    use std::os::unix::fs::PermissionsExt;
+    for tool in ["go/bin/go", "go/pkg/tool/linux_amd64/compile"] {
+        let mode = std::fs::metadata(sdk_dir.join(tool))
+            .unwrap()
+            .permissions()
+            .mode();
+        assert!(mode & 0o111 != 0, "{tool} is not executable");
+    }
+}
+
+#[test]
+fn local_replace_and_vendor_directories_supply_modules() {
+    let (_guard, cache) = shared();
+    let ws = Workspace::sharing_cache(cache);
+    let sum = std::fs::read_to_string(examples_go().join("go.sum")).unwrap();
+    ws.write(
+        "go.mod",
+        "module example.com/app\n\ngo 1.22\n\nrequire (\n\tgithub.com/google/go-cmp v0.6.0\n\texample.com/local v0.0.0\n)\n\nreplace example.com/local => ./third_party/local\n",
+    )
+    .write("go.sum", &sum)
+    .write("third_party/local/go.mod", "module example.com/local\n\ngo 1.21\n")
+    .write(
+        "third_party/local/local.go",
+        "package local\n\n// Name is the local module's name.\nfunc Name() string { return \"local\" }\n",
+    )
+    .write(
+        "main.go",
+        "package main\n\nimport (\n\t\"fmt\"\n\n\t\"example.com/local\"\n\t\"github.com/google/go-cmp/cmp\"\n)\n\nfunc main() { fmt.Println(local.Name(), cmp.Equal(1, 1)) }\n",
+    )
+    .write(
+        "BUILD.bazel",
+        "load(\"@io_bazel_rules_go//go:def.bzl\", \"go_binary\")\ngo_binary(\n    name = \"app\",\n    srcs = [\"main.go\"],\n    deps = [\"@com_example_local//:local\", \"@com_github_google_go_cmp//cmp:go_default_library\"],\n)\n",
+    );
+    ws.kiln(&["build", "//:app"]).ok();
+    assert_eq!(run(&mut Command::new(ws.out_path("app"))), "local true\n");
+
+    // An edit to the replacement directory is seen by the next build.
+    ws.write(
+        "third_party/local/local.go",
+        "package local\n\n// Name is the local module's name.\nfunc Name() string { return \"edited\" }\n",
+    );
+    ws.kiln(&["build", "//:app"]).ok();
+    assert_eq!(run(&mut Command::new(ws.out_path("app"))), "edited true\n");
+
+    // With vendor/, its copies are what builds: change one to prove it.
+    let gocache = tempfile::tempdir().unwrap();
+    run(go(ws.root(), gocache.path()).args(["mod", "vendor"]));
+    ws.write(
+        "vendor/example.com/local/local.go",
+        "package local\n\n// Name is the local module's name.\nfunc Name() string { return \"vendored\" }\n",
+    );
+    ws.kiln(&["build", "//:app"]).ok();
+    assert_eq!(
+        run(&mut Command::new(ws.out_path("app"))),
+        "vendored true\n"
+    );
+    ws.write(
+        "vendor/example.com/local/local.go",
+        "package local\n\n// Name is the local module's name.\nfunc Name() string { return \"vendored again\" }\n",
+    );
+    ws.kiln(&["build", "//:app"]).ok();
+    assert_eq!(
+        run(&mut Command::new(ws.out_path("app"))),
+        "vendored again true\n"
+    );
+}

@@ -1,0 +1,42 @@
+//! The shape every Go action shares: a bash script run with the SDK mounted at
+//! [`super::toolchain::SDK_MOUNT`], the SDK's environment, and bash as the only host tool.
+
+use kiln_graph::action::{ActionSpec, Artifact};
+use kiln_graph::label::Label;
+
+use super::toolchain::Sdk;
+
+/// A Go action running `script`.
+pub fn go_action(
+    sdk: &Sdk,
+    owner: &Label,
+    mnemonic: &str,
+    progress: String,
+    script: String,
+    inputs: &[Artifact],
+    outputs: &[(&Artifact, bool)],
+) -> ActionSpec {
+    let mut spec = ActionSpec::new(
+        owner.clone(),
+        mnemonic,
+        vec!["/bin/bash".into(), "-c".into(), script],
+    );
+    spec.progress_message = progress;
+    spec.env = sdk.env().into_iter().collect();
+    spec.host_tools = vec![
+        "/bin/bash".into(),
+        super::compile::STAT.into(),
+        super::compile::CAT.into(),
+    ];
+    spec.tool_mounts = vec![sdk.mount()];
+    let mut seen = std::collections::HashSet::new();
+    for input in inputs {
+        if seen.insert(input.path.clone()) {
+            spec.input(input);
+        }
+    }
+    for (output, executable) in outputs {
+        spec.output(output, *executable);
+    }
+    spec
+}

@@ -1,0 +1,315 @@
+//! One compiled Go package ([`GoArchive`], the provider dependents read) and the analysis that
+//! produces it: file selection, strict dependency checking (every import is the standard library
+//! or a direct `deps` entry), embed configuration, and the compile action (plus the standard
+//! library actions it needs).
+
+use std::collections::{BTreeMap, HashMap, HashSet};
+use std::path::PathBuf;
+use std::sync::Arc;
+
+use kiln_graph::action::Artifact;
+use kiln_graph::analysis::{AnalysisContext, AnalysisError};
+use kiln_graph::label::Label;
+
+use super::action::go_action;
+use super::compile::{self, CompileRequest};
+use super::embed;
+use super::env::GoEnv;
+use super::link::DepModule;
+use super::package::GoFile;
+
+/// What it takes to compile a package again (for test variants).
+#[derive(Clone, Debug)]
+pub struct PackageSource {
+    /// `.go` files to compile.
+    pub go: Vec<GoFile>,
+    /// `.s` files.
+    pub asm: Vec<String>,
+    /// Every source artifact the compile reads (Go, assembly, headers, embedded files).
+    pub inputs: Vec<Artifact>,
+    /// The embedcfg JSON, if the package embeds files.
+    pub embedcfg: Option<String>,
+    /// `-lang`.
+    pub lang: String,
+    /// `gc_goopts`.
+    pub gc_flags: Vec<String>,
+    /// Directory of the sources (exec path).
+    pub src_dir: String,
+}
+
+/// A compiled Go package.
+#[derive(Debug)]
+pub struct GoArchive {
+    /// The target that compiled it.
+    pub label: Label,
+    /// The path other packages import it by.
+    pub importpath: String,
+    /// The `-p` path (`main` for commands).
+    pub package_path: String,
+    /// Export data: what dependents' compiles read.
+    pub export: Artifact,
+    /// Link object: what links read.
+    pub link: Artifact,
+    /// Direct (non-standard) dependencies it was compiled against.
+    pub deps: Vec<Arc<GoArchive>>,
+    /// Standard-library packages it imports.
+    pub std_imports: Vec<String>,
+    /// Its sources, to compile it again against other dependencies.
+    pub source: Arc<PackageSource>,
+    /// The module providing it, when it is a dependency module (for `go version -m`).
+    pub module: Option<DepModule>,
+}
+
+/// The provider `go_library` (and the compiled packages of `go_binary`/`go_test`) attach.
+#[derive(Clone, Debug)]
+pub struct GoInfo {
+    /// The compiled package.
+    pub archive: Arc<GoArchive>,
+    /// The library's own sources and deps, for `embed` by another target.
+    pub embed: Arc<Embeddable>,
+}
+
+/// What a `go_library` hands to targets that `embed` it.
+#[derive(Clone, Debug, Default)]
+pub struct Embeddable {
+    /// Source artifacts (`srcs`).
+    pub srcs: Vec<Artifact>,
+    /// Embedded-file artifacts (`embedsrcs`).
+    pub embedsrcs: Vec<Artifact>,
+    /// `deps` archives.
+    pub deps: Vec<Arc<GoArchive>>,
+    /// The import path.
+    pub importpath: String,
+}
+
+/// Maps a source artifact to the host file analysis reads.
+pub fn host_path(ctx: &AnalysisContext<'_>, artifact: &Artifact) -> PathBuf {
+    if let Some(rest) = artifact.path.strip_prefix("external/") {
+        let (name, rel) = rest.split_once('/').unwrap_or((rest, ""));
+        if let Some(dir) = super::repository::repo_dir(ctx.scoped, name) {
+            return dir.join(rel);
+        }
+    }
+    ctx.workspace.root.join(&artifact.path)
+}
+
+/// A package ready to compile.
+pub struct CompileInput<'a> {
+    /// Import path.
+    pub importpath: String,
+    /// `-p` path.
+    pub package_path: String,
+    /// Sources.
+    pub source: Arc<PackageSource>,
+    /// Direct dependencies available to its imports.
+    pub deps: &'a [Arc<GoArchive>],
+    /// Dependencies that stand in for others (test variants), by import path.
+    pub overrides: &'a HashMap<String, Arc<GoArchive>>,
+    /// Output file stem (`<stem>.x`, `<stem>.a`) below the package's output directory.
+    pub out_stem: String,
+    /// The owning module, for dependency modules.
+    pub module: Option<DepModule>,
+    /// Progress text.
+    pub mnemonic: &'static str,
+}
+
+/// The label Gazelle would give the package with this import path, for strict-deps errors.
+pub fn suggested_label(importpath: &str, main_module: Option<&str>) -> String {
+    if let Some(m) = main_module {
+        if importpath == m {
+            return "//:".to_string() + importpath.rsplit('/').next().unwrap_or(importpath);
+        }
+        if let Some(rel) = importpath.strip_prefix(m).and_then(|r| r.strip_prefix('/')) {
+            return format!("//{rel}");
+        }
+    }
+    // Without module information, guess the module is the first three elements (host/org/repo).
+    let parts: Vec<&str> = importpath.split('/').collect();
+    let split = if parts.first().is_some_and(|h| h.contains('.')) {
+        3.min(parts.len())
+    } else {
+        1
+    };
+    let repo = super::repository::repo_name(&parts[..split].join("/"));
+    let rest = parts[split..].join("/");
+    format!("@{repo}//{rest}")
+}
+
+/// Compiles one package: checks its imports against `deps`, registers the standard-library actions
+/// it needs and its compile action, and returns the archive.
+pub fn compile_package(
+    ctx: &mut AnalysisContext<'_>,
+    env: &GoEnv,
+    input: CompileInput<'_>,
+    main_module: Option<&str>,
+) -> Result<Arc<GoArchive>, AnalysisError> {
+    let mut by_path: BTreeMap<&str, &Arc<GoArchive>> = BTreeMap::new();
+    for dep in input.deps {
+        by_path.insert(dep.importpath.as_str(), dep);
+    }
+    let mut std_imports = Vec::new();
+    let mut used: Vec<Arc<GoArchive>> = Vec::new();
+    let mut seen = HashSet::new();
+    let mut missing = Vec::new();
+    for file in &input.source.go {
+        for import in &file.info.imports {
+            let path = import.path.as_str();
+            if !seen.insert(path.to_string()) {
+                continue;
+            }
+            if path == "unsafe" {
+                continue;
+            }
+            if let Some(over) = input.overrides.get(path) {
+                used.push(Arc::clone(over));
+            } else if let Some(dep) = by_path.get(path) {
+                used.push(Arc::clone(dep));
+            } else if env.std.is_std(path) {
+                std_imports.push(path.to_string());
+            } else {
+                missing.push(format!(
+                    "{}:{}: import `{path}` is not provided by `deps`; add `{}` (the target providing `{path}`)",
+                    file.path,
+                    import.line,
+                    suggested_label(path, main_module)
+                ));
+            }
+        }
+    }
+    if !missing.is_empty() {
+        return Err(ctx.error(format!(
+            "Missing strict dependencies of `{}`:\n  {}",
+            ctx.target.label,
+            missing.join("\n  ")
+        )));
+    }
+    let std_actions = env
+        .std
+        .actions(&std_imports, &ctx.target.label)
+        .map_err(|e| ctx.error(e))?;
+    for action in std_actions {
+        ctx.register(action);
+    }
+    let mut imports = Vec::new();
+    let mut inputs: Vec<Artifact> = input.source.inputs.clone();
+    for path in &std_imports {
+        let pkg = env.std.package(path).map_err(|e| ctx.error(e))?;
+        imports.push((path.clone(), pkg.export.path.clone()));
+        inputs.push(pkg.export.clone());
+    }
+    for dep in &used {
+        imports.push((dep.package_path.clone(), dep.export.path.clone()));
+        inputs.push(dep.export.clone());
+    }
+    imports.sort();
+    let export = ctx.declare_output(&format!("{}.x", input.out_stem));
+    let link = ctx.declare_output(&format!("{}.a", input.out_stem));
+    let req = CompileRequest {
+        package_path: input.package_path.clone(),
+        go_files: input.source.go.iter().map(|f| f.path.clone()).collect(),
+        s_files: input.source.asm.clone(),
+        src_dir: input.source.src_dir.clone(),
+        imports,
+        importmaps: Vec::new(),
+        embedcfg: input.source.embedcfg.clone(),
+        lang: input.source.lang.clone(),
+        std: false,
+        gc_flags: input.source.gc_flags.clone(),
+        out_export: export.path.clone(),
+        out_link: link.path.clone(),
+    };
+    let action = go_action(
+        &env.sdk,
+        &ctx.target.label,
+        input.mnemonic,
+        format!(
+            "Compiling Go package {} for {}",
+            input.importpath, ctx.target.label
+        ),
+        compile::script(&req, &env.sdk.sandbox),
+        &inputs,
+        &[(&export, false), (&link, false)],
+    );
+    ctx.register(action);
+    Ok(Arc::new(GoArchive {
+        label: ctx.target.label.clone(),
+        importpath: input.importpath,
+        package_path: input.package_path,
+        export,
+        link,
+        deps: used,
+        std_imports,
+        source: input.source,
+        module: input.module,
+    }))
+}
+
+/// The embedcfg for `go` files' patterns against `embedsrcs` (package-relative paths).
+pub fn embed_config(
+    go: &[GoFile],
+    embedsrcs: &[Artifact],
+    package_dir: &str,
+) -> Result<Option<String>, String> {
+    let patterns: Vec<(String, String)> = go
+        .iter()
+        .flat_map(|f| {
+            f.info
+                .embeds
+                .iter()
+                .map(move |(p, line)| (p.clone(), format!("{}:{line}", f.path)))
+        })
+        .collect();
+    if patterns.is_empty() {
+        return Ok(None);
+    }
+    let prefix = if package_dir.is_empty() {
+        String::new()
+    } else {
+        format!("{package_dir}/")
+    };
+    let files: Vec<(String, String)> = embedsrcs
+        .iter()
+        .map(|a| {
+            let rel = a
+                .path
+                .strip_prefix(&prefix)
+                .or_else(|| {
+                    // Generated files: relative to the package's output directory.
+                    a.short_path().strip_prefix(&prefix)
+                })
+                .unwrap_or(&a.path)
+                .to_string();
+            (rel, a.path.clone())
+        })
+        .collect();
+    embed::embedcfg(&patterns, &files).map(Some)
+}
+
+/// Every package a binary links (dependencies first, each package path once), with `overrides`
+/// standing in for the packages they name.
+pub fn link_closure(
+    roots: &[Arc<GoArchive>],
+    overrides: &HashMap<String, Arc<GoArchive>>,
+) -> Vec<Arc<GoArchive>> {
+    let mut out = Vec::new();
+    let mut seen = HashSet::new();
+    fn visit(
+        a: &Arc<GoArchive>,
+        overrides: &HashMap<String, Arc<GoArchive>>,
+        seen: &mut HashSet<String>,
+        out: &mut Vec<Arc<GoArchive>>,
+    ) {
+        let a = overrides.get(&a.importpath).unwrap_or(a);
+        if !seen.insert(a.package_path.clone()) {
+            return;
+        }
+        for d in &a.deps {
+            visit(d, overrides, seen, out);
+        }
+        out.push(Arc::clone(a));
+    }
+    for r in roots {
+        visit(r, overrides, &mut seen, &mut out);
+    }
+    out
+}

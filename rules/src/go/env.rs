@@ -1,0 +1,268 @@
+//! What every Go target of a build shares, computed once per build ([`GoEnv`]): the SDK (pinned in
+//! kiln.toml or the local one, found with `GOTOOLCHAIN=local go env GOROOT`), its standard
+//! library, the build context, and the go.mod of each module directory.
+
+use std::collections::HashMap;
+use std::path::{Path, PathBuf};
+use std::sync::{Arc, Mutex};
+
+use kiln_graph::analysis::{AnalysisContext, AnalysisError, HostAccess, WorkspaceInfo};
+
+use super::constraints::BuildContext;
+use super::gomod::{self, GoMod};
+use super::stdlib::StdLib;
+use super::toolchain::{self, Sdk};
+
+/// The per-build Go environment.
+pub struct GoEnv {
+    /// The SDK.
+    pub sdk: Arc<Sdk>,
+    /// Its standard library.
+    pub std: StdLib,
+    /// GOOS/GOARCH/tags files are matched against.
+    pub build: BuildContext,
+    mods: Mutex<HashMap<PathBuf, FoundModule>>,
+}
+
+/// The go.mod governing a directory, with its module root (`None` outside any module).
+pub type FoundModule = Option<(PathBuf, Arc<GoMod>)>;
+
+/// Errors resolving the environment, by kind.
+pub enum EnvError {
+    /// No usable toolchain (exit 36).
+    Toolchain(String),
+    /// Bad configuration (exit 1).
+    Config(String),
+}
+
+impl GoEnv {
+    /// The build's Go environment (resolved on first use).
+    pub fn get(ctx: &AnalysisContext<'_>) -> Result<Arc<GoEnv>, AnalysisError> {
+        ctx.build_scoped(|| GoEnv::resolve(ctx.workspace, ctx.host))
+            .map_err(|e| match e {
+                EnvError::Toolchain(m) => ctx.toolchain_error(m),
+                EnvError::Config(m) => ctx.error(m),
+            })
+    }
+
+    /// Resolves the SDK and build context.
+    pub fn resolve(ws: &WorkspaceInfo, host: &dyn HostAccess) -> Result<GoEnv, EnvError> {
+        let go = ws.config.get("go").and_then(|g| g.as_table());
+        let pinned = go
+            .and_then(|g| g.get("version"))
+            .and_then(|v| v.as_str())
+            .map(str::to_string);
+        let tags: Vec<String> = go
+            .and_then(|g| g.get("tags"))
+            .and_then(|t| t.as_array())
+            .map(|a| {
+                a.iter()
+                    .filter_map(|v| v.as_str().map(String::from))
+                    .collect()
+            })
+            .unwrap_or_default();
+        let (goos, goarch) = host_platform();
+        let root = match pinned {
+            Some(version) => super::sdk_download::ensure(&version, ws, host, &goos, &goarch)
+                .map_err(EnvError::Toolchain)?,
+            None => local_goroot(host)?,
+        };
+        let witnesses = toolchain::witness_files(&root, &goos, &goarch);
+        let mut stamp = format!("go-sdk-digest:{}", root.display());
+        for w in &witnesses {
+            host.observe(w);
+            let meta = std::fs::metadata(w).map_err(|e| {
+                EnvError::Toolchain(toolchain::missing_message(&format!(
+                    "the Go SDK at `{}` is incomplete ({}: {e})",
+                    root.display(),
+                    w.display()
+                )))
+            })?;
+            stamp.push_str(&format!(":{}", stat_key(&meta)));
+        }
+        let digest = match host.memo_get(&stamp) {
+            Some(d) => String::from_utf8_lossy(&d).to_string(),
+            None => {
+                let d = toolchain::content_digest(&root)
+                    .map_err(|e| EnvError::Toolchain(e.to_string()))?;
+                host.memo_put(&stamp, d.as_bytes());
+                d
+            }
+        };
+        let sdk = Arc::new(
+            Sdk::at(&root, &digest, &goos, &goarch)
+                .map_err(|e| EnvError::Toolchain(toolchain::missing_message(&e.to_string())))?,
+        );
+        // The SDK's tool tags (`goexperiment.*` defaults baked into its compiler, `amd64.v1`):
+        // files must be selected exactly as the compiler expects, e.g. `goexperiment.swissmap`.
+        let mut tags = tags;
+        tags.extend(tool_tags(&sdk, host)?);
+        let build = BuildContext {
+            goos,
+            goarch,
+            go_minor: sdk.minor(),
+            cgo: false,
+            tags,
+        };
+        Ok(GoEnv {
+            std: StdLib::new(Arc::clone(&sdk), build.clone()),
+            sdk,
+            build,
+            mods: Mutex::new(HashMap::new()),
+        })
+    }
+
+    /// The go.mod governing host directory `dir` (the nearest one at or above it, not above
+    /// `stop`), with the module root.
+    pub fn module_for(
+        &self,
+        dir: &Path,
+        stop: &Path,
+        host: &dyn HostAccess,
+    ) -> Result<FoundModule, String> {
+        let mut cur = dir.to_path_buf();
+        loop {
+            if let Some(found) = self.lock().get(&cur) {
+                return Ok(found.clone());
+            }
+            let file = cur.join("go.mod");
+            host.observe(&file);
+            if file.is_file() {
+                let text = std::fs::read_to_string(&file)
+                    .map_err(|e| format!("{}: {e}", file.display()))?;
+                let shown = file
+                    .strip_prefix(stop)
+                    .map(|p| p.display().to_string())
+                    .unwrap_or_else(|_| file.display().to_string());
+                let parsed = Arc::new(gomod::parse_go_mod(&shown, &text)?);
+                let found = Some((cur.clone(), parsed));
+                self.lock().insert(cur.clone(), found.clone());
+                return Ok(found);
+            }
+            if cur == stop || !cur.pop() || !cur.starts_with(stop) {
+                return Ok(None);
+            }
+        }
+    }
+
+    fn lock(&self) -> std::sync::MutexGuard<'_, HashMap<PathBuf, FoundModule>> {
+        self.mods.lock().unwrap_or_else(|e| e.into_inner())
+    }
+}
+
+/// `go list -f {{context.ToolTags}} runtime` of the SDK, memoized by its identity.
+fn tool_tags(sdk: &Sdk, host: &dyn HostAccess) -> Result<Vec<String>, EnvError> {
+    let key = format!(
+        "go-tooltags:{}:{}:{}",
+        sdk.identity, sdk.sandbox.goos, sdk.sandbox.goarch
+    );
+    let text = match host.memo_get(&key) {
+        Some(t) => String::from_utf8_lossy(&t).to_string(),
+        None => {
+            let go = sdk.host_root.join("bin/go");
+            let root = sdk.host_root.to_string_lossy().to_string();
+            let out = kiln_exec::host_command::run(
+                &[
+                    go.as_os_str(),
+                    "list".as_ref(),
+                    "-f".as_ref(),
+                    "{{context.ToolTags}}".as_ref(),
+                    "runtime".as_ref(),
+                ],
+                &[
+                    ("GOTOOLCHAIN", "local"),
+                    ("GOENV", "off"),
+                    ("GOFLAGS", ""),
+                    ("GO111MODULE", "off"),
+                    ("CGO_ENABLED", "0"),
+                    ("GOROOT", root.as_str()),
+                    ("GOOS", sdk.sandbox.goos.as_str()),
+                    ("GOARCH", sdk.sandbox.goarch.as_str()),
+                ],
+                Path::new("/"),
+            )
+            .map_err(|e| EnvError::Toolchain(toolchain::missing_message(&e.to_string())))?;
+            if !out.success() {
+                return Err(EnvError::Toolchain(toolchain::missing_message(&format!(
+                    "`{} list` failed: {}",
+                    go.display(),
+                    out.stderr_text()
+                ))));
+            }
+            let text = out.stdout_text();
+            host.memo_put(&key, text.as_bytes());
+            text
+        }
+    };
+    Ok(text
+        .trim()
+        .trim_start_matches('[')
+        .trim_end_matches(']')
+        .split_whitespace()
+        .map(str::to_string)
+        .collect())
+}
+
+/// GOOS/GOARCH of the machine Kiln runs on.
+pub fn host_platform() -> (String, String) {
+    let arch = match std::env::consts::ARCH {
+        "x86_64" => "amd64",
+        "aarch64" => "arm64",
+        "x86" => "386",
+        other => other,
+    };
+    (std::env::consts::OS.to_string(), arch.to_string())
+}
+
+fn stat_key(meta: &std::fs::Metadata) -> String {
+    use std::os::unix::fs::MetadataExt;
+    format!(
+        "{}-{}-{}-{}",
+        meta.ino(),
+        meta.size(),
+        meta.mtime(),
+        meta.mtime_nsec()
+    )
+}
+
+/// Finds `go` on the PATH Kiln was started with and asks it for its GOROOT, with
+/// `GOTOOLCHAIN=local` so that it never switches to another toolchain.
+fn local_goroot(host: &dyn HostAccess) -> Result<PathBuf, EnvError> {
+    let path = std::env::var_os("PATH").unwrap_or_default();
+    let go = std::env::split_paths(&path)
+        .map(|d| d.join("go"))
+        .find(|p| p.is_file())
+        .ok_or_else(|| EnvError::Toolchain(toolchain::missing_message("no `go` on PATH")))?;
+    host.observe(&go);
+    let meta = std::fs::metadata(&go).map_err(|e| EnvError::Toolchain(e.to_string()))?;
+    let key = format!("go-goroot:{}:{}", go.display(), stat_key(&meta));
+    if let Some(root) = host.memo_get(&key) {
+        let root = PathBuf::from(String::from_utf8_lossy(&root).to_string());
+        if root.join("VERSION").is_file() {
+            return Ok(root);
+        }
+    }
+    let out = kiln_exec::host_command::run(
+        &[go.as_os_str(), "env".as_ref(), "GOROOT".as_ref()],
+        &[("GOTOOLCHAIN", "local"), ("GOENV", "off"), ("GOFLAGS", "")],
+        Path::new("/"),
+    )
+    .map_err(|e| EnvError::Toolchain(toolchain::missing_message(&e.to_string())))?;
+    if !out.success() {
+        return Err(EnvError::Toolchain(toolchain::missing_message(&format!(
+            "`{} env GOROOT` failed: {}",
+            go.display(),
+            out.stderr_text()
+        ))));
+    }
+    let root = PathBuf::from(out.stdout_text());
+    if !root.join("VERSION").is_file() {
+        return Err(EnvError::Toolchain(toolchain::missing_message(&format!(
+            "`{} env GOROOT` printed `{}`, which holds no Go SDK",
+            go.display(),
+            root.display()
+        ))));
+    }
+    host.memo_put(&key, root.to_string_lossy().as_bytes());
+    Ok(root)
+}

@@ -1,0 +1,277 @@
+//! `go.mod` and `go.sum`: the module path, the `go` line (which sets `-lang` and the default
+//! GODEBUG), requirements, `replace` directives, and the `h1:` hashes modules are verified against.
+
+use std::collections::BTreeMap;
+
+/// A module path and version.
+#[derive(Clone, Debug, PartialEq, Eq, PartialOrd, Ord, Hash)]
+pub struct ModuleVersion {
+    /// Module path, e.g. `github.com/google/go-cmp`.
+    pub path: String,
+    /// Version, e.g. `v0.6.0`.
+    pub version: String,
+}
+
+/// Where a `replace` directive points.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub enum Replacement {
+    /// Another module version.
+    Module(ModuleVersion),
+    /// A directory relative to the main module's root (or absolute).
+    Dir(String),
+}
+
+/// A parsed `go.mod`.
+#[derive(Clone, Debug, Default, PartialEq, Eq)]
+pub struct GoMod {
+    /// The `module` path.
+    pub module: String,
+    /// The `go` line (e.g. `1.22` or `1.22.3`), if any.
+    pub go: Option<String>,
+    /// `require`d modules.
+    pub require: Vec<ModuleVersion>,
+    /// `replace` directives: (path, version if the directive names one) → replacement.
+    pub replace: Vec<(String, Option<String>, Replacement)>,
+    /// `godebug` settings.
+    pub godebug: Vec<(String, String)>,
+}
+
+impl GoMod {
+    /// The language version for `-lang`: `go1.N` from the `go` line, `go1.16` when absent (as
+    /// cmd/go does).
+    pub fn lang(&self) -> String {
+        let go = self.go.as_deref().unwrap_or("1.16");
+        let mut parts = go.split('.');
+        let major = parts.next().unwrap_or("1");
+        let minor: String = parts
+            .next()
+            .unwrap_or("16")
+            .chars()
+            .take_while(|c| c.is_ascii_digit())
+            .collect();
+        format!("go{major}.{minor}")
+    }
+
+    /// The minor version of the `go` line (16 when absent).
+    pub fn go_minor(&self) -> u32 {
+        self.lang()
+            .rsplit('.')
+            .next()
+            .and_then(|m| m.parse().ok())
+            .unwrap_or(16)
+    }
+
+    /// The replacement for a module version, if any (a version-specific directive wins).
+    pub fn replacement(&self, path: &str, version: &str) -> Option<&Replacement> {
+        self.replace
+            .iter()
+            .find(|(p, v, _)| p == path && v.as_deref() == Some(version))
+            .or_else(|| {
+                self.replace
+                    .iter()
+                    .find(|(p, v, _)| p == path && v.is_none())
+            })
+            .map(|(_, _, r)| r)
+    }
+}
+
+/// Splits a go.mod line into fields, honouring quoted strings and dropping `//` comments.
+fn fields(line: &str) -> Result<Vec<String>, String> {
+    let mut out = Vec::new();
+    let mut rest = line.trim();
+    while !rest.is_empty() {
+        if rest.starts_with("//") {
+            break;
+        }
+        if let Some(r) = rest.strip_prefix('"') {
+            let end = r.find('"').ok_or("unterminated quoted string")?;
+            out.push(r[..end].to_string());
+            rest = r[end + 1..].trim_start();
+        } else if let Some(r) = rest.strip_prefix('`') {
+            let end = r.find('`').ok_or("unterminated quoted string")?;
+            out.push(r[..end].to_string());
+            rest = r[end + 1..].trim_start();
+        } else {
+            let end = rest
+                .find(|c: char| c.is_whitespace() || c == '(' || c == ')')
+                .map(|e| e.max(1))
+                .unwrap_or(rest.len());
+            out.push(rest[..end].to_string());
+            rest = rest[end..].trim_start();
+        }
+    }
+    Ok(out)
+}
+
+/// Parses go.mod text. `file` names it in errors (`go.mod:3: ...`).
+pub fn parse_go_mod(file: &str, text: &str) -> Result<GoMod, String> {
+    let mut m = GoMod::default();
+    let mut block: Option<String> = None;
+    for (n, raw) in text.lines().enumerate() {
+        let at = |msg: String| format!("{file}:{}: {msg}", n + 1);
+        let f = fields(raw).map_err(|e| at(e.to_string()))?;
+        if f.is_empty() {
+            continue;
+        }
+        let (verb, args): (String, &[String]) = match &block {
+            Some(_) if f[0] == ")" => {
+                block = None;
+                continue;
+            }
+            Some(b) => (b.clone(), &f[..]),
+            None if f.len() == 2 && f[1] == "(" => {
+                block = Some(f[0].clone());
+                continue;
+            }
+            None => (f[0].clone(), &f[1..]),
+        };
+        match verb.as_str() {
+            "module" => {
+                m.module = args
+                    .first()
+                    .cloned()
+                    .ok_or_else(|| at("`module` needs a path".into()))?
+            }
+            "go" => {
+                m.go = Some(
+                    args.first()
+                        .cloned()
+                        .ok_or_else(|| at("`go` needs a version".into()))?,
+                )
+            }
+            "require" => match args {
+                [path, version, ..] => m.require.push(ModuleVersion {
+                    path: path.clone(),
+                    version: version.clone(),
+                }),
+                _ => return Err(at("`require` needs a module path and a version".into())),
+            },
+            "replace" => {
+                let arrow = args
+                    .iter()
+                    .position(|a| a == "=>")
+                    .ok_or_else(|| at("`replace` needs `=>`".into()))?;
+                let (from, to) = (&args[..arrow], &args[arrow + 1..]);
+                let (path, version) = match from {
+                    [p] => (p.clone(), None),
+                    [p, v] => (p.clone(), Some(v.clone())),
+                    _ => return Err(at("malformed `replace` directive".into())),
+                };
+                let target = match to {
+                    [dir]
+                        if dir.starts_with("./")
+                            || dir.starts_with("../")
+                            || dir.starts_with('/') =>
+                    {
+                        Replacement::Dir(dir.clone())
+                    }
+                    [p, v] => Replacement::Module(ModuleVersion {
+                        path: p.clone(),
+                        version: v.clone(),
+                    }),
+                    _ => {
+                        return Err(at(
+                            "`replace` target must be a directory (./dir) or a module version"
+                                .into(),
+                        ))
+                    }
+                };
+                m.replace.push((path, version, target));
+            }
+            "godebug" => {
+                for a in args {
+                    let (k, v) = a
+                        .split_once('=')
+                        .ok_or_else(|| at(format!("`godebug` setting `{a}` needs `key=value`")))?;
+                    m.godebug.push((k.to_string(), v.to_string()));
+                }
+            }
+            "toolchain" | "exclude" | "retract" | "tool" | "ignore" => {}
+            other => return Err(at(format!("unknown directive `{other}`"))),
+        }
+    }
+    if m.module.is_empty() {
+        return Err(format!("{file}: no `module` line"));
+    }
+    Ok(m)
+}
+
+/// go.sum: (module path, version) → `h1:` hash of the module's files, and of its go.mod
+/// (version key `v1.2.3/go.mod`).
+pub fn parse_go_sum(file: &str, text: &str) -> Result<BTreeMap<(String, String), String>, String> {
+    let mut out = BTreeMap::new();
+    for (n, line) in text.lines().enumerate() {
+        let f: Vec<&str> = line.split_whitespace().collect();
+        match f.as_slice() {
+            [] => {}
+            [path, version, hash] if hash.starts_with("h1:") => {
+                let key = (path.to_string(), version.to_string());
+                if let Some(old) = out.insert(key, hash.to_string()) {
+                    if old != *hash {
+                        return Err(format!(
+                            "{file}:{}: conflicting hashes for `{path} {version}`",
+                            n + 1
+                        ));
+                    }
+                }
+            }
+            _ => {
+                return Err(format!(
+                    "{file}:{}: expected `<module> <version> h1:<hash>`",
+                    n + 1
+                ))
+            }
+        }
+    }
+    Ok(out)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn go_mod_directives() {
+        let m = parse_go_mod(
+            "go.mod",
+            "module example.com/m // main\n\ngo 1.22.3\n\nrequire (\n\tgithub.com/google/go-cmp v0.6.0\n\tgolang.org/x/text v0.14.0 // indirect\n)\nreplace example.com/local => ./local\nreplace golang.org/x/text v0.14.0 => golang.org/x/text v0.15.0\ngodebug panicnil=1\n",
+        )
+        .unwrap();
+        assert_eq!(m.module, "example.com/m");
+        assert_eq!(m.lang(), "go1.22");
+        assert_eq!(m.go_minor(), 22);
+        assert_eq!(m.require.len(), 2);
+        assert_eq!(
+            m.replacement("example.com/local", "v0.0.0"),
+            Some(&Replacement::Dir("./local".into()))
+        );
+        assert!(matches!(
+            m.replacement("golang.org/x/text", "v0.14.0"),
+            Some(Replacement::Module(v)) if v.version == "v0.15.0"
+        ));
+        assert_eq!(m.godebug, vec![("panicnil".into(), "1".into())]);
+        assert_eq!(GoMod::default().lang(), "go1.16");
+        assert_eq!(
+            parse_go_mod("go.mod", "module a\nfrobnicate x\n").unwrap_err(),
+            "go.mod:2: unknown directive `frobnicate`"
+        );
+    }
+
+    #[test]
+    fn go_sum_lines() {
+        let sums = parse_go_sum(
+            "go.sum",
+            "github.com/google/go-cmp v0.6.0 h1:abc=\ngithub.com/google/go-cmp v0.6.0/go.mod h1:def=\n",
+        )
+        .unwrap();
+        assert_eq!(
+            sums[&("github.com/google/go-cmp".into(), "v0.6.0".into())],
+            "h1:abc="
+        );
+        assert!(parse_go_sum("go.sum", "a v1 h1:x\na v1 h1:y\n").is_err());
+        assert_eq!(
+            parse_go_sum("go.sum", "junk\n").unwrap_err(),
+            "go.sum:1: expected `<module> <version> h1:<hash>`"
+        );
+    }
+}

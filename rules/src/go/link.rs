@@ -1,0 +1,171 @@
+//! The link step: an importcfg listing every package of the binary (link objects), the module
+//! information `go version -m` prints (`modinfo`), and the flags `go build` passes
+//! (`-X=runtime.godebugDefault=...`, `-buildmode=exe`), with an empty build ID for
+//! reproducibility.
+
+use super::compile::{sh, write_file};
+use super::literal::quote;
+use super::toolchain::{SandboxSdk, SDK_MOUNT};
+
+/// cmd/go's markers around the module information in a binary.
+const INFO_START: [u8; 16] = [
+    0x30, 0x77, 0xaf, 0x0c, 0x92, 0x74, 0x08, 0x02, 0x41, 0xe1, 0xc1, 0x07, 0xe6, 0xd6, 0x18, 0xe6,
+];
+const INFO_END: [u8; 16] = [
+    0xf9, 0x32, 0x43, 0x31, 0x86, 0x18, 0x20, 0x72, 0x00, 0x82, 0x42, 0x10, 0x41, 0x16, 0xd8, 0xf2,
+];
+
+/// A dependency module recorded in the binary.
+#[derive(Clone, Debug, PartialEq, Eq, PartialOrd, Ord)]
+pub struct DepModule {
+    /// Module path.
+    pub path: String,
+    /// Version.
+    pub version: String,
+    /// `h1:` sum from go.sum (empty for local replacements).
+    pub sum: String,
+}
+
+/// What `go version -m` shows for a binary.
+#[derive(Clone, Debug, Default)]
+pub struct ModInfo {
+    /// Import path of the main package.
+    pub main_package: String,
+    /// The main module's path (empty outside a module).
+    pub main_module: String,
+    /// Dependency modules providing packages of the binary.
+    pub deps: Vec<DepModule>,
+    /// The default GODEBUG string (may be empty).
+    pub godebug: String,
+    /// The `-ldflags` equivalent of `x_defs` (`-X=k=v ...`), recorded as `go build -ldflags` is.
+    pub ldflags: String,
+}
+
+impl ModInfo {
+    /// The text between the markers, as cmd/go writes it for `CGO_ENABLED=0` builds.
+    pub fn text(&self, sdk: &SandboxSdk) -> String {
+        let mut s = format!("path\t{}\n", self.main_package);
+        if !self.main_module.is_empty() {
+            s.push_str(&format!("mod\t{}\t(devel)\t\n", self.main_module));
+        }
+        let mut deps = self.deps.clone();
+        deps.sort();
+        for d in &deps {
+            s.push_str(&format!("dep\t{}\t{}\t{}\n", d.path, d.version, d.sum));
+        }
+        s.push_str("build\t-buildmode=exe\nbuild\t-compiler=gc\n");
+        if !self.ldflags.is_empty() {
+            let quote_needed = self.ldflags.contains([' ', '\t', '\r', '\n', '"', '`']);
+            let value = if quote_needed {
+                quote(self.ldflags.as_bytes())
+            } else {
+                self.ldflags.clone()
+            };
+            s.push_str(&format!("build\t-ldflags={value}\n"));
+        }
+        if !self.godebug.is_empty() {
+            s.push_str(&format!("build\tDefaultGODEBUG={}\n", self.godebug));
+        }
+        s.push_str(&format!(
+            "build\tCGO_ENABLED=0\nbuild\tGOARCH={}\nbuild\tGOOS={}\n",
+            sdk.goarch, sdk.goos
+        ));
+        if sdk.goarch == "amd64" {
+            s.push_str("build\tGOAMD64=v1\n");
+        }
+        s
+    }
+
+    /// The importcfg `modinfo` line.
+    pub fn importcfg_line(&self, sdk: &SandboxSdk) -> String {
+        let mut bytes = INFO_START.to_vec();
+        bytes.extend_from_slice(self.text(sdk).as_bytes());
+        bytes.extend_from_slice(&INFO_END);
+        format!("modinfo {}", quote(&bytes))
+    }
+}
+
+/// Everything needed to link one binary.
+#[derive(Clone, Debug, Default)]
+pub struct LinkRequest {
+    /// Link objects of every package of the binary: (package path, `.a` path), main first.
+    pub packages: Vec<(String, String)>,
+    /// The main package's archive.
+    pub main_archive: String,
+    /// Module information (`None` for test binaries).
+    pub modinfo: Option<ModInfo>,
+    /// The default GODEBUG.
+    pub godebug: String,
+    /// `-X` definitions (`x_defs`), as `name=value`.
+    pub x_defs: Vec<String>,
+    /// Extra linker flags.
+    pub flags: Vec<String>,
+    /// The executable to write.
+    pub out: String,
+}
+
+/// The bash script linking the binary.
+pub fn script(req: &LinkRequest, sdk: &SandboxSdk) -> String {
+    let mut s = String::from("set -euo pipefail\nW=\"$TMPDIR\"\n");
+    let mut cfg = vec!["# import config".to_string()];
+    for (path, file) in &req.packages {
+        cfg.push(format!("packagefile {path}={file}"));
+    }
+    if let Some(info) = &req.modinfo {
+        cfg.push(info.importcfg_line(sdk));
+    }
+    s.push_str(&write_file("\"$W/importcfg.link\"", &cfg));
+    // GOROOT is empty, as with `go build -trimpath`: no SDK path is recorded in the binary.
+    s.push_str(&format!(
+        "GOROOT= {SDK_MOUNT}/pkg/tool/{}_{}/link -o {} -importcfg \"$W/importcfg.link\"",
+        sdk.goos,
+        sdk.goarch,
+        sh(&req.out)
+    ));
+    if !req.godebug.is_empty() {
+        s.push_str(&format!(
+            " {}",
+            sh(&format!("-X=runtime.godebugDefault={}", req.godebug))
+        ));
+    }
+    for x in &req.x_defs {
+        s.push_str(&format!(" -X {}", sh(x)));
+    }
+    s.push_str(" -buildmode=exe -buildid=");
+    for f in &req.flags {
+        s.push(' ');
+        s.push_str(&sh(f));
+    }
+    s.push(' ');
+    s.push_str(&sh(&req.main_archive));
+    s.push('\n');
+    s
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn modinfo_as_go_build_writes_it() {
+        let sdk = SandboxSdk {
+            version: "go1.26.8".into(),
+            goos: "linux".into(),
+            goarch: "amd64".into(),
+        };
+        let info = ModInfo {
+            main_package: "example.com/gx".into(),
+            main_module: "example.com/gx".into(),
+            deps: vec![],
+            godebug: "panicnil=1".into(),
+            ldflags: String::new(),
+        };
+        assert_eq!(
+            info.text(&sdk),
+            "path\texample.com/gx\nmod\texample.com/gx\t(devel)\t\nbuild\t-buildmode=exe\nbuild\t-compiler=gc\nbuild\tDefaultGODEBUG=panicnil=1\nbuild\tCGO_ENABLED=0\nbuild\tGOARCH=amd64\nbuild\tGOOS=linux\nbuild\tGOAMD64=v1\n"
+        );
+        assert!(info.importcfg_line(&sdk).starts_with(
+            "modinfo \"0w\\xaf\\x0c\\x92t\\x08\\x02A\\xe1\\xc1\\x07\\xe6\\xd6\\x18\\xe6path"
+        ));
+    }
+}

@@ -1,0 +1,312 @@
+//! The repository rule for Go modules: `@com_github_google_go_cmp` is the module of the main
+//! go.mod whose Gazelle name that is. Its files come from `vendor/` (with `-mod=vendor` or a
+//! `vendor/modules.txt`), a local `replace` directory, or the module proxy (through
+//! [`super::modules_fetch`]); downloaded modules must match go.sum's `h1:` hash, else nothing is
+//! used. The files plus generated BUILD files are stored content-addressed under
+//! `<cache>/go/repos/`, so a returned directory never changes.
+
+use std::collections::BTreeMap;
+use std::path::{Path, PathBuf};
+use std::sync::Arc;
+
+use kiln_graph::repository::{RepoContext, RepositoryError, RepositoryRule};
+
+use super::dirhash;
+use super::env::{EnvError, GoEnv};
+use super::gazelle::{self, ModuleIndex};
+use super::gomod::{self, GoMod, ModuleVersion, Replacement};
+use super::link::DepModule;
+use super::repository::{record_repo_dir, repo_name};
+
+/// Bumped when generated BUILD files change shape (part of each repository directory's key).
+const GENERATOR_VERSION: &str = "kiln-gazelle-1";
+
+/// The main module's go.mod and go.sum, parsed once per build.
+pub struct MainModule {
+    /// go.mod.
+    pub go_mod: GoMod,
+    /// go.sum.
+    pub sums: BTreeMap<(String, String), String>,
+    /// Module files come from `vendor/`.
+    pub vendor: bool,
+    /// The main module's directory (the workspace root unless `[go] go_mod` says otherwise).
+    pub root: PathBuf,
+}
+
+impl MainModule {
+    fn load(ctx: &RepoContext<'_>) -> Result<Option<MainModule>, RepositoryError> {
+        // `[go] go_mod = "path/to/go.mod"` names the main module when it is not at the root.
+        let rel = ctx
+            .workspace
+            .config
+            .get("go")
+            .and_then(|g| g.get("go_mod"))
+            .and_then(|v| v.as_str())
+            .unwrap_or("go.mod");
+        let mod_path = ctx.workspace.root.join(rel);
+        let root = mod_path
+            .parent()
+            .map(Path::to_path_buf)
+            .unwrap_or_else(|| ctx.workspace.root.clone());
+        let sum_path = root.join("go.sum");
+        ctx.host.observe(&mod_path);
+        ctx.host.observe(&sum_path);
+        ctx.host.observe(&root.join("vendor/modules.txt"));
+        let Ok(text) = std::fs::read_to_string(&mod_path) else {
+            return Ok(None);
+        };
+        let go_mod = gomod::parse_go_mod("go.mod", &text).map_err(RepositoryError::Definition)?;
+        let sums = match std::fs::read_to_string(&sum_path) {
+            Ok(t) => gomod::parse_go_sum("go.sum", &t).map_err(RepositoryError::Definition)?,
+            Err(_) => BTreeMap::new(),
+        };
+        let goflags = std::env::var("GOFLAGS").unwrap_or_default();
+        let vendor = goflags.split_whitespace().any(|f| f == "-mod=vendor")
+            || (root.join("vendor/modules.txt").is_file()
+                && !goflags
+                    .split_whitespace()
+                    .any(|f| f == "-mod=mod" || f == "-mod=readonly"));
+        Ok(Some(MainModule {
+            go_mod,
+            sums,
+            vendor,
+            root,
+        }))
+    }
+}
+
+struct Index<'a> {
+    main: &'a MainModule,
+    env: &'a GoEnv,
+}
+
+impl ModuleIndex for Index<'_> {
+    fn owner(&self, importpath: &str) -> Option<String> {
+        let mut paths: Vec<&str> = self
+            .main
+            .go_mod
+            .require
+            .iter()
+            .map(|r| r.path.as_str())
+            .chain([self.main.go_mod.module.as_str()])
+            .collect();
+        paths.sort_by_key(|p| std::cmp::Reverse(p.len()));
+        paths
+            .into_iter()
+            .find(|m| importpath == *m || importpath.starts_with(&format!("{m}/")))
+            .map(str::to_string)
+    }
+
+    fn is_std(&self, importpath: &str) -> bool {
+        self.env.std.is_std(importpath)
+    }
+}
+
+/// Go modules from the main go.mod.
+pub struct GoModules;
+
+impl RepositoryRule for GoModules {
+    fn resolve(
+        &self,
+        name: &str,
+        ctx: &RepoContext<'_>,
+    ) -> Result<Option<PathBuf>, RepositoryError> {
+        let main = ctx.scoped.get_or_try_init(|| MainModule::load(ctx))?;
+        let Some(main) = main.as_ref() else {
+            return Ok(None);
+        };
+        let Some(req) = main
+            .go_mod
+            .require
+            .iter()
+            .find(|r| repo_name(&r.path) == name)
+            .cloned()
+        else {
+            return Ok(None);
+        };
+        let env: Arc<GoEnv> = ctx
+            .scoped
+            .get_or_try_init(|| GoEnv::resolve(ctx.workspace, ctx.host))
+            .map_err(|e| match e {
+                EnvError::Toolchain(m) | EnvError::Config(m) => RepositoryError::Environment(m),
+            })?;
+        let dir = materialize(name, &req, main, &env, ctx)?;
+        record_repo_dir(ctx.scoped, name, dir.clone());
+        let sum = main
+            .sums
+            .get(&(req.path.clone(), req.version.clone()))
+            .cloned()
+            .unwrap_or_default();
+        super::modules::record_module(
+            ctx.scoped,
+            name,
+            DepModule {
+                path: req.path.clone(),
+                version: req.version.clone(),
+                sum,
+            },
+        );
+        Ok(Some(dir))
+    }
+}
+
+/// Copies `from` to a fresh content-addressed directory (if not there yet) and generates BUILD files.
+fn materialize(
+    name: &str,
+    req: &ModuleVersion,
+    main: &MainModule,
+    env: &GoEnv,
+    ctx: &RepoContext<'_>,
+) -> Result<PathBuf, RepositoryError> {
+    let def = RepositoryError::Definition;
+    // Where the files come from, and the hash that names them.
+    let (source, hash) = if main.vendor {
+        let dir = main.root.join("vendor").join(&req.path);
+        if !dir.is_dir() {
+            return Err(def(format!(
+                "go.mod requires `{}` but `vendor/{}` is missing (run `go mod vendor`)",
+                req.path, req.path
+            )));
+        }
+        // Vendored files may be edited: the next build must notice (no-op check).
+        for entry in walkdir::WalkDir::new(&dir).into_iter().flatten() {
+            ctx.host.observe(entry.path());
+        }
+        let h = dirhash::hash_dir(&dir, &format!("{}@{}", req.path, req.version)).map_err(def)?;
+        (dir, h)
+    } else {
+        match main.go_mod.replacement(&req.path, &req.version) {
+            Some(Replacement::Dir(rel)) => {
+                let dir = main.root.join(rel);
+                if !dir.join("go.mod").is_file() {
+                    return Err(def(format!(
+                        "go.mod replaces `{}` with `{rel}`, which has no go.mod",
+                        req.path
+                    )));
+                }
+                for entry in walkdir::WalkDir::new(&dir).into_iter().flatten() {
+                    ctx.host.observe(entry.path());
+                }
+                let h = dirhash::hash_dir(&dir, &req.path).map_err(def)?;
+                (dir, h)
+            }
+            other => {
+                let target = match other {
+                    Some(Replacement::Module(m)) => m.clone(),
+                    _ => req.clone(),
+                };
+                let want = main
+                    .sums
+                    .get(&(target.path.clone(), target.version.clone()))
+                    .cloned()
+                    .ok_or_else(|| {
+                        def(format!(
+                            "go.sum has no entry for `{} {}`; run `go mod download {}`",
+                            target.path, target.version, target.path
+                        ))
+                    })?;
+                let key = repo_key(name, &want, env);
+                let dir = ctx.workspace.cache_dir.join("go/repos").join(&key);
+                if dir.join(".kiln-complete").is_file() {
+                    return Ok(dir);
+                }
+                let downloaded = super::modules_fetch::go_mod_download(
+                    ctx.workspace,
+                    &target.path,
+                    &target.version,
+                )
+                .map_err(RepositoryError::Environment)?;
+                let got =
+                    dirhash::hash_dir(&downloaded, &format!("{}@{}", target.path, target.version))
+                        .map_err(def)?;
+                if got != want {
+                    return Err(def(format!(
+                        "go.sum:{}: checksum mismatch for `{} {}`: go.sum says `{want}`, the downloaded module hashes to `{got}`; go.sum may have been tampered with, and nothing was used",
+                        sum_line(main, &target).unwrap_or(0),
+                        target.path,
+                        target.version
+                    )));
+                }
+                (downloaded, want)
+            }
+        }
+    };
+    let key = repo_key(name, &hash, env);
+    let dir = ctx.workspace.cache_dir.join("go/repos").join(&key);
+    if dir.join(".kiln-complete").is_file() {
+        return Ok(dir);
+    }
+    let tmp = ctx
+        .workspace
+        .cache_dir
+        .join("go/repos")
+        .join(format!(".tmp-{key}-{}", std::process::id()));
+    let _ = std::fs::remove_dir_all(&tmp);
+    copy_tree(&source, &tmp)
+        .map_err(|e| RepositoryError::Environment(format!("copying module `{}`: {e}", req.path)))?;
+    let index = Index { main, env };
+    gazelle::generate(&tmp, &req.path, &env.build, &index)
+        .map_err(|e| def(format!("module `{}`: {e}", req.path)))?;
+    std::fs::write(
+        tmp.join("WORKSPACE"),
+        format!("workspace(name = \"{name}\")\n"),
+    )
+    .and_then(|_| std::fs::write(tmp.join(".kiln-complete"), b""))
+    .map_err(|e| RepositoryError::Environment(e.to_string()))?;
+    if std::fs::rename(&tmp, &dir).is_err() {
+        let _ = std::fs::remove_dir_all(&tmp);
+        if !dir.join(".kiln-complete").is_file() {
+            return Err(RepositoryError::Environment(format!(
+                "cannot store module `{}` in {}",
+                req.path,
+                dir.display()
+            )));
+        }
+    }
+    Ok(dir)
+}
+
+fn sum_line(main: &MainModule, target: &ModuleVersion) -> Option<usize> {
+    let text = std::fs::read_to_string(main.root.join("go.sum")).ok()?;
+    text.lines()
+        .position(|l| {
+            let f: Vec<&str> = l.split_whitespace().collect();
+            f.len() == 3 && f[0] == target.path && f[1] == target.version
+        })
+        .map(|n| n + 1)
+}
+
+fn repo_key(name: &str, hash: &str, env: &GoEnv) -> String {
+    let mut h = blake3::Hasher::new();
+    for part in [
+        hash,
+        &env.build.goos,
+        &env.build.goarch,
+        &env.sdk.identity,
+        GENERATOR_VERSION,
+    ] {
+        h.update(part.as_bytes());
+        h.update(b"\0");
+    }
+    format!("{name}-{}", &h.finalize().to_hex()[..24])
+}
+
+fn copy_tree(from: &Path, to: &Path) -> std::io::Result<()> {
+    use std::os::unix::fs::PermissionsExt;
+    for entry in walkdir::WalkDir::new(from) {
+        let entry = entry.map_err(std::io::Error::other)?;
+        let rel = entry
+            .path()
+            .strip_prefix(from)
+            .map_err(std::io::Error::other)?;
+        let dest = to.join(rel);
+        if entry.file_type().is_dir() {
+            std::fs::create_dir_all(&dest)?;
+            std::fs::set_permissions(&dest, std::fs::Permissions::from_mode(0o755))?;
+        } else if entry.file_type().is_file() {
+            std::fs::copy(entry.path(), &dest)?;
+            std::fs::set_permissions(&dest, std::fs::Permissions::from_mode(0o644))?;
+        }
+    }
+    Ok(())
+}

@@ -1,0 +1,195 @@
+//! Picks the files of one Go package as `go build` would: build constraints and file-name
+//! suffixes, `_test.go` files split into internal and external (`package x_test`) tests, cgo
+//! files excluded (Kiln builds with `CGO_ENABLED=0`), one package name per directory.
+
+use std::path::Path;
+
+use super::constraints::BuildContext;
+use super::scan::{self, FileInfo};
+
+/// A source file that survived filtering, with what its header said.
+#[derive(Clone, Debug)]
+pub struct GoFile {
+    /// Path as actions see it (exec-root-relative or under the SDK mount).
+    pub path: String,
+    /// The parsed header.
+    pub info: FileInfo,
+}
+
+/// The files of a package, sorted by name within each group.
+#[derive(Clone, Debug, Default)]
+pub struct PackageFiles {
+    /// The package name (from non-test files, else from internal test files).
+    pub name: String,
+    /// Non-test `.go` files.
+    pub go: Vec<GoFile>,
+    /// Internal `_test.go` files.
+    pub test: Vec<GoFile>,
+    /// External `_test.go` files (`package <name>_test`).
+    pub xtest: Vec<GoFile>,
+    /// `.s` files (kept only when they match the build constraints).
+    pub asm: Vec<String>,
+    /// Other files (`.h`, ...) that are inputs but never passed on a command line.
+    pub other: Vec<String>,
+    /// `.go` files left out only because they import "C".
+    pub cgo_excluded: Vec<String>,
+}
+
+impl PackageFiles {
+    /// Import paths of the non-test files (sorted, deduplicated, `unsafe` kept).
+    pub fn imports(&self, files: &[GoFile]) -> Vec<String> {
+        let mut out: Vec<String> = files
+            .iter()
+            .flat_map(|f| f.info.imports.iter().map(|i| i.path.clone()))
+            .collect();
+        out.sort();
+        out.dedup();
+        out
+    }
+}
+
+/// Reads and filters `files` (action paths paired with their host paths).
+pub fn select(
+    files: &[(String, std::path::PathBuf)],
+    ctx: &BuildContext,
+) -> Result<PackageFiles, String> {
+    let mut out = PackageFiles::default();
+    let mut names: Vec<(String, String)> = Vec::new();
+    let mut sorted: Vec<&(String, std::path::PathBuf)> = files.iter().collect();
+    sorted.sort_by(|a, b| a.0.cmp(&b.0));
+    for (path, host) in sorted {
+        let base = Path::new(path)
+            .file_name()
+            .map(|n| n.to_string_lossy().to_string())
+            .unwrap_or_default();
+        if base.starts_with('.') || base.starts_with('_') {
+            continue;
+        }
+        let ext = base.rsplit_once('.').map(|(_, e)| e).unwrap_or("");
+        if !ctx.matches_file_name(&base) {
+            continue;
+        }
+        match ext {
+            "go" => {}
+            "s" | "S" => {
+                let text = std::fs::read_to_string(host).map_err(|e| format!("{path}: {e}"))?;
+                if asm_constraints_hold(&text, ctx).map_err(|e| format!("{path}:{e}"))? {
+                    out.asm.push(path.clone());
+                }
+                continue;
+            }
+            _ => {
+                out.other.push(path.clone());
+                continue;
+            }
+        }
+        let text = std::fs::read_to_string(host).map_err(|e| format!("{path}: {e}"))?;
+        let info =
+            scan::scan(&text).map_err(|e| format!("{path}:{}", e.trim_start_matches("line ")))?;
+        if !info.constraints_hold(ctx) {
+            continue;
+        }
+        if info.cgo && !ctx.cgo {
+            out.cgo_excluded.push(path.clone());
+            continue;
+        }
+        let is_test = base.ends_with("_test.go");
+        let file = GoFile {
+            path: path.clone(),
+            info,
+        };
+        if is_test && file.info.package.ends_with("_test") {
+            out.xtest.push(file);
+        } else {
+            if file.info.package != "documentation" {
+                names.push((file.info.package.clone(), path.clone()));
+            }
+            if is_test {
+                out.test.push(file);
+            } else {
+                out.go.push(file);
+            }
+        }
+    }
+    if let Some((first, first_path)) = names.first() {
+        if let Some((other, other_path)) = names.iter().find(|(n, _)| n != first) {
+            return Err(format!(
+                "Found packages `{first}` ({first_path}) and `{other}` ({other_path}) in one package; a Go package has one name"
+            ));
+        }
+        out.name = first.clone();
+    } else if let Some(x) = out.xtest.first() {
+        out.name = x.info.package.trim_end_matches("_test").to_string();
+    }
+    Ok(out)
+}
+
+/// Build constraints of an assembly file (`//go:build` lines before the first non-comment line).
+fn asm_constraints_hold(text: &str, ctx: &BuildContext) -> Result<bool, String> {
+    for (n, line) in text.lines().enumerate() {
+        let t = line.trim();
+        if t.is_empty() {
+            continue;
+        }
+        if let Some(expr) = t.strip_prefix("//go:build") {
+            return super::constraints::parse(expr)
+                .map(|e| e.eval(ctx))
+                .map_err(|e| format!("{}: invalid `//go:build` line: {e}", n + 1));
+        }
+        if !t.starts_with("//") {
+            break;
+        }
+    }
+    Ok(true)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn constraints_tests_and_cgo() {
+        let dir = tempfile::tempdir().unwrap();
+        let write = |name: &str, text: &str| {
+            std::fs::write(dir.path().join(name), text).unwrap();
+            (format!("p/{name}"), dir.path().join(name))
+        };
+        let files = vec![
+            write("a.go", "package p\nimport \"fmt\"\n"),
+            write("a_windows.go", "package p\n"),
+            write("b.go", "//go:build ignore\n\npackage main\n"),
+            write("c.go", "package p\nimport \"C\"\n"),
+            write("a_test.go", "package p\nimport \"testing\"\n"),
+            write("x_test.go", "package p_test\nimport \"testing\"\n"),
+            write("f_amd64.s", "#include \"textflag.h\"\n"),
+            write("f_arm64.s", ""),
+            write("g.s", "//go:build arm64\n"),
+            write("h.h", ""),
+            write("_skip.go", "garbage"),
+        ];
+        let ctx = BuildContext {
+            goos: "linux".into(),
+            goarch: "amd64".into(),
+            go_minor: 26,
+            cgo: false,
+            tags: vec![],
+        };
+        let p = select(&files, &ctx).unwrap();
+        let paths = |v: &[GoFile]| v.iter().map(|f| f.path.clone()).collect::<Vec<_>>();
+        assert_eq!(p.name, "p");
+        assert_eq!(paths(&p.go), ["p/a.go"]);
+        assert_eq!(paths(&p.test), ["p/a_test.go"]);
+        assert_eq!(paths(&p.xtest), ["p/x_test.go"]);
+        assert_eq!(p.asm, ["p/f_amd64.s"]);
+        assert_eq!(p.other, ["p/h.h"]);
+        assert_eq!(p.cgo_excluded, ["p/c.go"]);
+        assert_eq!(p.imports(&p.go), ["fmt"]);
+
+        let bad = vec![write("a.go", "package p\n"), write("z.go", "package q\n")];
+        assert!(select(&bad, &ctx)
+            .unwrap_err()
+            .contains("Found packages `p`"));
+        let broken = vec![write("a.go", "package p\nimport (\n")];
+        assert!(select(&broken, &ctx).unwrap_err().starts_with("p/a.go:"));
+    }
+}

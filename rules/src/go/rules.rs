@@ -1,0 +1,395 @@
+//! `go_library`, `go_binary` and `go_test` with rules_go's attribute names.
+
+use std::collections::HashMap;
+use std::path::PathBuf;
+use std::sync::Arc;
+
+use kiln_graph::action::Artifact;
+use kiln_graph::analysis::{
+    label_dir, AnalysisContext, AnalysisError, DefaultInfo, Providers, RuleImpl,
+};
+use kiln_graph::rule_schema::{AttrKind, AttrSchema, RuleSchema};
+
+use super::archive::{
+    compile_package, embed_config, host_path, CompileInput, Embeddable, GoArchive, GoInfo,
+    PackageSource,
+};
+use super::env::GoEnv;
+use super::gomod::GoMod;
+use super::package::{self, PackageFiles};
+use super::testbin;
+
+const ATTRS: &[AttrSchema] = &[
+    AttrSchema::optional("srcs", AttrKind::LabelList),
+    AttrSchema::optional("deps", AttrKind::LabelList),
+    AttrSchema::optional("embed", AttrKind::LabelList),
+    AttrSchema::optional("embedsrcs", AttrKind::LabelList),
+    AttrSchema::optional("data", AttrKind::LabelList),
+    AttrSchema::optional("importpath", AttrKind::String),
+    AttrSchema::optional("importmap", AttrKind::String),
+    AttrSchema::optional("importpath_aliases", AttrKind::StringList),
+    AttrSchema::optional("x_defs", AttrKind::StringDict),
+    AttrSchema::optional("gc_goopts", AttrKind::StringList),
+    AttrSchema::optional("gc_linkopts", AttrKind::StringList),
+    AttrSchema::optional("goos", AttrKind::String),
+    AttrSchema::optional("goarch", AttrKind::String),
+    AttrSchema::optional("pure", AttrKind::String),
+    AttrSchema::optional("static", AttrKind::String),
+    AttrSchema::optional("race", AttrKind::String),
+    AttrSchema::optional("msan", AttrKind::String),
+    AttrSchema::optional("gotags", AttrKind::StringList),
+    AttrSchema::optional("linkmode", AttrKind::String),
+    AttrSchema::optional("cgo", AttrKind::Bool),
+    AttrSchema::optional("cdeps", AttrKind::LabelList),
+    AttrSchema::optional("copts", AttrKind::StringList),
+    AttrSchema::optional("clinkopts", AttrKind::StringList),
+    AttrSchema::optional("out", AttrKind::String),
+    AttrSchema::optional("rundir", AttrKind::String),
+];
+
+/// Which of the three rules.
+#[derive(Clone, Copy, PartialEq, Eq, Debug)]
+pub enum Kind {
+    /// `go_library`
+    Library,
+    /// `go_binary`
+    Binary,
+    /// `go_test`
+    Test,
+}
+
+/// One of the Go rules.
+pub struct GoRule(pub Kind);
+
+impl RuleImpl for GoRule {
+    fn schema(&self) -> RuleSchema {
+        RuleSchema {
+            name: match self.0 {
+                Kind::Library => "go_library",
+                Kind::Binary => "go_binary",
+                Kind::Test => "go_test",
+            },
+            attrs: ATTRS,
+            test: self.0 == Kind::Test,
+            executable: self.0 != Kind::Library,
+        }
+    }
+
+    fn analyze(&self, ctx: &mut AnalysisContext<'_>) -> Result<Providers, AnalysisError> {
+        let env = GoEnv::get(ctx)?;
+        let unit = Unit::gather(ctx, &env)?;
+        match self.0 {
+            Kind::Library => library(ctx, &env, unit),
+            Kind::Binary => binary(ctx, &env, unit),
+            Kind::Test => testbin::test(ctx, &env, unit),
+        }
+    }
+}
+
+/// Everything a Go target's attributes (and `embed`ded libraries) contribute.
+pub struct Unit {
+    /// Sources, with embedded libraries' sources.
+    pub srcs: Vec<Artifact>,
+    /// `embedsrcs` (own and embedded).
+    pub embedsrcs: Vec<Artifact>,
+    /// Dependency archives (own and embedded libraries').
+    pub deps: Vec<Arc<GoArchive>>,
+    /// Selected files.
+    pub files: PackageFiles,
+    /// Import path.
+    pub importpath: String,
+    /// The governing go.mod.
+    pub module: Option<Arc<GoMod>>,
+    /// `-lang`.
+    pub lang: String,
+    /// The package's exec-path directory.
+    pub dir: String,
+}
+
+impl Unit {
+    fn gather(ctx: &AnalysisContext<'_>, env: &GoEnv) -> Result<Unit, AnalysisError> {
+        let mut srcs = ctx.files("srcs")?;
+        let mut embedsrcs = ctx.files("embedsrcs")?;
+        let mut deps = Vec::new();
+        let mut embedded_importpath = None;
+        for label in ctx.target.labels("embed") {
+            let info = ctx
+                .dep(&label)?
+                .get::<GoInfo>()
+                .ok_or_else(|| ctx.error(format!("`{label}` in `embed` is not a `go_library`")))?;
+            srcs.extend(info.embed.srcs.iter().cloned());
+            embedsrcs.extend(info.embed.embedsrcs.iter().cloned());
+            deps.extend(info.embed.deps.iter().cloned());
+            embedded_importpath.get_or_insert(info.embed.importpath.clone());
+        }
+        for label in ctx.target.labels("deps") {
+            let info = ctx
+                .dep(&label)?
+                .get::<GoInfo>()
+                .ok_or_else(|| ctx.error(format!("`{label}` in `deps` is not a Go library")))?;
+            deps.push(Arc::clone(&info.archive));
+        }
+        let host: Vec<(String, PathBuf)> = srcs
+            .iter()
+            .map(|a| (a.path.clone(), host_path(ctx, a)))
+            .collect();
+        for (_, h) in &host {
+            ctx.host.observe(h);
+        }
+        let files = package::select(&host, &env.build).map_err(|e| ctx.error(e))?;
+        let dir = label_dir(&ctx.target.label);
+        let (host_dir, stop) = if ctx.target.label.repo.is_empty() {
+            (
+                ctx.workspace.root.join(&ctx.target.label.package),
+                ctx.workspace.root.clone(),
+            )
+        } else {
+            let repo = super::repository::repo_dir(ctx.scoped, &ctx.target.label.repo)
+                .unwrap_or_else(|| ctx.workspace.root.join(&dir));
+            (repo.join(&ctx.target.label.package), repo)
+        };
+        let found = env
+            .module_for(&host_dir, &stop, ctx.host)
+            .map_err(|e| ctx.error(e))?;
+        let importpath = match ctx.target.string("importpath").filter(|s| !s.is_empty()) {
+            Some(p) => p.to_string(),
+            None => match (embedded_importpath, &found) {
+                (Some(p), _) if !p.is_empty() => p,
+                (_, Some((root, m))) => {
+                    let rel = host_dir
+                        .strip_prefix(root)
+                        .map(|r| r.to_string_lossy().to_string())
+                        .unwrap_or_default();
+                    if rel.is_empty() {
+                        m.module.clone()
+                    } else {
+                        format!("{}/{rel}", m.module)
+                    }
+                }
+                _ => String::new(),
+            },
+        };
+        let lang = found.as_ref().map(|(_, m)| m.lang()).unwrap_or_else(|| {
+            if ctx.target.label.repo.is_empty() {
+                format!("go1.{}", env.sdk.minor())
+            } else {
+                // A dependency module without go.mod: cmd/go's default language version.
+                GoMod::default().lang()
+            }
+        });
+        Ok(Unit {
+            srcs,
+            embedsrcs,
+            deps,
+            files,
+            importpath,
+            module: found.map(|(_, m)| m),
+            lang,
+            dir,
+        })
+    }
+
+    /// The main module path, for error messages.
+    pub fn main_module(&self) -> Option<&str> {
+        self.module.as_ref().map(|m| m.module.as_str())
+    }
+
+    /// The compile sources from `go` files of this unit.
+    pub fn source(
+        &self,
+        ctx: &AnalysisContext<'_>,
+        go: Vec<package::GoFile>,
+    ) -> Result<Arc<PackageSource>, AnalysisError> {
+        let embedcfg = embed_config(&go, &self.embedsrcs, &self.dir).map_err(|e| ctx.error(e))?;
+        let mut inputs: Vec<Artifact> = go
+            .iter()
+            .map(|f| Artifact::source(f.path.clone()))
+            .collect();
+        // Generated sources keep their derived artifact.
+        for a in &self.srcs {
+            if let Some(slot) = inputs.iter_mut().find(|i| i.path == a.path) {
+                *slot = a.clone();
+            }
+        }
+        for a in &self.srcs {
+            if self.files.asm.contains(&a.path) || self.files.other.contains(&a.path) {
+                inputs.push(a.clone());
+            }
+        }
+        if embedcfg.is_some() {
+            inputs.extend(self.embedsrcs.iter().cloned());
+        }
+        Ok(Arc::new(PackageSource {
+            go,
+            asm: self.files.asm.clone(),
+            inputs,
+            embedcfg,
+            lang: self.lang.clone(),
+            gc_flags: ctx.target.strings("gc_goopts"),
+            src_dir: self.dir.clone(),
+        }))
+    }
+
+    /// An error for a package left without Go files.
+    pub fn no_files_error(&self, ctx: &AnalysisContext<'_>) -> AnalysisError {
+        if self.files.cgo_excluded.is_empty() {
+            ctx.error(format!(
+                "`{}` has no Go files that build for {}/{}",
+                ctx.target.label,
+                std::env::consts::OS,
+                std::env::consts::ARCH
+            ))
+        } else {
+            ctx.error(format!(
+                "`{}` cannot build without cgo: {} import \"C\", and Kiln builds with CGO_ENABLED=0 (as `CGO_ENABLED=0 go build` would)",
+                ctx.target.label,
+                self.files.cgo_excluded.join(", ")
+            ))
+        }
+    }
+}
+
+/// Runfiles from `data` and from dependencies' runfiles.
+pub fn data_runfiles(ctx: &AnalysisContext<'_>) -> Result<Vec<(String, Artifact)>, AnalysisError> {
+    let mut out = Vec::new();
+    for label in ctx.target.labels("data") {
+        let dep = ctx.dep(&label)?;
+        out.extend(
+            dep.default
+                .files
+                .iter()
+                .map(|a| (a.short_path().to_string(), a.clone())),
+        );
+        if let Some(exe) = &dep.default.executable {
+            out.push((exe.short_path().to_string(), exe.clone()));
+        }
+        out.extend(dep.default.runfiles.iter().cloned());
+    }
+    for label in ctx.target.labels("deps") {
+        out.extend(ctx.dep(&label)?.default.runfiles.iter().cloned());
+    }
+    out.sort();
+    out.dedup_by(|a, b| a.0 == b.0);
+    Ok(out)
+}
+
+fn library(
+    ctx: &mut AnalysisContext<'_>,
+    env: &GoEnv,
+    unit: Unit,
+) -> Result<Providers, AnalysisError> {
+    if unit.files.go.is_empty() {
+        return Err(unit.no_files_error(ctx));
+    }
+    if unit.importpath.is_empty() {
+        return Err(
+            ctx.error("`go_library` needs `importpath` (or a go.mod above it to infer it from)")
+        );
+    }
+    let source = unit.source(ctx, unit.files.go.clone())?;
+    let module = super::modules::dep_module(ctx.scoped, &ctx.target.label.repo);
+    let archive = compile_package(
+        ctx,
+        env,
+        CompileInput {
+            importpath: unit.importpath.clone(),
+            package_path: unit.importpath.clone(),
+            source,
+            deps: &unit.deps,
+            overrides: &HashMap::new(),
+            out_stem: ctx.target.label.name.clone(),
+            module,
+            mnemonic: "GoCompile",
+        },
+        unit.main_module(),
+    )?;
+    let runfiles = data_runfiles(ctx)?;
+    let mut providers = Providers::new(DefaultInfo {
+        files: vec![archive.link.clone()],
+        executable: None,
+        runfiles,
+    });
+    providers.insert(GoInfo {
+        archive,
+        embed: Arc::new(Embeddable {
+            srcs: unit.srcs.clone(),
+            embedsrcs: unit.embedsrcs.clone(),
+            deps: unit.deps.clone(),
+            importpath: unit.importpath.clone(),
+        }),
+    });
+    Ok(providers)
+}
+
+fn binary(
+    ctx: &mut AnalysisContext<'_>,
+    env: &GoEnv,
+    unit: Unit,
+) -> Result<Providers, AnalysisError> {
+    if unit.files.go.is_empty() {
+        return Err(unit.no_files_error(ctx));
+    }
+    if unit.files.name != "main" {
+        return Err(ctx.error(format!(
+            "`go_binary` `{}` compiles package `{}`; a binary needs `package main`",
+            ctx.target.label, unit.files.name
+        )));
+    }
+    let source = unit.source(ctx, unit.files.go.clone())?;
+    let name = ctx.target.label.name.clone();
+    let main = compile_package(
+        ctx,
+        env,
+        CompileInput {
+            importpath: unit.importpath.clone(),
+            package_path: "main".into(),
+            source,
+            deps: &unit.deps,
+            overrides: &HashMap::new(),
+            out_stem: format!("{name}.main"),
+            module: None,
+            mnemonic: "GoCompile",
+        },
+        unit.main_module(),
+    )?;
+    let out_name = ctx
+        .target
+        .string("out")
+        .filter(|s| !s.is_empty())
+        .map(str::to_string)
+        .unwrap_or(name);
+    let exe = ctx.declare_output(&out_name);
+    let x_defs: Vec<String> = ctx
+        .target
+        .string_dict("x_defs")
+        .into_iter()
+        .map(|(k, v)| {
+            let k = if k.contains('.') {
+                k
+            } else {
+                format!("main.{k}")
+            };
+            format!("{k}={v}")
+        })
+        .collect();
+    testbin::link(
+        ctx,
+        env,
+        testbin::LinkSpec {
+            main: &main,
+            overrides: &HashMap::new(),
+            module: unit.module.as_deref(),
+            importpath: &unit.importpath,
+            x_defs,
+            flags: ctx.target.strings("gc_linkopts"),
+            test: false,
+            out: &exe,
+        },
+    )?;
+    let runfiles = data_runfiles(ctx)?;
+    Ok(Providers::new(DefaultInfo {
+        files: vec![exe.clone()],
+        executable: Some(exe),
+        runfiles,
+    }))
+}

@@ -1,0 +1,252 @@
+//! The standard library, compiled per package on demand: only the packages a build imports (and
+//! what they import) get a compile action, keyed by the SDK identity, GOOS/GOARCH and flags, so
+//! every workspace on the machine shares them through the cache. Sources are read in place from
+//! the mounted SDK; outputs live under `kiln-out/go/std/<goos>_<goarch>/`.
+
+use std::collections::{HashMap, HashSet};
+use std::path::PathBuf;
+use std::sync::{Arc, Mutex};
+
+use kiln_graph::action::{ActionSpec, Artifact};
+use kiln_graph::label::Label;
+
+use super::action::go_action;
+use super::compile::{self, CompileRequest};
+use super::constraints::BuildContext;
+use super::package;
+use super::toolchain::{Sdk, SDK_MOUNT};
+
+/// One standard-library package.
+#[derive(Clone, Debug)]
+pub struct StdPackage {
+    /// Package path (`fmt`, `vendor/golang.org/x/net/idna`).
+    pub path: String,
+    /// Imports: (as written, resolved package path); `unsafe` left out.
+    pub imports: Vec<(String, String)>,
+    /// `.go` files under the SDK mount.
+    pub go_files: Vec<String>,
+    /// `.s` files under the SDK mount.
+    pub s_files: Vec<String>,
+    /// Export data.
+    pub export: Artifact,
+    /// Link object.
+    pub link: Artifact,
+}
+
+#[derive(Default)]
+struct State {
+    packages: HashMap<String, Arc<StdPackage>>,
+    registered: HashSet<String>,
+}
+
+/// The standard library of one SDK and configuration, shared by every target of a build.
+pub struct StdLib {
+    sdk: Arc<Sdk>,
+    ctx: BuildContext,
+    state: Mutex<State>,
+}
+
+impl StdLib {
+    /// The standard library of `sdk` for `ctx`.
+    pub fn new(sdk: Arc<Sdk>, ctx: BuildContext) -> Self {
+        StdLib {
+            sdk,
+            ctx,
+            state: Mutex::new(State::default()),
+        }
+    }
+
+    fn src_dir(&self, path: &str) -> PathBuf {
+        self.sdk.host_root.join("src").join(path)
+    }
+
+    /// Whether an import path (from a non-standard package) names a standard-library package.
+    pub fn is_std(&self, importpath: &str) -> bool {
+        let first = importpath.split('/').next().unwrap_or("");
+        !first.contains('.') && (importpath == "unsafe" || self.src_dir(importpath).is_dir())
+    }
+
+    fn resolve_import(&self, written: &str) -> String {
+        let first = written.split('/').next().unwrap_or("");
+        if first.contains('.') {
+            let vendored = format!("vendor/{written}");
+            if self.src_dir(&vendored).is_dir() {
+                return vendored;
+            }
+        }
+        written.to_string()
+    }
+
+    /// Reads one package from the SDK (memoized).
+    pub fn package(&self, path: &str) -> Result<Arc<StdPackage>, String> {
+        if let Some(p) = self.lock().packages.get(path) {
+            return Ok(Arc::clone(p));
+        }
+        let dir = self.src_dir(path);
+        let entries = std::fs::read_dir(&dir).map_err(|e| {
+            format!("Standard-library package `{path}` not found in the Go SDK ({e})")
+        })?;
+        let mut files = Vec::new();
+        for entry in entries.flatten() {
+            let name = entry.file_name().to_string_lossy().to_string();
+            if entry.file_type().map(|t| t.is_file()).unwrap_or(false)
+                && !name.ends_with("_test.go")
+            {
+                files.push((format!("{SDK_MOUNT}/src/{path}/{name}"), entry.path()));
+            }
+        }
+        let selected = package::select(&files, &self.ctx)?;
+        if selected.go.is_empty() {
+            return Err(if selected.cgo_excluded.is_empty() {
+                format!(
+                    "Standard-library package `{path}` has no Go files for {}/{}",
+                    self.ctx.goos, self.ctx.goarch
+                )
+            } else {
+                format!("Standard-library package `{path}` needs cgo, and Kiln builds with CGO_ENABLED=0")
+            });
+        }
+        let imports = selected
+            .imports(&selected.go)
+            .into_iter()
+            .filter(|i| i != "unsafe")
+            .map(|i| {
+                let resolved = self.resolve_import(&i);
+                (i, resolved)
+            })
+            .collect();
+        let base = format!(
+            "kiln-out/go/std/{}_{}/{path}",
+            self.ctx.goos, self.ctx.goarch
+        );
+        let pkg = Arc::new(StdPackage {
+            path: path.to_string(),
+            imports,
+            go_files: selected.go.iter().map(|f| f.path.clone()).collect(),
+            s_files: selected.asm.clone(),
+            export: Artifact::derived(format!("{base}.x")),
+            link: Artifact::derived(format!("{base}.a")),
+        });
+        self.lock()
+            .packages
+            .insert(path.to_string(), Arc::clone(&pkg));
+        Ok(pkg)
+    }
+
+    fn lock(&self) -> std::sync::MutexGuard<'_, State> {
+        self.state.lock().unwrap_or_else(|e| e.into_inner())
+    }
+
+    /// `roots` and everything they import, dependencies first.
+    pub fn closure(&self, roots: &[String]) -> Result<Vec<Arc<StdPackage>>, String> {
+        let mut order = Vec::new();
+        let mut seen = HashSet::new();
+        let mut stack: Vec<(String, bool)> = roots
+            .iter()
+            .filter(|r| *r != "unsafe")
+            .map(|r| (r.clone(), false))
+            .collect();
+        while let Some((path, expanded)) = stack.pop() {
+            if expanded {
+                order.push(self.package(&path)?);
+                continue;
+            }
+            if !seen.insert(path.clone()) {
+                continue;
+            }
+            let pkg = self.package(&path)?;
+            stack.push((path, true));
+            for (_, dep) in &pkg.imports {
+                if !seen.contains(dep) {
+                    stack.push((dep.clone(), false));
+                }
+            }
+        }
+        Ok(order)
+    }
+
+    /// Compile actions for `roots` and their closure that no earlier target of this build
+    /// registered.
+    pub fn actions(&self, roots: &[String], owner: &Label) -> Result<Vec<ActionSpec>, String> {
+        let mut out = Vec::new();
+        for pkg in self.closure(roots)? {
+            if !self.lock().registered.insert(pkg.path.clone()) {
+                continue;
+            }
+            let mut inputs = Vec::new();
+            let mut imports = Vec::new();
+            let mut importmaps = Vec::new();
+            for (written, resolved) in &pkg.imports {
+                let dep = self.package(resolved)?;
+                inputs.push(dep.export.clone());
+                if written != resolved {
+                    importmaps.push((written.clone(), resolved.clone()));
+                }
+                imports.push((resolved.clone(), dep.export.path.clone()));
+            }
+            imports.sort();
+            imports.dedup();
+            let req = CompileRequest {
+                package_path: pkg.path.clone(),
+                go_files: pkg.go_files.clone(),
+                s_files: pkg.s_files.clone(),
+                src_dir: format!("{SDK_MOUNT}/src/{}", pkg.path),
+                imports,
+                importmaps,
+                embedcfg: None,
+                lang: format!("go1.{}", self.sdk.minor()),
+                std: true,
+                gc_flags: Vec::new(),
+                out_export: pkg.export.path.clone(),
+                out_link: pkg.link.path.clone(),
+            };
+            out.push(go_action(
+                &self.sdk,
+                owner,
+                "GoStdlib",
+                format!("Compiling standard-library package {}", pkg.path),
+                compile::script(&req, &self.sdk.sandbox),
+                &inputs,
+                &[(&pkg.export, false), (&pkg.link, false)],
+            ));
+        }
+        Ok(out)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn closure_of_fmt_in_the_installed_sdk() {
+        let root = std::path::Path::new("/usr/local/go");
+        if !root.join("VERSION").is_file() {
+            return;
+        }
+        let sdk = Arc::new(Sdk::at(root, "test", "linux", "amd64").unwrap());
+        let ctx = BuildContext {
+            goos: "linux".into(),
+            goarch: "amd64".into(),
+            go_minor: sdk.minor(),
+            cgo: false,
+            tags: vec![],
+        };
+        let std = StdLib::new(Arc::clone(&sdk), ctx);
+        let order = std.closure(&["fmt".into()]).unwrap();
+        let names: Vec<&str> = order.iter().map(|p| p.path.as_str()).collect();
+        let pos = |n: &str| names.iter().position(|x| *x == n).unwrap();
+        assert!(pos("runtime") < pos("fmt"));
+        assert!(pos("internal/abi") < pos("runtime"));
+        assert!(!std.package("runtime").unwrap().s_files.is_empty());
+        assert!(std.is_std("net/http") && !std.is_std("example.com/x"));
+        let net = std.closure(&["net/http".into()]).unwrap();
+        assert!(net
+            .iter()
+            .any(|p| p.path.starts_with("vendor/golang.org/x/")));
+        let owner = Label::parse("//a:b", "").unwrap();
+        let first = std.actions(&["fmt".into()], &owner).unwrap();
+        assert_eq!(first.len(), order.len());
+        assert!(std.actions(&["fmt".into()], &owner).unwrap().is_empty());
+    }
+}

@@ -1,0 +1,372 @@
+//! `go_test` as `go test` builds it: the package with its internal test files, the external
+//! `_test` package, the packages between them recompiled against the test variant, a generated
+//! test main, and the link; plus the link step shared with `go_binary`.
+
+use std::collections::{HashMap, HashSet};
+use std::sync::Arc;
+
+use kiln_graph::action::Artifact;
+use kiln_graph::analysis::{AnalysisContext, AnalysisError, DefaultInfo, Providers, TestInfo};
+
+use super::action::go_action;
+use super::archive::{
+    compile_package, host_path, link_closure, CompileInput, GoArchive, PackageSource,
+};
+use super::compile::write_file;
+use super::env::GoEnv;
+use super::godebug;
+use super::gomod::GoMod;
+use super::link::{self, LinkRequest, ModInfo};
+use super::package::GoFile;
+use super::rules::{data_runfiles, Unit};
+use super::scan::{FileInfo, Import};
+use super::testfuncs::{self, TestFuncs};
+use super::testmain::{self, TestPackages};
+
+/// A link to perform.
+pub struct LinkSpec<'a> {
+    /// The main package.
+    pub main: &'a Arc<GoArchive>,
+    /// Test variants standing in for packages.
+    pub overrides: &'a HashMap<String, Arc<GoArchive>>,
+    /// The main module.
+    pub module: Option<&'a GoMod>,
+    /// Import path of the main package (for `go version -m`).
+    pub importpath: &'a str,
+    /// `-X` definitions.
+    pub x_defs: Vec<String>,
+    /// Extra linker flags.
+    pub flags: Vec<String>,
+    /// Whether this is a test binary (no module information, `-s -w`).
+    pub test: bool,
+    /// The executable.
+    pub out: &'a Artifact,
+}
+
+/// Registers the link action.
+pub fn link(
+    ctx: &mut AnalysisContext<'_>,
+    env: &GoEnv,
+    spec: LinkSpec<'_>,
+) -> Result<(), AnalysisError> {
+    let closure = link_closure(std::slice::from_ref(spec.main), spec.overrides);
+    let mut std_roots: Vec<String> = vec!["runtime".into()];
+    for a in &closure {
+        std_roots.extend(a.std_imports.iter().cloned());
+    }
+    std_roots.sort();
+    std_roots.dedup();
+    for action in env
+        .std
+        .actions(&std_roots, &ctx.target.label)
+        .map_err(|e| ctx.error(e))?
+    {
+        ctx.register(action);
+    }
+    let std_pkgs = env.std.closure(&std_roots).map_err(|e| ctx.error(e))?;
+    let mut packages = Vec::new();
+    let mut inputs = Vec::new();
+    for a in &closure {
+        let path = if Arc::ptr_eq(a, spec.main) {
+            spec.importpath.to_string()
+        } else {
+            a.package_path.clone()
+        };
+        packages.push((path, a.link.path.clone()));
+        inputs.push(a.link.clone());
+    }
+    for p in &std_pkgs {
+        packages.push((p.path.clone(), p.link.path.clone()));
+        inputs.push(p.link.clone());
+    }
+    let godebug = match spec.module {
+        Some(m) => godebug::default_godebug(&env.sdk.godebug_table, m.go_minor(), &m.godebug),
+        None => String::new(),
+    };
+    let modinfo = (!spec.test).then(|| {
+        let mut deps: Vec<_> = closure.iter().filter_map(|a| a.module.clone()).collect();
+        deps.sort();
+        deps.dedup();
+        ModInfo {
+            main_package: spec.importpath.to_string(),
+            main_module: spec.module.map(|m| m.module.clone()).unwrap_or_default(),
+            deps,
+            godebug: godebug.clone(),
+            ldflags: spec
+                .x_defs
+                .iter()
+                .map(|x| format!("-X={x}"))
+                .collect::<Vec<_>>()
+                .join(" "),
+        }
+    });
+    let mut flags = Vec::new();
+    if spec.test {
+        flags.extend(["-s".to_string(), "-w".to_string()]);
+    }
+    flags.extend(spec.flags);
+    let req = LinkRequest {
+        packages,
+        main_archive: spec.main.link.path.clone(),
+        modinfo,
+        godebug,
+        x_defs: spec.x_defs,
+        flags,
+        out: spec.out.path.clone(),
+    };
+    let action = go_action(
+        &env.sdk,
+        &ctx.target.label,
+        "GoLink",
+        format!("Linking {}", ctx.target.label),
+        link::script(&req, &env.sdk.sandbox),
+        &inputs,
+        &[(spec.out, true)],
+    );
+    ctx.register(action);
+    Ok(())
+}
+
+/// Whether `a` depends (transitively) on the package `target`.
+fn depends_on(a: &GoArchive, target: &str, memo: &mut HashMap<String, bool>) -> bool {
+    if let Some(&known) = memo.get(&a.package_path) {
+        return known;
+    }
+    let result = a
+        .deps
+        .iter()
+        .any(|d| d.importpath == target || depends_on(d, target, memo));
+    memo.insert(a.package_path.clone(), result);
+    result
+}
+
+fn read_funcs(ctx: &AnalysisContext<'_>, files: &[GoFile]) -> Result<TestFuncs, AnalysisError> {
+    let mut all = TestFuncs::default();
+    for f in files {
+        let host = host_path(ctx, &Artifact::source(f.path.clone()));
+        let text =
+            std::fs::read_to_string(&host).map_err(|e| ctx.error(format!("{}: {e}", f.path)))?;
+        let found = testfuncs::find(&text).map_err(|e| ctx.error(format!("{}: {e}", f.path)))?;
+        all.tests.extend(found.tests);
+        all.benchmarks.extend(found.benchmarks);
+        all.fuzz.extend(found.fuzz);
+        all.examples.extend(found.examples);
+        all.test_main |= found.test_main;
+    }
+    Ok(all)
+}
+
+/// Analyzes a `go_test`.
+pub fn test(
+    ctx: &mut AnalysisContext<'_>,
+    env: &GoEnv,
+    unit: Unit,
+) -> Result<Providers, AnalysisError> {
+    let name = ctx.target.label.name.clone();
+    let files = &unit.files;
+    if files.go.is_empty() && files.test.is_empty() && files.xtest.is_empty() {
+        return Err(unit.no_files_error(ctx));
+    }
+    let importpath = if unit.importpath.is_empty() {
+        format!("{}/{name}", unit.dir)
+    } else {
+        unit.importpath.clone()
+    };
+    let main_module = unit.main_module().map(str::to_string);
+    let mut overrides: HashMap<String, Arc<GoArchive>> = HashMap::new();
+    let internal = if files.go.is_empty() && files.test.is_empty() {
+        None
+    } else {
+        let mut go = files.go.clone();
+        go.extend(files.test.iter().cloned());
+        go.sort_by(|a, b| a.path.cmp(&b.path));
+        let source = unit.source(ctx, go)?;
+        let archive = compile_package(
+            ctx,
+            env,
+            CompileInput {
+                importpath: importpath.clone(),
+                package_path: importpath.clone(),
+                source,
+                deps: &unit.deps,
+                overrides: &HashMap::new(),
+                out_stem: format!("{name}.internal"),
+                module: None,
+                mnemonic: "GoCompile",
+            },
+            main_module.as_deref(),
+        )?;
+        overrides.insert(importpath.clone(), Arc::clone(&archive));
+        Some(archive)
+    };
+    let external = if files.xtest.is_empty() {
+        None
+    } else {
+        // Packages the external test reaches that import the package under test are compiled
+        // again against its test variant, as `go test` does.
+        if internal.is_some() {
+            let mut memo = HashMap::new();
+            let mut done = HashSet::new();
+            for a in link_closure(&unit.deps, &HashMap::new()) {
+                if a.importpath == importpath || !depends_on(&a, &importpath, &mut memo) {
+                    continue;
+                }
+                if !done.insert(a.importpath.clone()) {
+                    continue;
+                }
+                let variant = compile_package(
+                    ctx,
+                    env,
+                    CompileInput {
+                        importpath: a.importpath.clone(),
+                        package_path: a.package_path.clone(),
+                        source: Arc::clone(&a.source),
+                        deps: &a.deps,
+                        overrides: &overrides,
+                        out_stem: format!("{name}.variant/{}", a.importpath),
+                        module: a.module.clone(),
+                        mnemonic: "GoCompileVariant",
+                    },
+                    main_module.as_deref(),
+                )?;
+                overrides.insert(a.importpath.clone(), variant);
+            }
+        }
+        let mut deps = unit.deps.clone();
+        deps.extend(internal.iter().cloned());
+        let source = unit.source(ctx, files.xtest.clone())?;
+        Some(compile_package(
+            ctx,
+            env,
+            CompileInput {
+                importpath: format!("{importpath}_test"),
+                package_path: format!("{importpath}_test"),
+                source,
+                deps: &deps,
+                overrides: &overrides,
+                out_stem: format!("{name}.external"),
+                module: None,
+                mnemonic: "GoCompile",
+            },
+            main_module.as_deref(),
+        )?)
+    };
+
+    // The generated main.
+    let internal_funcs = match &internal {
+        Some(_) => Some(read_funcs(ctx, &files.test)?),
+        None => None,
+    };
+    let external_funcs = match &external {
+        Some(_) => Some(read_funcs(ctx, &files.xtest)?),
+        None => None,
+    };
+    let uses_test_main = internal_funcs
+        .iter()
+        .chain(&external_funcs)
+        .any(|f| f.test_main);
+    let source_text = testmain::render(&TestPackages {
+        importpath: importpath.clone(),
+        internal: internal_funcs,
+        external: external_funcs,
+        rundir: ctx.target.label.package.clone(),
+    });
+    let testmain_go = ctx.declare_output(&format!("{name}.testmain.go"));
+    let lines: Vec<String> = source_text.lines().map(str::to_string).collect();
+    let script = format!(
+        "set -euo pipefail\n{}",
+        write_file(&compile_quote(&testmain_go.path), &lines)
+    );
+    let action = go_action(
+        &env.sdk,
+        &ctx.target.label,
+        "GoTestMain",
+        format!("Generating test main for {}", ctx.target.label),
+        script,
+        &[],
+        &[(&testmain_go, false)],
+    );
+    ctx.register(action);
+    let mut imports: Vec<&str> = vec!["os", "testing", "testing/internal/testdeps"];
+    if uses_test_main {
+        imports.push("reflect");
+    }
+    let mut file_imports: Vec<Import> = imports
+        .iter()
+        .map(|p| Import {
+            path: p.to_string(),
+            line: 1,
+        })
+        .collect();
+    let mut main_deps = Vec::new();
+    for a in internal.iter().chain(external.iter()) {
+        file_imports.push(Import {
+            path: a.importpath.clone(),
+            line: 1,
+        });
+        main_deps.push(Arc::clone(a));
+    }
+    let main_source = Arc::new(PackageSource {
+        go: vec![GoFile {
+            path: testmain_go.path.clone(),
+            info: FileInfo {
+                package: "main".into(),
+                imports: file_imports,
+                ..Default::default()
+            },
+        }],
+        asm: Vec::new(),
+        inputs: vec![testmain_go.clone()],
+        embedcfg: None,
+        lang: unit.lang.clone(),
+        gc_flags: vec!["-dwarf=false".into()],
+        src_dir: unit.dir.clone(),
+    });
+    let main = compile_package(
+        ctx,
+        env,
+        CompileInput {
+            importpath: format!("{importpath}.test"),
+            package_path: "main".into(),
+            source: main_source,
+            deps: &main_deps,
+            overrides: &HashMap::new(),
+            out_stem: format!("{name}.testmain"),
+            module: None,
+            mnemonic: "GoCompile",
+        },
+        main_module.as_deref(),
+    )?;
+    let exe = ctx.declare_output(&name);
+    link(
+        ctx,
+        env,
+        LinkSpec {
+            main: &main,
+            overrides: &overrides,
+            module: unit.module.as_deref(),
+            importpath: &format!("{importpath}.test"),
+            x_defs: vec!["testing.testBinary=1".into()],
+            flags: ctx.target.strings("gc_linkopts"),
+            test: true,
+            out: &exe,
+        },
+    )?;
+    let runfiles = data_runfiles(ctx)?;
+    let mut providers = Providers::new(DefaultInfo {
+        files: vec![exe.clone()],
+        executable: Some(exe),
+        runfiles,
+    });
+    providers.test = Some(TestInfo {
+        env: ctx.target.string_dict("env"),
+        args: ctx.target.strings("args"),
+        filter_env: None,
+        filter_args: Some(|filter| vec![format!("-test.run={filter}")]),
+    });
+    Ok(providers)
+}
+
+fn compile_quote(path: &str) -> String {
+    super::compile::sh(path)
+}
