@@ -4,11 +4,14 @@
 //! - [`genrule`]: Bazel's `genrule`, a bash command with make-variable expansion.
 //! - [`filegroup`]: `filegroup` and `alias`.
 //! - [`shell`]: `sh_binary`, `sh_test`, `sh_library`.
+//! - [`rust`]: `rust_library`, `rust_binary`, `rust_test`, `rust_proc_macro`,
+//!   `rust_static_library`, `cargo_build_script`.
 
 pub mod filegroup;
 pub mod genrule;
 pub mod make_vars;
 pub mod runfiles;
+pub mod rust;
 pub mod shell;
 
 use kiln_graph::analysis::RuleImpl;
@@ -16,14 +19,16 @@ use kiln_graph::repository::RepositoryRule;
 
 /// Every rule Kiln provides.
 pub fn all_rules() -> Vec<Box<dyn RuleImpl>> {
-    vec![
+    let mut rules: Vec<Box<dyn RuleImpl>> = vec![
         Box::new(genrule::Genrule),
         Box::new(filegroup::Filegroup),
         Box::new(filegroup::Alias),
         Box::new(shell::ShRule::binary()),
         Box::new(shell::ShRule::test()),
         Box::new(shell::ShRule::library()),
-    ]
+    ];
+    rules.extend(rust::rules());
+    rules
 }
 
 /// Every repository rule Kiln provides (external repositories such as Go modules and crates),
