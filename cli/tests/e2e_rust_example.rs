@@ -17,6 +17,13 @@ fn example() -> Workspace {
     std::fs::create_dir_all(&to).expect("mkdir rust");
     copy_tree(&from, &to);
     let _ = std::fs::remove_dir_all(to.join("target"));
+    ws.write(
+        "kiln.toml",
+        &std::fs::read_to_string(
+            Path::new(env!("CARGO_MANIFEST_DIR")).join("../examples/kiln.toml"),
+        )
+        .expect("examples/kiln.toml"),
+    );
     ws
 }
 
@@ -66,10 +73,15 @@ fn binaries_and_test_results_match_cargo() {
     let ws = example();
     let target = tempfile::tempdir().expect("cargo target dir");
     ws.kiln(&["build", "-c", "dbg", "//rust/..."]).ok();
-    cargo(&ws, target.path(), &["build", "--offline"]);
+    cargo(&ws, target.path(), &["build", "--locked"]);
     let kiln_hello = ws.out_path("rust/hello/hello");
     let cargo_hello = target.path().join("debug/hello");
-    for args in [&[][..], &["fr", "Ada"], &["de", "Grace"], &["xx", "nobody"]] {
+    for args in [
+        &[][..],
+        &["fr", "Ada"],
+        &["de", "Grace", "--json"],
+        &["xx", "nobody"],
+    ] {
         assert_eq!(
             run(&kiln_hello, args),
             run(&cargo_hello, args),
@@ -77,7 +89,7 @@ fn binaries_and_test_results_match_cargo() {
         );
     }
 
-    let tested = ws.kiln(&["test", "//rust/..."]);
+    let tested = ws.kiln(&["test", "-c", "dbg", "//rust/..."]);
     tested.ok();
     let mut kiln_lines = BTreeSet::new();
     for entry in walkdir::WalkDir::new(ws.root().join("kiln-out/testlogs"))
@@ -89,7 +101,7 @@ fn binaries_and_test_results_match_cargo() {
             kiln_lines.extend(test_lines(&text));
         }
     }
-    let cargo_test = cargo(&ws, target.path(), &["test", "--offline"]);
+    let cargo_test = cargo(&ws, target.path(), &["test", "--locked"]);
     assert!(cargo_test.status.success());
     let cargo_lines = test_lines(&String::from_utf8_lossy(&cargo_test.stdout));
     assert!(cargo_lines.len() >= 5, "{cargo_lines:?}");

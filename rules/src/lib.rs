@@ -34,7 +34,7 @@ pub fn all_rules() -> Vec<Box<dyn RuleImpl>> {
 /// Every repository rule Kiln provides (external repositories such as Go modules and crates),
 /// consulted in order.
 pub fn all_repository_rules() -> Vec<Box<dyn RepositoryRule>> {
-    Vec::new()
+    vec![Box::new(rust::crates::CratesRepository)]
 }
 
 /// The `PATH` Bazel gives actions with a strict action environment.

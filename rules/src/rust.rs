@@ -8,6 +8,7 @@
 //!   emit `.rmeta` and `.rlib` from one process, and [`artifacts`] announces the `.rmeta` early so
 //!   dependents start compiling while codegen runs (pipelining).
 //! - [`build_script`]: the `cargo_build_script` rule.
+//! - [`crates`]: registry crates from Cargo.toml/Cargo.lock as the `@crates` repository.
 
 pub mod artifacts;
 pub mod build_script;
@@ -15,6 +16,7 @@ pub mod compile;
 pub mod context;
 pub mod crate_info;
 pub mod crate_rule;
+pub mod crates;
 pub mod helper;
 pub mod rustc_args;
 pub mod toolchain;

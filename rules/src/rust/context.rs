@@ -7,7 +7,9 @@ use std::path::{Path, PathBuf};
 use std::sync::Arc;
 
 use kiln_graph::action::Artifact;
-use kiln_graph::analysis::{AnalysisContext, AnalysisError, HostAccess, WorkspaceInfo};
+use kiln_graph::analysis::{
+    AnalysisContext, AnalysisError, BuildScoped, HostAccess, WorkspaceInfo,
+};
 
 use super::helper;
 use super::toolchain::{self, Pin, RustToolchain, ToolchainError};
@@ -18,18 +20,25 @@ struct HelperRegistered;
 
 /// The build's Rust toolchain; a missing one is a toolchain error (exit code 36).
 pub fn toolchain(ctx: &AnalysisContext<'_>) -> Result<Arc<RustToolchain>, AnalysisError> {
-    let slot = ctx
-        .build_scoped::<ToolchainSlot, Infallible>(|| {
-            Ok(ToolchainSlot(
-                resolve(ctx.workspace, ctx.host).map(Arc::new),
-            ))
-        })
-        .unwrap_or_else(|never| match never {});
-    match &slot.0 {
-        Ok(found) => Ok(found.clone()),
+    match shared_toolchain(ctx.scoped, ctx.workspace, ctx.host) {
+        Ok(found) => Ok(found),
         Err(e @ ToolchainError::BadPin(_)) => Err(ctx.error(e.to_string())),
         Err(e) => Err(ctx.toolchain_error(e.to_string())),
     }
+}
+
+/// The build's toolchain, resolved at most once per build (also for repository rules).
+pub fn shared_toolchain(
+    scoped: &BuildScoped,
+    workspace: &WorkspaceInfo,
+    host: &dyn HostAccess,
+) -> Result<Arc<RustToolchain>, ToolchainError> {
+    let slot = scoped
+        .get_or_try_init::<ToolchainSlot, Infallible>(|| {
+            Ok(ToolchainSlot(resolve(workspace, host).map(Arc::new)))
+        })
+        .unwrap_or_else(|never| match never {});
+    slot.0.clone()
 }
 
 /// The helper binary; the first caller in a build registers the action that makes it.
@@ -164,7 +173,8 @@ pub fn resolve(
     })
 }
 
-fn find_on_path(program: &str) -> Option<PathBuf> {
+/// The first `program` on Kiln's own `PATH`.
+pub fn find_on_path(program: &str) -> Option<PathBuf> {
     let path = std::env::var_os("PATH")?;
     std::env::split_paths(&path)
         .map(|dir| dir.join(program))

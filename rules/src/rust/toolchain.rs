@@ -29,7 +29,7 @@ pub struct RustToolchain {
 }
 
 /// Why a toolchain could not be resolved.
-#[derive(Debug, thiserror::Error, PartialEq, Eq)]
+#[derive(Clone, Debug, thiserror::Error, PartialEq, Eq)]
 pub enum ToolchainError {
     /// The pinned toolchain is not installed (exit code 36).
     #[error("Rust toolchain `{channel}` ({source_file}) is not installed; run `rustup toolchain install {channel}`")]
