@@ -300,3 +300,44 @@ fn a_pinned_toolchain_that_is_not_installed_is_exit_code_36() {
         out.stderr
     );
 }
+
+#[test]
+fn a_dependent_library_starts_on_the_rmeta_before_codegen_ends() {
+    // Pipelining: `mid` compiles against `leaf`'s `.rmeta`, which rustc announces before its long
+    // optimised codegen of many functions; `mid` starts (and here also finishes) in that window.
+    let ws = Workspace::new();
+    let functions: String = (0..800)
+        .map(|i| {
+            format!(
+                "#[inline(never)] pub fn f{i}(x: u64) -> u64 {{ let mut v = x ^ {i}; \
+                 for k in 0..(x % 7) {{ v = v.wrapping_mul({}).rotate_left((k as u32) % 13) ^ {i}; }} v }}\n",
+                i * 2 + 1
+            )
+        })
+        .collect();
+    ws.write("leaf/lib.rs", &format!("{functions}pub fn value() -> u64 {{ f1(3) }}\n"))
+        .write(
+            "leaf/BUILD.bazel",
+            "load(\"@rules_rust//rust:defs.bzl\", \"rust_library\")\n\
+             rust_library(name = \"leaf\", srcs = [\"lib.rs\"], visibility = [\"//visibility:public\"])\n",
+        )
+        .write("mid/lib.rs", "pub fn value() -> u64 { leaf::value() + 1 }\n")
+        .write(
+            "mid/BUILD.bazel",
+            "load(\"@rules_rust//rust:defs.bzl\", \"rust_library\")\n\
+             rust_library(name = \"mid\", srcs = [\"lib.rs\"], deps = [\"//leaf\"])\n",
+        );
+    let out = ws.kiln(&["build", "-c", "opt", "--jobs=2", "//mid"]);
+    out.ok();
+    let position = |kind: &str, label: &str| {
+        out.events
+            .iter()
+            .position(|e| e["type"] == kind && e["label"] == label && e["mnemonic"] == "Rustc")
+            .unwrap_or_else(|| panic!("no {kind} event for {label}: {:?}", out.events))
+    };
+    assert!(
+        position("action_started", "//mid:mid") < position("action", "//leaf:leaf"),
+        "{:#?}",
+        out.events
+    );
+}
