@@ -103,3 +103,44 @@ fn a_damaged_crate_in_kilns_store_is_fetched_again() {
     let bytes = std::fs::read(&stored).expect("stored again");
     assert_ne!(bytes, b"not a crate");
 }
+
+#[test]
+fn crates_from_a_cargo_vendor_directory_are_verified_file_by_file() {
+    let (_, checksum) = itoa_pin();
+    let ws = workspace(&checksum);
+    #[allow(clippy::disallowed_methods)] // The test runs the real `cargo vendor`.
+    let vendored = std::process::Command::new(env!("CARGO"))
+        .args(["vendor", "--locked", "vendor"])
+        .current_dir(ws.root())
+        .output()
+        .expect("cargo vendor");
+    assert!(
+        vendored.status.success(),
+        "{}",
+        String::from_utf8_lossy(&vendored.stderr)
+    );
+    ws.write(
+        ".cargo/config.toml",
+        "[source.crates-io]\nreplace-with = \"vendored-sources\"\n\n\
+         [source.vendored-sources]\ndirectory = \"vendor\"\n",
+    );
+    let out = ws.kiln(&["run", "//app"]);
+    out.ok();
+    assert_eq!(out.stdout.trim(), "-1234567");
+
+    let lib = walkdir::WalkDir::new(ws.root().join("vendor"))
+        .into_iter()
+        .flatten()
+        .find(|e| e.file_name() == "lib.rs")
+        .expect("a vendored lib.rs")
+        .into_path();
+    let text = std::fs::read_to_string(&lib).expect("read vendored lib.rs");
+    std::fs::write(&lib, format!("{text}\n// tampered\n")).expect("tamper");
+    ws.write(
+        "Cargo.lock",
+        &format!("# vendored\n{}", ws.read("Cargo.lock")),
+    );
+    let out = ws.kiln(&["build", "//app"]);
+    out.expect_code(1);
+    assert!(out.stderr.contains("does not match"), "{}", out.stderr);
+}
