@@ -4,12 +4,15 @@
 //! - [`genrule`]: Bazel's `genrule`, a bash command with make-variable expansion.
 //! - [`filegroup`]: `filegroup` and `alias`.
 //! - [`shell`]: `sh_binary`, `sh_test`, `sh_library`.
+//! - [`rust`]: `rust_library`, `rust_binary`, `rust_test`, `rust_proc_macro`,
+//!   `rust_static_library`, `cargo_build_script`.
 
 pub mod filegroup;
 pub mod genrule;
 pub mod go;
 pub mod make_vars;
 pub mod runfiles;
+pub mod rust;
 pub mod shell;
 
 use kiln_graph::analysis::RuleImpl;
@@ -17,7 +20,7 @@ use kiln_graph::repository::RepositoryRule;
 
 /// Every rule Kiln provides.
 pub fn all_rules() -> Vec<Box<dyn RuleImpl>> {
-    vec![
+    let mut rules: Vec<Box<dyn RuleImpl>> = vec![
         Box::new(genrule::Genrule),
         Box::new(filegroup::Filegroup),
         Box::new(filegroup::Alias),
@@ -27,13 +30,18 @@ pub fn all_rules() -> Vec<Box<dyn RuleImpl>> {
         Box::new(go::rules::GoRule(go::rules::Kind::Library)),
         Box::new(go::rules::GoRule(go::rules::Kind::Binary)),
         Box::new(go::rules::GoRule(go::rules::Kind::Test)),
-    ]
+    ];
+    rules.extend(rust::rules());
+    rules
 }
 
 /// Every repository rule Kiln provides (external repositories such as Go modules and crates),
 /// consulted in order.
 pub fn all_repository_rules() -> Vec<Box<dyn RepositoryRule>> {
-    vec![Box::new(go::module_repo::GoModules)]
+    vec![
+        Box::new(go::module_repo::GoModules),
+        Box::new(rust::crates::CratesRepository),
+    ]
 }
 
 /// The `PATH` Bazel gives actions with a strict action environment.

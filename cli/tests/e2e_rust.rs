@@ -1,0 +1,343 @@
+//! End-to-end Rust rules on the real rustc: build scripts (cfg, env, generated file, a C library
+//! built with `CC`, `DEP_<links>_*` for dependents), incremental rebuilds after a leaf edit,
+//! rendered compile errors, `--test_filter`/`--test_arg` reaching libtest, reproducibility across
+//! checkout directories, and a pinned toolchain that is not installed.
+
+mod harness;
+
+use harness::Workspace;
+
+/// A library with a build script that compiles C with `$CC`, links it statically from `OUT_DIR`,
+/// sets a cfg and an env var, generates a source file and publishes metadata (`links`), and a
+/// binary whose own build script reads that metadata as `DEP_NATIVE_ANSWER`.
+fn build_script_workspace() -> Workspace {
+    let ws = Workspace::new();
+    ws.write(
+        "native/BUILD.bazel",
+        r#"
+load("@rules_rust//rust:defs.bzl", "rust_library")
+load("@rules_rust//cargo:defs.bzl", "cargo_build_script")
+
+cargo_build_script(
+    name = "native_bs",
+    srcs = ["build.rs"],
+    data = ["ffi.c"],
+    links = "native",
+    crate_features = ["fancy"],
+    version = "2.1.0",
+)
+
+rust_library(
+    name = "native",
+    srcs = ["lib.rs"],
+    crate_features = ["fancy"],
+    version = "2.1.0",
+    deps = [":native_bs"],
+    visibility = ["//visibility:public"],
+)
+"#,
+    )
+    .write(
+        "native/build.rs",
+        r#"
+use std::process::Command;
+
+fn main() {
+    let out = std::env::var("OUT_DIR").unwrap();
+    let cc = std::env::var("CC").unwrap();
+    let ar = std::env::var("AR").unwrap();
+    let ok = Command::new(&cc).args(["-c", "ffi.c", "-o"]).arg(format!("{out}/ffi.o")).status().unwrap();
+    assert!(ok.success());
+    let ok = Command::new(&ar).arg("crs").arg(format!("{out}/libffi.a")).arg(format!("{out}/ffi.o")).status().unwrap();
+    assert!(ok.success());
+    println!("cargo:rustc-link-search=native={out}");
+    println!("cargo:rustc-link-lib=static=ffi");
+    println!("cargo::rustc-check-cfg=cfg(native_fancy)");
+    if std::env::var("CARGO_FEATURE_FANCY").is_ok() {
+        println!("cargo::rustc-cfg=native_fancy");
+    }
+    let target = std::env::var("TARGET").unwrap();
+    println!("cargo:rustc-env=NATIVE_TARGET={target}");
+    let version = std::env::var("CARGO_PKG_VERSION").unwrap();
+    std::fs::write(format!("{out}/gen.rs"), format!("pub const VERSION: &str = {version:?};\n")).unwrap();
+    println!("cargo:answer=42");
+}
+"#,
+    )
+    .write("native/ffi.c", "int ffi_double(int x) { return 2 * x; }\n")
+    .write(
+        "native/lib.rs",
+        r#"
+include!(concat!(env!("OUT_DIR"), "/gen.rs"));
+
+extern "C" {
+    fn ffi_double(x: i32) -> i32;
+}
+
+pub fn double(x: i32) -> i32 {
+    // SAFETY: ffi_double is a pure C function of an int.
+    unsafe { ffi_double(x) }
+}
+
+pub const TARGET: &str = env!("NATIVE_TARGET");
+
+pub fn fancy() -> bool {
+    cfg!(native_fancy)
+}
+"#,
+    )
+    .write(
+        "app/BUILD.bazel",
+        r#"
+load("@rules_rust//rust:defs.bzl", "rust_binary")
+load("@rules_rust//cargo:defs.bzl", "cargo_build_script")
+
+cargo_build_script(
+    name = "app_bs",
+    srcs = ["build.rs"],
+    link_deps = ["//native"],
+)
+
+rust_binary(
+    name = "app",
+    srcs = ["main.rs"],
+    deps = ["//native", ":app_bs"],
+)
+"#,
+    )
+    .write(
+        "app/build.rs",
+        r#"
+fn main() {
+    let answer = std::env::var("DEP_NATIVE_ANSWER").expect("DEP_NATIVE_ANSWER from native's build script");
+    println!("cargo:rustc-env=ANSWER_FROM_DEP={answer}");
+}
+"#,
+    )
+    .write(
+        "app/main.rs",
+        r#"
+fn main() {
+    println!(
+        "double={} version={} target={} fancy={} answer={}",
+        native::double(21),
+        native::VERSION,
+        native::TARGET,
+        native::fancy(),
+        env!("ANSWER_FROM_DEP"),
+    );
+}
+"#,
+    );
+    ws
+}
+
+fn host_triple() -> String {
+    #[allow(clippy::disallowed_methods)] // The test asks the real rustc.
+    let out = std::process::Command::new("rustc")
+        .arg("-vV")
+        .output()
+        .expect("rustc -vV");
+    String::from_utf8_lossy(&out.stdout)
+        .lines()
+        .find_map(|l| l.strip_prefix("host: ").map(str::to_string))
+        .expect("host line")
+}
+
+#[test]
+fn build_script_cfg_env_generated_file_native_lib_and_dep_metadata_reach_the_crates() {
+    let ws = build_script_workspace();
+    let out = ws.kiln(&["run", "//app"]);
+    out.ok();
+    assert_eq!(
+        out.stdout.trim(),
+        format!(
+            "double=42 version=2.1.0 target={} fancy=true answer=42",
+            host_triple()
+        )
+    );
+}
+
+#[test]
+fn reproducible_across_checkout_directories_with_separate_caches() {
+    let one = build_script_workspace();
+    let two = one.copy_to(false);
+    assert_ne!(one.cache_dir(), two.cache_dir());
+    for ws in [&one, &two] {
+        ws.kiln(&["build", "-c", "dbg", "//..."]).ok();
+    }
+    let (a, b) = (one.outputs(), two.outputs());
+    assert!(a.keys().any(|k| k.ends_with(".rlib")), "{:?}", a.keys());
+    assert!(a.contains_key("app/app"), "{:?}", a.keys());
+    assert_eq!(a.keys().collect::<Vec<_>>(), b.keys().collect::<Vec<_>>());
+    for (path, bytes) in &a {
+        assert!(
+            bytes == &b[path],
+            "{path} differs between the two checkouts"
+        );
+    }
+}
+
+fn chain_workspace() -> Workspace {
+    let ws = Workspace::new();
+    let lib = |dir: &str, deps: &str, body: &str| {
+        ws.write(
+            &format!("{dir}/BUILD.bazel"),
+            &format!(
+                "load(\"@rules_rust//rust:defs.bzl\", \"rust_library\")\n\
+                 rust_library(name = \"{dir}\", srcs = [\"lib.rs\"], deps = [{deps}], visibility = [\"//visibility:public\"])\n"
+            ),
+        );
+        ws.write(&format!("{dir}/lib.rs"), body);
+    };
+    lib("leaf", "", "pub fn value() -> u32 { 1 }\n");
+    lib(
+        "middle",
+        "\"//leaf\"",
+        "pub fn value() -> u32 { leaf::value() + 10 }\n",
+    );
+    lib("other", "", "pub fn value() -> u32 { 100 }\n");
+    ws.write(
+        "app/BUILD.bazel",
+        "load(\"@rules_rust//rust:defs.bzl\", \"rust_binary\")\n\
+         rust_binary(name = \"app\", srcs = [\"main.rs\"], deps = [\"//middle\", \"//other\"])\n",
+    )
+    .write(
+        "app/main.rs",
+        "fn main() { println!(\"{}\", middle::value() + other::value()); }\n",
+    );
+    ws
+}
+
+#[test]
+fn a_leaf_edit_rebuilds_only_the_leaf_and_its_dependents() {
+    let ws = chain_workspace();
+    let first = ws.kiln(&["run", "//app"]);
+    first.ok();
+    assert_eq!(first.stdout.trim(), "111");
+    assert!(ws.kiln(&["build", "//..."]).executed().is_empty());
+
+    ws.write("leaf/lib.rs", "pub fn value() -> u32 { 2 }\n");
+    let out = ws.kiln(&["build", "//..."]);
+    out.ok();
+    let executed = out.executed();
+    let rustc: Vec<&str> = executed
+        .iter()
+        .filter(|(_, m)| m == "Rustc")
+        .map(|(l, _)| l.as_str())
+        .collect();
+    assert_eq!(rustc, ["//app:app", "//leaf:leaf", "//middle:middle"]);
+    assert_eq!(executed.len(), 3, "{executed:?}");
+    assert_eq!(ws.kiln(&["run", "//app"]).stdout.trim(), "112");
+}
+
+#[test]
+fn compile_errors_are_rendered_text_and_fail_the_build() {
+    let ws = chain_workspace();
+    ws.write("leaf/lib.rs", "pub fn value() -> u32 { \"one\" }\n");
+    let out = ws.kiln(&["build", "//leaf"]);
+    out.expect_code(1);
+    assert!(
+        out.stderr.contains("error[E0308]: mismatched types"),
+        "{}",
+        out.stderr
+    );
+    assert!(out.stderr.contains("leaf/lib.rs:1:"), "{}", out.stderr);
+    assert!(!out.stderr.contains("$message_type"), "{}", out.stderr);
+}
+
+#[test]
+fn test_filter_and_test_arg_reach_libtest() {
+    let ws = Workspace::new();
+    ws.write(
+        "t/BUILD.bazel",
+        "load(\"@rules_rust//rust:defs.bzl\", \"rust_library\", \"rust_test\")\n\
+         rust_library(name = \"lib\", srcs = [\"lib.rs\"])\n\
+         rust_test(name = \"unit\", crate = \":lib\")\n",
+    )
+    .write(
+        "t/lib.rs",
+        "pub fn one() -> u32 { 1 }\n\
+         #[cfg(test)]\nmod tests {\n\
+         #[test] fn alpha() { assert_eq!(super::one(), 1); }\n\
+         #[test] fn beta() { assert_eq!(super::one(), 1); }\n\
+         #[test] #[ignore] fn gamma() { assert_eq!(super::one(), 1); }\n}\n",
+    );
+    let log = || ws.read("kiln-out/testlogs/t/unit/test.log");
+    ws.kiln(&["test", "//t:unit"]).ok();
+    assert!(log().contains("test tests::beta ... ok"), "{}", log());
+    assert!(log().contains("test tests::gamma ... ignored"), "{}", log());
+
+    ws.kiln(&["test", "//t:unit", "--test_filter=alpha"]).ok();
+    assert!(log().contains("test tests::alpha ... ok"), "{}", log());
+    assert!(!log().contains("beta"), "{}", log());
+
+    ws.kiln(&["test", "//t:unit", "--test_arg=--include-ignored"])
+        .ok();
+    assert!(log().contains("test tests::gamma ... ok"), "{}", log());
+
+    ws.write(
+        "t/lib.rs",
+        &ws.read("t/lib.rs").replace(
+            "one(), 1); }\n#[test] fn beta",
+            "one(), 2); }\n#[test] fn beta",
+        ),
+    );
+    let failed = ws.kiln(&["test", "//t:unit"]);
+    failed.expect_code(3);
+    assert!(log().contains("test tests::alpha ... FAILED"), "{}", log());
+}
+
+#[test]
+fn a_pinned_toolchain_that_is_not_installed_is_exit_code_36() {
+    let ws = chain_workspace();
+    ws.write("kiln.toml", "[rust]\nversion = \"1.31.0\"\n");
+    let out = ws.kiln(&["build", "//leaf"]);
+    out.expect_code(36);
+    assert!(
+        out.stderr.contains("rustup toolchain install 1.31.0"),
+        "{}",
+        out.stderr
+    );
+}
+
+#[test]
+fn a_dependent_library_starts_on_the_rmeta_before_codegen_ends() {
+    // Pipelining: `mid` compiles against `leaf`'s `.rmeta`, which rustc announces before its long
+    // optimised codegen of many functions; `mid` starts (and here also finishes) in that window.
+    let ws = Workspace::new();
+    let functions: String = (0..800)
+        .map(|i| {
+            format!(
+                "#[inline(never)] pub fn f{i}(x: u64) -> u64 {{ let mut v = x ^ {i}; \
+                 for k in 0..(x % 7) {{ v = v.wrapping_mul({}).rotate_left((k as u32) % 13) ^ {i}; }} v }}\n",
+                i * 2 + 1
+            )
+        })
+        .collect();
+    ws.write("leaf/lib.rs", &format!("{functions}pub fn value() -> u64 {{ f1(3) }}\n"))
+        .write(
+            "leaf/BUILD.bazel",
+            "load(\"@rules_rust//rust:defs.bzl\", \"rust_library\")\n\
+             rust_library(name = \"leaf\", srcs = [\"lib.rs\"], visibility = [\"//visibility:public\"])\n",
+        )
+        .write("mid/lib.rs", "pub fn value() -> u64 { leaf::value() + 1 }\n")
+        .write(
+            "mid/BUILD.bazel",
+            "load(\"@rules_rust//rust:defs.bzl\", \"rust_library\")\n\
+             rust_library(name = \"mid\", srcs = [\"lib.rs\"], deps = [\"//leaf\"])\n",
+        );
+    let out = ws.kiln(&["build", "-c", "opt", "--jobs=2", "//mid"]);
+    out.ok();
+    let position = |kind: &str, label: &str| {
+        out.events
+            .iter()
+            .position(|e| e["type"] == kind && e["label"] == label && e["mnemonic"] == "Rustc")
+            .unwrap_or_else(|| panic!("no {kind} event for {label}: {:?}", out.events))
+    };
+    assert!(
+        position("action_started", "//mid:mid") < position("action", "//leaf:leaf"),
+        "{:#?}",
+        out.events
+    );
+}

@@ -1,0 +1,182 @@
+//! What every Rust target needs from its build, computed once and shared: the resolved toolchain
+//! (rustup asked once per build, the identity digest memoized per workspace) and the helper
+//! binary's action, registered by the first Rust target analyzed.
+
+use std::convert::Infallible;
+use std::path::{Path, PathBuf};
+use std::sync::Arc;
+
+use kiln_graph::action::Artifact;
+use kiln_graph::analysis::{
+    AnalysisContext, AnalysisError, BuildScoped, HostAccess, WorkspaceInfo,
+};
+
+use super::helper;
+use super::toolchain::{self, Pin, RustToolchain, ToolchainError};
+
+struct ToolchainSlot(Result<Arc<RustToolchain>, ToolchainError>);
+
+struct HelperRegistered;
+
+/// The build's Rust toolchain; a missing one is a toolchain error (exit code 36).
+pub fn toolchain(ctx: &AnalysisContext<'_>) -> Result<Arc<RustToolchain>, AnalysisError> {
+    match shared_toolchain(ctx.scoped, ctx.workspace, ctx.host) {
+        Ok(found) => Ok(found),
+        Err(e @ ToolchainError::BadPin(_)) => Err(ctx.error(e.to_string())),
+        Err(e) => Err(ctx.toolchain_error(e.to_string())),
+    }
+}
+
+/// The build's toolchain, resolved at most once per build (also for repository rules).
+pub fn shared_toolchain(
+    scoped: &BuildScoped,
+    workspace: &WorkspaceInfo,
+    host: &dyn HostAccess,
+) -> Result<Arc<RustToolchain>, ToolchainError> {
+    let slot = scoped
+        .get_or_try_init::<ToolchainSlot, Infallible>(|| {
+            Ok(ToolchainSlot(resolve(workspace, host).map(Arc::new)))
+        })
+        .unwrap_or_else(|never| match never {});
+    slot.0.clone()
+}
+
+/// The helper binary; the first caller in a build registers the action that makes it.
+pub fn helper(
+    ctx: &mut AnalysisContext<'_>,
+    toolchain: &RustToolchain,
+) -> Result<Artifact, AnalysisError> {
+    let mut first = false;
+    let _ = ctx.build_scoped::<HelperRegistered, Infallible>(|| {
+        first = true;
+        Ok(HelperRegistered)
+    });
+    if first {
+        let action = helper::action(&ctx.target.label, toolchain);
+        ctx.register(action);
+    }
+    Ok(helper::artifact())
+}
+
+fn read_observed(host: &dyn HostAccess, path: &Path) -> Option<String> {
+    host.observe(path);
+    std::fs::read_to_string(path).ok()
+}
+
+/// Resolves the workspace's toolchain through the rustup shim on `PATH`.
+pub fn resolve(
+    workspace: &WorkspaceInfo,
+    host: &dyn HostAccess,
+) -> Result<RustToolchain, ToolchainError> {
+    let pinned = toolchain::pin(
+        &workspace.config,
+        read_observed(host, &workspace.root.join("rust-toolchain.toml")).as_deref(),
+        read_observed(host, &workspace.root.join("rust-toolchain")).as_deref(),
+    )?;
+    let shim = find_on_path("rustc").ok_or_else(|| {
+        ToolchainError::Broken("no `rustc` on PATH; install Rust with rustup".to_string())
+    })?;
+    host.observe(&shim);
+    let mut env: Vec<(String, String)> = ["PATH", "HOME", "RUSTUP_HOME", "CARGO_HOME"]
+        .iter()
+        .filter_map(|k| std::env::var(k).ok().map(|v| (k.to_string(), v)))
+        .collect();
+    env.push(("RUSTUP_AUTO_INSTALL".to_string(), "0".to_string()));
+    if let Some(Pin { channel, .. }) = &pinned {
+        env.push(("RUSTUP_TOOLCHAIN".to_string(), channel.clone()));
+    }
+    let shim_text = shim.to_string_lossy().into_owned();
+    let out = kiln_exec::host_command::run(
+        &[shim_text.as_str(), "--print", "sysroot"],
+        &env,
+        &workspace.root,
+    )
+    .map_err(|e| ToolchainError::Broken(e.to_string()))?;
+    if !out.success() {
+        let stderr = out.stderr_text();
+        return Err(match pinned {
+            Some(pin) if toolchain::says_not_installed(&stderr) => ToolchainError::NotInstalled {
+                channel: pin.channel,
+                source_file: pin.source_file,
+            },
+            _ => ToolchainError::Broken(format!("`rustc --print sysroot` failed: {stderr}")),
+        });
+    }
+    let sysroot = PathBuf::from(out.stdout_text());
+    let rustc = sysroot.join("bin/rustc");
+    host.observe(&rustc);
+    let ask = |args: &[&str]| -> Result<String, ToolchainError> {
+        let rustc_text = rustc.to_string_lossy().into_owned();
+        let mut argv = vec![rustc_text.as_str()];
+        argv.extend(args);
+        let no_env: [(&str, &str); 0] = [];
+        let out = kiln_exec::host_command::run(&argv, &no_env, &workspace.root)
+            .map_err(|e| ToolchainError::Broken(e.to_string()))?;
+        if !out.success() {
+            return Err(ToolchainError::Broken(format!(
+                "`rustc {}` failed: {}",
+                args.join(" "),
+                out.stderr_text()
+            )));
+        }
+        Ok(String::from_utf8_lossy(&out.stdout).into_owned())
+    };
+    let memo_key = |what: &str, files: &[PathBuf]| {
+        format!("{what}\0{}", toolchain::identity_memo_key(&sysroot, files))
+    };
+    let rustc_only = [PathBuf::from("bin/rustc")];
+    let facts_key = memo_key("rust-facts", &rustc_only);
+    let facts = match host
+        .memo_get(&facts_key)
+        .and_then(|v| String::from_utf8(v).ok())
+    {
+        Some(text) => text,
+        None => {
+            let text = format!("{}\0{}", ask(&["-vV"])?, ask(&["--print", "cfg"])?);
+            host.memo_put(&facts_key, text.as_bytes());
+            text
+        }
+    };
+    let (verbose, cfg) = facts.split_once('\0').unwrap_or((&facts, ""));
+    let host_triple = toolchain::version_field(verbose, "host")
+        .ok_or_else(|| ToolchainError::Broken(format!("`rustc -vV` gave no host: {verbose}")))?
+        .to_string();
+    let release = toolchain::version_field(verbose, "release")
+        .unwrap_or("unknown")
+        .to_string();
+    let files = toolchain::identity_files(&sysroot, &host_triple).map_err(|e| {
+        ToolchainError::Broken(format!("reading sysroot {}: {e}", sysroot.display()))
+    })?;
+    let digest_key = memo_key("rust-sysroot-digest", &files);
+    let digest = match host
+        .memo_get(&digest_key)
+        .and_then(|v| String::from_utf8(v).ok())
+    {
+        Some(d) => d,
+        None => {
+            let d = toolchain::digest_files(&sysroot, &files).map_err(|e| {
+                ToolchainError::Broken(format!("digesting sysroot {}: {e}", sysroot.display()))
+            })?;
+            host.memo_put(&digest_key, d.as_bytes());
+            d
+        }
+    };
+    Ok(RustToolchain {
+        identity: format!(
+            "{}sysroot-digest: {digest}",
+            verbose.trim_end().to_string() + "\n"
+        ),
+        sysroot,
+        release,
+        host: host_triple,
+        cfg: cfg.lines().map(str::to_string).collect(),
+    })
+}
+
+/// The first `program` on Kiln's own `PATH`.
+pub fn find_on_path(program: &str) -> Option<PathBuf> {
+    let path = std::env::var_os("PATH")?;
+    std::env::split_paths(&path)
+        .map(|dir| dir.join(program))
+        .find(|candidate| candidate.is_file())
+}

@@ -1,0 +1,93 @@
+//! The providers Rust targets hand to their dependents: what a crate is and which files compiling
+//! or linking against it needs ([`CrateInfo`]), and what a build script produced
+//! ([`BuildScriptInfo`]).
+
+use kiln_graph::action::Artifact;
+
+/// What kind of crate rustc makes (`--crate-type`).
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum CrateType {
+    /// `rlib`: a library other crates compile against.
+    Rlib,
+    /// `proc-macro`: a host dylib the compiler loads.
+    ProcMacro,
+    /// `bin`: an executable (tests too).
+    Bin,
+    /// `staticlib`: an archive for C linkers.
+    StaticLib,
+}
+
+impl CrateType {
+    /// The `--crate-type` value.
+    pub fn flag(self) -> &'static str {
+        match self {
+            CrateType::Rlib => "rlib",
+            CrateType::ProcMacro => "proc-macro",
+            CrateType::Bin => "bin",
+            CrateType::StaticLib => "staticlib",
+        }
+    }
+
+    /// Whether rustc links native code for it (needs the C toolchain).
+    pub fn links(self) -> bool {
+        !matches!(self, CrateType::Rlib)
+    }
+}
+
+/// One library crate as dependents see it.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct DepCrate {
+    /// The crate's name (`--crate-name`).
+    pub name: String,
+    /// rlib or proc-macro.
+    pub crate_type: CrateType,
+    /// What dependent *library* compiles read: the `.rmeta` (pipelining), or the proc-macro dylib.
+    pub metadata: Artifact,
+    /// What links read: the `.rlib`, or the proc-macro dylib.
+    pub link: Artifact,
+}
+
+impl DepCrate {
+    /// The file a compile of `for_type` reads for this crate.
+    pub fn file_for(&self, for_type: CrateType) -> &Artifact {
+        if for_type == CrateType::Rlib {
+            &self.metadata
+        } else {
+            &self.link
+        }
+    }
+}
+
+/// Provider of `rust_library` and `rust_proc_macro` targets (and of rendered registry crates).
+#[derive(Clone, Debug)]
+pub struct CrateInfo {
+    /// The crate itself.
+    pub krate: DepCrate,
+    /// Every crate it depends on, transitively (not through proc-macros), deduplicated, deps first.
+    pub transitive: Vec<DepCrate>,
+    /// Files with `-L` flags from build scripts of it and its transitive dependencies.
+    pub link_search: Vec<Artifact>,
+    /// `DEP_<links>_*` file of its build script (for the build scripts of direct dependents).
+    pub dep_env: Option<Artifact>,
+    /// Runfiles (`data`) that travel to binaries and tests.
+    pub runfiles: Vec<(String, Artifact)>,
+}
+
+/// Provider of `cargo_build_script` targets: the files its run wrote.
+#[derive(Clone, Debug)]
+pub struct BuildScriptInfo {
+    /// `--cfg`, `--check-cfg` and `-l` flags for the crate.
+    pub flags: Artifact,
+    /// `-L` flags for the crate and everything linking it.
+    pub link_search: Artifact,
+    /// `-C link-arg=` flags for binaries and tests of the package.
+    pub link_args: Artifact,
+    /// `rustc-env` values.
+    pub env: Artifact,
+    /// `DEP_<links>_*` values.
+    pub dep_env: Artifact,
+    /// The packed `OUT_DIR`.
+    pub out_dir_archive: Artifact,
+    /// Exec-root path the script wrote `OUT_DIR` at.
+    pub out_dir: String,
+}

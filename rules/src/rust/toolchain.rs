@@ -1,0 +1,231 @@
+//! The Rust toolchain: which installed rustup toolchain a workspace asks for (kiln.toml's
+//! `[rust] version`, else `rust-toolchain.toml`, else rustup's default), resolved once through the
+//! rustup shim to its sysroot, whose own `bin/rustc` actions then run at a fixed sandbox path.
+//! Its identity (`rustc -vV` plus a digest of the compiler and the standard library) goes into every
+//! Rust action's key.
+
+use std::path::{Path, PathBuf};
+
+use kiln_cache::{Digest, DigestFunction};
+
+/// Where the sysroot appears inside every sandbox.
+pub const SANDBOX_SYSROOT: &str = "/kiln/toolchains/rust";
+/// The compiler inside the sandbox.
+pub const SANDBOX_RUSTC: &str = "/kiln/toolchains/rust/bin/rustc";
+
+/// A resolved toolchain.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct RustToolchain {
+    /// Host directory of the sysroot (mounted at [`SANDBOX_SYSROOT`]; never in a command).
+    pub sysroot: PathBuf,
+    /// `release:` of `rustc -vV`, e.g. `1.95.0`.
+    pub release: String,
+    /// `host:` of `rustc -vV`, e.g. `x86_64-unknown-linux-gnu`.
+    pub host: String,
+    /// `rustc -vV` and the sysroot digest: the identity in action keys.
+    pub identity: String,
+    /// `rustc --print cfg` lines, for build scripts' `CARGO_CFG_*`.
+    pub cfg: Vec<String>,
+}
+
+/// Why a toolchain could not be resolved.
+#[derive(Clone, Debug, thiserror::Error, PartialEq, Eq)]
+pub enum ToolchainError {
+    /// The pinned toolchain is not installed (exit code 36).
+    #[error("Rust toolchain `{channel}` ({source_file}) is not installed; run `rustup toolchain install {channel}`")]
+    NotInstalled {
+        /// The channel asked for.
+        channel: String,
+        /// Where it was pinned.
+        source_file: String,
+    },
+    /// A file naming the toolchain is malformed.
+    #[error("{0}")]
+    BadPin(String),
+    /// rustup or rustc failed otherwise.
+    #[error("Rust toolchain: {0}")]
+    Broken(String),
+}
+
+/// A toolchain request: the channel and where it came from.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct Pin {
+    /// rustup toolchain name, e.g. `1.95.0`, `stable`, `nightly-2026-01-01`.
+    pub channel: String,
+    /// `kiln.toml` or `rust-toolchain.toml`.
+    pub source_file: String,
+}
+
+/// The pinned channel: `[rust] version` in kiln.toml, else `rust-toolchain.toml`'s
+/// `[toolchain] channel` (or a legacy one-line `rust-toolchain`), else none (rustup's default).
+pub fn pin(
+    kiln_config: &toml::Table,
+    rust_toolchain_toml: Option<&str>,
+    legacy_rust_toolchain: Option<&str>,
+) -> Result<Option<Pin>, ToolchainError> {
+    if let Some(rust) = kiln_config.get("rust") {
+        let version = rust.get("version");
+        match version {
+            Some(toml::Value::String(v)) if !v.trim().is_empty() => {
+                return Ok(Some(Pin {
+                    channel: v.trim().to_string(),
+                    source_file: "kiln.toml".to_string(),
+                }))
+            }
+            Some(other) => {
+                return Err(ToolchainError::BadPin(format!(
+                    "kiln.toml: `[rust] version` must be a toolchain name such as \"1.95.0\", found `{other}`"
+                )))
+            }
+            None => {}
+        }
+    }
+    if let Some(text) = rust_toolchain_toml {
+        let table: toml::Table = toml::from_str(text)
+            .map_err(|e| ToolchainError::BadPin(format!("rust-toolchain.toml: {e}")))?;
+        let channel = table
+            .get("toolchain")
+            .and_then(|t| t.get("channel"))
+            .and_then(|c| c.as_str())
+            .ok_or_else(|| {
+                ToolchainError::BadPin(
+                    "rust-toolchain.toml: expected `[toolchain] channel = \"...\"`".to_string(),
+                )
+            })?;
+        return Ok(Some(Pin {
+            channel: channel.to_string(),
+            source_file: "rust-toolchain.toml".to_string(),
+        }));
+    }
+    if let Some(text) = legacy_rust_toolchain {
+        let channel = text.trim();
+        if !channel.is_empty() && !channel.contains(char::is_whitespace) {
+            return Ok(Some(Pin {
+                channel: channel.to_string(),
+                source_file: "rust-toolchain".to_string(),
+            }));
+        }
+    }
+    Ok(None)
+}
+
+/// Whether rustup's error output says the toolchain is missing.
+pub fn says_not_installed(stderr: &str) -> bool {
+    stderr.contains("is not installed") || stderr.contains("not installed")
+}
+
+/// The `key: value` field of `rustc -vV`.
+pub fn version_field<'a>(verbose_version: &'a str, key: &str) -> Option<&'a str> {
+    verbose_version.lines().find_map(|l| {
+        l.strip_prefix(key)
+            .and_then(|rest| rest.strip_prefix(": "))
+            .map(str::trim)
+    })
+}
+
+/// The files whose content the identity digests: the compiler, its driver library and the target's
+/// standard library (sorted paths relative to the sysroot).
+pub fn identity_files(sysroot: &Path, host: &str) -> std::io::Result<Vec<PathBuf>> {
+    let mut files = vec![PathBuf::from("bin/rustc")];
+    let mut push_dir = |rel: &Path, filter: &dyn Fn(&str) -> bool| -> std::io::Result<()> {
+        let mut found: Vec<PathBuf> = std::fs::read_dir(sysroot.join(rel))?
+            .flatten()
+            .filter(|e| e.file_type().map(|t| t.is_file()).unwrap_or(false))
+            .filter(|e| filter(&e.file_name().to_string_lossy()))
+            .map(|e| rel.join(e.file_name()))
+            .collect();
+        found.sort();
+        files.extend(found);
+        Ok(())
+    };
+    push_dir(Path::new("lib"), &|n| n.starts_with("librustc_driver"))?;
+    push_dir(&Path::new("lib/rustlib").join(host).join("lib"), &|_| true)?;
+    Ok(files)
+}
+
+/// The memo key for the identity digest: sysroot path plus size and mtime of the identity files.
+pub fn identity_memo_key(sysroot: &Path, files: &[PathBuf]) -> String {
+    let mut key = format!("rust-toolchain-identity\0{}", sysroot.display());
+    for file in files {
+        let stat = std::fs::metadata(sysroot.join(file))
+            .map(|m| {
+                let mtime = m
+                    .modified()
+                    .ok()
+                    .and_then(|t| t.duration_since(std::time::UNIX_EPOCH).ok())
+                    .map(|d| d.as_nanos())
+                    .unwrap_or(0);
+                format!("{}:{mtime}", m.len())
+            })
+            .unwrap_or_else(|_| "missing".to_string());
+        key.push_str(&format!("\0{}={stat}", file.display()));
+    }
+    key
+}
+
+/// Digests the identity files (content and relative name).
+pub fn digest_files(sysroot: &Path, files: &[PathBuf]) -> std::io::Result<String> {
+    let mut listing = String::new();
+    for file in files {
+        let digest = Digest::of_file(DigestFunction::Blake3, &sysroot.join(file))?;
+        listing.push_str(&format!("{} {}\n", digest.hex(), file.display()));
+    }
+    Ok(Digest::of_bytes(DigestFunction::Blake3, listing.as_bytes()).hex())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn table(text: &str) -> toml::Table {
+        toml::from_str(text).unwrap()
+    }
+
+    #[test]
+    fn kiln_toml_wins_then_rust_toolchain_toml_then_default() {
+        let with_pin = table("[rust]\nversion = \"1.80.0\"\n");
+        let file = "[toolchain]\nchannel = \"1.95.0\"\n";
+        assert_eq!(
+            pin(&with_pin, Some(file), None).unwrap().unwrap().channel,
+            "1.80.0"
+        );
+        let from_file = pin(&table(""), Some(file), None).unwrap().unwrap();
+        assert_eq!(from_file.channel, "1.95.0");
+        assert_eq!(from_file.source_file, "rust-toolchain.toml");
+        assert_eq!(
+            pin(&table(""), None, Some("nightly\n"))
+                .unwrap()
+                .unwrap()
+                .channel,
+            "nightly"
+        );
+        assert_eq!(pin(&table(""), None, None).unwrap(), None);
+    }
+
+    #[test]
+    fn bad_pins_are_errors() {
+        assert!(pin(&table("[rust]\nversion = 3\n"), None, None).is_err());
+        let err = pin(&table(""), Some("[toolchain]\nprofile = \"x\"\n"), None).unwrap_err();
+        assert!(err.to_string().contains("channel"), "{err}");
+    }
+
+    #[test]
+    fn not_installed_message_names_the_install_command() {
+        let err = ToolchainError::NotInstalled {
+            channel: "1.70.0".into(),
+            source_file: "kiln.toml".into(),
+        };
+        assert_eq!(
+            err.to_string(),
+            "Rust toolchain `1.70.0` (kiln.toml) is not installed; run `rustup toolchain install 1.70.0`"
+        );
+    }
+
+    #[test]
+    fn version_fields() {
+        let vv = "rustc 1.95.0 (59807616e 2026-04-14)\nbinary: rustc\nhost: x86_64-unknown-linux-gnu\nrelease: 1.95.0\n";
+        assert_eq!(version_field(vv, "host"), Some("x86_64-unknown-linux-gnu"));
+        assert_eq!(version_field(vv, "release"), Some("1.95.0"));
+        assert_eq!(version_field(vv, "commit-hash"), None);
+    }
+}
