@@ -274,13 +274,23 @@ impl RemoteClient {
     }
 }
 
+/// The status code, its message and the innermost cause (`Connection refused`, ...).
 fn describe(status: &Status) -> String {
+    let mut text = format!("{:?}", status.code());
     let message = status.message().trim();
-    if message.is_empty() {
-        format!("{:?}", status.code())
-    } else {
-        format!("{:?}: {message}", status.code())
+    if !message.is_empty() {
+        text.push_str(&format!(": {message}"));
     }
+    let mut cause: Option<&dyn std::error::Error> = std::error::Error::source(status);
+    let mut innermost = None;
+    while let Some(e) = cause {
+        innermost = Some(e.to_string());
+        cause = e.source();
+    }
+    if let Some(innermost) = innermost.filter(|i| !text.contains(i.as_str())) {
+        text.push_str(&format!(" ({innermost})"));
+    }
+    text
 }
 
 impl RemoteCache for RemoteClient {
