@@ -68,6 +68,38 @@ fn a_second_checkout_builds_everything_from_the_remote() {
     assert_eq!(statuses(&out, "//p:a"), ["remote_hit"]);
     assert!(out.stderr.contains("2 remote cache hits"), "{}", out.stderr);
     assert_eq!(second.read_out("p/b.txt"), first.read_out("p/b.txt"));
+
+    // A local action that reads an output left on the server fetches it (and only it).
+    second.write("p/BUILD", &BUILD.replace("cat $< $< > $@", "cat $< > $@"));
+    let out = build(&second, &remote.url, &[]);
+    out.ok();
+    assert_eq!(statuses(&out, "//p:a"), ["remote_hit"]);
+    assert_eq!(statuses(&out, "//p:b"), ["executed"]);
+    assert_eq!(second.read_out("p/b.txt"), "SHARED-CHECKOUTS\n");
+}
+
+#[test]
+fn large_blobs_travel_by_bytestream() {
+    let remote = FakeRemote::start();
+    let first = Workspace::new();
+    // 3 MiB of output: above the fake server's 1 MiB batch limit.
+    first.write(
+        "p/BUILD",
+        r#"
+genrule(name = "big", outs = ["big.bin"], cmd = "head -c 3145728 /dev/zero | tr '\\0' k > $@")
+genrule(name = "b", srcs = [":big"], outs = ["b.txt"], cmd = "wc -c < $< > $@")
+"#,
+    );
+    first
+        .kiln(&["build", "//p:big", "//p:b", "--remote_cache", &remote.url])
+        .ok();
+    assert!(remote.state.count("Write") >= 1, "{:?}", remote.state.calls);
+    let second = first.copy_to(false);
+    let out = second.kiln(&["build", "//p:big", "--remote_cache", &remote.url]);
+    out.ok();
+    assert_eq!(count(&out, "remote_hits"), 1);
+    assert!(remote.state.count("Read") >= 1, "{:?}", remote.state.calls);
+    assert_eq!(second.read_out("p/big.bin"), "k".repeat(3 << 20));
 }
 
 #[test]
@@ -291,4 +323,32 @@ fn headers_instance_and_kiln_toml_settings_reach_the_server() {
     let out = second.kiln(&["build", "//p:b", "--remote_cache=http://x:1"]);
     out.expect_code(2);
     assert!(out.stderr.contains("only gRPC caches"), "{}", out.stderr);
+}
+
+#[test]
+fn a_passing_test_is_a_remote_hit_with_its_log_downloaded() {
+    let remote = FakeRemote::start();
+    let first = Workspace::new();
+    first.write("t/pass.sh", "#!/bin/bash\necho remote-test-ran\n");
+    first.write("t/BUILD", r#"sh_test(name = "pass", srcs = ["pass.sh"])"#);
+    let out = first.kiln(&["test", "//t:pass", "--remote_cache", &remote.url]);
+    out.ok();
+    let ran = count(&out, "executed");
+    assert!(ran >= 1, "{}", out.stderr);
+
+    let second = first.copy_to(false);
+    let out = second.kiln(&[
+        "test",
+        "//t:pass",
+        "--remote_cache",
+        &remote.url,
+        "--remote_download_outputs=minimal",
+    ]);
+    out.ok();
+    assert_eq!(count(&out, "executed"), 0, "{}", out.stderr);
+    assert_eq!(count(&out, "remote_hits"), ran);
+    assert_eq!(harness::tests(&out.events)[0]["cached"], true);
+    assert!(second
+        .read("kiln-out/testlogs/t/pass/test.log")
+        .contains("remote-test-ran"));
 }
