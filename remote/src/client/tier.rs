@@ -122,9 +122,15 @@ impl RemoteClient {
             }
         };
         let calls = self.calls(&clients);
-        let capabilities = match runtime.block_on(calls.capabilities()) {
-            Ok(c) => c,
-            Err(status) => return unusable(describe(&status)),
+        // Retries included, the first contact costs at most one timeout: a server that does not
+        // answer (or an address that drops packets) must not hold the build for long.
+        let timeout = self.config.timeout;
+        let capabilities = match runtime
+            .block_on(async { tokio::time::timeout(timeout, calls.capabilities()).await })
+        {
+            Ok(Ok(c)) => c,
+            Ok(Err(status)) => return unusable(describe(&status)),
+            Err(_) => return unusable(format!("no answer within {:.1} s", timeout.as_secs_f64())),
         };
         let negotiated = match negotiate(&capabilities, self.config.function) {
             Ok(n) => n,
