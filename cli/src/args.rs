@@ -66,9 +66,51 @@ pub struct BuildFlags {
     /// Digest function for this build (overrides kiln.toml).
     #[arg(long = "digest_function", value_enum)]
     pub digest_function: Option<DigestFunctionArg>,
+    /// Remote cache flags.
+    #[command(flatten)]
+    pub remote: RemoteFlags,
     /// Shared flags.
     #[command(flatten)]
     pub common: CommonArgs,
+}
+
+/// Remote cache flags (Bazel's names); each overrides `[remote]` in kiln.toml.
+#[derive(Debug, Args, Clone, Default)]
+pub struct RemoteFlags {
+    /// REAPI cache behind the local one: `grpc://host:port`, or `grpcs://host:port` for TLS (an
+    /// empty value turns off the one in kiln.toml).
+    #[arg(long = "remote_cache", value_name = "URL")]
+    pub remote_cache: Option<String>,
+    /// REAPI instance name.
+    #[arg(long = "remote_instance_name", value_name = "NAME")]
+    pub remote_instance_name: Option<String>,
+    /// Header sent with every remote call, e.g. `authorization=Bearer TOKEN` (repeatable).
+    #[arg(long = "remote_header", value_name = "KEY=VALUE")]
+    pub remote_header: Vec<String>,
+    /// Deadline of one remote call, in seconds (`10` or `10s`; default 5).
+    #[arg(long = "remote_timeout", value_name = "SECONDS")]
+    pub remote_timeout: Option<String>,
+    /// Upload the results of actions run here (default true).
+    #[arg(long = "remote_upload_local_results", value_name = "BOOL", num_args = 0..=1, default_missing_value = "true")]
+    pub remote_upload_local_results: Option<bool>,
+    /// Same as `--remote_upload_local_results=false`.
+    #[arg(long = "noremote_upload_local_results")]
+    pub noremote_upload_local_results: bool,
+    /// Which outputs of remote cache hits to download: `all`, `toplevel` (default: what you asked
+    /// for; intermediates only when a local action needs them) or `minimal`.
+    #[arg(long = "remote_download_outputs", value_enum)]
+    pub remote_download_outputs: Option<DownloadOutputsArg>,
+}
+
+/// `--remote_download_outputs` values.
+#[derive(Debug, Clone, Copy, ValueEnum, PartialEq, Eq)]
+pub enum DownloadOutputsArg {
+    /// Every output of every remote hit.
+    All,
+    /// Outputs of the requested targets (and test logs).
+    Toplevel,
+    /// Only what local actions read (and test logs).
+    Minimal,
 }
 
 /// Bazel's compilation modes.

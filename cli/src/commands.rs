@@ -76,6 +76,7 @@ pub fn engine_config(ws: &Workspace, flags: &BuildFlags) -> Result<EngineConfig>
         keep_going: flags.keep_going || ws.config.build.keep_going.unwrap_or(false),
         sandbox: ws.sandbox_config(flags)?,
         workspace_config: ws.config.raw.clone(),
+        remote: ws.remote(flags)?,
     })
 }
 
@@ -305,6 +306,12 @@ pub fn report_tests(
 }
 
 fn run_target(target: &str, program_args: &[String], flags: &BuildFlags) -> Result<i32> {
+    // The program runs from `kiln-out/`: its outputs must be downloaded.
+    let mut flags = flags.clone();
+    if flags.remote.remote_download_outputs != Some(crate::args::DownloadOutputsArg::All) {
+        flags.remote.remote_download_outputs = Some(crate::args::DownloadOutputsArg::Toplevel);
+    }
+    let flags = &flags;
     let session = Session::open(flags)?;
     let patterns = parse_patterns(&[target.to_string()], &session.workspace.cwd_package)?;
     let label = patterns.explicit_targets().next().cloned().ok_or_else(|| {

@@ -36,6 +36,28 @@ pub struct Config {
     /// The whole file as written, handed to rules (which own their sections).
     #[serde(skip)]
     pub raw: toml::Table,
+    /// `[remote]`.
+    #[serde(default)]
+    pub remote: RemoteSection,
+}
+
+/// `[remote]` settings: a REAPI cache behind the local one (flags of the same names override).
+#[derive(Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct RemoteSection {
+    /// `grpc://host:port` or `grpcs://host:port`.
+    pub cache: Option<String>,
+    /// REAPI instance name.
+    pub instance_name: Option<String>,
+    /// Headers sent with every call, e.g. `{ authorization = "Bearer TOKEN" }`.
+    #[serde(default)]
+    pub headers: std::collections::BTreeMap<String, String>,
+    /// Deadline of one call, in seconds (default 5).
+    pub timeout: Option<u64>,
+    /// Upload the results of actions run here (default true).
+    pub upload_local_results: Option<bool>,
+    /// `all`, `toplevel` (default) or `minimal`.
+    pub download_outputs: Option<String>,
 }
 
 /// `[workspace]` settings.

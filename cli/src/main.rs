@@ -7,6 +7,7 @@ mod config;
 mod events_file;
 mod exit;
 mod query;
+mod remote;
 mod state;
 mod ui;
 mod watch;

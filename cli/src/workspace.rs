@@ -7,6 +7,7 @@ use std::sync::Arc;
 use anyhow::{Context, Result};
 use kiln_cache::{CacheConfig, DigestFunction, LocalCache};
 use kiln_graph::analysis::BuildSettings;
+use kiln_graph::remote_tier::RemoteTier;
 
 use crate::args::{BuildFlags, CommonArgs, CompilationMode, DigestFunctionArg, SpawnStrategy};
 use crate::config::{self, Config};
@@ -175,6 +176,17 @@ impl Workspace {
                     .unwrap_or(2)
             })
             .max(1)
+    }
+
+    /// The remote cache tier from flags and `[remote]`, if one is configured. A malformed URL,
+    /// header or setting is a command-line error; the server itself is contacted only when the
+    /// build has work to look up.
+    pub fn remote(&self, flags: &BuildFlags) -> Result<Option<RemoteTier>> {
+        crate::remote::tier(
+            &self.config.remote,
+            &flags.remote,
+            self.digest_function(flags)?,
+        )
     }
 
     /// The sandbox, chosen from flags and settings.

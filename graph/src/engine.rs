@@ -16,7 +16,7 @@ use std::path::{Path, PathBuf};
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
-use kiln_cache::{ActionRecord, DigestFunction, LocalCache};
+use kiln_cache::{ActionRecord, Digest, DigestFunction, LocalCache};
 
 use crate::action::{ActionKind, Artifact};
 use crate::action_graph::{ActionGraph, ActionId};
@@ -98,6 +98,9 @@ pub struct EngineConfig {
     pub sandbox: kiln_exec::SandboxConfig,
     /// The whole `kiln.toml` (language sections are read by their rules).
     pub workspace_config: toml::Table,
+    /// The remote cache tier behind the local cache, if any (contacted only when a build has
+    /// work to look up).
+    pub remote: Option<crate::remote_tier::RemoteTier>,
 }
 
 /// What to do with the selected targets.
@@ -568,6 +571,12 @@ impl<'a> Engine<'a> {
         );
         runner.memory_scratch_root = memory_scratch.clone();
         runner.source_roots = roots.clone();
+        runner.remote = self.config.remote.clone();
+        let minimal = self
+            .config
+            .remote
+            .as_ref()
+            .is_some_and(|r| r.download == crate::remote_tier::DownloadOutputs::Minimal);
         runner.tool_digests = crate::host::tool_digests(
             needed
                 .iter()
@@ -592,7 +601,19 @@ impl<'a> Engine<'a> {
             let mut lost = Vec::new();
             for (path, file) in &done.outputs {
                 let wanted = top_paths.contains(path) || spec.kind == ActionKind::Test;
-                if wanted && !self.materialize(path, file, &observed) {
+                if !wanted {
+                    continue;
+                }
+                if minimal
+                    && done.status == CacheStatus::RemoteHit
+                    && spec.kind != ActionKind::Test
+                    && !cache.contains(&file.digest)
+                {
+                    // Not downloaded: never leave an older build's file in its place.
+                    self.withdraw(path);
+                    continue;
+                }
+                if !self.materialize(path, file, &observed, &|d| runner.ensure_local(d)) {
                     lost.push(path.clone());
                 }
             }
@@ -621,6 +642,11 @@ impl<'a> Engine<'a> {
         for warning in cache.take_warnings() {
             self.observer
                 .event(&BuildEvent::Warning(warning.to_string()));
+        }
+        if let Some(remote) = &self.config.remote {
+            for warning in remote.cache.take_warnings() {
+                self.observer.event(&BuildEvent::Warning(warning));
+            }
         }
 
         // Counts, failures, tests.
@@ -762,7 +788,14 @@ impl<'a> Engine<'a> {
 
     /// Copies a CAS blob to `kiln-out/...` unless the file there already has that content.
     /// Returns false when the blob is lost (missing or corrupt).
-    fn materialize(&self, path: &str, file: &FileDigest, log: &Observations) -> bool {
+    /// `fetch` brings a blob that is not in the local cache from the remote tier.
+    fn materialize(
+        &self,
+        path: &str,
+        file: &FileDigest,
+        log: &Observations,
+        fetch: &dyn Fn(&Digest) -> bool,
+    ) -> bool {
         let dest = self.config.root.join(path);
         let sources =
             SourceDigests::logged(&self.config.root, self.config.function, self.state, log);
@@ -774,6 +807,9 @@ impl<'a> Engine<'a> {
         let Some(cache) = self.cache.get() else {
             return false;
         };
+        if !fetch(&file.digest) {
+            return false;
+        }
         match cache.materialize(&file.digest, &dest, file.executable) {
             Ok(true) => {
                 let _ = sources.digest(path);
@@ -784,6 +820,20 @@ impl<'a> Engine<'a> {
                 self.observer
                     .event(&BuildEvent::Warning(format!("Cannot write `{path}`: {e}")));
                 false
+            }
+        }
+    }
+}
+
+impl Engine<'_> {
+    /// Removes `kiln-out/...` for an output this build did not download, so that no file from
+    /// an earlier build stands in for it.
+    fn withdraw(&self, path: &str) {
+        let dest = self.config.root.join(path);
+        if dest.symlink_metadata().is_ok() {
+            if let Err(e) = std::fs::remove_file(&dest) {
+                self.observer
+                    .event(&BuildEvent::Warning(format!("Cannot remove `{path}`: {e}")));
             }
         }
     }

@@ -18,6 +18,7 @@ use crate::action_key::{
     compute_key, from_proto, to_proto, FileDigest, KeyedAction, PlatformProperties,
 };
 use crate::events::CacheStatus;
+use crate::remote_tier::{BlobSource, DownloadOutputs, RemoteTier, ResultUpload};
 use crate::repository::SourceRoots;
 
 /// Runs one action: the scheduler's only view of execution, so that it can be tested with a fake.
@@ -62,6 +63,8 @@ pub struct Runner {
     pub source_roots: SourceRoots,
     /// Digests of the host tools actions name, by absolute path.
     pub tool_digests: std::collections::HashMap<String, String>,
+    /// The remote cache tier behind the local cache, if one is configured.
+    pub remote: Option<RemoteTier>,
     verified: Mutex<HashSet<Digest>>,
     counter: AtomicU64,
 }
@@ -141,6 +144,7 @@ impl Runner {
             scratch_root,
             memory_scratch_root: None,
             tool_digests: std::collections::HashMap::new(),
+            remote: None,
             verified: Mutex::new(HashSet::new()),
             counter: AtomicU64::new(0),
         }
@@ -193,21 +197,86 @@ impl Runner {
             if let Some(done) = self.lookup(spec, &keyed) {
                 return RunOutcome::Done(Box::new(done));
             }
+            if let Some(done) = self.remote_lookup(spec, &keyed) {
+                return RunOutcome::Done(Box::new(done));
+            }
         }
         self.execute(spec, keyed, options)
     }
 
-    /// An action-cache hit whose every output blob is still present.
+    /// A local action-cache hit whose every output blob is still present.
     fn lookup(&self, spec: &ActionSpec, keyed: &KeyedAction) -> Option<ActionDone> {
         let bytes = self.cache.get_action_result(&keyed.key).ok()??;
         let result = reapi::ActionResult::decode(bytes.as_slice()).ok()?;
+        self.hit(spec, keyed, &result, CacheStatus::LocalHit)
+    }
+
+    /// A remote action-cache hit. Its outputs are downloaded now only with
+    /// [`DownloadOutputs::All`]; otherwise they stay remote until a local action or `kiln-out/`
+    /// needs them (see [`Runner::ensure_local`]), and a blob gone by then sends the action back to
+    /// run locally.
+    fn remote_lookup(&self, spec: &ActionSpec, keyed: &KeyedAction) -> Option<ActionDone> {
+        let tier = self.remote.as_ref()?;
+        let result = tier.cache.get_action_result(&keyed.key)?;
+        let done = self.hit(spec, keyed, &result, CacheStatus::RemoteHit)?;
+        if tier.download == DownloadOutputs::All {
+            let missing: Vec<Digest> = done
+                .outputs
+                .values()
+                .map(|f| f.digest)
+                .filter(|d| !self.cache.contains(d))
+                .collect();
+            if !missing.is_empty() {
+                let fetched: HashSet<Digest> = tier
+                    .cache
+                    .fetch(&missing, &self.cache)
+                    .into_iter()
+                    .collect();
+                if missing.iter().any(|d| !fetched.contains(d)) {
+                    return None;
+                }
+            }
+            // Every output is local now: the next build finds the result in the local cache.
+            let _ = self
+                .cache
+                .put_action_result(&keyed.key, &result.encode_to_vec());
+        }
+        Some(done)
+    }
+
+    /// Makes sure the blob is in the local cache, downloading it from the remote tier if there is
+    /// one. False when it is in neither (or the remote sent corrupt bytes).
+    pub fn ensure_local(&self, digest: &Digest) -> bool {
+        if self.cache.contains(digest) {
+            return true;
+        }
+        self.fetch_remote(digest)
+    }
+
+    fn fetch_remote(&self, digest: &Digest) -> bool {
+        self.remote
+            .as_ref()
+            .is_some_and(|tier| tier.cache.fetch(&[*digest], &self.cache).contains(digest))
+    }
+
+    /// Turns a successful `ActionResult` into a hit, if it has every declared output. With
+    /// `LocalHit` every output blob must be in the local cache.
+    fn hit(
+        &self,
+        spec: &ActionSpec,
+        keyed: &KeyedAction,
+        result: &reapi::ActionResult,
+        status: CacheStatus,
+    ) -> Option<ActionDone> {
         if result.exit_code != 0 {
             return None;
         }
         let mut outputs = BTreeMap::new();
         for file in &result.output_files {
+            // A result naming an output the action does not declare is not ours to trust.
+            spec.outputs.iter().find(|o| o.path == file.path)?;
             let digest = from_proto(self.function, file.digest.as_ref()?)?;
-            if !self.cache.contains(&digest) {
+            if status == CacheStatus::LocalHit && !self.cache.contains(&digest) {
                 return None;
             }
             outputs.insert(
@@ -240,7 +309,7 @@ impl Runner {
             .unwrap_or_default();
         Some(ActionDone {
             key: keyed.key,
-            status: CacheStatus::LocalHit,
+            status,
             outputs,
             exit_code: 0,
             timed_out: false,
@@ -258,7 +327,9 @@ impl Runner {
                 return Some(self.cache.blob_path(digest));
             }
         }
-        if !self.cache.verify(digest) {
+        // A blob that is not here (a remote hit's output under `toplevel`, or evicted) comes from
+        // the remote tier, verified on the way in.
+        if !self.cache.verify(digest) && !self.fetch_remote(digest) {
             return None;
         }
         if let Ok(mut set) = self.verified.lock() {
@@ -459,6 +530,14 @@ impl Runner {
                 started,
                 run_duration,
             );
+            self.upload_result(
+                &keyed,
+                &outputs,
+                &outcome.stdout,
+                &outcome.stderr,
+                started,
+                run_duration,
+            );
         }
         RunOutcome::Done(Box::new(ActionDone {
             key: keyed.key,
@@ -524,33 +603,88 @@ impl Runner {
         // remote execution) needs them, and it can upload them from the KeyedAction.
         let (stdout_raw, stdout_digest) = self.log_field(stdout)?;
         let (stderr_raw, stderr_digest) = self.log_field(stderr)?;
-        let start = timestamp(started);
-        let end = timestamp(started + run_duration);
-        let result = reapi::ActionResult {
-            output_files: outputs
-                .iter()
-                .map(|(path, file)| reapi::OutputFile {
-                    path: path.clone(),
-                    digest: Some(to_proto(&file.digest)),
-                    is_executable: file.executable,
-                    ..Default::default()
-                })
-                .collect(),
-            exit_code: 0,
-            stdout_raw,
-            stdout_digest,
-            stderr_raw,
-            stderr_digest,
-            execution_metadata: Some(reapi::ExecutedActionMetadata {
-                worker: "kiln-local".to_string(),
-                execution_start_timestamp: Some(start),
-                execution_completed_timestamp: Some(end),
-                ..Default::default()
-            }),
-            ..Default::default()
-        };
+        let mut result = result_message(outputs, started, run_duration);
+        result.stdout_raw = stdout_raw;
+        result.stdout_digest = stdout_digest;
+        result.stderr_raw = stderr_raw;
+        result.stderr_digest = stderr_digest;
         self.cache
             .put_action_result(&keyed.key, &result.encode_to_vec())
+    }
+
+    /// Sends a locally executed action's result to the remote tier (when it takes uploads): the
+    /// `Action`, `Command`, outputs and logs as blobs, then the action-cache entry.
+    fn upload_result(
+        &self,
+        keyed: &KeyedAction,
+        outputs: &BTreeMap<String, FileDigest>,
+        stdout: &[u8],
+        stderr: &[u8],
+        started: SystemTime,
+        run_duration: Duration,
+    ) {
+        let Some(tier) = self.remote.as_ref().filter(|t| t.upload_local_results) else {
+            return;
+        };
+        let mut result = result_message(outputs, started, run_duration);
+        let mut blobs = vec![
+            (keyed.key, BlobSource::Bytes(keyed.action_bytes.clone())),
+            (
+                Digest::of_bytes(self.function, &keyed.command_bytes),
+                BlobSource::Bytes(keyed.command_bytes.clone()),
+            ),
+        ];
+        for file in outputs.values() {
+            blobs.push((
+                file.digest,
+                BlobSource::File(self.cache.blob_path(&file.digest)),
+            ));
+        }
+        // Uploads name logs by digest (REAPI asks clients not to inline anything).
+        for (bytes, field) in [
+            (stdout, &mut result.stdout_digest),
+            (stderr, &mut result.stderr_digest),
+        ] {
+            if !bytes.is_empty() {
+                let digest = Digest::of_bytes(self.function, bytes);
+                *field = Some(to_proto(&digest));
+                blobs.push((digest, BlobSource::Bytes(bytes.to_vec())));
+            }
+        }
+        tier.cache.upload(ResultUpload {
+            key: keyed.key,
+            result,
+            blobs,
+        });
+    }
+}
+
+/// The `ActionResult` of a successful run, without logs.
+fn result_message(
+    outputs: &BTreeMap<String, FileDigest>,
+    started: SystemTime,
+    run_duration: Duration,
+) -> reapi::ActionResult {
+    let start = timestamp(started);
+    let end = timestamp(started + run_duration);
+    reapi::ActionResult {
+        output_files: outputs
+            .iter()
+            .map(|(path, file)| reapi::OutputFile {
+                path: path.clone(),
+                digest: Some(to_proto(&file.digest)),
+                is_executable: file.executable,
+                ..Default::default()
+            })
+            .collect(),
+        exit_code: 0,
+        execution_metadata: Some(reapi::ExecutedActionMetadata {
+            worker: "kiln-local".to_string(),
+            execution_start_timestamp: Some(start),
+            execution_completed_timestamp: Some(end),
+            ..Default::default()
+        }),
+        ..Default::default()
     }
 }
 

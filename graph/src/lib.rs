@@ -16,6 +16,7 @@ pub mod label;
 pub mod load;
 pub mod pattern;
 pub mod query;
+pub mod remote_tier;
 pub mod repository;
 pub mod rule_schema;
 pub mod scheduler;

@@ -112,6 +112,7 @@ fn config(root: &Path, cache: &Path) -> EngineConfig {
             mode_override: Some(kiln_exec::SandboxMode::Plain),
         },
         workspace_config: toml::Table::new(),
+        remote: None,
     }
 }
 

@@ -10,7 +10,8 @@ pub const ALLOWED_EDGES: &[(&str, &[&str])] = &[
     ("kiln-exec", &[]),
     ("kiln-graph", &["kiln-cache", "kiln-exec"]),
     ("kiln-rules", &["kiln-graph", "kiln-cache", "kiln-exec"]),
-    ("kiln-remote", &["kiln-cache"]),
+    // `remote` implements the engine's `RemoteCache` tier (graph::remote_tier).
+    ("kiln-remote", &["kiln-graph", "kiln-cache"]),
     (
         "kiln-cli",
         &[

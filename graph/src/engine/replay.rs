@@ -26,12 +26,13 @@ impl Engine<'_> {
     /// Everything about the request that decides its result, besides the workspace's files.
     pub(super) fn request_fingerprint(&self, patterns: &PatternSet, goal: &Goal) -> String {
         format!(
-            "{patterns:?}|{goal:?}|{}|{}|{:?}|{}|{}",
+            "{patterns:?}|{goal:?}|{}|{}|{:?}|{}|{}|{:?}",
             self.settings_key(),
             self.config.function.name(),
             self.config.sandbox.mode_override,
             self.config.cache_dir.display(),
-            self.config.workspace_config
+            self.config.workspace_config,
+            self.config.remote.as_ref().map(|r| r.download)
         )
     }
 

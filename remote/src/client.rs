@@ -1,0 +1,17 @@
+//! The REAPI v2 cache client. [`RemoteClient`] implements the engine's
+//! [`RemoteCache`](kiln_graph::remote_tier::RemoteCache) tier over gRPC: it negotiates
+//! capabilities on first use, reads and writes the action cache, moves blobs with batched calls
+//! (small) or ByteStream (large), verifies every blob it downloads, retries transient errors with
+//! backoff, and turns every remote problem into a miss plus one warning.
+
+mod action_cache;
+mod bytestream;
+mod capabilities;
+mod cas;
+mod config;
+mod connection;
+mod retry;
+mod tier;
+
+pub use config::{parse_header, ClientConfig, ConfigError};
+pub use tier::RemoteClient;
