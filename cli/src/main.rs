@@ -8,6 +8,7 @@ mod events_file;
 mod exit;
 mod query;
 mod remote;
+mod serve;
 mod state;
 mod ui;
 mod watch;
@@ -38,22 +39,27 @@ fn main() {
     // half-written, and the next build clears leftover scratch directories.
     // While `kiln run` waits for its program, the program handles Ctrl-C itself and kiln
     // exits with the program's code.
-    let _ = ctrlc::set_handler(|| {
-        use std::sync::atomic::Ordering;
-        if exit::PROGRAM_IN_FOREGROUND.load(Ordering::SeqCst) {
-            return;
-        }
-        if exit::WATCHING.load(Ordering::SeqCst) {
-            // Stop the program `kiln watch run` started (and everything it started), then leave.
-            let group = exit::SERVICE_GROUP.load(Ordering::SeqCst);
-            if group != 0 {
-                kiln_exec::service::stop_group(group, std::time::Duration::from_secs(2));
+    // `kiln serve` handles SIGINT and SIGTERM itself, finishing in-flight uploads first.
+    let serving = matches!(cli.command, args::Command::Serve(_));
+    let _ = (!serving).then(|| {
+        ctrlc::set_handler(|| {
+            use std::sync::atomic::Ordering;
+            if exit::PROGRAM_IN_FOREGROUND.load(Ordering::SeqCst) {
+                return;
             }
-            eprintln!("\nINFO: Stopped watching");
-            std::process::exit(exit::SUCCESS);
-        }
-        eprintln!("\nINFO: Interrupted; stopping");
-        std::process::exit(exit::INTERRUPTED);
+            if exit::WATCHING.load(Ordering::SeqCst) {
+                // Stop the program `kiln watch run` started (and everything it started), then
+                // leave.
+                let group = exit::SERVICE_GROUP.load(Ordering::SeqCst);
+                if group != 0 {
+                    kiln_exec::service::stop_group(group, std::time::Duration::from_secs(2));
+                }
+                eprintln!("\nINFO: Stopped watching");
+                std::process::exit(exit::SUCCESS);
+            }
+            eprintln!("\nINFO: Interrupted; stopping");
+            std::process::exit(exit::INTERRUPTED);
+        })
     });
     // A panic is a bug in Kiln: say so and exit with Bazel's "internal error" code, not 101.
     std::panic::set_hook(Box::new(|info| {
