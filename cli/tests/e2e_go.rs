@@ -464,3 +464,29 @@ fn local_replace_and_vendor_directories_supply_modules() {
         "vendored again true\n"
     );
 }
+
+#[test]
+fn plain_mode_points_the_sdk_path_at_the_host_sdk() {
+    let (_guard, cache) = shared();
+    let ws = Workspace::sharing_cache(cache);
+    ws.write("go.mod", "module example.com/plain\n\ngo 1.22\n")
+        .write(
+            "p/main.go",
+            "package main\n\nimport \"fmt\"\n\nfunc main() { fmt.Println(\"plain mode\", 7*6) }\n",
+        )
+        .write(
+            "p/BUILD.bazel",
+            "load(\"@io_bazel_rules_go//go:def.bzl\", \"go_binary\")\ngo_binary(name = \"p\", srcs = [\"main.go\"])\n",
+        );
+    let out = ws.kiln(&["build", "//p", "--spawn_strategy=local"]);
+    out.ok();
+    assert!(
+        compiles_and_links(&out.events).len() >= 2,
+        "{:?}",
+        out.executed()
+    );
+    assert_eq!(
+        run(&mut Command::new(ws.out_path("p/p"))),
+        "plain mode 42\n"
+    );
+}
