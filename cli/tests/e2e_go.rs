@@ -259,6 +259,19 @@ fn body_edit_recompiles_one_package_signature_edit_recompiles_importers() {
     assert!(labels.contains("//go/report:report"), "{labels:?}");
     assert!(!labels.contains("//go/mathx:mathx"), "{labels:?}");
     assert!(!labels.contains("//go/textdiff:textdiff"), "{labels:?}");
+
+    // Once settled, an unchanged Go workspace is answered from the no-op record (no package is
+    // loaded): everything Go analysis read from the host was observed, and only files that exist.
+    std::thread::sleep(std::time::Duration::from_millis(2100));
+    ws.kiln(&["build", target]).ok();
+    let out = ws.kiln(&["build", target]);
+    out.ok();
+    let replayed = out
+        .events
+        .iter()
+        .find(|e| e["type"] == "planned")
+        .is_some_and(|e| e["packages_loaded"] == 0);
+    assert!(replayed, "{:?}", out.events);
 }
 
 #[test]
