@@ -110,6 +110,19 @@ impl FileMemo {
         self.entries.get(path)?.vouches_for(self.function, stat)
     }
 
+    /// Adds (or replaces) an entry, so a long-lived process (`kiln watch`) keeps the digests it
+    /// computed in memory instead of reading them back from SQLite.
+    pub fn insert(&mut self, record: &MemoRecord) {
+        self.entries.insert(
+            record.path.clone(),
+            MemoEntry {
+                stat: record.stat,
+                hash: record.digest.hash,
+                hashed_at_ns: nanos_since_epoch(record.hashed_at),
+            },
+        );
+    }
+
     /// Number of entries.
     pub fn len(&self) -> usize {
         self.entries.len()

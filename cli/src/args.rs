@@ -22,6 +22,8 @@ pub enum Command {
     Test(TestArgs),
     /// Build a binary and run it; everything after `--` goes to the program.
     Run(RunArgs),
+    /// Build, test or run again on every saved change: `kiln watch test //...`.
+    Watch(WatchArgs),
     /// Query the target graph: `kiln query 'deps(//a:b)'`.
     Query(QueryArgs),
     /// Remove `kiln-out/` (and with `--expunge` the workspace's state too).
@@ -162,6 +164,32 @@ pub struct RunArgs {
     /// Build flags.
     #[command(flatten)]
     pub flags: BuildFlags,
+}
+
+/// `kiln watch`.
+#[derive(Debug, Args)]
+pub struct WatchArgs {
+    /// What to do on each change.
+    #[command(subcommand)]
+    pub mode: WatchMode,
+    /// Scan the tree periodically instead of using OS file notifications (for file systems that
+    /// do not deliver them).
+    #[arg(long = "poll", global = true)]
+    pub poll: bool,
+    /// Seconds `run` mode waits after SIGTERM before it SIGKILLs the old program.
+    #[arg(long = "grace", global = true, default_value_t = 2.0)]
+    pub grace: f64,
+}
+
+/// What `kiln watch` repeats.
+#[derive(Debug, Subcommand)]
+pub enum WatchMode {
+    /// Build the targets.
+    Build(BuildArgs),
+    /// Build and run the affected tests.
+    Test(TestArgs),
+    /// Build the binary and (re)start it after every successful build.
+    Run(RunArgs),
 }
 
 /// Output formats of `kiln query`.

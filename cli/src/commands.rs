@@ -11,25 +11,20 @@ use kiln_graph::events::{BuildObserver, TestStatus};
 use kiln_graph::label::Label;
 use kiln_graph::pattern::PatternSet;
 
-use crate::args::{BuildFlags, CacheCommand, Cli, Command, TestOutput};
+use crate::args::{BuildFlags, CacheCommand, Cli, Command, TestArgs, TestOutput};
 use crate::events_file::{EventsFile, Tee};
 use crate::exit::{self, Exit};
 use crate::state::State;
 use crate::ui::{self, Terminal};
 use crate::workspace::Workspace;
+use kiln_graph::engine::test_action::TestOptions;
 
 /// Runs the parsed command line.
 pub fn run(cli: Cli) -> Result<i32> {
     match cli.command {
         Command::Build(args) => build(&args.patterns, &args.flags, None),
         Command::Test(args) => {
-            let options = kiln_graph::engine::test_action::TestOptions {
-                filter: args.test_filter.clone(),
-                args: args.test_arg.clone(),
-                no_cache: args.nocache_test_results,
-                runs_per_test: args.runs_per_test,
-                timeout: args.test_timeout.map(std::time::Duration::from_secs),
-            };
+            let options = test_options(&args);
             build(
                 &args.patterns,
                 &args.flags,
@@ -37,6 +32,7 @@ pub fn run(cli: Cli) -> Result<i32> {
             )
         }
         Command::Run(args) => run_target(&args.target, &args.args, &args.flags),
+        Command::Watch(args) => crate::watch::run(args),
         Command::Query(args) => crate::query::run(&args),
         Command::Clean(args) => clean(&args.common, args.expunge),
         Command::Info(common) => info(&common),
@@ -45,6 +41,17 @@ pub fn run(cli: Cli) -> Result<i32> {
             CacheCommand::Gc { max_size, common } => cache_gc(&common, max_size.as_deref()),
             CacheCommand::Stats { common } => cache_stats(&common),
         },
+    }
+}
+
+/// The engine's test options from `kiln test`'s flags.
+pub fn test_options(args: &TestArgs) -> TestOptions {
+    TestOptions {
+        filter: args.test_filter.clone(),
+        args: args.test_arg.clone(),
+        no_cache: args.nocache_test_results,
+        runs_per_test: args.runs_per_test,
+        timeout: args.test_timeout.map(std::time::Duration::from_secs),
     }
 }
 
@@ -91,15 +98,20 @@ fn kiln_identity() -> String {
 }
 
 /// Everything a build needs, opened.
-struct Session {
-    workspace: Workspace,
-    state: State,
-    terminal: Terminal,
-    events: Option<EventsFile>,
+pub struct Session {
+    /// The workspace.
+    pub workspace: Workspace,
+    /// Its state (memo, history, lock).
+    pub state: State,
+    /// Progress and messages.
+    pub terminal: Terminal,
+    /// `--events`, if asked for.
+    pub events: Option<EventsFile>,
 }
 
 impl Session {
-    fn open(flags: &BuildFlags) -> Result<Session> {
+    /// Opens the workspace, its state and the events file.
+    pub fn open(flags: &BuildFlags) -> Result<Session> {
         let workspace = Workspace::open(&flags.common)?;
         let terminal = Terminal::new();
         let state = State::open(&workspace.state_dir, &terminal)?;
@@ -116,11 +128,23 @@ impl Session {
         })
     }
 
-    fn engine_run(
+    /// Runs the engine once for `patterns` and `goal`.
+    pub fn engine_run(
         &self,
         flags: &BuildFlags,
         patterns: &PatternSet,
         goal: &Goal,
+    ) -> Result<BuildReport> {
+        self.engine_run_observed(flags, patterns, goal, None)
+    }
+
+    /// The same, also reporting events to `extra`.
+    pub fn engine_run_observed(
+        &self,
+        flags: &BuildFlags,
+        patterns: &PatternSet,
+        goal: &Goal,
+        extra: Option<&dyn BuildObserver>,
     ) -> Result<BuildReport> {
         let ws = &self.workspace;
         let config = engine_config(ws, flags)?;
@@ -130,6 +154,7 @@ impl Session {
         if let Some(events) = &self.events {
             observers.push(events);
         }
+        observers.extend(extra);
         let tee = Tee(observers);
         let engine =
             Engine::new(config, &rules, &self.state, &tee).with_repositories(&repository_rules);
@@ -212,7 +237,8 @@ fn build(
     Ok(code)
 }
 
-fn report_tests(
+/// Prints test results Bazel-style and returns the exit code.
+pub fn report_tests(
     session: &Session,
     report: &BuildReport,
     output: TestOutput,
@@ -296,7 +322,41 @@ fn run_target(target: &str, program_args: &[String], flags: &BuildFlags) -> Resu
             .line("ERROR: Build did NOT complete successfully");
         return Ok(exit::BUILD_FAILED);
     }
-    let exe = report.executables.get(&label).ok_or_else(|| {
+    let program = prepare_run(&session, &label, &report, flags)?;
+    drop(lock);
+    let _ = std::io::stderr().flush();
+    // From here on Ctrl-C is the program's (the flag stays set: a SIGINT that reaches kiln's
+    // handler just after the program exited must not turn its exit code into 8).
+    exit::PROGRAM_IN_FOREGROUND.store(true, std::sync::atomic::Ordering::SeqCst);
+    let code = kiln_exec::run_interactive(&program.exe, program_args, &program.cwd, &program.env)
+        .map_err(|e| {
+        Exit::new(
+            exit::LOCAL_ENVIRONMENT,
+            format!("Cannot run `{}`: {e}", program.exe.display()),
+        )
+    })?;
+    Ok(code)
+}
+
+/// A built program ready to start the way `kiln run` starts it.
+pub struct PreparedProgram {
+    /// The executable (absolute).
+    pub exe: std::path::PathBuf,
+    /// Its working directory: the workspace's directory in its runfiles tree.
+    pub cwd: std::path::PathBuf,
+    /// Environment to add: `RUNFILES_DIR`, `BUILD_WORKSPACE_DIRECTORY`, `BUILD_WORKING_DIRECTORY`.
+    pub env: Vec<(String, String)>,
+}
+
+/// Lays out the runfiles tree of `label`'s executable (call under the build lock) and says how to
+/// start it.
+pub fn prepare_run(
+    session: &Session,
+    label: &Label,
+    report: &BuildReport,
+    flags: &BuildFlags,
+) -> Result<PreparedProgram> {
+    let exe = report.executables.get(label).ok_or_else(|| {
         Exit::new(
             exit::BAD_COMMAND_LINE,
             format!("`{label}` is not executable; `kiln run` needs a binary or test target"),
@@ -311,12 +371,11 @@ fn run_target(target: &str, program_args: &[String], flags: &BuildFlags) -> Resu
         &tree,
         report
             .runfiles
-            .get(&label)
+            .get(label)
             .map(|v| v.as_slice())
             .unwrap_or(&[]),
         exe,
     )?;
-    drop(lock);
     let cwd = std::env::current_dir().context("Cannot read the current directory")?;
     let env = vec![
         (
@@ -332,13 +391,11 @@ fn run_target(target: &str, program_args: &[String], flags: &BuildFlags) -> Resu
             cwd.to_string_lossy().to_string(),
         ),
     ];
-    let _ = std::io::stderr().flush();
-    // From here on Ctrl-C is the program's (the flag stays set: a SIGINT that reaches kiln's
-    // handler just after the program exited must not turn its exit code into 8).
-    exit::PROGRAM_IN_FOREGROUND.store(true, std::sync::atomic::Ordering::SeqCst);
-    let code = kiln_exec::run_interactive(&root.join(exe), program_args, &tree, &env)
-        .map_err(|e| Exit::new(exit::LOCAL_ENVIRONMENT, format!("Cannot run `{exe}`: {e}")))?;
-    Ok(code)
+    Ok(PreparedProgram {
+        exe: root.join(exe),
+        cwd: tree,
+        env,
+    })
 }
 
 /// Lays out a runfiles tree of copies (kiln-out is never an alias of the cache).

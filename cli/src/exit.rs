@@ -23,6 +23,12 @@ pub const INTERNAL: i32 = 37;
 pub static PROGRAM_IN_FOREGROUND: std::sync::atomic::AtomicBool =
     std::sync::atomic::AtomicBool::new(false);
 
+/// Set while `kiln watch` runs: Ctrl-C then stops it cleanly with exit code 0.
+pub static WATCHING: std::sync::atomic::AtomicBool = std::sync::atomic::AtomicBool::new(false);
+
+/// Process group of the program `kiln watch run` keeps running (0: none), stopped on Ctrl-C.
+pub static SERVICE_GROUP: std::sync::atomic::AtomicU32 = std::sync::atomic::AtomicU32::new(0);
+
 /// An error that ends the command with a specific exit code.
 #[derive(Debug)]
 pub struct Exit {

@@ -9,6 +9,7 @@ mod exit;
 mod query;
 mod state;
 mod ui;
+mod watch;
 mod workspace;
 
 use clap::Parser;
@@ -37,8 +38,18 @@ fn main() {
     // While `kiln run` waits for its program, the program handles Ctrl-C itself and kiln
     // exits with the program's code.
     let _ = ctrlc::set_handler(|| {
-        if exit::PROGRAM_IN_FOREGROUND.load(std::sync::atomic::Ordering::SeqCst) {
+        use std::sync::atomic::Ordering;
+        if exit::PROGRAM_IN_FOREGROUND.load(Ordering::SeqCst) {
             return;
+        }
+        if exit::WATCHING.load(Ordering::SeqCst) {
+            // Stop the program `kiln watch run` started (and everything it started), then leave.
+            let group = exit::SERVICE_GROUP.load(Ordering::SeqCst);
+            if group != 0 {
+                kiln_exec::service::stop_group(group, std::time::Duration::from_secs(2));
+            }
+            eprintln!("\nINFO: Stopped watching");
+            std::process::exit(exit::SUCCESS);
         }
         eprintln!("\nINFO: Interrupted; stopping");
         std::process::exit(exit::INTERRUPTED);

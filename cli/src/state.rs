@@ -3,7 +3,7 @@
 
 use std::collections::{BTreeMap, HashMap};
 use std::path::Path;
-use std::sync::{Mutex, OnceLock};
+use std::sync::{Mutex, OnceLock, RwLock};
 use std::time::SystemTime;
 
 use anyhow::Result;
@@ -31,8 +31,11 @@ const RULE_MEMO_PREFIX: &str = "rules:";
 pub struct State {
     dir: std::path::PathBuf,
     db: WorkspaceState,
-    memos: Mutex<HashMap<DigestFunction, &'static FileMemo>>,
+    /// The file-digest memo, loaded once per function and kept up to date in memory.
+    memos: RwLock<HashMap<DigestFunction, FileMemo>>,
     pending: Mutex<Vec<MemoRecord>>,
+    /// Package memos read or written by this process (`kiln watch` keeps them across rounds).
+    packages: Mutex<HashMap<String, Vec<u8>>>,
     durations: OnceLock<HashMap<String, u64>>,
 }
 
@@ -57,8 +60,9 @@ impl State {
         Ok(State {
             dir: dir.to_path_buf(),
             db,
-            memos: Mutex::new(HashMap::new()),
+            memos: RwLock::new(HashMap::new()),
             pending: Mutex::new(Vec::new()),
+            packages: Mutex::new(HashMap::new()),
             durations: OnceLock::new(),
         })
     }
@@ -89,17 +93,22 @@ impl State {
         }
     }
 
-    fn memo(&self, function: DigestFunction) -> Option<&'static FileMemo> {
-        let mut memos = self.memos.lock().ok()?;
-        if let Some(memo) = memos.get(&function) {
-            return Some(memo);
+    /// The memoized digest of `path`, loading the memo of `function` on first use.
+    fn memo_lookup(&self, path: &str, stat: &FileStat, function: DigestFunction) -> Option<Digest> {
+        if let Some(found) = self
+            .memos
+            .read()
+            .ok()?
+            .get(&function)
+            .map(|memo| memo.lookup(path, stat))
+        {
+            return found;
         }
-        // One snapshot per function per process; leaked deliberately, it lives as long as the command.
-        let memo: &'static FileMemo = Box::leak(Box::new(
-            self.db.load_file_memo(function).unwrap_or_default(),
-        ));
-        memos.insert(function, memo);
-        Some(memo)
+        let mut memos = self.memos.write().ok()?;
+        let memo = memos
+            .entry(function)
+            .or_insert_with(|| self.db.load_file_memo(function).unwrap_or_default());
+        memo.lookup(path, stat)
     }
 
     /// Writes buffered memo records.
@@ -127,29 +136,44 @@ impl DigestMemo for State {
         metadata: &std::fs::Metadata,
         function: DigestFunction,
     ) -> Option<Digest> {
-        self.memo(function)?
-            .lookup(path, &FileStat::from_metadata(metadata))
+        self.memo_lookup(path, &FileStat::from_metadata(metadata), function)
     }
 
     fn record(&self, path: &str, metadata: &std::fs::Metadata, digest: Digest) {
+        let record = MemoRecord {
+            path: path.to_string(),
+            stat: FileStat::from_metadata(metadata),
+            digest,
+            hashed_at: SystemTime::now(),
+        };
+        if let Ok(mut memos) = self.memos.write() {
+            if let Some(memo) = memos.get_mut(&digest.function) {
+                memo.insert(&record);
+            }
+        }
         if let Ok(mut pending) = self.pending.lock() {
-            pending.push(MemoRecord {
-                path: path.to_string(),
-                stat: FileStat::from_metadata(metadata),
-                digest,
-                hashed_at: SystemTime::now(),
-            });
+            pending.push(record);
         }
     }
 }
 
 impl PackageMemoStore for State {
     fn get(&self, package: &str) -> Option<Vec<u8>> {
-        self.db.get_package(package).ok().flatten()
+        if let Some(bytes) = self.packages.lock().ok()?.get(package) {
+            return Some(bytes.clone());
+        }
+        let bytes = self.db.get_package(package).ok().flatten()?;
+        if let Ok(mut packages) = self.packages.lock() {
+            packages.insert(package.to_string(), bytes.clone());
+        }
+        Some(bytes)
     }
 
     fn put(&self, package: &str, bytes: Vec<u8>) {
         let _ = self.db.put_package(package, &bytes);
+        if let Ok(mut packages) = self.packages.lock() {
+            packages.insert(package.to_string(), bytes);
+        }
     }
 }
 

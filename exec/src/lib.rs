@@ -93,6 +93,7 @@ mod protocol;
 mod request;
 mod sandbox;
 mod scratch;
+pub mod service;
 mod staging;
 mod validate;
 

@@ -169,6 +169,22 @@ pub struct BuildReport {
     pub runfiles: HashMap<Label, Vec<(String, String)>>,
     /// Every needed action: (label, mnemonic, first output, key) — replayed as events by a no-op.
     pub actions: Vec<(Label, String, String, String)>,
+    /// What the build rested on, for `kiln watch`: every file whose content or stat it used
+    /// (workspace-relative, or absolute for host files), and every directory whose listing a glob
+    /// read, with the listing's fingerprint.
+    pub watch_set: WatchSet,
+}
+
+/// The files and directory listings a build rested on (see [`BuildReport::watch_set`]).
+#[derive(Clone, Debug, Default)]
+pub struct WatchSet {
+    /// Files, workspace-relative (sources, BUILD and `.bzl` files, outputs) or absolute (host tools).
+    pub files: Vec<String>,
+    /// Directories listed by globs, workspace-relative, with their listing fingerprints.
+    pub listings: Vec<(String, String)>,
+    /// The content digest the build used for each workspace file it digested (absent after a
+    /// no-op, which read nothing).
+    pub digests: HashMap<String, kiln_cache::Digest>,
 }
 
 impl BuildReport {
@@ -723,6 +739,21 @@ impl<'a> Engine<'a> {
             let _ = std::fs::remove_dir(dir);
         }
         timer.mark("record");
+        report.watch_set = WatchSet {
+            files: observed
+                .files
+                .lock()
+                .map(|files| files.iter().map(|(path, _)| path.clone()).collect())
+                .unwrap_or_default(),
+            listings: glob_listings.clone(),
+            digests: observed
+                .digests
+                .lock()
+                .map(|d| d.clone())
+                .unwrap_or_default(),
+        };
+        report.watch_set.files.sort();
+        report.watch_set.files.dedup();
         self.save_noop(&request, started, &observed, glob_listings, &report);
         let _ = cache.enforce_cap();
         timer.mark("cache flush");

@@ -41,6 +41,18 @@ pub struct NoopRecord<R> {
     pub report: R,
 }
 
+impl<R> NoopRecord<R> {
+    /// The files the recorded build rested on.
+    pub fn files(&self) -> impl Iterator<Item = &str> {
+        self.files.iter().map(|(path, _)| path.as_str())
+    }
+
+    /// The directory listings the recorded build rested on.
+    pub fn listings(&self) -> &[(String, String)] {
+        &self.listings
+    }
+}
+
 /// Builds the record of a finished build, or `None` when some stat it rested on is not settled (or
 /// a file changed while it was hashed): then the next build takes the normal path.
 pub fn record<R>(

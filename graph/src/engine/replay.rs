@@ -47,6 +47,11 @@ impl Engine<'_> {
         if !noop::still_valid(&self.config.root, request, &record) {
             return None;
         }
+        let watch_set = super::WatchSet {
+            files: record.files().map(str::to_string).collect(),
+            listings: record.listings().to_vec(),
+            digests: HashMap::new(),
+        };
         let stored = record.report;
         self.observer.event(&BuildEvent::Planned {
             actions: stored.actions.len(),
@@ -107,6 +112,7 @@ impl Engine<'_> {
             executables: stored.executables.into_iter().collect(),
             runfiles: stored.runfiles.into_iter().collect(),
             actions: stored.actions,
+            watch_set,
         })
     }
 

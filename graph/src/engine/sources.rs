@@ -38,6 +38,8 @@ pub struct SourceDigests<'a> {
 pub struct Observations {
     /// (path as digested, its stat when digested); `None` when it changed while being hashed.
     pub files: std::sync::Mutex<Vec<(String, Option<FileStat>)>>,
+    /// The content digest the build used for each workspace file it digested.
+    pub digests: std::sync::Mutex<HashMap<String, Digest>>,
 }
 
 impl Observations {
@@ -123,6 +125,7 @@ impl<'a> SourceDigests<'a> {
         let executable = metadata.permissions().mode() & 0o111 != 0;
         if let Some(digest) = self.memo.lookup(path, &metadata, self.function) {
             self.note(path, Some(&metadata));
+            self.note_digest(path, digest);
             return Ok(FileDigest { digest, executable });
         }
         let digest = Digest::of_file(self.function, &host)?;
@@ -132,12 +135,19 @@ impl<'a> SourceDigests<'a> {
             self.memo.record(path, &metadata, digest);
         }
         self.note(path, stable.then_some(&metadata));
+        self.note_digest(path, digest);
         Ok(FileDigest { digest, executable })
     }
 
     fn note(&self, path: &str, metadata: Option<&std::fs::Metadata>) {
         if let Some(log) = self.log {
             log.note(path, metadata.map(FileStat::from_metadata));
+        }
+    }
+
+    fn note_digest(&self, path: &str, digest: Digest) {
+        if let Some(Ok(mut digests)) = self.log.map(|log| log.digests.lock()) {
+            digests.insert(path.to_string(), digest);
         }
     }
 

@@ -1,0 +1,311 @@
+//! `kiln watch build|test|run TARGETS [-- ARGS]`: one build (test, run) at start, then one per
+//! change. Directories are watched (so saves by rename are seen), events are filtered by path and
+//! decided by content ([`changes`]), a burst settles for [`SETTLE`] into one round, and an event
+//! during a round makes another round follow at once. Each round takes the build lock, so a
+//! `kiln build` elsewhere waits for it. `run` mode restarts the program only when its executable
+//! or runfiles changed, and keeps the old one running when a build fails.
+
+mod changes;
+mod dirs;
+mod round;
+
+use std::collections::BTreeSet;
+use std::path::{Path, PathBuf};
+use std::sync::atomic::Ordering;
+use std::sync::mpsc::RecvTimeoutError;
+use std::time::{Duration, Instant};
+
+use anyhow::Result;
+use kiln_exec::service::Service;
+use kiln_graph::engine::{BuildReport, Goal};
+use kiln_graph::label::Label;
+use serde_json::json;
+
+use crate::args::{BuildFlags, TestOutput, WatchArgs, WatchMode};
+use crate::commands::{parse_patterns, prepare_run, test_options, Session};
+use crate::exit::{self, Exit};
+use changes::ChangeTracker;
+use dirs::{ignored, DirWatcher};
+use round::{RoundObserver, RoundOutcome};
+
+/// Quiet time that ends a burst of events (a `git checkout`, a formatter run) into one round.
+const SETTLE: Duration = Duration::from_millis(30);
+
+/// What each round does.
+enum Action {
+    Build,
+    Test(TestOutput),
+    Run { label: Label, args: Vec<String> },
+}
+
+/// Runs `kiln watch`; returns only on a setup error (Ctrl-C ends the process).
+pub fn run(args: WatchArgs) -> Result<i32> {
+    let grace = Duration::from_secs_f64(args.grace.clamp(0.0, 600.0));
+    let (patterns, flags, goal, action) = match args.mode {
+        WatchMode::Build(b) => (b.patterns, b.flags, Goal::Build, Action::Build),
+        WatchMode::Test(t) => {
+            let goal = Goal::Test(test_options(&t));
+            (t.patterns, t.flags, goal, Action::Test(t.test_output))
+        }
+        WatchMode::Run(r) => {
+            let target = r.target.clone();
+            (
+                vec![target],
+                r.flags,
+                Goal::Build,
+                Action::Run {
+                    label: Label::new("", "", ""),
+                    args: r.args,
+                },
+            )
+        }
+    };
+    let session = Session::open(&flags)?;
+    let patterns = parse_patterns(&patterns, &session.workspace.cwd_package)?;
+    let action = match action {
+        Action::Run { args, .. } => {
+            let label = patterns.explicit_targets().next().cloned().ok_or_else(|| {
+                Exit::new(
+                    exit::BAD_COMMAND_LINE,
+                    "`kiln watch run` needs a single target, not a pattern",
+                )
+            })?;
+            Action::Run { label, args }
+        }
+        other => other,
+    };
+    let root = session.workspace.root.clone();
+    // Watch before the first round, so nothing that changes during it is missed.
+    let (mut watcher, limit_note) = DirWatcher::start(&root, args.poll)?;
+    if let Some(note) = limit_note {
+        session.terminal.line(&format!("WARNING: {note}"));
+    }
+    exit::WATCHING.store(true, Ordering::SeqCst);
+    session.terminal.line(&format!(
+        "INFO: Watching {} ({}); Ctrl-C stops",
+        root.display(),
+        if watcher.polling() {
+            "scanning"
+        } else {
+            "file notifications"
+        }
+    ));
+    let mut tracker = ChangeTracker::new(&root, session.workspace.digest_function(&flags)?);
+    let mut service = RunningProgram::default();
+    let mut changed: Vec<String> = Vec::new();
+    let mut round_number = 0u64;
+    loop {
+        round_number += 1;
+        let observer = RoundObserver::default();
+        let started = Instant::now();
+        round::announce(&session, round_number, &changed);
+        let outcome = {
+            let lock = session.state.lock(&session.terminal)?;
+            let result = session.engine_run_observed(&flags, &patterns, &goal, Some(&observer));
+            let outcome = RoundOutcome::new(result, &observer);
+            if let (Action::Run { label, args }, Some(report)) = (&action, outcome.report()) {
+                if report.success() {
+                    service.restart_if_changed(&session, label, report, &flags, args, grace);
+                }
+            }
+            // The digests this round computed stay in memory; persist them for other kiln runs.
+            session.state.flush();
+            drop(lock);
+            outcome
+        };
+        let test_output = match &action {
+            Action::Test(output) => Some(*output),
+            _ => None,
+        };
+        round::summarize(
+            &session,
+            round_number,
+            &outcome,
+            &observer,
+            started,
+            test_output,
+        );
+        if let (Action::Run { label, .. }, false) = (&action, outcome.success()) {
+            if service.running() {
+                session.terminal.line(&format!(
+                    "INFO: Keeping the previous build of {label} running"
+                ));
+            }
+        }
+        // Anything the build rests on that moved while the round ran: go again at once. (The
+        // tracker learns the round's files first: one edited while the round read it is among
+        // them, with its new digest.)
+        if let Some(report) = outcome.report() {
+            tracker.learn(&report.watch_set);
+        }
+        let mut during = Vec::new();
+        for path in drain_pending(&mut watcher, &root) {
+            if tracker.concerns(&path) {
+                during.extend(tracker.changed(&path));
+            }
+        }
+        if !during.is_empty() {
+            changed = during;
+            continue;
+        }
+        changed = wait_for_change(&mut watcher, &mut tracker, &root, &session);
+        if let Some(events) = &session.events {
+            events.write(json!({"type": "watch_change", "round": round_number + 1, "changed": changed, "time_ms": round::now_ms()}));
+            events.flush();
+        }
+    }
+}
+
+/// Paths reported so far, without waiting; new directories are watched (and their files count).
+fn drain_pending(watcher: &mut DirWatcher, root: &Path) -> Vec<PathBuf> {
+    let mut paths = BTreeSet::new();
+    while let Ok(batch) = watcher.events.try_recv() {
+        paths.extend(batch);
+    }
+    expand_new_dirs(watcher, root, &mut paths);
+    paths.into_iter().filter(|p| !ignored(root, p)).collect()
+}
+
+/// Blocks until a settled burst of events changes the content of something the build rests on.
+fn wait_for_change(
+    watcher: &mut DirWatcher,
+    tracker: &mut ChangeTracker,
+    root: &Path,
+    session: &Session,
+) -> Vec<String> {
+    loop {
+        let Ok(first) = watcher.events.recv() else {
+            session
+                .terminal
+                .line("ERROR: The file watcher stopped; restart `kiln watch`");
+            std::process::exit(exit::LOCAL_ENVIRONMENT);
+        };
+        let mut paths: BTreeSet<PathBuf> = first.into_iter().collect();
+        loop {
+            match watcher.events.recv_timeout(SETTLE) {
+                Ok(batch) => paths.extend(batch),
+                Err(RecvTimeoutError::Timeout) => break,
+                Err(RecvTimeoutError::Disconnected) => break,
+            }
+        }
+        expand_new_dirs(watcher, root, &mut paths);
+        let mut changed = Vec::new();
+        for path in &paths {
+            if !ignored(root, path) && tracker.concerns(path) {
+                changed.extend(tracker.changed(path));
+            }
+        }
+        if !changed.is_empty() {
+            return changed;
+        }
+    }
+}
+
+/// Watches directories that appeared, and adds every file in them (created before the watch).
+fn expand_new_dirs(watcher: &mut DirWatcher, root: &Path, paths: &mut BTreeSet<PathBuf>) {
+    let new_dirs: Vec<PathBuf> = paths
+        .iter()
+        .filter(|p| p.is_dir() && !ignored(root, &p.join("x")))
+        .cloned()
+        .collect();
+    for dir in new_dirs {
+        if let Err(message) = watcher.watch_tree(&dir) {
+            eprintln!("WARNING: {message}");
+        }
+        for entry in walk_files(&dir) {
+            paths.insert(entry);
+        }
+    }
+}
+
+fn walk_files(dir: &Path) -> Vec<PathBuf> {
+    let mut files = Vec::new();
+    let mut stack = vec![dir.to_path_buf()];
+    while let Some(dir) = stack.pop() {
+        for entry in std::fs::read_dir(&dir).into_iter().flatten().flatten() {
+            match entry.file_type() {
+                Ok(t) if t.is_dir() => stack.push(entry.path()),
+                Ok(_) => files.push(entry.path()),
+                Err(_) => {}
+            }
+        }
+    }
+    files
+}
+
+/// `run` mode's program: restarted when its executable or runfiles change.
+#[derive(Default)]
+struct RunningProgram {
+    service: Option<Service>,
+    fingerprint: Option<blake3::Hash>,
+}
+
+impl RunningProgram {
+    fn running(&mut self) -> bool {
+        self.service.as_mut().is_some_and(|s| s.exited().is_none())
+    }
+
+    /// Starts the program built for `label` unless the same executable and runfiles already
+    /// run; the old one is stopped before its runfiles tree is laid out again.
+    fn restart_if_changed(
+        &mut self,
+        session: &Session,
+        label: &Label,
+        report: &BuildReport,
+        flags: &BuildFlags,
+        args: &[String],
+        grace: Duration,
+    ) {
+        let fingerprint = program_fingerprint(&session.workspace.root, label, report);
+        if self.running() && self.fingerprint == Some(fingerprint) {
+            return;
+        }
+        if let Some(mut old) = self.service.take() {
+            old.stop(grace);
+        }
+        exit::SERVICE_GROUP.store(0, Ordering::SeqCst);
+        let program = match prepare_run(session, label, report, flags) {
+            Ok(program) => program,
+            Err(e) => {
+                session.terminal.line(&format!("ERROR: {e:#}"));
+                return;
+            }
+        };
+        match Service::start(&program.exe, args, &program.cwd, &program.env) {
+            Ok(service) => {
+                exit::SERVICE_GROUP.store(service.pid(), Ordering::SeqCst);
+                session.terminal.line(&format!(
+                    "INFO: Started {} (pid {})",
+                    program.exe.display(),
+                    service.pid()
+                ));
+                self.service = Some(service);
+                self.fingerprint = Some(fingerprint);
+            }
+            Err(e) => session.terminal.line(&format!(
+                "ERROR: Cannot start `{}`: {e}",
+                program.exe.display()
+            )),
+        }
+    }
+}
+
+/// A digest of `label`'s executable and runfiles (paths in the tree and the content of the files
+/// they come from), read from the build's outputs before anything is laid out.
+fn program_fingerprint(root: &Path, label: &Label, report: &BuildReport) -> blake3::Hash {
+    let mut hasher = blake3::Hasher::new();
+    let mut entries: Vec<(String, String)> =
+        report.runfiles.get(label).cloned().unwrap_or_default();
+    if let Some(exe) = report.executables.get(label) {
+        entries.push((String::new(), exe.clone()));
+    }
+    entries.sort();
+    for (in_tree, source) in entries {
+        hasher.update(in_tree.as_bytes());
+        hasher.update(b"\0");
+        if let Ok(bytes) = std::fs::read(root.join(&source)) {
+            hasher.update(blake3::hash(&bytes).as_bytes());
+        }
+    }
+    hasher.finalize()
+}

@@ -1,0 +1,190 @@
+//! Deciding by content whether a file event changes anything a build rested on. The tracker knows
+//! the digest of every workspace file the last round used and the fingerprint of every directory
+//! listing a glob read; an event is a change only when those differ (a save with the same bytes,
+//! a formatter rewriting a file unchanged, or an editor's temp file that came and went start
+//! nothing).
+
+use std::collections::HashMap;
+use std::path::{Path, PathBuf};
+
+use kiln_cache::{Digest, DigestFunction};
+use kiln_graph::engine::WatchSet;
+use kiln_graph::load::{listing_fingerprint, DiskFs, PackageFs, BUILD_FILE_NAMES};
+
+/// What the watcher knows of the files and listings the last round used.
+#[derive(Debug, Default)]
+pub struct ChangeTracker {
+    root: PathBuf,
+    function: DigestFunction,
+    /// Workspace-relative path → digest of its content (`None`: did not exist).
+    files: HashMap<String, Option<Digest>>,
+    /// Workspace-relative directory → fingerprint of its listing.
+    listings: HashMap<String, String>,
+}
+
+impl ChangeTracker {
+    /// A tracker for the workspace at `root` (absolute, canonical), digesting with `function`
+    /// (the build's, so its digests compare with the build's).
+    pub fn new(root: &Path, function: DigestFunction) -> Self {
+        ChangeTracker {
+            root: root.to_path_buf(),
+            function,
+            ..Default::default()
+        }
+    }
+
+    /// Adds what a round rested on. A file the round digested is recorded with the digest the
+    /// round used (so an edit made while it ran is a change afterwards); other files keep what
+    /// the tracker knew, or are digested now (after a no-op round, which read nothing).
+    pub fn learn(&mut self, set: &WatchSet) {
+        for path in &set.files {
+            if Path::new(path).is_absolute() || path.starts_with("kiln-out/") {
+                continue;
+            }
+            if let Some(used) = set.digests.get(path) {
+                self.files.insert(path.clone(), Some(*used));
+            } else if !self.files.contains_key(path) {
+                let digest = self.digest(path);
+                self.files.insert(path.clone(), digest);
+            }
+        }
+        for (dir, fingerprint) in &set.listings {
+            self.listings.insert(dir.clone(), fingerprint.clone());
+        }
+    }
+
+    /// Whether an event at `path` (absolute) may concern the build at all, before reading it: a
+    /// file it used, an entry of a directory a glob listed, or a BUILD, `.bzl` or `kiln.toml` file
+    /// anywhere (a new package, a new load).
+    pub fn concerns(&self, path: &Path) -> bool {
+        let Some(rel) = self.relative(path) else {
+            return false;
+        };
+        if self.files.contains_key(&rel) || self.listings.contains_key(parent(&rel)) {
+            return true;
+        }
+        is_build_definition(&rel)
+    }
+
+    /// Whether the content at `path` (absolute) differs from what the tracker knows; records the
+    /// new state either way. Returns the workspace-relative path when it changed.
+    pub fn changed(&mut self, path: &Path) -> Option<String> {
+        let rel = self.relative(path)?;
+        let mut changed = false;
+        if self.files.contains_key(&rel) || is_build_definition(&rel) {
+            let now = self.digest(&rel);
+            let before = self.files.insert(rel.clone(), now);
+            changed |= before != Some(now) && !(before.is_none() && now.is_none());
+        }
+        let dir = parent(&rel).to_string();
+        if let Some(before) = self.listings.get(&dir).cloned() {
+            let fs = DiskFs::new(&self.root);
+            let now = fs
+                .list_dir(&dir)
+                .map(|listing| listing_fingerprint(&listing))
+                .unwrap_or_default();
+            if now != before {
+                self.listings.insert(dir, now);
+                changed = true;
+            }
+        }
+        changed.then_some(rel)
+    }
+
+    fn relative(&self, path: &Path) -> Option<String> {
+        let rel = path.strip_prefix(&self.root).ok()?;
+        Some(rel.to_string_lossy().into_owned())
+    }
+
+    fn digest(&self, rel: &str) -> Option<Digest> {
+        Digest::of_file(self.function, &self.root.join(rel)).ok()
+    }
+}
+
+fn parent(rel: &str) -> &str {
+    rel.rsplit_once('/').map(|(dir, _)| dir).unwrap_or("")
+}
+
+fn is_build_definition(rel: &str) -> bool {
+    let name = rel.rsplit('/').next().unwrap_or(rel);
+    BUILD_FILE_NAMES.contains(&name) || name.ends_with(".bzl") || rel == "kiln.toml"
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn setup() -> (tempfile::TempDir, ChangeTracker) {
+        let dir = tempfile::tempdir().unwrap_or_else(|e| panic!("{e}"));
+        std::fs::create_dir_all(dir.path().join("a")).unwrap_or_else(|e| panic!("{e}"));
+        std::fs::write(dir.path().join("a/BUILD"), "x").unwrap_or_else(|e| panic!("{e}"));
+        std::fs::write(dir.path().join("a/src.txt"), "one").unwrap_or_else(|e| panic!("{e}"));
+        let fs = DiskFs::new(dir.path());
+        let listing = listing_fingerprint(&fs.list_dir("a").unwrap_or_else(|e| panic!("{e}")));
+        let mut tracker = ChangeTracker::new(dir.path(), DigestFunction::Blake3);
+        tracker.learn(&WatchSet {
+            files: vec!["a/BUILD".into(), "a/src.txt".into(), "/usr/bin".into()],
+            listings: vec![("a".into(), listing)],
+            digests: HashMap::new(),
+        });
+        (dir, tracker)
+    }
+
+    #[test]
+    fn same_bytes_are_no_change_and_new_bytes_are() {
+        let (dir, mut tracker) = setup();
+        let src = dir.path().join("a/src.txt");
+        std::fs::write(&src, "one").unwrap_or_else(|e| panic!("{e}"));
+        assert!(tracker.concerns(&src));
+        assert_eq!(tracker.changed(&src), None);
+        std::fs::write(&src, "two").unwrap_or_else(|e| panic!("{e}"));
+        assert_eq!(tracker.changed(&src).as_deref(), Some("a/src.txt"));
+        // Already recorded: the same event again is no change.
+        assert_eq!(tracker.changed(&src), None);
+    }
+
+    #[test]
+    fn a_new_file_in_a_globbed_directory_is_a_change_and_a_file_that_came_and_went_is_not() {
+        let (dir, mut tracker) = setup();
+        let new = dir.path().join("a/new.txt");
+        std::fs::write(&new, "n").unwrap_or_else(|e| panic!("{e}"));
+        assert!(tracker.concerns(&new));
+        assert_eq!(tracker.changed(&new).as_deref(), Some("a/new.txt"));
+        let temp = dir.path().join("a/.tmp123");
+        std::fs::write(&temp, "t").unwrap_or_else(|e| panic!("{e}"));
+        std::fs::remove_file(&temp).unwrap_or_else(|e| panic!("{e}"));
+        assert_eq!(tracker.changed(&temp), None);
+    }
+
+    #[test]
+    fn unrelated_paths_do_not_concern_the_build_but_new_build_files_do() {
+        let (dir, tracker) = setup();
+        std::fs::create_dir_all(dir.path().join("b")).unwrap_or_else(|e| panic!("{e}"));
+        assert!(!tracker.concerns(&dir.path().join("b/notes.txt")));
+        assert!(tracker.concerns(&dir.path().join("b/BUILD.bazel")));
+        assert!(tracker.concerns(&dir.path().join("b/defs.bzl")));
+        assert!(!tracker.concerns(Path::new("/elsewhere/x")));
+    }
+
+    #[test]
+    fn the_digest_a_build_used_wins_over_what_the_file_holds_now() {
+        let (dir, mut tracker) = setup();
+        let src = dir.path().join("a/src.txt");
+        // The build read "zero" (say), then the file was saved as "one" while it ran.
+        let used = Digest::of_bytes(DigestFunction::Blake3, b"zero");
+        tracker.learn(&WatchSet {
+            files: vec!["a/src.txt".into()],
+            listings: Vec::new(),
+            digests: HashMap::from([("a/src.txt".to_string(), used)]),
+        });
+        assert_eq!(tracker.changed(&src).as_deref(), Some("a/src.txt"));
+    }
+
+    #[test]
+    fn a_deleted_file_is_a_change() {
+        let (dir, mut tracker) = setup();
+        let src = dir.path().join("a/src.txt");
+        std::fs::remove_file(&src).unwrap_or_else(|e| panic!("{e}"));
+        assert_eq!(tracker.changed(&src).as_deref(), Some("a/src.txt"));
+    }
+}

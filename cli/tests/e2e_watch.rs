@@ -1,0 +1,427 @@
+//! `kiln watch` driven as a subprocess on a copy of the examples (and a small server fixture):
+//! an edit triggers exactly one round rebuilding what it affects; an editor's save by rename is
+//! seen; a rewrite with identical bytes triggers nothing; a new file matched by a glob and a new
+//! target in a BUILD file are picked up; `test` mode runs only affected tests; `run` mode serves
+//! the new response after an edit, keeps the old server through a broken edit, and Ctrl-C leaves
+//! no process behind. Waits poll the events file with generous deadlines; nothing here times
+//! anything.
+
+mod harness;
+
+use std::io::{Read, Write};
+use std::path::{Path, PathBuf};
+use std::process::{Child, Stdio};
+use std::time::{Duration, Instant};
+
+use harness::Workspace;
+use serde_json::Value;
+
+/// How long any one expected event may take on a loaded CI machine.
+const DEADLINE: Duration = Duration::from_secs(120);
+/// How long to watch for an event that must not come.
+const QUIET: Duration = Duration::from_millis(1500);
+
+/// A running `kiln watch`.
+struct Watch {
+    child: Child,
+    events: PathBuf,
+    stderr: PathBuf,
+    _dir: tempfile::TempDir,
+}
+
+impl Watch {
+    fn start(ws: &Workspace, args: &[&str]) -> Watch {
+        let dir = tempfile::tempdir().expect("temp dir");
+        let events = dir.path().join("events.jsonl");
+        let stderr = dir.path().join("stderr.txt");
+        let mut all = vec!["watch".to_string()];
+        let split = args.iter().position(|a| *a == "--").unwrap_or(args.len());
+        all.extend(args[..split].iter().map(|s| s.to_string()));
+        all.push(format!("--events={}", events.display()));
+        all.extend(args[split..].iter().map(|s| s.to_string()));
+        let refs: Vec<&str> = all.iter().map(|s| s.as_str()).collect();
+        let child = ws
+            .command(&refs)
+            .stdout(Stdio::null())
+            .stderr(std::fs::File::create(&stderr).expect("stderr file"))
+            .spawn()
+            .expect("start kiln watch");
+        Watch {
+            child,
+            events,
+            stderr,
+            _dir: dir,
+        }
+    }
+
+    fn events(&self) -> Vec<Value> {
+        std::fs::read_to_string(&self.events)
+            .unwrap_or_default()
+            .lines()
+            .filter_map(|l| serde_json::from_str(l).ok())
+            .collect()
+    }
+
+    fn stderr(&self) -> String {
+        std::fs::read_to_string(&self.stderr).unwrap_or_default()
+    }
+
+    fn rounds_done(&self) -> Vec<Value> {
+        self.events()
+            .into_iter()
+            .filter(|e| e["type"] == "watch_round_done")
+            .collect()
+    }
+
+    /// Waits until round `n` has finished and returns its summary event.
+    #[track_caller]
+    fn wait_round(&self, n: u64) -> Value {
+        let start = Instant::now();
+        while start.elapsed() < DEADLINE {
+            if let Some(done) = self.rounds_done().into_iter().find(|e| e["round"] == n) {
+                return done;
+            }
+            std::thread::sleep(Duration::from_millis(20));
+        }
+        panic!("round {n} did not finish\nstderr:\n{}", self.stderr());
+    }
+
+    /// Asserts that no round after `n` starts within [`QUIET`].
+    #[track_caller]
+    fn assert_no_round_after(&self, n: u64) {
+        std::thread::sleep(QUIET);
+        let later: Vec<Value> = self
+            .events()
+            .into_iter()
+            .filter(|e| e["type"] == "watch_round" && e["round"].as_u64() > Some(n))
+            .collect();
+        assert!(
+            later.is_empty(),
+            "unexpected round(s): {later:?}\nstderr:\n{}",
+            self.stderr()
+        );
+    }
+
+    fn interrupt(&mut self) -> i32 {
+        let pid = nix::unistd::Pid::from_raw(self.child.id() as i32);
+        nix::sys::signal::kill(pid, nix::sys::signal::Signal::SIGINT).expect("SIGINT");
+        let start = Instant::now();
+        while start.elapsed() < DEADLINE {
+            if let Ok(Some(status)) = self.child.try_wait() {
+                return status.code().unwrap_or(-1);
+            }
+            std::thread::sleep(Duration::from_millis(20));
+        }
+        panic!("kiln watch did not stop on SIGINT\n{}", self.stderr());
+    }
+}
+
+impl Drop for Watch {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
+fn executed(done: &Value) -> Vec<String> {
+    let mut names: Vec<String> = done["executed"]
+        .as_array()
+        .map(|a| {
+            a.iter()
+                .filter_map(|v| v.as_str())
+                .map(String::from)
+                .collect()
+        })
+        .unwrap_or_default();
+    names.sort();
+    names
+}
+
+fn examples() -> Workspace {
+    let ws = Workspace::new();
+    let examples = Path::new(env!("CARGO_MANIFEST_DIR")).join("../examples");
+    harness::copy_tree(&examples, ws.root());
+    ws
+}
+
+/// Writes `path` the way editors do: a temp file in the same directory, renamed over the target.
+fn save_by_rename(ws: &Workspace, path: &str, content: &str) {
+    let target = ws.root().join(path);
+    let temp = target.with_file_name(".kiln-watch-test.tmp");
+    std::fs::write(&temp, content).expect("write temp");
+    std::fs::rename(&temp, &target).expect("rename over");
+}
+
+#[test]
+fn build_mode_follows_edits_by_content() {
+    let ws = examples();
+    let watch = Watch::start(&ws, &["build", "//core/..."]);
+    let first = watch.wait_round(1);
+    assert_eq!(first["success"], true, "{}", watch.stderr());
+
+    // A rewrite with the same bytes starts nothing.
+    let fog = ws.read("core/text/poems/fog.txt");
+    ws.write("core/text/poems/fog.txt", &fog);
+    watch.assert_no_round_after(1);
+
+    // An edit rebuilds exactly what reads the file, in one round.
+    ws.write("core/text/poems/fog.txt", &format!("{fog}and more fog\n"));
+    let second = watch.wait_round(2);
+    assert_eq!(
+        executed(&second),
+        [
+            "Genrule //core/text:anthology",
+            "Genrule //core/text:counts",
+            "Genrule //core/text:shout"
+        ],
+        "{}",
+        watch.stderr()
+    );
+    watch.assert_no_round_after(2);
+    assert!(ws
+        .read_out("core/text/anthology.txt")
+        .contains("and more fog"));
+
+    // An editor-style save (temp file renamed over) is seen.
+    save_by_rename(&ws, "core/text/poems/fog.txt", "renamed fog\n");
+    let third = watch.wait_round(3);
+    assert!(executed(&third).contains(&"Genrule //core/text:anthology".to_string()));
+    assert!(ws
+        .read_out("core/text/anthology.txt")
+        .contains("renamed fog"));
+
+    // A new file matched by the glob is picked up.
+    ws.write("core/text/poems/zebra.txt", "a zebra poem\n");
+    watch.wait_round(4);
+    assert!(ws
+        .read_out("core/text/anthology.txt")
+        .contains("a zebra poem"));
+
+    // A BUILD edit adding a target builds it.
+    let build = ws.read("core/text/BUILD.bazel");
+    ws.write(
+        "core/text/BUILD.bazel",
+        &format!("{build}\ngenrule(name = \"added\", outs = [\"added.txt\"], cmd = \"echo added > $@\")\n"),
+    );
+    let fifth = watch.wait_round(5);
+    assert_eq!(executed(&fifth), ["Genrule //core/text:added"]);
+    assert_eq!(ws.read_out("core/text/added.txt"), "added\n");
+    let events = watch.events();
+    let round5 = events
+        .iter()
+        .position(|e| e["type"] == "watch_round" && e["round"] == 5)
+        .expect("round 5");
+    let planned = events[round5..]
+        .iter()
+        .find(|e| e["type"] == "planned")
+        .expect("planned event");
+    assert_eq!(
+        planned["packages_evaluated"], 1,
+        "only the edited package is evaluated again"
+    );
+
+    // Between rounds the watcher holds no lock: a build in another terminal goes through.
+    ws.kiln(&["build", "//core/..."]).ok();
+    watch.assert_no_round_after(5);
+}
+
+#[test]
+fn the_scanning_fallback_sees_edits_too() {
+    let ws = examples();
+    let watch = Watch::start(&ws, &["build", "--poll", "//core/text:anthology"]);
+    watch.wait_round(1);
+    assert!(watch.stderr().contains("scanning"), "{}", watch.stderr());
+    ws.write("core/text/poems/fog.txt", "polled fog\n");
+    let second = watch.wait_round(2);
+    assert_eq!(executed(&second), ["Genrule //core/text:anthology"]);
+}
+
+#[test]
+fn test_mode_runs_only_affected_tests() {
+    let ws = examples();
+    ws.write(
+        "other/BUILD",
+        "sh_test(name = \"other_test\", srcs = [\"other_test.sh\"], data = [\"input.txt\"])\n",
+    );
+    ws.write(
+        "other/other_test.sh",
+        "#!/bin/sh\ngrep -q PASS other/input.txt\n",
+    );
+    std::fs::set_permissions(
+        ws.root().join("other/other_test.sh"),
+        std::os::unix::fs::PermissionsExt::from_mode(0o755),
+    )
+    .expect("chmod");
+    ws.write("other/input.txt", "PASS\n");
+    let watch = Watch::start(&ws, &["test", "//..."]);
+    assert_eq!(watch.wait_round(1)["success"], true, "{}", watch.stderr());
+    let tests_in_round = |round: u64| -> Vec<(String, bool)> {
+        let events = watch.events();
+        let start = events
+            .iter()
+            .position(|e| e["type"] == "watch_round" && e["round"] == round)
+            .expect("round start");
+        events[start..]
+            .iter()
+            .take_while(|e| !(e["type"] == "watch_round_done" && e["round"] == round))
+            .filter(|e| e["type"] == "test")
+            .map(|e| {
+                (
+                    e["label"].as_str().unwrap_or("").to_string(),
+                    e["cached"].as_bool().unwrap_or(false),
+                )
+            })
+            .collect()
+    };
+    ws.write("other/input.txt", "still PASS\n");
+    let done = watch.wait_round(2);
+    assert_eq!(done["success"], true, "{}", watch.stderr());
+    let mut tests = tests_in_round(2);
+    tests.sort();
+    assert_eq!(
+        tests,
+        [
+            ("//core/text:anthology_test".to_string(), true),
+            ("//other:other_test".to_string(), false)
+        ]
+    );
+    // A failing edit fails the round; the fix passes again.
+    ws.write("other/input.txt", "broken\n");
+    assert_eq!(watch.wait_round(3)["success"], false);
+    ws.write("other/input.txt", "PASS again\n");
+    assert_eq!(watch.wait_round(4)["success"], true, "{}", watch.stderr());
+}
+
+/// A port nobody listens on.
+fn free_port() -> u16 {
+    std::net::TcpListener::bind("127.0.0.1:0")
+        .and_then(|l| l.local_addr())
+        .map(|a| a.port())
+        .expect("free port")
+}
+
+/// The body `GET /` answers with, or `None` when nothing listens.
+fn fetch(port: u16) -> Option<String> {
+    let mut stream = std::net::TcpStream::connect(("127.0.0.1", port)).ok()?;
+    stream
+        .set_read_timeout(Some(Duration::from_secs(10)))
+        .ok()?;
+    stream
+        .write_all(b"GET / HTTP/1.0\r\nHost: localhost\r\n\r\n")
+        .ok()?;
+    let mut response = String::new();
+    stream.read_to_string(&mut response).ok()?;
+    response.split("\r\n\r\n").nth(1).map(str::to_string)
+}
+
+#[track_caller]
+fn wait_for_body(port: u16, expected: &str, watch: &Watch) {
+    let start = Instant::now();
+    while start.elapsed() < DEADLINE {
+        if fetch(port).as_deref() == Some(expected) {
+            return;
+        }
+        std::thread::sleep(Duration::from_millis(50));
+    }
+    panic!(
+        "the server never answered {expected:?} (last: {:?})\nstderr:\n{}",
+        fetch(port),
+        watch.stderr()
+    );
+}
+
+/// A server written as an sh_binary around python3's http.server: answers with its runfile
+/// `message.txt` and writes its pid next to the workspace.
+fn server_workspace() -> Workspace {
+    let ws = Workspace::new();
+    ws.write(
+        "web/BUILD",
+        r#"
+genrule(name = "message", srcs = ["message.in"], outs = ["message.txt"], cmd = "cp $< $@")
+sh_binary(name = "server", srcs = ["server.sh"], data = [":message"])
+"#,
+    );
+    ws.write(
+        "web/server.sh",
+        r#"#!/bin/sh
+echo $$ >> "$BUILD_WORKSPACE_DIRECTORY/server.pids"
+exec python3 -c '
+import http.server, sys
+body = open("web/message.txt", "rb").read()
+class H(http.server.BaseHTTPRequestHandler):
+    def do_GET(self):
+        self.send_response(200); self.end_headers(); self.wfile.write(body)
+    def log_message(self, *a): pass
+http.server.HTTPServer(("127.0.0.1", int(sys.argv[1])), H).serve_forever()
+' "$1"
+"#,
+    );
+    std::fs::set_permissions(
+        ws.root().join("web/server.sh"),
+        std::os::unix::fs::PermissionsExt::from_mode(0o755),
+    )
+    .expect("chmod");
+    ws.write("web/message.in", "hello one");
+    ws
+}
+
+fn alive(pid: i32) -> bool {
+    std::fs::read_to_string(format!("/proc/{pid}/stat")).is_ok_and(|stat| {
+        !stat
+            .rsplit(')')
+            .next()
+            .unwrap_or("")
+            .trim_start()
+            .starts_with('Z')
+    })
+}
+
+#[test]
+fn run_mode_restarts_on_change_survives_a_broken_edit_and_stops_cleanly() {
+    let ws = server_workspace();
+    let port = free_port();
+    let port_text = port.to_string();
+    let mut watch = Watch::start(&ws, &["run", "//web:server", "--", &port_text]);
+    watch.wait_round(1);
+    wait_for_body(port, "hello one", &watch);
+
+    ws.write("web/message.in", "hello two");
+    watch.wait_round(2);
+    wait_for_body(port, "hello two", &watch);
+
+    // A broken BUILD file fails the round and leaves the old server answering.
+    let build = ws.read("web/BUILD");
+    ws.write("web/BUILD", &format!("{build}\ngenrule(name = \n"));
+    let broken = watch.wait_round(3);
+    assert_eq!(broken["success"], false);
+    assert!(watch.stderr().contains("web/BUILD:"), "{}", watch.stderr());
+    assert_eq!(fetch(port).as_deref(), Some("hello two"));
+
+    // The fix (with a new message) recovers.
+    ws.write("web/message.in", "hello three");
+    ws.write("web/BUILD", &build);
+    let start = Instant::now();
+    while watch.rounds_done().last().map(|r| r["success"] == true) != Some(true)
+        && start.elapsed() < DEADLINE
+    {
+        std::thread::sleep(Duration::from_millis(20));
+    }
+    wait_for_body(port, "hello three", &watch);
+
+    // Ctrl-C stops kiln and every server it started.
+    let code = watch.interrupt();
+    assert_eq!(code, 0, "{}", watch.stderr());
+    let pids: Vec<i32> = ws
+        .read("server.pids")
+        .lines()
+        .filter_map(|l| l.trim().parse().ok())
+        .collect();
+    assert!(pids.len() >= 3, "{pids:?}");
+    let start = Instant::now();
+    while pids.iter().any(|p| alive(*p)) && start.elapsed() < DEADLINE {
+        std::thread::sleep(Duration::from_millis(20));
+    }
+    let left: Vec<&i32> = pids.iter().filter(|p| alive(**p)).collect();
+    assert!(left.is_empty(), "still running: {left:?}");
+    assert_eq!(fetch(port), None);
+}
