@@ -259,6 +259,19 @@ fn body_edit_recompiles_one_package_signature_edit_recompiles_importers() {
     assert!(labels.contains("//go/report:report"), "{labels:?}");
     assert!(!labels.contains("//go/mathx:mathx"), "{labels:?}");
     assert!(!labels.contains("//go/textdiff:textdiff"), "{labels:?}");
+
+    // Once settled, an unchanged Go workspace is answered from the no-op record (no package is
+    // loaded): everything Go analysis read from the host was observed, and only files that exist.
+    std::thread::sleep(std::time::Duration::from_millis(2100));
+    ws.kiln(&["build", target]).ok();
+    let out = ws.kiln(&["build", target]);
+    out.ok();
+    let replayed = out
+        .events
+        .iter()
+        .find(|e| e["type"] == "planned")
+        .is_some_and(|e| e["packages_loaded"] == 0);
+    assert!(replayed, "{:?}", out.events);
 }
 
 #[test]
@@ -462,5 +475,31 @@ fn local_replace_and_vendor_directories_supply_modules() {
     assert_eq!(
         run(&mut Command::new(ws.out_path("app"))),
         "vendored again true\n"
+    );
+}
+
+#[test]
+fn plain_mode_points_the_sdk_path_at_the_host_sdk() {
+    let (_guard, cache) = shared();
+    let ws = Workspace::sharing_cache(cache);
+    ws.write("go.mod", "module example.com/plain\n\ngo 1.22\n")
+        .write(
+            "p/main.go",
+            "package main\n\nimport \"fmt\"\n\nfunc main() { fmt.Println(\"plain mode\", 7*6) }\n",
+        )
+        .write(
+            "p/BUILD.bazel",
+            "load(\"@io_bazel_rules_go//go:def.bzl\", \"go_binary\")\ngo_binary(name = \"p\", srcs = [\"main.go\"])\n",
+        );
+    let out = ws.kiln(&["build", "//p", "--spawn_strategy=local"]);
+    out.ok();
+    assert!(
+        compiles_and_links(&out.events).len() >= 2,
+        "{:?}",
+        out.executed()
+    );
+    assert_eq!(
+        run(&mut Command::new(ws.out_path("p/p"))),
+        "plain mode 42\n"
     );
 }

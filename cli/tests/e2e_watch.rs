@@ -141,6 +141,9 @@ fn examples() -> Workspace {
     let ws = Workspace::new();
     let examples = Path::new(env!("CARGO_MANIFEST_DIR")).join("../examples");
     harness::copy_tree(&examples, ws.root());
+    // The Go example (its first build compiles the standard library and fetches a module) is
+    // covered by e2e_go.rs; these tests are about watching, and `test //...` must stay quick.
+    std::fs::remove_dir_all(ws.root().join("go")).expect("remove the Go example");
     ws
 }
 

@@ -23,7 +23,15 @@ pub(crate) fn command(req: &SandboxRequest, scratch: &Scratch) -> Command {
     // Without a mount namespace there is no `/kiln/execroot`: paths that name it (test
     // environments do) are pointed at the staged root instead.
     let staged = root.to_string_lossy().to_string();
-    let relocate = |value: &String| value.replace(crate::EXEC_ROOT, &staged);
+    // Likewise there are no extra mounts: toolchain paths (`/kiln/toolchains/go`) are pointed at
+    // the host directories they stand for.
+    let relocate = |value: &String| {
+        let mut value = value.replace(crate::EXEC_ROOT, &staged);
+        for mount in &req.mounts {
+            value = value.replace(&mount.sandbox_path, &mount.host.to_string_lossy());
+        }
+        value
+    };
     cmd.arg0(argv0)
         .args(req.argv[1..].iter().map(relocate))
         .env_clear()

@@ -19,7 +19,8 @@ pub struct InputFile {
 }
 
 /// A host directory (or file) exposed read-only at a fixed absolute path in the sandbox,
-/// e.g. a toolchain at `/kiln/toolchains/go`. Not available in plain mode.
+/// e.g. a toolchain at `/kiln/toolchains/go`. Plain mode has no mounts: it rewrites the sandbox
+/// path to the host path in the action's arguments and environment instead.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub struct ExtraMount {
     /// The host path.

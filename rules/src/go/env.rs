@@ -126,8 +126,10 @@ impl GoEnv {
                 return Ok(found.clone());
             }
             let file = cur.join("go.mod");
-            host.observe(&file);
+            // Only existing files are observed: a go.mod appearing later changes a directory
+            // listing, which the no-op check sees anyway.
             if file.is_file() {
+                host.observe(&file);
                 let text = std::fs::read_to_string(&file)
                     .map_err(|e| format!("{}: {e}", file.display()))?;
                 let shown = file

@@ -49,9 +49,12 @@ impl MainModule {
             .map(Path::to_path_buf)
             .unwrap_or_else(|| ctx.workspace.root.clone());
         let sum_path = root.join("go.sum");
-        ctx.host.observe(&mod_path);
-        ctx.host.observe(&sum_path);
-        ctx.host.observe(&root.join("vendor/modules.txt"));
+        // Only existing files are observed (a missing one that appears changes a listing).
+        for path in [&mod_path, &sum_path, &root.join("vendor/modules.txt")] {
+            if path.is_file() {
+                ctx.host.observe(path);
+            }
+        }
         let Ok(text) = std::fs::read_to_string(&mod_path) else {
             return Ok(None);
         };

@@ -129,6 +129,15 @@ impl Unit {
                 .ok_or_else(|| ctx.error(format!("`{label}` in `deps` is not a Go library")))?;
             deps.push(Arc::clone(&info.archive));
         }
+        if let Some(generated) = srcs
+            .iter()
+            .find(|a| !a.source && (a.path.ends_with(".go") || a.path.ends_with(".s")))
+        {
+            return Err(ctx.error(format!(
+                "`{}` is generated; Kiln reads Go sources while analyzing (imports, build constraints), so generated Go files in `srcs` are not supported yet: check the generated file in",
+                generated.short_path()
+            )));
+        }
         let host: Vec<(String, PathBuf)> = srcs
             .iter()
             .map(|a| (a.path.clone(), host_path(ctx, a)))

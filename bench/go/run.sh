@@ -1,0 +1,75 @@
+#!/usr/bin/env bash
+# Go benchmark: Kiln vs `go build` on a generated module of 500 packages and 10 commands
+# (bench/go/generate.py). NOT part of CI.
+#
+# Usage:
+#     bench/go/run.sh                    # RUNS=5 timed runs (clean: CLEAN_RUNS=3) + 1 warmup
+#     KILN_BIN=/path/to/kiln bench/go/run.sh
+#     N=200 bench/go/run.sh              # fewer packages
+#
+# One hyperfine invocation, both tools with CGO_ENABLED=0, `go build -o DIR ./...` so that both link
+# every binary, Kiln with `--jobs $(nproc)` (go build uses GOMAXPROCS = nproc):
+#   kiln-clean / go-clean   empty KILN_CACHE_DIR (and kiln-out/) / empty GOCACHE (and DIR); the
+#                           standard library is compiled by both
+#   kiln-noop  / go-noop    nothing changed since the last build
+#   kiln-body  / go-body    the body of p000.Base (//go:noinline; p000 is imported by every package
+#                           of layer 1, and transitively by all 450 above) changed before each run
+# Results: bench/results/go.{md,json}; environment: bench/results/go-env.txt.
+set -euo pipefail
+
+RUNS="${RUNS:-5}"
+CLEAN_RUNS="${CLEAN_RUNS:-3}"
+N="${N:-500}"
+JOBS="$(nproc)"
+HERE="$(cd "$(dirname "${BASH_SOURCE[0]}")" && pwd)"
+REPO="$(cd "$HERE/../.." && pwd)"
+RESULTS="$REPO/bench/results"
+mkdir -p "$RESULTS"
+command -v hyperfine >/dev/null || { apt-get update -qq && apt-get install -y -qq hyperfine; }
+
+if [ -n "${KILN_BIN:-}" ]; then
+    KILN="$KILN_BIN"
+else
+    (cd "$REPO" && cargo build --release -p kiln-cli)
+    KILN="$REPO/target/release/kiln"
+fi
+
+TMP="$(mktemp -d /tmp/kiln-go-bench.XXXXXX)"
+trap '[ -n "${KEEP:-}" ] || rm -rf "$TMP"' EXIT
+python3 "$HERE/generate.py" "$TMP/kiln" "$N"
+python3 "$HERE/generate.py" "$TMP/go" "$N"
+export CGO_ENABLED=0 GOTOOLCHAIN=local GOFLAGS=-buildvcs=false
+KC="$TMP/kiln-cache"
+GC="$TMP/gocache"
+BIN="$TMP/bin"
+kiln_cmd="cd $TMP/kiln && KILN_CACHE_DIR=$KC $KILN build //... --jobs $JOBS"
+go_cmd="cd $TMP/go && GOCACHE=$GC go build -o $BIN/ ./..."
+edit() { echo "sed -i \"s/return x \\* [0-9]* \\/\\/ body/return x * \$(date +%N | sed 's/^0*//;s/^\$/1/') \\/\\/ body/\" $1/lib/p000/p000.go"; }
+
+# Warm both for the no-op and body scenarios.
+bash -c "$kiln_cmd" >/dev/null 2>&1
+bash -c "$go_cmd"
+
+hyperfine --style basic --export-markdown "$RESULTS/go-incremental.md" --export-json "$RESULTS/go-incremental.json" \
+    --runs "$RUNS" --warmup 1 \
+    -n kiln-noop --prepare true "$kiln_cmd" \
+    -n go-noop --prepare true "$go_cmd" \
+    -n kiln-body --prepare "$(edit "$TMP/kiln")" "$kiln_cmd" \
+    -n go-body --prepare "$(edit "$TMP/go")" "$go_cmd"
+
+hyperfine --style basic --export-markdown "$RESULTS/go-clean.md" --export-json "$RESULTS/go-clean.json" \
+    --runs "$CLEAN_RUNS" \
+    -n kiln-clean --prepare "rm -rf $KC $TMP/kiln/kiln-out" "$kiln_cmd" \
+    -n go-clean --prepare "rm -rf $GC $BIN" "$go_cmd"
+
+{
+    echo "date: $(date -u +%FT%TZ)"
+    echo "kiln: $($KILN --version 2>/dev/null || echo "$KILN") at $(git -C "$REPO" rev-parse HEAD)"
+    echo "go: $(go version)"
+    echo "hyperfine: $(hyperfine --version)"
+    echo "nproc: $(nproc); cpu: $(grep -m1 'model name' /proc/cpuinfo | cut -d: -f2)"
+    echo "kernel: $(uname -r)"
+    echo "packages: $N + 10 commands"
+    echo "kiln sandbox: $(cd "$TMP/kiln" && KILN_CACHE_DIR=$KC $KILN info 2>/dev/null | grep -i sandbox || true)"
+} > "$RESULTS/go-env.txt"
+cat "$RESULTS/go-incremental.md" "$RESULTS/go-clean.md" "$RESULTS/go-env.txt"
