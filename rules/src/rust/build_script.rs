@@ -59,6 +59,8 @@ impl RuleImpl for CargoBuildScript {
             ..ctx.target.label.clone()
         };
         parts.label = script_label;
+        // Cargo's `build-override` profile: build scripts are not optimised.
+        parts.rustc_flags.push("-Copt-level=0".to_string());
         let script = compile::register(ctx, &parts, CrateType::Bin, false)?.output;
 
         let toolchain = context::toolchain(ctx)?;

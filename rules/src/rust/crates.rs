@@ -25,7 +25,7 @@ use kiln_graph::repository::{RepoContext, RepositoryError, RepositoryRule};
 use super::context::{find_on_path, shared_toolchain};
 
 /// Bumped when generated BUILD files change shape, so that old repositories are not reused.
-const GENERATOR: &str = "kiln-crates-1";
+const GENERATOR: &str = "kiln-crates-2";
 
 /// The repository rule for registry crates.
 pub struct CratesRepository;
@@ -254,6 +254,7 @@ fn populate(
 ) -> Result<String, RepositoryError> {
     let repo = &config.repository;
     let mut fingerprint = String::new();
+    let host_only = render::host_only(resolved);
     for (index, package) in resolved.packages.iter().enumerate() {
         if !package.source.starts_with("registry+") && !package.source.starts_with("sparse+") {
             return Err(definition(format!(
@@ -280,7 +281,7 @@ fn populate(
         )
         .map_err(definition)?;
         remove_build_files(&dest);
-        let build = render::crate_build_file(repo, resolved, index);
+        let build = render::crate_build_file(repo, resolved, index, host_only[index]);
         std::fs::write(dest.join("BUILD.bazel"), &build)
             .map_err(|e| RepositoryError::Environment(format!("{}: {e}", dest.display())))?;
         fingerprint.push_str(checksum);

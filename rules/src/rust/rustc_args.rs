@@ -105,6 +105,12 @@ pub fn arguments(req: &CompileRequest) -> Vec<String> {
         args.push("--test".to_string());
     }
     for option in req.mode.codegen() {
+        // Cargo's `build-override` profile: proc-macros (and build scripts, see
+        // `build_script.rs`) run at build time only and are not optimised.
+        if req.crate_type == CrateType::ProcMacro && option.starts_with("opt-level=") {
+            args.push("-Copt-level=0".to_string());
+            continue;
+        }
         args.push(format!("-C{option}"));
     }
     args.push("-Cembed-bitcode=no".to_string());
@@ -203,6 +209,16 @@ mod tests {
                 "{wanted} missing: {args:?}"
             );
         }
+    }
+
+    #[test]
+    fn proc_macros_are_not_optimised() {
+        let mut req = request();
+        req.crate_type = CrateType::ProcMacro;
+        req.mode = Mode::Opt;
+        let args = arguments(&req);
+        assert!(args.contains(&"-Copt-level=0".to_string()), "{args:?}");
+        assert!(!args.contains(&"-Copt-level=3".to_string()), "{args:?}");
     }
 
     #[test]

@@ -116,6 +116,8 @@ pub struct Resolved {
     /// Indexes of packages a workspace member depends on (normal, build or dev), with the names
     /// the members use.
     pub direct: Vec<Dep>,
+    /// Indexes of packages the members' own code uses (normal and dev dependencies).
+    pub direct_target: Vec<usize>,
     /// The workspace members' manifests (the resolution depends on them).
     pub member_manifests: Vec<PathBuf>,
 }
@@ -224,9 +226,11 @@ pub fn parse(json: &str) -> Result<Resolved, String> {
         });
     }
     let mut direct = Vec::new();
+    let mut direct_target = Vec::new();
     for member in &meta.workspace_members {
         if let Some(node) = nodes.get(member.as_str()) {
             let (normal, build) = split(node, true);
+            direct_target.extend(normal.iter().map(|d| d.package));
             for dep in normal.into_iter().chain(build) {
                 if !direct.contains(&dep) {
                     direct.push(dep);
@@ -243,6 +247,7 @@ pub fn parse(json: &str) -> Result<Resolved, String> {
     Ok(Resolved {
         packages,
         direct,
+        direct_target,
         member_manifests,
     })
 }
