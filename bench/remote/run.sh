@@ -62,9 +62,9 @@ for server in $SERVERS; do
   rm -rf "$dir"; mkdir -p "$dir"
   start "$server" "$dir"
   seed=1
-  for spec in "write4k 1 3000" "write4k 32 300" "read4k 1 3000" "read4k 32 300" \
-              "acget 1 3000" "acget 32 300" "write16m 1 8" "write16m 32 1" \
-              "read16m 1 16" "read16m 32 2"; do
+  for spec in "write4k 1 1000" "write4k 32 100" "read4k 1 2000" "read4k 32 200" \
+              "acget 1 2000" "acget 32 200" "write16m 1 4" "write16m 32 1" \
+              "read16m 1 8" "read16m 32 1"; do
     set -- $spec
     seed=$((seed + 1))
     line=$("$LOADGEN" run "$ADDR" "$1" "$2" "$3" "$seed")
