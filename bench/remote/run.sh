@@ -5,9 +5,10 @@
 # Get rate, each with 1 and 32 concurrent clients, and start-up time on a cache of 100,000 blobs.
 #
 # Usage: bench/remote/run.sh            (from the repository root)
-#   KILN_BIN=path/to/kiln                 default target/release/kiln
+#   KILN_BIN=path/to/kiln                 default target/release/kiln; when it does not exist,
+#                                         loadgen's `serve` binary (the same kiln_remote::server)
 #   BAZEL_REMOTE_BIN=path/to/bazel-remote default $(go env GOPATH)/bin/bazel-remote, installed if absent
-#   BAZEL_REMOTE_VERSION=v2.6.2 STARTUP_BLOBS=100000 OUT=bench/results/remote
+#   BAZEL_REMOTE_VERSION=v2.6.2 STARTUP_BLOBS=100000 OUT=bench/results/remote LOADGEN= SERVE_BIN=
 # Writes $OUT.jsonl (one line per measurement) and $OUT.md (a table).
 set -euo pipefail
 cd "$(dirname "$0")/../.."
@@ -32,8 +33,10 @@ if [ ! -x "$BAZEL_REMOTE_BIN" ]; then
     cd "$ROOT"
   fi
 fi
-(cd bench/remote/loadgen && cargo build --release -q)
-LOADGEN=$ROOT/bench/remote/loadgen/target/release/kiln-remote-loadgen
+LOADGEN=${LOADGEN:-$ROOT/bench/remote/loadgen/target/release/kiln-remote-loadgen}
+SERVE_BIN=${SERVE_BIN:-$ROOT/bench/remote/loadgen/target/release/serve}
+[ -x "$LOADGEN" ] || (cd bench/remote/loadgen && cargo build --release -q --bin kiln-remote-loadgen)
+[ -x "$KILN_BIN" ] || [ -x "$SERVE_BIN" ] || (cd bench/remote/loadgen && cargo build --release -q --bin serve)
 
 PORT=19092
 HTTP_PORT=19080
@@ -42,8 +45,12 @@ PID=
 
 start() { # name dir
   case $1 in
-    kiln) RUST_LOG=warn "$KILN_BIN" serve --addr "$ADDR" --dir "$2" --max-size 50G \
-            --allow-anonymous write 2>>"$WORK/$1.log" & ;;
+    kiln) if [ -x "$KILN_BIN" ]; then
+            RUST_LOG=warn "$KILN_BIN" serve --addr "$ADDR" --dir "$2" --max-size 50G \
+              --allow-anonymous write 2>>"$WORK/$1.log" &
+          else
+            "$SERVE_BIN" "$ADDR" "$2" $((50 << 30)) 2>>"$WORK/$1.log" &
+          fi ;;
     bazel-remote-zstd|bazel-remote-uncompressed)
       "$BAZEL_REMOTE_BIN" --dir "$2" --max_size 50 --grpc_address "$ADDR" \
         --http_address "127.0.0.1:$HTTP_PORT" --storage_mode "${1#bazel-remote-}" \
