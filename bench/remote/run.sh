@@ -95,7 +95,7 @@ for server in $SERVERS; do
     start "$server" "$dir"
     t1=$(date +%s.%N)
     stop
-    echo "{\"server\":\"$server\",\"op\":\"startup\",\"blobs\":$STARTUP_BLOBS,\"run\":$run,\"seconds\":$(echo "$t1 - $t0" | bc)}" | tee -a "$OUT.jsonl"
+    echo "{\"server\":\"$server\",\"op\":\"startup\",\"blobs\":$STARTUP_BLOBS,\"run\":$run,\"seconds\":$(printf "%.3f" "$(echo "$t1 - $t0" | bc)")}" | tee -a "$OUT.jsonl"
   done
   rm -rf "$dir"
 done
