@@ -1,0 +1,32 @@
+//! `kiln_remote::server` exactly as `kiln serve --allow-anonymous write` runs it, as a small
+//! release binary that builds without the rest of Kiln (Starlark, rules), for quick benchmark
+//! runs. Usage: `serve ADDR DIR MAX_SIZE_BYTES`; stops on SIGTERM.
+
+use kiln_remote::server::{Auth, Server, ServerConfig};
+
+#[tokio::main]
+async fn main() -> Result<(), Box<dyn std::error::Error>> {
+    let args: Vec<String> = std::env::args().collect();
+    let [_, addr, dir, max] = args.as_slice() else {
+        return Err("usage: serve ADDR DIR MAX_SIZE_BYTES".into());
+    };
+    let server = Server::bind(ServerConfig {
+        addr: addr.parse()?,
+        dir: dir.into(),
+        max_size_bytes: max.parse()?,
+        metrics_addr: None,
+        tls: None,
+        auth: Auth::open(),
+        anonymous_writes: true,
+        fsync: false,
+    })
+    .await?;
+    server
+        .run(async {
+            let mut term = tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate())
+                .expect("SIGTERM handler");
+            term.recv().await;
+        })
+        .await?;
+    Ok(())
+}
