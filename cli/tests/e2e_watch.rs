@@ -141,9 +141,12 @@ fn examples() -> Workspace {
     let ws = Workspace::new();
     let examples = Path::new(env!("CARGO_MANIFEST_DIR")).join("../examples");
     harness::copy_tree(&examples, ws.root());
-    // The Go example (its first build compiles the standard library and fetches a module) is
-    // covered by e2e_go.rs; these tests are about watching, and `test //...` must stay quick.
-    std::fs::remove_dir_all(ws.root().join("go")).expect("remove the Go example");
+    // The Go and Rust examples (their first builds compile the standard library, fetch modules
+    // and crates) are covered by e2e_go.rs and e2e_rust*.rs; these tests are about watching, and
+    // `test //...` must stay quick. Their kiln.toml sections are harmless without them.
+    for language in ["go", "rust"] {
+        std::fs::remove_dir_all(ws.root().join(language)).expect("remove a language example");
+    }
     ws
 }
 
