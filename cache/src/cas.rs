@@ -108,7 +108,7 @@ impl LocalCache {
     }
 
     /// Makes a complete temp file read-only and renames it to `dest`.
-    fn install_blob(&self, tmp: TempFile, file: File, dest: &Path) -> Result<()> {
+    pub(crate) fn install_blob(&self, tmp: TempFile, file: File, dest: &Path) -> Result<()> {
         fsutil::set_mode(&file, BLOB_MODE).map_err(CacheError::io(tmp.path()))?;
         if self.config.fsync {
             file.sync_all().map_err(CacheError::io(tmp.path()))?;

@@ -13,7 +13,8 @@
 //! - `open(root, CacheConfig { max_size_bytes, fsync })`
 //! - CAS: `put_bytes`, `put_file`, `put_file_expecting` (typed [`CacheError::DigestMismatch`],
 //!   stores nothing), `contains`, `read` (verified), `materialize(digest, dest, executable)`
-//!   (verified copy, never a link), `link_for_sandbox(digest, dest, executable)` (verified hard
+//!   (verified copy, never a link), `put_bytes_expecting`, [`BlobWriter`] (a streamed upload,
+//!   visible only once its digest checks out), `link_for_sandbox(digest, dest, executable)` (verified hard
 //!   link for read-only sandbox mounts)
 //! - action cache: `get_action_result`, `put_action_result` (opaque bytes, integrity-checked)
 //! - size: `stats`, `gc(target_bytes)`, `enforce_cap`, `rebuild_index`, `flush`
@@ -40,6 +41,7 @@
 mod action_cache;
 mod action_history;
 mod blob_access;
+mod blob_writer;
 mod cas;
 mod db;
 mod digest;
@@ -53,6 +55,7 @@ mod lock;
 mod workspace_state;
 
 pub use action_history::{ActionHistory, ActionRecord};
+pub use blob_writer::BlobWriter;
 pub use digest::{Digest, DigestFunction, DigestWriter};
 pub use error::{CacheError, ErrorKind, Result};
 pub use file_memo::{DigestedFile, FileMemo, FileStat, MemoRecord, RACY_WINDOW};

@@ -32,6 +32,8 @@ pub enum Command {
     Explain(ExplainArgs),
     /// Manage the shared local cache.
     Cache(CacheArgs),
+    /// Run a shared REAPI cache server for Kiln and Bazel clients.
+    Serve(crate::serve::ServeArgs),
 }
 
 /// Flags shared by every workspace command.

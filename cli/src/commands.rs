@@ -45,6 +45,7 @@ pub fn run(cli: Cli) -> Result<i32> {
             CacheCommand::Gc { max_size, common } => cache_gc(&common, max_size.as_deref()),
             CacheCommand::Stats { common } => cache_stats(&common),
         },
+        Command::Serve(args) => crate::serve::run(&args),
     }
 }
 

@@ -8,6 +8,7 @@ mod events_file;
 mod exit;
 mod query;
 mod remote;
+mod serve;
 mod state;
 mod ui;
 mod workspace;
@@ -37,12 +38,16 @@ fn main() {
     // half-written, and the next build clears leftover scratch directories.
     // While `kiln run` waits for its program, the program handles Ctrl-C itself and kiln
     // exits with the program's code.
-    let _ = ctrlc::set_handler(|| {
-        if exit::PROGRAM_IN_FOREGROUND.load(std::sync::atomic::Ordering::SeqCst) {
-            return;
-        }
-        eprintln!("\nINFO: Interrupted; stopping");
-        std::process::exit(exit::INTERRUPTED);
+    // `kiln serve` handles SIGINT and SIGTERM itself, finishing in-flight uploads first.
+    let serving = matches!(cli.command, args::Command::Serve(_));
+    let _ = (!serving).then(|| {
+        ctrlc::set_handler(|| {
+            if exit::PROGRAM_IN_FOREGROUND.load(std::sync::atomic::Ordering::SeqCst) {
+                return;
+            }
+            eprintln!("\nINFO: Interrupted; stopping");
+            std::process::exit(exit::INTERRUPTED);
+        })
     });
     // A panic is a bug in Kiln: say so and exit with Bazel's "internal error" code, not 101.
     std::panic::set_hook(Box::new(|info| {

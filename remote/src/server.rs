@@ -1,0 +1,242 @@
+//! `kiln serve`: a REAPI v2 cache server (Capabilities, ActionCache, ContentAddressableStorage,
+//! ByteStream) over the same storage code and layout as Kiln's local cache.
+//!
+//! API boundary: [`ServerConfig`] → [`Server::bind`] → [`Server::run`] with a shutdown future.
+//! Modules: `capabilities`, `action_cache`, `cas`, `bytestream` (+ `resource` names, `uploads`
+//! kept for resumption), `digests` (message ↔ cache digests), `auth` (bearer tokens), `tls`,
+//! `metrics` + `http` (Prometheus, health), `eviction` (size cap while serving), `store`
+//! (shared state).
+//!
+//! Invariants:
+//! - A blob is visible only after its bytes hashed to its name; the empty blob always exists.
+//! - An action-cache hit names only blobs that are present (checked on every Get).
+//! - Shutdown stops accepting, lets in-flight calls (uploads included) finish, then flushes
+//!   the index, so a restart finds everything that was acknowledged.
+
+mod action_cache;
+mod auth;
+mod bytestream;
+mod capabilities;
+mod cas;
+mod digests;
+mod eviction;
+mod http;
+mod metrics;
+mod resource;
+mod store;
+mod tls;
+mod uploads;
+
+use std::future::Future;
+use std::net::SocketAddr;
+use std::path::PathBuf;
+use std::sync::Arc;
+
+use bazel_remote_apis::build::bazel::remote::execution::v2 as re;
+use bazel_remote_apis::google::bytestream::byte_stream_server::ByteStreamServer;
+use kiln_cache::{CacheConfig, LocalCache};
+use re::action_cache_server::ActionCacheServer;
+use re::capabilities_server::CapabilitiesServer;
+use re::content_addressable_storage_server::ContentAddressableStorageServer;
+use tokio::net::TcpListener;
+use tokio_stream::wrappers::TcpListenerStream;
+
+pub use auth::{Access, Auth, AuthError};
+pub use metrics::Metrics;
+pub use tls::TlsFiles;
+
+use store::Store;
+
+/// The `max_batch_total_size_bytes` advertised; batch calls above it are INVALID_ARGUMENT.
+pub const MAX_BATCH_BYTES: u64 = 4 << 20;
+/// Largest gRPC message accepted: a full batch plus room for digests and framing.
+pub const MAX_MESSAGE_BYTES: usize = (MAX_BATCH_BYTES as usize) + (1 << 20);
+
+/// Why the server could not start.
+#[derive(Debug, thiserror::Error)]
+pub enum ServerError {
+    /// A configuration file could not be read.
+    #[error("Cannot read `{}`: {source}", path.display())]
+    Read {
+        /// The file.
+        path: PathBuf,
+        /// Why.
+        source: std::io::Error,
+    },
+    /// A listening address could not be bound.
+    #[error("Cannot listen on `{addr}`: {source}")]
+    Bind {
+        /// The address.
+        addr: SocketAddr,
+        /// Why.
+        source: std::io::Error,
+    },
+    /// The cache directory could not be opened.
+    #[error(transparent)]
+    Cache(#[from] kiln_cache::CacheError),
+    /// The TLS settings were refused.
+    #[error("TLS setup failed: {0}")]
+    Tls(String),
+    /// The transport failed while serving.
+    #[error("gRPC server failed: {0}")]
+    Transport(String),
+}
+
+/// Everything `kiln serve` is started with.
+#[derive(Debug, Clone)]
+pub struct ServerConfig {
+    /// gRPC address.
+    pub addr: SocketAddr,
+    /// Cache directory (the local cache layout).
+    pub dir: PathBuf,
+    /// Size cap in bytes.
+    pub max_size_bytes: u64,
+    /// Address of the metrics and health HTTP port, if any.
+    pub metrics_addr: Option<SocketAddr>,
+    /// TLS files; plain h2c when `None`.
+    pub tls: Option<TlsFiles>,
+    /// Who may read and write.
+    pub auth: Auth,
+    /// Whether clients without a token may write (advertised as `update_enabled`).
+    pub anonymous_writes: bool,
+    /// fsync each blob before it becomes visible.
+    pub fsync: bool,
+}
+
+/// A bound server, ready to [`run`](Server::run).
+pub struct Server {
+    config: ServerConfig,
+    store: Store,
+    grpc: TcpListener,
+    http: Option<TcpListener>,
+}
+
+impl Server {
+    /// Opens the cache (no disk scan when its index exists) and binds the ports.
+    pub async fn bind(config: ServerConfig) -> Result<Server, ServerError> {
+        let dir = config.dir.clone();
+        let cache_config = CacheConfig {
+            max_size_bytes: config.max_size_bytes,
+            fsync: config.fsync,
+        };
+        let cache = tokio::task::spawn_blocking(move || LocalCache::open(&dir, cache_config))
+            .await
+            .map_err(|e| ServerError::Transport(e.to_string()))??;
+        let store = Store::new(Arc::new(cache), config.auth.clone(), Metrics::new());
+        let bind = |addr: SocketAddr| async move {
+            TcpListener::bind(addr)
+                .await
+                .map_err(|source| ServerError::Bind { addr, source })
+        };
+        let grpc = bind(config.addr).await?;
+        let http = match config.metrics_addr {
+            Some(addr) => Some(bind(addr).await?),
+            None => None,
+        };
+        Ok(Server {
+            config,
+            store,
+            grpc,
+            http,
+        })
+    }
+
+    /// The bound gRPC address (useful with port 0).
+    pub fn local_addr(&self) -> SocketAddr {
+        self.grpc.local_addr().unwrap_or(self.config.addr)
+    }
+
+    /// The bound metrics address.
+    pub fn metrics_addr(&self) -> Option<SocketAddr> {
+        self.http.as_ref().and_then(|l| l.local_addr().ok())
+    }
+
+    /// Serves until `shutdown` completes, then finishes in-flight calls and flushes the index.
+    pub async fn run(
+        self,
+        shutdown: impl Future<Output = ()> + Send + 'static,
+    ) -> Result<(), ServerError> {
+        let Server {
+            config,
+            store,
+            grpc,
+            http,
+        } = self;
+        let (stop_tx, stop_rx) = tokio::sync::watch::channel(false);
+        tokio::spawn(async move {
+            shutdown.await;
+            let _ = stop_tx.send(true);
+        });
+        let stopped = |mut rx: tokio::sync::watch::Receiver<bool>| async move {
+            let _ = rx.wait_for(|stop| *stop).await;
+        };
+        if let Some(listener) = http {
+            let app = http::router(store.metrics.clone());
+            let stop = stopped(stop_rx.clone());
+            tokio::spawn(async move {
+                if let Err(e) = axum::serve(listener, app)
+                    .with_graceful_shutdown(stop)
+                    .await
+                {
+                    tracing::warn!(error = %e, "metrics port failed");
+                }
+            });
+        }
+        let evictor = tokio::spawn(eviction::run(store.clone()));
+        let mut builder = tonic::transport::Server::builder()
+            .initial_stream_window_size(Some(8 << 20))
+            .initial_connection_window_size(Some(32 << 20));
+        if let Some(tls) = &config.tls {
+            builder = builder
+                .tls_config(tls.load()?)
+                .map_err(|e| ServerError::Tls(e.to_string()))?;
+        }
+        let routes = builder
+            .add_service(CapabilitiesServer::new(
+                capabilities::CapabilitiesService::new(
+                    store.clone(),
+                    config.anonymous_writes || config.auth_has_writers(),
+                ),
+            ))
+            .add_service(
+                ActionCacheServer::new(action_cache::ActionCacheService::new(store.clone()))
+                    .max_decoding_message_size(MAX_MESSAGE_BYTES),
+            )
+            .add_service(
+                ContentAddressableStorageServer::new(cas::CasService::new(store.clone()))
+                    .max_decoding_message_size(MAX_MESSAGE_BYTES)
+                    .max_encoding_message_size(MAX_MESSAGE_BYTES),
+            )
+            .add_service(
+                ByteStreamServer::new(bytestream::ByteStreamService::new(store.clone()))
+                    .max_decoding_message_size(MAX_MESSAGE_BYTES),
+            );
+        tracing::info!(
+            addr = %grpc.local_addr().map(|a| a.to_string()).unwrap_or_default(),
+            dir = %config.dir.display(),
+            max_size_bytes = config.max_size_bytes,
+            tls = config.tls.is_some(),
+            "serving"
+        );
+        let result = routes
+            .serve_with_incoming_shutdown(TcpListenerStream::new(grpc), stopped(stop_rx))
+            .await
+            .map_err(|e| ServerError::Transport(e.to_string()));
+        evictor.abort();
+        store.uploads.clear();
+        let cache = store.cache.clone();
+        let flushed = tokio::task::spawn_blocking(move || cache.flush()).await;
+        if let Ok(Err(e)) = flushed {
+            tracing::warn!(error = %e, "could not flush the cache index at shutdown");
+        }
+        store.log_cache_warnings();
+        tracing::info!("stopped");
+        result
+    }
+}
+
+impl ServerConfig {
+    fn auth_has_writers(&self) -> bool {
+        self.auth.has_writers()
+    }
+}

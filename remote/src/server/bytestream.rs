@@ -1,0 +1,378 @@
+//! `google.bytestream.ByteStream` over the CAS: Read with offset and limit, Write (verified
+//! before the blob becomes visible, resumable after an interruption), QueryWriteStatus, and the
+//! `compressed-blobs/zstd` variants of both.
+//!
+//! Invariant: a blob becomes readable only through [`BlobWriter::commit`], after its whole
+//! content hashed to the announced digest; a broken or wrong upload leaves nothing in the CAS.
+
+use std::io::Write;
+use std::pin::Pin;
+
+use bazel_remote_apis::google::bytestream as bs;
+use bs::byte_stream_server::ByteStream;
+use kiln_cache::{BlobWriter, CacheError, Digest};
+use tokio_stream::Stream;
+use tonic::{Request, Response, Status, Streaming};
+
+use super::auth::Access;
+use super::resource::{self, Compression};
+use super::store::Store;
+
+/// Bytes per ReadResponse (well under the 4 MiB message limit of gRPC clients).
+const READ_CHUNK: usize = 1 << 20;
+/// Received bytes handed to the disk writer at once.
+const WRITE_BATCH: usize = 1 << 20;
+/// zstd level for compressed reads: fast, since the point is the network.
+const ZSTD_LEVEL: i32 = 1;
+
+/// The ByteStream service.
+pub struct ByteStreamService {
+    store: Store,
+}
+
+impl ByteStreamService {
+    /// A service over `store`.
+    pub fn new(store: Store) -> Self {
+        ByteStreamService { store }
+    }
+}
+
+type ReadStream = Pin<Box<dyn Stream<Item = Result<bs::ReadResponse, Status>> + Send>>;
+
+#[tonic::async_trait]
+impl ByteStream for ByteStreamService {
+    type ReadStream = ReadStream;
+
+    async fn read(
+        &self,
+        request: Request<bs::ReadRequest>,
+    ) -> Result<Response<Self::ReadStream>, Status> {
+        let _t = self.store.metrics.time("Read");
+        self.store.authorize(request.metadata(), Access::Read)?;
+        let req = request.into_inner();
+        let res = resource::parse_read(&req.resource_name)?;
+        if req.read_offset < 0 {
+            return Err(Status::out_of_range("Negative read_offset"));
+        }
+        if req.read_limit < 0 {
+            return Err(Status::invalid_argument("Negative read_limit"));
+        }
+        if res.compression == Compression::Zstd && req.read_limit != 0 {
+            return Err(Status::invalid_argument(
+                "read_limit must be 0 for compressed-blobs",
+            ));
+        }
+        let digest = res.digest;
+        let found = self
+            .store
+            .blocking(move |cache| -> Result<Option<Vec<u8>>, Status> {
+                let Some(data) = Store::read_blob(cache, &digest)? else {
+                    return Ok(None);
+                };
+                match res.compression {
+                    Compression::Identity => Ok(Some(data)),
+                    Compression::Zstd => zstd::bulk::compress(&data, ZSTD_LEVEL)
+                        .map(Some)
+                        .map_err(|e| Status::internal(format!("zstd: {e}"))),
+                }
+            })
+            .await??;
+        self.store.metrics.lookup("cas", found.is_some());
+        let data = found.ok_or_else(|| Status::not_found(format!("Blob `{digest}` not found")))?;
+        let offset = req.read_offset as usize;
+        if offset > data.len() {
+            return Err(Status::out_of_range(format!(
+                "read_offset {offset} is past the end ({} bytes)",
+                data.len()
+            )));
+        }
+        let end = match req.read_limit {
+            0 => data.len(),
+            limit => data.len().min(offset.saturating_add(limit as usize)),
+        };
+        self.store.metrics.bytes_out.inc_by((end - offset) as u64);
+        let chunks: Vec<Result<bs::ReadResponse, Status>> = if end == offset {
+            vec![Ok(bs::ReadResponse { data: Vec::new() })]
+        } else {
+            data[offset..end]
+                .chunks(READ_CHUNK)
+                .map(|c| Ok(bs::ReadResponse { data: c.to_vec() }))
+                .collect()
+        };
+        Ok(Response::new(Box::pin(tokio_stream::iter(chunks))))
+    }
+
+    async fn write(
+        &self,
+        request: Request<Streaming<bs::WriteRequest>>,
+    ) -> Result<Response<bs::WriteResponse>, Status> {
+        let _t = self.store.metrics.time("Write");
+        self.store.authorize(request.metadata(), Access::Write)?;
+        let mut stream = request.into_inner();
+        let first = stream
+            .message()
+            .await?
+            .ok_or_else(|| Status::invalid_argument("Write stream with no request"))?;
+        let name = first.resource_name.clone();
+        let res = resource::parse_write(&name)?;
+        let digest = res.digest;
+        let done = |compression| {
+            Response::new(bs::WriteResponse {
+                committed_size: match compression {
+                    Compression::Identity => digest.size as i64,
+                    Compression::Zstd => -1,
+                },
+            })
+        };
+        if self
+            .store
+            .blocking(move |cache| Store::has_blob(cache, &digest))
+            .await?
+        {
+            return Ok(done(res.compression));
+        }
+        let upload = Upload::start(&self.store, &name, res.compression, digest, &first).await?;
+        upload.receive(first, stream).await?;
+        Ok(done(res.compression))
+    }
+
+    async fn query_write_status(
+        &self,
+        request: Request<bs::QueryWriteStatusRequest>,
+    ) -> Result<Response<bs::QueryWriteStatusResponse>, Status> {
+        let _t = self.store.metrics.time("QueryWriteStatus");
+        self.store.authorize(request.metadata(), Access::Write)?;
+        let name = request.into_inner().resource_name;
+        let digest = resource::parse_write(&name)?.digest;
+        if self
+            .store
+            .blocking(move |cache| Store::has_blob(cache, &digest))
+            .await?
+        {
+            return Ok(Response::new(bs::QueryWriteStatusResponse {
+                committed_size: digest.size as i64,
+                complete: true,
+            }));
+        }
+        let committed = self.store.uploads.committed(&name).unwrap_or(0);
+        Ok(Response::new(bs::QueryWriteStatusResponse {
+            committed_size: committed as i64,
+            complete: false,
+        }))
+    }
+}
+
+/// Where received bytes go: straight into the blob, or through a zstd decoder.
+enum Sink {
+    Identity(BlobWriter),
+    Zstd(zstd::stream::write::Decoder<'static, BlobWriter>),
+}
+
+impl Sink {
+    fn write_all(&mut self, data: &[u8]) -> std::io::Result<()> {
+        match self {
+            Sink::Identity(w) => w.write_all(data),
+            Sink::Zstd(d) => d.write_all(data),
+        }
+    }
+
+    fn finish(self) -> std::io::Result<BlobWriter> {
+        match self {
+            Sink::Identity(w) => Ok(w),
+            Sink::Zstd(mut d) => {
+                d.flush()?;
+                Ok(d.into_inner())
+            }
+        }
+    }
+}
+
+/// One Write call's state. Dropped unfinished — the client went away, and with it the
+/// handler's future — a plain upload is kept for resumption.
+struct Upload {
+    store: Store,
+    name: String,
+    digest: Digest,
+    /// `None` once committed.
+    sink: Option<Sink>,
+    /// Offset the next request must carry (wire bytes: compressed for zstd).
+    offset: u64,
+    pending: Vec<u8>,
+    /// False once the upload is known to be wrong: then it is not worth keeping.
+    resumable: bool,
+}
+
+impl Drop for Upload {
+    fn drop(&mut self) {
+        if !self.resumable {
+            return;
+        }
+        if let Some(Sink::Identity(writer)) = self.sink.take() {
+            let pending = std::mem::take(&mut self.pending);
+            self.store
+                .uploads
+                .keep(std::mem::take(&mut self.name), writer, pending);
+        }
+    }
+}
+
+impl Upload {
+    /// Marks the upload as wrong: it will not be kept for resumption.
+    fn discard(&mut self) {
+        self.resumable = false;
+    }
+
+    /// Starts fresh at offset 0 or resumes a kept upload at its committed offset.
+    async fn start(
+        store: &Store,
+        name: &str,
+        compression: Compression,
+        digest: Digest,
+        first: &bs::WriteRequest,
+    ) -> Result<Upload, Status> {
+        let kept = store.uploads.take(name);
+        let offset = first.write_offset;
+        let (sink, offset, pending) = match (compression, kept) {
+            (Compression::Identity, Some(k)) if offset as u64 == k.committed() && offset > 0 => {
+                (Sink::Identity(k.writer), offset as u64, k.pending)
+            }
+            _ if offset != 0 => {
+                return Err(Status::invalid_argument(format!(
+                    "write_offset {offset} does not match the 0 bytes committed for `{name}`"
+                )))
+            }
+            (compression, _) => {
+                let cache = store.cache.clone();
+                let writer = tokio::task::spawn_blocking(move || BlobWriter::new(cache, digest))
+                    .await
+                    .map_err(|e| Status::internal(e.to_string()))?
+                    .map_err(|e| Status::internal(format!("Cannot start the upload: {e}")))?;
+                let sink = match compression {
+                    Compression::Identity => Sink::Identity(writer),
+                    Compression::Zstd => Sink::Zstd(
+                        zstd::stream::write::Decoder::new(writer)
+                            .map_err(|e| Status::internal(format!("zstd: {e}")))?,
+                    ),
+                };
+                (sink, 0, Vec::new())
+            }
+        };
+        Ok(Upload {
+            store: store.clone(),
+            name: name.to_string(),
+            digest,
+            sink: Some(sink),
+            offset,
+            pending,
+            resumable: true,
+        })
+    }
+
+    /// Consumes the stream; commits on `finish_write`. A broken stream keeps the upload for
+    /// resumption (identity only, on drop); a wrong one is dropped.
+    async fn receive(
+        mut self,
+        first: bs::WriteRequest,
+        mut stream: Streaming<bs::WriteRequest>,
+    ) -> Result<(), Status> {
+        let mut next = Some(first);
+        loop {
+            let req = match next.take() {
+                Some(req) => req,
+                None => match stream.message().await {
+                    Ok(Some(req)) => req,
+                    Ok(None) => {
+                        return Err(Status::invalid_argument(
+                            "Write stream ended without finish_write",
+                        ));
+                    }
+                    Err(status) => {
+                        tracing::info!(name = %self.name, %status, "upload interrupted");
+                        return Err(status);
+                    }
+                },
+            };
+            if req.write_offset as u64 != self.offset {
+                self.discard();
+                return Err(Status::invalid_argument(format!(
+                    "write_offset {} but {} bytes were received",
+                    req.write_offset, self.offset
+                )));
+            }
+            if !req.resource_name.is_empty() && req.resource_name != self.name {
+                self.discard();
+                return Err(Status::invalid_argument(
+                    "resource_name changed within one Write",
+                ));
+            }
+            self.offset += req.data.len() as u64;
+            self.pending.extend_from_slice(&req.data);
+            if self.pending.len() >= WRITE_BATCH || req.finish_write {
+                self = self.drain().await?;
+            }
+            if req.finish_write {
+                return self.commit().await;
+            }
+        }
+    }
+
+    /// Hands the pending bytes to the sink on a blocking thread.
+    async fn drain(mut self) -> Result<Upload, Status> {
+        let digest = self.digest;
+        let metrics = self.store.metrics.clone();
+        tokio::task::spawn_blocking(move || {
+            let data = std::mem::take(&mut self.pending);
+            let written = match self.sink.as_mut() {
+                Some(sink) => sink.write_all(&data),
+                None => Ok(()),
+            };
+            match written {
+                Ok(()) => Ok(self),
+                Err(e) => {
+                    self.discard();
+                    if e.kind() == std::io::ErrorKind::InvalidData {
+                        metrics.digest_mismatches.inc();
+                    }
+                    Err(Status::invalid_argument(format!(
+                        "Upload of `{digest}` rejected: {e}"
+                    )))
+                }
+            }
+        })
+        .await
+        .map_err(|e| Status::internal(e.to_string()))?
+    }
+
+    async fn commit(mut self) -> Result<(), Status> {
+        let digest = self.digest;
+        let store = self.store.clone();
+        let Some(sink) = self.sink.take() else {
+            return Err(Status::internal("Upload committed twice"));
+        };
+        let result = tokio::task::spawn_blocking(move || {
+            let writer = sink
+                .finish()
+                .map_err(|e| Status::invalid_argument(format!("Bad zstd stream: {e}")))?;
+            writer.commit().map_err(|e| match e {
+                CacheError::DigestMismatch { actual, .. } => Status::invalid_argument(format!(
+                    "Uploaded bytes have digest `{actual}`, not `{digest}`; nothing was stored"
+                )),
+                e => Status::internal(format!("Cannot store `{digest}`: {e}")),
+            })
+        })
+        .await
+        .map_err(|e| Status::internal(e.to_string()))?;
+        match result {
+            Ok(_) => {
+                store.note_written(digest.size);
+                Ok(())
+            }
+            Err(status) => {
+                if status.code() == tonic::Code::InvalidArgument {
+                    store.metrics.digest_mismatches.inc();
+                }
+                Err(status)
+            }
+        }
+    }
+}

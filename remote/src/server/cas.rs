@@ -1,0 +1,319 @@
+//! `ContentAddressableStorage`: FindMissingBlobs (which refreshes what it finds), the batch
+//! calls (each blob verified before it is stored; a wrong one gets its own INVALID_ARGUMENT and
+//! stores nothing), and GetTree. Split/splice and chunk mappings are UNIMPLEMENTED, and the
+//! capabilities do not advertise them.
+
+use std::collections::HashSet;
+use std::pin::Pin;
+
+use bazel_remote_apis::build::bazel::remote::execution::v2 as re;
+use bazel_remote_apis::google::rpc::Status as RpcStatus;
+use kiln_cache::{CacheError, Digest, DigestFunction, LocalCache};
+use prost::Message;
+use re::compressor::Value as Compressor;
+use re::content_addressable_storage_server::ContentAddressableStorage;
+use tokio_stream::Stream;
+use tonic::{Code, Request, Response, Status};
+
+use super::auth::Access;
+use super::digests;
+use super::store::Store;
+use super::MAX_BATCH_BYTES;
+
+/// Directories per GetTree page when the client does not say.
+const DEFAULT_PAGE: usize = 1000;
+
+type BoxStream<T> = Pin<Box<dyn Stream<Item = Result<T, Status>> + Send>>;
+
+/// The CAS service.
+pub struct CasService {
+    store: Store,
+}
+
+impl CasService {
+    /// A service over `store`.
+    pub fn new(store: Store) -> Self {
+        CasService { store }
+    }
+}
+
+fn rpc_status(code: Code, message: impl Into<String>) -> Option<RpcStatus> {
+    Some(RpcStatus {
+        code: code as i32,
+        message: message.into(),
+        details: Vec::new(),
+    })
+}
+
+#[tonic::async_trait]
+impl ContentAddressableStorage for CasService {
+    async fn find_missing_blobs(
+        &self,
+        request: Request<re::FindMissingBlobsRequest>,
+    ) -> Result<Response<re::FindMissingBlobsResponse>, Status> {
+        let _t = self.store.metrics.time("FindMissingBlobs");
+        self.store.authorize(request.metadata(), Access::Read)?;
+        let req = request.into_inner();
+        let function = digests::function(req.digest_function)?;
+        let wanted = req
+            .blob_digests
+            .iter()
+            .map(|d| digests::parse(function, Some(d)))
+            .collect::<Result<Vec<_>, _>>()?;
+        let missing = self
+            .store
+            .blocking(move |cache| {
+                wanted
+                    .into_iter()
+                    .filter(|d| !Store::has_blob(cache, d))
+                    .map(|d| digests::to_proto(&d))
+                    .collect::<Vec<_>>()
+            })
+            .await?;
+        Ok(Response::new(re::FindMissingBlobsResponse {
+            missing_blob_digests: missing,
+        }))
+    }
+
+    async fn batch_update_blobs(
+        &self,
+        request: Request<re::BatchUpdateBlobsRequest>,
+    ) -> Result<Response<re::BatchUpdateBlobsResponse>, Status> {
+        let _t = self.store.metrics.time("BatchUpdateBlobs");
+        self.store.authorize(request.metadata(), Access::Write)?;
+        let req = request.into_inner();
+        let function = digests::function(req.digest_function)?;
+        let total: u64 = req.requests.iter().map(|r| r.data.len() as u64).sum();
+        if total > MAX_BATCH_BYTES {
+            return Err(Status::invalid_argument(format!(
+                "Batch of {total} bytes exceeds max_batch_total_size_bytes {MAX_BATCH_BYTES}"
+            )));
+        }
+        let store = self.store.clone();
+        let (responses, stored) = self
+            .store
+            .blocking(move |cache| {
+                let mut stored = 0;
+                let responses = req
+                    .requests
+                    .into_iter()
+                    .map(|r| {
+                        let digest = r.digest.clone();
+                        let status = match update_one(cache, function, r) {
+                            Ok(n) => {
+                                stored += n;
+                                rpc_status(Code::Ok, "")
+                            }
+                            Err(s) => {
+                                if s.code() == Code::InvalidArgument {
+                                    store.metrics.digest_mismatches.inc();
+                                }
+                                rpc_status(s.code(), s.message())
+                            }
+                        };
+                        re::batch_update_blobs_response::Response { digest, status }
+                    })
+                    .collect::<Vec<_>>();
+                (responses, stored)
+            })
+            .await?;
+        self.store.note_written(stored);
+        Ok(Response::new(re::BatchUpdateBlobsResponse { responses }))
+    }
+
+    async fn batch_read_blobs(
+        &self,
+        request: Request<re::BatchReadBlobsRequest>,
+    ) -> Result<Response<re::BatchReadBlobsResponse>, Status> {
+        let _t = self.store.metrics.time("BatchReadBlobs");
+        self.store.authorize(request.metadata(), Access::Read)?;
+        let req = request.into_inner();
+        let function = digests::function(req.digest_function)?;
+        let wanted = req
+            .digests
+            .iter()
+            .map(|d| digests::parse(function, Some(d)))
+            .collect::<Result<Vec<_>, _>>()?;
+        let total: u64 = wanted.iter().map(|d| d.size).sum();
+        if total > MAX_BATCH_BYTES {
+            return Err(Status::invalid_argument(format!(
+                "Batch of {total} bytes exceeds max_batch_total_size_bytes {MAX_BATCH_BYTES}; \
+                 read large blobs with ByteStream"
+            )));
+        }
+        let metrics = self.store.metrics.clone();
+        let responses = self
+            .store
+            .blocking(move |cache| {
+                wanted
+                    .into_iter()
+                    .map(|d| {
+                        let found = Store::read_blob(cache, &d).ok().flatten();
+                        metrics.lookup("cas", found.is_some());
+                        let (data, status) = match found {
+                            Some(data) => {
+                                metrics.bytes_out.inc_by(data.len() as u64);
+                                (data, rpc_status(Code::Ok, ""))
+                            }
+                            None => (Vec::new(), rpc_status(Code::NotFound, "Blob not found")),
+                        };
+                        re::batch_read_blobs_response::Response {
+                            digest: Some(digests::to_proto(&d)),
+                            data,
+                            compressor: Compressor::Identity as i32,
+                            status,
+                        }
+                    })
+                    .collect::<Vec<_>>()
+            })
+            .await?;
+        Ok(Response::new(re::BatchReadBlobsResponse { responses }))
+    }
+
+    type GetTreeStream = BoxStream<re::GetTreeResponse>;
+
+    async fn get_tree(
+        &self,
+        request: Request<re::GetTreeRequest>,
+    ) -> Result<Response<Self::GetTreeStream>, Status> {
+        let _t = self.store.metrics.time("GetTree");
+        self.store.authorize(request.metadata(), Access::Read)?;
+        let req = request.into_inner();
+        let function = digests::function(req.digest_function)?;
+        let root = digests::parse(function, req.root_digest.as_ref())?;
+        let start: usize = if req.page_token.is_empty() {
+            0
+        } else {
+            req.page_token
+                .parse()
+                .map_err(|_| Status::invalid_argument("Bad page_token"))?
+        };
+        let page = match req.page_size {
+            n if n < 0 => return Err(Status::invalid_argument("Negative page_size")),
+            0 => DEFAULT_PAGE,
+            n => n as usize,
+        };
+        let directories = self
+            .store
+            .blocking(move |cache| walk_tree(cache, function, &root))
+            .await??;
+        if directories.is_empty() {
+            return Err(Status::not_found(format!(
+                "Root directory `{root}` not found"
+            )));
+        }
+        if start > directories.len() {
+            return Err(Status::invalid_argument(
+                "page_token past the end of the tree",
+            ));
+        }
+        let mut pages = Vec::new();
+        let mut at = start;
+        loop {
+            let end = (at + page).min(directories.len());
+            let next_page_token = if end < directories.len() {
+                end.to_string()
+            } else {
+                String::new()
+            };
+            pages.push(Ok(re::GetTreeResponse {
+                directories: directories[at..end].to_vec(),
+                next_page_token,
+            }));
+            at = end;
+            if at >= directories.len() {
+                break;
+            }
+        }
+        Ok(Response::new(Box::pin(tokio_stream::iter(pages))))
+    }
+
+    async fn split_blob(
+        &self,
+        _request: Request<re::SplitBlobRequest>,
+    ) -> Result<Response<re::SplitBlobResponse>, Status> {
+        Err(Status::unimplemented("SplitBlob is not supported"))
+    }
+
+    type GetChunkMappingStream = BoxStream<re::GetChunkMappingResponse>;
+
+    async fn get_chunk_mapping(
+        &self,
+        _request: Request<re::GetChunkMappingRequest>,
+    ) -> Result<Response<Self::GetChunkMappingStream>, Status> {
+        Err(Status::unimplemented("GetChunkMapping is not supported"))
+    }
+
+    async fn splice_blob(
+        &self,
+        _request: Request<re::SpliceBlobRequest>,
+    ) -> Result<Response<re::SpliceBlobResponse>, Status> {
+        Err(Status::unimplemented("SpliceBlob is not supported"))
+    }
+
+    async fn register_chunk_mapping(
+        &self,
+        _request: Request<tonic::Streaming<re::RegisterChunkMappingRequest>>,
+    ) -> Result<Response<re::RegisterChunkMappingResponse>, Status> {
+        Err(Status::unimplemented(
+            "RegisterChunkMapping is not supported",
+        ))
+    }
+}
+
+/// Verifies and stores one batch entry; returns the bytes stored.
+fn update_one(
+    cache: &LocalCache,
+    function: DigestFunction,
+    r: re::batch_update_blobs_request::Request,
+) -> Result<u64, Status> {
+    let digest = digests::parse(function, r.digest.as_ref())?;
+    let data = match Compressor::try_from(r.compressor) {
+        Ok(Compressor::Identity) => r.data,
+        Ok(Compressor::Zstd) => zstd::bulk::decompress(&r.data, digest.size as usize)
+            .map_err(|e| Status::invalid_argument(format!("Bad zstd data for `{digest}`: {e}")))?,
+        _ => {
+            return Err(Status::invalid_argument(format!(
+                "Compressor {} is not supported",
+                r.compressor
+            )))
+        }
+    };
+    if digest.size == 0 && data.is_empty() && digest == Digest::empty(function) {
+        return Ok(0);
+    }
+    match cache.put_bytes_expecting(&digest, &data) {
+        Ok(()) => Ok(data.len() as u64),
+        Err(CacheError::DigestMismatch { actual, .. }) => Err(Status::invalid_argument(format!(
+            "Data has digest `{actual}`, not `{digest}`"
+        ))),
+        Err(e) => Err(Status::internal(format!("Cannot store `{digest}`: {e}"))),
+    }
+}
+
+/// The directories of the tree at `root`, breadth first, each once; missing parts are omitted.
+fn walk_tree(
+    cache: &LocalCache,
+    function: DigestFunction,
+    root: &Digest,
+) -> Result<Vec<re::Directory>, Status> {
+    let mut out = Vec::new();
+    let mut seen = HashSet::new();
+    let mut queue = std::collections::VecDeque::from([*root]);
+    while let Some(digest) = queue.pop_front() {
+        if !seen.insert(digest) {
+            continue;
+        }
+        let Some(bytes) = Store::read_blob(cache, &digest)? else {
+            continue;
+        };
+        let directory = re::Directory::decode(bytes.as_slice()).map_err(|e| {
+            Status::invalid_argument(format!("Blob `{digest}` is not a Directory: {e}"))
+        })?;
+        for child in &directory.directories {
+            queue.push_back(digests::parse(function, child.digest.as_ref())?);
+        }
+        out.push(directory);
+    }
+    Ok(out)
+}

@@ -1,0 +1,105 @@
+//! [`Store`]: what every service shares — the cache, the metrics, the auth rules, the uploads in
+//! progress and the eviction trigger — plus the bridge from async handlers to the cache's
+//! blocking file I/O.
+
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::Arc;
+
+use kiln_cache::{Digest, LocalCache};
+use tokio::sync::Notify;
+use tonic::metadata::MetadataMap;
+use tonic::Status;
+
+use super::auth::{Access, Auth};
+use super::metrics::Metrics;
+use super::uploads::Uploads;
+
+/// Shared server state. Cheap to clone.
+#[derive(Clone)]
+pub struct Store {
+    /// The storage, shared with the local cache's code and layout.
+    pub cache: Arc<LocalCache>,
+    /// Prometheus metrics.
+    pub metrics: Arc<Metrics>,
+    auth: Arc<Auth>,
+    /// Interrupted uploads that a client may resume.
+    pub uploads: Arc<Uploads>,
+    written: Arc<AtomicU64>,
+    evict_now: Arc<Notify>,
+}
+
+impl Store {
+    /// State over an opened cache.
+    pub fn new(cache: Arc<LocalCache>, auth: Auth, metrics: Arc<Metrics>) -> Store {
+        Store {
+            cache,
+            metrics,
+            auth: Arc::new(auth),
+            uploads: Arc::new(Uploads::default()),
+            written: Arc::new(AtomicU64::new(0)),
+            evict_now: Arc::new(Notify::new()),
+        }
+    }
+
+    /// Checks the caller's rights.
+    pub fn authorize(&self, metadata: &MetadataMap, needed: Access) -> Result<(), Status> {
+        self.auth.check(metadata, needed)
+    }
+
+    /// Runs blocking cache work off the async threads.
+    pub async fn blocking<T, F>(&self, work: F) -> Result<T, Status>
+    where
+        F: FnOnce(&LocalCache) -> T + Send + 'static,
+        T: Send + 'static,
+    {
+        let cache = self.cache.clone();
+        tokio::task::spawn_blocking(move || work(&cache))
+            .await
+            .map_err(|e| Status::internal(format!("Cache task failed: {e}")))
+    }
+
+    /// Whether a blob is present (the empty blob always is); refreshes it for eviction.
+    pub fn has_blob(cache: &LocalCache, digest: &Digest) -> bool {
+        digest.size == 0 || cache.contains(digest)
+    }
+
+    /// Reads a verified blob; `None` when missing or corrupt. The empty blob is always there.
+    pub fn read_blob(cache: &LocalCache, digest: &Digest) -> Result<Option<Vec<u8>>, Status> {
+        if digest.size == 0 {
+            return Ok((digest == &Digest::empty(digest.function)).then(Vec::new));
+        }
+        match cache.read(digest) {
+            Ok(found) => Ok(found),
+            Err(e) => {
+                tracing::warn!(error = %e, %digest, "cache read failed; answering a miss");
+                Ok(None)
+            }
+        }
+    }
+
+    /// Notes `bytes` newly stored; wakes the evictor once a slice of the cap has been written.
+    pub fn note_written(&self, bytes: u64) {
+        self.metrics.bytes_in.inc_by(bytes);
+        let total = self.written.fetch_add(bytes, Ordering::Relaxed) + bytes;
+        if total >= self.cache.config().max_size_bytes / 20 {
+            self.evict_now.notify_one();
+        }
+    }
+
+    /// Bytes written since the last eviction check, resetting the count.
+    pub(crate) fn take_written(&self) -> u64 {
+        self.written.swap(0, Ordering::Relaxed)
+    }
+
+    /// Waits until writes ask for an eviction check.
+    pub(crate) async fn eviction_wanted(&self) {
+        self.evict_now.notified().await
+    }
+
+    /// Logs what the cache repaired on its own (corrupt blobs, index trouble).
+    pub fn log_cache_warnings(&self) {
+        for warning in self.cache.take_warnings() {
+            tracing::warn!(%warning, "cache repaired an entry");
+        }
+    }
+}

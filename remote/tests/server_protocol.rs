@@ -1,0 +1,627 @@
+//! `kiln serve` over real gRPC: capabilities, CAS, ByteStream (offsets, resource names, zstd,
+//! resumable writes), the action cache's completeness check, and malformed requests answered
+//! with the right status codes while the server keeps serving.
+
+mod common;
+
+use bazel_remote_apis::build::bazel::remote::execution::v2 as re;
+use bazel_remote_apis::google::bytestream as bs;
+use common::*;
+use prost::Message;
+use tonic::Code;
+
+fn batch_update(digest: re::Digest, data: Vec<u8>) -> re::batch_update_blobs_request::Request {
+    re::batch_update_blobs_request::Request {
+        digest: Some(digest),
+        data,
+        compressor: 0,
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn capabilities_offer_sha256_and_blake3() {
+    let dir = tempfile::tempdir().unwrap();
+    let server = start(config(dir.path())).await;
+    let mut caps = CapabilitiesClient::new(server.channel().await);
+    let got = caps
+        .get_capabilities(re::GetCapabilitiesRequest::default())
+        .await
+        .unwrap()
+        .into_inner();
+    let cache = got.cache_capabilities.unwrap();
+    assert_eq!(cache.digest_functions, vec![1, 9]);
+    assert!(
+        cache
+            .action_cache_update_capabilities
+            .unwrap()
+            .update_enabled
+    );
+    assert_eq!(cache.max_batch_total_size_bytes, 4 << 20);
+    assert_eq!(cache.supported_compressors, vec![1]);
+    let low = got.low_api_version.unwrap();
+    let high = got.high_api_version.unwrap();
+    assert_eq!((low.major, low.minor, high.major, high.minor), (2, 0, 2, 3));
+    assert!(got.execution_capabilities.is_none());
+    server.stop().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn blobs_round_trip_through_batches_and_bytestream() {
+    let dir = tempfile::tempdir().unwrap();
+    let server = start(config(dir.path())).await;
+    let channel = server.channel().await;
+    let mut cas = ContentAddressableStorageClient::new(channel.clone());
+    let mut bs = ByteStreamClient::new(channel);
+
+    // Batches, SHA-256 implied by the unset digest function.
+    let small = bytes(1, 4096);
+    let d_small = sha256(&small);
+    assert_eq!(
+        find_missing(&mut cas, vec![d_small.clone()]).await,
+        vec![d_small.clone()]
+    );
+    let resp = cas
+        .batch_update_blobs(re::BatchUpdateBlobsRequest {
+            requests: vec![batch_update(d_small.clone(), small.clone())],
+            ..Default::default()
+        })
+        .await
+        .unwrap()
+        .into_inner();
+    assert_eq!(resp.responses[0].status.as_ref().unwrap().code, 0);
+    assert!(find_missing(&mut cas, vec![d_small.clone()])
+        .await
+        .is_empty());
+    let batch = cas
+        .batch_read_blobs(re::BatchReadBlobsRequest {
+            digests: vec![d_small.clone(), sha256(b"absent")],
+            ..Default::default()
+        })
+        .await
+        .unwrap()
+        .into_inner();
+    assert_eq!(batch.responses[0].data, small);
+    assert_eq!(
+        batch.responses[1].status.as_ref().unwrap().code,
+        Code::NotFound as i32
+    );
+
+    // ByteStream, SHA-256 without the function segment, in odd chunks; reads with offsets.
+    let big = bytes(2, 3 << 20 | 17);
+    let d_big = sha256(&big);
+    let committed = write(&mut bs, &upload_name(&d_big), &big, 100_003)
+        .await
+        .unwrap();
+    assert_eq!(committed, big.len() as i64);
+    assert_eq!(read(&mut bs, &blob_name(&d_big), 0, 0).await.unwrap(), big);
+    assert_eq!(
+        read(
+            &mut bs,
+            &format!("inst/blobs/sha256/{}/{}", d_big.hash, d_big.size_bytes),
+            1000,
+            10
+        )
+        .await
+        .unwrap(),
+        big[1000..1010]
+    );
+    let at_end = read(&mut bs, &blob_name(&d_big), big.len() as i64, 0)
+        .await
+        .unwrap();
+    assert!(at_end.is_empty());
+    let past = read(&mut bs, &blob_name(&d_big), big.len() as i64 + 1, 0).await;
+    assert_eq!(past.unwrap_err().code(), Code::OutOfRange);
+    // Writing what exists ends at once with the full size.
+    let again = write(&mut bs, &upload_name(&d_big), &big[..10], 10)
+        .await
+        .unwrap();
+    assert_eq!(again, big.len() as i64);
+
+    // BLAKE3 needs its segment in names and its enum value in messages.
+    let b = bytes(3, 70_000);
+    let d_b = blake3(&b);
+    let name = format!(
+        "main/uploads/x/blobs/blake3/{}/{}",
+        d_b.hash, d_b.size_bytes
+    );
+    write(&mut bs, &name, &b, 65_536).await.unwrap();
+    let name = format!("blobs/blake3/{}/{}", d_b.hash, d_b.size_bytes);
+    assert_eq!(read(&mut bs, &name, 0, 0).await.unwrap(), b);
+    let missing = cas
+        .find_missing_blobs(re::FindMissingBlobsRequest {
+            blob_digests: vec![d_b.clone()],
+            digest_function: 9,
+            ..Default::default()
+        })
+        .await
+        .unwrap()
+        .into_inner();
+    assert!(missing.missing_blob_digests.is_empty());
+    // The same hash as SHA-256 is another blob.
+    assert_eq!(find_missing(&mut cas, vec![d_b.clone()]).await, vec![d_b]);
+
+    // zstd both ways.
+    let text = b"compressible ".repeat(10_000);
+    let d_t = sha256(&text);
+    let packed = zstd::bulk::compress(&text, 3).unwrap();
+    let name = format!(
+        "uploads/z/compressed-blobs/zstd/{}/{}",
+        d_t.hash, d_t.size_bytes
+    );
+    assert_eq!(write(&mut bs, &name, &packed, 1000).await.unwrap(), -1);
+    let name = format!("compressed-blobs/zstd/{}/{}", d_t.hash, d_t.size_bytes);
+    let got = read(&mut bs, &name, 0, 0).await.unwrap();
+    assert_eq!(zstd::bulk::decompress(&got, text.len()).unwrap(), text);
+    assert_eq!(read(&mut bs, &blob_name(&d_t), 0, 0).await.unwrap(), text);
+    assert_eq!(
+        read(&mut bs, &name, 0, 5).await.unwrap_err().code(),
+        Code::InvalidArgument
+    );
+
+    // The empty blob always exists.
+    let empty = sha256(b"");
+    assert!(find_missing(&mut cas, vec![empty.clone()]).await.is_empty());
+    assert!(read(&mut bs, &blob_name(&empty), 0, 0)
+        .await
+        .unwrap()
+        .is_empty());
+    server.stop().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn wrong_uploads_are_refused_and_store_nothing() {
+    let dir = tempfile::tempdir().unwrap();
+    let server = start(config(dir.path())).await;
+    let channel = server.channel().await;
+    let mut cas = ContentAddressableStorageClient::new(channel.clone());
+    let mut bs = ByteStreamClient::new(channel);
+    let claimed = sha256(b"the real content");
+
+    let err = write(&mut bs, &upload_name(&claimed), b"something else!!", 4).await;
+    assert_eq!(err.unwrap_err().code(), Code::InvalidArgument);
+    let err = write(
+        &mut bs,
+        &upload_name(&claimed),
+        b"too long for the digest size",
+        4,
+    )
+    .await;
+    assert_eq!(err.unwrap_err().code(), Code::InvalidArgument);
+    let resp = cas
+        .batch_update_blobs(re::BatchUpdateBlobsRequest {
+            requests: vec![batch_update(claimed.clone(), b"something else!!".to_vec())],
+            ..Default::default()
+        })
+        .await
+        .unwrap()
+        .into_inner();
+    assert_eq!(
+        resp.responses[0].status.as_ref().unwrap().code,
+        Code::InvalidArgument as i32
+    );
+    assert_eq!(
+        find_missing(&mut cas, vec![claimed.clone()]).await,
+        vec![claimed.clone()]
+    );
+    let read_back = read(&mut bs, &blob_name(&claimed), 0, 0).await;
+    assert_eq!(read_back.unwrap_err().code(), Code::NotFound);
+    let (_, metrics) = server.http_get("/metrics").await;
+    assert!(
+        metrics.contains("kiln_cache_digest_mismatches_total 3"),
+        "{metrics}"
+    );
+    server.stop().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn malformed_requests_get_status_codes_and_the_server_keeps_serving() {
+    let dir = tempfile::tempdir().unwrap();
+    let server = start(config(dir.path())).await;
+    let channel = server.channel().await;
+    let mut cas = ContentAddressableStorageClient::new(channel.clone());
+    let mut bs = ByteStreamClient::new(channel.clone());
+    let mut ac = ActionCacheClient::new(channel);
+    let good = sha256(b"x");
+    let code = |r: Result<Vec<u8>, tonic::Status>| r.unwrap_err().code();
+
+    for name in [
+        "".to_string(),
+        "blobs".to_string(),
+        format!("blobs/{}", good.hash),
+        format!("blobs/{}/abc", good.hash),
+        format!("blobs/{}/-5", good.hash),
+        format!("blobs/{}/1", good.hash.to_uppercase()),
+        "blobs/0123/1".to_string(),
+        format!("compressed-blobs/brotli/{}/1", good.hash),
+        format!("uploads/u/blobs/{}/1", good.hash),
+    ] {
+        assert_eq!(
+            code(read(&mut bs, &name, 0, 0).await),
+            Code::InvalidArgument,
+            "{name}"
+        );
+    }
+    assert_eq!(
+        code(read(&mut bs, &blob_name(&good), -1, 0).await),
+        Code::OutOfRange
+    );
+    assert_eq!(
+        code(read(&mut bs, &blob_name(&good), 0, -1).await),
+        Code::InvalidArgument
+    );
+    // Upload names must carry `uploads/{uuid}/`.
+    let err = write(&mut bs, &blob_name(&good), b"x", 1)
+        .await
+        .unwrap_err();
+    assert_eq!(err.code(), Code::InvalidArgument);
+    // A write that does not start at 0 and resumes nothing.
+    let reqs = write_requests(&upload_name(&good), b"x", 0, 1, true)
+        .into_iter()
+        .map(|mut r| {
+            r.write_offset = 7;
+            r
+        });
+    let err = bs.write(tokio_stream::iter(reqs)).await.unwrap_err();
+    assert_eq!(err.code(), Code::InvalidArgument);
+
+    let bad_digest = re::Digest {
+        hash: "not hex".into(),
+        size_bytes: 1,
+    };
+    let err = cas
+        .find_missing_blobs(re::FindMissingBlobsRequest {
+            blob_digests: vec![bad_digest.clone()],
+            ..Default::default()
+        })
+        .await
+        .unwrap_err();
+    assert_eq!(err.code(), Code::InvalidArgument);
+    let err = cas
+        .find_missing_blobs(re::FindMissingBlobsRequest {
+            blob_digests: vec![good.clone()],
+            digest_function: 2, // SHA1: not offered
+            ..Default::default()
+        })
+        .await
+        .unwrap_err();
+    assert_eq!(err.code(), Code::InvalidArgument);
+    let err = ac
+        .get_action_result(re::GetActionResultRequest {
+            action_digest: Some(bad_digest),
+            ..Default::default()
+        })
+        .await
+        .unwrap_err();
+    assert_eq!(err.code(), Code::InvalidArgument);
+    let err = ac
+        .update_action_result(re::UpdateActionResultRequest {
+            action_digest: Some(good.clone()),
+            action_result: None,
+            ..Default::default()
+        })
+        .await
+        .unwrap_err();
+    assert_eq!(err.code(), Code::InvalidArgument);
+
+    // A batch over the advertised total is refused whole; reads too.
+    let half = bytes(9, 2 << 20 | 1);
+    let reqs = vec![
+        batch_update(sha256(&half), half.clone()),
+        batch_update(sha256(&half[1..]), half[1..].to_vec()),
+    ];
+    let err = cas
+        .batch_update_blobs(re::BatchUpdateBlobsRequest {
+            requests: reqs,
+            ..Default::default()
+        })
+        .await
+        .unwrap_err();
+    assert_eq!(err.code(), Code::InvalidArgument);
+    let err = cas
+        .batch_read_blobs(re::BatchReadBlobsRequest {
+            digests: vec![re::Digest {
+                hash: good.hash.clone(),
+                size_bytes: 5 << 20,
+            }],
+            ..Default::default()
+        })
+        .await
+        .unwrap_err();
+    assert_eq!(err.code(), Code::InvalidArgument);
+    // A message beyond the transport limit is refused by gRPC itself.
+    let huge = bytes(10, 6 << 20);
+    let err = cas
+        .batch_update_blobs(re::BatchUpdateBlobsRequest {
+            requests: vec![batch_update(sha256(&huge), huge)],
+            ..Default::default()
+        })
+        .await
+        .unwrap_err();
+    assert!(
+        matches!(err.code(), Code::ResourceExhausted | Code::OutOfRange),
+        "{err:?}"
+    );
+    // Unimplemented parts say so.
+    let err = cas
+        .split_blob(re::SplitBlobRequest::default())
+        .await
+        .unwrap_err();
+    assert_eq!(err.code(), Code::Unimplemented);
+
+    // Still serving.
+    write(&mut bs, &upload_name(&good), b"x", 1).await.unwrap();
+    assert_eq!(read(&mut bs, &blob_name(&good), 0, 0).await.unwrap(), b"x");
+    server.stop().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn an_interrupted_upload_leaves_no_blob_and_can_be_resumed() {
+    let dir = tempfile::tempdir().unwrap();
+    let server = start(config(dir.path())).await;
+    let data = bytes(4, 1 << 20);
+    let digest = sha256(&data);
+    let name = upload_name(&digest);
+    {
+        // A client that dies mid-upload: its connection goes away with half the bytes sent.
+        let channel = server.channel().await;
+        let mut bs = ByteStreamClient::new(channel);
+        let (tx, rx) = tokio::sync::mpsc::channel(4);
+        let call = tokio::spawn(async move {
+            bs.write(tokio_stream::wrappers::ReceiverStream::new(rx))
+                .await
+        });
+        for req in write_requests(&name, &data[..512 << 10], 0, 64 << 10, false) {
+            tx.send(req).await.unwrap();
+        }
+        tokio::time::sleep(std::time::Duration::from_millis(200)).await;
+        call.abort();
+        drop(tx);
+    }
+    let channel = server.channel().await;
+    let mut cas = ContentAddressableStorageClient::new(channel.clone());
+    let mut bs = ByteStreamClient::new(channel);
+    assert_eq!(
+        find_missing(&mut cas, vec![digest.clone()]).await,
+        vec![digest.clone()]
+    );
+    let err = read(&mut bs, &blob_name(&digest), 0, 0).await.unwrap_err();
+    assert_eq!(err.code(), Code::NotFound);
+    // Nothing under the store's directories but the index: the partial bytes are a temp file.
+    let cas_files = walk(&dir.path().join("cas"));
+    assert!(cas_files.is_empty(), "{cas_files:?}");
+
+    // Resume from what the server committed.
+    let mut status = bs::QueryWriteStatusResponse::default();
+    for _ in 0..100 {
+        status = bs
+            .query_write_status(bs::QueryWriteStatusRequest {
+                resource_name: name.clone(),
+            })
+            .await
+            .unwrap()
+            .into_inner();
+        if status.committed_size > 0 {
+            break;
+        }
+        tokio::time::sleep(std::time::Duration::from_millis(50)).await;
+    }
+    assert!(!status.complete);
+    let at = status.committed_size as usize;
+    assert!(at > 0 && at <= 512 << 10, "{at}");
+    let rest = write_requests(&name, &data, at, 100_000, true);
+    let committed = bs
+        .write(tokio_stream::iter(rest))
+        .await
+        .unwrap()
+        .into_inner();
+    assert_eq!(committed.committed_size, data.len() as i64);
+    assert_eq!(
+        read(&mut bs, &blob_name(&digest), 0, 0).await.unwrap(),
+        data
+    );
+    server.stop().await;
+    // At shutdown no temp file is left either.
+    assert!(walk(&dir.path().join("tmp")).is_empty());
+}
+
+fn walk(dir: &std::path::Path) -> Vec<std::path::PathBuf> {
+    let mut out = Vec::new();
+    let Ok(entries) = std::fs::read_dir(dir) else {
+        return out;
+    };
+    for e in entries.flatten() {
+        if e.file_type().unwrap().is_dir() {
+            out.extend(walk(&e.path()));
+        } else {
+            out.push(e.path());
+        }
+    }
+    out
+}
+
+/// A result with an output file, stdout, and an output directory whose Tree holds a file.
+async fn store_result(
+    cas: &mut ContentAddressableStorageClient<tonic::transport::Channel>,
+    ac: &mut ActionCacheClient<tonic::transport::Channel>,
+) -> (re::Digest, re::Digest) {
+    let out = b"output file".to_vec();
+    let stdout = b"hello from stdout".to_vec();
+    let inner = b"file inside a tree".to_vec();
+    let tree = re::Tree {
+        root: Some(re::Directory {
+            files: vec![re::FileNode {
+                name: "f".into(),
+                digest: Some(sha256(&inner)),
+                ..Default::default()
+            }],
+            ..Default::default()
+        }),
+        children: vec![],
+    }
+    .encode_to_vec();
+    let blobs = [out.clone(), stdout.clone(), inner.clone(), tree.clone()];
+    cas.batch_update_blobs(re::BatchUpdateBlobsRequest {
+        requests: blobs
+            .iter()
+            .map(|b| batch_update(sha256(b), b.clone()))
+            .collect(),
+        ..Default::default()
+    })
+    .await
+    .unwrap();
+    let result = re::ActionResult {
+        output_files: vec![re::OutputFile {
+            path: "out.txt".into(),
+            digest: Some(sha256(&out)),
+            ..Default::default()
+        }],
+        output_directories: vec![re::OutputDirectory {
+            path: "dir".into(),
+            tree_digest: Some(sha256(&tree)),
+            ..Default::default()
+        }],
+        stdout_digest: Some(sha256(&stdout)),
+        exit_code: 0,
+        ..Default::default()
+    };
+    let action = sha256(b"an action");
+    let stored = ac
+        .update_action_result(re::UpdateActionResultRequest {
+            action_digest: Some(action.clone()),
+            action_result: Some(result.clone()),
+            ..Default::default()
+        })
+        .await
+        .unwrap()
+        .into_inner();
+    assert_eq!(stored, result);
+    (action, sha256(&inner))
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn action_cache_hits_only_when_every_blob_is_present() {
+    let dir = tempfile::tempdir().unwrap();
+    let server = start(config(dir.path())).await;
+    let channel = server.channel().await;
+    let mut cas = ContentAddressableStorageClient::new(channel.clone());
+    let mut ac = ActionCacheClient::new(channel);
+    let get = |action: &re::Digest, inline| re::GetActionResultRequest {
+        action_digest: Some(action.clone()),
+        inline_stdout: inline,
+        ..Default::default()
+    };
+    let miss = ac
+        .get_action_result(get(&sha256(b"never ran"), false))
+        .await;
+    assert_eq!(miss.unwrap_err().code(), Code::NotFound);
+
+    let (action, inner) = store_result(&mut cas, &mut ac).await;
+    let hit = ac
+        .get_action_result(get(&action, true))
+        .await
+        .unwrap()
+        .into_inner();
+    assert_eq!(hit.stdout_raw, b"hello from stdout");
+    let hit = ac
+        .get_action_result(get(&action, false))
+        .await
+        .unwrap()
+        .into_inner();
+    assert!(hit.stdout_raw.is_empty());
+
+    // The file inside the output directory's Tree vanishes from disk: the entry is a miss, and
+    // the stale index row is repaired on the way.
+    let path = dir
+        .path()
+        .join("cas/sha256")
+        .join(&inner.hash[..2])
+        .join(&inner.hash);
+    std::fs::remove_file(&path).unwrap();
+    let miss = ac.get_action_result(get(&action, false)).await;
+    assert_eq!(miss.unwrap_err().code(), Code::NotFound);
+    assert_eq!(
+        find_missing(&mut cas, vec![inner.clone()]).await,
+        vec![inner]
+    );
+    let (_, metrics) = server.http_get("/metrics").await;
+    assert!(
+        metrics.contains("kiln_cache_hits_total{store=\"ac\"} 2"),
+        "{metrics}"
+    );
+    assert!(
+        metrics.contains("kiln_cache_misses_total{store=\"ac\"} 2"),
+        "{metrics}"
+    );
+    server.stop().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn get_tree_pages_through_a_directory_tree() {
+    let dir = tempfile::tempdir().unwrap();
+    let server = start(config(dir.path())).await;
+    let mut cas = ContentAddressableStorageClient::new(server.channel().await);
+    let leaf = re::Directory {
+        files: vec![re::FileNode {
+            name: "a".into(),
+            digest: Some(sha256(b"a")),
+            ..Default::default()
+        }],
+        ..Default::default()
+    };
+    let mid = re::Directory {
+        directories: vec![re::DirectoryNode {
+            name: "leaf".into(),
+            digest: Some(sha256(&leaf.encode_to_vec())),
+        }],
+        ..Default::default()
+    };
+    let root = re::Directory {
+        directories: vec![
+            re::DirectoryNode {
+                name: "m".into(),
+                digest: Some(sha256(&mid.encode_to_vec())),
+            },
+            re::DirectoryNode {
+                name: "gone".into(),
+                digest: Some(sha256(b"never uploaded")),
+            },
+        ],
+        ..Default::default()
+    };
+    let blobs = [&leaf, &mid, &root].map(|d| d.encode_to_vec());
+    cas.batch_update_blobs(re::BatchUpdateBlobsRequest {
+        requests: blobs
+            .iter()
+            .map(|b| batch_update(sha256(b), b.clone()))
+            .collect(),
+        ..Default::default()
+    })
+    .await
+    .unwrap();
+    let mut pages = cas
+        .get_tree(re::GetTreeRequest {
+            root_digest: Some(sha256(&blobs[2])),
+            page_size: 2,
+            ..Default::default()
+        })
+        .await
+        .unwrap()
+        .into_inner();
+    let mut got = Vec::new();
+    let mut tokens = Vec::new();
+    while let Some(page) = pages.message().await.unwrap() {
+        tokens.push(page.next_page_token);
+        got.extend(page.directories);
+    }
+    assert_eq!(got, vec![root, mid, leaf]);
+    assert_eq!(tokens, vec!["2".to_string(), String::new()]);
+    let err = cas
+        .get_tree(re::GetTreeRequest {
+            root_digest: Some(sha256(b"no such root")),
+            ..Default::default()
+        })
+        .await
+        .unwrap_err();
+    assert_eq!(err.code(), Code::NotFound);
+    server.stop().await;
+}
