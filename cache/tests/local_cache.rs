@@ -359,3 +359,27 @@ fn put_file_owned_moves_a_lone_file_and_copies_a_linked_one() {
     );
     assert_eq!(cache.read(&digest).unwrap().unwrap(), b"shared inode");
 }
+
+#[test]
+fn reopening_reads_the_index_not_the_directory_and_lookups_refresh_entries() {
+    let dir = tempfile::tempdir().unwrap();
+    let (a, b) = {
+        let cache = open(dir.path());
+        let a = cache.put_bytes(DigestFunction::Sha256, b"older").unwrap();
+        let b = cache.put_bytes(DigestFunction::Sha256, b"newer").unwrap();
+        (a, b)
+    };
+    // A file the index does not know: a start-up that scanned the directory would count it.
+    let stray = Digest::of_bytes(DigestFunction::Sha256, b"stray");
+    let stray_path = blob_path(dir.path(), &stray);
+    fs::create_dir_all(stray_path.parent().unwrap()).unwrap();
+    fs::write(&stray_path, b"stray").unwrap();
+    let cache = open(dir.path());
+    assert_eq!(cache.stats().unwrap().blobs, 2);
+    // A presence check (what FindMissingBlobs and an action-cache hit do) refreshes `a`, so
+    // eviction down to one blob's size takes `b`.
+    assert!(cache.contains(&a));
+    cache.gc(5).unwrap();
+    assert!(cache.contains(&a));
+    assert!(!cache.contains(&b));
+}

@@ -1,7 +1,7 @@
 //! Real Bazel (Debian's `bazel-bootstrap`, 4.2.3) against the real `kiln serve`: a genrule
 //! workspace builds with `--remote_cache=grpc://…`, then after `bazel clean --expunge` a rebuild
 //! runs no action at all — every one is a remote cache hit — and produces the same outputs.
-//! The server then stops cleanly on SIGTERM.
+//! The server then stops cleanly on SIGTERM. Also: `kiln serve`'s command-line errors.
 
 mod harness;
 
@@ -151,4 +151,36 @@ fn bazel_rebuild_after_clean_expunge_is_all_remote_cache_hits() {
     .unwrap();
     let status = server.0.wait().unwrap();
     assert!(status.success(), "kiln serve exited with {status}");
+}
+
+#[test]
+fn serve_refuses_an_open_cache_unless_asked_and_reports_bad_token_files() {
+    let dir = tempfile::tempdir().unwrap();
+    let run = |extra: &[&str]| {
+        #[allow(clippy::disallowed_methods)] // The binary under test.
+        let out = Command::new(env!("CARGO_BIN_EXE_kiln"))
+            .args(["serve", "--addr", "127.0.0.1:0", "--dir"])
+            .arg(dir.path().join("cache"))
+            .args(extra)
+            .output()
+            .unwrap();
+        (
+            out.status.code(),
+            String::from_utf8_lossy(&out.stderr).into_owned(),
+        )
+    };
+    let (code, stderr) = run(&[]);
+    assert_eq!(code, Some(2), "{stderr}");
+    assert!(stderr.contains("needs `--tokens FILE`"), "{stderr}");
+    let tokens = dir.path().join("tokens");
+    std::fs::write(&tokens, "good rw\nbad-line\n").unwrap();
+    let (code, stderr) = run(&["--tokens", tokens.to_str().unwrap()]);
+    assert_eq!(code, Some(2), "{stderr}");
+    assert!(
+        stderr.contains("tokens:2: expected `<token> ro|rw`, found `bad-line`"),
+        "{stderr}"
+    );
+    let (code, stderr) = run(&["--allow-anonymous", "read", "--max-size", "lots"]);
+    assert_eq!(code, Some(2), "{stderr}");
+    assert!(stderr.contains("--max-size"), "{stderr}");
 }

@@ -39,7 +39,7 @@ use re::action_cache_server::ActionCacheServer;
 use re::capabilities_server::CapabilitiesServer;
 use re::content_addressable_storage_server::ContentAddressableStorageServer;
 use tokio::net::TcpListener;
-use tokio_stream::wrappers::TcpListenerStream;
+use tonic::transport::server::TcpIncoming;
 
 pub use auth::{Access, Auth, AuthError};
 pub use metrics::Metrics;
@@ -219,7 +219,11 @@ impl Server {
             "serving"
         );
         let result = routes
-            .serve_with_incoming_shutdown(TcpListenerStream::new(grpc), stopped(stop_rx))
+            .serve_with_incoming_shutdown(
+                // Small unary calls must not wait on Nagle's algorithm and delayed ACKs.
+                TcpIncoming::from(grpc).with_nodelay(Some(true)),
+                stopped(stop_rx),
+            )
             .await
             .map_err(|e| ServerError::Transport(e.to_string()));
         evictor.abort();

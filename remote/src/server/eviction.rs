@@ -12,12 +12,22 @@ const PERIOD: Duration = Duration::from_secs(1);
 
 /// Runs until the server stops.
 pub async fn run(store: Store) {
+    let mut first = true;
     loop {
-        tokio::select! {
-            _ = store.eviction_wanted() => {}
-            _ = tokio::time::sleep(PERIOD) => {}
+        if !first {
+            tokio::select! {
+                _ = store.eviction_wanted() => {}
+                _ = tokio::time::sleep(PERIOD) => {}
+            }
         }
         let written = store.take_written();
+        // Sizing the cache is a query over the whole index: only after writes (and once at
+        // start-up, for the gauge).
+        if written == 0 && !std::mem::take(&mut first) {
+            let _ = store.blocking(|cache| cache.flush()).await;
+            store.log_cache_warnings();
+            continue;
+        }
         let metrics = store.metrics.clone();
         let result = store
             .blocking(move |cache| {

@@ -127,11 +127,13 @@ pub struct Timer {
 
 impl Drop for Timer {
     fn drop(&mut self) {
+        let seconds = self.start.elapsed().as_secs_f64();
+        tracing::debug!(method = self.method, seconds, "request");
         self.metrics
             .latency
             .get_or_create(&MethodLabel {
                 method: self.method,
             })
-            .observe(self.start.elapsed().as_secs_f64());
+            .observe(seconds);
     }
 }

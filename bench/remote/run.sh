@@ -1,0 +1,122 @@
+#!/usr/bin/env bash
+# Remote-cache benchmark: `kiln serve` side by side with bazel-remote (default zstd storage and
+# `--storage_mode uncompressed`), SHA-256 on both, driven by the same load generator
+# (bench/remote/loadgen). Measures CAS write/read throughput for 4 KiB and 16 MiB blobs, ActionCache
+# Get rate, each with 1 and 32 concurrent clients, and start-up time on a cache of 100,000 blobs.
+#
+# Usage: bench/remote/run.sh            (from the repository root)
+#   KILN_BIN=path/to/kiln                 default target/release/kiln
+#   BAZEL_REMOTE_BIN=path/to/bazel-remote default $(go env GOPATH)/bin/bazel-remote, installed if absent
+#   BAZEL_REMOTE_VERSION=v2.6.2 STARTUP_BLOBS=100000 OUT=bench/results/remote
+# Writes $OUT.jsonl (one line per measurement) and $OUT.md (a table).
+set -euo pipefail
+cd "$(dirname "$0")/../.."
+ROOT=$PWD
+KILN_BIN=${KILN_BIN:-$ROOT/target/release/kiln}
+BAZEL_REMOTE_VERSION=${BAZEL_REMOTE_VERSION:-v2.6.2}
+BAZEL_REMOTE_BIN=${BAZEL_REMOTE_BIN:-$(go env GOPATH)/bin/bazel-remote}
+STARTUP_BLOBS=${STARTUP_BLOBS:-100000}
+OUT=${OUT:-$ROOT/bench/results/remote}
+WORK=$(mktemp -d /tmp/kiln-remote-bench.XXXXXX)
+trap 'kill $(jobs -p) 2>/dev/null || true; rm -rf "$WORK"' EXIT
+
+if [ ! -x "$BAZEL_REMOTE_BIN" ]; then
+  # `go install module@version`; if the proxy refuses the version-list lookup that go install
+  # makes, build the same version from a scratch module instead.
+  if ! go install "github.com/buchgr/bazel-remote/v2@$BAZEL_REMOTE_VERSION"; then
+    mkdir -p "$WORK/br" && cd "$WORK/br"
+    go mod init br >/dev/null 2>&1
+    printf '//go:build tools\npackage tools\nimport _ "github.com/buchgr/bazel-remote/v2"\n' > tools.go
+    go get "github.com/buchgr/bazel-remote/v2@$BAZEL_REMOTE_VERSION"
+    go build -o "$BAZEL_REMOTE_BIN" github.com/buchgr/bazel-remote/v2
+    cd "$ROOT"
+  fi
+fi
+(cd bench/remote/loadgen && cargo build --release -q)
+LOADGEN=$ROOT/bench/remote/loadgen/target/release/kiln-remote-loadgen
+
+PORT=19092
+HTTP_PORT=19080
+ADDR=127.0.0.1:$PORT
+PID=
+
+start() { # name dir
+  case $1 in
+    kiln) RUST_LOG=warn "$KILN_BIN" serve --addr "$ADDR" --dir "$2" --max-size 50G \
+            --allow-anonymous write 2>>"$WORK/$1.log" & ;;
+    bazel-remote-zstd|bazel-remote-uncompressed)
+      "$BAZEL_REMOTE_BIN" --dir "$2" --max_size 50 --grpc_address "$ADDR" \
+        --http_address "127.0.0.1:$HTTP_PORT" --storage_mode "${1#bazel-remote-}" \
+        >>"$WORK/$1.log" 2>&1 & ;;
+  esac
+  PID=$!
+  "$LOADGEN" ready "$ADDR" 600
+}
+
+stop() { kill -TERM "$PID"; wait "$PID" || true; }
+
+: > "$OUT.jsonl"
+SERVERS=${SERVERS:-"kiln bazel-remote-zstd bazel-remote-uncompressed"}
+for server in $SERVERS; do
+  dir=$WORK/$server-cache
+  rm -rf "$dir"; mkdir -p "$dir"
+  start "$server" "$dir"
+  seed=1
+  for spec in "write4k 1 1000" "write4k 32 100" "read4k 1 2000" "read4k 32 200" \
+              "acget 1 2000" "acget 32 200" "write16m 1 4" "write16m 32 1" \
+              "read16m 1 8" "read16m 32 1"; do
+    set -- $spec
+    seed=$((seed + 1))
+    line=$("$LOADGEN" run "$ADDR" "$1" "$2" "$3" "$seed")
+    echo "{\"server\":\"$server\",${line#\{}" | tee -a "$OUT.jsonl"
+  done
+  stop
+  rm -rf "$dir"
+done
+
+# Start-up on a cache of $STARTUP_BLOBS blobs: fill, stop, then time three restarts until the
+# first FindMissingBlobs answer.
+for server in $SERVERS; do
+  dir=$WORK/$server-startup
+  rm -rf "$dir"; mkdir -p "$dir"
+  start "$server" "$dir"
+  "$LOADGEN" fill "$ADDR" "$STARTUP_BLOBS" 99
+  stop
+  for run in 1 2 3; do
+    sync; echo 3 > /proc/sys/vm/drop_caches 2>/dev/null || true
+    t0=$(date +%s.%N)
+    start "$server" "$dir"
+    t1=$(date +%s.%N)
+    stop
+    echo "{\"server\":\"$server\",\"op\":\"startup\",\"blobs\":$STARTUP_BLOBS,\"run\":$run,\"seconds\":$(echo "$t1 - $t0" | bc)}" | tee -a "$OUT.jsonl"
+  done
+  rm -rf "$dir"
+done
+
+python3 - "$OUT.jsonl" > "$OUT.md" <<'PY'
+import json, sys, collections
+rows = [json.loads(l) for l in open(sys.argv[1])]
+servers = ["kiln", "bazel-remote-zstd", "bazel-remote-uncompressed"]
+by = collections.defaultdict(dict)
+for r in rows:
+    if r["op"] != "startup":
+        by[(r["op"], r["clients"])][r["server"]] = r
+print("| operation | clients | " + " | ".join(servers) + " | kiln / bazel-remote (zstd, uncompressed) | loadgen cores (kiln, zstd, uncompr.) |")
+print("|---|---|" + "---|" * len(servers) + "---|---|")
+for (op, clients), per in by.items():
+    unit = "mib_per_sec" if op.endswith("16m") else "ops_per_sec"
+    label = "MiB/s" if unit == "mib_per_sec" else "ops/s"
+    vals = [per.get(s, {}).get(unit) for s in servers]
+    ratios = ", ".join(f"{vals[0] / v:.2f}x" if v else "-" for v in vals[1:])
+    cores = ", ".join(f"{per[s]['loadgen_cores']:.2f}" for s in servers if s in per)
+    print(f"| {op} | {clients} | " + " | ".join(f"{v:.1f} {label}" if v else "-" for v in vals) + f" | {ratios} | {cores} |")
+print()
+print("| start-up, %s blobs | " % rows[-1].get("blobs", "?") + " | ".join(servers) + " |")
+print("|---|" + "---|" * len(servers))
+med = []
+for s in servers:
+    ts = sorted(r["seconds"] for r in rows if r["op"] == "startup" and r["server"] == s)
+    med.append(f"{ts[len(ts)//2]:.3f} s (runs: {', '.join(f'{t:.3f}' for t in ts)})" if ts else "-")
+print("| median of 3 | " + " | ".join(med) + " |")
+PY
+cat "$OUT.md"
