@@ -46,7 +46,7 @@ if [ "$SERVER" = auto ]; then
 fi
 DIGEST=""
 if [ "$SERVER" = kiln ]; then
-    "$KILN" serve --addr "127.0.0.1:$PORT" --dir "$WORK/server" --max-size 10G > "$WORK/server.log" 2>&1 &
+    "$KILN" serve --addr "127.0.0.1:$PORT" --dir "$WORK/server" --max-size 10G --allow-anonymous write > "$WORK/server.log" 2>&1 &
 else
     BR="${BAZEL_REMOTE:-$(command -v bazel-remote)}"
     "$BR" --dir "$WORK/server" --max_size 10 --grpc_address "127.0.0.1:$PORT" \

@@ -1,0 +1,168 @@
+//! Kiln clients sharing a real `kiln serve` (the binary under test, as a separate process): two
+//! checkouts in different directories with separate local caches, builds without the bytes, a blob
+//! deleted on the server, and the server going away.
+
+mod harness;
+
+use std::path::Path;
+use std::process::{Child, Command, Stdio};
+use std::time::Duration;
+
+use harness::{Output, Workspace};
+
+const BUILD: &str = r#"
+genrule(name = "a", srcs = ["in.txt"], outs = ["a.txt"], cmd = "tr a-z A-Z < $< > $@")
+genrule(name = "b", srcs = [":a"], outs = ["b.txt"], cmd = "cat $< $< > $@")
+genrule(name = "c", srcs = [":b"], outs = ["c.txt"], cmd = "wc -c < $< > $@")
+"#;
+
+/// A `kiln serve` process on a loopback port; killed when dropped.
+struct Serve {
+    child: Child,
+    url: String,
+    dir: tempfile::TempDir,
+}
+
+impl Serve {
+    fn start() -> Serve {
+        let dir = tempfile::tempdir().expect("server dir");
+        let port = std::net::TcpListener::bind("127.0.0.1:0")
+            .and_then(|l| l.local_addr())
+            .expect("free port")
+            .port();
+        #[allow(clippy::disallowed_methods)] // Tests drive the real binary.
+        let child = Command::new(env!("CARGO_BIN_EXE_kiln"))
+            .args(["serve", "--addr", &format!("127.0.0.1:{port}"), "--dir"])
+            .arg(dir.path())
+            .args(["--max-size", "1G", "--allow-anonymous", "write"])
+            .stdout(Stdio::null())
+            .stderr(Stdio::null())
+            .spawn()
+            .expect("start kiln serve");
+        for _ in 0..200 {
+            if std::net::TcpStream::connect(("127.0.0.1", port)).is_ok() {
+                break;
+            }
+            std::thread::sleep(Duration::from_millis(50));
+        }
+        Serve {
+            child,
+            url: format!("grpc://127.0.0.1:{port}"),
+            dir,
+        }
+    }
+
+    /// Deletes every blob file on the server with exactly this content; returns how many.
+    fn delete_blob(&self, content: &str) -> usize {
+        delete_files_with(self.dir.path(), content)
+    }
+}
+
+impl Drop for Serve {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
+fn delete_files_with(dir: &Path, content: &str) -> usize {
+    let mut n = 0;
+    for entry in walkdir::WalkDir::new(dir).into_iter().flatten() {
+        if entry.file_type().is_file()
+            && std::fs::read(entry.path()).is_ok_and(|b| b == content.as_bytes())
+        {
+            std::fs::remove_file(entry.path()).expect("delete blob");
+            n += 1;
+        }
+    }
+    n
+}
+
+fn fixture(unique: &str) -> Workspace {
+    let ws = Workspace::new();
+    ws.write("p/in.txt", &format!("{unique}\n"));
+    ws.write("p/BUILD", BUILD);
+    ws
+}
+
+fn build(ws: &Workspace, url: &str, target: &str) -> Output {
+    ws.kiln(&["build", target, "--remote_cache", url])
+}
+
+fn count(out: &Output, field: &str) -> u64 {
+    out.summary()[field].as_u64().unwrap_or(u64::MAX)
+}
+
+fn statuses(out: &Output, label: &str) -> Vec<String> {
+    out.events
+        .iter()
+        .filter(|e| e["type"] == "action" && e["label"] == label)
+        .map(|e| e["cache"].as_str().unwrap_or("?").to_string())
+        .collect()
+}
+
+fn local_cas_has(ws: &Workspace, content: &str) -> bool {
+    walkdir::WalkDir::new(ws.cache_dir().join("cas"))
+        .into_iter()
+        .flatten()
+        .filter(|e| e.file_type().is_file())
+        .any(|e| std::fs::read(e.path()).is_ok_and(|b| b == content.as_bytes()))
+}
+
+#[test]
+fn checkouts_share_kiln_serve_and_download_only_top_level_outputs() {
+    let server = Serve::start();
+    let first = fixture("serve-shared");
+    let out = build(&first, &server.url, "//p:c");
+    out.ok();
+    assert_eq!(count(&out, "executed"), 3, "{}", out.stderr);
+
+    // Another directory, another local cache: nothing runs, only c.txt comes down.
+    let second = first.copy_to(false);
+    let out = build(&second, &server.url, "//p:c");
+    out.ok();
+    assert_eq!(count(&out, "executed"), 0, "{}", out.stderr);
+    assert_eq!(count(&out, "remote_hits"), 3);
+    assert_eq!(second.read_out("p/c.txt"), first.read_out("p/c.txt"));
+    let a = "SERVE-SHARED\n";
+    assert!(
+        !local_cas_has(&second, a),
+        "intermediate a.txt was downloaded"
+    );
+    assert!(
+        !local_cas_has(&second, &a.repeat(2)),
+        "intermediate b.txt was downloaded"
+    );
+    assert!(!second.out_path("p/a.txt").exists());
+
+    // The intermediate b.txt disappears from the server; a build that needs it locally (c
+    // changed) recovers by running what produces it.
+    assert_eq!(server.delete_blob(&a.repeat(2)), 1);
+    let third = first.copy_to(false);
+    third.write("p/BUILD", &BUILD.replace("wc -c < $< > $@", "cat $< > $@"));
+    let out = build(&third, &server.url, "//p:c");
+    out.ok();
+    assert_eq!(
+        statuses(&out, "//p:b").last().map(String::as_str),
+        Some("executed")
+    );
+    assert_eq!(statuses(&out, "//p:c"), ["executed"]);
+    assert_eq!(third.read_out("p/c.txt"), a.repeat(2));
+}
+
+#[test]
+fn a_stopped_server_costs_a_warning_not_the_build() {
+    let mut server = Serve::start();
+    let url = server.url.clone();
+    let _ = server.child.kill();
+    let _ = server.child.wait();
+    let ws = fixture("serve-stopped");
+    let out = build(&ws, &url, "//p:c");
+    out.ok();
+    assert_eq!(count(&out, "executed"), 3);
+    assert!(
+        out.stderr.contains("WARNING: Remote cache"),
+        "{}",
+        out.stderr
+    );
+}
