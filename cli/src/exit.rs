@@ -29,6 +29,9 @@ pub static WATCHING: std::sync::atomic::AtomicBool = std::sync::atomic::AtomicBo
 /// Process group of the program `kiln watch run` keeps running (0: none), stopped on Ctrl-C.
 pub static SERVICE_GROUP: std::sync::atomic::AtomicU32 = std::sync::atomic::AtomicU32::new(0);
 
+/// How long Ctrl-C waits for that program after SIGTERM before SIGKILL (`kiln watch --grace`).
+pub static SERVICE_GRACE_MS: std::sync::atomic::AtomicU64 = std::sync::atomic::AtomicU64::new(2000);
+
 /// An error that ends the command with a specific exit code.
 #[derive(Debug)]
 pub struct Exit {

@@ -52,7 +52,8 @@ fn main() {
                 // leave.
                 let group = exit::SERVICE_GROUP.load(Ordering::SeqCst);
                 if group != 0 {
-                    kiln_exec::service::stop_group(group, std::time::Duration::from_secs(2));
+                    let grace = exit::SERVICE_GRACE_MS.load(Ordering::SeqCst);
+                    kiln_exec::service::stop_group(group, std::time::Duration::from_millis(grace));
                 }
                 eprintln!("\nINFO: Stopped watching");
                 std::process::exit(exit::SUCCESS);

@@ -41,6 +41,7 @@ enum Action {
 /// Runs `kiln watch`; returns only on a setup error (Ctrl-C ends the process).
 pub fn run(args: WatchArgs) -> Result<i32> {
     let grace = Duration::from_secs_f64(args.grace.clamp(0.0, 600.0));
+    exit::SERVICE_GRACE_MS.store(grace.as_millis() as u64, Ordering::SeqCst);
     let (patterns, flags, goal, action) = match args.mode {
         WatchMode::Build(b) => (b.patterns, b.flags, Goal::Build, Action::Build),
         WatchMode::Test(t) => {
@@ -135,25 +136,66 @@ pub fn run(args: WatchArgs) -> Result<i32> {
         // Anything the build rests on that moved while the round ran: go again at once. (The
         // tracker learns the round's files first: one edited while the round read it is among
         // them, with its new digest.)
+        // A round that failed before it could say what it rested on, or a no-op replay (which
+        // read no file, so the tracker digests them only now), cannot vouch for content: then
+        // any event under the workspace is a change.
+        let vouched = outcome
+            .report()
+            .is_some_and(|r| !r.watch_set.digests.is_empty());
         if let Some(report) = outcome.report() {
             tracker.learn(&report.watch_set);
         }
         let mut during = Vec::new();
-        for path in drain_pending(&mut watcher, &root) {
-            if tracker.concerns(&path) {
-                during.extend(tracker.changed(&path));
+        let pending = drain_pending(&mut watcher, &root);
+        for path in expand_unspecific(&tracker, pending) {
+            if tracker.concerns(&path) || !vouched {
+                let rel = tracker.changed(&path);
+                match rel {
+                    Some(rel) => during.push(rel),
+                    None if !vouched => during.extend(relative_path(&root, &path)),
+                    None => {}
+                }
             }
         }
         if !during.is_empty() {
             changed = during;
             continue;
         }
-        changed = wait_for_change(&mut watcher, &mut tracker, &root, &session);
+        let accept_any = outcome.report().is_none();
+        changed = wait_for_change(&mut watcher, &mut tracker, &root, &session, accept_any);
+        if changed.iter().any(|c| c == "kiln.toml") {
+            session.terminal.line(
+                "WARNING: kiln.toml changed; its settings apply after `kiln watch` is restarted",
+            );
+        }
         if let Some(events) = &session.events {
             events.write(json!({"type": "watch_change", "round": round_number + 1, "changed": changed, "time_ms": round::now_ms()}));
             events.flush();
         }
     }
+}
+
+/// Events that name no file: an empty batch (the OS dropped events: re-check everything tracked)
+/// and a directory moved or deleted as a whole (re-check the tracked files under it).
+fn expand_unspecific(tracker: &ChangeTracker, paths: Vec<PathBuf>) -> Vec<PathBuf> {
+    let mut out = BTreeSet::new();
+    for path in paths {
+        if path.as_os_str().is_empty() {
+            out.extend(tracker.tracked());
+            continue;
+        }
+        if !path.is_file() {
+            out.extend(tracker.tracked_under(&path));
+        }
+        out.insert(path);
+    }
+    out.into_iter().collect()
+}
+
+fn relative_path(root: &Path, path: &Path) -> Option<String> {
+    path.strip_prefix(root)
+        .ok()
+        .map(|p| p.to_string_lossy().into_owned())
 }
 
 /// Paths reported so far, without waiting; new directories are watched (and their files count).
@@ -172,6 +214,7 @@ fn wait_for_change(
     tracker: &mut ChangeTracker,
     root: &Path,
     session: &Session,
+    accept_any: bool,
 ) -> Vec<String> {
     loop {
         let Ok(first) = watcher.events.recv() else {
@@ -190,9 +233,15 @@ fn wait_for_change(
         }
         expand_new_dirs(watcher, root, &mut paths);
         let mut changed = Vec::new();
-        for path in &paths {
-            if !ignored(root, path) && tracker.concerns(path) {
-                changed.extend(tracker.changed(path));
+        for path in expand_unspecific(tracker, paths.into_iter().collect()) {
+            if ignored(root, &path) {
+                continue;
+            }
+            if tracker.concerns(&path) {
+                changed.extend(tracker.changed(&path));
+            } else if accept_any {
+                // After a round that failed before it could say what it rested on.
+                changed.extend(relative_path(root, &path));
             }
         }
         if !changed.is_empty() {

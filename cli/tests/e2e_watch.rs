@@ -351,6 +351,9 @@ sh_binary(name = "server", srcs = ["server.sh"], data = [":message"])
         "web/server.sh",
         r#"#!/bin/sh
 echo $$ >> "$BUILD_WORKSPACE_DIRECTORY/server.pids"
+# A child of its own: only stopping the whole process group ends it (PDEATHSIG does not).
+sleep 600 &
+echo $! >> "$BUILD_WORKSPACE_DIRECTORY/server.pids"
 exec python3 -c '
 import http.server, sys
 body = open("web/message.txt", "rb").read()
@@ -422,7 +425,10 @@ fn run_mode_restarts_on_change_survives_a_broken_edit_and_stops_cleanly() {
         .lines()
         .filter_map(|l| l.trim().parse().ok())
         .collect();
-    assert!(pids.len() >= 3, "{pids:?}");
+    assert!(
+        pids.len() >= 6,
+        "three servers and their children: {pids:?}"
+    );
     let start = Instant::now();
     while pids.iter().any(|p| alive(*p)) && start.elapsed() < DEADLINE {
         std::thread::sleep(Duration::from_millis(20));

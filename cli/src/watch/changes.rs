@@ -38,14 +38,22 @@ impl ChangeTracker {
     /// the tracker knew, or are digested now (after a no-op round, which read nothing).
     pub fn learn(&mut self, set: &WatchSet) {
         for path in &set.files {
-            if Path::new(path).is_absolute() || path.starts_with("kiln-out/") {
+            // Rules observe some workspace files by absolute path (go.mod, Cargo.lock): track
+            // them by their workspace-relative path like any other; host files are not watched.
+            let used = set.digests.get(path).copied();
+            let path = match Path::new(path).strip_prefix(&self.root) {
+                Ok(rel) => rel.to_string_lossy().into_owned(),
+                Err(_) if Path::new(path).is_absolute() => continue,
+                Err(_) => path.clone(),
+            };
+            if path.starts_with("kiln-out/") || path.is_empty() {
                 continue;
             }
-            if let Some(used) = set.digests.get(path) {
-                self.files.insert(path.clone(), Some(*used));
-            } else if !self.files.contains_key(path) {
-                let digest = self.digest(path);
-                self.files.insert(path.clone(), digest);
+            if let Some(used) = used {
+                self.files.insert(path, Some(used));
+            } else if !self.files.contains_key(&path) {
+                let digest = self.digest(&path);
+                self.files.insert(path, digest);
             }
         }
         for (dir, fingerprint) in &set.listings {
@@ -89,6 +97,34 @@ impl ChangeTracker {
             }
         }
         changed.then_some(rel)
+    }
+
+    /// Every tracked file (absolute), to re-check after the OS dropped events (queue overflow).
+    pub fn tracked(&self) -> Vec<PathBuf> {
+        let files = self.files.keys().map(|rel| self.root.join(rel));
+        let dirs = self
+            .listings
+            .keys()
+            .map(|rel| self.root.join(rel).join("."));
+        files.chain(dirs).collect()
+    }
+
+    /// Tracked files under the directory `dir` (absolute): a directory moved or deleted as a
+    /// whole is reported only by its own path.
+    pub fn tracked_under(&self, dir: &Path) -> Vec<PathBuf> {
+        let Some(rel) = self.relative(dir) else {
+            return Vec::new();
+        };
+        let prefix = if rel.is_empty() {
+            String::new()
+        } else {
+            format!("{rel}/")
+        };
+        self.files
+            .keys()
+            .filter(|f| f.starts_with(&prefix))
+            .map(|f| self.root.join(f))
+            .collect()
     }
 
     fn relative(&self, path: &Path) -> Option<String> {
@@ -178,6 +214,25 @@ mod tests {
             digests: HashMap::from([("a/src.txt".to_string(), used)]),
         });
         assert_eq!(tracker.changed(&src).as_deref(), Some("a/src.txt"));
+    }
+
+    #[test]
+    fn absolute_workspace_paths_are_tracked_and_a_directory_names_its_files() {
+        let (dir, mut tracker) = setup();
+        std::fs::write(dir.path().join("go.mod"), "module x\n").unwrap_or_else(|e| panic!("{e}"));
+        let absolute = dir.path().join("go.mod").to_string_lossy().into_owned();
+        tracker.learn(&WatchSet {
+            files: vec![absolute, "/elsewhere/tool".into()],
+            listings: Vec::new(),
+            digests: HashMap::new(),
+        });
+        let go_mod = dir.path().join("go.mod");
+        assert!(tracker.concerns(&go_mod));
+        std::fs::write(&go_mod, "module y\n").unwrap_or_else(|e| panic!("{e}"));
+        assert_eq!(tracker.changed(&go_mod).as_deref(), Some("go.mod"));
+        assert!(!tracker.concerns(Path::new("/elsewhere/tool")));
+        assert_eq!(tracker.tracked_under(&dir.path().join("a")).len(), 2);
+        assert!(tracker.tracked().len() >= 4);
     }
 
     #[test]

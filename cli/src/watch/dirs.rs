@@ -59,7 +59,13 @@ impl DirWatcher {
                 if matches!(event.kind, EventKind::Access(_)) {
                     return;
                 }
-                let _ = tx.send(event.paths);
+                // The kernel's queue overflowed: an empty path asks for a full re-check.
+                let paths = if event.need_rescan() {
+                    vec![PathBuf::new()]
+                } else {
+                    event.paths
+                };
+                let _ = tx.send(paths);
             }
         };
         if poll {
