@@ -247,6 +247,40 @@ fn compile_errors_are_rendered_text_and_fail_the_build() {
 }
 
 #[test]
+fn unsupported_rules_rust_attributes_are_errors_naming_the_attribute() {
+    let ws = chain_workspace();
+    ws.write("leaf/env.txt", "A=1\n");
+    for (attr, value) in [
+        ("rustc_env_files", "[\"env.txt\"]"),
+        ("lint_config", "\"env.txt\""),
+        ("crate_type", "\"cdylib\""),
+    ] {
+        ws.write(
+            "leaf/BUILD.bazel",
+            &format!(
+                "load(\"@rules_rust//rust:defs.bzl\", \"rust_library\")\n\
+                 rust_library(name = \"leaf\", srcs = [\"lib.rs\"], {attr} = {value})\n"
+            ),
+        );
+        let out = ws.kiln(&["build", "//leaf"]);
+        out.expect_code(1);
+        assert!(
+            out.stderr.contains(&format!("`{attr}")),
+            "{attr}: {}",
+            out.stderr
+        );
+        assert!(out.executed().is_empty(), "{:?}", out.executed());
+    }
+    // The rule's own crate type is what it builds anyway.
+    ws.write(
+        "leaf/BUILD.bazel",
+        "load(\"@rules_rust//rust:defs.bzl\", \"rust_library\")\n\
+         rust_library(name = \"leaf\", srcs = [\"lib.rs\"], crate_type = \"rlib\")\n",
+    );
+    ws.kiln(&["build", "//leaf"]).ok();
+}
+
+#[test]
 fn test_filter_and_test_arg_reach_libtest() {
     let ws = Workspace::new();
     ws.write(
