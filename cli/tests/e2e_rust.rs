@@ -176,6 +176,31 @@ fn reproducible_across_checkout_directories_with_separate_caches() {
             "{path} differs between the two checkouts"
         );
     }
+    // Identical is not enough: both could embed a path that merely has the same length. No output
+    // may name the checkout or the host's sysroot (the sandbox mounts it elsewhere).
+    let sysroot = sysroot();
+    for (ws, outputs) in [(&one, &a), (&two, &b)] {
+        let checkout = ws.root().to_string_lossy().into_owned();
+        for (path, bytes) in outputs {
+            for leaked in [checkout.as_str(), sysroot.as_str()] {
+                assert!(
+                    !bytes.windows(leaked.len()).any(|w| w == leaked.as_bytes()),
+                    "{path} contains `{leaked}`"
+                );
+            }
+        }
+    }
+}
+
+fn sysroot() -> String {
+    #[allow(clippy::disallowed_methods)] // The test asks the real rustc.
+    let out = std::process::Command::new("rustc")
+        .args(["--print", "sysroot"])
+        .output()
+        .expect("rustc --print sysroot");
+    let sysroot = String::from_utf8_lossy(&out.stdout).trim().to_string();
+    assert!(sysroot.len() > 1, "sysroot {sysroot:?}");
+    sysroot
 }
 
 fn chain_workspace() -> Workspace {
