@@ -357,7 +357,16 @@ pub fn register(
             script.out_dir_archive.clone(),
         ]);
         if crate_type == CrateType::Bin {
-            argv.extend(["--flags-file".to_string(), script.link_args.path.clone()]);
+            // Cargo's scopes: tests get `-tests` arguments, a binary `-bins` and its own `-bin=`.
+            let target = if test {
+                "test".to_string()
+            } else {
+                format!("bin={}", parts.label.name)
+            };
+            argv.extend([
+                "--link-args-file".to_string(),
+                format!("{target}={}", script.link_args.path),
+            ]);
             spec_inputs.push(script.link_args.clone());
         }
     }
