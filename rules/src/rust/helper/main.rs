@@ -123,9 +123,16 @@ fn run_rustc(args: &[String]) -> Result<u8, String> {
             "flags-file" => extra.extend(read_lines(value, &root)?.into_iter().map(relocate)),
             "link-args-file" => {
                 // FOR=FILE: the `scope<TAB>arg` lines whose scope applies to FOR.
-                let (target, path) = value
-                    .split_once('=')
+                let split = match value.strip_prefix("test=") {
+                    Some(path) => Some(("test".to_string(), path)),
+                    None => value.strip_prefix("bin=").and_then(|rest| {
+                        rest.split_once('=')
+                            .map(|(name, path)| (format!("bin={name}"), path))
+                    }),
+                };
+                let (target, path) = split
                     .ok_or_else(|| format!("`--link-args-file` takes FOR=FILE, got `{value}`"))?;
+                let target = target.as_str();
                 for line in read_lines(path, &root)? {
                     let (scope, arg) = line
                         .split_once('\t')
