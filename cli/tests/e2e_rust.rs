@@ -176,6 +176,31 @@ fn reproducible_across_checkout_directories_with_separate_caches() {
             "{path} differs between the two checkouts"
         );
     }
+    // Identical is not enough: both could embed a path that merely has the same length. No output
+    // may name the checkout or the host's sysroot (the sandbox mounts it elsewhere).
+    let sysroot = sysroot();
+    for (ws, outputs) in [(&one, &a), (&two, &b)] {
+        let checkout = ws.root().to_string_lossy().into_owned();
+        for (path, bytes) in outputs {
+            for leaked in [checkout.as_str(), sysroot.as_str()] {
+                assert!(
+                    !bytes.windows(leaked.len()).any(|w| w == leaked.as_bytes()),
+                    "{path} contains `{leaked}`"
+                );
+            }
+        }
+    }
+}
+
+fn sysroot() -> String {
+    #[allow(clippy::disallowed_methods)] // The test asks the real rustc.
+    let out = std::process::Command::new("rustc")
+        .args(["--print", "sysroot"])
+        .output()
+        .expect("rustc --print sysroot");
+    let sysroot = String::from_utf8_lossy(&out.stdout).trim().to_string();
+    assert!(sysroot.len() > 1, "sysroot {sysroot:?}");
+    sysroot
 }
 
 fn chain_workspace() -> Workspace {
@@ -244,6 +269,40 @@ fn compile_errors_are_rendered_text_and_fail_the_build() {
     );
     assert!(out.stderr.contains("leaf/lib.rs:1:"), "{}", out.stderr);
     assert!(!out.stderr.contains("$message_type"), "{}", out.stderr);
+}
+
+#[test]
+fn unsupported_rules_rust_attributes_are_errors_naming_the_attribute() {
+    let ws = chain_workspace();
+    ws.write("leaf/env.txt", "A=1\n");
+    for (attr, value) in [
+        ("rustc_env_files", "[\"env.txt\"]"),
+        ("lint_config", "\"env.txt\""),
+        ("crate_type", "\"cdylib\""),
+    ] {
+        ws.write(
+            "leaf/BUILD.bazel",
+            &format!(
+                "load(\"@rules_rust//rust:defs.bzl\", \"rust_library\")\n\
+                 rust_library(name = \"leaf\", srcs = [\"lib.rs\"], {attr} = {value})\n"
+            ),
+        );
+        let out = ws.kiln(&["build", "//leaf"]);
+        out.expect_code(1);
+        assert!(
+            out.stderr.contains(&format!("`{attr}")),
+            "{attr}: {}",
+            out.stderr
+        );
+        assert!(out.executed().is_empty(), "{:?}", out.executed());
+    }
+    // The rule's own crate type is what it builds anyway.
+    ws.write(
+        "leaf/BUILD.bazel",
+        "load(\"@rules_rust//rust:defs.bzl\", \"rust_library\")\n\
+         rust_library(name = \"leaf\", srcs = [\"lib.rs\"], crate_type = \"rlib\")\n",
+    );
+    ws.kiln(&["build", "//leaf"]).ok();
 }
 
 #[test]

@@ -1,6 +1,6 @@
-//! Registry crates through `@crates`: a crate pinned by Cargo.lock builds and runs, a tampered
-//! Cargo.lock checksum is rejected with nothing used, and a damaged `.crate` in Kiln's own store is
-//! a miss that is fetched and verified again, never an answer.
+//! Registry crates through `@crates`: a crate pinned by Cargo.lock builds and runs, a downloaded
+//! `.crate` that no longer matches Cargo.lock's checksum is rejected by Kiln with nothing used, and
+//! a damaged `.crate` in Kiln's own store is a miss that is fetched and verified again.
 
 mod harness;
 
@@ -62,23 +62,109 @@ fn workspace(checksum: &str) -> Workspace {
     ws
 }
 
+/// Cargo's home as cargo itself finds it (`$CARGO_HOME`, else `~/.cargo`).
+fn real_cargo_home() -> std::path::PathBuf {
+    std::env::var_os("CARGO_HOME")
+        .map(std::path::PathBuf::from)
+        .unwrap_or_else(|| Path::new(&std::env::var_os("HOME").expect("HOME")).join(".cargo"))
+}
+
+/// A private cargo home holding only what an offline `cargo metadata` needs for `itoa`: the
+/// crates.io index's config and cached `itoa` entry, and the downloaded `.crate`.
+fn private_cargo_home(into: &Path, version: &str) -> std::path::PathBuf {
+    let real = real_cargo_home().join("registry");
+    let index = std::fs::read_dir(real.join("cache"))
+        .expect("cargo's download cache")
+        .flatten()
+        .map(|e| e.file_name())
+        .find(|n| {
+            real.join("cache")
+                .join(n)
+                .join(format!("itoa-{version}.crate"))
+                .is_file()
+        })
+        .expect("itoa's .crate in cargo's download cache");
+    let home = into.join("cargo-home");
+    let files = [
+        Path::new("cache")
+            .join(&index)
+            .join(format!("itoa-{version}.crate")),
+        Path::new("index").join(&index).join("config.json"),
+        Path::new("index").join(&index).join(".cache/it/oa/itoa"),
+    ];
+    for rel in files {
+        let to = home.join("registry").join(&rel);
+        std::fs::create_dir_all(to.parent().expect("parent")).expect("mkdir");
+        std::fs::copy(real.join(&rel), &to)
+            .unwrap_or_else(|e| panic!("copying {}: {e}", rel.display()));
+    }
+    home.join("registry")
+        .join("cache")
+        .join(&index)
+        .join(format!("itoa-{version}.crate"))
+}
+
+/// `kiln args...` with cargo's home at `cargo_home`, offline; returns (exit code, stderr, executed
+/// action count).
+fn kiln_with_cargo_home(ws: &Workspace, cargo_home: &Path, args: &[&str]) -> (i32, String, usize) {
+    let events = ws.root().join("events.jsonl");
+    let mut all = vec![
+        args[0].to_string(),
+        format!("--events={}", events.display()),
+    ];
+    all.extend(args[1..].iter().map(|a| a.to_string()));
+    let refs: Vec<&str> = all.iter().map(|a| a.as_str()).collect();
+    let out = ws
+        .command(&refs)
+        .env("CARGO_HOME", cargo_home)
+        .env("CARGO_NET_OFFLINE", "true")
+        .output()
+        .expect("run kiln");
+    let events: Vec<serde_json::Value> = std::fs::read_to_string(&events)
+        .unwrap_or_default()
+        .lines()
+        .filter(|l| !l.trim().is_empty())
+        .map(|l| serde_json::from_str(l).expect("event line"))
+        .collect();
+    (
+        out.status.code().unwrap_or(-1),
+        String::from_utf8_lossy(&out.stderr).into_owned(),
+        harness::executed(&events).len(),
+    )
+}
+
 #[test]
-fn a_locked_registry_crate_builds_and_a_tampered_checksum_is_rejected() {
-    let (_, checksum) = itoa_pin();
+fn a_locked_registry_crate_builds_and_a_tampered_download_is_rejected() {
+    let (version, checksum) = itoa_pin();
     let ws = workspace(&checksum);
     let out = ws.kiln(&["run", "//app"]);
     out.ok();
     assert_eq!(out.stdout.trim(), "-1234567");
 
-    // One changed digit in Cargo.lock: the build fails and names the crate; nothing is built.
-    let flipped = if checksum.starts_with('0') { "1" } else { "0" };
-    let tampered = format!("{flipped}{}", &checksum[1..]);
-    let bad = workspace(&tampered);
-    let out = bad.kiln(&["build", "//app"]);
-    out.expect_code(1);
-    assert!(out.stderr.contains("itoa"), "{}", out.stderr);
-    assert!(out.stderr.contains("checksum"), "{}", out.stderr);
-    assert!(out.executed().is_empty(), "{:?}", out.executed());
+    // A private cargo home: cargo resolves and unpacks `itoa` there, so Kiln reads its `.crate`.
+    let home = tempfile::tempdir().expect("cargo home dir");
+    let downloaded = private_cargo_home(home.path(), &version);
+    let cargo_home = home.path().join("cargo-home");
+    let fresh = workspace(&checksum);
+    let (code, stderr, _) = kiln_with_cargo_home(&fresh, &cargo_home, &["build", "//app"]);
+    assert_eq!(code, 0, "{stderr}");
+
+    // The downloaded `.crate` changes behind cargo's back (cargo does not check its cache again);
+    // Cargo.lock is intact, so only Kiln's own sha256 check can notice. A workspace with an empty
+    // Kiln store reads it: the build fails naming the crate, and nothing is built.
+    let mut bytes = std::fs::read(&downloaded).expect("read .crate");
+    let last = bytes.len() - 1;
+    bytes[last] ^= 1;
+    std::fs::write(&downloaded, &bytes).expect("tamper .crate");
+    let bad = workspace(&checksum);
+    let (code, stderr, executed) = kiln_with_cargo_home(&bad, &cargo_home, &["build", "//app"]);
+    assert_eq!(code, 1, "{stderr}");
+    assert!(stderr.contains("`itoa "), "{stderr}");
+    assert!(
+        stderr.contains(&format!("but Cargo.lock says `{checksum}`")),
+        "{stderr}"
+    );
+    assert_eq!(executed, 0);
     assert!(!bad.out_path("app/app").exists());
 }
 

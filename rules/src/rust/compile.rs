@@ -63,12 +63,38 @@ pub fn package_dir(label: &Label) -> String {
     label.package_dir().to_string_lossy().into_owned()
 }
 
+/// rules_rust attributes the schema accepts so BUILD files load, but Kiln does not implement: any
+/// value other than the default is an error naming the attribute, never silently ignored.
+fn reject_unsupported(
+    ctx: &AnalysisContext<'_>,
+    crate_type: CrateType,
+) -> Result<(), AnalysisError> {
+    let target = ctx.target;
+    for name in ["rustc_env_files", "lint_config"] {
+        if !target.labels(name).is_empty() {
+            return Err(ctx.error(format!(
+                "`{name}` is not supported by Kiln's Rust rules yet; remove it (it would be ignored)"
+            )));
+        }
+    }
+    if let Some(given) = target.string("crate_type").filter(|t| !t.is_empty()) {
+        if given != crate_type.flag() {
+            return Err(ctx.error(format!(
+                "`crate_type = \"{given}\"` is not supported by Kiln's Rust rules; this rule builds a `{}` crate (use the rule for the crate type you want)",
+                crate_type.flag()
+            )));
+        }
+    }
+    Ok(())
+}
+
 /// Gathers a crate's parts from the target's attributes, on top of `base` for tests of a crate.
 pub fn parts_from_attrs(
     ctx: &AnalysisContext<'_>,
     base: Option<CrateParts>,
     crate_type: CrateType,
 ) -> Result<CrateParts, AnalysisError> {
+    reject_unsupported(ctx, crate_type)?;
     let target = ctx.target;
     let mut srcs = ctx.files("srcs")?;
     srcs.extend(ctx.files("compile_data")?);
@@ -331,7 +357,16 @@ pub fn register(
             script.out_dir_archive.clone(),
         ]);
         if crate_type == CrateType::Bin {
-            argv.extend(["--flags-file".to_string(), script.link_args.path.clone()]);
+            // Cargo's scopes: tests get `-tests` arguments, a binary `-bins` and its own `-bin=`.
+            let target = if test {
+                "test".to_string()
+            } else {
+                format!("bin={}", parts.label.name)
+            };
+            argv.extend([
+                "--link-args-file".to_string(),
+                format!("{target}={}", script.link_args.path),
+            ]);
             spec_inputs.push(script.link_args.clone());
         }
     }

@@ -73,6 +73,15 @@ pub fn resolve(
         read_observed(host, &workspace.root.join("rust-toolchain.toml")).as_deref(),
         read_observed(host, &workspace.root.join("rust-toolchain")).as_deref(),
     )?;
+    if pinned.is_none() {
+        // Unpinned, rustup's default toolchain (and its per-directory overrides) decides which
+        // rustc runs: `rustup default X` rewrites settings.toml, so the no-op check sees it.
+        // (Kiln does not pass its own `RUSTUP_TOOLCHAIN` to the shim, so that cannot change it.)
+        if let Some(home) = rustup_home() {
+            host.observe(&home.join("settings.toml"));
+            host.observe(&home.join("toolchains"));
+        }
+    }
     let shim = find_on_path("rustc").ok_or_else(|| {
         ToolchainError::Broken("no `rustc` on PATH; install Rust with rustup".to_string())
     })?;
@@ -173,10 +182,53 @@ pub fn resolve(
     })
 }
 
+/// rustup's home (`$RUSTUP_HOME`, else `~/.rustup`).
+fn rustup_home() -> Option<PathBuf> {
+    std::env::var_os("RUSTUP_HOME")
+        .map(PathBuf::from)
+        .or_else(|| std::env::var_os("HOME").map(|h| PathBuf::from(h).join(".rustup")))
+}
+
 /// The first `program` on Kiln's own `PATH`.
 pub fn find_on_path(program: &str) -> Option<PathBuf> {
     let path = std::env::var_os("PATH")?;
     std::env::split_paths(&path)
         .map(|dir| dir.join(program))
         .find(|candidate| candidate.is_file())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use std::sync::Mutex;
+
+    #[derive(Default)]
+    struct Recording(Mutex<Vec<PathBuf>>);
+
+    impl HostAccess for Recording {
+        fn observe(&self, path: &Path) {
+            self.0.lock().expect("lock").push(path.to_path_buf());
+        }
+        fn memo_get(&self, _key: &str) -> Option<Vec<u8>> {
+            None
+        }
+        fn memo_put(&self, _key: &str, _value: &[u8]) {}
+    }
+
+    #[test]
+    fn an_unpinned_toolchain_observes_rustups_default() {
+        let root = tempfile::tempdir().expect("tempdir");
+        let workspace = WorkspaceInfo {
+            root: root.path().to_path_buf(),
+            cache_dir: root.path().join("cache"),
+            config: toml::Table::new(),
+            function: kiln_cache::DigestFunction::Blake3,
+        };
+        let host = Recording::default();
+        // The host's rustc may be missing or broken; what matters is what was observed first.
+        let _ = resolve(&workspace, &host);
+        let home = rustup_home().expect("a home");
+        let seen = host.0.lock().expect("lock");
+        assert!(seen.contains(&home.join("settings.toml")), "{seen:?}");
+    }
 }

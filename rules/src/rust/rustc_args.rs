@@ -25,12 +25,21 @@ impl Mode {
         }
     }
 
-    /// `-C` options for this mode.
-    pub fn codegen(self) -> [&'static str; 3] {
+    /// `-C` options for this mode. Under `opt`, debug assertions and overflow checks are off by
+    /// name, as cargo's release profile (and its build-override) has them: rustc's own default
+    /// follows the opt-level, so the `-Copt-level=0` of build scripts, proc-macros and crates only
+    /// they use would otherwise turn them back on.
+    pub fn codegen(self) -> &'static [&'static str] {
         match self {
-            Mode::Fastbuild => ["opt-level=0", "debuginfo=0", "strip=none"],
-            Mode::Dbg => ["opt-level=0", "debuginfo=2", "strip=none"],
-            Mode::Opt => ["opt-level=3", "debuginfo=0", "strip=debuginfo"],
+            Mode::Fastbuild => &["opt-level=0", "debuginfo=0", "strip=none"],
+            Mode::Dbg => &["opt-level=0", "debuginfo=2", "strip=none"],
+            Mode::Opt => &[
+                "opt-level=3",
+                "debuginfo=0",
+                "strip=debuginfo",
+                "debug-assertions=off",
+                "overflow-checks=off",
+            ],
         }
     }
 
@@ -219,6 +228,24 @@ mod tests {
         let args = arguments(&req);
         assert!(args.contains(&"-Copt-level=0".to_string()), "{args:?}");
         assert!(!args.contains(&"-Copt-level=3".to_string()), "{args:?}");
+        // Cargo's release build-override: not optimised, but no debug assertions either.
+        assert!(
+            args.contains(&"-Cdebug-assertions=off".to_string()),
+            "{args:?}"
+        );
+        assert!(
+            args.contains(&"-Coverflow-checks=off".to_string()),
+            "{args:?}"
+        );
+    }
+
+    #[test]
+    fn debug_assertions_follow_the_opt_level_outside_opt() {
+        let args = arguments(&request());
+        assert!(
+            !args.iter().any(|a| a.contains("debug-assertions")),
+            "{args:?}"
+        );
     }
 
     #[test]

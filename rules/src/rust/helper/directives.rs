@@ -9,8 +9,9 @@ pub struct Directives {
     pub crate_flags: Vec<String>,
     /// `-L` flags: for the crate and every crate that links it.
     pub link_search: Vec<String>,
-    /// `-C link-arg=` flags for the package's binaries and tests.
-    pub link_args: Vec<String>,
+    /// `-C link-arg=` flags, each with the targets it is for: `all` (`rustc-link-arg`), `bins`,
+    /// `tests`, or `bin=NAME` (`rustc-link-arg-bin=NAME=ARG`).
+    pub link_args: Vec<(String, String)>,
     /// Environment for the crate's rustc (`env!`).
     pub env: Vec<(String, String)>,
     /// `DEP_<LINKS>_<KEY>` values for the build scripts of direct dependents, as (KEY, value).
@@ -66,8 +67,21 @@ pub fn parse(stdout: &str) -> Result<Directives, String> {
         }
         apply(&mut d, key, value).map_err(|e| format!("line {}: {e}", number + 1))?;
     }
+    if d.crate_flags.iter().any(|f| f.starts_with("--check-cfg=")) {
+        // Any `--check-cfg` turns rustc's cfg checking on. Cargo always declares `docsrs`, `test`
+        // and the package's features; Kiln knows only the enabled features here, so it accepts
+        // any feature name rather than warn about a declared but disabled one.
+        d.crate_flags
+            .extend(CARGO_CHECK_CFG.iter().map(|f| f.to_string()));
+    }
     Ok(d)
 }
+
+/// The names cargo declares for every crate whenever cfg checking is on.
+const CARGO_CHECK_CFG: &[&str] = &[
+    "--check-cfg=cfg(docsrs,test)",
+    "--check-cfg=cfg(feature,values(any()))",
+];
 
 fn apply(d: &mut Directives, key: &str, value: &str) -> Result<(), String> {
     match key {
@@ -106,13 +120,20 @@ fn apply(d: &mut Directives, key: &str, value: &str) -> Result<(), String> {
             }
         }
         "rustc-link-arg" | "rustc-link-arg-bins" | "rustc-link-arg-tests" => {
-            d.link_args.push(format!("-Clink-arg={value}"))
+            let scope = match key {
+                "rustc-link-arg" => "all",
+                "rustc-link-arg-bins" => "bins",
+                _ => "tests",
+            };
+            d.link_args
+                .push((scope.to_string(), format!("-Clink-arg={value}")))
         }
         "rustc-link-arg-bin" => {
-            let (_, arg) = value
+            let (bin, arg) = value
                 .split_once('=')
                 .ok_or_else(|| format!("`rustc-link-arg-bin={value}` needs `BIN=ARG`"))?;
-            d.link_args.push(format!("-Clink-arg={arg}"));
+            d.link_args
+                .push((format!("bin={bin}"), format!("-Clink-arg={arg}")));
         }
         "metadata" => {
             let (k, v) = value
@@ -132,6 +153,17 @@ fn apply(d: &mut Directives, key: &str, value: &str) -> Result<(), String> {
         other => return Err(format!("unknown build script instruction `cargo::{other}`")),
     }
     Ok(())
+}
+
+/// Whether a link argument for `scope` (see [`Directives::link_args`]) applies to the target
+/// `target`: `test`, or `bin=NAME` for the binary `NAME`.
+pub fn link_arg_applies(scope: &str, target: &str) -> bool {
+    match scope {
+        "all" => true,
+        "bins" => target.starts_with("bin="),
+        "tests" => target == "test",
+        bin => bin.starts_with("bin=") && bin == target,
+    }
 }
 
 /// `DEP_<LINKS>_<KEY>` as cargo names it: upper case, `-` as `_`.
@@ -169,8 +201,15 @@ not a directive
                 "--cfg=feature=\"x\"",
                 "--check-cfg=cfg(has_foo)",
                 "-lstatic=foo",
-                "-lbar"
+                "-lbar",
+                "--check-cfg=cfg(docsrs,test)",
+                "--check-cfg=cfg(feature,values(any()))",
             ]
+        );
+        // Without a `rustc-check-cfg`, cfg checking stays off, as before.
+        assert_eq!(
+            parse("cargo:rustc-cfg=x\n").unwrap().crate_flags,
+            ["--cfg=x"]
         );
         assert_eq!(d.link_search, ["-Lnative=/kiln/execroot/out", "-L/usr/lib"]);
         assert_eq!(d.env, [("GREETING".to_string(), "hi=there".to_string())]);
@@ -193,6 +232,31 @@ not a directive
             .unwrap_err()
             .starts_with("line 1"));
         assert!(parse("cargo:rustc-flags=-O\n").is_err());
+    }
+
+    #[test]
+    fn link_args_reach_the_targets_cargo_gives_them_to() {
+        let d = parse(
+            "cargo:rustc-link-arg=-all\ncargo:rustc-link-arg-bins=-bins\n\
+             cargo:rustc-link-arg-tests=-tests\ncargo:rustc-link-arg-bin=tool=-tool\n",
+        )
+        .unwrap();
+        let for_target = |target: &str| -> Vec<&str> {
+            d.link_args
+                .iter()
+                .filter(|(scope, _)| link_arg_applies(scope, target))
+                .map(|(_, arg)| arg.as_str())
+                .collect()
+        };
+        assert_eq!(for_target("test"), ["-Clink-arg=-all", "-Clink-arg=-tests"]);
+        assert_eq!(
+            for_target("bin=tool"),
+            ["-Clink-arg=-all", "-Clink-arg=-bins", "-Clink-arg=-tool"]
+        );
+        assert_eq!(
+            for_target("bin=app"),
+            ["-Clink-arg=-all", "-Clink-arg=-bins"]
+        );
     }
 
     #[test]

@@ -2,10 +2,11 @@
 //! equivalent the process wrapper). It is compiled from these sources by the build's own rustc, std
 //! only, and runs inside the sandbox.
 //!
-//! - `rustc [--env-file F]... [--flags-file F]... [--out-dir ORIGINAL=DIR=ARCHIVE] -- RUSTC ARGS...`: applies
-//!   what a build script produced (environment, flags, `OUT_DIR`), runs rustc, and turns its JSON
-//!   diagnostics back into rendered text on stderr while passing artifact notifications through (the
-//!   engine starts dependents on the `.rmeta` one).
+//! - `rustc [--env-file F]... [--flags-file F]... [--link-args-file FOR=F]
+//!   [--out-dir ORIGINAL=DIR=ARCHIVE] -- RUSTC ARGS...`: applies what a build script produced
+//!   (environment, flags, link arguments for `test` or `bin=NAME`, `OUT_DIR`), runs rustc, and
+//!   turns its JSON diagnostics back into rendered text on stderr while passing artifact
+//!   notifications through (the engine starts dependents on the `.rmeta` one).
 //! - `build-script --script S --manifest-dir M --out-dir D --out-archive A --flags F
 //!   --link-search F --link-args F --env F --dep-env F [--links NAME] [--dep-env-in F]...`: runs a
 //!   build script as cargo does and writes what its `cargo:` lines asked for.
@@ -120,6 +121,27 @@ fn run_rustc(args: &[String]) -> Result<u8, String> {
                 }
             }
             "flags-file" => extra.extend(read_lines(value, &root)?.into_iter().map(relocate)),
+            "link-args-file" => {
+                // FOR=FILE: the `scope<TAB>arg` lines whose scope applies to FOR.
+                let split = match value.strip_prefix("test=") {
+                    Some(path) => Some(("test".to_string(), path)),
+                    None => value.strip_prefix("bin=").and_then(|rest| {
+                        rest.split_once('=')
+                            .map(|(name, path)| (format!("bin={name}"), path))
+                    }),
+                };
+                let (target, path) = split
+                    .ok_or_else(|| format!("`--link-args-file` takes FOR=FILE, got `{value}`"))?;
+                let target = target.as_str();
+                for line in read_lines(path, &root)? {
+                    let (scope, arg) = line
+                        .split_once('\t')
+                        .ok_or_else(|| format!("bad line `{line}` in {path}"))?;
+                    if directives::link_arg_applies(scope, target) {
+                        extra.push(relocate(arg.to_string()));
+                    }
+                }
+            }
             "out-dir" => {}
             other => return Err(format!("unknown option `--{other}`")),
         }
@@ -259,7 +281,14 @@ fn run_build_script(args: &[String]) -> Result<u8, String> {
     };
     write("flags", parsed.crate_flags.clone())?;
     write("link-search", parsed.link_search.clone())?;
-    write("link-args", parsed.link_args.clone())?;
+    write(
+        "link-args",
+        parsed
+            .link_args
+            .iter()
+            .map(|(scope, arg)| format!("{scope}\t{arg}"))
+            .collect(),
+    )?;
     write(
         "env",
         parsed.env.iter().map(|(k, v)| format!("{k}={v}")).collect(),
