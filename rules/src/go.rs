@@ -13,6 +13,7 @@ pub mod constraints;
 pub mod dirhash;
 pub mod embed;
 pub mod env;
+pub mod fs_copy;
 pub mod gazelle;
 pub mod godebug;
 pub mod gomod;

@@ -245,7 +245,7 @@ fn materialize(
         .join("go/repos")
         .join(format!(".tmp-{key}-{}", std::process::id()));
     let _ = std::fs::remove_dir_all(&tmp);
-    copy_tree(&source, &tmp)
+    super::fs_copy::copy_tree(&source, &tmp, |_| 0o644)
         .map_err(|e| RepositoryError::Environment(format!("copying module `{}`: {e}", req.path)))?;
     let index = Index { main, env };
     gazelle::generate(&tmp, &req.path, &env.build, &index)
@@ -292,24 +292,4 @@ fn repo_key(name: &str, hash: &str, env: &GoEnv) -> String {
         h.update(b"\0");
     }
     format!("{name}-{}", &h.finalize().to_hex()[..24])
-}
-
-fn copy_tree(from: &Path, to: &Path) -> std::io::Result<()> {
-    use std::os::unix::fs::PermissionsExt;
-    for entry in walkdir::WalkDir::new(from) {
-        let entry = entry.map_err(std::io::Error::other)?;
-        let rel = entry
-            .path()
-            .strip_prefix(from)
-            .map_err(std::io::Error::other)?;
-        let dest = to.join(rel);
-        if entry.file_type().is_dir() {
-            std::fs::create_dir_all(&dest)?;
-            std::fs::set_permissions(&dest, std::fs::Permissions::from_mode(0o755))?;
-        } else if entry.file_type().is_file() {
-            std::fs::copy(entry.path(), &dest)?;
-            std::fs::set_permissions(&dest, std::fs::Permissions::from_mode(0o644))?;
-        }
-    }
-    Ok(())
 }

@@ -69,7 +69,18 @@ pub fn ensure(
             .cache_dir
             .join(format!("go/sdk/.tmp-{}", std::process::id()));
         let _ = std::fs::remove_dir_all(&tmp);
-        copy_with_exec_bits(&download, &tmp).map_err(|e| format!("copying the Go SDK: {e}"))?;
+        super::fs_copy::copy_tree(
+            &download,
+            &tmp,
+            |rel| {
+                if executable(rel) {
+                    0o555
+                } else {
+                    0o444
+                }
+            },
+        )
+        .map_err(|e| format!("copying the Go SDK: {e}"))?;
         std::fs::create_dir_all(&store).map_err(|e| e.to_string())?;
         if let Err(e) = std::fs::rename(&tmp, &root) {
             let _ = std::fs::remove_dir_all(&tmp);
@@ -86,26 +97,6 @@ pub fn ensure(
 fn executable(rel: &Path) -> bool {
     let s = rel.to_string_lossy();
     s.starts_with("bin/") || s.starts_with("pkg/tool/")
-}
-
-fn copy_with_exec_bits(from: &Path, to: &Path) -> std::io::Result<()> {
-    use std::os::unix::fs::PermissionsExt;
-    for entry in walkdir::WalkDir::new(from) {
-        let entry = entry.map_err(std::io::Error::other)?;
-        let rel = entry
-            .path()
-            .strip_prefix(from)
-            .map_err(std::io::Error::other)?;
-        let dest = to.join(rel);
-        if entry.file_type().is_dir() {
-            std::fs::create_dir_all(&dest)?;
-        } else {
-            std::fs::copy(entry.path(), &dest)?;
-            let mode = if executable(rel) { 0o555 } else { 0o444 };
-            std::fs::set_permissions(&dest, std::fs::Permissions::from_mode(mode))?;
-        }
-    }
-    Ok(())
 }
 
 #[cfg(test)]
