@@ -137,16 +137,18 @@ impl Session {
         patterns: &PatternSet,
         goal: &Goal,
     ) -> Result<BuildReport> {
-        self.engine_run_observed(flags, patterns, goal, None)
+        self.engine_run_observed(flags, patterns, goal, None, None)
     }
 
-    /// The same, also reporting events to `extra`.
+    /// The same, also reporting events to `extra`, and stoppable through `stop` (see
+    /// [`Engine::with_stop`]).
     pub fn engine_run_observed(
         &self,
         flags: &BuildFlags,
         patterns: &PatternSet,
         goal: &Goal,
         extra: Option<&dyn BuildObserver>,
+        stop: Option<std::sync::Arc<std::sync::atomic::AtomicBool>>,
     ) -> Result<BuildReport> {
         let ws = &self.workspace;
         let config = engine_config(ws, flags)?;
@@ -158,8 +160,11 @@ impl Session {
         }
         observers.extend(extra);
         let tee = Tee(observers);
-        let engine =
+        let mut engine =
             Engine::new(config, &rules, &self.state, &tee).with_repositories(&repository_rules);
+        if let Some(stop) = stop {
+            engine = engine.with_stop(stop);
+        }
         let report = engine.build(patterns, goal).map_err(|e| match e {
             EngineError::Analysis(message) => Exit::new(exit::BUILD_FAILED, message),
             EngineError::NoTests => Exit::new(exit::NO_TESTS, e.to_string()),

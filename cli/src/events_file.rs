@@ -100,6 +100,10 @@ impl BuildObserver for EventsFile {
             BuildEvent::Progress { .. } => return,
         };
         self.write(value);
+        if matches!(event, BuildEvent::ActionStarted { .. }) {
+            // Tools following the file (and `kiln watch` users) see what runs as it starts.
+            self.flush();
+        }
     }
 }
 

@@ -11,25 +11,31 @@ mod round;
 
 use std::collections::BTreeSet;
 use std::path::{Path, PathBuf};
-use std::sync::atomic::Ordering;
-use std::sync::mpsc::RecvTimeoutError;
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::mpsc::{Receiver, RecvTimeoutError};
+use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use anyhow::Result;
 use kiln_exec::service::Service;
 use kiln_graph::engine::{BuildReport, Goal};
 use kiln_graph::label::Label;
+use kiln_graph::pattern::PatternSet;
 use serde_json::json;
 
 use crate::args::{BuildFlags, TestOutput, WatchArgs, WatchMode};
 use crate::commands::{parse_patterns, prepare_run, test_options, Session};
 use crate::exit::{self, Exit};
+use crate::workspace::Workspace;
 use changes::ChangeTracker;
 use dirs::{ignored, DirWatcher};
 use round::{RoundObserver, RoundOutcome};
 
 /// Quiet time that ends a burst of events (a `git checkout`, a formatter run) into one round.
 const SETTLE: Duration = Duration::from_millis(30);
+
+/// How often the sentry of a running round looks whether the round is over.
+const SENTRY_POLL: Duration = Duration::from_millis(10);
 
 /// What each round does.
 enum Action {
@@ -61,7 +67,7 @@ pub fn run(args: WatchArgs) -> Result<i32> {
             )
         }
     };
-    let session = Session::open(&flags)?;
+    let mut session = Session::open(&flags)?;
     let patterns = parse_patterns(&patterns, &session.workspace.cwd_package)?;
     let action = match action {
         Action::Run { args, .. } => {
@@ -100,20 +106,44 @@ pub fn run(args: WatchArgs) -> Result<i32> {
         let observer = RoundObserver::default();
         let started = Instant::now();
         round::announce(&session, round_number, &changed);
-        let outcome = {
-            let lock = session.state.lock(&session.terminal)?;
-            let result = session.engine_run_observed(&flags, &patterns, &goal, Some(&observer));
-            let outcome = RoundOutcome::new(result, &observer);
-            if let (Action::Run { label, args }, Some(report)) = (&action, outcome.report()) {
-                if report.success() {
-                    service.restart_if_changed(&session, label, report, &flags, args, grace);
+        // While the round runs, a sentry thread reads the watcher's events; one that changes
+        // what the last round rested on stops this round, which is then stale.
+        let stop = Arc::new(AtomicBool::new(false));
+        let round_over = AtomicBool::new(false);
+        let can_stop = !tracker.is_empty();
+        let (outcome, seen) = std::thread::scope(|scope| {
+            let events = &mut watcher.events;
+            let (tracker, root, stop_flag, round_over) = (&tracker, &root, &stop, &round_over);
+            let sentry = scope.spawn(move || {
+                sentry(
+                    events,
+                    tracker,
+                    root,
+                    can_stop.then_some(stop_flag),
+                    round_over,
+                )
+            });
+            let mut restart = |outcome: &RoundOutcome| {
+                if let (Action::Run { label, args }, Some(report)) = (&action, outcome.report()) {
+                    if report.success() {
+                        service.restart_if_changed(&session, label, report, &flags, args, grace);
+                    }
                 }
-            }
-            // The digests this round computed stay in memory; persist them for other kiln runs.
-            session.state.flush();
-            drop(lock);
-            outcome
-        };
+            };
+            let outcome = run_round(
+                &session,
+                &flags,
+                &patterns,
+                &goal,
+                &observer,
+                &stop,
+                &mut restart,
+            );
+            round_over.store(true, Ordering::SeqCst);
+            let seen = sentry.join().unwrap_or_default();
+            (outcome, seen)
+        });
+        let outcome = outcome?;
         let test_output = match &action {
             Action::Test(output) => Some(*output),
             _ => None,
@@ -146,7 +176,12 @@ pub fn run(args: WatchArgs) -> Result<i32> {
             tracker.learn(&report.watch_set);
         }
         let mut during = Vec::new();
-        let pending = drain_pending(&mut watcher, &root);
+        let mut seen = seen;
+        if outcome.stopped() {
+            // A burst (a `git checkout`) stopped it: let it settle before the next round.
+            seen.extend(settle(&watcher));
+        }
+        let pending = drain_pending(&mut watcher, &root, seen);
         for path in expand_unspecific(&tracker, pending) {
             if tracker.concerns(&path) || !vouched {
                 let rel = tracker.changed(&path);
@@ -158,15 +193,16 @@ pub fn run(args: WatchArgs) -> Result<i32> {
             }
         }
         if !during.is_empty() {
+            if during.iter().any(|c| c == "kiln.toml") {
+                reload_settings(&mut session, &flags, &mut tracker);
+            }
             changed = during;
             continue;
         }
         let accept_any = outcome.report().is_none();
         changed = wait_for_change(&mut watcher, &mut tracker, &root, &session, accept_any);
         if changed.iter().any(|c| c == "kiln.toml") {
-            session.terminal.line(
-                "WARNING: kiln.toml changed; its settings apply after `kiln watch` is restarted",
-            );
+            reload_settings(&mut session, &flags, &mut tracker);
         }
         if let Some(events) = &session.events {
             events.write(json!({"type": "watch_change", "round": round_number + 1, "changed": changed, "time_ms": round::now_ms()}));
@@ -198,9 +234,107 @@ fn relative_path(root: &Path, path: &Path) -> Option<String> {
         .map(|p| p.to_string_lossy().into_owned())
 }
 
-/// Paths reported so far, without waiting; new directories are watched (and their files count).
-fn drain_pending(watcher: &mut DirWatcher, root: &Path) -> Vec<PathBuf> {
-    let mut paths = BTreeSet::new();
+/// Runs one round under the build lock, then `then` (which may lay out a program's runfiles in
+/// `kiln-out/`, so it runs under the lock too). The digests the round computed stay in memory
+/// and are persisted for other kiln runs.
+fn run_round(
+    session: &Session,
+    flags: &BuildFlags,
+    patterns: &PatternSet,
+    goal: &Goal,
+    observer: &RoundObserver,
+    stop: &Arc<AtomicBool>,
+    then: &mut dyn FnMut(&RoundOutcome),
+) -> Result<RoundOutcome> {
+    let lock = session.state.lock(&session.terminal)?;
+    let result = session.engine_run_observed(
+        flags,
+        patterns,
+        goal,
+        Some(observer),
+        Some(Arc::clone(stop)),
+    );
+    let outcome = RoundOutcome::new(result, observer);
+    then(&outcome);
+    session.state.flush();
+    drop(lock);
+    Ok(outcome)
+}
+
+/// Collects the events that arrive while a round runs, until `round_over`. With a `stop` flag,
+/// sets it as soon as an event changes the content of something the last round rested on.
+fn sentry(
+    events: &mut Receiver<Vec<PathBuf>>,
+    tracker: &ChangeTracker,
+    root: &Path,
+    stop: Option<&Arc<AtomicBool>>,
+    round_over: &AtomicBool,
+) -> Vec<PathBuf> {
+    let mut seen = Vec::new();
+    while !round_over.load(Ordering::SeqCst) {
+        match events.recv_timeout(SENTRY_POLL) {
+            Ok(batch) => {
+                if let Some(stop) = stop {
+                    if !stop.load(Ordering::SeqCst)
+                        && batch
+                            .iter()
+                            .any(|p| !ignored(root, p) && tracker.concerns(p) && tracker.differs(p))
+                    {
+                        stop.store(true, Ordering::SeqCst);
+                    }
+                }
+                seen.extend(batch);
+            }
+            Err(RecvTimeoutError::Timeout) => {}
+            Err(RecvTimeoutError::Disconnected) => break,
+        }
+    }
+    seen
+}
+
+/// Waits until no event has arrived for [`SETTLE`]; returns the paths that arrived meanwhile.
+fn settle(watcher: &DirWatcher) -> Vec<PathBuf> {
+    let mut last = Instant::now();
+    let mut paths = Vec::new();
+    while let Ok(batch) = watcher
+        .events
+        .recv_timeout(SETTLE.saturating_sub(last.elapsed()))
+    {
+        paths.extend(batch);
+        last = Instant::now();
+    }
+    paths
+}
+
+/// Reads kiln.toml again after it changed; its new settings apply from the next round. A
+/// kiln.toml that no longer parses keeps the old settings, with the error shown.
+fn reload_settings(session: &mut Session, flags: &BuildFlags, tracker: &mut ChangeTracker) {
+    match Workspace::open(&flags.common) {
+        Ok(workspace) => {
+            let function = workspace.digest_function(flags);
+            session.workspace = workspace;
+            match function {
+                Ok(function) if function != tracker.function() => {
+                    // Every digest the tracker knows is in the old function: start afresh.
+                    *tracker = ChangeTracker::new(&session.workspace.root, function);
+                }
+                Ok(_) => {}
+                Err(e) => session.terminal.line(&format!("ERROR: {e:#}")),
+            }
+            session
+                .terminal
+                .line("INFO: kiln.toml changed; its settings apply from this round on");
+        }
+        Err(e) => session.terminal.line(&format!(
+            "ERROR: kiln.toml changed and cannot be read; keeping the previous settings: {e:#}"
+        )),
+    }
+}
+
+/// Paths reported so far (`seen` during the round, then what is queued), without waiting; new
+/// directories are watched (and their files count).
+fn drain_pending(watcher: &mut DirWatcher, root: &Path, seen: Vec<PathBuf>) -> Vec<PathBuf> {
+    let mut paths: BTreeSet<PathBuf> = seen.into_iter().collect();
     while let Ok(batch) = watcher.events.try_recv() {
         paths.extend(batch);
     }

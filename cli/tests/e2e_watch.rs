@@ -3,7 +3,7 @@
 //! seen; a rewrite with identical bytes triggers nothing; a new file matched by a glob and a new
 //! target in a BUILD file are picked up; `test` mode runs only affected tests; `run` mode serves
 //! the new response after an edit, keeps the old server through a broken edit, and Ctrl-C leaves
-//! no process behind. Waits poll the events file with generous deadlines; nothing here times
+//! no process behind; an edit during a round stops it; kiln.toml edits apply. Waits poll the events file with generous deadlines; nothing here times
 //! anything.
 
 mod harness;
@@ -100,6 +100,25 @@ impl Watch {
             "unexpected round(s): {later:?}\nstderr:\n{}",
             self.stderr()
         );
+    }
+
+    /// Waits until an action of round `n` has started.
+    #[track_caller]
+    fn wait_action_started(&self, n: u64) {
+        let start = Instant::now();
+        while start.elapsed() < DEADLINE {
+            let events = self.events();
+            if let Some(at) = events
+                .iter()
+                .position(|e| e["type"] == "watch_round" && e["round"] == n)
+            {
+                if events[at..].iter().any(|e| e["type"] == "action_started") {
+                    return;
+                }
+            }
+            std::thread::sleep(Duration::from_millis(20));
+        }
+        panic!("no action of round {n} started\nstderr:\n{}", self.stderr());
     }
 
     fn interrupt(&mut self) -> i32 {
@@ -229,6 +248,73 @@ fn build_mode_follows_edits_by_content() {
     // Between rounds the watcher holds no lock: a build in another terminal goes through.
     ws.kiln(&["build", "//core/..."]).ok();
     watch.assert_no_round_after(5);
+}
+
+#[test]
+fn an_edit_during_a_round_stops_it_and_nothing_it_ran_is_cached() {
+    let ws = Workspace::new();
+    // The action is slow only on the input of the round the test stops.
+    ws.write(
+        "BUILD.bazel",
+        r#"genrule(name = "slow", srcs = ["in.txt"], outs = ["slow.txt"],
+                   cmd = "if grep -q two $<; then sleep 15; fi; cat $< > $@")"#,
+    );
+    ws.write("in.txt", "one\n");
+    let watch = Watch::start(&ws, &["build", "//:slow"]);
+    assert_eq!(watch.wait_round(1)["success"], true, "{}", watch.stderr());
+
+    ws.write("in.txt", "two\n");
+    watch.wait_action_started(2);
+    ws.write("in.txt", "three\n");
+    let second = watch.wait_round(2);
+    assert_eq!(second["stopped"], true, "{}", watch.stderr());
+    assert!(
+        watch.stderr().contains("STOPPED round 2"),
+        "{}",
+        watch.stderr()
+    );
+    let third = watch.wait_round(3);
+    assert_eq!(third["success"], true, "{}", watch.stderr());
+    assert_eq!(executed(&third), ["Genrule //:slow"]);
+    assert_eq!(ws.read_out("slow.txt"), "three\n");
+    watch.assert_no_round_after(3);
+
+    // Round 2's action was killed: nothing of it was cached, so its input runs it again.
+    ws.write("in.txt", "two\n");
+    let fourth = watch.wait_round(4);
+    assert_eq!(fourth["success"], true, "{}", watch.stderr());
+    assert_eq!(executed(&fourth), ["Genrule //:slow"]);
+    assert_eq!(ws.read_out("slow.txt"), "two\n");
+}
+
+#[test]
+fn kiln_toml_changes_apply_without_a_restart() {
+    let ws = Workspace::new();
+    ws.write(
+        "BUILD.bazel",
+        r#"genrule(name = "g", srcs = ["in.txt"], outs = ["g.txt"], cmd = "cat $< > $@")"#,
+    );
+    ws.write("in.txt", "one\n");
+    let watch = Watch::start(&ws, &["build", "//:g"]);
+    assert_eq!(watch.wait_round(1)["success"], true, "{}", watch.stderr());
+    // A kiln.toml that does not parse keeps the old settings, with the error shown.
+    ws.write("kiln.toml", "[build\n");
+    let second = watch.wait_round(2);
+    assert!(
+        watch.stderr().contains("keeping the previous settings"),
+        "{}",
+        watch.stderr()
+    );
+    assert_eq!(second["success"], true, "{}", watch.stderr());
+    // A new digest function applies to the next round: every action key changes.
+    ws.write("kiln.toml", "[build]\ndigest_function = \"sha256\"\n");
+    let third = watch.wait_round(3);
+    assert_eq!(third["success"], true, "{}", watch.stderr());
+    assert_eq!(executed(&third), ["Genrule //:g"], "{}", watch.stderr());
+    ws.write("in.txt", "two\n");
+    let fourth = watch.wait_round(4);
+    assert_eq!(executed(&fourth), ["Genrule //:g"], "{}", watch.stderr());
+    assert_eq!(ws.read_out("g.txt"), "two\n");
 }
 
 #[test]

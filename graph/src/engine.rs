@@ -176,6 +176,8 @@ pub struct BuildReport {
     /// (workspace-relative, or absolute for host files), and every directory whose listing a glob
     /// read, with the listing's fingerprint.
     pub watch_set: WatchSet,
+    /// The build was stopped (see [`Engine::with_stop`]) before all its actions ran.
+    pub stopped: bool,
 }
 
 /// The files and directory listings a build rested on (see [`BuildReport::watch_set`]).
@@ -193,7 +195,7 @@ pub struct WatchSet {
 impl BuildReport {
     /// Whether every action succeeded.
     pub fn success(&self) -> bool {
-        self.failed_targets.is_empty() && self.failures.is_empty()
+        !self.stopped && self.failed_targets.is_empty() && self.failures.is_empty()
     }
 }
 
@@ -206,6 +208,7 @@ pub struct Engine<'a> {
     schemas: Vec<RuleSchema>,
     state: &'a dyn EngineState,
     observer: &'a dyn BuildObserver,
+    stop: Option<Arc<std::sync::atomic::AtomicBool>>,
 }
 
 impl<'a> Engine<'a> {
@@ -229,7 +232,15 @@ impl<'a> Engine<'a> {
             schemas,
             state,
             observer,
+            stop: None,
         }
+    }
+
+    /// Makes the build stoppable: setting `flag` cancels the running actions and starts no more
+    /// (the report then says [`BuildReport::stopped`]). Nothing a cancelled action did is cached.
+    pub fn with_stop(mut self, flag: Arc<std::sync::atomic::AtomicBool>) -> Self {
+        self.stop = Some(flag);
+        self
     }
 
     /// Defines external repositories through `repo_rules` (the first that knows a name wins).
@@ -632,6 +643,7 @@ impl<'a> Engine<'a> {
             &ScheduleConfig {
                 jobs: self.config.jobs,
                 keep_going: self.config.keep_going,
+                stop: self.stop.clone(),
             },
             self.observer,
             &after,
@@ -653,6 +665,7 @@ impl<'a> Engine<'a> {
         let attempts = |status| schedule.attempts.get(&status).copied().unwrap_or(0);
         report.executed = attempts(CacheStatus::Executed);
         report.local_hits = attempts(CacheStatus::LocalHit);
+        report.stopped = schedule.stopped;
         report.remote_hits = attempts(CacheStatus::RemoteHit);
         let mut records = Vec::new();
         for (id, done) in &schedule.done {

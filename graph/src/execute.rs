@@ -464,7 +464,7 @@ impl Runner {
                 ExitKind::Cancelled => return RunOutcome::Failed {
                     key: Some(keyed.key),
                     message:
-                        "Cancelled: an input it started on early came from an action that failed"
+                        "Cancelled: the build was stopped, or an input it started on early came from an action that failed"
                             .to_string(),
                 },
             };

@@ -22,7 +22,14 @@ pub struct ScheduleConfig {
     pub jobs: usize,
     /// Keep building independent actions after a failure.
     pub keep_going: bool,
+    /// Set from another thread to stop the build: running actions are cancelled (their results
+    /// are never recorded) and nothing more starts. `kiln watch` sets it when an input changes
+    /// under a round.
+    pub stop: Option<Arc<AtomicBool>>,
 }
+
+/// How often a stoppable build looks at its stop flag while it waits for actions.
+const STOP_POLL: Duration = Duration::from_millis(10);
 
 /// Called on a worker thread when an action has a result, before dependents are released; returns
 /// the outputs whose blobs turned out to be lost (so the action must run again without the cache).
@@ -42,6 +49,8 @@ pub struct ScheduleOutcome {
     /// Successful attempts by how they were satisfied; an action rerun after a lost blob counts
     /// twice (its hit, then its execution), matching its two `ActionFinished` events.
     pub attempts: HashMap<CacheStatus, usize>,
+    /// The build was stopped through [`ScheduleConfig::stop`] before every action ran.
+    pub stopped: bool,
 }
 
 /// One dispatched action: its id, its derived inputs' digests, whether to bypass the cache, and
@@ -188,7 +197,20 @@ pub fn run(
         drop(msg_tx);
 
         let mut finished = 0usize;
+        let stop_requested = || {
+            config
+                .stop
+                .as_ref()
+                .is_some_and(|flag| flag.load(Ordering::SeqCst))
+        };
         loop {
+            if !outcome.stopped && stop_requested() {
+                outcome.stopped = true;
+                stopping = true;
+                for flag in cancels.values() {
+                    flag.store(true, Ordering::SeqCst);
+                }
+            }
             while !stopping && running.len() < config.jobs.max(1) && !exclusive_running {
                 // An exclusive action waits for the running ones to finish, then runs alone.
                 if let Some(top) = heap.peek() {
@@ -258,7 +280,17 @@ pub fn run(
             if running.is_empty() {
                 break;
             }
-            let Ok(message) = msg_rx.recv() else { break };
+            let message = if config.stop.is_some() && !outcome.stopped {
+                // Wake up now and then to look at the stop flag.
+                match msg_rx.recv_timeout(STOP_POLL) {
+                    Ok(message) => message,
+                    Err(mpsc::RecvTimeoutError::Timeout) => continue,
+                    Err(mpsc::RecvTimeoutError::Disconnected) => break,
+                }
+            } else {
+                let Ok(message) = msg_rx.recv() else { break };
+                message
+            };
             match message {
                 Message::Early(path, digest) => {
                     early_digests.insert(path.clone(), digest);
@@ -346,11 +378,14 @@ pub fn run(
                                 key: key.map(|k| k.hex()).unwrap_or_default(),
                                 rerun: rerun.contains(&id),
                             });
-                            observer.event(&BuildEvent::ActionFailed {
-                                label: spec.owner.clone(),
-                                mnemonic: spec.mnemonic.clone(),
-                                message: message.clone(),
-                            });
+                            if !outcome.stopped {
+                                // A stopped build's cancelled actions are not the user's errors.
+                                observer.event(&BuildEvent::ActionFailed {
+                                    label: spec.owner.clone(),
+                                    mnemonic: spec.mnemonic.clone(),
+                                    message: message.clone(),
+                                });
+                            }
                             outcome.failed.insert(id, message);
                             for consumer in early_consumers.remove(&id).unwrap_or_default() {
                                 if let Some(flag) = cancels.get(&consumer) {

@@ -1,5 +1,5 @@
 //! The scheduler against a fake runner: dependency order, critical-path priority, keep_going,
-//! early outputs, lost-input recovery and exclusive actions.
+//! early outputs, lost-input recovery, exclusive actions and stopping a build.
 
 use std::collections::{HashMap, HashSet};
 use std::sync::atomic::{AtomicUsize, Ordering};
@@ -198,7 +198,11 @@ fn schedule(
         &priorities,
         &HashMap::new(),
         runner,
-        &ScheduleConfig { jobs, keep_going },
+        &ScheduleConfig {
+            jobs,
+            keep_going,
+            stop: None,
+        },
         &NoObserver,
         &after,
     );
@@ -389,4 +393,59 @@ fn an_early_output_that_changes_afterwards_fails_its_producer() {
         "{:?}",
         run.failed
     );
+}
+
+#[test]
+fn a_stop_cancels_running_actions_and_starts_no_more() {
+    let fake = Fake::default();
+    let actions = vec![
+        action("slow_consumer", &[], &["slow.out"]),
+        action("after", &["slow.out"], &["after.out"]),
+        action("independent", &[], &["i.out"]),
+    ];
+    let graph = ActionGraph::new(actions).unwrap_or_else(|e| panic!("{e}"));
+    let needed: HashSet<ActionId> = (0..graph.actions.len() as u32).map(ActionId).collect();
+    let priorities = graph.priorities(&needed, &|spec| {
+        if spec.owner.name == "slow_consumer" {
+            10
+        } else {
+            1
+        }
+    });
+    let stop = std::sync::Arc::new(std::sync::atomic::AtomicBool::new(false));
+    let after = |_: ActionId, _: &ActionDone| Vec::new();
+    let outcome = std::thread::scope(|scope| {
+        let flag = std::sync::Arc::clone(&stop);
+        scope.spawn(move || {
+            std::thread::sleep(Duration::from_millis(100));
+            flag.store(true, Ordering::SeqCst);
+        });
+        run(
+            &graph,
+            &needed,
+            &priorities,
+            &HashMap::new(),
+            &fake,
+            &ScheduleConfig {
+                jobs: 1,
+                keep_going: true,
+                stop: Some(std::sync::Arc::clone(&stop)),
+            },
+            &NoObserver,
+            &after,
+        )
+    });
+    assert!(outcome.stopped);
+    assert!(
+        fake.cancel_seen.load(Ordering::SeqCst),
+        "the running action saw its cancel flag"
+    );
+    let failed: Vec<&str> = outcome
+        .failed
+        .keys()
+        .map(|id| graph.action(*id).owner.name.as_str())
+        .collect();
+    assert_eq!(failed, ["slow_consumer"]);
+    assert!(outcome.done.is_empty(), "nothing starts after the stop");
+    assert_eq!(outcome.skipped.len(), 2);
 }

@@ -78,25 +78,56 @@ impl ChangeTracker {
     /// new state either way. Returns the workspace-relative path when it changed.
     pub fn changed(&mut self, path: &Path) -> Option<String> {
         let rel = self.relative(path)?;
-        let mut changed = false;
-        if self.files.contains_key(&rel) || is_build_definition(&rel) {
-            let now = self.digest(&rel);
-            let before = self.files.insert(rel.clone(), now);
-            changed |= before != Some(now) && !(before.is_none() && now.is_none());
+        let probe = self.probe(&rel);
+        let changed = probe.differs();
+        if let Some((now, _)) = probe.file {
+            self.files.insert(rel.clone(), now);
         }
-        let dir = parent(&rel).to_string();
-        if let Some(before) = self.listings.get(&dir).cloned() {
-            let fs = DiskFs::new(&self.root);
-            let now = fs
-                .list_dir(&dir)
-                .map(|listing| listing_fingerprint(&listing))
-                .unwrap_or_default();
-            if now != before {
-                self.listings.insert(dir, now);
-                changed = true;
-            }
+        if let Some(listing) = probe.listing {
+            self.listings.insert(parent(&rel).to_string(), listing);
         }
         changed.then_some(rel)
+    }
+
+    /// Whether the content at `path` (absolute) differs from what the tracker knows, recording
+    /// nothing: asked while a round runs, to stop it when something it rests on moved.
+    pub fn differs(&self, path: &Path) -> bool {
+        self.relative(path)
+            .is_some_and(|rel| self.probe(&rel).differs())
+    }
+
+    /// The digest function its digests are in.
+    pub fn function(&self) -> DigestFunction {
+        self.function
+    }
+
+    /// Whether the tracker knows anything yet (it learns from the first round that vouches for
+    /// its inputs).
+    pub fn is_empty(&self) -> bool {
+        self.files.is_empty() && self.listings.is_empty()
+    }
+
+    /// The state of `rel` now against what the tracker knows.
+    fn probe(&self, rel: &str) -> Probe {
+        let mut probe = Probe::default();
+        if self.files.contains_key(rel) || is_build_definition(rel) {
+            let now = self.digest(rel);
+            let before = self.files.get(rel).copied();
+            let changed = before != Some(now) && !(before.is_none() && now.is_none());
+            probe.file = Some((now, changed));
+        }
+        let dir = parent(rel);
+        if let Some(before) = self.listings.get(dir) {
+            let fs = DiskFs::new(&self.root);
+            let now = fs
+                .list_dir(dir)
+                .map(|listing| listing_fingerprint(&listing))
+                .unwrap_or_default();
+            if &now != before {
+                probe.listing = Some(now);
+            }
+        }
+        probe
     }
 
     /// Every tracked file (absolute), to re-check after the OS dropped events (queue overflow).
@@ -137,6 +168,21 @@ impl ChangeTracker {
     }
 }
 
+/// What [`ChangeTracker::probe`] found.
+#[derive(Default)]
+struct Probe {
+    /// The file's digest now (`None`: absent) and whether it differs, when the file is tracked.
+    file: Option<(Option<Digest>, bool)>,
+    /// The parent directory's listing fingerprint now, when it is tracked and differs.
+    listing: Option<String>,
+}
+
+impl Probe {
+    fn differs(&self) -> bool {
+        self.file.is_some_and(|(_, changed)| changed) || self.listing.is_some()
+    }
+}
+
 fn parent(rel: &str) -> &str {
     rel.rsplit_once('/').map(|(dir, _)| dir).unwrap_or("")
 }
@@ -164,6 +210,22 @@ mod tests {
             digests: HashMap::new(),
         });
         (dir, tracker)
+    }
+
+    #[test]
+    fn differs_answers_without_recording() {
+        let (dir, tracker) = setup();
+        let src = dir.path().join("a/src.txt");
+        assert!(!tracker.differs(&src));
+        std::fs::write(&src, "two").unwrap_or_else(|e| panic!("{e}"));
+        assert!(tracker.differs(&src));
+        // Asked again, the answer is the same: nothing was recorded.
+        assert!(tracker.differs(&src));
+        let new = dir.path().join("a/new.txt");
+        std::fs::write(&new, "n").unwrap_or_else(|e| panic!("{e}"));
+        assert!(tracker.differs(&new), "a new entry in a listed directory");
+        assert!(!tracker.is_empty());
+        assert!(ChangeTracker::new(dir.path(), DigestFunction::Blake3).is_empty());
     }
 
     #[test]

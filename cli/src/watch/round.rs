@@ -71,6 +71,11 @@ impl RoundOutcome {
         self.result.as_ref().ok()
     }
 
+    /// Whether the round was stopped because an input changed under it.
+    pub fn stopped(&self) -> bool {
+        self.report().is_some_and(|r| r.stopped)
+    }
+
     /// Whether everything built (and every test that ran passed).
     pub fn success(&self) -> bool {
         self.report()
@@ -125,10 +130,33 @@ pub fn summarize(
             terminal.line(&format!(
                 "FAILED round {round}: the build could not start ({seconds:.2}s); waiting for a fix"
             ));
-            write_summary(session, round, false, &[], seconds, first_action_ms);
+            let summary = RoundSummary {
+                round,
+                success: false,
+                stopped: false,
+                executed: &[],
+                seconds,
+                first_action_ms,
+            };
+            summary.write(session);
             return;
         }
     };
+    if report.stopped {
+        terminal.line(&format!(
+            "STOPPED round {round}: an input changed while it ran ({seconds:.2}s); starting again"
+        ));
+        let summary = RoundSummary {
+            round,
+            success: false,
+            stopped: true,
+            executed: &executed,
+            seconds,
+            first_action_ms,
+        };
+        summary.write(session);
+        return;
+    }
     for line in executed.iter().take(10) {
         terminal.line(&format!("  ran {line}"));
     }
@@ -170,23 +198,37 @@ pub fn summarize(
         if ok { "OK" } else { "FAILED" },
         ui::summary(report.executed, report.local_hits, report.remote_hits)
     ));
-    write_summary(session, round, ok, &executed, seconds, first_action_ms);
+    let summary = RoundSummary {
+        round,
+        success: ok,
+        stopped: false,
+        executed: &executed,
+        seconds,
+        first_action_ms,
+    };
+    summary.write(session);
 }
 
-fn write_summary(
-    session: &Session,
+/// The `watch_round_done` event of a round.
+struct RoundSummary<'a> {
     round: u64,
     success: bool,
-    executed: &[String],
+    /// Stopped because an input changed while it ran.
+    stopped: bool,
+    executed: &'a [String],
     seconds: f64,
     first_action_ms: Option<f64>,
-) {
-    if let Some(events) = &session.events {
-        events.write(json!({
-            "type": "watch_round_done", "round": round, "success": success,
-            "executed": executed, "elapsed_s": seconds, "first_action_ms": first_action_ms,
-            "time_ms": now_ms(),
-        }));
-        events.flush();
+}
+
+impl RoundSummary<'_> {
+    fn write(&self, session: &Session) {
+        if let Some(events) = &session.events {
+            events.write(json!({
+                "type": "watch_round_done", "round": self.round, "success": self.success,
+                "stopped": self.stopped, "executed": self.executed, "elapsed_s": self.seconds,
+                "first_action_ms": self.first_action_ms, "time_ms": now_ms(),
+            }));
+            events.flush();
+        }
     }
 }

@@ -114,6 +114,7 @@ impl Engine<'_> {
             runfiles: stored.runfiles.into_iter().collect(),
             actions: stored.actions,
             watch_set,
+            stopped: false,
         })
     }
 
