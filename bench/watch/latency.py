@@ -2,10 +2,13 @@
 """Watch-mode latency: for a one-file change, the time from the write to the first action starting
 and to the rebuilt output, under `kiln watch build`, against a fresh `kiln build` of the same change.
 
-Usage: bench/watch/latency.py [--kiln PATH] [--runs N] WORKSPACE_SRC TARGET FILE OUTPUT
+Usage: bench/watch/latency.py [--kiln PATH] [--runs N] [--replace OLD --with NEW] WORKSPACE_SRC TARGET
+       FILE OUTPUT
 
 WORKSPACE_SRC is copied to a temp dir (e.g. examples/); FILE is the workspace-relative file to edit
-(a line is appended, then removed, alternately); OUTPUT is the workspace-relative output that must
+(by default a line is appended; with --replace, the first OLD becomes NEW with its `%d` replaced by
+the edit's number, so source files stay valid: `--replace '"version:"' --with '"version %d:"'`);
+OUTPUT is the workspace-relative output that must
 change (e.g. kiln-out/bin/core/text/anthology.txt). Prints medians and a JSON line.
 """
 import argparse, json, os, shutil, statistics, subprocess, sys, tempfile, time
@@ -16,11 +19,25 @@ def now_ms():
 
 
 def read_events(path):
+    events = []
     try:
         with open(path) as f:
-            return [json.loads(l) for l in f if l.strip()]
+            for line in f:
+                try:
+                    events.append(json.loads(line))
+                except ValueError:
+                    pass  # the last line may be half written
     except FileNotFoundError:
-        return []
+        pass
+    return events
+
+
+def stat_key(path):
+    try:
+        st = os.stat(path)
+    except FileNotFoundError:
+        return None
+    return (st.st_ino, st.st_size, st.st_mtime_ns)
 
 
 def wait_for(predicate, timeout=120.0, step=0.002):
@@ -37,6 +54,9 @@ def main():
     p = argparse.ArgumentParser()
     p.add_argument("--kiln", default=os.environ.get("KILN_BIN", "target/release/kiln"))
     p.add_argument("--runs", type=int, default=10)
+    p.add_argument("--cache", help="KILN_CACHE_DIR to use (default: a fresh one in the temp dir)")
+    p.add_argument("--replace", help="text in FILE to replace on each edit")
+    p.add_argument("--with", dest="replacement", help="its replacement; %%d is the edit number")
     p.add_argument("src")
     p.add_argument("target")
     p.add_argument("file")
@@ -46,31 +66,42 @@ def main():
     work = tempfile.mkdtemp(prefix="kiln-watch-bench-")
     ws = os.path.join(work, "ws")
     shutil.copytree(a.src, ws, ignore=shutil.ignore_patterns("kiln-out"))
-    env = dict(os.environ, KILN_CACHE_DIR=os.path.join(work, "cache"))
+    env = dict(os.environ, KILN_CACHE_DIR=os.path.abspath(a.cache) if a.cache else os.path.join(work, "cache"))
     events = os.path.join(work, "events.jsonl")
     subprocess.run([kiln, "build", a.target], cwd=ws, env=env, check=True, capture_output=True)
     path = os.path.join(ws, a.file)
     original = open(path).read()
     output = os.path.join(ws, a.output)
 
+    if a.replace and a.replace not in original:
+        raise SystemExit("--replace text not found in " + a.file)
+
     def edit(i):
         with open(path, "w") as f:
-            f.write(original + "kiln-watch-bench edit %d\n" % i)
+            if a.replace:
+                f.write(original.replace(a.replace, a.replacement.replace("%d", str(i)), 1))
+            else:
+                f.write(original + "kiln-watch-bench edit %d\n" % i)
 
     watch = subprocess.Popen([kiln, "watch", "build", a.target, "--events=" + events], cwd=ws, env=env,
                              stderr=subprocess.DEVNULL)
     try:
-        wait_for(lambda: any(e.get("type") == "watch_round_done" for e in read_events(events)))
+        wait_for(lambda: any(e.get("type") == "watch_round_done" for e in read_events(events)), step=0.05)
         first, rebuilt = [], []
         for i in range(a.runs):
             before = open(output, "rb").read() if os.path.exists(output) else b""
+            before_stat = stat_key(output)
             rounds = len([e for e in read_events(events) if e.get("type") == "watch_round_done"])
             time.sleep(0.3)
             t0 = now_ms()
             edit(i)
-            done = wait_for(lambda: [e for e in read_events(events) if e.get("type") == "watch_round_done"][rounds:])
-            wait_for(lambda: os.path.exists(output) and open(output, "rb").read() != before)
+            # Poll the output's stat (cheap), and read it only once that moved: reading a
+            # multi-megabyte binary every few milliseconds would compete with the build.
+            wait_for(lambda: stat_key(output) not in (None, before_stat)
+                     and open(output, "rb").read() != before, step=0.005)
             t_out = now_ms()
+            done = wait_for(lambda: [e for e in read_events(events) if e.get("type") == "watch_round_done"][rounds:],
+                            step=0.05)
             if done[0].get("first_action_ms"):
                 first.append(done[0]["first_action_ms"] - t0)
             rebuilt.append(t_out - t0)

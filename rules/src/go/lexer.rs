@@ -28,111 +28,177 @@ pub enum Kind {
 
 /// Tokenizes Go source. Errors name the line of an unterminated literal or comment.
 pub fn tokenize(src: &str) -> Result<Vec<Token>, String> {
-    let b = src.as_bytes();
-    let mut out = Vec::new();
-    let mut i = 0;
-    let mut line: u32 = 1;
-    while i < b.len() {
-        let c = b[i];
-        let start_line = line;
-        match c {
-            b'\n' => {
-                line += 1;
-                i += 1;
-            }
-            b' ' | b'\t' | b'\r' => i += 1,
-            b'/' if b.get(i + 1) == Some(&b'/') => {
-                let end = src[i..].find('\n').map(|n| i + n).unwrap_or(b.len());
-                out.push(tok(Kind::Comment(src[i + 2..end].to_string()), start_line));
-                i = end;
-            }
-            b'/' if b.get(i + 1) == Some(&b'*') => {
-                let end = src[i + 2..]
-                    .find("*/")
-                    .map(|n| i + 2 + n)
-                    .ok_or_else(|| format!("line {line}: unterminated comment"))?;
-                let text = &src[i + 2..end];
-                line += text.matches('\n').count() as u32;
-                out.push(tok(Kind::Comment(text.to_string()), start_line));
-                i = end + 2;
-            }
-            b'"' => {
-                let mut value = String::new();
-                let mut j = i + 1;
-                loop {
-                    match b.get(j) {
-                        None | Some(b'\n') => {
-                            return Err(format!("line {line}: unterminated string"))
-                        }
-                        Some(b'"') => break,
-                        Some(b'\\') => {
-                            if let Some(&n) = b.get(j + 1) {
-                                if n == b'"' || n == b'\\' {
-                                    value.push(n as char);
-                                } else {
-                                    value.push('\\');
-                                    value.push(n as char);
-                                }
-                            }
-                            j += 2;
-                        }
-                        Some(_) => {
-                            let ch_len = utf8_len(b[j]);
-                            value.push_str(&src[j..j + ch_len]);
-                            j += ch_len;
-                        }
-                    }
+    Lexer::new(src).collect()
+}
+
+/// Tokenizes the header of a Go file: the tokens up to (not including) the first top-level
+/// identifier after the package clause and the import declarations, which is all `go build` reads
+/// unless the file imports `embed`. The rest of the file is never lexed.
+pub fn tokenize_header(src: &str) -> Result<Vec<Token>, String> {
+    let mut out: Vec<Token> = Vec::new();
+    let mut depth = 0i32;
+    let mut idents = 0usize;
+    for token in Lexer::new(src) {
+        let token = token?;
+        match &token.kind {
+            Kind::Punct('(') => depth += 1,
+            Kind::Punct(')') => depth -= 1,
+            Kind::Ident(word) if depth == 0 => {
+                idents += 1;
+                let after_import = out
+                    .iter()
+                    .rev()
+                    .find(|t| !matches!(t.kind, Kind::Comment(_)))
+                    .is_some_and(|t| t.kind == Kind::Ident("import".into()));
+                // `package NAME`, then only `import` and an alias right after it.
+                if idents > 2 && word != "import" && !after_import {
+                    break;
                 }
-                out.push(tok(Kind::Str(value), start_line));
-                i = j + 1;
             }
-            b'`' => {
-                let end = src[i + 1..]
-                    .find('`')
-                    .map(|n| i + 1 + n)
-                    .ok_or_else(|| format!("line {line}: unterminated raw string"))?;
-                let text = &src[i + 1..end];
-                line += text.matches('\n').count() as u32;
-                out.push(tok(Kind::Str(text.to_string()), start_line));
-                i = end + 1;
-            }
-            b'\'' => {
-                let mut j = i + 1;
-                while j < b.len() && b[j] != b'\'' && b[j] != b'\n' {
-                    j += if b[j] == b'\\' { 2 } else { 1 };
-                }
-                if b.get(j) != Some(&b'\'') {
-                    return Err(format!("line {line}: unterminated rune literal"));
-                }
-                out.push(tok(Kind::Literal, start_line));
-                i = j + 1;
-            }
-            c if c.is_ascii_digit() => {
-                while i < b.len() && (b[i].is_ascii_alphanumeric() || b[i] == b'_' || b[i] == b'.')
-                {
-                    i += 1;
-                }
-                out.push(tok(Kind::Literal, start_line));
-            }
-            c if c == b'_' || c.is_ascii_alphabetic() || c >= 0x80 => {
-                let start = i;
-                while i < b.len() && (b[i] == b'_' || b[i].is_ascii_alphanumeric() || b[i] >= 0x80)
-                {
-                    i += utf8_len(b[i]);
-                }
-                let end = i.min(b.len());
-                out.push(tok(Kind::Ident(src[start..end].to_string()), start_line));
-                i = end;
-            }
-            _ => {
-                let ch_len = utf8_len(c);
-                let ch = src[i..].chars().next().unwrap_or('?');
-                out.push(tok(Kind::Punct(ch), start_line));
-                i += ch_len;
-            }
+            _ => {}
         }
+        out.push(token);
     }
     Ok(out)
+}
+
+/// Go tokens, one at a time.
+struct Lexer<'a> {
+    src: &'a str,
+    i: usize,
+    line: u32,
+}
+
+impl<'a> Lexer<'a> {
+    fn new(src: &'a str) -> Self {
+        Lexer { src, i: 0, line: 1 }
+    }
+}
+
+impl Iterator for Lexer<'_> {
+    type Item = Result<Token, String>;
+
+    fn next(&mut self) -> Option<Self::Item> {
+        let next = self.lex();
+        if let Some(Err(_)) = next {
+            // Nothing after an error is lexed.
+            self.i = self.src.len();
+        }
+        next
+    }
+}
+
+impl Lexer<'_> {
+    fn lex(&mut self) -> Option<Result<Token, String>> {
+        let src = self.src;
+        let b = src.as_bytes();
+        let Lexer { i, line, .. } = self;
+        while *i < b.len() {
+            let c = b[*i];
+            let start_line = *line;
+            match c {
+                b'\n' => {
+                    *line += 1;
+                    *i += 1;
+                }
+                b' ' | b'\t' | b'\r' => *i += 1,
+                b'/' if b.get(*i + 1) == Some(&b'/') => {
+                    let end = src[*i..].find('\n').map(|n| *i + n).unwrap_or(b.len());
+                    let text = src[*i + 2..end].to_string();
+                    *i = end;
+                    return Some(Ok(tok(Kind::Comment(text), start_line)));
+                }
+                b'/' if b.get(*i + 1) == Some(&b'*') => {
+                    let Some(end) = src[*i + 2..].find("*/").map(|n| *i + 2 + n) else {
+                        return Some(Err(format!("line {line}: unterminated comment")));
+                    };
+                    let text = &src[*i + 2..end];
+                    *line += text.matches('\n').count() as u32;
+                    *i = end + 2;
+                    return Some(Ok(tok(Kind::Comment(text.to_string()), start_line)));
+                }
+                b'"' => {
+                    let mut value = String::new();
+                    let mut j = *i + 1;
+                    loop {
+                        match b.get(j) {
+                            None | Some(b'\n') => {
+                                return Some(Err(format!("line {line}: unterminated string")))
+                            }
+                            Some(b'"') => break,
+                            Some(b'\\') => {
+                                if let Some(&n) = b.get(j + 1) {
+                                    if n == b'"' || n == b'\\' {
+                                        value.push(n as char);
+                                    } else {
+                                        value.push('\\');
+                                        value.push(n as char);
+                                    }
+                                }
+                                j += 2;
+                            }
+                            Some(_) => {
+                                let ch_len = utf8_len(b[j]);
+                                value.push_str(&src[j..j + ch_len]);
+                                j += ch_len;
+                            }
+                        }
+                    }
+                    *i = j + 1;
+                    return Some(Ok(tok(Kind::Str(value), start_line)));
+                }
+                b'`' => {
+                    let Some(end) = src[*i + 1..].find('`').map(|n| *i + 1 + n) else {
+                        return Some(Err(format!("line {line}: unterminated raw string")));
+                    };
+                    let text = &src[*i + 1..end];
+                    *line += text.matches('\n').count() as u32;
+                    *i = end + 1;
+                    return Some(Ok(tok(Kind::Str(text.to_string()), start_line)));
+                }
+                b'\'' => {
+                    let mut j = *i + 1;
+                    while j < b.len() && b[j] != b'\'' && b[j] != b'\n' {
+                        j += if b[j] == b'\\' { 2 } else { 1 };
+                    }
+                    if b.get(j) != Some(&b'\'') {
+                        return Some(Err(format!("line {line}: unterminated rune literal")));
+                    }
+                    *i = j + 1;
+                    return Some(Ok(tok(Kind::Literal, start_line)));
+                }
+                c if c.is_ascii_digit() => {
+                    while *i < b.len()
+                        && (b[*i].is_ascii_alphanumeric() || b[*i] == b'_' || b[*i] == b'.')
+                    {
+                        *i += 1;
+                    }
+                    return Some(Ok(tok(Kind::Literal, start_line)));
+                }
+                c if c == b'_' || c.is_ascii_alphabetic() || c >= 0x80 => {
+                    let start = *i;
+                    while *i < b.len()
+                        && (b[*i] == b'_' || b[*i].is_ascii_alphanumeric() || b[*i] >= 0x80)
+                    {
+                        *i += utf8_len(b[*i]);
+                    }
+                    let end = (*i).min(b.len());
+                    *i = end;
+                    return Some(Ok(tok(
+                        Kind::Ident(src[start..end].to_string()),
+                        start_line,
+                    )));
+                }
+                _ => {
+                    let ch_len = utf8_len(c);
+                    let ch = src[*i..].chars().next().unwrap_or('?');
+                    *i += ch_len;
+                    return Some(Ok(tok(Kind::Punct(ch), start_line)));
+                }
+            }
+        }
+        None
+    }
 }
 
 fn tok(kind: Kind, line: u32) -> Token {
@@ -165,5 +231,25 @@ mod tests {
             line: 3
         }));
         assert!(tokenize("var s = \"abc\n").is_err());
+    }
+
+    #[test]
+    fn the_header_ends_at_the_first_declaration() {
+        let src = "// +build linux\npackage a // c\n\nimport f \"fmt\"\nimport (\n\t. \"os\"\n\t_ \"embed\"\n)\n\nfunc F() { s := \"unterminated\n}\n";
+        let header = tokenize_header(src).unwrap();
+        let last = header.last().unwrap();
+        assert_eq!(last.kind, Kind::Punct(')'));
+        assert_eq!(last.line, 8);
+        let strings: Vec<&Kind> = header
+            .iter()
+            .filter(|t| matches!(t.kind, Kind::Str(_)))
+            .map(|t| &t.kind)
+            .collect();
+        assert_eq!(strings.len(), 3, "fmt, os and embed");
+        // The whole file has an unterminated string in its body; the header never reaches it.
+        assert!(tokenize(src).is_err());
+        // A file without imports ends right after its package clause.
+        let header = tokenize_header("package b\n\nvar x = 1\n").unwrap();
+        assert_eq!(header.len(), 2);
     }
 }

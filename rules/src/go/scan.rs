@@ -2,7 +2,7 @@
 //! clause, imports (with `import "C"` marking cgo), and `//go:embed` patterns.
 
 use super::constraints::{self, BuildContext, Expr};
-use super::lexer::{tokenize, Kind};
+use super::lexer::{tokenize, tokenize_header, Kind};
 
 /// One import of a file.
 #[derive(Clone, Debug, PartialEq, Eq)]
@@ -42,7 +42,8 @@ impl FileInfo {
 
 /// Scans a Go file. Errors carry `line:col`-less line numbers as `line N: ...`.
 pub fn scan(src: &str) -> Result<FileInfo, String> {
-    let tokens = tokenize(src)?;
+    // The header is all `go build` reads, unless the file imports `embed` (then its directives).
+    let tokens = tokenize_header(src)?;
     let mut info = FileInfo::default();
     let mut i = 0;
     // Leading comments: build constraints.
@@ -114,6 +115,7 @@ pub fn scan(src: &str) -> Result<FileInfo, String> {
         }
     }
     if info.imports.iter().any(|imp| imp.path == "embed") {
+        let tokens = tokenize(src)?;
         for t in &tokens[body_start..] {
             if let Kind::Comment(text) = &t.kind {
                 if let Some(rest) = text.strip_prefix("go:embed") {
