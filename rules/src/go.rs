@@ -17,6 +17,7 @@ pub mod fs_copy;
 pub mod gazelle;
 pub mod godebug;
 pub mod gomod;
+pub mod header_memo;
 pub mod lexer;
 pub mod link;
 pub mod literal;

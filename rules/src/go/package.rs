@@ -5,6 +5,7 @@
 use std::path::Path;
 
 use super::constraints::BuildContext;
+use super::header_memo;
 use super::scan::{self, FileInfo};
 
 /// A source file that survived filtering, with what its header said.
@@ -83,9 +84,10 @@ pub fn select(
                 continue;
             }
         }
-        let text = std::fs::read_to_string(host).map_err(|e| format!("{path}: {e}"))?;
-        let info =
-            scan::scan(&text).map_err(|e| format!("{path}:{}", e.trim_start_matches("line ")))?;
+        let info = header_memo::header(host, || {
+            let text = std::fs::read_to_string(host).map_err(|e| format!("{path}: {e}"))?;
+            scan::scan(&text).map_err(|e| format!("{path}:{}", e.trim_start_matches("line ")))
+        })?;
         if !info.constraints_hold(ctx) {
             continue;
         }

@@ -1,0 +1,139 @@
+//! Go file headers remembered for the life of the process, so that a `kiln watch` round scans
+//! again only the files that changed (analysis of a binary reads the headers of every package it
+//! imports, the standard library included: about 1,900 files for a small command).
+//!
+//! An entry is keyed on the file's path and stat (device, inode, size, mtime and ctime in
+//! nanoseconds). As with the file-digest memo, a file whose mtime or ctime is within
+//! [`RACY_WINDOW`] of the moment it was read is not remembered: a rewrite of the same size within
+//! one timestamp tick could otherwise leave its old header in use.
+
+use std::collections::HashMap;
+use std::os::unix::fs::MetadataExt;
+use std::path::{Path, PathBuf};
+use std::sync::{Mutex, OnceLock};
+use std::time::{Duration, SystemTime, UNIX_EPOCH};
+
+use super::scan::FileInfo;
+
+/// Files changed this recently are read every time.
+const RACY_WINDOW: Duration = Duration::from_secs(2);
+
+/// (device, inode, size, mtime ns, ctime ns).
+type StatKey = (u64, u64, u64, i128, i128);
+
+fn memo() -> &'static Mutex<HashMap<PathBuf, (StatKey, FileInfo)>> {
+    static MEMO: OnceLock<Mutex<HashMap<PathBuf, (StatKey, FileInfo)>>> = OnceLock::new();
+    MEMO.get_or_init(|| Mutex::new(HashMap::new()))
+}
+
+fn stat_key(host: &Path) -> Option<StatKey> {
+    let m = std::fs::metadata(host).ok()?;
+    let ns = |secs: i64, nanos: i64| secs as i128 * 1_000_000_000 + nanos as i128;
+    Some((
+        m.dev(),
+        m.ino(),
+        m.size(),
+        ns(m.mtime(), m.mtime_nsec()),
+        ns(m.ctime(), m.ctime_nsec()),
+    ))
+}
+
+/// Whether both timestamps are older than the racy window.
+fn settled(key: &StatKey) -> bool {
+    let Ok(now) = SystemTime::now().duration_since(UNIX_EPOCH) else {
+        return false;
+    };
+    let limit = now.saturating_sub(RACY_WINDOW).as_nanos() as i128;
+    key.3 < limit && key.4 < limit
+}
+
+/// The header of the file at `host`: remembered when its stat is unchanged, else `scan()`
+/// (which reads and scans it; errors are never remembered).
+pub fn header(
+    host: &Path,
+    scan: impl FnOnce() -> Result<FileInfo, String>,
+) -> Result<FileInfo, String> {
+    let key = stat_key(host);
+    if let Some(key) = key {
+        if let Ok(memo) = memo().lock() {
+            if let Some((known, info)) = memo.get(host) {
+                if *known == key {
+                    return Ok(info.clone());
+                }
+            }
+        }
+    }
+    let info = scan()?;
+    if let Some(key) = key.filter(settled) {
+        if let Ok(mut memo) = memo().lock() {
+            memo.insert(host.to_path_buf(), (key, info.clone()));
+        }
+    }
+    Ok(info)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use std::cell::Cell;
+
+    #[test]
+    fn a_settled_file_is_scanned_once_and_a_changed_one_again() {
+        let dir = tempfile::tempdir().unwrap_or_else(|e| panic!("{e}"));
+        let path = dir.path().join("a.go");
+        std::fs::write(&path, "package a\n").unwrap_or_else(|e| panic!("{e}"));
+        let old = SystemTime::now() - Duration::from_secs(60);
+        let set_old = || {
+            std::fs::File::options()
+                .write(true)
+                .open(&path)
+                .and_then(|f| f.set_modified(old))
+                .unwrap_or_else(|e| panic!("{e}"));
+        };
+        set_old();
+        let scans = Cell::new(0);
+        let scan = |name: &str| {
+            scans.set(scans.get() + 1);
+            Ok(FileInfo {
+                package: name.to_string(),
+                ..Default::default()
+            })
+        };
+        // The ctime is new (set_modified changes it), so nothing is remembered yet.
+        assert_eq!(
+            header(&path, || scan("a")).map(|i| i.package),
+            Ok("a".into())
+        );
+        assert_eq!(
+            header(&path, || scan("a")).map(|i| i.package),
+            Ok("a".into())
+        );
+        assert_eq!(
+            scans.get(),
+            2,
+            "a file changed within the racy window is read each time"
+        );
+        // A settled entry (inserted here with the file's real stat: its ctime is too new for
+        // `header` to remember it itself) answers without a scan.
+        let key = stat_key(&path).unwrap_or_else(|| panic!("stat"));
+        assert!(!settled(&key));
+        if let Ok(mut memo) = memo().lock() {
+            let remembered = FileInfo {
+                package: "remembered".into(),
+                ..Default::default()
+            };
+            memo.insert(path.clone(), (key, remembered));
+        }
+        assert_eq!(
+            header(&path, || scan("b")).map(|i| i.package),
+            Ok("remembered".into()),
+            "an unchanged stat answers from memory"
+        );
+        std::fs::write(&path, "package bb\n").unwrap_or_else(|e| panic!("{e}"));
+        assert_eq!(
+            header(&path, || scan("bb")).map(|i| i.package),
+            Ok("bb".into()),
+            "a new stat is scanned again"
+        );
+    }
+}
