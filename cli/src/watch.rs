@@ -46,7 +46,17 @@ enum Action {
 
 /// Runs `kiln watch`; returns only on a setup error (Ctrl-C ends the process).
 pub fn run(args: WatchArgs) -> Result<i32> {
-    let grace = Duration::from_secs_f64(args.grace.clamp(0.0, 600.0));
+    if !args.grace.is_finite() || args.grace < 0.0 {
+        return Err(Exit::new(
+            exit::BAD_COMMAND_LINE,
+            format!(
+                "--grace expects a number of seconds (0 to 600), not `{}`",
+                args.grace
+            ),
+        )
+        .into());
+    }
+    let grace = Duration::from_secs_f64(args.grace.min(600.0));
     exit::SERVICE_GRACE_MS.store(grace.as_millis() as u64, Ordering::SeqCst);
     let (patterns, flags, goal, action) = match args.mode {
         WatchMode::Build(b) => (b.patterns, b.flags, Goal::Build, Action::Build),
@@ -98,6 +108,16 @@ pub fn run(args: WatchArgs) -> Result<i32> {
         }
     ));
     let mut tracker = ChangeTracker::new(&root, session.workspace.digest_function(&flags)?);
+    // Files Kiln itself writes in the workspace (the events file) are never changes.
+    let own_files: Vec<PathBuf> = flags
+        .events
+        .iter()
+        .filter_map(|p| {
+            std::fs::canonicalize(p)
+                .or_else(|_| std::path::absolute(p))
+                .ok()
+        })
+        .collect();
     let mut service = RunningProgram::default();
     let mut changed: Vec<String> = Vec::new();
     let mut round_number = 0u64;
@@ -169,9 +189,12 @@ pub fn run(args: WatchArgs) -> Result<i32> {
         // A round that failed before it could say what it rested on, or a no-op replay (which
         // read no file, so the tracker digests them only now), cannot vouch for content: then
         // any event under the workspace is a change.
-        let vouched = outcome
+        // A no-op replay vouches for which files and listings it rested on (the record lists
+        // them all) but not for their content during the round: a concerned path counts.
+        let vouched = outcome.report().is_some();
+        let replayed = outcome
             .report()
-            .is_some_and(|r| !r.watch_set.digests.is_empty());
+            .is_some_and(|r| r.watch_set.digests.is_empty());
         if let Some(report) = outcome.report() {
             tracker.learn(&report.watch_set);
         }
@@ -181,15 +204,27 @@ pub fn run(args: WatchArgs) -> Result<i32> {
             // A burst (a `git checkout`) stopped it: let it settle before the next round.
             seen.extend(settle(&watcher));
         }
-        let pending = drain_pending(&mut watcher, &root, seen);
+        let pending: Vec<PathBuf> = drain_pending(&mut watcher, &root, seen)
+            .into_iter()
+            .filter(|p| !own_files.contains(p))
+            .collect();
+        let mut concerned = Vec::new();
         for path in expand_unspecific(&tracker, pending) {
             if tracker.concerns(&path) || !vouched {
                 let rel = tracker.changed(&path);
                 match rel {
                     Some(rel) => during.push(rel),
-                    None if !vouched => during.extend(relative_path(&root, &path)),
-                    None => {}
+                    None if !vouched || replayed => during.extend(relative_path(&root, &path)),
+                    None => concerned.extend(relative_path(&root, &path)),
                 }
+            }
+        }
+        if outcome.stopped() && during.is_empty() {
+            // The round read the new bytes before it was stopped, so the tracker sees no
+            // difference now; the round is still unfinished: run it again.
+            during = concerned;
+            if during.is_empty() {
+                during.push("(an input changed during the round)".to_string());
             }
         }
         if !during.is_empty() {
@@ -200,7 +235,14 @@ pub fn run(args: WatchArgs) -> Result<i32> {
             continue;
         }
         let accept_any = outcome.report().is_none();
-        changed = wait_for_change(&mut watcher, &mut tracker, &root, &session, accept_any);
+        changed = wait_for_change(
+            &mut watcher,
+            &mut tracker,
+            &root,
+            &session,
+            accept_any,
+            &own_files,
+        );
         if changed.iter().any(|c| c == "kiln.toml") {
             reload_settings(&mut session, &flags, &mut tracker);
         }
@@ -349,6 +391,7 @@ fn wait_for_change(
     root: &Path,
     session: &Session,
     accept_any: bool,
+    own_files: &[PathBuf],
 ) -> Vec<String> {
     loop {
         let Ok(first) = watcher.events.recv() else {
@@ -368,7 +411,7 @@ fn wait_for_change(
         expand_new_dirs(watcher, root, &mut paths);
         let mut changed = Vec::new();
         for path in expand_unspecific(tracker, paths.into_iter().collect()) {
-            if ignored(root, &path) {
+            if ignored(root, &path) || own_files.contains(&path) {
                 continue;
             }
             if tracker.concerns(&path) {

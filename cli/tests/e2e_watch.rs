@@ -288,6 +288,52 @@ fn an_edit_during_a_round_stops_it_and_nothing_it_ran_is_cached() {
 }
 
 #[test]
+fn a_replayed_first_round_and_an_events_file_inside_the_workspace_do_not_loop() {
+    let ws = Workspace::new();
+    ws.write(
+        "BUILD.bazel",
+        r#"genrule(name = "g", srcs = ["in.txt"], outs = ["g.txt"], cmd = "cat $< > $@")"#,
+    );
+    ws.write("in.txt", "one\n");
+    assert_eq!(ws.kiln(&["build", "//:g"]).code, 0);
+    // Old enough for the no-op record (2 s racy window), so the first round is a replay.
+    std::thread::sleep(Duration::from_millis(2500));
+    assert_eq!(ws.kiln(&["build", "//:g"]).code, 0);
+    let events = ws.root().join("watch-events.jsonl");
+    let mut child = ws
+        .command(&["watch", "build", "//:g", "--events=watch-events.jsonl"])
+        .stdout(Stdio::null())
+        .stderr(Stdio::null())
+        .spawn()
+        .expect("start kiln watch");
+    let rounds = || {
+        std::fs::read_to_string(&events)
+            .unwrap_or_default()
+            .lines()
+            .filter(|l| l.contains("\"watch_round_done\""))
+            .count()
+    };
+    let start = Instant::now();
+    while rounds() < 1 && start.elapsed() < DEADLINE {
+        std::thread::sleep(Duration::from_millis(20));
+    }
+    std::thread::sleep(QUIET);
+    let after_quiet = rounds();
+    ws.write("in.txt", "two\n");
+    let start = Instant::now();
+    while ws.read_out("g.txt") != "two\n" && start.elapsed() < DEADLINE {
+        std::thread::sleep(Duration::from_millis(20));
+    }
+    std::thread::sleep(QUIET);
+    let total = rounds();
+    let _ = child.kill();
+    let _ = child.wait();
+    assert_eq!(after_quiet, 1, "writing its own events file started rounds");
+    assert_eq!(ws.read_out("g.txt"), "two\n");
+    assert_eq!(total, 2, "one round for the edit, and no more");
+}
+
+#[test]
 fn kiln_toml_changes_apply_without_a_restart() {
     let ws = Workspace::new();
     ws.write(

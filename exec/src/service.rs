@@ -88,6 +88,8 @@ pub fn stop_group(pgid: u32, grace: Duration) {
     }
     let deadline = Instant::now() + grace;
     while Instant::now() < deadline {
+        // The leader is our child: reap it, or as a zombie it keeps the group alive for `killpg`.
+        let _ = nix::sys::wait::waitpid(group, Some(nix::sys::wait::WaitPidFlag::WNOHANG));
         // Signal 0 only checks whether any member is left.
         if killpg(group, None).is_err() {
             return;

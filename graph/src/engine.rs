@@ -325,6 +325,7 @@ impl<'a> Engine<'a> {
         };
         PackageLoader::new(
             &self.config.root,
+            self.config.function,
             platform,
             &self.schemas,
             self.settings_key(),

@@ -3,7 +3,10 @@
 //! Kiln's version changed. Everything else comes back from the workspace state as stored.
 
 use std::collections::HashMap;
-use std::sync::Arc;
+use std::io;
+use std::sync::{Arc, Mutex};
+
+use kiln_cache::{Digest, DigestFunction};
 
 use serde::{Deserialize, Serialize};
 
@@ -28,6 +31,7 @@ struct PackageMemo {
 /// Loads packages on demand and keeps them for the rest of the build.
 pub struct PackageLoader<'a> {
     fs: DiskFs,
+    function: DigestFunction,
     request_platform: load::HostPlatform,
     rules: &'a [RuleSchema],
     settings_key: String,
@@ -50,10 +54,11 @@ pub trait PackageMemoStore: Sync {
 }
 
 impl<'a> PackageLoader<'a> {
-    /// A loader for the workspace at `root`. `digest_file` gives the content digest (hex) of a
-    /// workspace-relative file, or `None` if it cannot be read.
+    /// A loader for the workspace at `root`. `digest_file` gives the content digest (hex, in
+    /// `function`) of a workspace-relative file, or `None` if it cannot be read.
     pub fn new(
         root: &std::path::Path,
+        function: DigestFunction,
         platform: load::HostPlatform,
         rules: &'a [RuleSchema],
         settings_key: String,
@@ -62,6 +67,7 @@ impl<'a> PackageLoader<'a> {
     ) -> Self {
         PackageLoader {
             fs: DiskFs::new(root),
+            function,
             request_platform: platform,
             rules,
             settings_key,
@@ -164,8 +170,13 @@ impl<'a> PackageLoader<'a> {
             package: name.to_string(),
             platform: self.request_platform.clone(),
         };
+        let recording = RecordingFs {
+            inner: &self.fs,
+            function: self.function,
+            read: Mutex::new(HashMap::new()),
+        };
         let loaded =
-            load::load_package(&request, &self.fs, self.rules).map_err(|e| e.to_string())?;
+            load::load_package(&request, &recording, self.rules).map_err(|e| e.to_string())?;
         self.glob_listings
             .extend(loaded.deps.globbed_dirs.iter().cloned());
         let files: Option<Vec<(String, String)>> = loaded
@@ -174,6 +185,18 @@ impl<'a> PackageLoader<'a> {
             .iter()
             .map(|f| (self.digest_file)(f).map(|d| (f.clone(), d)))
             .collect();
+        // The memo (and the watch set, through `digest_file`'s log) must name the bytes the
+        // evaluation used: a file edited between its read and its digest would otherwise store
+        // the old package under the new digest, for every later build to trust.
+        if let (Some(files), Ok(read)) = (&files, recording.read.lock()) {
+            for (path, digest) in files {
+                if read.get(path).is_some_and(|used| used != digest) {
+                    return Err(format!(
+                        "`{path}` changed while it was being read; build again"
+                    ));
+                }
+            }
+        }
         if let Some(files) = files {
             let memo = PackageMemo {
                 format: MEMO_FORMAT,
@@ -227,5 +250,109 @@ fn join(dir: &str, name: &str) -> String {
         name.to_string()
     } else {
         format!("{dir}/{name}")
+    }
+}
+
+/// Reads through to disk and remembers the digest (hex) of every file's bytes as read.
+struct RecordingFs<'a> {
+    inner: &'a DiskFs,
+    function: DigestFunction,
+    read: Mutex<HashMap<String, String>>,
+}
+
+impl PackageFs for RecordingFs<'_> {
+    fn read_file(&self, path: &str) -> io::Result<String> {
+        let text = self.inner.read_file(path)?;
+        if let Ok(mut read) = self.read.lock() {
+            read.insert(
+                path.to_string(),
+                Digest::of_bytes(self.function, text.as_bytes()).hex(),
+            );
+        }
+        Ok(text)
+    }
+
+    fn list_dir(&self, path: &str) -> io::Result<Vec<(String, bool)>> {
+        self.inner.list_dir(path)
+    }
+
+    fn exists(&self, path: &str) -> bool {
+        self.inner.exists(path)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::load::HostPlatform;
+
+    #[derive(Default)]
+    struct Memo(Mutex<HashMap<String, Vec<u8>>>);
+
+    impl PackageMemoStore for Memo {
+        fn get(&self, package: &str) -> Option<Vec<u8>> {
+            self.0.lock().ok()?.get(package).cloned()
+        }
+        fn put(&self, package: &str, bytes: Vec<u8>) {
+            if let Ok(mut memo) = self.0.lock() {
+                memo.insert(package.to_string(), bytes);
+            }
+        }
+    }
+
+    fn digest_on_disk(root: &std::path::Path, path: &str) -> Option<String> {
+        let bytes = std::fs::read(root.join(path)).ok()?;
+        Some(Digest::of_bytes(DigestFunction::Blake3, &bytes).hex())
+    }
+
+    #[test]
+    fn a_build_file_edited_between_its_read_and_its_digest_is_never_memoized() {
+        let dir = tempfile::tempdir().unwrap_or_else(|e| panic!("{e}"));
+        let root = dir.path().to_path_buf();
+        std::fs::write(root.join("BUILD"), "filegroup(name = \"one\")\n")
+            .unwrap_or_else(|e| panic!("{e}"));
+        let schemas = [RuleSchema {
+            name: "filegroup",
+            attrs: &[],
+            test: false,
+            executable: false,
+        }];
+        let memo = Memo::default();
+        let platform = || HostPlatform {
+            os: "linux".into(),
+            cpu: "x86_64".into(),
+        };
+        // The "editor" saves a new BUILD file just after the evaluation read the old one.
+        let edit_then_digest = |path: &str| {
+            let _ = std::fs::write(root.join("BUILD"), "filegroup(name = \"two\")\n");
+            digest_on_disk(&root, path)
+        };
+        let mut loader = PackageLoader::new(
+            &root,
+            DigestFunction::Blake3,
+            platform(),
+            &schemas,
+            "settings".into(),
+            &edit_then_digest,
+            &memo,
+        );
+        let error = loader.package("").err().unwrap_or_default();
+        assert!(error.contains("changed while it was being read"), "{error}");
+        assert!(memo.get("").is_none(), "nothing was memoized");
+
+        // Without an edit in between, the package is memoized under the digest it was read with.
+        let digest = |path: &str| digest_on_disk(&root, path);
+        let mut loader = PackageLoader::new(
+            &root,
+            DigestFunction::Blake3,
+            platform(),
+            &schemas,
+            "settings".into(),
+            &digest,
+            &memo,
+        );
+        let package = loader.package("").unwrap_or_else(|e| panic!("{e}"));
+        assert!(package.targets.contains_key("two"));
+        assert!(memo.get("").is_some());
     }
 }
