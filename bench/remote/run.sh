@@ -9,6 +9,7 @@
 #                                         loadgen's `serve` binary (the same kiln_remote::server)
 #   BAZEL_REMOTE_BIN=path/to/bazel-remote default $(go env GOPATH)/bin/bazel-remote, installed if absent
 #   BAZEL_REMOTE_VERSION=v2.6.2 STARTUP_BLOBS=100000 OUT=bench/results/remote LOADGEN= SERVE_BIN=
+#   STARTUP_BLOBS=0 skips the start-up measurement (it fills each cache, which takes minutes).
 # Writes $OUT.jsonl (one line per measurement) and $OUT.md (a table).
 set -euo pipefail
 cd "$(dirname "$0")/../.."
@@ -83,7 +84,7 @@ done
 
 # Start-up on a cache of $STARTUP_BLOBS blobs: fill, stop, then time three restarts until the
 # first FindMissingBlobs answer.
-for server in $SERVERS; do
+for server in $( [ "$STARTUP_BLOBS" -gt 0 ] && echo $SERVERS ); do
   dir=$WORK/$server-startup
   rm -rf "$dir"; mkdir -p "$dir"
   start "$server" "$dir"

@@ -181,9 +181,9 @@ impl TryFrom<DigestRepr> for Digest {
 }
 
 /// Incremental hasher for either function; counts the bytes it has seen.
-struct Hasher {
+pub(crate) struct Hasher {
     state: HasherState,
-    size: u64,
+    pub(crate) size: u64,
 }
 
 enum HasherState {
@@ -192,7 +192,7 @@ enum HasherState {
 }
 
 impl Hasher {
-    fn new(function: DigestFunction) -> Hasher {
+    pub(crate) fn new(function: DigestFunction) -> Hasher {
         let state = match function {
             DigestFunction::Blake3 => HasherState::Blake3(Box::new(blake3::Hasher::new())),
             DigestFunction::Sha256 => HasherState::Sha256(sha2::Sha256::new()),
@@ -200,7 +200,7 @@ impl Hasher {
         Hasher { state, size: 0 }
     }
 
-    fn update(&mut self, bytes: &[u8]) {
+    pub(crate) fn update(&mut self, bytes: &[u8]) {
         self.size += bytes.len() as u64;
         match &mut self.state {
             HasherState::Blake3(h) if bytes.len() >= PARALLEL_THRESHOLD => {
@@ -213,7 +213,7 @@ impl Hasher {
         }
     }
 
-    fn finish(self) -> Digest {
+    pub(crate) fn finish(self) -> Digest {
         let (function, hash) = match self.state {
             HasherState::Blake3(h) => (DigestFunction::Blake3, *h.finalize().as_bytes()),
             HasherState::Sha256(h) => (DigestFunction::Sha256, h.finalize().into()),

@@ -4,11 +4,13 @@
 //! Internal module. The files are the truth and the index is advisory: a row whose file is gone
 //! is a miss and is dropped lazily; a file without a row is found by `rebuild_index`. Accesses
 //! are recorded in memory and written in one transaction every [`FLUSH_EVERY`] records, every
-//! [`FLUSH_INTERVAL`], on `flush()` and on drop, so a cache hit costs no SQLite write.
+//! [`FLUSH_INTERVAL`], on `flush()` and on drop, so a cache hit costs no SQLite write. A
+//! long-lived owner that flushes on its own timer (`kiln serve`) sets background flushing: then
+//! a record never writes SQLite on the caller's path unless [`BACKGROUND_LIMIT`] records pile up.
 
 use std::collections::HashMap;
 use std::path::{Path, PathBuf};
-use std::sync::atomic::{AtomicI64, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicI64, Ordering};
 use std::sync::Mutex;
 use std::time::{Duration, Instant, SystemTime};
 
@@ -22,6 +24,9 @@ use crate::error::{CacheError, Result};
 pub(crate) const FLUSH_EVERY: usize = 512;
 /// Age of the oldest pending record that triggers a flush on the next record.
 pub(crate) const FLUSH_INTERVAL: Duration = Duration::from_secs(2);
+/// Pending records that force a flush on the caller's path even with background flushing (the
+/// owner's timer has stalled; this bounds the memory the batch takes).
+pub(crate) const BACKGROUND_LIMIT: usize = 1 << 16;
 
 const SCHEMA: &str = "
 CREATE TABLE IF NOT EXISTS entries (
@@ -83,6 +88,7 @@ pub(crate) struct Index {
     conn: Mutex<Connection>,
     pending: Mutex<Pending>,
     clock: AtomicI64,
+    background: AtomicBool,
 }
 
 impl Index {
@@ -97,6 +103,7 @@ impl Index {
                 since: Instant::now(),
             }),
             clock: AtomicI64::new(0),
+            background: AtomicBool::new(false),
         };
         Ok((index, fresh))
     }
@@ -121,6 +128,11 @@ impl Index {
         }
     }
 
+    /// Leaves flushing to the owner's timer (see the module doc).
+    pub(crate) fn set_background_flush(&self) {
+        self.background.store(true, Ordering::Relaxed);
+    }
+
     /// Records that `key` (of `size` bytes) exists and was just used.
     pub(crate) fn touch(&self, key: Key, size: u64) -> Result<()> {
         let at = self.now();
@@ -139,7 +151,11 @@ impl Index {
                 pending.since = Instant::now();
             }
             pending.ops.insert(key, op);
-            pending.ops.len() >= FLUSH_EVERY || pending.since.elapsed() >= FLUSH_INTERVAL
+            if self.background.load(Ordering::Relaxed) {
+                pending.ops.len() >= BACKGROUND_LIMIT
+            } else {
+                pending.ops.len() >= FLUSH_EVERY || pending.since.elapsed() >= FLUSH_INTERVAL
+            }
         };
         if due {
             self.flush()?;
@@ -352,4 +368,43 @@ fn decode_row(row: &rusqlite::Row<'_>) -> rusqlite::Result<Option<Row>> {
         size: row.get::<_, i64>(3)?.max(0) as u64,
         last_access: row.get(4)?,
     }))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn rows_on_disk(index: &Index) -> i64 {
+        let conn = db::lock(&index.conn);
+        conn.query_row("SELECT COUNT(*) FROM entries", [], |r| r.get(0))
+            .unwrap()
+    }
+
+    fn touch_many(index: &Index, n: usize) {
+        for i in 0..n {
+            let mut hash = [0u8; 32];
+            hash[..8].copy_from_slice(&(i as u64).to_le_bytes());
+            let key = Key {
+                kind: Kind::Blob,
+                function: DigestFunction::Sha256,
+                hash,
+            };
+            index.touch(key, 1).unwrap();
+        }
+    }
+
+    #[test]
+    fn background_flushing_keeps_sqlite_off_the_callers_path_until_flush() {
+        let dir = tempfile::tempdir().unwrap();
+        let (inline, _) = Index::open(&dir.path().join("a.sqlite")).unwrap();
+        touch_many(&inline, FLUSH_EVERY + 1);
+        assert!(rows_on_disk(&inline) >= FLUSH_EVERY as i64);
+
+        let (background, _) = Index::open(&dir.path().join("b.sqlite")).unwrap();
+        background.set_background_flush();
+        touch_many(&background, FLUSH_EVERY * 3);
+        assert_eq!(rows_on_disk(&background), 0);
+        background.flush().unwrap();
+        assert_eq!(rows_on_disk(&background), (FLUSH_EVERY * 3) as i64);
+    }
 }

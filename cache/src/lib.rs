@@ -14,10 +14,12 @@
 //! - CAS: `put_bytes`, `put_file`, `put_file_expecting` (typed [`CacheError::DigestMismatch`],
 //!   stores nothing), `contains`, `read` (verified), `materialize(digest, dest, executable)`
 //!   (verified copy, never a link), `put_bytes_expecting`, [`BlobWriter`] (a streamed upload,
-//!   visible only once its digest checks out), `link_for_sandbox(digest, dest, executable)` (verified hard
+//!   visible only once its digest checks out), [`BlobReader`] (a streamed read, hashed as it
+//!   goes; `finish` says whether the bytes were the blob), `link_for_sandbox(digest, dest, executable)` (verified hard
 //!   link for read-only sandbox mounts)
 //! - action cache: `get_action_result`, `put_action_result` (opaque bytes, integrity-checked)
-//! - size: `stats`, `gc(target_bytes)`, `enforce_cap`, `rebuild_index`, `flush`
+//! - size: `stats`, `gc(target_bytes)`, `enforce_cap`, `rebuild_index`, `flush`,
+//!   `flush_in_background` (a server flushing the access records on its own timer)
 //! - repairs: `take_warnings`, `corrupt_count`
 //!
 //! **Per-workspace state** ([`WorkspaceState`], `<state dir>/state.sqlite`):
@@ -41,6 +43,7 @@
 mod action_cache;
 mod action_history;
 mod blob_access;
+mod blob_reader;
 mod blob_writer;
 mod cas;
 mod db;
@@ -55,6 +58,7 @@ mod lock;
 mod workspace_state;
 
 pub use action_history::{ActionHistory, ActionRecord};
+pub use blob_reader::BlobReader;
 pub use blob_writer::BlobWriter;
 pub use digest::{Digest, DigestFunction, DigestWriter};
 pub use error::{CacheError, ErrorKind, Result};

@@ -173,6 +173,14 @@ impl LocalCache {
         self.index.flush()
     }
 
+    /// Stops reads and writes from flushing the batched last-access records on the caller's
+    /// thread (they flush only when tens of thousands pile up): for a long-lived owner that calls
+    /// [`flush`](Self::flush) on its own timer, at least every couple of seconds, so a request
+    /// never waits for SQLite. Until the next flush, another process sees older access times.
+    pub fn flush_in_background(&self) {
+        self.index.set_background_flush();
+    }
+
     /// Number of corrupt blobs and action-cache entries found (and removed) by this instance.
     pub fn corrupt_count(&self) -> u64 {
         self.corrupt.load(Ordering::Relaxed)

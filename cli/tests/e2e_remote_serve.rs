@@ -151,6 +151,42 @@ fn checkouts_share_kiln_serve_and_download_only_top_level_outputs() {
 }
 
 #[test]
+fn a_warm_local_cache_fills_an_empty_server_unless_uploads_are_off() {
+    let first = fixture("serve-warm-local");
+    let out = first.kiln(&["build", "//p:c"]);
+    out.ok();
+    assert_eq!(count(&out, "executed"), 3, "{}", out.stderr);
+
+    // Every action is a local hit; the server has none of them, so they go up.
+    let server = Serve::start();
+    let out = build(&first, &server.url, "//p:c");
+    out.ok();
+    assert_eq!(count(&out, "executed"), 0, "{}", out.stderr);
+    let second = first.copy_to(false);
+    let out = build(&second, &server.url, "//p:c");
+    out.ok();
+    assert_eq!(count(&out, "executed"), 0, "{}", out.stderr);
+    assert_eq!(count(&out, "remote_hits"), 3);
+    assert_eq!(second.read_out("p/c.txt"), first.read_out("p/c.txt"));
+
+    // With uploads off, local hits stay local.
+    let empty = Serve::start();
+    let out = first.kiln(&[
+        "build",
+        "//p:c",
+        "--remote_cache",
+        &empty.url,
+        "--remote_upload_local_results=false",
+    ]);
+    out.ok();
+    assert_eq!(count(&out, "executed"), 0, "{}", out.stderr);
+    let third = first.copy_to(false);
+    let out = build(&third, &empty.url, "//p:c");
+    out.ok();
+    assert_eq!(count(&out, "executed"), 3, "{}", out.stderr);
+}
+
+#[test]
 fn a_stopped_server_costs_a_warning_not_the_build() {
     let mut server = Serve::start();
     let url = server.url.clone();

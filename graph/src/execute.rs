@@ -194,7 +194,8 @@ impl Runner {
             Err(message) => return RunOutcome::Failed { key: None, message },
         };
         if !options.force_execute && spec.cacheable {
-            if let Some(done) = self.lookup(spec, &keyed) {
+            if let Some((done, result)) = self.lookup(spec, &keyed) {
+                self.share_local_hit(&keyed, result);
                 return RunOutcome::Done(Box::new(done));
             }
             if let Some(done) = self.remote_lookup(spec, &keyed) {
@@ -204,11 +205,63 @@ impl Runner {
         self.execute(spec, keyed, options)
     }
 
-    /// A local action-cache hit whose every output blob is still present.
-    fn lookup(&self, spec: &ActionSpec, keyed: &KeyedAction) -> Option<ActionDone> {
+    /// A local action-cache hit whose every output blob is still present, and its result.
+    fn lookup(
+        &self,
+        spec: &ActionSpec,
+        keyed: &KeyedAction,
+    ) -> Option<(ActionDone, reapi::ActionResult)> {
         let bytes = self.cache.get_action_result(&keyed.key).ok()??;
         let result = reapi::ActionResult::decode(bytes.as_slice()).ok()?;
-        self.hit(spec, keyed, &result, CacheStatus::LocalHit)
+        let done = self.hit(spec, keyed, &result, CacheStatus::LocalHit)?;
+        Some((done, result))
+    }
+
+    /// With uploads on, a local hit the remote does not have is uploaded, so a warm local cache
+    /// fills an empty (or evicted) shared cache. Bazel does not do this; a team sharing a cache
+    /// expects it. It costs one GetActionResult per local hit while a remote is configured.
+    fn share_local_hit(&self, keyed: &KeyedAction, mut result: reapi::ActionResult) {
+        let Some(tier) = self.remote.as_ref().filter(|t| t.upload_local_results) else {
+            return;
+        };
+        if tier.cache.get_action_result(&keyed.key).is_some() {
+            return;
+        }
+        let mut blobs = vec![
+            (keyed.key, BlobSource::Bytes(keyed.action_bytes.clone())),
+            (
+                Digest::of_bytes(self.function, &keyed.command_bytes),
+                BlobSource::Bytes(keyed.command_bytes.clone()),
+            ),
+        ];
+        for file in &result.output_files {
+            if let Some(digest) = file
+                .digest
+                .as_ref()
+                .and_then(|d| from_proto(self.function, d))
+            {
+                blobs.push((digest, BlobSource::File(self.cache.blob_path(&digest))));
+            }
+        }
+        // Logs stored inline locally go up as blobs (REAPI asks clients not to inline).
+        for (raw, field) in [
+            (&mut result.stdout_raw, &mut result.stdout_digest),
+            (&mut result.stderr_raw, &mut result.stderr_digest),
+        ] {
+            if !raw.is_empty() {
+                let bytes = std::mem::take(raw);
+                let digest = Digest::of_bytes(self.function, &bytes);
+                *field = Some(to_proto(&digest));
+                blobs.push((digest, BlobSource::Bytes(bytes)));
+            } else if let Some(digest) = field.as_ref().and_then(|d| from_proto(self.function, d)) {
+                blobs.push((digest, BlobSource::File(self.cache.blob_path(&digest))));
+            }
+        }
+        tier.cache.upload(ResultUpload {
+            key: keyed.key,
+            result,
+            blobs,
+        });
     }
 
     /// A remote action-cache hit. Its outputs are downloaded now only with

@@ -122,6 +122,8 @@ impl Server {
         let cache = tokio::task::spawn_blocking(move || LocalCache::open(&dir, cache_config))
             .await
             .map_err(|e| ServerError::Transport(e.to_string()))??;
+        // The eviction task flushes the access records every second: requests never do.
+        cache.flush_in_background();
         let store = Store::new(Arc::new(cache), config.auth.clone(), Metrics::new());
         let bind = |addr: SocketAddr| async move {
             TcpListener::bind(addr)

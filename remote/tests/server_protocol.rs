@@ -105,6 +105,24 @@ async fn blobs_round_trip_through_batches_and_bytestream() {
         .unwrap(),
         big[1000..1010]
     );
+    // Windows across the server's 1 MiB pieces, and up to the last byte.
+    for (offset, limit) in [
+        ((1 << 20) - 5, 10),
+        ((1 << 20) - 5, (2 << 20) + 9),
+        (3 << 20, 0),
+    ] {
+        let end = if limit == 0 {
+            big.len()
+        } else {
+            offset + limit
+        };
+        assert_eq!(
+            read(&mut bs, &blob_name(&d_big), offset as i64, limit as i64)
+                .await
+                .unwrap(),
+            big[offset..end]
+        );
+    }
     let at_end = read(&mut bs, &blob_name(&d_big), big.len() as i64, 0)
         .await
         .unwrap();
@@ -165,6 +183,135 @@ async fn blobs_round_trip_through_batches_and_bytestream() {
         .await
         .unwrap()
         .is_empty());
+    server.stop().await;
+}
+
+/// Flips one byte of a stored SHA-256 blob's file in place (same size, new content).
+fn corrupt_on_disk(root: &std::path::Path, digest: &re::Digest, at: usize) {
+    use std::os::unix::fs::PermissionsExt;
+    let path = root
+        .join("cas/sha256")
+        .join(&digest.hash[..2])
+        .join(&digest.hash);
+    std::fs::set_permissions(&path, std::fs::Permissions::from_mode(0o644)).unwrap();
+    let mut data = std::fs::read(&path).unwrap();
+    data[at] ^= 0xff;
+    std::fs::write(&path, data).unwrap();
+}
+
+/// Reads a blob, returning what arrived before the stream ended and how it ended.
+async fn read_partial(
+    client: &mut ByteStreamClient<tonic::transport::Channel>,
+    name: &str,
+    offset: i64,
+    limit: i64,
+) -> (Vec<u8>, Result<(), tonic::Status>) {
+    let mut out = Vec::new();
+    let mut stream = match client
+        .read(bs::ReadRequest {
+            resource_name: name.to_string(),
+            read_offset: offset,
+            read_limit: limit,
+        })
+        .await
+    {
+        Ok(response) => response.into_inner(),
+        Err(status) => return (out, Err(status)),
+    };
+    loop {
+        match stream.message().await {
+            Ok(Some(msg)) => out.extend_from_slice(&msg.data),
+            Ok(None) => return (out, Ok(())),
+            Err(status) => return (out, Err(status)),
+        }
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_corrupt_blob_is_never_served_and_is_removed() {
+    let dir = tempfile::tempdir().unwrap();
+    let server = start(config(dir.path())).await;
+    let channel = server.channel().await;
+    let mut cas = ContentAddressableStorageClient::new(channel.clone());
+    let mut bs = ByteStreamClient::new(channel);
+
+    // Large blobs stream while they are hashed: corrupt at the start, in the middle and in the
+    // last byte (the piece a streaming server must withhold until the hash is checked).
+    let big = bytes(40, 3 << 20 | 17);
+    for (seed, at, offset, limit) in [
+        (41, 0, 0, 0),
+        (42, 3 << 20, 0, 0),
+        (43, (3 << 20 | 17) - 1, 0, 0),
+        // A window before the damage still fails: the whole blob is checked.
+        (44, (3 << 20 | 17) - 1, 10, 100),
+        (45, 5, (2 << 20) + 3, 0),
+    ] {
+        let mut data = big.clone();
+        data[0] = seed as u8;
+        let d = sha256(&data);
+        write(&mut bs, &upload_name(&d), &data, 1 << 20)
+            .await
+            .unwrap();
+        assert_eq!(
+            read(&mut bs, &blob_name(&d), 0, 0).await.unwrap(),
+            data,
+            "intact before the damage"
+        );
+        corrupt_on_disk(&server.dir, &d, at);
+        let (got, end) = read_partial(&mut bs, &blob_name(&d), offset, limit).await;
+        let status = end.expect_err("a corrupt blob must not be served complete");
+        assert_eq!(status.code(), Code::DataLoss, "{status:?}");
+        let wanted = match limit {
+            0 => data.len() - offset as usize,
+            n => n as usize,
+        };
+        assert!(got.len() < wanted, "all {wanted} bytes arrived");
+        // It was removed: now a plain miss that a client can re-upload.
+        assert_eq!(
+            find_missing(&mut cas, vec![d.clone()]).await,
+            vec![d.clone()]
+        );
+        let (_, again) = read_partial(&mut bs, &blob_name(&d), 0, 0).await;
+        assert_eq!(again.unwrap_err().code(), Code::NotFound);
+        write(&mut bs, &upload_name(&d), &data, 1 << 20)
+            .await
+            .unwrap();
+        assert_eq!(read(&mut bs, &blob_name(&d), 0, 0).await.unwrap(), data);
+    }
+
+    // Small blobs are checked before anything is sent: a miss, through both APIs.
+    let small = bytes(46, 4096);
+    let d = sha256(&small);
+    write(&mut bs, &upload_name(&d), &small, 4096)
+        .await
+        .unwrap();
+    corrupt_on_disk(&server.dir, &d, 100);
+    let (got, end) = read_partial(&mut bs, &blob_name(&d), 0, 0).await;
+    assert_eq!(end.unwrap_err().code(), Code::NotFound);
+    assert!(got.is_empty());
+    let small2 = bytes(47, 4096);
+    let d2 = sha256(&small2);
+    write(&mut bs, &upload_name(&d2), &small2, 4096)
+        .await
+        .unwrap();
+    corrupt_on_disk(&server.dir, &d2, 4095);
+    let batch = cas
+        .batch_read_blobs(re::BatchReadBlobsRequest {
+            digests: vec![d2.clone()],
+            ..Default::default()
+        })
+        .await
+        .unwrap()
+        .into_inner();
+    assert_eq!(
+        batch.responses[0].status.as_ref().unwrap().code,
+        Code::NotFound as i32
+    );
+    assert!(batch.responses[0].data.is_empty());
+    assert_eq!(
+        find_missing(&mut cas, vec![d.clone(), d2.clone()]).await,
+        vec![d, d2]
+    );
     server.stop().await;
 }
 

@@ -12,7 +12,7 @@ use tonic::{Request, Response, Status};
 
 use super::auth::Access;
 use super::digests;
-use super::store::Store;
+use super::store::{Store, INLINE_BYTES, INLINE_DIGESTS};
 
 /// Total bytes inlined into one Get response (well under the 4 MiB gRPC default).
 const INLINE_BUDGET: u64 = 3 << 20;
@@ -40,10 +40,19 @@ impl ActionCache for ActionCacheService {
         let req = request.into_inner();
         let function = digests::function(req.digest_function)?;
         let action = digests::parse(function, req.action_digest.as_ref())?;
-        let found = self
-            .store
-            .blocking(move |cache| lookup(cache, function, &action, &req))
-            .await??;
+        // The entry is small: read it here; check and inline on a blocking thread only when
+        // that means reading trees or many or large blobs.
+        let found = match self.store.inline(|cache| load(cache, &action)) {
+            Some(result) if is_small(&result, &req) => self
+                .store
+                .inline(|cache| complete(cache, function, result, &req))?,
+            Some(result) => {
+                self.store
+                    .blocking(move |cache| complete(cache, function, result, &req))
+                    .await??
+            }
+            None => None,
+        };
         self.store.metrics.lookup("ac", found.is_some());
         found
             .map(Response::new)
@@ -66,7 +75,9 @@ impl ActionCache for ActionCacheService {
         let bytes = result.encode_to_vec();
         let len = bytes.len() as u64;
         self.store
-            .blocking(move |cache| cache.put_action_result(&action, &bytes))
+            .run(len <= INLINE_BYTES, move |cache| {
+                cache.put_action_result(&action, &bytes)
+            })
             .await?
             .map_err(|e| Status::internal(format!("Cannot store the action result: {e}")))?;
         self.store.note_written(len);
@@ -74,25 +85,51 @@ impl ActionCache for ActionCacheService {
     }
 }
 
-/// The stored result if it and every blob it names are present, with what was asked inlined.
-fn lookup(
-    cache: &LocalCache,
-    function: DigestFunction,
-    action: &Digest,
-    req: &re::GetActionResultRequest,
-) -> Result<Option<re::ActionResult>, Status> {
+/// The stored result, if there is one and it decodes.
+fn load(cache: &LocalCache, action: &Digest) -> Option<re::ActionResult> {
     let bytes = match cache.get_action_result(action) {
         Ok(Some(bytes)) => bytes,
-        Ok(None) => return Ok(None),
+        Ok(None) => return None,
         Err(e) => {
             tracing::warn!(error = %e, %action, "action-cache read failed; answering a miss");
-            return Ok(None);
+            return None;
         }
     };
-    let Ok(mut result) = re::ActionResult::decode(bytes.as_slice()) else {
+    let decoded = re::ActionResult::decode(bytes.as_slice());
+    if decoded.is_err() {
         tracing::warn!(%action, "undecodable action result; answering a miss");
-        return Ok(None);
-    };
+    }
+    decoded.ok()
+}
+
+/// Whether completing `result` is small work: no trees to read, few blobs to check, little
+/// to inline.
+fn is_small(result: &re::ActionResult, req: &re::GetActionResultRequest) -> bool {
+    let size = |d: Option<&re::Digest>| d.map_or(0, |d| d.size_bytes.max(0) as u64);
+    let mut inlined = 0;
+    if req.inline_stdout {
+        inlined += size(result.stdout_digest.as_ref());
+    }
+    if req.inline_stderr {
+        inlined += size(result.stderr_digest.as_ref());
+    }
+    for file in &result.output_files {
+        if req.inline_output_files.contains(&file.path) {
+            inlined += size(file.digest.as_ref());
+        }
+    }
+    result.output_directories.is_empty()
+        && result.output_files.len() + 2 <= INLINE_DIGESTS
+        && inlined <= INLINE_BYTES
+}
+
+/// `result` if every blob it names is present, with what was asked inlined.
+fn complete(
+    cache: &LocalCache,
+    function: DigestFunction,
+    mut result: re::ActionResult,
+    req: &re::GetActionResultRequest,
+) -> Result<Option<re::ActionResult>, Status> {
     let Ok(mut blobs) = referenced(function, &result) else {
         return Ok(None);
     };

@@ -2,21 +2,25 @@
 //! before the blob becomes visible, resumable after an interruption), QueryWriteStatus, and the
 //! `compressed-blobs/zstd` variants of both.
 //!
-//! Invariant: a blob becomes readable only through [`BlobWriter::commit`], after its whole
+//! Invariants: a blob becomes readable only through [`BlobWriter::commit`], after its whole
 //! content hashed to the announced digest; a broken or wrong upload leaves nothing in the CAS.
+//! A read never delivers a corrupt blob complete: small blobs (and compressed reads) are read
+//! whole and verified before the first byte is sent; large ones stream while they are hashed,
+//! and the last piece is withheld until the digest matches (a mismatch ends the stream with
+//! DATA_LOSS and removes the blob).
 
 use std::io::Write;
 use std::pin::Pin;
 
 use bazel_remote_apis::google::bytestream as bs;
 use bs::byte_stream_server::ByteStream;
-use kiln_cache::{BlobWriter, CacheError, Digest};
+use kiln_cache::{BlobReader, BlobWriter, CacheError, Digest};
 use tokio_stream::Stream;
 use tonic::{Request, Response, Status, Streaming};
 
 use super::auth::Access;
 use super::resource::{self, Compression};
-use super::store::Store;
+use super::store::{Store, INLINE_BYTES};
 
 /// Bytes per ReadResponse (well under the 4 MiB message limit of gRPC clients).
 const READ_CHUNK: usize = 1 << 20;
@@ -63,9 +67,12 @@ impl ByteStream for ByteStreamService {
             ));
         }
         let digest = res.digest;
+        if res.compression == Compression::Identity && digest.size > READ_CHUNK as u64 {
+            return self.read_streamed(digest, req.read_offset, req.read_limit);
+        }
         let found = self
             .store
-            .blocking(move |cache| -> Result<Option<Vec<u8>>, Status> {
+            .run(digest.size <= INLINE_BYTES, move |cache| {
                 let Some(data) = Store::read_blob(cache, &digest)? else {
                     return Ok(None);
                 };
@@ -79,17 +86,8 @@ impl ByteStream for ByteStreamService {
             .await??;
         self.store.metrics.lookup("cas", found.is_some());
         let data = found.ok_or_else(|| Status::not_found(format!("Blob `{digest}` not found")))?;
-        let offset = req.read_offset as usize;
-        if offset > data.len() {
-            return Err(Status::out_of_range(format!(
-                "read_offset {offset} is past the end ({} bytes)",
-                data.len()
-            )));
-        }
-        let end = match req.read_limit {
-            0 => data.len(),
-            limit => data.len().min(offset.saturating_add(limit as usize)),
-        };
+        let (offset, end) = window(data.len() as u64, req.read_offset, req.read_limit)?;
+        let (offset, end) = (offset as usize, end as usize);
         self.store.metrics.bytes_out.inc_by((end - offset) as u64);
         let chunks: Vec<Result<bs::ReadResponse, Status>> = if end == offset {
             vec![Ok(bs::ReadResponse { data: Vec::new() })]
@@ -124,11 +122,7 @@ impl ByteStream for ByteStreamService {
                 },
             })
         };
-        if self
-            .store
-            .blocking(move |cache| Store::has_blob(cache, &digest))
-            .await?
-        {
+        if self.store.inline(|cache| Store::has_blob(cache, &digest)) {
             return Ok(done(res.compression));
         }
         let upload = Upload::start(&self.store, &name, res.compression, digest, &first).await?;
@@ -144,11 +138,7 @@ impl ByteStream for ByteStreamService {
         self.store.authorize(request.metadata(), Access::Write)?;
         let name = request.into_inner().resource_name;
         let digest = resource::parse_write(&name)?.digest;
-        if self
-            .store
-            .blocking(move |cache| Store::has_blob(cache, &digest))
-            .await?
-        {
+        if self.store.inline(|cache| Store::has_blob(cache, &digest)) {
             return Ok(Response::new(bs::QueryWriteStatusResponse {
                 committed_size: digest.size as i64,
                 complete: true,
@@ -159,6 +149,110 @@ impl ByteStream for ByteStreamService {
             committed_size: committed as i64,
             complete: false,
         }))
+    }
+}
+
+impl ByteStreamService {
+    /// Streams a large blob while hashing it on a blocking thread; the last piece is sent only
+    /// once the whole blob has hashed to its name. A corrupt blob ends the stream with DATA_LOSS
+    /// (and is removed), so the client never receives it complete.
+    fn read_streamed(
+        &self,
+        digest: Digest,
+        read_offset: i64,
+        read_limit: i64,
+    ) -> Result<Response<ReadStream>, Status> {
+        // Opening is an open and an fstat: done here, like other small work.
+        let reader = match BlobReader::open(self.store.cache.clone(), digest) {
+            Ok(reader) => reader,
+            Err(e) => {
+                tracing::warn!(error = %e, %digest, "cache read failed; answering a miss");
+                None
+            }
+        };
+        self.store.metrics.lookup("cas", reader.is_some());
+        let reader =
+            reader.ok_or_else(|| Status::not_found(format!("Blob `{digest}` not found")))?;
+        let (offset, end) = window(digest.size, read_offset, read_limit)?;
+        let (tx, rx) = tokio::sync::mpsc::channel(2);
+        let store = self.store.clone();
+        tokio::task::spawn_blocking(move || send_verified(reader, offset, end, &tx, &store));
+        Ok(Response::new(Box::pin(
+            tokio_stream::wrappers::ReceiverStream::new(rx),
+        )))
+    }
+}
+
+/// The `[offset, end)` byte range a Read asks of a blob of `size` bytes.
+fn window(size: u64, read_offset: i64, read_limit: i64) -> Result<(u64, u64), Status> {
+    let offset = read_offset as u64;
+    if offset > size {
+        return Err(Status::out_of_range(format!(
+            "read_offset {offset} is past the end ({size} bytes)"
+        )));
+    }
+    let end = match read_limit {
+        0 => size,
+        limit => size.min(offset.saturating_add(limit as u64)),
+    };
+    Ok((offset, end))
+}
+
+/// Reads `reader`'s blob in [`READ_CHUNK`] pieces, sending the part inside `[offset, end)`,
+/// always one piece behind: the last one goes out only after [`BlobReader::finish`] verified
+/// the whole blob. Stops quietly when the client has gone.
+fn send_verified(
+    mut reader: BlobReader,
+    offset: u64,
+    end: u64,
+    tx: &tokio::sync::mpsc::Sender<Result<bs::ReadResponse, Status>>,
+    store: &Store,
+) {
+    let digest = *reader.digest();
+    let failed = |e: CacheError| {
+        tracing::warn!(error = %e, %digest, "cache read failed mid-stream");
+        let _ = tx.blocking_send(Err(Status::internal(format!(
+            "Cannot read `{digest}`: {e}"
+        ))));
+    };
+    let mut held: Option<Vec<u8>> = None;
+    while reader.position() < end {
+        let start = reader.position();
+        let mut buf = vec![0u8; READ_CHUNK];
+        let n = match reader.read(&mut buf) {
+            Ok(0) => break,
+            Ok(n) => n as u64,
+            Err(e) => return failed(e),
+        };
+        let (lo, hi) = (offset.max(start), end.min(start + n));
+        if lo >= hi {
+            continue;
+        }
+        buf.truncate((hi - start) as usize);
+        buf.drain(..(lo - start) as usize);
+        if let Some(piece) = held.replace(buf) {
+            store.metrics.bytes_out.inc_by(piece.len() as u64);
+            if tx
+                .blocking_send(Ok(bs::ReadResponse { data: piece }))
+                .is_err()
+            {
+                return;
+            }
+        }
+    }
+    match reader.finish() {
+        Ok(true) => {
+            let last = held.unwrap_or_default();
+            store.metrics.bytes_out.inc_by(last.len() as u64);
+            let _ = tx.blocking_send(Ok(bs::ReadResponse { data: last }));
+        }
+        Ok(false) => {
+            store.log_cache_warnings();
+            let _ = tx.blocking_send(Err(Status::data_loss(format!(
+                "Blob `{digest}` failed its digest check on the server and was removed"
+            ))));
+        }
+        Err(e) => failed(e),
     }
 }
 
@@ -306,7 +400,12 @@ impl Upload {
                 ));
             }
             self.offset += req.data.len() as u64;
-            self.pending.extend_from_slice(&req.data);
+            if self.pending.is_empty() {
+                // Take the message's buffer as it is: no copy for the common 1 MiB message.
+                self.pending = req.data;
+            } else {
+                self.pending.extend_from_slice(&req.data);
+            }
             if self.pending.len() >= WRITE_BATCH || req.finish_write {
                 self = self.drain().await?;
             }

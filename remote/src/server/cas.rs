@@ -17,7 +17,7 @@ use tonic::{Code, Request, Response, Status};
 
 use super::auth::Access;
 use super::digests;
-use super::store::Store;
+use super::store::{Store, INLINE_BYTES, INLINE_DIGESTS};
 use super::MAX_BATCH_BYTES;
 
 /// Directories per GetTree page when the client does not say.
@@ -60,9 +60,10 @@ impl ContentAddressableStorage for CasService {
             .iter()
             .map(|d| digests::parse(function, Some(d)))
             .collect::<Result<Vec<_>, _>>()?;
+        let small = wanted.len() <= INLINE_DIGESTS;
         let missing = self
             .store
-            .blocking(move |cache| {
+            .run(small, move |cache| {
                 wanted
                     .into_iter()
                     .filter(|d| !Store::has_blob(cache, d))
@@ -90,9 +91,10 @@ impl ContentAddressableStorage for CasService {
             )));
         }
         let store = self.store.clone();
+        let small = total <= INLINE_BYTES && req.requests.len() <= INLINE_DIGESTS;
         let (responses, stored) = self
             .store
-            .blocking(move |cache| {
+            .run(small, move |cache| {
                 let mut stored = 0;
                 let responses = req
                     .requests
@@ -142,9 +144,10 @@ impl ContentAddressableStorage for CasService {
             )));
         }
         let metrics = self.store.metrics.clone();
+        let small = total <= INLINE_BYTES && wanted.len() <= INLINE_DIGESTS;
         let responses = self
             .store
-            .blocking(move |cache| {
+            .run(small, move |cache| {
                 wanted
                     .into_iter()
                     .map(|d| {

@@ -1,6 +1,8 @@
 //! [`Store`]: what every service shares — the cache, the metrics, the auth rules, the uploads in
 //! progress and the eviction trigger — plus the bridge from async handlers to the cache's
-//! blocking file I/O.
+//! blocking file I/O: small work runs [`inline`](Store::inline) on the async thread (a hand-off
+//! to a blocking thread costs more than a stat or a 4 KiB read from the page cache), large work
+//! on a [`blocking`](Store::blocking) thread.
 
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::Arc;
@@ -13,6 +15,11 @@ use tonic::Status;
 use super::auth::{Access, Auth};
 use super::metrics::Metrics;
 use super::uploads::Uploads;
+
+/// Work up to this many bytes of blob content runs inline on the async thread.
+pub const INLINE_BYTES: u64 = 256 << 10;
+/// Work over up to this many digests (a stat and an index touch each) runs inline.
+pub const INLINE_DIGESTS: usize = 256;
 
 /// Shared server state. Cheap to clone.
 #[derive(Clone)]
@@ -44,6 +51,26 @@ impl Store {
     /// Checks the caller's rights.
     pub fn authorize(&self, metadata: &MetadataMap, needed: Access) -> Result<(), Status> {
         self.auth.check(metadata, needed)
+    }
+
+    /// Runs small cache work right here: the caller bounds it by [`INLINE_BYTES`] of content and
+    /// [`INLINE_DIGESTS`] files. Index touches never write SQLite here (the cache flushes in the
+    /// background, see `eviction`).
+    pub fn inline<T>(&self, work: impl FnOnce(&LocalCache) -> T) -> T {
+        work(&self.cache)
+    }
+
+    /// Runs `work` inline when `small`, else on a blocking thread.
+    pub async fn run<T, F>(&self, small: bool, work: F) -> Result<T, Status>
+    where
+        F: FnOnce(&LocalCache) -> T + Send + 'static,
+        T: Send + 'static,
+    {
+        if small {
+            Ok(self.inline(work))
+        } else {
+            self.blocking(work).await
+        }
     }
 
     /// Runs blocking cache work off the async threads.
