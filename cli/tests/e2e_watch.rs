@@ -160,10 +160,11 @@ fn examples() -> Workspace {
     let ws = Workspace::new();
     let examples = Path::new(env!("CARGO_MANIFEST_DIR")).join("../examples");
     harness::copy_tree(&examples, ws.root());
-    // The Go and Rust examples (their first builds compile the standard library, fetch modules
-    // and crates) are covered by e2e_go.rs and e2e_rust*.rs; these tests are about watching, and
-    // `test //...` must stay quick. Their kiln.toml sections are harmless without them.
-    for language in ["go", "rust"] {
+    // The Go, Rust and mixed examples (their first builds compile the standard library, fetch
+    // modules and crates) are covered by e2e_go.rs, e2e_rust*.rs and e2e_mixed.rs; these tests
+    // are about watching, and `test //...` must stay quick. Their kiln.toml sections are harmless
+    // without them.
+    for language in ["go", "rust", "mixed"] {
         std::fs::remove_dir_all(ws.root().join(language)).expect("remove a language example");
     }
     ws

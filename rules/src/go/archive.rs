@@ -35,6 +35,8 @@ pub struct PackageSource {
     pub gc_flags: Vec<String>,
     /// Directory of the sources (exec path).
     pub src_dir: String,
+    /// Whether some `.go` files are generated (their imports are unknown to analysis).
+    pub generated: bool,
 }
 
 /// A compiled Go package.
@@ -183,6 +185,9 @@ pub fn compile_package(
             missing.join("\n  ")
         )));
     }
+    if input.source.generated {
+        generated_imports(env, &input, &mut used, &mut std_imports).map_err(|e| ctx.error(e))?;
+    }
     let std_actions = env
         .std
         .actions(&std_imports, &ctx.target.label)
@@ -242,6 +247,36 @@ pub fn compile_package(
         source: input.source,
         module: input.module,
     }))
+}
+
+/// What a package with generated `.go` files may import, since analysis cannot read their
+/// imports: every direct dependency, and every public standard-library package the target links
+/// anyway (the closure of its own and its dependencies' standard-library imports).
+fn generated_imports(
+    env: &GoEnv,
+    input: &CompileInput<'_>,
+    used: &mut Vec<Arc<GoArchive>>,
+    std_imports: &mut Vec<String>,
+) -> Result<(), String> {
+    for dep in input.deps {
+        let dep = input.overrides.get(&dep.importpath).unwrap_or(dep);
+        if !used.iter().any(|u| u.package_path == dep.package_path) {
+            used.push(Arc::clone(dep));
+        }
+    }
+    let mut roots = std_imports.clone();
+    for archive in link_closure(used, input.overrides) {
+        roots.extend(archive.std_imports.iter().cloned());
+    }
+    for pkg in env.std.closure(&roots)? {
+        let public =
+            !pkg.path.starts_with("vendor/") && !pkg.path.split('/').any(|e| e == "internal");
+        if public && !std_imports.contains(&pkg.path) {
+            std_imports.push(pkg.path.clone());
+        }
+    }
+    std_imports.sort();
+    Ok(())
 }
 
 /// The embedcfg for `go` files' patterns against `embedsrcs` (package-relative paths).

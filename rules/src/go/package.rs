@@ -34,6 +34,9 @@ pub struct PackageFiles {
     pub other: Vec<String>,
     /// `.go` files left out only because they import "C".
     pub cgo_excluded: Vec<String>,
+    /// Generated `.go` files (also in `go`, with an empty header): analysis cannot read them, so
+    /// they are compiled as they come, without build-constraint filtering.
+    pub generated: Vec<String>,
 }
 
 impl PackageFiles {
@@ -47,6 +50,25 @@ impl PackageFiles {
         out.dedup();
         out
     }
+}
+
+/// Adds generated `.go` files, which analysis cannot read, to `files`: each is compiled as it
+/// comes (no build-constraint filtering), with an empty header. A generated test file is an error.
+pub fn add_generated(files: &mut PackageFiles, generated: &[String]) -> Result<(), String> {
+    for path in generated {
+        if path.ends_with("_test.go") {
+            return Err(format!(
+                "`{path}` is a generated test file; Kiln compiles generated Go files only as package sources, not as tests"
+            ));
+        }
+        files.go.push(GoFile {
+            path: path.clone(),
+            info: FileInfo::default(),
+        });
+        files.generated.push(path.clone());
+    }
+    files.go.sort_by(|a, b| a.path.cmp(&b.path));
+    Ok(())
 }
 
 /// Reads and filters `files` (action paths paired with their host paths).
@@ -193,5 +215,23 @@ mod tests {
             .contains("Found packages `p`"));
         let broken = vec![write("a.go", "package p\nimport (\n")];
         assert!(select(&broken, &ctx).unwrap_err().starts_with("p/a.go:"));
+    }
+
+    #[test]
+    fn generated_files_join_the_package_unread() {
+        let mut files = PackageFiles {
+            name: "main".into(),
+            go: vec![GoFile {
+                path: "p/main.go".into(),
+                info: FileInfo::default(),
+            }],
+            ..Default::default()
+        };
+        add_generated(&mut files, &["kiln-out/bin/p/gen.go".into()]).unwrap();
+        let paths: Vec<&str> = files.go.iter().map(|f| f.path.as_str()).collect();
+        assert_eq!(paths, ["kiln-out/bin/p/gen.go", "p/main.go"]);
+        assert_eq!(files.generated, ["kiln-out/bin/p/gen.go"]);
+        let err = add_generated(&mut files, &["kiln-out/bin/p/gen_test.go".into()]).unwrap_err();
+        assert!(err.contains("generated test file"), "{err}");
     }
 }

@@ -129,23 +129,28 @@ impl Unit {
                 .ok_or_else(|| ctx.error(format!("`{label}` in `deps` is not a Go library")))?;
             deps.push(Arc::clone(&info.archive));
         }
-        if let Some(generated) = srcs
+        // Generated Go files cannot be read while analyzing: they are compiled as they come.
+        let generated: Vec<String> = srcs
             .iter()
-            .find(|a| !a.source && (a.path.ends_with(".go") || a.path.ends_with(".s")))
-        {
+            .filter(|a| !a.source && a.path.ends_with(".go"))
+            .map(|a| a.path.clone())
+            .collect();
+        if let Some(asm) = srcs.iter().find(|a| !a.source && a.path.ends_with(".s")) {
             return Err(ctx.error(format!(
-                "`{}` is generated; Kiln reads Go sources while analyzing (imports, build constraints), so generated Go files in `srcs` are not supported yet: check the generated file in",
-                generated.short_path()
+                "`{}` is generated assembly; Kiln reads assembly build constraints while analyzing, so generated `.s` files in `srcs` are not supported yet",
+                asm.short_path()
             )));
         }
         let host: Vec<(String, PathBuf)> = srcs
             .iter()
+            .filter(|a| a.source)
             .map(|a| (a.path.clone(), host_path(ctx, a)))
             .collect();
         for (_, h) in &host {
             ctx.host.observe(h);
         }
-        let files = package::select(&host, &env.build).map_err(|e| ctx.error(e))?;
+        let mut files = package::select(&host, &env.build).map_err(|e| ctx.error(e))?;
+        package::add_generated(&mut files, &generated).map_err(|e| ctx.error(e))?;
         let dir = label_dir(&ctx.target.label);
         let (host_dir, stop) = if ctx.target.label.repo.is_empty() {
             (
@@ -228,6 +233,7 @@ impl Unit {
         if embedcfg.is_some() {
             inputs.extend(self.embedsrcs.iter().cloned());
         }
+        let generated = go.iter().any(|f| self.files.generated.contains(&f.path));
         Ok(Arc::new(PackageSource {
             go,
             asm: self.files.asm.clone(),
@@ -236,6 +242,7 @@ impl Unit {
             lang: self.lang.clone(),
             gc_flags: ctx.target.strings("gc_goopts"),
             src_dir: self.dir.clone(),
+            generated,
         }))
     }
 
@@ -338,7 +345,9 @@ fn binary(
     if unit.files.go.is_empty() {
         return Err(unit.no_files_error(ctx));
     }
-    if unit.files.name != "main" {
+    // A package of generated files only has no name analysis could read: the compiler checks it.
+    let named = !unit.files.name.is_empty() || unit.files.generated.is_empty();
+    if named && unit.files.name != "main" {
         return Err(ctx.error(format!(
             "`go_binary` `{}` compiles package `{}`; a binary needs `package main`",
             ctx.target.label, unit.files.name
@@ -346,11 +355,18 @@ fn binary(
     }
     let source = unit.source(ctx, unit.files.go.clone())?;
     let name = ctx.target.label.name.clone();
+    // Without `importpath` or a go.mod above it, the binary is named by its label (as
+    // `go_test` does), which the link's importcfg and build information need.
+    let importpath = if unit.importpath.is_empty() {
+        format!("{}/{name}", unit.dir)
+    } else {
+        unit.importpath.clone()
+    };
     let main = compile_package(
         ctx,
         env,
         CompileInput {
-            importpath: unit.importpath.clone(),
+            importpath: importpath.clone(),
             package_path: "main".into(),
             source,
             deps: &unit.deps,
@@ -388,7 +404,7 @@ fn binary(
             main: &main,
             overrides: &HashMap::new(),
             module: unit.module.as_deref(),
-            importpath: &unit.importpath,
+            importpath: &importpath,
             x_defs,
             flags: ctx.target.strings("gc_linkopts"),
             test: false,

@@ -321,6 +321,7 @@ pub fn test(
         lang: unit.lang.clone(),
         gc_flags: vec!["-dwarf=false".into()],
         src_dir: unit.dir.clone(),
+        generated: false,
     });
     let main = compile_package(
         ctx,

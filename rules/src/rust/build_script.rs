@@ -209,6 +209,9 @@ fn script_env(
         "HOMEPAGE",
         "REPOSITORY",
         "LICENSE",
+        "LICENSE_FILE",
+        "RUST_VERSION",
+        "README",
     ] {
         env.insert(format!("CARGO_PKG_{key}"), String::new());
     }

@@ -450,6 +450,9 @@ pub fn crate_env(parts: &CrateParts) -> BTreeMap<String, String> {
         "HOMEPAGE",
         "REPOSITORY",
         "LICENSE",
+        "LICENSE_FILE",
+        "RUST_VERSION",
+        "README",
     ] {
         env.insert(format!("CARGO_PKG_{key}"), String::new());
     }

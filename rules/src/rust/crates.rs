@@ -25,7 +25,7 @@ use kiln_graph::repository::{RepoContext, RepositoryError, RepositoryRule};
 use super::context::{find_on_path, shared_toolchain};
 
 /// Bumped when generated BUILD files change shape, so that old repositories are not reused.
-const GENERATOR: &str = "kiln-crates-2";
+const GENERATOR: &str = "kiln-crates-3";
 
 /// The repository rule for registry crates.
 pub struct CratesRepository;

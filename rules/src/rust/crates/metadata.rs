@@ -24,6 +24,36 @@ struct Package {
     manifest_path: PathBuf,
     links: Option<String>,
     targets: Vec<Target>,
+    #[serde(default)]
+    authors: Vec<String>,
+    description: Option<String>,
+    homepage: Option<String>,
+    repository: Option<String>,
+    license: Option<String>,
+    license_file: Option<String>,
+    rust_version: Option<String>,
+    readme: Option<String>,
+}
+
+impl Package {
+    /// The `CARGO_PKG_*` values cargo sets from the manifest (besides name and version), each
+    /// empty when the manifest leaves it out; `AUTHORS` is colon-separated, as cargo joins it.
+    fn manifest_env(&self) -> BTreeMap<String, String> {
+        let text = |v: &Option<String>| v.clone().unwrap_or_default();
+        [
+            ("CARGO_PKG_AUTHORS", self.authors.join(":")),
+            ("CARGO_PKG_DESCRIPTION", text(&self.description)),
+            ("CARGO_PKG_HOMEPAGE", text(&self.homepage)),
+            ("CARGO_PKG_REPOSITORY", text(&self.repository)),
+            ("CARGO_PKG_LICENSE", text(&self.license)),
+            ("CARGO_PKG_LICENSE_FILE", text(&self.license_file)),
+            ("CARGO_PKG_RUST_VERSION", text(&self.rust_version)),
+            ("CARGO_PKG_README", text(&self.readme)),
+        ]
+        .into_iter()
+        .map(|(k, v)| (k.to_string(), v))
+        .collect()
+    }
 }
 
 #[derive(Deserialize)]
@@ -106,6 +136,8 @@ pub struct ResolvedPackage {
     pub deps: Vec<Dep>,
     /// Build dependencies (of the build script).
     pub build_deps: Vec<Dep>,
+    /// `CARGO_PKG_*` from its manifest (authors, description, ...), for its crate and build script.
+    pub manifest_env: BTreeMap<String, String>,
 }
 
 /// The external packages and which of them the workspace's members use directly.
@@ -223,6 +255,7 @@ pub fn parse(json: &str) -> Result<Resolved, String> {
             features,
             deps,
             build_deps,
+            manifest_env: package.manifest_env(),
         });
     }
     let mut direct = Vec::new();
@@ -263,6 +296,8 @@ mod tests {
      "targets": [{"kind": ["bin"], "name": "app", "src_path": "/w/src/main.rs", "edition": "2021"}]},
     {"id": "registry+r#serde@1.0.1", "name": "serde", "version": "1.0.1", "source": "registry+r",
      "manifest_path": "/reg/serde-1.0.1/Cargo.toml", "links": null,
+     "authors": ["A <a@x>", "B"], "description": "A \"serialization\"\nframework", "license": "MIT",
+     "rust_version": "1.31",
      "targets": [{"kind": ["lib"], "name": "serde", "src_path": "/reg/serde-1.0.1/src/lib.rs", "edition": "2018"},
                  {"kind": ["custom-build"], "name": "build-script-build", "src_path": "/reg/serde-1.0.1/build.rs", "edition": "2018"}]},
     {"id": "registry+r#serde_derive@1.0.1", "name": "serde_derive", "version": "1.0.1", "source": "registry+r",
@@ -296,6 +331,16 @@ mod tests {
             }]
         );
         assert!(resolved.packages[1].proc_macro);
+        let env = &serde.manifest_env;
+        assert_eq!(env["CARGO_PKG_AUTHORS"], "A <a@x>:B");
+        assert_eq!(
+            env["CARGO_PKG_DESCRIPTION"],
+            "A \"serialization\"\nframework"
+        );
+        assert_eq!(env["CARGO_PKG_LICENSE"], "MIT");
+        assert_eq!(env["CARGO_PKG_RUST_VERSION"], "1.31");
+        assert_eq!(env["CARGO_PKG_HOMEPAGE"], "");
+        assert_eq!(env.len(), 8);
         assert_eq!(
             resolved.direct,
             [

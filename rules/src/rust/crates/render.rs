@@ -78,6 +78,7 @@ pub fn crate_build_file(repo: &str, resolved: &Resolved, index: usize, host_only
          load(\"@rules_rust//cargo:defs.bzl\", \"cargo_build_script\")\n\n",
     );
     let features: Vec<String> = package.features.clone();
+    let manifest_env = &package.manifest_env;
     let (mut deps, macros, aliases) = dep_labels(&package.deps);
     if let Some(script) = &package.build_script {
         let (build_deps, build_macros, build_aliases) = dep_labels(&package.build_deps);
@@ -94,7 +95,8 @@ pub fn crate_build_file(repo: &str, resolved: &Resolved, index: usize, host_only
              crate_root = {root:?},\n    data = glob([\"**\"], exclude = [\"BUILD.bazel\"]),\n    \
              edition = {edition:?},\n    version = {version:?},\n    pkg_name = {pkg:?},\n    \
              links = {links:?},\n    crate_features = {features},\n    deps = {deps},\n    \
-             proc_macro_deps = {macros},\n    link_deps = {link_deps},\n    aliases = {aliases},\n)\n\n",
+             proc_macro_deps = {macros},\n    link_deps = {link_deps},\n    aliases = {aliases},\n    \
+             rustc_env = {env},\n    build_script_env = {env},\n)\n\n",
             name = package.name,
             root = script.root,
             edition = script.edition,
@@ -106,6 +108,7 @@ pub fn crate_build_file(repo: &str, resolved: &Resolved, index: usize, host_only
             macros = list(&build_macros),
             link_deps = list(&link_deps),
             aliases = dict(&build_aliases),
+            env = dict(manifest_env),
         );
         deps.push(format!(":{}_bs", package.name));
     }
@@ -115,7 +118,7 @@ pub fn crate_build_file(repo: &str, resolved: &Resolved, index: usize, host_only
         } else {
             "rust_library"
         };
-        let mut env = BTreeMap::new();
+        let mut env = manifest_env.clone();
         env.insert("CARGO_PKG_NAME".to_string(), package.name.clone());
         let flags: Vec<String> = if host_only {
             vec!["-Copt-level=0".to_string()]
@@ -144,13 +147,33 @@ pub fn crate_build_file(repo: &str, resolved: &Resolved, index: usize, host_only
     text
 }
 
+/// A Starlark string literal: backslash, quote, newline, tab and carriage return escaped, other
+/// control characters dropped, everything else as it is (manifest text is free-form, and `{:?}`
+/// would write `\u{..}` escapes Starlark does not read).
+fn starlark_str(text: &str) -> String {
+    let mut out = String::from("\"");
+    for c in text.chars() {
+        match c {
+            '\\' => out.push_str("\\\\"),
+            '"' => out.push_str("\\\""),
+            '\n' => out.push_str("\\n"),
+            '\t' => out.push_str("\\t"),
+            '\r' => out.push_str("\\r"),
+            c if c.is_control() => {}
+            c => out.push(c),
+        }
+    }
+    out.push('"');
+    out
+}
+
 fn dict(entries: &BTreeMap<String, String>) -> String {
     if entries.is_empty() {
         return "{}".to_string();
     }
     let mut text = String::from("{\n");
     for (k, v) in entries {
-        let _ = writeln!(text, "        {k:?}: {v:?},");
+        let _ = writeln!(text, "        {}: {},", starlark_str(k), starlark_str(v));
     }
     text.push_str("    }");
     text
@@ -216,6 +239,7 @@ mod tests {
             features: vec!["std".into()],
             deps: Vec::new(),
             build_deps: Vec::new(),
+            manifest_env: BTreeMap::new(),
         }
     }
 
@@ -226,6 +250,10 @@ mod tests {
             package: 1,
             name: "derive".into(),
         }];
+        serde.manifest_env.insert(
+            "CARGO_PKG_DESCRIPTION".into(),
+            "A \"generic\" C:\\ framework\n\u{7}é".into(),
+        );
         let resolved = Resolved {
             packages: vec![serde, package("serde_derive", true, false)],
             direct: vec![Dep {
@@ -256,6 +284,12 @@ mod tests {
                 proc_macro_deps = [],
                 link_deps = [],
                 aliases = {},
+                rustc_env = {
+                    "CARGO_PKG_DESCRIPTION": "A \"generic\" C:\\ framework\né",
+                },
+                build_script_env = {
+                    "CARGO_PKG_DESCRIPTION": "A \"generic\" C:\\ framework\né",
+                },
             )
 
             rust_library(
@@ -279,6 +313,7 @@ mod tests {
                     "@crates//serde_derive-1.0.0:serde_derive": "derive",
                 },
                 rustc_env = {
+                    "CARGO_PKG_DESCRIPTION": "A \"generic\" C:\\ framework\né",
                     "CARGO_PKG_NAME": "serde",
                 },
                 rustc_flags = [],
