@@ -87,12 +87,13 @@ fn binaries_behave_as_go_build_and_record_the_same_build_info() {
     let gocache = tempfile::tempdir().unwrap();
     let bin = tempfile::tempdir().unwrap();
     let module = ws.root().join("go");
+    // Kiln links with `-s -w` in fastbuild, as rules_go does under Bazel's `--strip=sometimes`.
     run(go(&module, gocache.path())
-        .args(["build", "-ldflags=-X=main.version=1.0", "-o"])
+        .args(["build", "-ldflags=-s -w -X=main.version=1.0", "-o"])
         .arg(bin.path().join("hello"))
         .arg("./cmd/hello"));
     run(go(&module, gocache.path())
-        .args(["build", "-o"])
+        .args(["build", "-ldflags=-s -w", "-o"])
         .arg(bin.path().join("wordfreq"))
         .arg("./cmd/wordfreq"));
 
@@ -132,6 +133,18 @@ fn binaries_behave_as_go_build_and_record_the_same_build_info() {
         ours.contains("dep\tgithub.com/google/go-cmp\tv0.6.0\th1:"),
         "{ours}"
     );
+
+    // `-c opt` keeps the symbol table and DWARF: the build information says no `-s -w`, as
+    // `go build` without them.
+    ws.kiln(&["build", "-c", "opt", "//go/cmd/hello"]).ok();
+    run(go(&module, gocache.path())
+        .args(["build", "-ldflags=-X=main.version=1.0", "-o"])
+        .arg(bin.path().join("hello"))
+        .arg("./cmd/hello"));
+    let ours = build_info(go(&module, gocache.path()), &kiln_hello);
+    let theirs = build_info(go(&module, gocache.path()), &bin.path().join("hello"));
+    assert_eq!(ours, theirs);
+    assert!(ours.contains("-ldflags=-X=main.version=1.0"), "{ours}");
 }
 
 #[test]

@@ -581,6 +581,10 @@ impl<'a> Engine<'a> {
             crate::host::platform_properties(self.config.function, &host_digest),
             self.config.scratch_dir.clone(),
         );
+        runner.memory_scratch_limit = memory_scratch
+            .as_deref()
+            .map(|dir| scratch::memory_scratch_limit(dir, self.config.jobs))
+            .unwrap_or(0);
         runner.memory_scratch_root = memory_scratch.clone();
         runner.source_roots = roots.clone();
         runner.remote = self.config.remote.clone();

@@ -59,6 +59,8 @@ pub struct Runner {
     pub scratch_root: PathBuf,
     /// A directory on a memory file system for the scratch trees of small actions, if any.
     pub memory_scratch_root: Option<PathBuf>,
+    /// Actions whose inputs add up to at most this many bytes stage in `memory_scratch_root`.
+    pub memory_scratch_limit: u64,
     /// Where source inputs live on the host (the workspace, and external repositories).
     pub source_roots: SourceRoots,
     /// Digests of the host tools actions name, by absolute path.
@@ -143,6 +145,7 @@ impl Runner {
             platform,
             scratch_root,
             memory_scratch_root: None,
+            memory_scratch_limit: 0,
             tool_digests: std::collections::HashMap::new(),
             remote: None,
             verified: Mutex::new(HashSet::new()),
@@ -425,12 +428,13 @@ impl Runner {
             lost.dedup();
             return RunOutcome::LostInputs(lost);
         }
-        // Small actions stage on a memory file system when there is one: creating and deleting
-        // their scratch trees on disk costs more than copying their few input bytes. Large ones
-        // stage next to the cache, where inputs are hard links.
+        // Actions stage on a memory file system when there is one and their inputs fit: creating
+        // and deleting scratch trees (a directory and a hard link per input) on a disk file
+        // system costs more than copying the input bytes. Large ones stage next to the cache,
+        // where inputs are hard links.
         let input_bytes: u64 = keyed.inputs.values().map(|f| f.digest.size).sum();
         let scratch_root = match &self.memory_scratch_root {
-            Some(memory) if input_bytes <= MEMORY_SCRATCH_LIMIT => memory,
+            Some(memory) if input_bytes <= self.memory_scratch_limit => memory,
             _ => &self.scratch_root,
         };
         let scratch = scratch_root.join(format!(
@@ -740,9 +744,6 @@ fn result_message(
         ..Default::default()
     }
 }
-
-/// Actions whose inputs add up to at most this many bytes stage on the memory file system.
-const MEMORY_SCRATCH_LIMIT: u64 = 4 << 20;
 
 /// Logs up to this size are stored inline in an `ActionResult`.
 const INLINE_LOG_LIMIT: usize = 4096;

@@ -23,6 +23,23 @@ pub(super) fn private_dir(dir: &Path) -> Option<std::path::PathBuf> {
     (meta.is_dir() && ours == Some(meta.uid())).then(|| dir.to_path_buf())
 }
 
+/// The most input bytes an action may have to stage on the memory file system at `dir`: up to
+/// [`MEMORY_SCRATCH_MAX`], and at most an eighth of the free space per concurrent job, so that
+/// `jobs` staged trees and their outputs fit even on a small `/dev/shm` (64 MiB in containers).
+pub(super) fn memory_scratch_limit(dir: &Path, jobs: usize) -> u64 {
+    let Ok(stat) = nix::sys::statvfs::statvfs(dir) else {
+        return 0;
+    };
+    let free = stat.blocks_available() as u64 * stat.fragment_size() as u64;
+    (free / 8 / jobs.max(1) as u64).min(MEMORY_SCRATCH_MAX)
+}
+
+/// Inputs up to this size stage on the memory file system (copied, since hard links cannot
+/// cross file systems). Copying tens of megabytes there costs less than creating and removing
+/// hundreds of hard links and directories on a disk file system: a Go link of ~500 archives
+/// spent 1–2 s of wall time per action on those under load (docs/benchmarks.md).
+pub(super) const MEMORY_SCRATCH_MAX: u64 = 256 << 20;
+
 /// Removes a directory tree, first making read-only directories in it writable (actions and
 /// the CAS leave some behind).
 pub fn remove_tree(path: &Path) -> std::io::Result<()> {

@@ -37,7 +37,7 @@ pub struct LinkSpec<'a> {
     pub x_defs: Vec<String>,
     /// Extra linker flags.
     pub flags: Vec<String>,
-    /// Whether this is a test binary (no module information, `-s -w`).
+    /// Whether this is a test binary (no module information, always `-s -w`).
     pub test: bool,
     /// The executable.
     pub out: &'a Artifact,
@@ -83,6 +83,15 @@ pub fn link(
         Some(m) => godebug::default_godebug(&env.sdk.godebug_table, m.go_minor(), &m.godebug),
         None => String::new(),
     };
+    // rules_go links with `-s -w` under Bazel's default `--strip=sometimes` in fastbuild (and
+    // always for tests); `-c dbg` and `-c opt` keep the symbol table and DWARF. The flags are
+    // recorded in the build information as `go build -ldflags` records them.
+    let strip = spec.test || ctx.settings.compilation_mode == "fastbuild";
+    let mut ldflags: Vec<String> = Vec::new();
+    if strip {
+        ldflags.extend(["-s".to_string(), "-w".to_string()]);
+    }
+    ldflags.extend(spec.x_defs.iter().map(|x| format!("-X={x}")));
     let modinfo = (!spec.test).then(|| {
         let mut deps: Vec<_> = closure.iter().filter_map(|a| a.module.clone()).collect();
         deps.sort();
@@ -92,16 +101,11 @@ pub fn link(
             main_module: spec.module.map(|m| m.module.clone()).unwrap_or_default(),
             deps,
             godebug: godebug.clone(),
-            ldflags: spec
-                .x_defs
-                .iter()
-                .map(|x| format!("-X={x}"))
-                .collect::<Vec<_>>()
-                .join(" "),
+            ldflags: ldflags.join(" "),
         }
     });
     let mut flags = Vec::new();
-    if spec.test {
+    if strip {
         flags.extend(["-s".to_string(), "-w".to_string()]);
     }
     flags.extend(spec.flags);
