@@ -30,7 +30,9 @@ pub(super) fn memory_scratch_limit(dir: &Path, jobs: usize) -> u64 {
     let Ok(stat) = nix::sys::statvfs::statvfs(dir) else {
         return 0;
     };
-    let free = stat.blocks_available() as u64 * stat.fragment_size() as u64;
+    // The field types differ between platforms (u32 on some 32-bit libcs).
+    #[allow(clippy::unnecessary_cast)]
+    let free = (stat.blocks_available() as u64).saturating_mul(stat.fragment_size() as u64);
     (free / 8 / jobs.max(1) as u64).min(MEMORY_SCRATCH_MAX)
 }
 
