@@ -76,18 +76,23 @@ def main():
     if a.replace and a.replace not in original:
         raise SystemExit("--replace text not found in " + a.file)
 
+    # A per-invocation nonce: with a shared --cache, edits repeated from an earlier run would be
+    # cache hits and measure nothing.
+    nonce = "%x" % int(time.time() * 1000)
+
     def edit(i):
+        tag = "%s-%d" % (nonce, i)
         with open(path, "w") as f:
             if a.replace:
-                f.write(original.replace(a.replace, a.replacement.replace("%d", str(i)), 1))
+                f.write(original.replace(a.replace, a.replacement.replace("%d", tag), 1))
             else:
-                f.write(original + "kiln-watch-bench edit %d\n" % i)
+                f.write(original + "kiln-watch-bench edit %s\n" % tag)
 
     watch = subprocess.Popen([kiln, "watch", "build", a.target, "--events=" + events], cwd=ws, env=env,
                              stderr=subprocess.DEVNULL)
     try:
         wait_for(lambda: any(e.get("type") == "watch_round_done" for e in read_events(events)), step=0.05)
-        first, rebuilt = [], []
+        first, rebuilt, executed = [], [], []
         for i in range(a.runs):
             before = open(output, "rb").read() if os.path.exists(output) else b""
             before_stat = stat_key(output)
@@ -102,6 +107,9 @@ def main():
             t_out = now_ms()
             done = wait_for(lambda: [e for e in read_events(events) if e.get("type") == "watch_round_done"][rounds:],
                             step=0.05)
+            if not done[0].get("executed"):
+                raise SystemExit("round %d executed nothing: the edit was a cache hit" % done[0].get("round", 0))
+            executed.append(len(done[0]["executed"]))
             if done[0].get("first_action_ms"):
                 first.append(done[0]["first_action_ms"] - t0)
             rebuilt.append(t_out - t0)
@@ -123,6 +131,7 @@ def main():
         "watch_write_to_first_action_ms": statistics.median(first) if first else None,
         "watch_write_to_output_ms": statistics.median(rebuilt),
         "fresh_build_ms": statistics.median(fresh),
+        "executed_per_round": executed,
     }
     print("write → first action (watch): %.1f ms" % (result["watch_write_to_first_action_ms"] or -1))
     print("write → rebuilt output (watch): %.1f ms" % result["watch_write_to_output_ms"])
