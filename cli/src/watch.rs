@@ -18,7 +18,7 @@ use std::time::{Duration, Instant};
 
 use anyhow::Result;
 use kiln_exec::service::Service;
-use kiln_graph::engine::{BuildReport, Goal};
+use kiln_graph::engine::{BuildReport, Goal, WatchSet};
 use kiln_graph::label::Label;
 use kiln_graph::pattern::PatternSet;
 use serde_json::json;
@@ -108,6 +108,11 @@ pub fn run(args: WatchArgs) -> Result<i32> {
         }
     ));
     let mut tracker = ChangeTracker::new(&root, session.workspace.digest_function(&flags)?);
+    // kiln.toml is read before any round: know its content, so rewriting it unchanged is nothing.
+    tracker.learn(&WatchSet {
+        files: vec!["kiln.toml".to_string()],
+        ..WatchSet::default()
+    });
     // Files Kiln itself writes in the workspace (the events file) are never changes.
     let own_files: Vec<PathBuf> = flags
         .events
@@ -351,8 +356,21 @@ fn settle(watcher: &DirWatcher) -> Vec<PathBuf> {
 /// Reads kiln.toml again after it changed; its new settings apply from the next round. A
 /// kiln.toml that no longer parses keeps the old settings, with the error shown.
 fn reload_settings(session: &mut Session, flags: &BuildFlags, tracker: &mut ChangeTracker) {
+    let keep = |why: String| {
+        session.terminal.line(&format!(
+            "ERROR: kiln.toml changed; keeping the previous settings: {why}"
+        ))
+    };
     match Workspace::open(&flags.common) {
         Ok(workspace) => {
+            if workspace.state_dir != session.workspace.state_dir {
+                keep("it moves the cache and the workspace state; restart `kiln watch`".into());
+                return;
+            }
+            if let Err(e) = crate::commands::engine_config(&workspace, flags) {
+                keep(format!("{e:#}"));
+                return;
+            }
             let function = workspace.digest_function(flags);
             session.workspace = workspace;
             match function {
@@ -367,9 +385,7 @@ fn reload_settings(session: &mut Session, flags: &BuildFlags, tracker: &mut Chan
                 .terminal
                 .line("INFO: kiln.toml changed; its settings apply from this round on");
         }
-        Err(e) => session.terminal.line(&format!(
-            "ERROR: kiln.toml changed and cannot be read; keeping the previous settings: {e:#}"
-        )),
+        Err(e) => keep(format!("{e:#}")),
     }
 }
 

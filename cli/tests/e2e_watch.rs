@@ -344,6 +344,9 @@ fn kiln_toml_changes_apply_without_a_restart() {
     ws.write("in.txt", "one\n");
     let watch = Watch::start(&ws, &["build", "//:g"]);
     assert_eq!(watch.wait_round(1)["success"], true, "{}", watch.stderr());
+    // Rewritten unchanged, it starts nothing.
+    ws.write("kiln.toml", "");
+    watch.assert_no_round_after(1);
     // A kiln.toml that does not parse keeps the old settings, with the error shown.
     ws.write("kiln.toml", "[build\n");
     let second = watch.wait_round(2);
@@ -353,14 +356,27 @@ fn kiln_toml_changes_apply_without_a_restart() {
         watch.stderr()
     );
     assert_eq!(second["success"], true, "{}", watch.stderr());
-    // A new digest function applies to the next round: every action key changes.
-    ws.write("kiln.toml", "[build]\ndigest_function = \"sha256\"\n");
+    // One that parses but holds a bad value is refused the same way.
+    ws.write("kiln.toml", "[build]\ndigest_function = \"md5\"\n");
     let third = watch.wait_round(3);
     assert_eq!(third["success"], true, "{}", watch.stderr());
-    assert_eq!(executed(&third), ["Genrule //:g"], "{}", watch.stderr());
-    ws.write("in.txt", "two\n");
+    assert_eq!(
+        watch
+            .stderr()
+            .matches("keeping the previous settings")
+            .count(),
+        2,
+        "{}",
+        watch.stderr()
+    );
+    // A new digest function applies to the next round: every action key changes.
+    ws.write("kiln.toml", "[build]\ndigest_function = \"sha256\"\n");
     let fourth = watch.wait_round(4);
+    assert_eq!(fourth["success"], true, "{}", watch.stderr());
     assert_eq!(executed(&fourth), ["Genrule //:g"], "{}", watch.stderr());
+    ws.write("in.txt", "two\n");
+    let fifth = watch.wait_round(5);
+    assert_eq!(executed(&fifth), ["Genrule //:g"], "{}", watch.stderr());
     assert_eq!(ws.read_out("g.txt"), "two\n");
 }
 

@@ -16,8 +16,9 @@ use kiln_graph::load::{listing_fingerprint, DiskFs, PackageFs, BUILD_FILE_NAMES}
 pub struct ChangeTracker {
     root: PathBuf,
     function: DigestFunction,
-    /// Workspace-relative path → digest of its content (`None`: did not exist).
-    files: HashMap<String, Option<Digest>>,
+    /// Workspace-relative path → its content digest and executable bit, which action keys both
+    /// hold (`None`: did not exist).
+    files: HashMap<String, Option<FileState>>,
     /// Workspace-relative directory → fingerprint of its listing.
     listings: HashMap<String, String>,
 }
@@ -50,7 +51,8 @@ impl ChangeTracker {
                 continue;
             }
             if let Some(used) = used {
-                self.files.insert(path, Some(used));
+                let executable = self.executable(&path);
+                self.files.insert(path, Some((used, executable)));
             } else if !self.files.contains_key(&path) {
                 let digest = self.digest(&path);
                 self.files.insert(path, digest);
@@ -163,16 +165,25 @@ impl ChangeTracker {
         Some(rel.to_string_lossy().into_owned())
     }
 
-    fn digest(&self, rel: &str) -> Option<Digest> {
-        Digest::of_file(self.function, &self.root.join(rel)).ok()
+    fn digest(&self, rel: &str) -> Option<FileState> {
+        let digest = Digest::of_file(self.function, &self.root.join(rel)).ok()?;
+        Some((digest, self.executable(rel)))
+    }
+
+    fn executable(&self, rel: &str) -> bool {
+        use std::os::unix::fs::PermissionsExt;
+        std::fs::metadata(self.root.join(rel)).is_ok_and(|m| m.permissions().mode() & 0o111 != 0)
     }
 }
+
+/// A file's content digest and executable bit.
+type FileState = (Digest, bool);
 
 /// What [`ChangeTracker::probe`] found.
 #[derive(Default)]
 struct Probe {
-    /// The file's digest now (`None`: absent) and whether it differs, when the file is tracked.
-    file: Option<(Option<Digest>, bool)>,
+    /// The file's state now (`None`: absent) and whether it differs, when the file is tracked.
+    file: Option<(Option<FileState>, bool)>,
     /// The parent directory's listing fingerprint now, when it is tracked and differs.
     listing: Option<String>,
 }
@@ -210,6 +221,18 @@ mod tests {
             digests: HashMap::new(),
         });
         (dir, tracker)
+    }
+
+    #[test]
+    fn a_new_executable_bit_is_a_change() {
+        use std::os::unix::fs::PermissionsExt;
+        let (dir, mut tracker) = setup();
+        let src = dir.path().join("a/src.txt");
+        std::fs::set_permissions(&src, std::fs::Permissions::from_mode(0o755))
+            .unwrap_or_else(|e| panic!("{e}"));
+        assert!(tracker.differs(&src));
+        assert_eq!(tracker.changed(&src).as_deref(), Some("a/src.txt"));
+        assert_eq!(tracker.changed(&src), None, "recorded");
     }
 
     #[test]
