@@ -58,6 +58,112 @@ pub fn helper(
     Ok(helper::artifact())
 }
 
+/// Asks the rustup shim which toolchain's sysroot the workspace uses.
+fn ask_sysroot(
+    shim: &Path,
+    env: &[(String, String)],
+    workspace: &WorkspaceInfo,
+    pinned: Option<&Pin>,
+) -> Result<PathBuf, ToolchainError> {
+    let shim_text = shim.to_string_lossy().into_owned();
+    let out = kiln_exec::host_command::run(
+        &[shim_text.as_str(), "--print", "sysroot"],
+        env,
+        &workspace.root,
+    )
+    .map_err(|e| ToolchainError::Broken(e.to_string()))?;
+    if !out.success() {
+        let stderr = out.stderr_text();
+        return Err(match pinned {
+            Some(pin) if toolchain::says_not_installed(&stderr) => ToolchainError::NotInstalled {
+                channel: pin.channel.clone(),
+                source_file: pin.source_file.clone(),
+            },
+            _ => ToolchainError::Broken(format!("`rustc --print sysroot` failed: {stderr}")),
+        });
+    }
+    Ok(PathBuf::from(out.stdout_text()))
+}
+
+/// The shim's answer remembered for the process's life (a `kiln watch` session, whose every round
+/// would otherwise start the shim again), keyed on the environment passed to it and the stat of
+/// every file that decides which toolchain it picks — the files the no-op check also trusts —
+/// and never kept while one of them changed within the last 2 seconds.
+mod sysroot_memo {
+    use std::collections::HashMap;
+    use std::os::unix::fs::MetadataExt;
+    use std::path::PathBuf;
+    use std::sync::{Mutex, OnceLock};
+    use std::time::{Duration, SystemTime, UNIX_EPOCH};
+
+    const RACY_WINDOW: Duration = Duration::from_secs(2);
+
+    fn memo() -> &'static Mutex<HashMap<String, PathBuf>> {
+        static MEMO: OnceLock<Mutex<HashMap<String, PathBuf>>> = OnceLock::new();
+        MEMO.get_or_init(|| Mutex::new(HashMap::new()))
+    }
+
+    /// The key, or `None` when a deciding file changed too recently to be trusted by stat.
+    pub(super) fn key(env: &[(String, String)], files: &[PathBuf]) -> Option<String> {
+        let now = SystemTime::now().duration_since(UNIX_EPOCH).ok()?;
+        let limit = now.saturating_sub(RACY_WINDOW).as_secs() as i64;
+        let mut key = format!("{env:?}");
+        for file in files {
+            match std::fs::metadata(file) {
+                Ok(m) => {
+                    if m.mtime() >= limit || m.ctime() >= limit {
+                        return None;
+                    }
+                    key.push_str(&format!(
+                        "\0{}:{}:{}:{}:{}.{}:{}.{}",
+                        file.display(),
+                        m.dev(),
+                        m.ino(),
+                        m.size(),
+                        m.mtime(),
+                        m.mtime_nsec(),
+                        m.ctime(),
+                        m.ctime_nsec()
+                    ));
+                }
+                Err(_) => key.push_str(&format!("\0{}:absent", file.display())),
+            }
+        }
+        Some(key)
+    }
+
+    pub(super) fn get(key: &str) -> Option<PathBuf> {
+        memo().lock().ok()?.get(key).cloned()
+    }
+
+    pub(super) fn put(key: String, sysroot: PathBuf) {
+        if let Ok(mut memo) = memo().lock() {
+            memo.insert(key, sysroot);
+        }
+    }
+
+    #[cfg(test)]
+    mod tests {
+        use super::*;
+
+        #[test]
+        fn a_recent_change_gives_no_key_and_any_stat_change_a_new_one() {
+            let dir = tempfile::tempdir().unwrap_or_else(|e| panic!("{e}"));
+            let file = dir.path().join("settings.toml");
+            std::fs::write(&file, "a").unwrap_or_else(|e| panic!("{e}"));
+            let env = [("PATH".to_string(), "/bin".to_string())];
+            assert_eq!(key(&env, std::slice::from_ref(&file)), None, "just written");
+            let absent = dir.path().join("rust-toolchain.toml");
+            let first = key(&env, std::slice::from_ref(&absent));
+            assert!(first.is_some(), "an absent file is a stable fact");
+            let other_env = [("PATH".to_string(), "/usr/bin".to_string())];
+            assert_ne!(key(&other_env, std::slice::from_ref(&absent)), first);
+            std::fs::write(&absent, "x").unwrap_or_else(|e| panic!("{e}"));
+            assert_ne!(key(&env, &[absent]), first, "created since");
+        }
+    }
+}
+
 fn read_observed(host: &dyn HostAccess, path: &Path) -> Option<String> {
     host.observe(path);
     std::fs::read_to_string(path).ok()
@@ -94,24 +200,26 @@ pub fn resolve(
     if let Some(Pin { channel, .. }) = &pinned {
         env.push(("RUSTUP_TOOLCHAIN".to_string(), channel.clone()));
     }
-    let shim_text = shim.to_string_lossy().into_owned();
-    let out = kiln_exec::host_command::run(
-        &[shim_text.as_str(), "--print", "sysroot"],
-        &env,
-        &workspace.root,
-    )
-    .map_err(|e| ToolchainError::Broken(e.to_string()))?;
-    if !out.success() {
-        let stderr = out.stderr_text();
-        return Err(match pinned {
-            Some(pin) if toolchain::says_not_installed(&stderr) => ToolchainError::NotInstalled {
-                channel: pin.channel,
-                source_file: pin.source_file,
-            },
-            _ => ToolchainError::Broken(format!("`rustc --print sysroot` failed: {stderr}")),
-        });
+    let mut decided_by = vec![
+        shim.clone(),
+        workspace.root.join("rust-toolchain.toml"),
+        workspace.root.join("rust-toolchain"),
+    ];
+    if let Some(home) = rustup_home() {
+        decided_by.push(home.join("settings.toml"));
+        decided_by.push(home.join("toolchains"));
     }
-    let sysroot = PathBuf::from(out.stdout_text());
+    let remembered_key = sysroot_memo::key(&env, &decided_by);
+    let sysroot = match remembered_key.as_ref().and_then(|k| sysroot_memo::get(k)) {
+        Some(sysroot) => sysroot,
+        None => {
+            let sysroot = ask_sysroot(&shim, &env, workspace, pinned.as_ref())?;
+            if let Some(key) = remembered_key {
+                sysroot_memo::put(key, sysroot.clone());
+            }
+            sysroot
+        }
+    };
     let rustc = sysroot.join("bin/rustc");
     host.observe(&rustc);
     let ask = |args: &[&str]| -> Result<String, ToolchainError> {
