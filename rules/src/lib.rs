@@ -13,6 +13,7 @@ pub mod go;
 pub mod make_vars;
 pub mod runfiles;
 pub mod rust;
+pub mod settled_stat;
 pub mod shell;
 
 use kiln_graph::analysis::RuleImpl;

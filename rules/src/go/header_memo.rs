@@ -4,47 +4,19 @@
 //!
 //! An entry is keyed on the file's path and stat (device, inode, size, mtime and ctime in
 //! nanoseconds). As with the file-digest memo, a file whose mtime or ctime is within
-//! [`RACY_WINDOW`] of the moment it was read is not remembered: a rewrite of the same size within
+//! [`crate::settled_stat::RACY_WINDOW`] of the moment it was read is not remembered: a rewrite of the same size within
 //! one timestamp tick could otherwise leave its old header in use.
 
 use std::collections::HashMap;
-use std::os::unix::fs::MetadataExt;
 use std::path::{Path, PathBuf};
 use std::sync::{Mutex, OnceLock};
-use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
 use super::scan::FileInfo;
-
-/// Files changed this recently are read every time.
-const RACY_WINDOW: Duration = Duration::from_secs(2);
-
-/// (device, inode, size, mtime ns, ctime ns).
-type StatKey = (u64, u64, u64, i128, i128);
+use crate::settled_stat::{settled, stat_key, StatKey};
 
 fn memo() -> &'static Mutex<HashMap<PathBuf, (StatKey, FileInfo)>> {
     static MEMO: OnceLock<Mutex<HashMap<PathBuf, (StatKey, FileInfo)>>> = OnceLock::new();
     MEMO.get_or_init(|| Mutex::new(HashMap::new()))
-}
-
-fn stat_key(host: &Path) -> Option<StatKey> {
-    let m = std::fs::metadata(host).ok()?;
-    let ns = |secs: i64, nanos: i64| secs as i128 * 1_000_000_000 + nanos as i128;
-    Some((
-        m.dev(),
-        m.ino(),
-        m.size(),
-        ns(m.mtime(), m.mtime_nsec()),
-        ns(m.ctime(), m.ctime_nsec()),
-    ))
-}
-
-/// Whether both timestamps are older than the racy window.
-fn settled(key: &StatKey) -> bool {
-    let Ok(now) = SystemTime::now().duration_since(UNIX_EPOCH) else {
-        return false;
-    };
-    let limit = now.saturating_sub(RACY_WINDOW).as_nanos() as i128;
-    key.3 < limit && key.4 < limit
 }
 
 /// The header of the file at `host`: remembered when its stat is unchanged, else `scan()`
@@ -76,6 +48,7 @@ pub fn header(
 mod tests {
     use super::*;
     use std::cell::Cell;
+    use std::time::{Duration, SystemTime};
 
     #[test]
     fn a_settled_file_is_scanned_once_and_a_changed_one_again() {

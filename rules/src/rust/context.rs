@@ -91,12 +91,10 @@ fn ask_sysroot(
 /// and never kept while one of them changed within the last 2 seconds.
 mod sysroot_memo {
     use std::collections::HashMap;
-    use std::os::unix::fs::MetadataExt;
     use std::path::PathBuf;
     use std::sync::{Mutex, OnceLock};
-    use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
-    const RACY_WINDOW: Duration = Duration::from_secs(2);
+    use crate::settled_stat::{settled, stat_key};
 
     fn memo() -> &'static Mutex<HashMap<String, PathBuf>> {
         static MEMO: OnceLock<Mutex<HashMap<String, PathBuf>>> = OnceLock::new();
@@ -105,28 +103,12 @@ mod sysroot_memo {
 
     /// The key, or `None` when a deciding file changed too recently to be trusted by stat.
     pub(super) fn key(env: &[(String, String)], files: &[PathBuf]) -> Option<String> {
-        let now = SystemTime::now().duration_since(UNIX_EPOCH).ok()?;
-        let limit = now.saturating_sub(RACY_WINDOW).as_secs() as i64;
         let mut key = format!("{env:?}");
         for file in files {
-            match std::fs::metadata(file) {
-                Ok(m) => {
-                    if m.mtime() >= limit || m.ctime() >= limit {
-                        return None;
-                    }
-                    key.push_str(&format!(
-                        "\0{}:{}:{}:{}:{}.{}:{}.{}",
-                        file.display(),
-                        m.dev(),
-                        m.ino(),
-                        m.size(),
-                        m.mtime(),
-                        m.mtime_nsec(),
-                        m.ctime(),
-                        m.ctime_nsec()
-                    ));
-                }
-                Err(_) => key.push_str(&format!("\0{}:absent", file.display())),
+            match stat_key(file) {
+                Some(stat) if !settled(&stat) => return None,
+                Some(stat) => key.push_str(&format!("\0{}:{stat:?}", file.display())),
+                None => key.push_str(&format!("\0{}:absent", file.display())),
             }
         }
         Some(key)
