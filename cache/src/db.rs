@@ -104,7 +104,10 @@ mod tests {
                 })
                 .filter(|fresh| *fresh)
                 .count();
-            assert_eq!(fresh, 1, "round {round}: exactly one opener creates the schema");
+            assert_eq!(
+                fresh, 1,
+                "round {round}: exactly one opener creates the schema"
+            );
         }
     }
 }

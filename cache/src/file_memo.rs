@@ -222,7 +222,9 @@ impl WorkspaceState {
     /// Forgets the memo entries of `paths` (e.g. deleted files), for every digest function.
     pub fn forget_files(&self, paths: &[String]) -> Result<()> {
         let mut conn = self.conn();
-        let tx = conn.transaction().map_err(self.err())?;
+        let tx = conn
+            .transaction_with_behavior(rusqlite::TransactionBehavior::Immediate)
+            .map_err(self.err())?;
         {
             let mut delete = tx
                 .prepare_cached("DELETE FROM file_memo WHERE path = ?1")
