@@ -172,6 +172,7 @@ impl Session {
             EngineError::Internal(_) => Exit::new(exit::INTERNAL, e.to_string()),
         });
         self.terminal.finish();
+        self.state.mark_build();
         if let (Err(e), Some(events)) = (&report, &self.events) {
             events.write(serde_json::json!({"type": "summary", "success": false, "error": e.to_string(), "executed": 0, "local_hits": 0, "remote_hits": 0}));
             events.flush();
@@ -447,6 +448,7 @@ fn clean(common: &crate::args::CommonArgs, expunge: bool) -> Result<i32> {
         kiln_graph::engine::remove_tree(&out)
             .with_context(|| format!("Cannot remove `{}`", out.display()))?;
     }
+    state.mark_build();
     if expunge {
         drop(state);
         for entry in std::fs::read_dir(&workspace.state_dir)

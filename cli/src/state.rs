@@ -24,6 +24,8 @@ use crate::workspace::Workspace;
 const LAST_BUILD_KEY: &str = "last_build_actions";
 /// Key of the last successful build's no-op record (see `kiln_graph::engine::noop`).
 const NOOP_KEY: &str = "noop_record";
+/// Key of the mark the last build (or `kiln clean`) left, so `kiln watch` notices other builds.
+const BUILD_MARK_KEY: &str = "build_mark";
 /// Prefix of the rules' memo keys in the key/value table (toolchain digests and the like).
 const RULE_MEMO_PREFIX: &str = "rules:";
 
@@ -91,6 +93,22 @@ impl State {
             )
             .into()),
         }
+    }
+
+    /// Leaves a mark no other build leaves (process id and time), saying `kiln-out/` may have
+    /// changed: a `kiln watch` of this workspace compares it with the mark of its own last round.
+    pub fn mark_build(&self) {
+        let nanos = SystemTime::now()
+            .duration_since(SystemTime::UNIX_EPOCH)
+            .map(|d| d.as_nanos())
+            .unwrap_or(0);
+        let mark = format!("{}:{nanos}", std::process::id());
+        let _ = self.db.put_kv(BUILD_MARK_KEY, mark.as_bytes());
+    }
+
+    /// The mark the last build left (see [`State::mark_build`]).
+    pub fn build_mark(&self) -> Option<Vec<u8>> {
+        self.db.get_kv(BUILD_MARK_KEY).ok().flatten()
     }
 
     /// The memoized digest of `path`, loading the memo of `function` on first use.

@@ -1,19 +1,23 @@
 //! `kiln watch build|test|run TARGETS [-- ARGS]`: one build (test, run) at start, then one per
-//! change. Directories are watched (so saves by rename are seen), events are filtered by path and
-//! decided by content ([`changes`]), a burst settles for [`SETTLE`] into one round, and an event
-//! during a round makes another round follow at once. Each round takes the build lock, so a
-//! `kiln build` elsewhere waits for it. `run` mode restarts the program only when its executable
-//! or runfiles changed, and keeps the old one running when a build fails.
+//! change. Directories are watched (so saves by rename are seen; [`scope`] says which, [`dirs`]
+//! watches them), events are filtered by path and decided by content ([`changes`]), a burst
+//! settles for [`SETTLE`] into one round, and an event during a round stops it and makes another
+//! round follow. Each round takes the build lock, so a `kiln build` elsewhere waits for it, and
+//! the mark such a build leaves in the workspace state starts a round that puts `kiln-out/` back
+//! in step with this watch. `run` mode restarts the program only when its executable or runfiles
+//! changed, and keeps the old one running when a build fails.
 
 mod changes;
 mod dirs;
+mod inbox;
 mod round;
+mod scope;
 
 use std::collections::BTreeSet;
 use std::path::{Path, PathBuf};
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::mpsc::{Receiver, RecvTimeoutError};
-use std::sync::Arc;
+use std::sync::{Arc, Mutex, MutexGuard};
 use std::time::{Duration, Instant};
 
 use anyhow::Result;
@@ -29,13 +33,22 @@ use crate::exit::{self, Exit};
 use crate::workspace::Workspace;
 use changes::ChangeTracker;
 use dirs::{ignored, DirWatcher};
+use inbox::Inbox;
 use round::{RoundObserver, RoundOutcome};
+use scope::WatchScope;
 
 /// Quiet time that ends a burst of events (a `git checkout`, a formatter run) into one round.
 const SETTLE: Duration = Duration::from_millis(30);
 
 /// How often the sentry of a running round looks whether the round is over.
 const SENTRY_POLL: Duration = Duration::from_millis(10);
+
+/// How often, while another kiln process holds the build lock, the watcher looks whether it is
+/// done.
+const OTHER_BUILD_POLL: Duration = Duration::from_millis(100);
+
+/// What a change that is another kiln process's build is called in a round's header.
+const OTHER_BUILD: &str = "(another kiln build or clean changed kiln-out)";
 
 /// What each round does.
 enum Action {
@@ -58,29 +71,19 @@ pub fn run(args: WatchArgs) -> Result<i32> {
     }
     let grace = Duration::from_secs_f64(args.grace.min(600.0));
     exit::SERVICE_GRACE_MS.store(grace.as_millis() as u64, Ordering::SeqCst);
-    let (patterns, flags, goal, action) = match args.mode {
-        WatchMode::Build(b) => (b.patterns, b.flags, Goal::Build, Action::Build),
+    // `run` mode's arguments, until its pattern is parsed into the label to run.
+    let (patterns, flags, goal, test_output, run_args) = match args.mode {
+        WatchMode::Build(b) => (b.patterns, b.flags, Goal::Build, None, None),
         WatchMode::Test(t) => {
             let goal = Goal::Test(test_options(&t));
-            (t.patterns, t.flags, goal, Action::Test(t.test_output))
+            (t.patterns, t.flags, goal, Some(t.test_output), None)
         }
-        WatchMode::Run(r) => {
-            let target = r.target.clone();
-            (
-                vec![target],
-                r.flags,
-                Goal::Build,
-                Action::Run {
-                    label: Label::new("", "", ""),
-                    args: r.args,
-                },
-            )
-        }
+        WatchMode::Run(r) => (vec![r.target], r.flags, Goal::Build, None, Some(r.args)),
     };
     let mut session = Session::open(&flags)?;
     let patterns = parse_patterns(&patterns, &session.workspace.cwd_package)?;
-    let action = match action {
-        Action::Run { args, .. } => {
+    let action = match (test_output, run_args) {
+        (_, Some(args)) => {
             let label = patterns.explicit_targets().next().cloned().ok_or_else(|| {
                 Exit::new(
                     exit::BAD_COMMAND_LINE,
@@ -89,11 +92,20 @@ pub fn run(args: WatchArgs) -> Result<i32> {
             })?;
             Action::Run { label, args }
         }
-        other => other,
+        (Some(output), None) => Action::Test(output),
+        (None, None) => Action::Build,
     };
     let root = session.workspace.root.clone();
+    let mut tracker = ChangeTracker::new(&root, session.workspace.digest_function(&flags)?);
+    // kiln.toml is read before any round: know its content, so rewriting it unchanged is nothing.
+    tracker.learn(&WatchSet {
+        files: vec!["kiln.toml".to_string()],
+        ..WatchSet::default()
+    });
+    let state_dir = session.workspace.state_dir.clone();
+    let mut scope = WatchScope::new(&root, &patterns, vec![state_dir.clone()]);
     // Watch before the first round, so nothing that changes during it is missed.
-    let (mut watcher, limit_note) = DirWatcher::start(&root, args.poll)?;
+    let (watcher, limit_note) = DirWatcher::start(&scope.dirs(&tracker), args.poll)?;
     if let Some(note) = limit_note {
         session.terminal.line(&format!("WARNING: {note}"));
     }
@@ -107,12 +119,6 @@ pub fn run(args: WatchArgs) -> Result<i32> {
             "file notifications"
         }
     ));
-    let mut tracker = ChangeTracker::new(&root, session.workspace.digest_function(&flags)?);
-    // kiln.toml is read before any round: know its content, so rewriting it unchanged is nothing.
-    tracker.learn(&WatchSet {
-        files: vec!["kiln.toml".to_string()],
-        ..WatchSet::default()
-    });
     // Files Kiln itself writes in the workspace (the events file) are never changes.
     let own_files: Vec<PathBuf> = flags
         .events
@@ -123,6 +129,7 @@ pub fn run(args: WatchArgs) -> Result<i32> {
                 .ok()
         })
         .collect();
+    let mut inbox = Inbox::new(watcher, root.clone(), state_dir, own_files);
     let mut service = RunningProgram::default();
     let mut changed: Vec<String> = Vec::new();
     let mut round_number = 0u64;
@@ -130,6 +137,7 @@ pub fn run(args: WatchArgs) -> Result<i32> {
         round_number += 1;
         let observer = RoundObserver::default();
         let started = Instant::now();
+        let started_at = std::time::SystemTime::now();
         round::announce(&session, round_number, &changed);
         // While the round runs, a sentry thread reads the watcher's events; one that changes
         // what the last round rested on stops this round, which is then stale.
@@ -137,7 +145,7 @@ pub fn run(args: WatchArgs) -> Result<i32> {
         let round_over = AtomicBool::new(false);
         let can_stop = !tracker.is_empty();
         let (outcome, seen) = std::thread::scope(|scope| {
-            let events = &mut watcher.events;
+            let events = &mut inbox.watcher.events;
             let (tracker, root, stop_flag, round_over) = (&tracker, &root, &stop, &round_over);
             let sentry = scope.spawn(move || {
                 sentry(
@@ -168,7 +176,11 @@ pub fn run(args: WatchArgs) -> Result<i32> {
             let seen = sentry.join().unwrap_or_default();
             (outcome, seen)
         });
-        let outcome = outcome?;
+        let RoundEnd {
+            outcome,
+            mark,
+            outputs,
+        } = outcome?;
         let test_output = match &action {
             Action::Test(output) => Some(*output),
             _ => None,
@@ -203,16 +215,25 @@ pub fn run(args: WatchArgs) -> Result<i32> {
         if let Some(report) = outcome.report() {
             tracker.learn(&report.watch_set);
         }
-        let mut during = Vec::new();
+        if let Some(outputs) = outputs {
+            inbox.remember_outputs(outputs);
+        }
+        inbox.own_mark = mark;
+        // Watch what this round rested on (all the workspace if it could not say); directories
+        // watched only now are checked in full, as they may have changed unseen.
+        scope.set_whole_tree(!vouched);
         let mut seen = seen;
+        seen.extend(inbox.retarget(&scope, &tracker, &session, started_at));
+        if let Some(events) = &session.events {
+            events.write(json!({"type": "watch_scope", "round": round_number, "watched_dirs": inbox.watcher.watched_count(), "scanning": inbox.watcher.polling()}));
+            events.flush();
+        }
+        let mut during = Vec::new();
         if outcome.stopped() {
             // A burst (a `git checkout`) stopped it: let it settle before the next round.
-            seen.extend(settle(&watcher));
+            seen.extend(settle(&inbox.watcher));
         }
-        let pending: Vec<PathBuf> = drain_pending(&mut watcher, &root, seen)
-            .into_iter()
-            .filter(|p| !own_files.contains(p))
-            .collect();
+        let pending = inbox.drain_pending(&scope, &tracker, &session, seen);
         let mut concerned = Vec::new();
         for path in expand_unspecific(&tracker, pending) {
             if tracker.concerns(&path) || !vouched {
@@ -240,14 +261,7 @@ pub fn run(args: WatchArgs) -> Result<i32> {
             continue;
         }
         let accept_any = outcome.report().is_none();
-        changed = wait_for_change(
-            &mut watcher,
-            &mut tracker,
-            &root,
-            &session,
-            accept_any,
-            &own_files,
-        );
+        changed = inbox.wait_for_change(&scope, &mut tracker, &session, accept_any);
         if changed.iter().any(|c| c == "kiln.toml") {
             reload_settings(&mut session, &flags, &mut tracker);
         }
@@ -275,15 +289,29 @@ fn expand_unspecific(tracker: &ChangeTracker, paths: Vec<PathBuf>) -> Vec<PathBu
     out.into_iter().collect()
 }
 
+/// Locks a mutex, ignoring poisoning: the guarded sets have no invariant a panic breaks.
+fn lock<T>(m: &Mutex<T>) -> MutexGuard<'_, T> {
+    m.lock().unwrap_or_else(|poisoned| poisoned.into_inner())
+}
+
 fn relative_path(root: &Path, path: &Path) -> Option<String> {
     path.strip_prefix(root)
         .ok()
         .map(|p| p.to_string_lossy().into_owned())
 }
 
+/// What [`run_round`] returns.
+struct RoundEnd {
+    outcome: RoundOutcome,
+    /// The build mark the round left.
+    mark: Option<Vec<u8>>,
+    /// How the round left its outputs, unless it was stopped or failed to load.
+    outputs: Option<std::collections::BTreeMap<PathBuf, Option<dirs::EntryStat>>>,
+}
+
 /// Runs one round under the build lock, then `then` (which may lay out a program's runfiles in
 /// `kiln-out/`, so it runs under the lock too). The digests the round computed stay in memory
-/// and are persisted for other kiln runs.
+/// and are persisted for other kiln runs. Returns the outcome the build mark the round left and how it left its outputs.
 fn run_round(
     session: &Session,
     flags: &BuildFlags,
@@ -292,7 +320,7 @@ fn run_round(
     observer: &RoundObserver,
     stop: &Arc<AtomicBool>,
     then: &mut dyn FnMut(&RoundOutcome),
-) -> Result<RoundOutcome> {
+) -> Result<RoundEnd> {
     let lock = session.state.lock(&session.terminal)?;
     let result = session.engine_run_observed(
         flags,
@@ -301,11 +329,21 @@ fn run_round(
         Some(observer),
         Some(Arc::clone(stop)),
     );
-    let outcome = RoundOutcome::new(result, observer);
+    let outcome = RoundOutcome::new(result);
     then(&outcome);
     session.state.flush();
+    // Read under the lock: once it is released, another build may leave its own mark.
+    let mark = session.state.build_mark();
+    let outputs = outcome
+        .report()
+        .filter(|r| !r.stopped)
+        .map(|r| inbox::output_stats(&session.workspace.root, r));
     drop(lock);
-    Ok(outcome)
+    Ok(RoundEnd {
+        outcome,
+        mark,
+        outputs,
+    })
 }
 
 /// Collects the events that arrive while a round runs, until `round_over`. With a `stop` flag,
@@ -387,92 +425,6 @@ fn reload_settings(session: &mut Session, flags: &BuildFlags, tracker: &mut Chan
         }
         Err(e) => keep(format!("{e:#}")),
     }
-}
-
-/// Paths reported so far (`seen` during the round, then what is queued), without waiting; new
-/// directories are watched (and their files count).
-fn drain_pending(watcher: &mut DirWatcher, root: &Path, seen: Vec<PathBuf>) -> Vec<PathBuf> {
-    let mut paths: BTreeSet<PathBuf> = seen.into_iter().collect();
-    while let Ok(batch) = watcher.events.try_recv() {
-        paths.extend(batch);
-    }
-    expand_new_dirs(watcher, root, &mut paths);
-    paths.into_iter().filter(|p| !ignored(root, p)).collect()
-}
-
-/// Blocks until a settled burst of events changes the content of something the build rests on.
-fn wait_for_change(
-    watcher: &mut DirWatcher,
-    tracker: &mut ChangeTracker,
-    root: &Path,
-    session: &Session,
-    accept_any: bool,
-    own_files: &[PathBuf],
-) -> Vec<String> {
-    loop {
-        let Ok(first) = watcher.events.recv() else {
-            session
-                .terminal
-                .line("ERROR: The file watcher stopped; restart `kiln watch`");
-            std::process::exit(exit::LOCAL_ENVIRONMENT);
-        };
-        let mut paths: BTreeSet<PathBuf> = first.into_iter().collect();
-        loop {
-            match watcher.events.recv_timeout(SETTLE) {
-                Ok(batch) => paths.extend(batch),
-                Err(RecvTimeoutError::Timeout) => break,
-                Err(RecvTimeoutError::Disconnected) => break,
-            }
-        }
-        expand_new_dirs(watcher, root, &mut paths);
-        let mut changed = Vec::new();
-        for path in expand_unspecific(tracker, paths.into_iter().collect()) {
-            if ignored(root, &path) || own_files.contains(&path) {
-                continue;
-            }
-            if tracker.concerns(&path) {
-                changed.extend(tracker.changed(&path));
-            } else if accept_any {
-                // After a round that failed before it could say what it rested on.
-                changed.extend(relative_path(root, &path));
-            }
-        }
-        if !changed.is_empty() {
-            return changed;
-        }
-    }
-}
-
-/// Watches directories that appeared, and adds every file in them (created before the watch).
-fn expand_new_dirs(watcher: &mut DirWatcher, root: &Path, paths: &mut BTreeSet<PathBuf>) {
-    let new_dirs: Vec<PathBuf> = paths
-        .iter()
-        .filter(|p| p.is_dir() && !ignored(root, &p.join("x")))
-        .cloned()
-        .collect();
-    for dir in new_dirs {
-        if let Err(message) = watcher.watch_tree(&dir) {
-            eprintln!("WARNING: {message}");
-        }
-        for entry in walk_files(&dir) {
-            paths.insert(entry);
-        }
-    }
-}
-
-fn walk_files(dir: &Path) -> Vec<PathBuf> {
-    let mut files = Vec::new();
-    let mut stack = vec![dir.to_path_buf()];
-    while let Some(dir) = stack.pop() {
-        for entry in std::fs::read_dir(&dir).into_iter().flatten().flatten() {
-            match entry.file_type() {
-                Ok(t) if t.is_dir() => stack.push(entry.path()),
-                Ok(_) => files.push(entry.path()),
-                Err(_) => {}
-            }
-        }
-    }
-    files
 }
 
 /// `run` mode's program: restarted when its executable or runfiles change.

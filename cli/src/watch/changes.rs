@@ -4,7 +4,7 @@
 //! a formatter rewriting a file unchanged, or an editor's temp file that came and went start
 //! nothing).
 
-use std::collections::HashMap;
+use std::collections::{BTreeSet, HashMap};
 use std::path::{Path, PathBuf};
 
 use kiln_cache::{Digest, DigestFunction};
@@ -140,6 +140,13 @@ impl ChangeTracker {
             .keys()
             .map(|rel| self.root.join(rel).join("."));
         files.chain(dirs).collect()
+    }
+
+    /// The directories (workspace-relative, `""` for the root) holding a tracked file or listed
+    /// by a glob: what must be watched for the tracker to hear of every change.
+    pub fn dirs(&self) -> BTreeSet<String> {
+        let files = self.files.keys().map(|f| parent(f).to_string());
+        files.chain(self.listings.keys().cloned()).collect()
     }
 
     /// Tracked files under the directory `dir` (absolute): a directory moved or deleted as a
@@ -317,6 +324,8 @@ mod tests {
         assert_eq!(tracker.changed(&go_mod).as_deref(), Some("go.mod"));
         assert!(!tracker.concerns(Path::new("/elsewhere/tool")));
         assert_eq!(tracker.tracked_under(&dir.path().join("a")).len(), 2);
+        let dirs: Vec<String> = tracker.dirs().into_iter().collect();
+        assert_eq!(dirs, ["", "a"], "go.mod's and a's, not the host tool's");
         assert!(tracker.tracked().len() >= 4);
     }
 

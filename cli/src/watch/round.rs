@@ -60,7 +60,7 @@ pub struct RoundOutcome {
 
 impl RoundOutcome {
     /// Wraps the engine's result (an error is a loading or analysis failure).
-    pub fn new(result: anyhow::Result<BuildReport>, _observer: &RoundObserver) -> Self {
+    pub fn new(result: anyhow::Result<BuildReport>) -> Self {
         RoundOutcome {
             result: result.map_err(|e| format!("{e:#}")),
         }

@@ -8,6 +8,8 @@ use std::process::Command;
 
 use serde_json::Value;
 
+pub mod watch;
+
 /// The result of one `kiln` invocation.
 #[derive(Debug)]
 pub struct Output {
