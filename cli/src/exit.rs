@@ -32,6 +32,17 @@ pub static SERVICE_GROUP: std::sync::atomic::AtomicU32 = std::sync::atomic::Atom
 /// How long Ctrl-C waits for that program after SIGTERM before SIGKILL (`kiln watch --grace`).
 pub static SERVICE_GRACE_MS: std::sync::atomic::AtomicU64 = std::sync::atomic::AtomicU64::new(2000);
 
+/// Stops the program `kiln watch run` keeps running, if any (SIGTERM to its process group, SIGKILL
+/// after the grace period). Every way out of the process calls it, so none leaves it behind.
+pub fn stop_service() {
+    use std::sync::atomic::Ordering;
+    let group = SERVICE_GROUP.swap(0, Ordering::SeqCst);
+    if group != 0 {
+        let grace = SERVICE_GRACE_MS.load(Ordering::SeqCst);
+        kiln_exec::service::stop_group(group, std::time::Duration::from_millis(grace));
+    }
+}
+
 /// An error that ends the command with a specific exit code.
 #[derive(Debug)]
 pub struct Exit {

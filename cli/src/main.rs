@@ -50,11 +50,7 @@ fn main() {
             if exit::WATCHING.load(Ordering::SeqCst) {
                 // Stop the program `kiln watch run` started (and everything it started), then
                 // leave.
-                let group = exit::SERVICE_GROUP.load(Ordering::SeqCst);
-                if group != 0 {
-                    let grace = exit::SERVICE_GRACE_MS.load(Ordering::SeqCst);
-                    kiln_exec::service::stop_group(group, std::time::Duration::from_millis(grace));
-                }
+                exit::stop_service();
                 eprintln!("\nINFO: Stopped watching");
                 std::process::exit(exit::SUCCESS);
             }
@@ -65,6 +61,7 @@ fn main() {
     // A panic is a bug in Kiln: say so and exit with Bazel's "internal error" code, not 101.
     std::panic::set_hook(Box::new(|info| {
         eprintln!("ERROR: Internal error (a bug in Kiln, please report it): {info}");
+        exit::stop_service();
         std::process::exit(exit::INTERNAL);
     }));
     let code = match commands::run(cli) {
@@ -78,5 +75,6 @@ fn main() {
             code
         }
     };
+    exit::stop_service();
     std::process::exit(code);
 }

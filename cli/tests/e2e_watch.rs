@@ -423,3 +423,60 @@ fn run_mode_restarts_on_change_survives_a_broken_edit_and_stops_cleanly() {
     assert!(left.is_empty(), "still running: {left:?}");
     assert_eq!(fetch(port), None);
 }
+
+/// Processes whose command line holds `marker`.
+fn processes_with(marker: &str) -> Vec<i32> {
+    std::fs::read_dir("/proc")
+        .expect("/proc")
+        .flatten()
+        .filter_map(|e| e.file_name().to_str()?.parse::<i32>().ok())
+        .filter(|pid| {
+            std::fs::read(format!("/proc/{pid}/cmdline"))
+                .is_ok_and(|c| String::from_utf8_lossy(&c).contains(marker))
+                && alive(*pid)
+        })
+        .collect()
+}
+
+#[test]
+fn ctrl_c_during_a_round_stops_the_round_the_server_and_every_action() {
+    let ws = server_workspace();
+    let port = free_port();
+    let port_arg = port.to_string();
+    let mut watch = Watch::start(&ws, &["run", "//web:server", "--", &port_arg]);
+    wait_for_body(port, "hello one", &watch);
+    // An action that runs until it is killed, with a marker to find it by.
+    let marker = "4242.17";
+    ws.write(
+        "web/BUILD",
+        &format!(
+            r#"
+genrule(name = "message", srcs = ["message.in"], outs = ["message.txt"], cmd = "sleep {marker}; cp $< $@")
+sh_binary(name = "server", srcs = ["server.sh"], data = [":message"])
+"#
+        ),
+    );
+    watch.wait_action_started(2);
+    let start = Instant::now();
+    while processes_with(marker).is_empty() && start.elapsed() < DEADLINE {
+        std::thread::sleep(Duration::from_millis(20));
+    }
+    assert!(!processes_with(marker).is_empty(), "the action never started");
+    let code = watch.interrupt();
+    assert_eq!(code, 0, "{}", watch.stderr());
+    let pids: Vec<i32> = ws
+        .read("server.pids")
+        .lines()
+        .filter_map(|l| l.trim().parse().ok())
+        .collect();
+    let start = Instant::now();
+    while (pids.iter().any(|p| alive(*p)) || !processes_with(marker).is_empty())
+        && start.elapsed() < DEADLINE
+    {
+        std::thread::sleep(Duration::from_millis(20));
+    }
+    let left: Vec<&i32> = pids.iter().filter(|p| alive(**p)).collect();
+    assert!(left.is_empty(), "servers still running: {left:?}");
+    assert_eq!(processes_with(marker), Vec::<i32>::new(), "actions still running");
+    assert_eq!(fetch(port), None);
+}

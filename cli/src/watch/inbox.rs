@@ -250,6 +250,7 @@ impl Inbox {
         session
             .terminal
             .line("ERROR: The file watcher stopped; restart `kiln watch`");
+        exit::stop_service();
         std::process::exit(exit::LOCAL_ENVIRONMENT);
     }
 }
