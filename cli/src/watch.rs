@@ -240,7 +240,9 @@ pub fn run(args: WatchArgs) -> Result<i32> {
                 let rel = tracker.changed(&path);
                 match rel {
                     Some(rel) => during.push(rel),
-                    None if !vouched || replayed => during.extend(relative_path(&root, &path)),
+                    None if !vouched || replayed || tracker.digested_late(&path) => {
+                        during.extend(relative_path(&root, &path))
+                    }
                     None => concerned.extend(relative_path(&root, &path)),
                 }
             }

@@ -461,7 +461,10 @@ sh_binary(name = "server", srcs = ["server.sh"], data = [":message"])
     while processes_with(marker).is_empty() && start.elapsed() < DEADLINE {
         std::thread::sleep(Duration::from_millis(20));
     }
-    assert!(!processes_with(marker).is_empty(), "the action never started");
+    assert!(
+        !processes_with(marker).is_empty(),
+        "the action never started"
+    );
     let code = watch.interrupt();
     assert_eq!(code, 0, "{}", watch.stderr());
     let pids: Vec<i32> = ws
@@ -477,6 +480,10 @@ sh_binary(name = "server", srcs = ["server.sh"], data = [":message"])
     }
     let left: Vec<&i32> = pids.iter().filter(|p| alive(**p)).collect();
     assert!(left.is_empty(), "servers still running: {left:?}");
-    assert_eq!(processes_with(marker), Vec::<i32>::new(), "actions still running");
+    assert_eq!(
+        processes_with(marker),
+        Vec::<i32>::new(),
+        "actions still running"
+    );
     assert_eq!(fetch(port), None);
 }

@@ -4,7 +4,7 @@
 //! a formatter rewriting a file unchanged, or an editor's temp file that came and went start
 //! nothing).
 
-use std::collections::{BTreeSet, HashMap};
+use std::collections::{BTreeSet, HashMap, HashSet};
 use std::path::{Path, PathBuf};
 
 use kiln_cache::{Digest, DigestFunction};
@@ -21,6 +21,10 @@ pub struct ChangeTracker {
     files: HashMap<String, Option<FileState>>,
     /// Workspace-relative directory → fingerprint of its listing.
     listings: HashMap<String, String>,
+    /// Files the last round rested on without digesting them (rules only stat some, a no-op
+    /// replay reads none), digested by the tracker after the round: it cannot vouch that the
+    /// round saw those bytes.
+    digested_late: HashSet<String>,
 }
 
 impl ChangeTracker {
@@ -38,6 +42,7 @@ impl ChangeTracker {
     /// round used (so an edit made while it ran is a change afterwards); other files keep what
     /// the tracker knew, or are digested now (after a no-op round, which read nothing).
     pub fn learn(&mut self, set: &WatchSet) {
+        self.digested_late.clear();
         for path in &set.files {
             // Rules observe some workspace files by absolute path (go.mod, Cargo.lock): track
             // them by their workspace-relative path like any other; host files are not watched.
@@ -53,9 +58,12 @@ impl ChangeTracker {
             if let Some(used) = used {
                 let executable = self.executable(&path);
                 self.files.insert(path, Some((used, executable)));
-            } else if !self.files.contains_key(&path) {
-                let digest = self.digest(&path);
-                self.files.insert(path, digest);
+            } else {
+                if !self.files.contains_key(&path) {
+                    let digest = self.digest(&path);
+                    self.files.insert(path.clone(), digest);
+                }
+                self.digested_late.insert(path);
             }
         }
         for (dir, fingerprint) in &set.listings {
@@ -96,6 +104,13 @@ impl ChangeTracker {
     pub fn differs(&self, path: &Path) -> bool {
         self.relative(path)
             .is_some_and(|rel| self.probe(&rel).differs())
+    }
+
+    /// Whether `path` (absolute) is a file the last round rested on without digesting it, so
+    /// an event on it during the round counts even when its content now matches the tracker's.
+    pub fn digested_late(&self, path: &Path) -> bool {
+        self.relative(path)
+            .is_some_and(|rel| self.digested_late.contains(&rel))
     }
 
     /// The digest function its digests are in.
@@ -292,6 +307,25 @@ mod tests {
         assert!(tracker.concerns(&dir.path().join("b/BUILD.bazel")));
         assert!(tracker.concerns(&dir.path().join("b/defs.bzl")));
         assert!(!tracker.concerns(Path::new("/elsewhere/x")));
+    }
+
+    #[test]
+    fn files_the_round_did_not_digest_are_marked_until_the_next_round() {
+        let (dir, mut tracker) = setup();
+        let src = dir.path().join("a/src.txt");
+        assert!(
+            tracker.digested_late(&src),
+            "setup's round digested nothing"
+        );
+        let used = Digest::of_bytes(DigestFunction::Blake3, b"one");
+        tracker.learn(&WatchSet {
+            files: vec!["a/src.txt".into(), "a/BUILD".into()],
+            listings: Vec::new(),
+            digests: HashMap::from([("a/src.txt".to_string(), used)]),
+        });
+        assert!(!tracker.digested_late(&src));
+        assert!(tracker.digested_late(&dir.path().join("a/BUILD")));
+        assert!(!tracker.digested_late(Path::new("/elsewhere/x")));
     }
 
     #[test]
