@@ -5,6 +5,8 @@
 # Get rate, each with 1 and 32 concurrent clients, and start-up time on a cache of 100,000 blobs.
 #
 # Usage: bench/remote/run.sh            (from the repository root)
+#   SECONDS_PER_RUN=5 REPEATS=3           each measurement runs this long, this many times
+#                                         (servers interleaved); the table gives medians
 #   KILN_BIN=path/to/kiln                 default target/release/kiln; when it does not exist,
 #                                         loadgen's `serve` binary (the same kiln_remote::server)
 #   BAZEL_REMOTE_BIN=path/to/bazel-remote default $(go env GOPATH)/bin/bazel-remote, installed if absent
@@ -65,21 +67,26 @@ stop() { kill -TERM "$PID"; wait "$PID" || true; }
 
 : > "$OUT.jsonl"
 SERVERS=${SERVERS:-"kiln bazel-remote-zstd bazel-remote-uncompressed"}
-for server in $SERVERS; do
-  dir=$WORK/$server-cache
-  rm -rf "$dir"; mkdir -p "$dir"
-  start "$server" "$dir"
-  seed=1
-  for spec in "write4k 1 1000" "write4k 32 100" "read4k 1 2000" "read4k 32 200" \
-              "acget 1 2000" "acget 32 200" "write16m 1 4" "write16m 32 1" \
-              "read16m 1 8" "read16m 32 1"; do
-    set -- $spec
-    seed=$((seed + 1))
-    line=$("$LOADGEN" run "$ADDR" "$1" "$2" "$3" "$seed")
-    echo "{\"server\":\"$server\",${line#\{}" | tee -a "$OUT.jsonl"
+SECONDS_PER_RUN=${SECONDS_PER_RUN:-5}
+REPEATS=${REPEATS:-3}
+# Repetitions interleave the servers (kiln, zstd, uncompressed, kiln, ...) so drift in the
+# machine's load spreads over all of them; each repetition starts from an empty cache.
+for rep in $(seq 1 "$REPEATS"); do
+  for server in $SERVERS; do
+    dir=$WORK/$server-cache
+    rm -rf "$dir"; mkdir -p "$dir"
+    start "$server" "$dir"
+    seed=$((rep * 100))
+    for spec in "write4k 1" "write4k 32" "read4k 1" "read4k 32" "acget 1" "acget 32" \
+                "write16m 1" "write16m 32" "read16m 1" "read16m 32"; do
+      set -- $spec
+      seed=$((seed + 1))
+      line=$("$LOADGEN" run "$ADDR" "$1" "$2" "$SECONDS_PER_RUN" "$seed")
+      echo "{\"server\":\"$server\",\"rep\":$rep,${line#\{}" | tee -a "$OUT.jsonl"
+    done
+    stop
+    rm -rf "$dir"
   done
-  stop
-  rm -rf "$dir"
 done
 
 # Start-up on a cache of $STARTUP_BLOBS blobs: fill, stop, then time three restarts until the
@@ -101,23 +108,30 @@ for server in $( [ "$STARTUP_BLOBS" -gt 0 ] && echo $SERVERS ); do
   rm -rf "$dir"
 done
 
-python3 - "$OUT.jsonl" > "$OUT.md" <<'PY'
+python3 - "$OUT.jsonl" "$SECONDS_PER_RUN" > "$OUT.md" <<'PY'
 import json, sys, collections
 rows = [json.loads(l) for l in open(sys.argv[1])]
 servers = ["kiln", "bazel-remote-zstd", "bazel-remote-uncompressed"]
-by = collections.defaultdict(dict)
+by = collections.defaultdict(lambda: collections.defaultdict(list))
 for r in rows:
     if r["op"] != "startup":
-        by[(r["op"], r["clients"])][r["server"]] = r
+        by[(r["op"], r["clients"])][r["server"]].append(r)
+def median(xs):
+    xs = sorted(xs)
+    return xs[len(xs) // 2] if xs else None
+print("Median of the repetitions (each %s s after a 1 s warm-up); the range of the repetitions in brackets." % sys.argv[2])
+print()
 print("| operation | clients | " + " | ".join(servers) + " | kiln / bazel-remote (zstd, uncompressed) | loadgen cores (kiln, zstd, uncompr.) |")
 print("|---|---|" + "---|" * len(servers) + "---|---|")
 for (op, clients), per in by.items():
     unit = "mib_per_sec" if op.endswith("16m") else "ops_per_sec"
     label = "MiB/s" if unit == "mib_per_sec" else "ops/s"
-    vals = [per.get(s, {}).get(unit) for s in servers]
-    ratios = ", ".join(f"{vals[0] / v:.2f}x" if v else "-" for v in vals[1:])
-    cores = ", ".join(f"{per[s]['loadgen_cores']:.2f}" for s in servers if s in per)
-    print(f"| {op} | {clients} | " + " | ".join(f"{v:.1f} {label}" if v else "-" for v in vals) + f" | {ratios} | {cores} |")
+    vals = [median([r[unit] for r in per.get(s, [])]) for s in servers]
+    spans = [(min(r[unit] for r in per[s]), max(r[unit] for r in per[s])) if per.get(s) else None for s in servers]
+    ratios = ", ".join(f"{vals[0] / v:.2f}x" if v and vals[0] else "-" for v in vals[1:])
+    cores = ", ".join(f"{median([r['loadgen_cores'] for r in per[s]]):.2f}" for s in servers if per.get(s))
+    cells = [f"{v:.1f} {label} [{lo:.0f}-{hi:.0f}]" if v else "-" for v, (lo, hi) in ((v, sp or (0, 0)) for v, sp in zip(vals, spans))]
+    print(f"| {op} | {clients} | " + " | ".join(cells) + f" | {ratios} | {cores} |")
 print()
 print("| start-up, %s blobs | " % rows[-1].get("blobs", "?") + " | ".join(servers) + " |")
 print("|---|" + "---|" * len(servers))

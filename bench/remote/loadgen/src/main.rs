@@ -1,10 +1,12 @@
 //! Load generator for REAPI caches (`kiln serve`, bazel-remote): CAS writes and reads of
 //! 4 KiB blobs (one blob per BatchUpdateBlobs / BatchReadBlobs call) and 16 MiB blobs
 //! (ByteStream, 1 MiB chunks), and ActionCache Get hits, with N concurrent clients, SHA-256.
+//! Each client repeats the operation until SECONDS have passed (after a 1 s warm-up that is not
+//! counted), so every figure rests on seconds of work, not on a handful of calls.
 //! Prints one JSON line per run, with the generator's own CPU time.
 //!
 //! Usage:
-//!   loadgen run ADDR OP CLIENTS OPS_PER_CLIENT SEED     OP: write4k read4k write16m read16m acget
+//!   loadgen run ADDR OP CLIENTS SECONDS SEED            OP: write4k read4k write16m read16m acget
 //!   loadgen fill ADDR COUNT SEED                         COUNT distinct 4 KiB blobs, 32 clients
 //!   loadgen ready ADDR TIMEOUT_SECS                      waits for a FindMissingBlobs answer
 
@@ -159,7 +161,61 @@ async fn prepare(addr: &str, op: &str, seed: u64, count: u64) -> Result<Vec<re::
     Ok(out)
 }
 
-async fn run(addr: String, op: String, clients: u64, ops: u64, seed: u64) -> Result<(), Error> {
+/// How long each client runs the operation before timing starts.
+const WARM_UP: Duration = Duration::from_secs(1);
+
+/// One operation by one client; `unique` names a blob no other call writes. Returns the bytes
+/// moved.
+async fn one_op(
+    op: &str,
+    seed: u64,
+    unique: u64,
+    prepared: &[re::Digest],
+    cas: &mut ContentAddressableStorageClient<Channel>,
+    bsc: &mut ByteStreamClient<Channel>,
+    ac: &mut ActionCacheClient<Channel>,
+) -> Result<u64, Error> {
+    match op {
+        "write4k" => {
+            write_small(cas, blob(seed, unique, SMALL)).await?;
+            Ok(SMALL as u64)
+        }
+        "write16m" => {
+            write_large(bsc, blob(seed, unique, LARGE), unique).await?;
+            Ok(LARGE as u64)
+        }
+        "read4k" => {
+            let d = &prepared[(unique as usize).wrapping_mul(7919) % prepared.len()];
+            let resp = cas
+                .batch_read_blobs(re::BatchReadBlobsRequest {
+                    digests: vec![d.clone()],
+                    ..Default::default()
+                })
+                .await?
+                .into_inner();
+            match resp.responses.first() {
+                Some(r) if r.data.len() == SMALL => Ok(SMALL as u64),
+                _ => Err("read4k: missing blob".into()),
+            }
+        }
+        "read16m" => {
+            let d = &prepared[unique as usize % prepared.len()];
+            Ok(read_large(bsc, d).await? as u64)
+        }
+        "acget" => {
+            let d = &prepared[(unique as usize).wrapping_mul(7919) % prepared.len()];
+            ac.get_action_result(re::GetActionResultRequest {
+                action_digest: Some(d.clone()),
+                ..Default::default()
+            })
+            .await?;
+            Ok(0)
+        }
+        other => Err(format!("unknown op {other}").into()),
+    }
+}
+
+async fn run(addr: String, op: String, clients: u64, seconds: u64, seed: u64) -> Result<(), Error> {
     let distinct = match op.as_str() {
         "read16m" => 4,
         "read4k" | "acget" => 256,
@@ -170,68 +226,47 @@ async fn run(addr: String, op: String, clients: u64, ops: u64, seed: u64) -> Res
     for _ in 0..clients {
         channels.push(channel(&addr).await?);
     }
-    let cpu0 = cpu_seconds();
-    let start = Instant::now();
+    let warm_until = Instant::now() + WARM_UP;
+    let timed = Duration::from_secs(seconds);
+    // Every client starts timing at the same instant, after the warm-up.
+    let barrier = std::sync::Arc::new(tokio::sync::Barrier::new(clients as usize + 1));
     let mut tasks = Vec::new();
     for (c, ch) in channels.into_iter().enumerate() {
-        let op = op.clone();
-        let prepared = prepared.clone();
+        let (op, prepared, barrier) = (op.clone(), prepared.clone(), barrier.clone());
         tasks.push(tokio::spawn(async move {
             let mut cas = ContentAddressableStorageClient::new(ch.clone());
             let mut bsc = ByteStreamClient::new(ch.clone());
             let mut ac = ActionCacheClient::new(ch);
-            let mut bytes = 0u64;
-            for i in 0..ops {
-                let unique = (c as u64) << 24 | i;
-                match op.as_str() {
-                    "write4k" => {
-                        write_small(&mut cas, blob(seed, unique, SMALL)).await?;
-                        bytes += SMALL as u64;
-                    }
-                    "write16m" => {
-                        write_large(&mut bsc, blob(seed, unique, LARGE), unique).await?;
-                        bytes += LARGE as u64;
-                    }
-                    "read4k" => {
-                        let d = &prepared[(unique as usize * 7919) % prepared.len()];
-                        let resp = cas
-                            .batch_read_blobs(re::BatchReadBlobsRequest {
-                                digests: vec![d.clone()],
-                                ..Default::default()
-                            })
-                            .await?
-                            .into_inner();
-                        let r = &resp.responses[0];
-                        if r.data.len() != SMALL {
-                            return Err::<u64, Error>("read4k: missing blob".into());
-                        }
-                        bytes += SMALL as u64;
-                    }
-                    "read16m" => {
-                        let d = &prepared[(c + i as usize) % prepared.len()];
-                        bytes += read_large(&mut bsc, d).await? as u64;
-                    }
-                    "acget" => {
-                        let d = &prepared[(unique as usize * 7919) % prepared.len()];
-                        ac.get_action_result(re::GetActionResultRequest {
-                            action_digest: Some(d.clone()),
-                            ..Default::default()
-                        })
-                        .await?;
-                    }
-                    other => return Err(format!("unknown op {other}").into()),
-                }
+            let mut i = 0u64;
+            let mut next = || {
+                i += 1;
+                (c as u64) << 32 | i
+            };
+            while Instant::now() < warm_until {
+                one_op(&op, seed, next(), &prepared, &mut cas, &mut bsc, &mut ac).await?;
             }
-            Ok(bytes)
+            barrier.wait().await;
+            let end = Instant::now() + timed;
+            let (mut ops, mut bytes) = (0u64, 0u64);
+            while Instant::now() < end {
+                bytes += one_op(&op, seed, next(), &prepared, &mut cas, &mut bsc, &mut ac).await?;
+                ops += 1;
+            }
+            Ok::<(u64, u64, Instant), Error>((ops, bytes, Instant::now()))
         }));
     }
-    let mut bytes = 0;
+    barrier.wait().await;
+    let cpu0 = cpu_seconds();
+    let start = Instant::now();
+    let (mut total, mut bytes, mut last) = (0u64, 0u64, start);
     for t in tasks {
-        bytes += t.await??;
+        let (ops, b, ended) = t.await??;
+        total += ops;
+        bytes += b;
+        last = last.max(ended);
     }
-    let wall = start.elapsed().as_secs_f64();
+    let wall = (last - start).as_secs_f64();
     let cpu = cpu_seconds() - cpu0;
-    let total = clients * ops;
     println!(
         "{{\"op\":\"{op}\",\"clients\":{clients},\"ops\":{total},\"seconds\":{wall:.3},\"ops_per_sec\":{:.1},\"mib_per_sec\":{:.1},\"loadgen_cpu_seconds\":{cpu:.3},\"loadgen_cores\":{:.2}}}",
         total as f64 / wall,
