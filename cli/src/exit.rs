@@ -32,11 +32,39 @@ pub static SERVICE_GROUP: std::sync::atomic::AtomicU32 = std::sync::atomic::Atom
 /// How long Ctrl-C waits for that program after SIGTERM before SIGKILL (`kiln watch --grace`).
 pub static SERVICE_GRACE_MS: std::sync::atomic::AtomicU64 = std::sync::atomic::AtomicU64::new(2000);
 
+/// Held while `kiln watch run` starts its program and records its group, and by
+/// [`stop_service`]; `true` once Kiln is stopping, after which no program may start.
+static SERVICE_STARTS: std::sync::Mutex<bool> = std::sync::Mutex::new(false);
+
+/// Runs `start` (which starts `kiln watch run`'s program and returns its process group) unless
+/// Kiln is stopping, and records the group so that every way out stops it. Returns `false` when
+/// Kiln is stopping and nothing was started.
+pub fn start_service(start: impl FnOnce() -> Option<u32>) -> bool {
+    use std::sync::atomic::Ordering;
+    let stopping = SERVICE_STARTS
+        .lock()
+        .unwrap_or_else(|poisoned| poisoned.into_inner());
+    if *stopping {
+        return false;
+    }
+    if let Some(group) = start() {
+        SERVICE_GROUP.store(group, Ordering::SeqCst);
+    }
+    true
+}
+
 /// Stops the program `kiln watch run` keeps running, if any (SIGTERM to its process group, SIGKILL
-/// after the grace period). Every way out of the process calls it, so none leaves it behind.
+/// after the grace period), and lets none start afterwards. Every way out of the process calls
+/// it, so none leaves the program behind; a start under way finishes first, then is stopped.
 pub fn stop_service() {
     use std::sync::atomic::Ordering;
-    let group = SERVICE_GROUP.swap(0, Ordering::SeqCst);
+    let group = {
+        let mut stopping = SERVICE_STARTS
+            .lock()
+            .unwrap_or_else(|poisoned| poisoned.into_inner());
+        *stopping = true;
+        SERVICE_GROUP.swap(0, Ordering::SeqCst)
+    };
     if group != 0 {
         let grace = SERVICE_GRACE_MS.load(Ordering::SeqCst);
         kiln_exec::service::stop_group(group, std::time::Duration::from_millis(grace));

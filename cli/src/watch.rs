@@ -40,6 +40,12 @@ use scope::WatchScope;
 /// Quiet time that ends a burst of events (a `git checkout`, a formatter run) into one round.
 const SETTLE: Duration = Duration::from_millis(30);
 
+/// The longest a burst may hold a round back.
+const SETTLE_AT_MOST: Duration = Duration::from_millis(500);
+
+/// What a change is called when the OS dropped file events.
+const LOST_EVENTS: &str = "(the OS dropped file events; checking everything)";
+
 /// How often the sentry of a running round looks whether the round is over.
 const SENTRY_POLL: Duration = Duration::from_millis(10);
 
@@ -59,7 +65,7 @@ enum Action {
 
 /// Runs `kiln watch`; returns only on a setup error (Ctrl-C ends the process).
 pub fn run(args: WatchArgs) -> Result<i32> {
-    if !args.grace.is_finite() || args.grace < 0.0 {
+    if !args.grace.is_finite() || !(0.0..=600.0).contains(&args.grace) {
         return Err(Exit::new(
             exit::BAD_COMMAND_LINE,
             format!(
@@ -69,7 +75,7 @@ pub fn run(args: WatchArgs) -> Result<i32> {
         )
         .into());
     }
-    let grace = Duration::from_secs_f64(args.grace.min(600.0));
+    let grace = Duration::from_secs_f64(args.grace);
     exit::SERVICE_GRACE_MS.store(grace.as_millis() as u64, Ordering::SeqCst);
     // `run` mode's arguments, until its pattern is parsed into the label to run.
     let (patterns, flags, goal, test_output, run_args) = match args.mode {
@@ -139,6 +145,9 @@ pub fn run(args: WatchArgs) -> Result<i32> {
         let started = Instant::now();
         let started_at = std::time::SystemTime::now();
         round::announce(&session, round_number, &changed);
+        // Another kiln process changed this watch's outputs: the program's runfiles tree may be
+        // gone or laid out anew under it, so it restarts even if its files are the same.
+        let relaid = changed.iter().any(|c| c == OTHER_BUILD);
         // While the round runs, a sentry thread reads the watcher's events; one that changes
         // what the last round rested on stops this round, which is then stale.
         let stop = Arc::new(AtomicBool::new(false));
@@ -159,7 +168,9 @@ pub fn run(args: WatchArgs) -> Result<i32> {
             let mut restart = |outcome: &RoundOutcome| {
                 if let (Action::Run { label, args }, Some(report)) = (&action, outcome.report()) {
                     if report.success() {
-                        service.restart_if_changed(&session, label, report, &flags, args, grace);
+                        service.restart_if_changed(
+                            &session, label, report, &flags, args, grace, relaid,
+                        );
                     }
                 }
             };
@@ -235,6 +246,9 @@ pub fn run(args: WatchArgs) -> Result<i32> {
         }
         let pending = inbox.drain_pending(&scope, &tracker, &session, seen);
         let mut concerned = Vec::new();
+        if pending.contains(&PathBuf::new()) {
+            during.push(LOST_EVENTS.to_string());
+        }
         for path in expand_unspecific(&tracker, pending) {
             if tracker.concerns(&path) || !vouched {
                 let rel = tracker.changed(&path);
@@ -379,16 +393,23 @@ fn sentry(
     seen
 }
 
-/// Waits until no event has arrived for [`SETTLE`]; returns the paths that arrived meanwhile.
+/// Waits until no event has arrived for [`SETTLE`], or [`SETTLE_AT_MOST`] has passed (a file
+/// rewritten all the time, such as a log, must not hold rounds back); returns the paths that
+/// arrived meanwhile.
 fn settle(watcher: &DirWatcher) -> Vec<PathBuf> {
-    let mut last = Instant::now();
+    let started = Instant::now();
+    let mut last = started;
     let mut paths = Vec::new();
-    while let Ok(batch) = watcher
-        .events
-        .recv_timeout(SETTLE.saturating_sub(last.elapsed()))
-    {
-        paths.extend(batch);
-        last = Instant::now();
+    while started.elapsed() < SETTLE_AT_MOST {
+        let quiet_left = SETTLE.saturating_sub(last.elapsed());
+        let left = quiet_left.min(SETTLE_AT_MOST.saturating_sub(started.elapsed()));
+        match watcher.events.recv_timeout(left) {
+            Ok(batch) => {
+                paths.extend(batch);
+                last = Instant::now();
+            }
+            Err(_) => break,
+        }
     }
     paths
 }
@@ -442,7 +463,9 @@ impl RunningProgram {
     }
 
     /// Starts the program built for `label` unless the same executable and runfiles already
-    /// run; the old one is stopped before its runfiles tree is laid out again.
+    /// run and nothing else (`relaid`: another kiln process's build or clean) touched them; the
+    /// old one is stopped before its runfiles tree is laid out again.
+    #[allow(clippy::too_many_arguments)] // one call site, each argument a different concern
     fn restart_if_changed(
         &mut self,
         session: &Session,
@@ -451,9 +474,10 @@ impl RunningProgram {
         flags: &BuildFlags,
         args: &[String],
         grace: Duration,
+        relaid: bool,
     ) {
         let fingerprint = program_fingerprint(&session.workspace.root, label, report);
-        if self.running() && self.fingerprint == Some(fingerprint) {
+        if self.running() && self.fingerprint == Some(fingerprint) && !relaid {
             return;
         }
         if let Some(mut old) = self.service.take() {
@@ -467,21 +491,32 @@ impl RunningProgram {
                 return;
             }
         };
-        match Service::start(&program.exe, args, &program.cwd, &program.env) {
-            Ok(service) => {
-                exit::SERVICE_GROUP.store(service.pid(), Ordering::SeqCst);
-                session.terminal.line(&format!(
-                    "INFO: Started {} (pid {})",
-                    program.exe.display(),
-                    service.pid()
-                ));
-                self.service = Some(service);
-                self.fingerprint = Some(fingerprint);
+        // Started under the same lock Ctrl-C takes to stop it: never one it does not know of.
+        let mut started = None;
+        exit::start_service(|| {
+            match Service::start(&program.exe, args, &program.cwd, &program.env) {
+                Ok(service) => {
+                    let group = service.pid();
+                    started = Some(service);
+                    Some(group)
+                }
+                Err(e) => {
+                    session.terminal.line(&format!(
+                        "ERROR: Cannot start `{}`: {e}",
+                        program.exe.display()
+                    ));
+                    None
+                }
             }
-            Err(e) => session.terminal.line(&format!(
-                "ERROR: Cannot start `{}`: {e}",
-                program.exe.display()
-            )),
+        });
+        if let Some(service) = started {
+            session.terminal.line(&format!(
+                "INFO: Started {} (pid {})",
+                program.exe.display(),
+                service.pid()
+            ));
+            self.service = Some(service);
+            self.fingerprint = Some(fingerprint);
         }
     }
 }

@@ -3,8 +3,9 @@
 //! seen; a rewrite with identical bytes triggers nothing; a new file matched by a glob and a new
 //! target in a BUILD file are picked up; `test` mode runs only affected tests; `run` mode serves
 //! the new response after an edit, keeps the old server through a broken edit, and Ctrl-C leaves
-//! no process behind; an edit during a round stops it; kiln.toml edits apply. Waits poll the events file with generous deadlines; nothing here times
-//! anything.
+//! no process behind (also when Ctrl-C comes during a round); examples/go's HTTP server is served
+//! and restarted after an edit; an edit during a round stops it; kiln.toml edits apply. Waits
+//! poll the events file with generous deadlines; nothing here times anything.
 
 mod harness;
 
@@ -486,4 +487,29 @@ sh_binary(name = "server", srcs = ["server.sh"], data = [":message"])
         "actions still running"
     );
     assert_eq!(fetch(port), None);
+}
+
+#[test]
+fn run_mode_serves_the_examples_go_server_and_restarts_it_after_an_edit() {
+    let ws = Workspace::new();
+    let examples = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("../examples");
+    harness::copy_tree(&examples, ws.root());
+    for language in ["rust", "mixed"] {
+        std::fs::remove_dir_all(ws.root().join(language)).expect("remove a language example");
+    }
+    let port = free_port();
+    let port_arg = port.to_string();
+    let mut watch = Watch::start(&ws, &["run", "//go/cmd/server", "--", &port_arg]);
+    wait_for_body(port, "Hello, watcher.\n", &watch);
+    ws.write("go/greet/greeting.txt", "Hi there, NAME!\n");
+    wait_for_body(port, "Hi there, watcher!\n", &watch);
+    let started: Vec<String> = watch
+        .stderr()
+        .lines()
+        .filter(|l| l.starts_with("INFO: Started"))
+        .map(String::from)
+        .collect();
+    assert_eq!(started.len(), 2, "one start, one restart: {started:?}");
+    assert_eq!(watch.interrupt(), 0, "{}", watch.stderr());
+    assert_eq!(fetch(port), None, "the server stopped with kiln");
 }

@@ -113,7 +113,7 @@ fn a_build_in_another_terminal_waits_for_the_round_and_the_watch_then_restores_k
         "p/BUILD",
         r#"
 genrule(name = "mode", outs = ["mode.txt"], cmd = "echo $(COMPILATION_MODE) > $@")
-genrule(name = "slow", srcs = ["slow.in"], outs = ["slow.txt"], cmd = "sleep 3; cp $< $@")
+genrule(name = "slow", srcs = ["slow.in"], outs = ["slow.txt"], cmd = "sleep 6; cp $< $@")
 "#,
     );
     ws.write("p/slow.in", "one\n");

@@ -11,6 +11,9 @@ use kiln_cache::{Digest, DigestFunction};
 use kiln_graph::engine::WatchSet;
 use kiln_graph::load::{listing_fingerprint, DiskFs, PackageFs, BUILD_FILE_NAMES};
 
+/// The workspace's settings file, tracked whatever the rounds rest on.
+const SETTINGS_FILE: &str = "kiln.toml";
+
 /// What the watcher knows of the files and listings the last round used.
 #[derive(Debug, Default)]
 pub struct ChangeTracker {
@@ -38,11 +41,17 @@ impl ChangeTracker {
         }
     }
 
-    /// Adds what a round rested on. A file the round digested is recorded with the digest the
-    /// round used (so an edit made while it ran is a change afterwards); other files keep what
-    /// the tracker knew, or are digested now (after a no-op round, which read nothing).
+    /// Replaces what the tracker knows with what a round rested on (so a dependency a BUILD edit
+    /// dropped is no longer tracked, nor its directory watched); `kiln.toml` is always kept. A
+    /// file the round digested is recorded with the digest the round used (so an edit made while
+    /// it ran is a change afterwards); other files keep what the tracker knew, or are digested
+    /// now (after a no-op round, which read nothing) and marked [`ChangeTracker::digested_late`].
     pub fn learn(&mut self, set: &WatchSet) {
+        let mut known = std::mem::take(&mut self.files);
         self.digested_late.clear();
+        if let Some(settings) = known.remove(SETTINGS_FILE) {
+            self.files.insert(SETTINGS_FILE.to_string(), settings);
+        }
         for path in &set.files {
             // Rules observe some workspace files by absolute path (go.mod, Cargo.lock): track
             // them by their workspace-relative path like any other; host files are not watched.
@@ -59,16 +68,15 @@ impl ChangeTracker {
                 let executable = self.executable(&path);
                 self.files.insert(path, Some((used, executable)));
             } else {
-                if !self.files.contains_key(&path) {
-                    let digest = self.digest(&path);
-                    self.files.insert(path.clone(), digest);
-                }
+                let state = match known.remove(&path) {
+                    Some(state) => state,
+                    None => self.digest(&path),
+                };
+                self.files.insert(path.clone(), state);
                 self.digested_late.insert(path);
             }
         }
-        for (dir, fingerprint) in &set.listings {
-            self.listings.insert(dir.clone(), fingerprint.clone());
-        }
+        self.listings = set.listings.iter().cloned().collect();
     }
 
     /// Whether an event at `path` (absolute) may concern the build at all, before reading it: a
@@ -222,7 +230,7 @@ fn parent(rel: &str) -> &str {
 
 fn is_build_definition(rel: &str) -> bool {
     let name = rel.rsplit('/').next().unwrap_or(rel);
-    BUILD_FILE_NAMES.contains(&name) || name.ends_with(".bzl") || rel == "kiln.toml"
+    BUILD_FILE_NAMES.contains(&name) || name.ends_with(".bzl") || rel == SETTINGS_FILE
 }
 
 #[cfg(test)]
@@ -348,7 +356,12 @@ mod tests {
         std::fs::write(dir.path().join("go.mod"), "module x\n").unwrap_or_else(|e| panic!("{e}"));
         let absolute = dir.path().join("go.mod").to_string_lossy().into_owned();
         tracker.learn(&WatchSet {
-            files: vec![absolute, "/elsewhere/tool".into()],
+            files: vec![
+                absolute,
+                "/elsewhere/tool".into(),
+                "a/BUILD".into(),
+                "a/src.txt".into(),
+            ],
             listings: Vec::new(),
             digests: HashMap::new(),
         });
@@ -360,7 +373,29 @@ mod tests {
         assert_eq!(tracker.tracked_under(&dir.path().join("a")).len(), 2);
         let dirs: Vec<String> = tracker.dirs().into_iter().collect();
         assert_eq!(dirs, ["", "a"], "go.mod's and a's, not the host tool's");
-        assert!(tracker.tracked().len() >= 4);
+        assert_eq!(tracker.tracked().len(), 3);
+    }
+
+    #[test]
+    fn what_the_last_round_no_longer_rests_on_is_forgotten_but_kiln_toml_is_kept() {
+        let (dir, mut tracker) = setup();
+        std::fs::write(dir.path().join("kiln.toml"), "").unwrap_or_else(|e| panic!("{e}"));
+        tracker.learn(&WatchSet {
+            files: vec!["kiln.toml".into(), "a/BUILD".into()],
+            ..WatchSet::default()
+        });
+        tracker.learn(&WatchSet {
+            files: vec!["a/BUILD".into()],
+            ..WatchSet::default()
+        });
+        let src = dir.path().join("a/src.txt");
+        assert!(
+            !tracker.concerns(&src),
+            "the dropped source and the listing are forgotten"
+        );
+        assert!(tracker.concerns(&dir.path().join("kiln.toml")));
+        let dirs: Vec<String> = tracker.dirs().into_iter().collect();
+        assert_eq!(dirs, ["", "a"]);
     }
 
     #[test]

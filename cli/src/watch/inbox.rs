@@ -15,7 +15,7 @@ use kiln_graph::engine::BuildReport;
 use super::changes::ChangeTracker;
 use super::dirs::{entry_stat, ignored, DirWatcher, EntryStat};
 use super::scope::WatchScope;
-use super::{expand_unspecific, relative_path, OTHER_BUILD, OTHER_BUILD_POLL, SETTLE};
+use super::{expand_unspecific, relative_path, settle, LOST_EVENTS, OTHER_BUILD, OTHER_BUILD_POLL};
 use crate::commands::Session;
 use crate::exit;
 
@@ -138,8 +138,22 @@ impl Inbox {
         session: &Session,
         accept_any: bool,
     ) -> Vec<String> {
-        let mut other_build = false;
+        // Another kiln process may have built (or cleaned) between this watch's round releasing
+        // the lock and now, its events already drained: look once before waiting.
+        let mut other_build = true;
         loop {
+            if other_build {
+                match self.other_build_state(session) {
+                    OtherBuild::None => other_build = false,
+                    OtherBuild::Running => {}
+                    OtherBuild::Done(mark) => {
+                        other_build = false;
+                        if self.outputs_moved_by_other_build(mark, session) {
+                            return vec![OTHER_BUILD.to_string()];
+                        }
+                    }
+                }
+            }
             let first = if other_build {
                 // Another process holds the lock: look again soon whether it is done.
                 match self.watcher.events.recv_timeout(OTHER_BUILD_POLL) {
@@ -154,12 +168,12 @@ impl Inbox {
                 }
             };
             let mut paths: BTreeSet<PathBuf> = first.into_iter().collect();
-            while let Ok(batch) = self.watcher.events.recv_timeout(SETTLE) {
-                paths.extend(batch);
-            }
+            paths.extend(settle(&self.watcher));
             other_build |= paths.iter().any(|p| p.starts_with(&self.state_dir));
             self.follow_new_dirs(scope, tracker, session, &mut paths);
             let mut changed = Vec::new();
+            // The OS dropped events: anything may have changed (a new package, too).
+            let paths_lost = paths.contains(&PathBuf::new());
             for path in expand_unspecific(tracker, paths.into_iter().collect()) {
                 if self.never_a_change(&path) {
                     continue;
@@ -171,30 +185,29 @@ impl Inbox {
                     changed.extend(relative_path(&self.root, &path));
                 }
             }
-            if other_build {
-                match self.other_build_state(session) {
-                    OtherBuild::None => other_build = false,
-                    OtherBuild::Running => {}
-                    OtherBuild::Done(mark) => {
-                        other_build = false;
-                        self.own_mark = mark;
-                        let moved = self.moved_outputs();
-                        if !moved.is_empty() {
-                            session.terminal.line(&format!(
-                                "INFO: Another kiln process changed {} of this watch's outputs ({}{})",
-                                moved.len(),
-                                moved[..moved.len().min(3)].join(", "),
-                                if moved.len() > 3 { ", ..." } else { "" }
-                            ));
-                            changed.push(OTHER_BUILD.to_string());
-                        }
-                    }
-                }
+            if paths_lost {
+                changed.push(LOST_EVENTS.to_string());
             }
             if !changed.is_empty() {
                 return changed;
             }
         }
+    }
+
+    /// Adopts another process's build `mark`; says whether its build moved any of this watch's
+    /// outputs (and which, on the terminal).
+    fn outputs_moved_by_other_build(&mut self, mark: Option<Vec<u8>>, session: &Session) -> bool {
+        self.own_mark = mark;
+        let moved = self.moved_outputs();
+        if !moved.is_empty() {
+            session.terminal.line(&format!(
+                "INFO: Another kiln process changed {} of this watch's outputs ({}{})",
+                moved.len(),
+                moved[..moved.len().min(3)].join(", "),
+                if moved.len() > 3 { ", ..." } else { "" }
+            ));
+        }
+        !moved.is_empty()
     }
 
     /// Whether another kiln process left a build mark since this watch's last round, and whether

@@ -1,6 +1,7 @@
 //! Which directories `kiln watch` watches. Until a round has said what the build rests on (the
 //! first round, or after one that failed before loading everything) it is the whole workspace, as
-//! package discovery sees it. Afterwards it is only what can change the build: the directories
+//! package discovery sees it, plus what the last good round rested on. Afterwards it is only what
+//! can change the build: the directories
 //! holding the files the last round used and those its globs listed (hidden or reached through a
 //! symlink included), the trees under the recursive patterns (`//a/...`, where a new BUILD file is
 //! a new package), the packages named on the command line, every ancestor of those up to the
@@ -68,8 +69,11 @@ impl WatchScope {
                 rel.extend(package_tree(&self.root, prefix));
             }
             rel.extend(self.named.iter().cloned());
-            rel.extend(tracker.dirs());
         }
+        // Even with the whole tree watched, what the last good round rested on stays watched: a
+        // hidden or symlinked directory it read is not in the package tree, and the fix for a
+        // failed round may land there.
+        rel.extend(tracker.dirs());
         let mut dirs: BTreeSet<PathBuf> = BTreeSet::new();
         for dir in rel {
             for ancestor in ancestors(&dir) {
@@ -173,7 +177,7 @@ mod tests {
         let patterns =
             PatternSet::parse(&["//app:main".into()], "").unwrap_or_else(|e| panic!("{e}"));
         let scope = WatchScope::new(&root, &patterns, vec![PathBuf::from("/state")]);
-        let tracker = ChangeTracker::new(&root, DigestFunction::Blake3);
+        let mut tracker = ChangeTracker::new(&root, DigestFunction::Blake3);
         assert_eq!(
             relative(&root, &scope.dirs(&tracker)),
             [
@@ -188,6 +192,12 @@ mod tests {
                 "other"
             ]
         );
+        // What the last good round read stays watched, hidden or not: a fix may land there.
+        tracker.learn(&WatchSet {
+            files: vec!["data/.cfg/x.txt".into()],
+            ..WatchSet::default()
+        });
+        assert!(scope.dirs(&tracker).contains(&root.join("data/.cfg")));
     }
 
     #[test]
