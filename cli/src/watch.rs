@@ -63,8 +63,18 @@ enum Action {
     Run { label: Label, args: Vec<String> },
 }
 
-/// Runs `kiln watch`; returns only on a setup error (Ctrl-C ends the process).
-pub fn run(args: WatchArgs) -> Result<i32> {
+/// What `kiln watch` was asked to do, from its command line.
+struct Plan {
+    flags: BuildFlags,
+    patterns: PatternSet,
+    goal: Goal,
+    action: Action,
+    grace: Duration,
+    poll: bool,
+}
+
+/// Checks the command line and opens the session.
+fn plan(args: WatchArgs) -> Result<(Session, Plan)> {
     if !args.grace.is_finite() || !(0.0..=600.0).contains(&args.grace) {
         return Err(Exit::new(
             exit::BAD_COMMAND_LINE,
@@ -86,7 +96,7 @@ pub fn run(args: WatchArgs) -> Result<i32> {
         }
         WatchMode::Run(r) => (vec![r.target], r.flags, Goal::Build, None, Some(r.args)),
     };
-    let mut session = Session::open(&flags)?;
+    let session = Session::open(&flags)?;
     let patterns = parse_patterns(&patterns, &session.workspace.cwd_package)?;
     let action = match (test_output, run_args) {
         (_, Some(args)) => {
@@ -101,17 +111,31 @@ pub fn run(args: WatchArgs) -> Result<i32> {
         (Some(output), None) => Action::Test(output),
         (None, None) => Action::Build,
     };
+    let plan = Plan {
+        flags,
+        patterns,
+        goal,
+        action,
+        grace,
+        poll: args.poll,
+    };
+    Ok((session, plan))
+}
+
+/// Starts watching before the first round (so nothing that changes during it is missed): the
+/// tracker (knowing kiln.toml), the scope (the whole workspace until a round vouches for less)
+/// and the inbox around the directory watcher.
+fn start_watching(session: &Session, plan: &Plan) -> Result<(ChangeTracker, WatchScope, Inbox)> {
     let root = session.workspace.root.clone();
-    let mut tracker = ChangeTracker::new(&root, session.workspace.digest_function(&flags)?);
+    let mut tracker = ChangeTracker::new(&root, session.workspace.digest_function(&plan.flags)?);
     // kiln.toml is read before any round: know its content, so rewriting it unchanged is nothing.
     tracker.learn(&WatchSet {
         files: vec!["kiln.toml".to_string()],
         ..WatchSet::default()
     });
     let state_dir = session.workspace.state_dir.clone();
-    let mut scope = WatchScope::new(&root, &patterns, vec![state_dir.clone()]);
-    // Watch before the first round, so nothing that changes during it is missed.
-    let (watcher, limit_note) = DirWatcher::start(&scope.dirs(&tracker), args.poll)?;
+    let scope = WatchScope::new(&root, &plan.patterns, vec![state_dir.clone()]);
+    let (watcher, limit_note) = DirWatcher::start(&scope.dirs(&tracker), plan.poll)?;
     if let Some(note) = limit_note {
         session.terminal.line(&format!("WARNING: {note}"));
     }
@@ -126,7 +150,8 @@ pub fn run(args: WatchArgs) -> Result<i32> {
         }
     ));
     // Files Kiln itself writes in the workspace (the events file) are never changes.
-    let own_files: Vec<PathBuf> = flags
+    let own_files: Vec<PathBuf> = plan
+        .flags
         .events
         .iter()
         .filter_map(|p| {
@@ -135,7 +160,16 @@ pub fn run(args: WatchArgs) -> Result<i32> {
                 .ok()
         })
         .collect();
-    let mut inbox = Inbox::new(watcher, root.clone(), state_dir, own_files);
+    let inbox = Inbox::new(watcher, root, state_dir, own_files);
+    Ok((tracker, scope, inbox))
+}
+
+/// Runs `kiln watch`; returns only on a setup error (Ctrl-C ends the process).
+pub fn run(args: WatchArgs) -> Result<i32> {
+    let (mut session, plan) = plan(args)?;
+    let flags = &plan.flags;
+    let root = session.workspace.root.clone();
+    let (mut tracker, mut scope, mut inbox) = start_watching(&session, &plan)?;
     let mut service = RunningProgram::default();
     let mut changed: Vec<String> = Vec::new();
     let mut round_number = 0u64;
@@ -148,51 +182,21 @@ pub fn run(args: WatchArgs) -> Result<i32> {
         // Another kiln process changed this watch's outputs: the program's runfiles tree may be
         // gone or laid out anew under it, so it restarts even if its files are the same.
         let relaid = changed.iter().any(|c| c == OTHER_BUILD);
-        // While the round runs, a sentry thread reads the watcher's events; one that changes
-        // what the last round rested on stops this round, which is then stale.
-        let stop = Arc::new(AtomicBool::new(false));
-        let round_over = AtomicBool::new(false);
-        let can_stop = !tracker.is_empty();
-        let (outcome, seen) = std::thread::scope(|scope| {
-            let events = &mut inbox.watcher.events;
-            let (tracker, root, stop_flag, round_over) = (&tracker, &root, &stop, &round_over);
-            let sentry = scope.spawn(move || {
-                sentry(
-                    events,
-                    tracker,
-                    root,
-                    can_stop.then_some(stop_flag),
-                    round_over,
-                )
-            });
-            let mut restart = |outcome: &RoundOutcome| {
-                if let (Action::Run { label, args }, Some(report)) = (&action, outcome.report()) {
-                    if report.success() {
-                        service.restart_if_changed(
-                            &session, label, report, &flags, args, grace, relaid,
-                        );
-                    }
-                }
-            };
-            let outcome = run_round(
-                &session,
-                &flags,
-                &patterns,
-                &goal,
-                &observer,
-                &stop,
-                &mut restart,
-            );
-            round_over.store(true, Ordering::SeqCst);
-            let seen = sentry.join().unwrap_or_default();
-            (outcome, seen)
-        });
+        let (outcome, seen) = round_with_sentry(
+            &session,
+            &plan,
+            &observer,
+            &mut inbox.watcher.events,
+            &tracker,
+            &mut service,
+            relaid,
+        );
         let RoundEnd {
             outcome,
             mark,
             outputs,
         } = outcome?;
-        let test_output = match &action {
+        let test_output = match &plan.action {
             Action::Test(output) => Some(*output),
             _ => None,
         };
@@ -204,25 +208,14 @@ pub fn run(args: WatchArgs) -> Result<i32> {
             started,
             test_output,
         );
-        if let (Action::Run { label, .. }, false) = (&action, outcome.success()) {
+        if let (Action::Run { label, .. }, false) = (&plan.action, outcome.success()) {
             if service.running() {
                 session.terminal.line(&format!(
                     "INFO: Keeping the previous build of {label} running"
                 ));
             }
         }
-        // Anything the build rests on that moved while the round ran: go again at once. (The
-        // tracker learns the round's files first: one edited while the round read it is among
-        // them, with its new digest.)
-        // A round that failed before it could say what it rested on, or a no-op replay (which
-        // read no file, so the tracker digests them only now), cannot vouch for content: then
-        // any event under the workspace is a change.
-        // A no-op replay vouches for which files and listings it rested on (the record lists
-        // them all) but not for their content during the round: a concerned path counts.
-        let vouched = outcome.report().is_some();
-        let replayed = outcome
-            .report()
-            .is_some_and(|r| r.watch_set.digests.is_empty());
+        let facts = RoundFacts::of(&outcome);
         if let Some(report) = outcome.report() {
             tracker.learn(&report.watch_set);
         }
@@ -232,46 +225,27 @@ pub fn run(args: WatchArgs) -> Result<i32> {
         inbox.own_mark = mark;
         // Watch what this round rested on (all the workspace if it could not say); directories
         // watched only now are checked in full, as they may have changed unseen.
-        scope.set_whole_tree(!vouched);
+        scope.set_whole_tree(!facts.vouched);
         let mut seen = seen;
         seen.extend(inbox.retarget(&scope, &tracker, &session, started_at));
         if let Some(events) = &session.events {
-            events.write(json!({"type": "watch_scope", "round": round_number, "watched_dirs": inbox.watcher.watched_count(), "scanning": inbox.watcher.polling()}));
+            events.write(json!({
+                "type": "watch_scope",
+                "round": round_number,
+                "watched_dirs": inbox.watcher.watched_count(),
+                "scanning": inbox.watcher.polling(),
+            }));
             events.flush();
         }
-        let mut during = Vec::new();
-        if outcome.stopped() {
+        if facts.stopped {
             // A burst (a `git checkout`) stopped it: let it settle before the next round.
             seen.extend(settle(&inbox.watcher));
         }
         let pending = inbox.drain_pending(&scope, &tracker, &session, seen);
-        let mut concerned = Vec::new();
-        if pending.contains(&PathBuf::new()) {
-            during.push(LOST_EVENTS.to_string());
-        }
-        for path in expand_unspecific(&tracker, pending) {
-            if tracker.concerns(&path) || !vouched {
-                let rel = tracker.changed(&path);
-                match rel {
-                    Some(rel) => during.push(rel),
-                    None if !vouched || replayed || tracker.digested_late(&path) => {
-                        during.extend(relative_path(&root, &path))
-                    }
-                    None => concerned.extend(relative_path(&root, &path)),
-                }
-            }
-        }
-        if outcome.stopped() && during.is_empty() {
-            // The round read the new bytes before it was stopped, so the tracker sees no
-            // difference now; the round is still unfinished: run it again.
-            during = concerned;
-            if during.is_empty() {
-                during.push("(an input changed during the round)".to_string());
-            }
-        }
+        let during = changed_during_round(&mut tracker, &root, facts, pending);
         if !during.is_empty() {
             if during.iter().any(|c| c == "kiln.toml") {
-                reload_settings(&mut session, &flags, &mut tracker);
+                reload_settings(&mut session, flags, &mut tracker);
             }
             changed = during;
             continue;
@@ -279,13 +253,78 @@ pub fn run(args: WatchArgs) -> Result<i32> {
         let accept_any = outcome.report().is_none();
         changed = inbox.wait_for_change(&scope, &mut tracker, &session, accept_any);
         if changed.iter().any(|c| c == "kiln.toml") {
-            reload_settings(&mut session, &flags, &mut tracker);
+            reload_settings(&mut session, flags, &mut tracker);
         }
         if let Some(events) = &session.events {
             events.write(json!({"type": "watch_change", "round": round_number + 1, "changed": changed, "time_ms": round::now_ms()}));
             events.flush();
         }
     }
+}
+
+/// What a round's outcome says about the events that arrived while it ran.
+#[derive(Clone, Copy, Debug)]
+struct RoundFacts {
+    /// The round said what it rested on (it did not fail before loading everything).
+    vouched: bool,
+    /// It was a no-op replay: it read no file, so the tracker digested them only afterwards.
+    replayed: bool,
+    /// It was stopped because an input changed under it.
+    stopped: bool,
+}
+
+impl RoundFacts {
+    fn of(outcome: &RoundOutcome) -> RoundFacts {
+        RoundFacts {
+            vouched: outcome.report().is_some(),
+            replayed: outcome
+                .report()
+                .is_some_and(|r| r.watch_set.digests.is_empty()),
+            stopped: outcome.stopped(),
+        }
+    }
+}
+
+/// What changed while a round ran (workspace-relative paths, or a reason in brackets), from the
+/// paths reported meanwhile; empty when the next round can wait for a new event. The tracker has
+/// learnt the round's files first, so a file edited while the round read it is a change.
+///
+/// Content decides where the round vouches for it. A round that failed before it could say what
+/// it rested on vouches for nothing: any event is a change. A no-op replay, or a file the round
+/// rested on without digesting it, vouches for which files but not for their bytes during the
+/// round: an event on such a path counts. A stopped round always runs again.
+fn changed_during_round(
+    tracker: &mut ChangeTracker,
+    root: &Path,
+    facts: RoundFacts,
+    pending: Vec<PathBuf>,
+) -> Vec<String> {
+    let mut during = Vec::new();
+    let mut concerned = Vec::new();
+    if pending.contains(&PathBuf::new()) {
+        during.push(LOST_EVENTS.to_string());
+    }
+    for path in expand_unspecific(tracker, pending) {
+        if !tracker.concerns(&path) && facts.vouched {
+            continue;
+        }
+        match tracker.changed(&path) {
+            Some(rel) => during.push(rel),
+            None if !facts.vouched || facts.replayed || tracker.digested_late(&path) => {
+                during.extend(relative_path(root, &path))
+            }
+            None => concerned.extend(relative_path(root, &path)),
+        }
+    }
+    if facts.stopped && during.is_empty() {
+        // The round read the new bytes before it was stopped, so the tracker sees no difference
+        // now; the round is still unfinished: run it again.
+        during = concerned;
+        if during.is_empty() {
+            during.push("(an input changed during the round)".to_string());
+        }
+    }
+    during
 }
 
 /// Events that name no file: an empty batch (the OS dropped events: re-check everything tracked)
@@ -314,6 +353,64 @@ fn relative_path(root: &Path, path: &Path) -> Option<String> {
     path.strip_prefix(root)
         .ok()
         .map(|p| p.to_string_lossy().into_owned())
+}
+
+/// Runs one round while a sentry thread reads the watcher's events: one that changes what the
+/// last round rested on stops this round, which is then stale. Returns the round's end and the
+/// paths reported while it ran. In `run` mode a successful round restarts the program under the
+/// build lock.
+fn round_with_sentry(
+    session: &Session,
+    plan: &Plan,
+    observer: &RoundObserver,
+    events: &mut Receiver<Vec<PathBuf>>,
+    tracker: &ChangeTracker,
+    service: &mut RunningProgram,
+    relaid: bool,
+) -> (Result<RoundEnd>, Vec<PathBuf>) {
+    let root = &session.workspace.root;
+    let stop = Arc::new(AtomicBool::new(false));
+    let round_over = AtomicBool::new(false);
+    let can_stop = !tracker.is_empty();
+    std::thread::scope(|scope| {
+        let (stop_flag, round_over) = (&stop, &round_over);
+        let sentry = scope.spawn(move || {
+            sentry(
+                events,
+                tracker,
+                root,
+                can_stop.then_some(stop_flag),
+                round_over,
+            )
+        });
+        let mut restart = |outcome: &RoundOutcome| {
+            if let (Action::Run { label, args }, Some(report)) = (&plan.action, outcome.report()) {
+                if report.success() {
+                    service.restart_if_changed(
+                        session,
+                        label,
+                        report,
+                        &plan.flags,
+                        args,
+                        plan.grace,
+                        relaid,
+                    );
+                }
+            }
+        };
+        let outcome = run_round(
+            session,
+            &plan.flags,
+            &plan.patterns,
+            &plan.goal,
+            observer,
+            &stop,
+            &mut restart,
+        );
+        round_over.store(true, Ordering::SeqCst);
+        let seen = sentry.join().unwrap_or_default();
+        (outcome, seen)
+    })
 }
 
 /// What [`run_round`] returns.
@@ -539,4 +636,97 @@ fn program_fingerprint(root: &Path, label: &Label, report: &BuildReport) -> blak
         }
     }
     hasher.finalize()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use kiln_cache::{Digest, DigestFunction};
+    use std::collections::HashMap;
+
+    const NORMAL: RoundFacts = RoundFacts {
+        vouched: true,
+        replayed: false,
+        stopped: false,
+    };
+
+    /// A workspace with `a/src.txt` = "one", which a round digested, and `b/other.txt`.
+    fn setup() -> (tempfile::TempDir, PathBuf, ChangeTracker) {
+        let dir = tempfile::tempdir().unwrap_or_else(|e| panic!("{e}"));
+        let root = dir.path().to_path_buf();
+        for (path, content) in [("a/src.txt", "one"), ("b/other.txt", "x")] {
+            std::fs::create_dir_all(root.join(path).parent().unwrap_or(&root))
+                .unwrap_or_else(|e| panic!("{e}"));
+            std::fs::write(root.join(path), content).unwrap_or_else(|e| panic!("{e}"));
+        }
+        let mut tracker = ChangeTracker::new(&root, DigestFunction::Blake3);
+        let used = Digest::of_bytes(DigestFunction::Blake3, b"one");
+        tracker.learn(&WatchSet {
+            files: vec!["a/src.txt".into()],
+            listings: Vec::new(),
+            digests: HashMap::from([("a/src.txt".to_string(), used)]),
+        });
+        (dir, root, tracker)
+    }
+
+    #[test]
+    fn content_decides_after_a_round_that_vouched_for_it() {
+        let (_dir, root, mut tracker) = setup();
+        let src = root.join("a/src.txt");
+        let other = root.join("b/other.txt");
+        let none = changed_during_round(&mut tracker, &root, NORMAL, vec![src.clone(), other]);
+        assert!(none.is_empty(), "{none:?}");
+        std::fs::write(&src, "two").unwrap_or_else(|e| panic!("{e}"));
+        let edited = changed_during_round(&mut tracker, &root, NORMAL, vec![src]);
+        assert_eq!(edited, ["a/src.txt"]);
+    }
+
+    #[test]
+    fn what_a_round_cannot_vouch_for_counts() {
+        let (_dir, root, mut tracker) = setup();
+        let src = root.join("a/src.txt");
+        let replayed = RoundFacts {
+            replayed: true,
+            ..NORMAL
+        };
+        let after_replay = changed_during_round(&mut tracker, &root, replayed, vec![src.clone()]);
+        assert_eq!(
+            after_replay,
+            ["a/src.txt"],
+            "same bytes, but the replay read none"
+        );
+        let failed = RoundFacts {
+            vouched: false,
+            ..NORMAL
+        };
+        let other = root.join("b/other.txt");
+        assert_eq!(
+            changed_during_round(&mut tracker, &root, failed, vec![other]),
+            ["b/other.txt"],
+            "after a failed round any event counts"
+        );
+        assert_eq!(
+            changed_during_round(&mut tracker, &root, NORMAL, vec![PathBuf::new()]),
+            [LOST_EVENTS]
+        );
+    }
+
+    #[test]
+    fn a_stopped_round_always_runs_again() {
+        let (_dir, root, mut tracker) = setup();
+        let stopped = RoundFacts {
+            stopped: true,
+            ..NORMAL
+        };
+        let src = root.join("a/src.txt");
+        assert_eq!(
+            changed_during_round(&mut tracker, &root, stopped, vec![src]),
+            ["a/src.txt"],
+            "the concerned path, though its bytes match what the round read"
+        );
+        assert_eq!(
+            changed_during_round(&mut tracker, &root, stopped, Vec::new()),
+            ["(an input changed during the round)"]
+        );
+    }
 }
