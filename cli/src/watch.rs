@@ -135,7 +135,9 @@ fn start_watching(session: &Session, plan: &Plan) -> Result<(ChangeTracker, Watc
     });
     let state_dir = session.workspace.state_dir.clone();
     let scope = WatchScope::new(&root, &plan.patterns, vec![state_dir.clone()]);
-    let (watcher, limit_note) = DirWatcher::start(&scope.dirs(&tracker), plan.poll)?;
+    let dirs = scope.dirs(&tracker);
+    let (watcher, limit_note) = DirWatcher::start(&dirs, plan.poll)?;
+    tracker.note_definitions_in(&dirs);
     if let Some(note) = limit_note {
         session.terminal.line(&format!("WARNING: {note}"));
     }
@@ -173,6 +175,7 @@ pub fn run(args: WatchArgs) -> Result<i32> {
     let mut service = RunningProgram::default();
     let mut changed: Vec<String> = Vec::new();
     let mut round_number = 0u64;
+    let mut relay_pending = false;
     loop {
         round_number += 1;
         let observer = RoundObserver::default();
@@ -180,8 +183,9 @@ pub fn run(args: WatchArgs) -> Result<i32> {
         let started_at = std::time::SystemTime::now();
         round::announce(&session, round_number, &changed);
         // Another kiln process changed this watch's outputs: the program's runfiles tree may be
-        // gone or laid out anew under it, so it restarts even if its files are the same.
-        let relaid = changed.iter().any(|c| c == OTHER_BUILD);
+        // gone or laid out anew under it, so it restarts even if its files are the same. Kept
+        // until a round has restarted it.
+        relay_pending |= changed.iter().any(|c| c == OTHER_BUILD);
         let (outcome, seen) = round_with_sentry(
             &session,
             &plan,
@@ -189,13 +193,26 @@ pub fn run(args: WatchArgs) -> Result<i32> {
             &mut inbox.watcher.events,
             &tracker,
             &mut service,
-            relaid,
+            RelayHint {
+                pending: relay_pending,
+                own_mark: inbox.own_mark.clone(),
+            },
         );
         let RoundEnd {
             outcome,
             mark,
-            outputs,
+            mut outputs,
+            program_current,
         } = outcome?;
+        if program_current {
+            relay_pending = false;
+        }
+        // The program's runfiles tree counts as an output: `kiln run` or `kiln clean` elsewhere
+        // may remove or lay it out anew without touching the build's outputs.
+        if let (Some(outputs), Some(tree)) = (outputs.as_mut(), service.runfiles_dir()) {
+            let stat = dirs::entry_stat(&tree);
+            outputs.insert(tree, stat);
+        }
         let test_output = match &plan.action {
             Action::Test(output) => Some(*output),
             _ => None,
@@ -228,6 +245,7 @@ pub fn run(args: WatchArgs) -> Result<i32> {
         scope.set_whole_tree(!facts.vouched);
         let mut seen = seen;
         seen.extend(inbox.retarget(&scope, &tracker, &session, started_at));
+        tracker.note_definitions_in(&scope.dirs(&tracker));
         if let Some(events) = &session.events {
             events.write(json!({
                 "type": "watch_scope",
@@ -366,7 +384,7 @@ fn round_with_sentry(
     events: &mut Receiver<Vec<PathBuf>>,
     tracker: &ChangeTracker,
     service: &mut RunningProgram,
-    relaid: bool,
+    relay: RelayHint,
 ) -> (Result<RoundEnd>, Vec<PathBuf>) {
     let root = &session.workspace.root;
     let stop = Arc::new(AtomicBool::new(false));
@@ -383,28 +401,30 @@ fn round_with_sentry(
                 round_over,
             )
         });
-        let mut restart = |outcome: &RoundOutcome| {
-            if let (Action::Run { label, args }, Some(report)) = (&plan.action, outcome.report()) {
-                if report.success() {
-                    service.restart_if_changed(
-                        session,
-                        label,
-                        report,
-                        &plan.flags,
-                        args,
-                        plan.grace,
-                        relaid,
-                    );
-                }
+        // Whether the program (in `run` mode) is this round's build, running.
+        let mut restart = |outcome: &RoundOutcome, other_ran: bool| -> bool {
+            let Some(report) = outcome.report().filter(|r| r.success()) else {
+                return false;
+            };
+            match &plan.action {
+                Action::Run { label, args } => service.restart_if_changed(
+                    session,
+                    label,
+                    report,
+                    &plan.flags,
+                    args,
+                    plan.grace,
+                    relay.pending || other_ran,
+                ),
+                _ => true,
             }
         };
         let outcome = run_round(
             session,
-            &plan.flags,
-            &plan.patterns,
-            &plan.goal,
+            plan,
             observer,
             &stop,
+            relay.own_mark.as_deref(),
             &mut restart,
         );
         round_over.store(true, Ordering::SeqCst);
@@ -413,8 +433,20 @@ fn round_with_sentry(
     })
 }
 
+/// What a round needs to know to restart `run` mode's program when another kiln process may
+/// have laid its runfiles out anew.
+struct RelayHint {
+    /// An earlier round was started for that reason and has not restarted the program yet.
+    pending: bool,
+    /// The build mark this watch's last round left: another one found under the lock means
+    /// another process built since.
+    own_mark: Option<Vec<u8>>,
+}
+
 /// What [`run_round`] returns.
 struct RoundEnd {
+    /// Whether the round succeeded and, in `run` mode, its build is the program running.
+    program_current: bool,
     outcome: RoundOutcome,
     /// The build mark the round left.
     mark: Option<Vec<u8>>,
@@ -423,27 +455,29 @@ struct RoundEnd {
 }
 
 /// Runs one round under the build lock, then `then` (which may lay out a program's runfiles in
-/// `kiln-out/`, so it runs under the lock too). The digests the round computed stay in memory
-/// and are persisted for other kiln runs. Returns the outcome the build mark the round left and how it left its outputs.
+/// `kiln-out/`, so it runs under the lock too; it is told whether another process built since
+/// this watch's last round, and answers whether the program runs this build). The digests the
+/// round computed stay in memory and are persisted for other kiln runs. Returns the outcome, the
+/// build mark the round left and how it left its outputs.
 fn run_round(
     session: &Session,
-    flags: &BuildFlags,
-    patterns: &PatternSet,
-    goal: &Goal,
+    plan: &Plan,
     observer: &RoundObserver,
     stop: &Arc<AtomicBool>,
-    then: &mut dyn FnMut(&RoundOutcome),
+    own_mark: Option<&[u8]>,
+    then: &mut dyn FnMut(&RoundOutcome, bool) -> bool,
 ) -> Result<RoundEnd> {
     let lock = session.state.lock(&session.terminal)?;
+    let other_ran = session.state.build_mark().as_deref() != own_mark;
     let result = session.engine_run_observed(
-        flags,
-        patterns,
-        goal,
+        &plan.flags,
+        &plan.patterns,
+        &plan.goal,
         Some(observer),
         Some(Arc::clone(stop)),
     );
     let outcome = RoundOutcome::new(result);
-    then(&outcome);
+    let program_current = then(&outcome, other_ran);
     session.state.flush();
     // Read under the lock: once it is released, another build may leave its own mark.
     let mark = session.state.build_mark();
@@ -453,6 +487,7 @@ fn run_round(
         .map(|r| inbox::output_stats(&session.workspace.root, r));
     drop(lock);
     Ok(RoundEnd {
+        program_current,
         outcome,
         mark,
         outputs,
@@ -552,6 +587,8 @@ fn reload_settings(session: &mut Session, flags: &BuildFlags, tracker: &mut Chan
 struct RunningProgram {
     service: Option<Service>,
     fingerprint: Option<blake3::Hash>,
+    /// The working directory it runs in (inside its runfiles tree).
+    cwd: Option<PathBuf>,
 }
 
 impl RunningProgram {
@@ -559,9 +596,15 @@ impl RunningProgram {
         self.service.as_mut().is_some_and(|s| s.exited().is_none())
     }
 
+    /// The directory the program runs in, while it runs.
+    fn runfiles_dir(&self) -> Option<PathBuf> {
+        self.service.as_ref().and(self.cwd.clone())
+    }
+
     /// Starts the program built for `label` unless the same executable and runfiles already
     /// run and nothing else (`relaid`: another kiln process's build or clean) touched them; the
-    /// old one is stopped before its runfiles tree is laid out again.
+    /// old one is stopped before its runfiles tree is laid out again. Returns whether this build
+    /// of the program runs now.
     #[allow(clippy::too_many_arguments)] // one call site, each argument a different concern
     fn restart_if_changed(
         &mut self,
@@ -572,10 +615,10 @@ impl RunningProgram {
         args: &[String],
         grace: Duration,
         relaid: bool,
-    ) {
+    ) -> bool {
         let fingerprint = program_fingerprint(&session.workspace.root, label, report);
         if self.running() && self.fingerprint == Some(fingerprint) && !relaid {
-            return;
+            return true;
         }
         if let Some(mut old) = self.service.take() {
             old.stop(grace);
@@ -585,7 +628,7 @@ impl RunningProgram {
             Ok(program) => program,
             Err(e) => {
                 session.terminal.line(&format!("ERROR: {e:#}"));
-                return;
+                return false;
             }
         };
         // Started under the same lock Ctrl-C takes to stop it: never one it does not know of.
@@ -614,7 +657,10 @@ impl RunningProgram {
             ));
             self.service = Some(service);
             self.fingerprint = Some(fingerprint);
+            self.cwd = Some(program.cwd.clone());
+            return true;
         }
+        false
     }
 }
 

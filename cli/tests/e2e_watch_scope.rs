@@ -61,6 +61,8 @@ fn globbing_workspace() -> Workspace {
         r#"genrule(name = "cfg", srcs = glob([".cfg/**"]), outs = ["all.txt"], cmd = "cat $(SRCS) > $@")"#,
     );
     ws.write("app/.cfg/a.txt", "a\n");
+    // A root package the targets do not use: its directory is watched (an ancestor).
+    ws.write("BUILD.bazel", "# nothing here\n");
     ws.write(
         "unrelated/BUILD",
         r#"genrule(name = "u", outs = ["u.txt"], cmd = "echo u > $@")"#,
@@ -82,6 +84,10 @@ fn after_a_round_only_what_the_targets_rest_on_is_watched_hidden_and_new_directo
         "unrelated/BUILD",
         r#"genrule(name = "u", outs = ["u.txt"], cmd = "echo changed > $@")"#,
     );
+    // Rewriting the unused root BUILD file with the same bytes, twice, starts nothing either.
+    ws.write("BUILD.bazel", "# nothing here\n");
+    std::thread::sleep(Duration::from_millis(200));
+    ws.write("BUILD.bazel", "# nothing here\n");
     watch.assert_no_round_after(1);
 
     ws.write("app/.cfg/a.txt", "a2\n");
@@ -120,6 +126,28 @@ genrule(name = "slow", srcs = ["slow.in"], outs = ["slow.txt"], cmd = "sleep 6; 
     let watch = Watch::start(&ws, &["build", "//p:all"]);
     assert_eq!(watch.wait_round(1)["success"], true, "{}", watch.stderr());
     assert_eq!(ws.read_out("p/mode.txt"), "fastbuild\n");
+
+    // Between rounds the watch leaves the lock alone (it does not poll it)...
+    let lock_files: Vec<_> = std::fs::read_dir(ws.cache_dir().join("workspaces"))
+        .expect("workspaces dir")
+        .flatten()
+        .map(|e| e.path().join("lock"))
+        .collect();
+    let stamp = |files: &[std::path::PathBuf]| -> Vec<_> {
+        files
+            .iter()
+            .map(|f| std::fs::metadata(f).and_then(|m| m.modified()).ok())
+            .collect()
+    };
+    std::thread::sleep(Duration::from_millis(300));
+    let before = stamp(&lock_files);
+    std::thread::sleep(Duration::from_millis(700));
+    assert_eq!(stamp(&lock_files), before, "an idle watch rewrote the lock file");
+    // ...and a build that changes nothing of its outputs starts no round.
+    let same = ws.kiln(&["build", "//p:mode"]);
+    assert_eq!(same.code, 0, "{}", same.stderr);
+    assert!(!same.stderr.contains("Waiting"), "{}", same.stderr);
+    watch.assert_no_round_after(1);
 
     ws.write("p/slow.in", "two\n");
     watch.wait_action_started(2);

@@ -24,6 +24,10 @@ pub struct ChangeTracker {
     files: HashMap<String, Option<FileState>>,
     /// Workspace-relative directory → fingerprint of its listing.
     listings: HashMap<String, String>,
+    /// BUILD and `.bzl` files (workspace-relative) in watched directories that no round rests
+    /// on, e.g. a root `BUILD.bazel` outside the targets: known by content so that rewriting one
+    /// unchanged starts nothing, but not watched for their own sake.
+    definitions: HashMap<String, Option<FileState>>,
     /// Files the last round rested on without digesting them (rules only stat some, a no-op
     /// replay reads none), digested by the tracker after the round: it cannot vouch that the
     /// round saw those bytes.
@@ -77,6 +81,8 @@ impl ChangeTracker {
             }
         }
         self.listings = set.listings.iter().cloned().collect();
+        let tracked = &self.files;
+        self.definitions.retain(|rel, _| !tracked.contains_key(rel));
     }
 
     /// Whether an event at `path` (absolute) may concern the build at all, before reading it: a
@@ -99,7 +105,11 @@ impl ChangeTracker {
         let probe = self.probe(&rel);
         let changed = probe.differs();
         if let Some((now, _)) = probe.file {
-            self.files.insert(rel.clone(), now);
+            if self.files.contains_key(&rel) {
+                self.files.insert(rel.clone(), now);
+            } else {
+                self.definitions.insert(rel.clone(), now);
+            }
         }
         if let Some(listing) = probe.listing {
             self.listings.insert(parent(&rel).to_string(), listing);
@@ -112,6 +122,26 @@ impl ChangeTracker {
     pub fn differs(&self, path: &Path) -> bool {
         self.relative(path)
             .is_some_and(|rel| self.probe(&rel).differs())
+    }
+
+    /// Learns the content of the BUILD and `.bzl` files in `dirs` (absolute, the watched
+    /// directories) that no round rests on and the tracker does not know yet, so that an event
+    /// on one is decided by content like any other.
+    pub fn note_definitions_in(&mut self, dirs: &BTreeSet<PathBuf>) {
+        for dir in dirs {
+            for entry in std::fs::read_dir(dir).into_iter().flatten().flatten() {
+                let Some(rel) = self.relative(&entry.path()) else {
+                    continue;
+                };
+                if is_build_definition(&rel)
+                    && !self.files.contains_key(&rel)
+                    && !self.definitions.contains_key(&rel)
+                {
+                    let state = self.digest(&rel);
+                    self.definitions.insert(rel, state);
+                }
+            }
+        }
     }
 
     /// Whether `path` (absolute) is a file the last round rested on without digesting it, so
@@ -137,7 +167,11 @@ impl ChangeTracker {
         let mut probe = Probe::default();
         if self.files.contains_key(rel) || is_build_definition(rel) {
             let now = self.digest(rel);
-            let before = self.files.get(rel).copied();
+            let before = self
+                .files
+                .get(rel)
+                .or_else(|| self.definitions.get(rel))
+                .copied();
             let changed = before != Some(now) && !(before.is_none() && now.is_none());
             probe.file = Some((now, changed));
         }
@@ -374,6 +408,26 @@ mod tests {
         let dirs: Vec<String> = tracker.dirs().into_iter().collect();
         assert_eq!(dirs, ["", "a"], "go.mod's and a's, not the host tool's");
         assert_eq!(tracker.tracked().len(), 3);
+    }
+
+    #[test]
+    fn an_untracked_build_file_rewritten_unchanged_is_no_change() {
+        let (dir, mut tracker) = setup();
+        std::fs::write(dir.path().join("BUILD.bazel"), "# root\n")
+            .unwrap_or_else(|e| panic!("{e}"));
+        tracker.note_definitions_in(&BTreeSet::from([dir.path().to_path_buf()]));
+        let root_build = dir.path().join("BUILD.bazel");
+        std::fs::write(&root_build, "# root\n").unwrap_or_else(|e| panic!("{e}"));
+        assert_eq!(tracker.changed(&root_build), None);
+        // Still known after the next round, which does not rest on it either.
+        tracker.learn(&WatchSet {
+            files: vec!["a/BUILD".into()],
+            ..WatchSet::default()
+        });
+        assert_eq!(tracker.changed(&root_build), None);
+        std::fs::write(&root_build, "# edited\n").unwrap_or_else(|e| panic!("{e}"));
+        assert_eq!(tracker.changed(&root_build).as_deref(), Some("BUILD.bazel"));
+        assert!(!tracker.dirs().contains(""), "not watched for its own sake");
     }
 
     #[test]

@@ -38,7 +38,13 @@ pub struct Inbox {
     /// The stat of each output of the last successful round (`None`: absent), to tell which of
     /// them another kiln process changed.
     own_outputs: BTreeMap<PathBuf, Option<EntryStat>>,
+    /// Rounds started in a row only to put back what another kiln process changed.
+    restores_in_a_row: u32,
 }
+
+/// How many rounds in a row may put back what another kiln process changed (see
+/// [`Inbox::restore`]).
+const MAX_RESTORES_IN_A_ROW: u32 = 3;
 
 impl Inbox {
     /// An inbox for `watcher` in the workspace at `root`.
@@ -55,6 +61,7 @@ impl Inbox {
             own_files,
             own_mark: None,
             own_outputs: BTreeMap::new(),
+            restores_in_a_row: 0,
         }
     }
 
@@ -148,7 +155,8 @@ impl Inbox {
                     OtherBuild::Running => {}
                     OtherBuild::Done(mark) => {
                         other_build = false;
-                        if self.outputs_moved_by_other_build(mark, session) {
+                        if self.outputs_moved_by_other_build(mark, session) && self.restore(session)
+                        {
                             return vec![OTHER_BUILD.to_string()];
                         }
                     }
@@ -169,7 +177,7 @@ impl Inbox {
             };
             let mut paths: BTreeSet<PathBuf> = first.into_iter().collect();
             paths.extend(settle(&self.watcher));
-            other_build |= paths.iter().any(|p| p.starts_with(&self.state_dir));
+            other_build |= paths.iter().any(|p| self.is_state_write(p));
             self.follow_new_dirs(scope, tracker, session, &mut paths);
             let mut changed = Vec::new();
             // The OS dropped events: anything may have changed (a new package, too).
@@ -189,9 +197,37 @@ impl Inbox {
                 changed.push(LOST_EVENTS.to_string());
             }
             if !changed.is_empty() {
+                self.restores_in_a_row = 0;
                 return changed;
             }
         }
+    }
+
+    /// Whether a round should put back what another kiln process changed. Not after
+    /// [`MAX_RESTORES_IN_A_ROW`] such rounds with no edit between them: then something keeps
+    /// building this workspace with other settings (another `kiln watch`, say), and restoring
+    /// again would only start a tug of war.
+    fn restore(&mut self, session: &Session) -> bool {
+        self.restores_in_a_row += 1;
+        if self.restores_in_a_row == MAX_RESTORES_IN_A_ROW + 1 {
+            session.terminal.line(
+                "WARNING: Another kiln process keeps changing this watch's outputs (another \
+                 `kiln watch` with other flags?); they are no longer put back until a source \
+                 changes",
+            );
+        }
+        self.restores_in_a_row <= MAX_RESTORES_IN_A_ROW
+    }
+
+    /// Whether an event at `path` is another process writing the workspace state's database
+    /// (not its lock file, which this watch itself rewrites when it looks whether the lock is
+    /// free, nor SQLite's shared-memory index, which readers touch).
+    fn is_state_write(&self, path: &Path) -> bool {
+        path.parent() == Some(self.state_dir.as_path())
+            && path.file_name().is_some_and(|name| {
+                let name = name.to_string_lossy();
+                name.starts_with("state.sqlite") && !name.ends_with("-shm")
+            })
     }
 
     /// Adopts another process's build `mark`; says whether its build moved any of this watch's
