@@ -361,6 +361,14 @@ http.server.HTTPServer(("127.0.0.1", int(sys.argv[1])), H).serve_forever()
     ws
 }
 
+/// The pids the server fixture recorded (each server and its child).
+fn server_pids(ws: &Workspace) -> Vec<i32> {
+    ws.read("server.pids")
+        .lines()
+        .filter_map(|l| l.trim().parse().ok())
+        .collect()
+}
+
 fn alive(pid: i32) -> bool {
     std::fs::read_to_string(format!("/proc/{pid}/stat")).is_ok_and(|stat| {
         !stat
@@ -407,11 +415,7 @@ fn run_mode_restarts_on_change_survives_a_broken_edit_and_stops_cleanly() {
     // Ctrl-C stops kiln and every server it started.
     let code = watch.interrupt();
     assert_eq!(code, 0, "{}", watch.stderr());
-    let pids: Vec<i32> = ws
-        .read("server.pids")
-        .lines()
-        .filter_map(|l| l.trim().parse().ok())
-        .collect();
+    let pids = server_pids(&ws);
     assert!(
         pids.len() >= 6,
         "three servers and their children: {pids:?}"
@@ -468,11 +472,7 @@ sh_binary(name = "server", srcs = ["server.sh"], data = [":message"])
     );
     let code = watch.interrupt();
     assert_eq!(code, 0, "{}", watch.stderr());
-    let pids: Vec<i32> = ws
-        .read("server.pids")
-        .lines()
-        .filter_map(|l| l.trim().parse().ok())
-        .collect();
+    let pids = server_pids(&ws);
     let start = Instant::now();
     while (pids.iter().any(|p| alive(*p)) || !processes_with(marker).is_empty())
         && start.elapsed() < DEADLINE

@@ -53,6 +53,17 @@ fn out(ws: &Workspace, path: &str) -> String {
     std::fs::read_to_string(ws.out_path(path)).unwrap_or_default()
 }
 
+/// Waits until `kiln-out/bin/<path>` holds `expected` (a round may need a second one when a file
+/// lands after the first listed its directory).
+#[track_caller]
+fn wait_for_output(ws: &Workspace, watch: &Watch, path: &str, expected: &str) {
+    let start = Instant::now();
+    while out(ws, path) != expected && start.elapsed() < DEADLINE {
+        std::thread::sleep(Duration::from_millis(50));
+    }
+    assert_eq!(ws.read_out(path), expected, "{}", watch.stderr());
+}
+
 /// A package whose glob reads a hidden directory, and an unrelated package.
 fn globbing_workspace() -> Workspace {
     let ws = Workspace::new();
@@ -98,18 +109,9 @@ fn after_a_round_only_what_the_targets_rest_on_is_watched_hidden_and_new_directo
     std::fs::create_dir_all(ws.root().join("app/.cfg/new/deeper")).expect("mkdir");
     ws.write("app/.cfg/new/deeper/b.txt", "b\n");
     assert_eq!(watch.wait_round(3)["success"], true, "{}", watch.stderr());
-    let start = Instant::now();
-    while out(&ws, "app/all.txt") != "a2\nb\n" && start.elapsed() < DEADLINE {
-        // A second round follows when the file landed after the first one listed the directory.
-        std::thread::sleep(Duration::from_millis(50));
-    }
-    assert_eq!(ws.read_out("app/all.txt"), "a2\nb\n", "{}", watch.stderr());
+    wait_for_output(&ws, &watch, "app/all.txt", "a2\nb\n");
     ws.write("app/.cfg/new/deeper/b.txt", "b2\n");
-    let start = Instant::now();
-    while out(&ws, "app/all.txt") != "a2\nb2\n" && start.elapsed() < DEADLINE {
-        std::thread::sleep(Duration::from_millis(50));
-    }
-    assert_eq!(ws.read_out("app/all.txt"), "a2\nb2\n", "{}", watch.stderr());
+    wait_for_output(&ws, &watch, "app/all.txt", "a2\nb2\n");
 }
 
 #[test]
@@ -142,7 +144,11 @@ genrule(name = "slow", srcs = ["slow.in"], outs = ["slow.txt"], cmd = "sleep 6; 
     std::thread::sleep(Duration::from_millis(300));
     let before = stamp(&lock_files);
     std::thread::sleep(Duration::from_millis(700));
-    assert_eq!(stamp(&lock_files), before, "an idle watch rewrote the lock file");
+    assert_eq!(
+        stamp(&lock_files),
+        before,
+        "an idle watch rewrote the lock file"
+    );
     // ...and a build that changes nothing of its outputs starts no round.
     let same = ws.kiln(&["build", "//p:mode"]);
     assert_eq!(same.code, 0, "{}", same.stderr);
@@ -209,11 +215,7 @@ fn running_out_of_watches_after_start_up_falls_back_to_scanning() {
     assert_eq!(scope_of(&watch, 1)["scanning"], false, "{}", watch.stderr());
     std::fs::create_dir_all(ws.root().join("app/.cfg/n1/n2")).expect("mkdir");
     ws.write("app/.cfg/n1/n2/f.txt", "f\n");
-    let start = Instant::now();
-    while out(&ws, "app/all.txt") != "a\nf\n" && start.elapsed() < DEADLINE {
-        std::thread::sleep(Duration::from_millis(50));
-    }
-    assert_eq!(ws.read_out("app/all.txt"), "a\nf\n", "{}", watch.stderr());
+    wait_for_output(&ws, &watch, "app/all.txt", "a\nf\n");
     // The round that listed the new directories ran out of watches when it moved them.
     let scanning = |e: &Value| e["type"] == "watch_scope" && e["scanning"] == true;
     let start = Instant::now();
@@ -229,9 +231,5 @@ fn running_out_of_watches_after_start_up_falls_back_to_scanning() {
         watch.stderr()
     );
     ws.write("app/.cfg/n1/n2/f.txt", "f2\n");
-    let start = Instant::now();
-    while out(&ws, "app/all.txt") != "a\nf2\n" && start.elapsed() < DEADLINE {
-        std::thread::sleep(Duration::from_millis(50));
-    }
-    assert_eq!(ws.read_out("app/all.txt"), "a\nf2\n", "{}", watch.stderr());
+    wait_for_output(&ws, &watch, "app/all.txt", "a\nf2\n");
 }
