@@ -8,7 +8,7 @@ use kiln_graph::analysis::{
 use kiln_graph::rule_schema::{AttrKind, AttrSchema, RuleSchema};
 
 use super::compile::{self, CrateParts};
-use super::crate_info::{CrateInfo, CrateType};
+use super::crate_info::{CrateInfo, CrateType, DepUse, Twins};
 
 /// Which of the five rules.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -48,6 +48,9 @@ pub const CRATE_ATTRS: &[AttrSchema] = &[
     AttrSchema::optional("rustc_env_files", AttrKind::LabelList),
     AttrSchema::optional("lint_config", AttrKind::Label),
     AttrSchema::optional("crate_type", AttrKind::String),
+    // Kiln's own, written only into generated `@crates` BUILD files (see `Twins`).
+    AttrSchema::optional("kiln_host_twin", AttrKind::Label),
+    AttrSchema::optional("kiln_test_twin", AttrKind::Label),
 ];
 
 impl RuleImpl for RustCrateRule {
@@ -75,6 +78,11 @@ impl RuleImpl for RustCrateRule {
             Kind::StaticLibrary => CrateType::StaticLib,
         };
         let test = self.0 == Kind::Test;
+        let dep_use = match self.0 {
+            Kind::Test => DepUse::Test,
+            Kind::ProcMacro => DepUse::Host,
+            _ => DepUse::Normal,
+        };
         let parts = if test {
             match ctx.target.labels("crate").first() {
                 Some(lib) => {
@@ -83,12 +91,12 @@ impl RuleImpl for RustCrateRule {
                             "`crate = \"{lib}\"` must name a `rust_library` or `rust_binary`"
                         ))
                     })?;
-                    compile::parts_from_attrs(ctx, Some(base), CrateType::Bin)?
+                    compile::parts_from_attrs(ctx, Some(base), CrateType::Bin, dep_use)?
                 }
-                None => compile::parts_from_attrs(ctx, None, CrateType::Bin)?,
+                None => compile::parts_from_attrs(ctx, None, CrateType::Bin, dep_use)?,
             }
         } else {
-            compile::parts_from_attrs(ctx, None, crate_type)?
+            compile::parts_from_attrs(ctx, None, crate_type, dep_use)?
         };
         let harness = test
             && !matches!(
@@ -111,6 +119,7 @@ impl RuleImpl for RustCrateRule {
                 link_search: parts.link_search.clone(),
                 dep_env: parts.build_script.as_ref().map(|b| b.dep_env.clone()),
                 runfiles,
+                twins: twins(ctx)?,
             });
         }
         if test {
@@ -124,4 +133,23 @@ impl RuleImpl for RustCrateRule {
         providers.insert(parts);
         Ok(providers)
     }
+}
+
+/// The other builds `kiln_host_twin` / `kiln_test_twin` name.
+fn twins(ctx: &AnalysisContext<'_>) -> Result<Twins, AnalysisError> {
+    let twin = |attr: &str| -> Result<Option<std::sync::Arc<CrateInfo>>, AnalysisError> {
+        match ctx.target.labels(attr).first() {
+            None => Ok(None),
+            Some(label) => {
+                let info = ctx.dep(label)?.get::<CrateInfo>().cloned().ok_or_else(|| {
+                    ctx.error(format!("`{attr}` must name a Rust library, not `{label}`"))
+                })?;
+                Ok(Some(std::sync::Arc::new(info)))
+            }
+        }
+    };
+    Ok(Twins {
+        host: twin("kiln_host_twin")?,
+        test: twin("kiln_test_twin")?,
+    })
 }
