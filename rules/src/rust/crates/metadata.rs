@@ -157,6 +157,8 @@ pub struct Variant {
     pub build_deps: Vec<Dep>,
     /// Needed only by build scripts and proc-macros (not optimised, as cargo's `build-override`).
     pub host_only: bool,
+    /// The roles it serves (normal or test build, host or target).
+    pub roles: Vec<Role>,
 }
 
 /// One external package, resolved.
@@ -319,6 +321,7 @@ pub fn parse(json: &str) -> Result<Resolved, String> {
                     deps: convert(&v.deps),
                     build_deps: convert(&v.build_deps),
                     host_only: v.host_only,
+                    roles: v.roles.clone(),
                 })
                 .collect(),
             host_twin,
@@ -482,6 +485,16 @@ mod tests {
                     deps: vec![derive],
                     build_deps: Vec::new(),
                     host_only: false,
+                    roles: vec![
+                        Role {
+                            test: false,
+                            side: features::For::Target
+                        },
+                        Role {
+                            test: true,
+                            side: features::For::Target
+                        }
+                    ],
                 },
                 Variant {
                     suffix: "_host".into(),
@@ -489,6 +502,16 @@ mod tests {
                     deps: Vec::new(),
                     build_deps: Vec::new(),
                     host_only: true,
+                    roles: vec![
+                        Role {
+                            test: false,
+                            side: features::For::Host
+                        },
+                        Role {
+                            test: true,
+                            side: features::For::Host
+                        }
+                    ],
                 },
             ]
         );

@@ -284,6 +284,7 @@ mod tests {
                 deps: Vec::new(),
                 build_deps: Vec::new(),
                 host_only: false,
+                roles: Vec::new(),
             }],
             host_twin: None,
             test_twin: None,
@@ -389,6 +390,7 @@ mod tests {
                 deps: Vec::new(),
                 build_deps: Vec::new(),
                 host_only: *suffix == "_host",
+                roles: Vec::new(),
             })
             .collect();
         memchr.host_twin = Some(1);
