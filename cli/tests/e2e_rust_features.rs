@@ -1,7 +1,8 @@
 //! Registry crates get cargo's resolver-2 features: a crate used by a build script and by normal
 //! code with different features is built twice (host and target), a crate used by both with the
 //! same features once, and features that only a `[dev-dependencies]` entry asks for reach the
-//! test build and not `kiln build`. The expected feature sets are not written here: they are read
+//! test build and not `kiln build` (an integration test links the library's test build, so it
+//! shares one memchr with it). The expected feature sets are not written here: they are read
 //! from `cargo build -v` and `cargo test --no-run -v` on the same workspace.
 
 mod harness;
@@ -68,7 +69,16 @@ fn workspace() -> Workspace {
          load(\"@rules_rust//cargo:defs.bzl\", \"cargo_build_script\")\n\
          cargo_build_script(name = \"app_bs\", srcs = [\"build.rs\"], deps = [\"@crates//:memchr\", \"@crates//:itoa\"])\n\
          rust_library(name = \"app\", srcs = [\"src/lib.rs\"], deps = [\":app_bs\", \"@crates//:memchr\", \"@crates//:itoa\"])\n\
-         rust_test(name = \"app_test\", crate = \":app\")\n",
+         rust_test(name = \"app_test\", crate = \":app\")\n\
+         rust_test(name = \"integ_test\", srcs = [\"tests/integ.rs\"], deps = [\":app\", \"@crates//:memchr\"])\n",
+    )
+    // The integration test hands a memchr value to the library: it compiles only if both see
+    // the same build of memchr (the library's test build, as `cargo test` rebuilds it).
+    .write(
+        "app/tests/integ.rs",
+        "#[test]\nfn shares_memchr_with_the_library() {\n    \
+         let it: memchr::Memchr<'_> = app::positions(b\"xax\");\n    \
+         assert_eq!(it.count(), 2);\n}\n",
     )
     // `Finder::into_owned` exists only with memchr's `alloc` (which `std` enables): the script
     // compiles only against the host build.
@@ -83,6 +93,7 @@ fn workspace() -> Workspace {
         "pub fn first_x(h: &[u8]) -> Option<usize> { memchr::memchr(b'x', h) }\n\
          pub fn needle_len() -> &'static str { env!(\"NEEDLE_LEN\") }\n\
          pub fn text(n: u8) -> String { itoa::Buffer::new().format(n).to_string() }\n\
+         pub fn positions(h: &[u8]) -> memchr::Memchr<'_> { memchr::memchr_iter(b'x', h) }\n\
          #[cfg(test)]\nmod tests {\n    #[test]\n    fn finds() {\n        \
          assert_eq!(super::first_x(b\"abx\"), Some(2));\n        \
          assert_eq!(super::needle_len(), \"6\");\n    }\n}\n",
@@ -213,9 +224,9 @@ fn host_target_and_test_builds_get_cargos_feature_sets() {
     assert_eq!(kiln_feature_sets(&ws, &build.events, &itoa_dir), itoa_cargo);
     assert!(generated_features(&ws, &itoa_dir).len() == 1);
 
-    let test = ws.kiln(&["test", "//app:app_test"]);
+    let test = ws.kiln(&["test", "//app:app_test", "//app:integ_test"]);
     test.ok();
-    let cargo_test = cargo_feature_sets(&ws, "memchr", &["test", "--no-run", "--lib"]);
+    let cargo_test = cargo_feature_sets(&ws, "memchr", &["test", "--no-run"]);
     assert!(cargo_test.iter().any(|s| s.contains("libc")));
     assert_eq!(
         kiln_feature_sets(&ws, &test.events, &memchr_dir),

@@ -189,15 +189,11 @@ pub fn parts_from_attrs(
     Ok(parts)
 }
 
-/// A test of a crate re-picks the builds of the crate's dependencies for `dep_use` (its test
-/// builds), rebuilding everything derived from them.
-fn rechoose_deps(parts: &mut CrateParts, dep_use: DepUse) {
-    let changes = parts
-        .dep_infos
-        .iter()
-        .any(|(_, info)| !std::ptr::eq(info.for_use(dep_use), info.as_ref()));
-    if !changes {
-        return;
+/// Re-picks the builds of the crate's dependencies for `dep_use` (a test of the crate, or the
+/// crate's own test build), rebuilding everything derived from them; false if none changes.
+pub fn rechoose_deps(parts: &mut CrateParts, dep_use: DepUse) -> bool {
+    if !deps_change_for(parts, dep_use) {
+        return false;
     }
     let infos = std::mem::take(&mut parts.dep_infos);
     parts.deps.clear();
@@ -212,6 +208,15 @@ fn rechoose_deps(parts: &mut CrateParts, dep_use: DepUse) {
         let chosen = Arc::new(info.for_use(dep_use).clone());
         add_crate(parts, name, chosen);
     }
+    true
+}
+
+/// Whether some dependency has another build for `dep_use`.
+pub fn deps_change_for(parts: &CrateParts, dep_use: DepUse) -> bool {
+    parts
+        .dep_infos
+        .iter()
+        .any(|(_, info)| !std::ptr::eq(info.for_use(dep_use), info.as_ref()))
 }
 
 /// Adds a library dependency (already the build wanted) and what it brings along.

@@ -2,6 +2,8 @@
 //! rules_rust's attribute names: one rustc action per crate (through the helper), providers for
 //! dependents, runfiles and test information for binaries and tests.
 
+use std::sync::Arc;
+
 use kiln_graph::analysis::{
     AnalysisContext, AnalysisError, DefaultInfo, Providers, RuleImpl, TestInfo,
 };
@@ -113,13 +115,17 @@ impl RuleImpl for RustCrateRule {
             runfiles: runfiles.clone(),
         });
         if let Some(krate) = compiled.dep_crate {
+            let mut twins = twins(ctx)?;
+            if self.0 == Kind::Library && twins.test.is_none() {
+                twins.test = test_build(ctx, &parts)?;
+            }
             providers.insert(CrateInfo {
                 krate,
                 transitive: parts.transitive_for_dependents(),
                 link_search: parts.link_search.clone(),
                 dep_env: parts.build_script.as_ref().map(|b| b.dep_env.clone()),
                 runfiles,
-                twins: twins(ctx)?,
+                twins,
             });
         }
         if test {
@@ -135,16 +141,47 @@ impl RuleImpl for RustCrateRule {
     }
 }
 
+/// A workspace library whose dependencies have test builds (registry crates with dev-dependency
+/// features, or libraries like this one) gets a test build of its own, against those, so that a
+/// `rust_test` linking it links one build of each crate, as `cargo test` does. Its action is
+/// registered here and runs only if a test needs it.
+fn test_build(
+    ctx: &mut AnalysisContext<'_>,
+    parts: &CrateParts,
+) -> Result<Option<Arc<CrateInfo>>, AnalysisError> {
+    if !ctx.target.label.is_main_repo() || !compile::deps_change_for(parts, DepUse::Test) {
+        return Ok(None);
+    }
+    let mut test_parts = parts.clone();
+    compile::rechoose_deps(&mut test_parts, DepUse::Test);
+    test_parts.label = kiln_graph::label::Label {
+        name: format!("{}.test_build", parts.label.name),
+        ..parts.label.clone()
+    };
+    let compiled = compile::register(ctx, &test_parts, CrateType::Rlib, false)?;
+    let Some(krate) = compiled.dep_crate else {
+        return Ok(None);
+    };
+    Ok(Some(Arc::new(CrateInfo {
+        krate,
+        transitive: test_parts.transitive_for_dependents(),
+        link_search: test_parts.link_search.clone(),
+        dep_env: test_parts.build_script.as_ref().map(|b| b.dep_env.clone()),
+        runfiles: compile::runfiles(ctx, &test_parts)?,
+        twins: Twins::default(),
+    })))
+}
+
 /// The other builds `kiln_host_twin` / `kiln_test_twin` name.
 fn twins(ctx: &AnalysisContext<'_>) -> Result<Twins, AnalysisError> {
-    let twin = |attr: &str| -> Result<Option<std::sync::Arc<CrateInfo>>, AnalysisError> {
+    let twin = |attr: &str| -> Result<Option<Arc<CrateInfo>>, AnalysisError> {
         match ctx.target.labels(attr).first() {
             None => Ok(None),
             Some(label) => {
                 let info = ctx.dep(label)?.get::<CrateInfo>().cloned().ok_or_else(|| {
                     ctx.error(format!("`{attr}` must name a Rust library, not `{label}`"))
                 })?;
-                Ok(Some(std::sync::Arc::new(info)))
+                Ok(Some(Arc::new(info)))
             }
         }
     };
