@@ -40,7 +40,7 @@ fn workspace() -> Workspace {
     let ws = Workspace::new();
     ws.write(
         "Cargo.toml",
-        "[workspace]\nresolver = \"2\"\nmembers = [\"app\"]\n",
+        "[workspace]\nresolver = \"2\"\nmembers = [\"app\", \"util\"]\n",
     )
     .write(
         "app/Cargo.toml",
@@ -49,25 +49,44 @@ fn workspace() -> Workspace {
              [dependencies]\nmemchr = {{ version = \"={memchr}\", default-features = false }}\n\
              itoa = \"={itoa}\"\n\n\
              [build-dependencies]\nmemchr = {{ version = \"={memchr}\", default-features = false, features = [\"std\"] }}\n\
-             itoa = \"={itoa}\"\n\n\
+             itoa = \"={itoa}\"\nutil = {{ path = \"../util\" }}\n\n\
              [dev-dependencies]\nmemchr = {{ version = \"={memchr}\", default-features = false, features = [\"libc\"] }}\n"
         ),
     )
     .write(
         "Cargo.lock",
         &format!(
-            "version = 4\n\n[[package]]\nname = \"app\"\nversion = \"0.1.0\"\ndependencies = [\n \"itoa\",\n \"memchr\",\n]\n\n\
+            "version = 4\n\n[[package]]\nname = \"app\"\nversion = \"0.1.0\"\ndependencies = [\n \"itoa\",\n \"memchr\",\n \"util\",\n]\n\n\
              [[package]]\nname = \"itoa\"\nversion = \"{itoa}\"\n\
              source = \"registry+https://github.com/rust-lang/crates.io-index\"\nchecksum = \"{itoa_sum}\"\n\n\
              [[package]]\nname = \"memchr\"\nversion = \"{memchr}\"\n\
-             source = \"registry+https://github.com/rust-lang/crates.io-index\"\nchecksum = \"{memchr_sum}\"\n"
+             source = \"registry+https://github.com/rust-lang/crates.io-index\"\nchecksum = \"{memchr_sum}\"\n\n\
+             [[package]]\nname = \"util\"\nversion = \"0.1.0\"\ndependencies = [\n \"memchr\",\n]\n"
         ),
+    )
+    // A workspace library the build script uses: it hands the script a memchr value, which
+    // compiles only if both see the same (host) build of memchr.
+    .write(
+        "util/Cargo.toml",
+        &format!(
+            "[package]\nname = \"util\"\nversion = \"0.1.0\"\nedition = \"2021\"\n\n\
+             [dependencies]\nmemchr = {{ version = \"={memchr}\", default-features = false }}\n"
+        ),
+    )
+    .write(
+        "util/BUILD.bazel",
+        "load(\"@rules_rust//rust:defs.bzl\", \"rust_library\")\n\
+         rust_library(name = \"util\", srcs = [\"src/lib.rs\"], deps = [\"@crates//:memchr\"], visibility = [\"//visibility:public\"])\n",
+    )
+    .write(
+        "util/src/lib.rs",
+        "pub fn positions(h: &[u8]) -> memchr::Memchr<'_> { memchr::memchr_iter(b'x', h) }\n",
     )
     .write(
         "app/BUILD.bazel",
         "load(\"@rules_rust//rust:defs.bzl\", \"rust_library\", \"rust_test\")\n\
          load(\"@rules_rust//cargo:defs.bzl\", \"cargo_build_script\")\n\
-         cargo_build_script(name = \"app_bs\", srcs = [\"build.rs\"], deps = [\"@crates//:memchr\", \"@crates//:itoa\"])\n\
+         cargo_build_script(name = \"app_bs\", srcs = [\"build.rs\"], deps = [\"@crates//:memchr\", \"@crates//:itoa\", \"//util\"])\n\
          rust_library(name = \"app\", srcs = [\"src/lib.rs\"], deps = [\":app_bs\", \"@crates//:memchr\", \"@crates//:itoa\"])\n\
          rust_test(name = \"app_test\", crate = \":app\")\n\
          rust_test(name = \"integ_test\", srcs = [\"tests/integ.rs\"], deps = [\":app\", \"@crates//:memchr\"])\n",
@@ -85,6 +104,7 @@ fn workspace() -> Workspace {
     .write(
         "app/build.rs",
         "fn main() {\n    let owned = memchr::memmem::Finder::new(\"needle\").into_owned();\n    \
+         let it: memchr::Memchr<'_> = util::positions(b\"xx\");\n    assert_eq!(it.count(), 2);\n    \
          let mut b = itoa::Buffer::new();\n    \
          println!(\"cargo:rustc-env=NEEDLE_LEN={}\", b.format(owned.needle().len()));\n}\n",
     )

@@ -116,8 +116,13 @@ impl RuleImpl for RustCrateRule {
         });
         if let Some(krate) = compiled.dep_crate {
             let mut twins = twins(ctx)?;
-            if self.0 == Kind::Library && twins.test.is_none() {
-                twins.test = test_build(ctx, &parts)?;
+            if self.0 == Kind::Library {
+                if twins.host.is_none() {
+                    twins.host = other_build(ctx, &parts, DepUse::Host)?;
+                }
+                if twins.test.is_none() {
+                    twins.test = other_build(ctx, &parts, DepUse::Test)?;
+                }
             }
             providers.insert(CrateInfo {
                 krate,
@@ -141,33 +146,42 @@ impl RuleImpl for RustCrateRule {
     }
 }
 
-/// A workspace library whose dependencies have test builds (registry crates with dev-dependency
-/// features, or libraries like this one) gets a test build of its own, against those, so that a
-/// `rust_test` linking it links one build of each crate, as `cargo test` does. Its action is
-/// registered here and runs only if a test needs it.
-fn test_build(
+/// A workspace library whose dependencies have other builds for `dep_use` (registry crates with
+/// host or dev-dependency features, or libraries like this one) gets such a build of its own,
+/// against those, so that a build script or proc-macro (host) or a `rust_test` linking it links one
+/// build of each crate, as cargo does. Its action is registered here and runs only if something
+/// needs it. The host build is not optimised, as cargo's `build-override`.
+fn other_build(
     ctx: &mut AnalysisContext<'_>,
     parts: &CrateParts,
+    dep_use: DepUse,
 ) -> Result<Option<Arc<CrateInfo>>, AnalysisError> {
-    if !ctx.target.label.is_main_repo() || !compile::deps_change_for(parts, DepUse::Test) {
+    if !ctx.target.label.is_main_repo() || !compile::deps_change_for(parts, dep_use) {
         return Ok(None);
     }
-    let mut test_parts = parts.clone();
-    compile::rechoose_deps(&mut test_parts, DepUse::Test);
-    test_parts.label = kiln_graph::label::Label {
-        name: format!("{}.test_build", parts.label.name),
+    let mut other = parts.clone();
+    compile::rechoose_deps(&mut other, dep_use);
+    let suffix = match dep_use {
+        DepUse::Host => {
+            other.rustc_flags.push("-Copt-level=0".to_string());
+            "host_build"
+        }
+        _ => "test_build",
+    };
+    other.label = kiln_graph::label::Label {
+        name: format!("{}.{suffix}", parts.label.name),
         ..parts.label.clone()
     };
-    let compiled = compile::register(ctx, &test_parts, CrateType::Rlib, false)?;
+    let compiled = compile::register(ctx, &other, CrateType::Rlib, false)?;
     let Some(krate) = compiled.dep_crate else {
         return Ok(None);
     };
     Ok(Some(Arc::new(CrateInfo {
         krate,
-        transitive: test_parts.transitive_for_dependents(),
-        link_search: test_parts.link_search.clone(),
-        dep_env: test_parts.build_script.as_ref().map(|b| b.dep_env.clone()),
-        runfiles: compile::runfiles(ctx, &test_parts)?,
+        transitive: other.transitive_for_dependents(),
+        link_search: other.link_search.clone(),
+        dep_env: other.build_script.as_ref().map(|b| b.dep_env.clone()),
+        runfiles: compile::runfiles(ctx, &other)?,
         twins: Twins::default(),
     })))
 }
