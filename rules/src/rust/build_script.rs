@@ -9,7 +9,7 @@ use kiln_graph::analysis::{AnalysisContext, AnalysisError, DefaultInfo, Provider
 use kiln_graph::rule_schema::{AttrKind, AttrSchema, RuleSchema};
 
 use super::compile::{self, version_env};
-use super::crate_info::{BuildScriptInfo, CrateInfo, CrateType};
+use super::crate_info::{BuildScriptInfo, CrateInfo, CrateType, DepUse};
 use super::rustc_args::Mode;
 use super::toolchain::{RustToolchain, SANDBOX_RUSTC, SANDBOX_SYSROOT};
 use super::{context, helper, LINKER};
@@ -49,7 +49,7 @@ impl RuleImpl for CargoBuildScript {
     }
 
     fn analyze(&self, ctx: &mut AnalysisContext<'_>) -> Result<Providers, AnalysisError> {
-        let mut parts = compile::parts_from_attrs(ctx, None, CrateType::Bin)?;
+        let mut parts = compile::parts_from_attrs(ctx, None, CrateType::Bin, DepUse::Host)?;
         if ctx.target.string("crate_name").is_none_or(str::is_empty) {
             parts.crate_name = "build_script_build".to_string();
         }

@@ -4,6 +4,7 @@
 //! dependencies' `.rmeta` files and announce their own, so dependents start before codegen ends.
 
 use std::collections::BTreeMap;
+use std::sync::Arc;
 
 use kiln_cache::{Digest, DigestFunction};
 use kiln_graph::action::{ActionSpec, Artifact};
@@ -11,7 +12,7 @@ use kiln_graph::analysis::{AnalysisContext, AnalysisError};
 use kiln_graph::label::Label;
 use kiln_graph::target::AttrValue;
 
-use super::crate_info::{BuildScriptInfo, CrateInfo, CrateType, DepCrate};
+use super::crate_info::{BuildScriptInfo, CrateInfo, CrateType, DepCrate, DepUse};
 use super::rustc_args::{self, CompileRequest, Mode};
 use super::toolchain::SANDBOX_RUSTC;
 use super::{artifacts, context, helper, LINKER};
@@ -47,6 +48,11 @@ pub struct CrateParts {
     pub build_script: Option<BuildScriptInfo>,
     /// Runfiles from `data` and dependencies.
     pub data: Vec<(String, Artifact)>,
+    /// The direct library dependencies as providers (name in code, build used), so that a test
+    /// of the crate can pick their test builds.
+    pub dep_infos: Vec<(String, Arc<CrateInfo>)>,
+    /// Runfiles from the target's own `data`.
+    pub own_data: Vec<(String, Artifact)>,
     /// Exec-root directory of the package (cargo's `CARGO_MANIFEST_DIR`).
     pub package_dir: String,
 }
@@ -89,11 +95,19 @@ fn reject_unsupported(
 }
 
 /// Gathers a crate's parts from the target's attributes, on top of `base` for tests of a crate.
+/// `dep_use` picks which build of a registry crate each dependency resolves to (only for targets
+/// of the main repository: generated `@crates` targets name the exact builds they need).
 pub fn parts_from_attrs(
     ctx: &AnalysisContext<'_>,
     base: Option<CrateParts>,
     crate_type: CrateType,
+    dep_use: DepUse,
 ) -> Result<CrateParts, AnalysisError> {
+    let dep_use = if ctx.target.label.is_main_repo() {
+        dep_use
+    } else {
+        DepUse::Normal
+    };
     reject_unsupported(ctx, crate_type)?;
     let target = ctx.target;
     let mut srcs = ctx.files("srcs")?;
@@ -117,6 +131,7 @@ pub fn parts_from_attrs(
         Some(mut base) => {
             base.label = target.label.clone();
             base.srcs.extend(srcs);
+            rechoose_deps(&mut base, dep_use);
             base
         }
         None => {
@@ -136,6 +151,8 @@ pub fn parts_from_attrs(
                 link_search: Vec::new(),
                 build_script: None,
                 data: Vec::new(),
+                dep_infos: Vec::new(),
+                own_data: Vec::new(),
                 package_dir: package_dir(&target.label),
             }
         }
@@ -163,13 +180,61 @@ pub fn parts_from_attrs(
     };
     for attr in ["deps", "proc_macro_deps"] {
         for label in target.labels(attr) {
-            add_dep(ctx, &mut parts, &label, &aliases)?;
+            add_dep(ctx, &mut parts, &label, &aliases, dep_use)?;
         }
     }
-    parts
-        .data
-        .extend(crate::runfiles::collect(ctx, &[], &["data"])?);
+    let own_data = crate::runfiles::collect(ctx, &[], &["data"])?;
+    parts.data.extend(own_data.iter().cloned());
+    parts.own_data.extend(own_data);
     Ok(parts)
+}
+
+/// Re-picks the builds of the crate's dependencies for `dep_use` (a test of the crate, or the
+/// crate's own test build), rebuilding everything derived from them; false if none changes.
+pub fn rechoose_deps(parts: &mut CrateParts, dep_use: DepUse) -> bool {
+    if !deps_change_for(parts, dep_use) {
+        return false;
+    }
+    let infos = std::mem::take(&mut parts.dep_infos);
+    parts.deps.clear();
+    parts.transitive.clear();
+    parts.link_search = parts
+        .build_script
+        .iter()
+        .map(|b| b.link_search.clone())
+        .collect();
+    parts.data = parts.own_data.clone();
+    for (name, info) in infos {
+        let chosen = Arc::new(info.for_use(dep_use).clone());
+        add_crate(parts, name, chosen);
+    }
+    true
+}
+
+/// Whether some dependency has another build for `dep_use`.
+pub fn deps_change_for(parts: &CrateParts, dep_use: DepUse) -> bool {
+    parts
+        .dep_infos
+        .iter()
+        .any(|(_, info)| !std::ptr::eq(info.for_use(dep_use), info.as_ref()))
+}
+
+/// Adds a library dependency (already the build wanted) and what it brings along.
+fn add_crate(parts: &mut CrateParts, name: String, info: Arc<CrateInfo>) {
+    parts.deps.push((name.clone(), info.krate.clone()));
+    push_unique(&mut parts.transitive, info.krate.clone());
+    if info.krate.crate_type != CrateType::ProcMacro {
+        for krate in &info.transitive {
+            push_unique(&mut parts.transitive, krate.clone());
+        }
+        for file in &info.link_search {
+            if !parts.link_search.contains(file) {
+                parts.link_search.push(file.clone());
+            }
+        }
+        parts.data.extend(info.runfiles.iter().cloned());
+    }
+    parts.dep_infos.push((name, info));
 }
 
 fn add_dep(
@@ -177,27 +242,17 @@ fn add_dep(
     parts: &mut CrateParts,
     label: &Label,
     aliases: &[(Label, String)],
+    dep_use: DepUse,
 ) -> Result<(), AnalysisError> {
     let providers = ctx.dep(label)?;
     if let Some(info) = providers.get::<CrateInfo>() {
+        let info = info.for_use(dep_use);
         let name = aliases
             .iter()
             .find(|(l, _)| l == label)
             .map(|(_, a)| a.clone())
             .unwrap_or_else(|| info.krate.name.clone());
-        parts.deps.push((name, info.krate.clone()));
-        push_unique(&mut parts.transitive, info.krate.clone());
-        if info.krate.crate_type != CrateType::ProcMacro {
-            for krate in &info.transitive {
-                push_unique(&mut parts.transitive, krate.clone());
-            }
-            for file in &info.link_search {
-                if !parts.link_search.contains(file) {
-                    parts.link_search.push(file.clone());
-                }
-            }
-            parts.data.extend(info.runfiles.iter().cloned());
-        }
+        add_crate(parts, name, Arc::new(info.clone()));
         return Ok(());
     }
     if let Some(script) = providers.get::<BuildScriptInfo>() {

@@ -2,6 +2,8 @@
 //! or linking against it needs ([`CrateInfo`]), and what a build script produced
 //! ([`BuildScriptInfo`]).
 
+use std::sync::Arc;
+
 use kiln_graph::action::Artifact;
 
 /// What kind of crate rustc makes (`--crate-type`).
@@ -71,6 +73,42 @@ pub struct CrateInfo {
     pub dep_env: Option<Artifact>,
     /// Runfiles (`data`) that travel to binaries and tests.
     pub runfiles: Vec<(String, Artifact)>,
+    /// Other builds of the same registry crate that some dependents use instead (cargo's
+    /// resolver 2: different host or test features).
+    pub twins: Twins,
+}
+
+/// How a dependent uses its dependencies, which decides which build of a registry crate it gets.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum DepUse {
+    /// Normal code: the crate's own build.
+    Normal,
+    /// A build script or proc-macro: the host build.
+    Host,
+    /// A test: the build with the workspace's dev-dependency features.
+    Test,
+}
+
+/// The host and test builds of a registry crate, when they differ from its ordinary one (set
+/// through the `kiln_host_twin` / `kiln_test_twin` attributes `@crates` BUILD files carry).
+#[derive(Clone, Debug, Default)]
+pub struct Twins {
+    /// What a workspace member's build script or proc-macro uses.
+    pub host: Option<Arc<CrateInfo>>,
+    /// What a workspace member's `rust_test` uses.
+    pub test: Option<Arc<CrateInfo>>,
+}
+
+impl CrateInfo {
+    /// The build a dependent using the crate as `dep_use` links.
+    pub fn for_use(&self, dep_use: DepUse) -> &CrateInfo {
+        let twin = match dep_use {
+            DepUse::Normal => None,
+            DepUse::Host => self.twins.host.as_deref(),
+            DepUse::Test => self.twins.test.as_deref(),
+        };
+        twin.unwrap_or(self)
+    }
 }
 
 /// Provider of `cargo_build_script` targets: the files its run wrote.

@@ -2,13 +2,15 @@
 //! rules_rust's attribute names: one rustc action per crate (through the helper), providers for
 //! dependents, runfiles and test information for binaries and tests.
 
+use std::sync::Arc;
+
 use kiln_graph::analysis::{
     AnalysisContext, AnalysisError, DefaultInfo, Providers, RuleImpl, TestInfo,
 };
 use kiln_graph::rule_schema::{AttrKind, AttrSchema, RuleSchema};
 
 use super::compile::{self, CrateParts};
-use super::crate_info::{CrateInfo, CrateType};
+use super::crate_info::{CrateInfo, CrateType, DepUse, Twins};
 
 /// Which of the five rules.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -48,6 +50,9 @@ pub const CRATE_ATTRS: &[AttrSchema] = &[
     AttrSchema::optional("rustc_env_files", AttrKind::LabelList),
     AttrSchema::optional("lint_config", AttrKind::Label),
     AttrSchema::optional("crate_type", AttrKind::String),
+    // Kiln's own, written only into generated `@crates` BUILD files (see `Twins`).
+    AttrSchema::optional("kiln_host_twin", AttrKind::Label),
+    AttrSchema::optional("kiln_test_twin", AttrKind::Label),
 ];
 
 impl RuleImpl for RustCrateRule {
@@ -75,6 +80,11 @@ impl RuleImpl for RustCrateRule {
             Kind::StaticLibrary => CrateType::StaticLib,
         };
         let test = self.0 == Kind::Test;
+        let dep_use = match self.0 {
+            Kind::Test => DepUse::Test,
+            Kind::ProcMacro => DepUse::Host,
+            _ => DepUse::Normal,
+        };
         let parts = if test {
             match ctx.target.labels("crate").first() {
                 Some(lib) => {
@@ -83,12 +93,12 @@ impl RuleImpl for RustCrateRule {
                             "`crate = \"{lib}\"` must name a `rust_library` or `rust_binary`"
                         ))
                     })?;
-                    compile::parts_from_attrs(ctx, Some(base), CrateType::Bin)?
+                    compile::parts_from_attrs(ctx, Some(base), CrateType::Bin, dep_use)?
                 }
-                None => compile::parts_from_attrs(ctx, None, CrateType::Bin)?,
+                None => compile::parts_from_attrs(ctx, None, CrateType::Bin, dep_use)?,
             }
         } else {
-            compile::parts_from_attrs(ctx, None, crate_type)?
+            compile::parts_from_attrs(ctx, None, crate_type, dep_use)?
         };
         let harness = test
             && !matches!(
@@ -105,12 +115,22 @@ impl RuleImpl for RustCrateRule {
             runfiles: runfiles.clone(),
         });
         if let Some(krate) = compiled.dep_crate {
+            let mut twins = twins(ctx)?;
+            if self.0 == Kind::Library {
+                if twins.host.is_none() {
+                    twins.host = other_build(ctx, &parts, DepUse::Host)?;
+                }
+                if twins.test.is_none() {
+                    twins.test = other_build(ctx, &parts, DepUse::Test)?;
+                }
+            }
             providers.insert(CrateInfo {
                 krate,
                 transitive: parts.transitive_for_dependents(),
                 link_search: parts.link_search.clone(),
                 dep_env: parts.build_script.as_ref().map(|b| b.dep_env.clone()),
                 runfiles,
+                twins,
             });
         }
         if test {
@@ -124,4 +144,63 @@ impl RuleImpl for RustCrateRule {
         providers.insert(parts);
         Ok(providers)
     }
+}
+
+/// A workspace library whose dependencies have other builds for `dep_use` (registry crates with
+/// host or dev-dependency features, or libraries like this one) gets such a build of its own,
+/// against those, so that a build script or proc-macro (host) or a `rust_test` linking it links one
+/// build of each crate, as cargo does. Its action is registered here and runs only if something
+/// needs it. The host build is not optimised, as cargo's `build-override`.
+fn other_build(
+    ctx: &mut AnalysisContext<'_>,
+    parts: &CrateParts,
+    dep_use: DepUse,
+) -> Result<Option<Arc<CrateInfo>>, AnalysisError> {
+    if !ctx.target.label.is_main_repo() || !compile::deps_change_for(parts, dep_use) {
+        return Ok(None);
+    }
+    let mut other = parts.clone();
+    compile::rechoose_deps(&mut other, dep_use);
+    let suffix = match dep_use {
+        DepUse::Host => {
+            other.rustc_flags.push("-Copt-level=0".to_string());
+            "host_build"
+        }
+        _ => "test_build",
+    };
+    other.label = kiln_graph::label::Label {
+        name: format!("{}.{suffix}", parts.label.name),
+        ..parts.label.clone()
+    };
+    let compiled = compile::register(ctx, &other, CrateType::Rlib, false)?;
+    let Some(krate) = compiled.dep_crate else {
+        return Ok(None);
+    };
+    Ok(Some(Arc::new(CrateInfo {
+        krate,
+        transitive: other.transitive_for_dependents(),
+        link_search: other.link_search.clone(),
+        dep_env: other.build_script.as_ref().map(|b| b.dep_env.clone()),
+        runfiles: compile::runfiles(ctx, &other)?,
+        twins: Twins::default(),
+    })))
+}
+
+/// The other builds `kiln_host_twin` / `kiln_test_twin` name.
+fn twins(ctx: &AnalysisContext<'_>) -> Result<Twins, AnalysisError> {
+    let twin = |attr: &str| -> Result<Option<Arc<CrateInfo>>, AnalysisError> {
+        match ctx.target.labels(attr).first() {
+            None => Ok(None),
+            Some(label) => {
+                let info = ctx.dep(label)?.get::<CrateInfo>().cloned().ok_or_else(|| {
+                    ctx.error(format!("`{attr}` must name a Rust library, not `{label}`"))
+                })?;
+                Ok(Some(Arc::new(info)))
+            }
+        }
+    };
+    Ok(Twins {
+        host: twin("kiln_host_twin")?,
+        test: twin("kiln_test_twin")?,
+    })
 }

@@ -1,5 +1,6 @@
 //! Registry crates as an external repository (`@crates//:serde`), crate_universe-style: the
-//! workspace's Cargo.toml and Cargo.lock drive it, `cargo metadata` resolves features, every
+//! workspace's Cargo.toml and Cargo.lock drive it, `cargo metadata` gives the package graph and
+//! Kiln resolves features on it as cargo's resolver 2 does ([`features`], [`variants`]), every
 //! crate is verified against Cargo.lock's sha256 ([`fetch`]) and gets a generated BUILD file
 //! ([`render`]). The repository directory is content-addressed under the shared cache and never
 //! changes once written.
@@ -12,10 +13,12 @@
 //! repository = "crates"     # the repository name
 //! ```
 
+pub mod features;
 pub mod fetch;
 pub mod lockfile;
 pub mod metadata;
 pub mod render;
+pub mod variants;
 
 use std::path::{Path, PathBuf};
 
@@ -25,7 +28,7 @@ use kiln_graph::repository::{RepoContext, RepositoryError, RepositoryRule};
 use super::context::{find_on_path, shared_toolchain};
 
 /// Bumped when generated BUILD files change shape, so that old repositories are not reused.
-const GENERATOR: &str = "kiln-crates-3";
+const GENERATOR: &str = "kiln-crates-4";
 
 /// The repository rule for registry crates.
 pub struct CratesRepository;
@@ -254,7 +257,6 @@ fn populate(
 ) -> Result<String, RepositoryError> {
     let repo = &config.repository;
     let mut fingerprint = String::new();
-    let host_only = render::host_only(resolved);
     for (index, package) in resolved.packages.iter().enumerate() {
         if !package.source.starts_with("registry+") && !package.source.starts_with("sparse+") {
             return Err(definition(format!(
@@ -281,7 +283,7 @@ fn populate(
         )
         .map_err(definition)?;
         remove_build_files(&dest);
-        let build = render::crate_build_file(repo, resolved, index, host_only[index]);
+        let build = render::crate_build_file(repo, resolved, index);
         std::fs::write(dest.join("BUILD.bazel"), &build)
             .map_err(|e| RepositoryError::Environment(format!("{}: {e}", dest.display())))?;
         fingerprint.push_str(checksum);

@@ -1,12 +1,20 @@
 //! `cargo metadata --filter-platform <host>` read into what BUILD generation needs: every
-//! non-workspace package with its library (or proc-macro) target, build script, resolved features
-//! and dependencies split into normal, proc-macro and build dependencies. Cargo resolves features;
-//! Kiln takes its answer.
+//! non-workspace package with its library (or proc-macro) target, build script, and its builds
+//! ([`variants`]): cargo's resolver 2 run by Kiln ([`features`]) over the package graph the
+//! metadata describes (its `[features]` tables and declared dependencies, limited to the edges
+//! cargo's own resolve kept for the host platform). `cargo metadata`'s `features` in `resolve` are
+//! cargo's unified answer (one set per package), which is what resolver 2 narrows.
+//!
+//! [`features`]: super::features
+//! [`variants`]: super::variants
 
 use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
 
 use serde::Deserialize;
+
+use super::features::{self, DepKind as EdgeKind, Edge, Graph};
+use super::variants::{self, Role};
 
 #[derive(Deserialize)]
 struct Metadata {
@@ -33,6 +41,29 @@ struct Package {
     license_file: Option<String>,
     rust_version: Option<String>,
     readme: Option<String>,
+    #[serde(default)]
+    features: BTreeMap<String, Vec<String>>,
+    #[serde(default)]
+    dependencies: Vec<ManifestDep>,
+}
+
+/// A dependency as the package's manifest declares it.
+#[derive(Deserialize)]
+struct ManifestDep {
+    name: String,
+    kind: Option<String>,
+    rename: Option<String>,
+    #[serde(default)]
+    optional: bool,
+    #[serde(default = "yes")]
+    uses_default_features: bool,
+    #[serde(default)]
+    features: Vec<String>,
+    target: Option<String>,
+}
+
+fn yes() -> bool {
+    true
 }
 
 impl Package {
@@ -74,8 +105,6 @@ struct Node {
     id: String,
     #[serde(default)]
     deps: Vec<NodeDep>,
-    #[serde(default)]
-    features: Vec<String>,
 }
 
 #[derive(Deserialize)]
@@ -89,6 +118,7 @@ struct NodeDep {
 #[derive(Deserialize)]
 struct DepKind {
     kind: Option<String>,
+    target: Option<String>,
 }
 
 /// A crate's target as BUILD generation renders it.
@@ -107,8 +137,28 @@ pub struct CrateTarget {
 pub struct Dep {
     /// Index of the package depended on (in [`Resolved::packages`]).
     pub package: usize,
+    /// Which of its builds (index into [`ResolvedPackage::variants`]).
+    pub variant: usize,
     /// The name the dependent's code uses (`extern crate` name; differs when renamed).
     pub name: String,
+}
+
+/// One build of a package: its features and the builds of its dependencies.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct Variant {
+    /// Suffix of its target names (`""` for the build named after the crate, else `_host`,
+    /// `_test` or `_test_host`).
+    pub suffix: String,
+    /// Enabled features, sorted.
+    pub features: Vec<String>,
+    /// Normal dependencies.
+    pub deps: Vec<Dep>,
+    /// Build dependencies (of the build script).
+    pub build_deps: Vec<Dep>,
+    /// Needed only by build scripts and proc-macros (not optimised, as cargo's `build-override`).
+    pub host_only: bool,
+    /// The roles it serves (normal or test build, host or target).
+    pub roles: Vec<Role>,
 }
 
 /// One external package, resolved.
@@ -130,12 +180,13 @@ pub struct ResolvedPackage {
     pub proc_macro: bool,
     /// The build script.
     pub build_script: Option<CrateTarget>,
-    /// Enabled features, sorted.
-    pub features: Vec<String>,
-    /// Normal dependencies.
-    pub deps: Vec<Dep>,
-    /// Build dependencies (of the build script).
-    pub build_deps: Vec<Dep>,
+    /// Its builds; the first is the one named after the crate (`@crates//:serde`).
+    pub variants: Vec<Variant>,
+    /// The build a workspace member's build script or proc-macro uses instead of the first, when
+    /// it differs.
+    pub host_twin: Option<usize>,
+    /// The build a workspace member's `rust_test` uses instead of the first, when it differs.
+    pub test_twin: Option<usize>,
     /// `CARGO_PKG_*` from its manifest (authors, description, ...), for its crate and build script.
     pub manifest_env: BTreeMap<String, String>,
 }
@@ -145,11 +196,9 @@ pub struct ResolvedPackage {
 pub struct Resolved {
     /// Every non-workspace package.
     pub packages: Vec<ResolvedPackage>,
-    /// Indexes of packages a workspace member depends on (normal, build or dev), with the names
-    /// the members use.
+    /// Packages a workspace member depends on (normal, build or dev), with the names the members
+    /// use (their first build).
     pub direct: Vec<Dep>,
-    /// Indexes of packages the members' own code uses (normal and dev dependencies).
-    pub direct_target: Vec<usize>,
     /// The workspace members' manifests (the resolution depends on them).
     pub member_manifests: Vec<PathBuf>,
 }
@@ -162,43 +211,53 @@ pub fn parse(json: &str) -> Result<Resolved, String> {
         .resolve
         .ok_or("`cargo metadata` gave no dependency resolution")?;
     let nodes: BTreeMap<&str, &Node> = resolve.nodes.iter().map(|n| (n.id.as_str(), n)).collect();
-    let external: Vec<&Package> = meta
+    // Every package in the resolve, members included: the graph features are resolved over.
+    let in_graph: Vec<&Package> = meta
         .packages
         .iter()
-        .filter(|p| !meta.workspace_members.contains(&p.id) && nodes.contains_key(p.id.as_str()))
+        .filter(|p| nodes.contains_key(p.id.as_str()))
         .collect();
-    let index: BTreeMap<&str, usize> = external
+    let graph_index: BTreeMap<&str, usize> = in_graph
         .iter()
         .enumerate()
         .map(|(i, p)| (p.id.as_str(), i))
         .collect();
-    let split = |node: &Node, with_dev: bool| -> (Vec<Dep>, Vec<Dep>) {
-        let (mut normal, mut build) = (Vec::new(), Vec::new());
-        for dep in &node.deps {
-            let Some(&package) = index.get(dep.pkg.as_str()) else {
-                continue;
-            };
-            let edge = Dep {
-                package,
-                name: dep.name.clone(),
-            };
-            let kinds: Vec<Option<&str>> =
-                dep.dep_kinds.iter().map(|k| k.kind.as_deref()).collect();
-            if kinds.is_empty()
-                || kinds.contains(&None)
-                || (with_dev && kinds.contains(&Some("dev")))
-            {
-                normal.push(edge.clone());
-            }
-            if kinds.contains(&Some("build")) {
-                build.push(edge);
-            }
-        }
-        (normal, build)
+    let is_member = |p: &Package| meta.workspace_members.contains(&p.id);
+    let graph = Graph {
+        packages: in_graph
+            .iter()
+            .map(|p| features::Package {
+                features: p.features.clone(),
+                deps: edges(p, nodes[p.id.as_str()], &in_graph, &graph_index),
+                proc_macro: lib_target(p).is_some_and(|t| t.kind.iter().any(|k| k == "proc-macro")),
+                member: is_member(p),
+            })
+            .collect(),
+    };
+    let normal = features::resolve(&graph, false);
+    let test = features::resolve(&graph, true);
+    let builds = variants::compute(&graph, &normal, &test);
+
+    // External packages, numbered apart from members.
+    let external: Vec<usize> = (0..in_graph.len())
+        .filter(|&i| !graph.packages[i].member)
+        .collect();
+    let external_index: BTreeMap<usize, usize> =
+        external.iter().enumerate().map(|(e, &g)| (g, e)).collect();
+    let convert = |deps: &[variants::VariantDep]| -> Vec<Dep> {
+        deps.iter()
+            .filter_map(|d| {
+                Some(Dep {
+                    package: *external_index.get(&d.package)?,
+                    variant: d.variant,
+                    name: d.name.clone(),
+                })
+            })
+            .collect()
     };
     let mut packages = Vec::new();
-    for package in &external {
-        let node = nodes[package.id.as_str()];
+    for &g in &external {
+        let package = in_graph[g];
         let dir = package
             .manifest_path
             .parent()
@@ -215,12 +274,7 @@ pub fn parse(json: &str) -> Result<Resolved, String> {
                     )
                 })
         };
-        let lib_target = package.targets.iter().find(|t| {
-            t.kind
-                .iter()
-                .any(|k| matches!(k.as_str(), "lib" | "rlib" | "proc-macro"))
-        });
-        let lib = match lib_target {
+        let lib = match lib_target(package) {
             Some(t) => Some(CrateTarget {
                 crate_name: t.name.replace('-', "_"),
                 root: relative(t)?,
@@ -240,64 +294,159 @@ pub fn parse(json: &str) -> Result<Resolved, String> {
             }),
             None => None,
         };
-        let (deps, build_deps) = split(node, false);
-        let mut features = node.features.clone();
-        features.sort();
+        let proc_macro = graph.packages[g].proc_macro;
+        let role = |test: bool, side: features::For| Role { test, side };
+        let host_twin = (!proc_macro)
+            .then(|| builds.twin(g, role(false, features::For::Host)))
+            .flatten();
+        let test_side = if proc_macro {
+            features::For::Host
+        } else {
+            features::For::Target
+        };
         packages.push(ResolvedPackage {
             name: package.name.clone(),
             version: package.version.clone(),
             source: package.source.clone().unwrap_or_default(),
             dir,
             links: package.links.clone(),
-            proc_macro: lib_target.is_some_and(|t| t.kind.iter().any(|k| k == "proc-macro")),
+            proc_macro,
             lib,
             build_script,
-            features,
-            deps,
-            build_deps,
+            variants: builds.of[g]
+                .iter()
+                .map(|v| Variant {
+                    suffix: v.suffix.to_string(),
+                    features: v.features.clone(),
+                    deps: convert(&v.deps),
+                    build_deps: convert(&v.build_deps),
+                    host_only: v.host_only,
+                    roles: v.roles.clone(),
+                })
+                .collect(),
+            host_twin,
+            test_twin: builds.twin(g, role(true, test_side)),
             manifest_env: package.manifest_env(),
         });
     }
     let mut direct = Vec::new();
-    let mut direct_target = Vec::new();
-    for member in &meta.workspace_members {
-        if let Some(node) = nodes.get(member.as_str()) {
-            let (normal, build) = split(node, true);
-            direct_target.extend(normal.iter().map(|d| d.package));
-            for dep in normal.into_iter().chain(build) {
-                if !direct.contains(&dep) {
-                    direct.push(dep);
-                }
+    for package in &graph.packages {
+        if !package.member {
+            continue;
+        }
+        for edge in &package.deps {
+            let Some(&e) = external_index.get(&edge.to) else {
+                continue;
+            };
+            let dep = Dep {
+                package: e,
+                variant: 0,
+                name: edge.extern_name.clone(),
+            };
+            if !direct.contains(&dep) && !packages[e].variants.is_empty() {
+                direct.push(dep);
             }
         }
     }
     let member_manifests = meta
         .packages
         .iter()
-        .filter(|p| meta.workspace_members.contains(&p.id))
+        .filter(|p| is_member(p))
         .map(|p| p.manifest_path.clone())
         .collect();
     Ok(Resolved {
         packages,
         direct,
-        direct_target,
         member_manifests,
     })
+}
+
+fn lib_target(package: &Package) -> Option<&Target> {
+    package.targets.iter().find(|t| {
+        t.kind
+            .iter()
+            .any(|k| matches!(k.as_str(), "lib" | "rlib" | "proc-macro"))
+    })
+}
+
+/// The package's declared dependencies that cargo's resolve kept (active on the host platform),
+/// each matched to the package it resolved to: same package name, the same kind and platform in
+/// the resolve's `dep_kinds`, and, when renamed, the same name in code.
+fn edges(
+    package: &Package,
+    node: &Node,
+    in_graph: &[&Package],
+    graph_index: &BTreeMap<&str, usize>,
+) -> Vec<Edge> {
+    let mut edges = Vec::new();
+    for declared in &package.dependencies {
+        let kind = match declared.kind.as_deref() {
+            None => EdgeKind::Normal,
+            Some("build") => EdgeKind::Build,
+            Some("dev") => EdgeKind::Dev,
+            Some(_) => continue,
+        };
+        let found = node.deps.iter().find_map(|nd| {
+            let &to = graph_index.get(nd.pkg.as_str())?;
+            if in_graph[to].name != declared.name {
+                return None;
+            }
+            if let Some(rename) = &declared.rename {
+                if nd.name != rename.replace('-', "_") {
+                    return None;
+                }
+            }
+            let same_kind = nd
+                .dep_kinds
+                .iter()
+                .any(|k| k.kind == declared.kind && k.target == declared.target);
+            same_kind.then_some((to, nd.name.clone()))
+        });
+        let Some((to, extern_name)) = found else {
+            continue;
+        };
+        edges.push(Edge {
+            to,
+            name_in_toml: declared
+                .rename
+                .clone()
+                .unwrap_or_else(|| declared.name.clone()),
+            extern_name,
+            kind,
+            optional: declared.optional,
+            default_features: declared.uses_default_features,
+            features: declared.features.clone(),
+        });
+    }
+    edges
 }
 
 #[cfg(test)]
 mod tests {
     use super::*;
 
+    /// `app` uses serde with `derive` from its code and serde_derive (renamed) from its tests;
+    /// serde's `derive` turns on its optional serde_derive; `app`'s build script uses serde with
+    /// `std` only, a different set: serde is built twice.
     const JSON: &str = r#"{
   "packages": [
     {"id": "path+file:///w#app@0.1.0", "name": "app", "version": "0.1.0", "source": null,
      "manifest_path": "/w/Cargo.toml", "links": null,
-     "targets": [{"kind": ["bin"], "name": "app", "src_path": "/w/src/main.rs", "edition": "2021"}]},
+     "targets": [{"kind": ["bin"], "name": "app", "src_path": "/w/src/main.rs", "edition": "2021"}],
+     "dependencies": [
+       {"name": "serde", "kind": null, "rename": null, "optional": false, "uses_default_features": false, "features": ["derive"], "target": null},
+       {"name": "serde", "kind": "build", "rename": null, "optional": false, "uses_default_features": false, "features": ["std"], "target": null},
+       {"name": "serde_derive", "kind": "dev", "rename": "derive-it", "optional": false, "uses_default_features": true, "features": [], "target": null},
+       {"name": "winapi", "kind": null, "rename": null, "optional": false, "uses_default_features": true, "features": [], "target": "cfg(windows)"}
+     ]},
     {"id": "registry+r#serde@1.0.1", "name": "serde", "version": "1.0.1", "source": "registry+r",
      "manifest_path": "/reg/serde-1.0.1/Cargo.toml", "links": null,
      "authors": ["A <a@x>", "B"], "description": "A \"serialization\"\nframework", "license": "MIT",
      "rust_version": "1.31",
+     "features": {"std": [], "derive": ["serde_derive"], "serde_derive": ["dep:serde_derive"]},
+     "dependencies": [
+       {"name": "serde_derive", "kind": null, "rename": null, "optional": true, "uses_default_features": true, "features": [], "target": null}
+     ],
      "targets": [{"kind": ["lib"], "name": "serde", "src_path": "/reg/serde-1.0.1/src/lib.rs", "edition": "2018"},
                  {"kind": ["custom-build"], "name": "build-script-build", "src_path": "/reg/serde-1.0.1/build.rs", "edition": "2018"}]},
     {"id": "registry+r#serde_derive@1.0.1", "name": "serde_derive", "version": "1.0.1", "source": "registry+r",
@@ -307,30 +456,73 @@ mod tests {
   "workspace_members": ["path+file:///w#app@0.1.0"],
   "resolve": {"nodes": [
     {"id": "path+file:///w#app@0.1.0", "features": [],
-     "deps": [{"name": "serde", "pkg": "registry+r#serde@1.0.1", "dep_kinds": [{"kind": null, "target": null}]},
+     "deps": [{"name": "serde", "pkg": "registry+r#serde@1.0.1", "dep_kinds": [{"kind": null, "target": null}, {"kind": "build", "target": null}]},
               {"name": "derive_it", "pkg": "registry+r#serde_derive@1.0.1", "dep_kinds": [{"kind": "dev", "target": null}]}]},
-    {"id": "registry+r#serde@1.0.1", "features": ["std", "derive"],
+    {"id": "registry+r#serde@1.0.1", "features": ["std", "derive", "serde_derive"],
      "deps": [{"name": "serde_derive", "pkg": "registry+r#serde_derive@1.0.1", "dep_kinds": [{"kind": null, "target": null}]}]},
     {"id": "registry+r#serde_derive@1.0.1", "features": [], "deps": []}
   ]}
 }"#;
 
     #[test]
-    fn external_packages_with_targets_features_and_edges() {
+    fn external_packages_with_targets_builds_and_edges() {
         let resolved = parse(JSON).unwrap();
         assert_eq!(resolved.packages.len(), 2);
         let serde = &resolved.packages[0];
-        assert_eq!(serde.features, ["derive", "std"]);
         assert_eq!(serde.lib.as_ref().unwrap().root, "src/lib.rs");
         assert_eq!(serde.build_script.as_ref().unwrap().root, "build.rs");
+        let derive = Dep {
+            package: 1,
+            variant: 0,
+            name: "serde_derive".into(),
+        };
         assert_eq!(
-            serde.deps,
-            [Dep {
-                package: 1,
-                name: "serde_derive".into()
-            }]
+            serde.variants,
+            [
+                Variant {
+                    suffix: String::new(),
+                    features: vec!["derive".into(), "serde_derive".into()],
+                    deps: vec![derive],
+                    build_deps: Vec::new(),
+                    host_only: false,
+                    roles: vec![
+                        Role {
+                            test: false,
+                            side: features::For::Target
+                        },
+                        Role {
+                            test: true,
+                            side: features::For::Target
+                        }
+                    ],
+                },
+                Variant {
+                    suffix: "_host".into(),
+                    features: vec!["std".into()],
+                    deps: Vec::new(),
+                    build_deps: Vec::new(),
+                    host_only: true,
+                    roles: vec![
+                        Role {
+                            test: false,
+                            side: features::For::Host
+                        },
+                        Role {
+                            test: true,
+                            side: features::For::Host
+                        }
+                    ],
+                },
+            ]
         );
-        assert!(resolved.packages[1].proc_macro);
+        assert_eq!(serde.host_twin, Some(1));
+        // The test build adds nothing to serde: no test twin.
+        assert_eq!(serde.test_twin, None);
+        let derive_pkg = &resolved.packages[1];
+        assert!(derive_pkg.proc_macro);
+        // One host build serves both serde's use and the tests' (renamed) use.
+        assert_eq!(derive_pkg.variants.len(), 1);
+        assert!(derive_pkg.variants[0].host_only);
         let env = &serde.manifest_env;
         assert_eq!(env["CARGO_PKG_AUTHORS"], "A <a@x>:B");
         assert_eq!(
@@ -346,10 +538,12 @@ mod tests {
             [
                 Dep {
                     package: 0,
+                    variant: 0,
                     name: "serde".into()
                 },
                 Dep {
                     package: 1,
+                    variant: 0,
                     name: "derive_it".into()
                 }
             ]
