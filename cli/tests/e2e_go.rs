@@ -523,7 +523,7 @@ fn plain_mode_points_the_sdk_path_at_the_host_sdk() {
 fn cross_workspace(cache: &Workspace) -> Workspace {
     let ws = Workspace::sharing_cache(cache);
     let lib = "load(\"@io_bazel_rules_go//go:def.bzl\", \"go_library\", \"go_test\")\n\
-        go_library(name = \"greet\", srcs = [\"greet.go\", \"os_windows.go\", \"os_other.go\", \"wide.go\", \"narrow.go\"], visibility = [\"//visibility:public\"])\n\
+        go_library(name = \"greet\", srcs = [\"greet.go\", \"os_windows.go\", \"os_other.go\", \"wide.go\", \"narrow.go\"], deps = [\"//winonly\"], visibility = [\"//visibility:public\"])\n\
         go_test(name = \"greet_test\", srcs = [\"greet_test.go\"], embed = [\":greet\"])\n\
         go_test(name = \"greet_windows_test\", srcs = [\"greet_test.go\"], embed = [\":greet\"], goos = \"windows\", goarch = \"amd64\")\n";
     let bin = "load(\"@io_bazel_rules_go//go:def.bzl\", \"go_binary\")\n\
@@ -537,9 +537,18 @@ fn cross_workspace(cache: &Workspace) -> Workspace {
             "greet/greet.go",
             "package greet\n\nfunc Hello() string { return \"hello from \" + osName() }\n",
         )
+        // A dependency only the Windows files import, with Windows files only.
         .write(
             "greet/os_windows.go",
-            "package greet\n\nfunc osName() string { return \"the windows build\" }\n",
+            "package greet\n\nimport \"example.com/cross/winonly\"\n\nfunc osName() string { return winonly.Name() }\n",
+        )
+        .write(
+            "winonly/BUILD.bazel",
+            "load(\"@io_bazel_rules_go//go:def.bzl\", \"go_library\")\ngo_library(name = \"winonly\", srcs = [\"winonly_windows.go\"], visibility = [\"//visibility:public\"])\n",
+        )
+        .write(
+            "winonly/winonly_windows.go",
+            "package winonly\n\nfunc Name() string { return \"the windows build\" }\n",
         )
         .write(
             "greet/os_other.go",
@@ -729,6 +738,10 @@ fn goos_goarch_cross_compile_the_whole_closure_beside_the_host_build() {
             "{text}"
         );
     }
+
+    // A library with files for Windows only builds on the host as an empty package, as rules_go
+    // builds it.
+    ws.kiln(&["build", "//winonly"]).ok();
 
     // A test for another platform builds, and `kiln test` says it cannot run it.
     let out = ws.kiln(&["test", "//greet:all"]);

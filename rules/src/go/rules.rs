@@ -245,7 +245,7 @@ impl Unit {
             }
         });
         let mut deps = Vec::new();
-        for info in &dep_infos {
+        for info in imported(&files, &dep_infos, platform) {
             deps.push(platform.archive(ctx, env, info)?);
         }
         Ok(Unit {
@@ -276,7 +276,7 @@ impl Unit {
         let files = select(ctx, platform, &self.host_srcs, &self.generated)
             .map_err(|e| ctx.error(format!("`{label}` for {}: {}", platform.name(), e.message)))?;
         let mut deps = Vec::new();
-        for info in &self.dep_infos {
+        for info in imported(&files, &self.dep_infos, platform) {
             deps.push(platform.archive(ctx, env, info)?);
         }
         Ok(Unit {
@@ -351,6 +351,30 @@ impl Unit {
     }
 }
 
+/// The dependencies a unit's files need on `platform`: all of them on the host (compiled
+/// already), elsewhere only those its selected files import (a dependency only another
+/// platform's files import may have no files here), or all when generated files hide imports.
+fn imported<'a>(
+    files: &PackageFiles,
+    infos: &'a [GoInfo],
+    platform: &GoPlatform,
+) -> Vec<&'a GoInfo> {
+    if platform.is_host || !files.generated.is_empty() {
+        return infos.iter().collect();
+    }
+    let imports: std::collections::HashSet<&str> = files
+        .go
+        .iter()
+        .chain(&files.test)
+        .chain(&files.xtest)
+        .flat_map(|f| f.info.imports.iter().map(|i| i.path.as_str()))
+        .collect();
+    infos
+        .iter()
+        .filter(|i| imports.contains(i.archive.importpath.as_str()))
+        .collect()
+}
+
 /// Reads and filters a unit's sources for `platform`, generated ones added unread.
 fn select(
     ctx: &AnalysisContext<'_>,
@@ -392,15 +416,22 @@ fn library(
     env: &GoEnv,
     unit: Unit,
 ) -> Result<Providers, AnalysisError> {
-    if unit.files.go.is_empty() {
-        return Err(unit.no_files_error(ctx, &env.host));
-    }
     if unit.importpath.is_empty() {
         return Err(
             ctx.error("`go_library` needs `importpath` (or a go.mod above it to infer it from)")
         );
     }
-    let source = unit.source(ctx, unit.files.go.clone())?;
+    let source = if !unit.files.go.is_empty() {
+        unit.source(ctx, unit.files.go.clone())?
+    } else {
+        match (
+            unit.files.cgo_excluded.is_empty(),
+            excluded_package_name(&unit),
+        ) {
+            (true, Some(name)) => empty_package(ctx, env, &unit, &name),
+            _ => return Err(unit.no_files_error(ctx, &env.host)),
+        }
+    };
     let module = super::modules::dep_module(ctx.scoped, &ctx.target.label.repo);
     let archive = compile_package(
         ctx,
@@ -440,6 +471,74 @@ fn library(
         }),
     });
     Ok(providers)
+}
+
+/// The package name of a library whose files all belong to other platforms (from its first
+/// non-test `.go` file), if it has any.
+fn excluded_package_name(unit: &Unit) -> Option<String> {
+    let (path, host) = unit
+        .host_srcs
+        .iter()
+        .find(|(p, _)| p.ends_with(".go") && !p.ends_with("_test.go"))?;
+    let info = super::header_memo::header(host, || {
+        let text = std::fs::read_to_string(host).map_err(|e| format!("{path}: {e}"))?;
+        super::scan::scan(&text)
+    })
+    .ok()?;
+    (!info.package.is_empty()).then_some(info.package)
+}
+
+/// The sources of a library with no files for the host (only `_windows.go` files, say): one
+/// generated file holding just its package clause, as rules_go compiles such a library, so that
+/// `kiln build //...` succeeds on the host and binaries for the library's platforms (which
+/// compile its real files again, see `platform.rs`) can link it. A host binary that uses it fails
+/// to compile, naming what is undefined.
+fn empty_package(
+    ctx: &mut AnalysisContext<'_>,
+    env: &GoEnv,
+    unit: &Unit,
+    name: &str,
+) -> Arc<PackageSource> {
+    let file = ctx.declare_output(&format!("{}.empty/{name}.go", ctx.target.label.name));
+    let script = format!(
+        "set -euo pipefail\n{}",
+        super::compile::write_file(
+            &super::compile::sh(&file.path),
+            &[format!("package {name}")]
+        )
+    );
+    let action = super::action::go_action(
+        &env.sdk,
+        &env.host.sandbox,
+        &ctx.target.label,
+        "GoEmptyPackage",
+        format!(
+            "Writing an empty package for {} (no files for {})",
+            ctx.target.label,
+            env.host.name()
+        ),
+        script,
+        &[],
+        &[(&file, false)],
+    );
+    ctx.register(action);
+    let go = vec![package::GoFile {
+        path: file.path.clone(),
+        info: super::scan::FileInfo {
+            package: name.to_string(),
+            ..Default::default()
+        },
+    }];
+    Arc::new(PackageSource {
+        go,
+        asm: Vec::new(),
+        inputs: vec![file],
+        embedcfg: None,
+        lang: unit.lang.clone(),
+        gc_flags: unit.gc_flags.clone(),
+        src_dir: unit.dir.clone(),
+        generated: false,
+    })
 }
 
 fn binary(
