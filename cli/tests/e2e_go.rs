@@ -765,6 +765,21 @@ fn goos_goarch_cross_compile_the_whole_closure_beside_the_host_build() {
         out.stderr
     );
     assert!(ws.out_path("greet/greet_windows_test.exe").is_file());
+
+    // A platform Go does not know is a clear error naming the target.
+    ws.write(
+        "bad/BUILD.bazel",
+        "load(\"@io_bazel_rules_go//go:def.bzl\", \"go_binary\")\ngo_binary(name = \"bad\", srcs = [\"main.go\"], goos = \"plan10\")\n",
+    )
+    .write("bad/main.go", "package main\n\nfunc main() {}\n");
+    let out = ws.kiln(&["build", "//bad"]);
+    out.expect_code(1);
+    assert!(
+        out.stderr
+            .contains("`//bad:bad`: `goos` `plan10` is not an operating system Go knows"),
+        "{}",
+        out.stderr
+    );
 }
 
 /// `PE`, or `ELF machine N` (e_machine), from a file's header.
