@@ -237,7 +237,8 @@ fn build(
             "remote_hits": report.remote_hits,
             "failed_targets": report.failed_targets.iter().map(|l| l.to_string()).collect::<Vec<_>>(),
             "tests_passed": report.tests.iter().filter(|t| t.status == TestStatus::Passed).count(),
-            "tests_failed": report.tests.iter().filter(|t| t.status != TestStatus::Passed).count(),
+            "tests_failed": report.tests.iter().filter(|t| matches!(t.status, TestStatus::Failed | TestStatus::TimedOut)).count(),
+            "tests_skipped": report.tests.iter().filter(|t| t.status == TestStatus::Skipped).count(),
             "elapsed_s": terminal.elapsed(),
         }));
         events.flush();
@@ -258,7 +259,13 @@ pub fn report_tests(
         by_label.entry(&run.label).or_default().push(run);
     }
     let mut failed = 0;
+    let mut skipped = 0;
     for (label, runs) in &by_label {
+        if let Some(reason) = runs.iter().find_map(|r| r.reason.as_ref()) {
+            skipped += 1;
+            terminal.line(&format!("{label:<50} SKIPPED: {reason}"));
+            continue;
+        }
         let passed = runs.iter().all(|r| r.status == TestStatus::Passed);
         let show_log = output == TestOutput::All || (output == TestOutput::Errors && !passed);
         if show_log {
@@ -297,10 +304,15 @@ pub fn report_tests(
         ));
     }
     let total = by_label.len();
+    let skipped_text = if skipped > 0 {
+        format!(", {skipped} skipped (cannot run on this machine)")
+    } else {
+        String::new()
+    };
     terminal.line(&format!(
-        "Executed {} out of {total} tests: {} passed, {failed} failed",
-        total,
-        total - failed
+        "Executed {} out of {total} tests: {} passed, {failed} failed{skipped_text}",
+        total - skipped,
+        total - failed - skipped
     ));
     if build_code != exit::SUCCESS && report.tests.len() < total {
         return build_code;

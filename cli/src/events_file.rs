@@ -93,7 +93,7 @@ impl BuildObserver for EventsFile {
                 run,
             } => json!({
                 "type": "test", "label": label.to_string(),
-                "status": match status { TestStatus::Passed => "PASSED", TestStatus::Failed => "FAILED", TestStatus::TimedOut => "TIMEOUT" },
+                "status": match status { TestStatus::Passed => "PASSED", TestStatus::Failed => "FAILED", TestStatus::TimedOut => "TIMEOUT", TestStatus::Skipped => "SKIPPED" },
                 "cached": cached, "duration_ms": duration.as_secs_f64() * 1000.0, "log": log, "run": run,
             }),
             BuildEvent::Warning(text) => json!({"type": "warning", "message": text}),

@@ -516,3 +516,279 @@ fn plain_mode_points_the_sdk_path_at_the_host_sdk() {
         "plain mode 42\n"
     );
 }
+
+/// A module with a library that has a `_windows.go` file and `//go:build arm64` files, a main
+/// package with a `//go:debug` directive, and the same binary for the host, windows/amd64 and
+/// linux/arm64; tests for the host and for windows.
+fn cross_workspace(cache: &Workspace) -> Workspace {
+    let ws = Workspace::sharing_cache(cache);
+    let lib = "load(\"@io_bazel_rules_go//go:def.bzl\", \"go_library\", \"go_test\")\n\
+        go_library(name = \"greet\", srcs = [\"greet.go\", \"os_windows.go\", \"os_other.go\", \"wide.go\", \"narrow.go\"], deps = [\"//winonly\"], visibility = [\"//visibility:public\"])\n\
+        go_test(name = \"greet_test\", srcs = [\"greet_test.go\"], embed = [\":greet\"])\n\
+        go_test(name = \"greet_windows_test\", srcs = [\"greet_test.go\"], embed = [\":greet\"], goos = \"windows\", goarch = \"amd64\")\n";
+    let bin = "load(\"@io_bazel_rules_go//go:def.bzl\", \"go_binary\")\n\
+        go_binary(name = \"app\", srcs = [\"main.go\"], deps = [\"//greet\"])\n\
+        go_binary(name = \"app_windows\", srcs = [\"main.go\"], deps = [\"//greet\"], goos = \"windows\", goarch = \"amd64\")\n\
+        go_binary(name = \"app_arm64\", srcs = [\"main.go\"], deps = [\"//greet\"], goos = \"linux\", goarch = \"arm64\")\n";
+    ws.write("kiln.toml", "")
+        .write("go.mod", "module example.com/cross\n\ngo 1.22\n")
+        .write("greet/BUILD.bazel", lib)
+        .write(
+            "greet/greet.go",
+            "package greet\n\nfunc Hello() string { return \"hello from \" + osName() }\n",
+        )
+        // A dependency only the Windows files import, with Windows files only.
+        .write(
+            "greet/os_windows.go",
+            "package greet\n\nimport \"example.com/cross/winonly\"\n\nfunc osName() string { return winonly.Name() }\n",
+        )
+        .write(
+            "winonly/BUILD.bazel",
+            "load(\"@io_bazel_rules_go//go:def.bzl\", \"go_library\")\ngo_library(name = \"winonly\", srcs = [\"winonly_windows.go\"], visibility = [\"//visibility:public\"])\n",
+        )
+        .write(
+            "winonly/winonly_windows.go",
+            "package winonly\n\nfunc Name() string { return \"the windows build\" }\n",
+        )
+        .write(
+            "greet/os_other.go",
+            "//go:build !windows\n\npackage greet\n\nfunc osName() string { return \"the other build\" }\n",
+        )
+        .write("greet/wide.go", "//go:build arm64\n\npackage greet\n\nconst Wide = \"arm64\"\n")
+        .write("greet/narrow.go", "//go:build !arm64\n\npackage greet\n\nconst Wide = \"not arm64\"\n")
+        // `go test` of a go 1.22 module panics with a *runtime.PanicNilError on panic(nil) unless
+        // a directive (here in a test file) restores the old behaviour.
+        .write(
+            "greet/greet_test.go",
+            "//go:debug panicnil=1\npackage greet\n\nimport \"testing\"\n\nfunc TestPanicNil(t *testing.T) {\n\tdefer func() {\n\t\tif r := recover(); r != nil {\n\t\t\tt.Fatalf(\"recovered %T\", r)\n\t\t}\n\t}()\n\tpanic(nil)\n}\n",
+        )
+        .write("cmd/app/BUILD.bazel", bin)
+        .write(
+            "cmd/app/main.go",
+            "// The directive restores Go 1.20's panic(nil).\n//go:debug panicnil=1\n\npackage main\n\nimport (\n\t\"fmt\"\n\n\t\"example.com/cross/greet\"\n)\n\nfunc main() {\n\tfmt.Println(greet.Hello(), greet.Wide)\n\tdefer func() { fmt.Printf(\"recovered %T\\n\", recover()) }()\n\tpanic(nil)\n}\n",
+        );
+    ws
+}
+
+/// `go build -ldflags=-s -w` for `goos`/`goarch` of `./cmd/app` into `out`.
+fn go_build_app(module: &Path, gocache: &Path, platform: Option<(&str, &str)>, out: &Path) {
+    let mut cmd = go(module, gocache);
+    if let Some((goos, goarch)) = platform {
+        cmd.env("GOOS", goos).env("GOARCH", goarch);
+    }
+    run(cmd
+        .args(["build", "-ldflags=-s -w", "-o"])
+        .arg(out)
+        .arg("./cmd/app"));
+}
+
+#[test]
+fn go_debug_directives_reach_the_binary_and_bad_keys_are_errors() {
+    let (_guard, cache) = shared();
+    let ws = cross_workspace(cache);
+    ws.kiln(&["build", "//cmd/app"]).ok();
+    let gocache = tempfile::tempdir().unwrap();
+    let bin = tempfile::tempdir().unwrap();
+    go_build_app(ws.root(), gocache.path(), None, &bin.path().join("app"));
+    let ours = run(&mut Command::new(ws.out_path("cmd/app/app")));
+    let theirs = run(&mut Command::new(bin.path().join("app")));
+    assert_eq!(ours, theirs);
+    assert!(ours.contains("recovered <nil>"), "{ours}");
+    let ours = build_info(go(ws.root(), gocache.path()), &ws.out_path("cmd/app/app"));
+    let theirs = build_info(go(ws.root(), gocache.path()), &bin.path().join("app"));
+    assert_eq!(ours, theirs);
+    assert!(ours.contains("panicnil=1"), "{ours}");
+
+    // The directive in a test file reaches the test binary, as with `go test`.
+    let out = ws.kiln(&["test", "//greet:greet_test"]);
+    out.ok();
+
+    // An unknown key and a repeated one: `go build`'s messages, with workspace-relative paths.
+    ws.write(
+        "cmd/app/main.go",
+        "//go:debug nosuchkey=1\n//go:debug panicnil=1\n//go:debug panicnil=0\npackage main\n\nfunc main() {}\n",
+    );
+    let mut cmd = go(ws.root(), gocache.path());
+    let go_out = cmd
+        .args(["build", "-o", "/dev/null", "./cmd/app"])
+        .output()
+        .unwrap();
+    assert!(!go_out.status.success());
+    let go_err = String::from_utf8_lossy(&go_out.stderr);
+    let out = ws.kiln(&["build", "//cmd/app"]);
+    out.expect_code(1);
+    let mut expected = 0;
+    for line in go_err.lines().filter(|l| l.contains("//go:debug")) {
+        let line = line.trim().trim_start_matches("./");
+        assert!(
+            out.stderr.contains(line),
+            "`{line}` not in:\n{}",
+            out.stderr
+        );
+        expected += 1;
+    }
+    assert_eq!(expected, 3, "go build said:\n{go_err}");
+    assert!(
+        out.stderr.contains(
+            "cmd/app/main.go:1:1: invalid //go:debug: unknown //go:debug setting \"nosuchkey\""
+        ),
+        "{}",
+        out.stderr
+    );
+}
+
+/// Executed actions as (label, mnemonic, output), standard library left out.
+fn executed_outputs(events: &[serde_json::Value]) -> Vec<(String, String, String)> {
+    let mut out: Vec<(String, String, String)> = events
+        .iter()
+        .filter(|e| {
+            e["type"] == "action" && e["cache"] == "executed" && e["mnemonic"] != "GoStdlib"
+        })
+        .map(|e| {
+            let s = |k: &str| e[k].as_str().unwrap_or("").to_string();
+            (s("label"), s("mnemonic"), s("output"))
+        })
+        .collect();
+    out.sort();
+    out
+}
+
+#[test]
+fn goos_goarch_cross_compile_the_whole_closure_beside_the_host_build() {
+    let (_guard, cache) = shared();
+    let ws = cross_workspace(cache);
+    ws.kiln(&["build", "//cmd/app:app", "//greet"]).ok();
+    let host_lib = std::fs::read(ws.out_path("greet/greet.a")).unwrap();
+
+    // All three in one build: the library compiles once per platform, each into its own place;
+    // nothing of the host build runs again.
+    let out = ws.kiln(&["build", "//cmd/app:all", "//greet"]);
+    out.ok();
+    let executed = executed_outputs(&out.events);
+    let mut lib_outputs: Vec<&str> = executed
+        .iter()
+        .filter(|(l, m, _)| l == "//greet:greet" && m == "GoCompile")
+        .map(|(_, _, o)| o.as_str())
+        .collect();
+    lib_outputs.sort();
+    assert_eq!(
+        lib_outputs,
+        [
+            "kiln-out/go/linux_arm64/greet/greet.x",
+            "kiln-out/go/windows_amd64/greet/greet.x"
+        ],
+        "{executed:?}"
+    );
+    assert!(
+        executed.iter().all(|(l, _, _)| l != "//cmd/app:app"),
+        "{executed:?}"
+    );
+    assert_eq!(
+        std::fs::read(ws.out_path("greet/greet.a")).unwrap(),
+        host_lib
+    );
+
+    // Each binary is what `go build` makes for that platform: same build information, same
+    // executable format, and only that platform's files.
+    let gocache = tempfile::tempdir().unwrap();
+    let bin = tempfile::tempdir().unwrap();
+    let (host_os, host_arch) = {
+        let mut cmd = go(ws.root(), gocache.path());
+        let text = run(cmd.args(["env", "GOOS", "GOARCH"]));
+        let mut lines = text.lines().map(str::to_string);
+        (lines.next().unwrap(), lines.next().unwrap())
+    };
+    for (name, platform, file) in [
+        ("app", None, "app"),
+        ("app_windows", Some(("windows", "amd64")), "app_windows.exe"),
+        ("app_arm64", Some(("linux", "arm64")), "app_arm64"),
+    ] {
+        let theirs = bin.path().join(name);
+        go_build_app(ws.root(), gocache.path(), platform, &theirs);
+        let ours = ws.out_path(&format!("cmd/app/{file}"));
+        assert_eq!(
+            build_info(go(ws.root(), gocache.path()), &ours),
+            build_info(go(ws.root(), gocache.path()), &theirs),
+            "{name}"
+        );
+        let (ours, theirs) = (
+            std::fs::read(&ours).unwrap(),
+            std::fs::read(&theirs).unwrap(),
+        );
+        assert_eq!(
+            executable_format(&ours),
+            executable_format(&theirs),
+            "{name}"
+        );
+        let has = |bytes: &[u8], s: &str| bytes.windows(s.len()).any(|w| w == s.as_bytes());
+        for marker in ["the windows build", "the other build"] {
+            assert_eq!(has(&ours, marker), has(&theirs, marker), "{name}: {marker}");
+        }
+        let windows = platform.is_some_and(|(os, _)| os == "windows");
+        assert_eq!(has(&ours, "the windows build"), windows, "{name}");
+    }
+    let format = |f: &str| executable_format(&std::fs::read(ws.out_path(f)).unwrap());
+    assert_eq!(format("cmd/app/app_windows.exe"), "PE");
+    assert_eq!(format("cmd/app/app_arm64"), "ELF machine 183");
+    if (host_os.as_str(), host_arch.as_str()) == ("linux", "amd64") {
+        assert_eq!(format("cmd/app/app"), "ELF machine 62");
+        let text = run(&mut Command::new(ws.out_path("cmd/app/app")));
+        assert!(
+            text.starts_with("hello from the other build not arm64"),
+            "{text}"
+        );
+    }
+
+    // A library with files for Windows only builds on the host as an empty package, as rules_go
+    // builds it.
+    ws.kiln(&["build", "//winonly"]).ok();
+
+    // A test for another platform builds, and `kiln test` says it cannot run it.
+    let out = ws.kiln(&["test", "//greet:all"]);
+    out.ok();
+    let tests = harness::tests(&out.events);
+    let status = |label: &str| {
+        tests
+            .iter()
+            .find(|t| t["label"] == label)
+            .map(|t| t["status"].as_str().unwrap_or("").to_string())
+    };
+    assert_eq!(status("//greet:greet_test").as_deref(), Some("PASSED"));
+    assert_eq!(
+        status("//greet:greet_windows_test").as_deref(),
+        Some("SKIPPED")
+    );
+    assert!(
+        out.stderr.contains("//greet:greet_windows_test")
+            && out.stderr.contains("SKIPPED: built for windows/amd64"),
+        "{}",
+        out.stderr
+    );
+    assert!(ws.out_path("greet/greet_windows_test.exe").is_file());
+
+    // A platform Go does not know is a clear error naming the target.
+    ws.write(
+        "bad/BUILD.bazel",
+        "load(\"@io_bazel_rules_go//go:def.bzl\", \"go_binary\")\ngo_binary(name = \"bad\", srcs = [\"main.go\"], goos = \"plan10\")\n",
+    )
+    .write("bad/main.go", "package main\n\nfunc main() {}\n");
+    let out = ws.kiln(&["build", "//bad"]);
+    out.expect_code(1);
+    assert!(
+        out.stderr
+            .contains("`//bad:bad`: `goos` `plan10` is not an operating system Go knows"),
+        "{}",
+        out.stderr
+    );
+}
+
+/// `PE`, or `ELF machine N` (e_machine), from a file's header.
+fn executable_format(bytes: &[u8]) -> String {
+    if bytes.starts_with(b"MZ") {
+        return "PE".into();
+    }
+    if bytes.starts_with(b"\x7fELF") && bytes.len() > 20 {
+        return format!("ELF machine {}", u16::from_le_bytes([bytes[18], bytes[19]]));
+    }
+    "unknown".into()
+}

@@ -39,6 +39,9 @@ pub struct TestInfo {
     pub filter_env: Option<FilterEnv>,
     /// Arguments telling the framework to filter.
     pub filter_args: Option<fn(&str) -> Vec<String>>,
+    /// Why the test cannot run on this machine (it is built for another platform): `kiln test`
+    /// builds it and reports it skipped with this reason instead of running it.
+    pub cannot_run: Option<String>,
 }
 
 /// The providers of one analyzed target: the default files plus typed, rule-specific values (for

@@ -145,6 +145,8 @@ pub struct TestRun {
     pub log: String,
     /// 1-based run number.
     pub run: u32,
+    /// Why it did not run, for a skipped test.
+    pub reason: Option<String>,
 }
 
 /// The outcome of a build.
@@ -469,6 +471,8 @@ impl<'a> Engine<'a> {
         // What the user asked for: default outputs (+ executables and runfiles for tests).
         let mut top: Vec<Artifact> = Vec::new();
         let mut test_actions: Vec<(Label, usize, TestPaths, u32)> = Vec::new();
+        // Tests built for another platform: built, reported skipped, never run.
+        let mut skipped_tests: Vec<(Label, String)> = Vec::new();
         for (label, _, p) in &providers {
             report.targets.push(label.clone());
             top.extend(p.default.files.iter().cloned());
@@ -503,6 +507,10 @@ impl<'a> Engine<'a> {
                 if !is_test {
                     continue;
                 }
+                if let Some(reason) = p.test.as_ref().and_then(|t| t.cannot_run.clone()) {
+                    skipped_tests.push((label.clone(), reason));
+                    continue;
+                }
                 for run in 1..=runs {
                     if let Some((action, paths)) =
                         test_action(target, p, &self.config.settings, options, run, runs)
@@ -512,7 +520,7 @@ impl<'a> Engine<'a> {
                     }
                 }
             }
-            if test_actions.is_empty() {
+            if test_actions.is_empty() && skipped_tests.is_empty() {
                 return Err(EngineError::NoTests);
             }
         }
@@ -746,6 +754,7 @@ impl<'a> Engine<'a> {
                         duration: done.run_duration,
                         log: paths.log.clone(),
                         run: *run,
+                        reason: None,
                     }
                 }
                 None => continue,
@@ -757,6 +766,26 @@ impl<'a> Engine<'a> {
                 duration: run_result.duration,
                 log: run_result.log.clone(),
                 run: run_result.run,
+            });
+            report.tests.push(run_result);
+        }
+        for (label, reason) in skipped_tests {
+            let run_result = TestRun {
+                label,
+                status: TestStatus::Skipped,
+                cached: false,
+                duration: Duration::ZERO,
+                log: String::new(),
+                run: 1,
+                reason: Some(reason),
+            };
+            self.observer.event(&BuildEvent::TestResult {
+                label: run_result.label.clone(),
+                status: run_result.status,
+                cached: false,
+                duration: Duration::ZERO,
+                log: String::new(),
+                run: 1,
             });
             report.tests.push(run_result);
         }

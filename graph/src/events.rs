@@ -36,6 +36,8 @@ pub enum TestStatus {
     Failed,
     /// Killed after its timeout.
     TimedOut,
+    /// Built but not run: it cannot run on this machine (see `TestRun::reason`).
+    Skipped,
 }
 
 /// One thing that happened during a build.

@@ -25,6 +25,7 @@ pub mod module_repo;
 pub mod modules;
 pub mod modules_fetch;
 pub mod package;
+pub mod platform;
 pub mod repository;
 pub mod rules;
 pub mod scan;

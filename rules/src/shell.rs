@@ -107,6 +107,7 @@ impl RuleImpl for ShRule {
                 vec![("TESTBRIDGE_TEST_ONLY".to_string(), filter.to_string())]
             }),
             filter_args: None,
+            cannot_run: None,
         });
         let mut providers = Providers::new(DefaultInfo {
             files: vec![executable.clone()],

@@ -78,8 +78,12 @@ impl RoundOutcome {
 
     /// Whether everything built (and every test that ran passed).
     pub fn success(&self) -> bool {
-        self.report()
-            .is_some_and(|r| r.success() && r.tests.iter().all(|t| t.status == TestStatus::Passed))
+        self.report().is_some_and(|r| {
+            r.success()
+                && r.tests
+                    .iter()
+                    .all(|t| matches!(t.status, TestStatus::Passed | TestStatus::Skipped))
+        })
     }
 }
 
@@ -174,7 +178,15 @@ pub fn summarize(
                 TestStatus::Passed => "PASSED",
                 TestStatus::Failed => "FAILED",
                 TestStatus::TimedOut => "TIMEOUT",
+                TestStatus::Skipped => "SKIPPED",
             };
+            if let Some(reason) = &test.reason {
+                terminal.line(&format!(
+                    "  {:<50} SKIPPED: {reason}",
+                    test.label.to_string()
+                ));
+                continue;
+            }
             let show_log = output == TestOutput::All
                 || (output == TestOutput::Errors && test.status != TestStatus::Passed);
             if show_log {

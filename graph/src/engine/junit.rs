@@ -28,6 +28,7 @@ pub(super) fn write_junit_if_missing(
             format!("<failure message=\"exited with code {}\"/>", done.exit_code)
         }
         TestStatus::TimedOut => "<failure message=\"timed out\"/>".to_string(),
+        TestStatus::Skipped => "<skipped/>".to_string(),
     };
     let body = format!(
         "<?xml version=\"1.0\" encoding=\"UTF-8\"?>\n<testsuites>\n<testsuite name=\"{name}\" tests=\"1\" failures=\"{failures}\" errors=\"0\">\n<testcase name=\"{name}\" status=\"run\" duration=\"{secs}\" time=\"{secs}\">{failure}</testcase>\n<system-out><![CDATA[{log}]]></system-out>\n</testsuite>\n</testsuites>\n",

@@ -89,6 +89,7 @@ impl Engine<'_> {
                 duration: Duration::from_millis(millis),
                 log,
                 run,
+                reason: None,
             })
             .collect();
         for test in &tests {

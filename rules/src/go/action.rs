@@ -4,11 +4,13 @@
 use kiln_graph::action::{ActionSpec, Artifact};
 use kiln_graph::label::Label;
 
-use super::toolchain::Sdk;
+use super::toolchain::{SandboxSdk, Sdk};
 
-/// A Go action running `script`.
+/// A Go action running `script` for the platform of `sandbox`.
+#[allow(clippy::too_many_arguments)] // Each is one part of the action; a struct would only rename them.
 pub fn go_action(
     sdk: &Sdk,
+    sandbox: &SandboxSdk,
     owner: &Label,
     mnemonic: &str,
     progress: String,
@@ -22,7 +24,7 @@ pub fn go_action(
         vec!["/bin/bash".into(), "-c".into(), script],
     );
     spec.progress_message = progress;
-    spec.env = sdk.env().into_iter().collect();
+    spec.env = sandbox.env().into_iter().collect();
     spec.host_tools = vec![
         "/bin/bash".into(),
         super::compile::STAT.into(),

@@ -15,8 +15,12 @@ use super::action::go_action;
 use super::compile::{self, CompileRequest};
 use super::embed;
 use super::env::GoEnv;
+use super::godebug;
 use super::link::DepModule;
 use super::package::GoFile;
+use super::platform::GoPlatform;
+use super::rules::Recipe;
+use super::scan::Directive;
 
 /// What it takes to compile a package again (for test variants).
 #[derive(Clone, Debug)]
@@ -65,10 +69,12 @@ pub struct GoArchive {
 /// The provider `go_library` (and the compiled packages of `go_binary`/`go_test`) attach.
 #[derive(Clone, Debug)]
 pub struct GoInfo {
-    /// The compiled package.
+    /// The compiled package (for the host platform).
     pub archive: Arc<GoArchive>,
     /// The library's own sources and deps, for `embed` by another target.
     pub embed: Arc<Embeddable>,
+    /// What it takes to compile the library for another platform.
+    pub recipe: Arc<Recipe>,
 }
 
 /// What a `go_library` hands to targets that `embed` it.
@@ -78,8 +84,8 @@ pub struct Embeddable {
     pub srcs: Vec<Artifact>,
     /// Embedded-file artifacts (`embedsrcs`).
     pub embedsrcs: Vec<Artifact>,
-    /// `deps` archives.
-    pub deps: Vec<Arc<GoArchive>>,
+    /// `deps` providers.
+    pub deps: Vec<GoInfo>,
     /// The import path.
     pub importpath: String,
 }
@@ -97,6 +103,8 @@ pub fn host_path(ctx: &AnalysisContext<'_>, artifact: &Artifact) -> PathBuf {
 
 /// A package ready to compile.
 pub struct CompileInput<'a> {
+    /// The target the package belongs to (owner of its actions, named in errors).
+    pub label: Label,
     /// Import path.
     pub importpath: String,
     /// `-p` path.
@@ -107,7 +115,7 @@ pub struct CompileInput<'a> {
     pub deps: &'a [Arc<GoArchive>],
     /// Dependencies that stand in for others (test variants), by import path.
     pub overrides: &'a HashMap<String, Arc<GoArchive>>,
-    /// Output file stem (`<stem>.x`, `<stem>.a`) below the package's output directory.
+    /// Exec-root-relative output stem (`<stem>.x`, `<stem>.a`).
     pub out_stem: String,
     /// The owning module, for dependency modules.
     pub module: Option<DepModule>,
@@ -142,6 +150,7 @@ pub fn suggested_label(importpath: &str, main_module: Option<&str>) -> String {
 pub fn compile_package(
     ctx: &mut AnalysisContext<'_>,
     env: &GoEnv,
+    platform: &GoPlatform,
     input: CompileInput<'_>,
     main_module: Option<&str>,
 ) -> Result<Arc<GoArchive>, AnalysisError> {
@@ -166,7 +175,7 @@ pub fn compile_package(
                 used.push(Arc::clone(over));
             } else if let Some(dep) = by_path.get(path) {
                 used.push(Arc::clone(dep));
-            } else if env.std.is_std(path) {
+            } else if platform.std.is_std(path) {
                 std_imports.push(path.to_string());
             } else {
                 missing.push(format!(
@@ -178,19 +187,38 @@ pub fn compile_package(
             }
         }
     }
+    let directives: Vec<(&str, &[Directive])> = input
+        .source
+        .go
+        .iter()
+        .map(|f| (f.path.as_str(), f.info.go_debug.as_slice()))
+        .collect();
+    let bad = godebug::check_directives(
+        &env.sdk.godebug_table,
+        &env.sdk.sandbox.version,
+        &directives,
+    );
+    if !bad.is_empty() {
+        return Err(ctx.error(format!(
+            "Invalid `//go:debug` directives in `{}`:\n  {}",
+            input.label,
+            bad.join("\n  ")
+        )));
+    }
     if !missing.is_empty() {
         return Err(ctx.error(format!(
             "Missing strict dependencies of `{}`:\n  {}",
-            ctx.target.label,
+            input.label,
             missing.join("\n  ")
         )));
     }
     if input.source.generated {
-        generated_imports(env, &input, &mut used, &mut std_imports).map_err(|e| ctx.error(e))?;
+        generated_imports(platform, &input, &mut used, &mut std_imports)
+            .map_err(|e| ctx.error(e))?;
     }
-    let std_actions = env
+    let std_actions = platform
         .std
-        .actions(&std_imports, &ctx.target.label)
+        .actions(&std_imports, &input.label)
         .map_err(|e| ctx.error(e))?;
     for action in std_actions {
         ctx.register(action);
@@ -198,7 +226,7 @@ pub fn compile_package(
     let mut imports = Vec::new();
     let mut inputs: Vec<Artifact> = input.source.inputs.clone();
     for path in &std_imports {
-        let pkg = env.std.package(path).map_err(|e| ctx.error(e))?;
+        let pkg = platform.std.package(path).map_err(|e| ctx.error(e))?;
         imports.push((path.clone(), pkg.export.path.clone()));
         inputs.push(pkg.export.clone());
     }
@@ -207,8 +235,8 @@ pub fn compile_package(
         inputs.push(dep.export.clone());
     }
     imports.sort();
-    let export = ctx.declare_output(&format!("{}.x", input.out_stem));
-    let link = ctx.declare_output(&format!("{}.a", input.out_stem));
+    let export = Artifact::derived(format!("{}.x", input.out_stem));
+    let link = Artifact::derived(format!("{}.a", input.out_stem));
     let req = CompileRequest {
         package_path: input.package_path.clone(),
         go_files: input.source.go.iter().map(|f| f.path.clone()).collect(),
@@ -223,21 +251,27 @@ pub fn compile_package(
         out_export: export.path.clone(),
         out_link: link.path.clone(),
     };
+    let for_platform = if platform.is_host {
+        String::new()
+    } else {
+        format!(" ({})", platform.name())
+    };
     let action = go_action(
         &env.sdk,
-        &ctx.target.label,
+        &platform.sandbox,
+        &input.label,
         input.mnemonic,
         format!(
-            "Compiling Go package {} for {}",
-            input.importpath, ctx.target.label
+            "Compiling Go package {} for {}{for_platform}",
+            input.importpath, input.label
         ),
-        compile::script(&req, &env.sdk.sandbox),
+        compile::script(&req, &platform.sandbox),
         &inputs,
         &[(&export, false), (&link, false)],
     );
     ctx.register(action);
     Ok(Arc::new(GoArchive {
-        label: ctx.target.label.clone(),
+        label: input.label,
         importpath: input.importpath,
         package_path: input.package_path,
         export,
@@ -253,7 +287,7 @@ pub fn compile_package(
 /// imports: every direct dependency, and every public standard-library package the target links
 /// anyway (the closure of its own and its dependencies' standard-library imports).
 fn generated_imports(
-    env: &GoEnv,
+    platform: &GoPlatform,
     input: &CompileInput<'_>,
     used: &mut Vec<Arc<GoArchive>>,
     std_imports: &mut Vec<String>,
@@ -268,7 +302,7 @@ fn generated_imports(
     for archive in link_closure(used, input.overrides) {
         roots.extend(archive.std_imports.iter().cloned());
     }
-    for pkg in env.std.closure(&roots)? {
+    for pkg in platform.std.closure(&roots)? {
         let public =
             !pkg.path.starts_with("vendor/") && !pkg.path.split('/').any(|e| e == "internal");
         if public && !std_imports.contains(&pkg.path) {

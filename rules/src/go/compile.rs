@@ -84,7 +84,7 @@ pub fn write_file(target: &str, lines: &[String]) -> String {
 
 /// The bash script compiling the package.
 pub fn script(req: &CompileRequest, sdk: &SandboxSdk) -> String {
-    let tool = |name: &str| format!("{SDK_MOUNT}/pkg/tool/{}_{}/{name}", sdk.goos, sdk.goarch);
+    let tool = |name: &str| sdk.tool(name);
     // The private TMPDIR is empty and writable: scratch files go there.
     let mut s = String::from(
         "set -euo pipefail\nW=\"$TMPDIR\"\nE=\"$PWD\"\nbasename_() { printf '%s' \"${1##*/}\"; }\n",
@@ -100,13 +100,20 @@ pub fn script(req: &CompileRequest, sdk: &SandboxSdk) -> String {
     if let Some(embed) = &req.embedcfg {
         s.push_str(&format!("printf '%s' {} > \"$W/embedcfg\"\n", sh(embed)));
     }
-    let asm_flags = format!(
-        "-p {} -trimpath \"$E=>\" -I \"$W/\" -I {SDK_MOUNT}/pkg/include -I {} -D GOOS_{} -D GOARCH_{} -D GOAMD64_v1",
+    let mut asm_flags = format!(
+        "-p {} -trimpath \"$E=>\" -I \"$W/\" -I {SDK_MOUNT}/pkg/include -I {} -D GOOS_{} -D GOARCH_{}",
         sh(&req.package_path),
         sh(&req.src_dir),
         sdk.goos,
         sdk.goarch
     );
+    if let Some(flag) = sdk.codegen_flag() {
+        asm_flags.push(' ');
+        asm_flags.push_str(flag);
+    }
+    for define in sdk.asm_defines() {
+        asm_flags.push_str(&format!(" -D {define}"));
+    }
     let has_asm = !req.s_files.is_empty();
     if has_asm {
         // As `go build`: an empty go_asm.h for the symabis pass; compile then writes the real one.
@@ -128,6 +135,10 @@ pub fn script(req: &CompileRequest, sdk: &SandboxSdk) -> String {
         sh(&req.out_link),
         sh(&req.package_path)
     ));
+    if let Some(flag) = sdk.codegen_flag() {
+        s.push(' ');
+        s.push_str(flag);
+    }
     s.push_str(&format!(" -lang={}", sh(&req.lang)));
     if req.std {
         s.push_str(" -std");
@@ -181,11 +192,7 @@ mod tests {
 
     #[test]
     fn package_with_assembly_and_embed() {
-        let sdk = SandboxSdk {
-            version: "go1.26.8".into(),
-            goos: "linux".into(),
-            goarch: "amd64".into(),
-        };
+        let sdk = SandboxSdk::host("go1.26.8", "linux", "amd64");
         let req = CompileRequest {
             package_path: "example.com/m/fast".into(),
             go_files: vec!["fast/a.go".into(), "fast/b c.go".into()],

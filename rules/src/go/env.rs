@@ -1,6 +1,7 @@
 //! What every Go target of a build shares, computed once per build ([`GoEnv`]): the SDK (pinned in
-//! kiln.toml or the local one, found with `GOTOOLCHAIN=local go env GOROOT`), its standard
-//! library, the build context, and the go.mod of each module directory.
+//! kiln.toml or the local one, found with `GOTOOLCHAIN=local go env GOROOT`), the host platform
+//! and every other platform a target asks for ([`GoPlatform`]: build context, standard library),
+//! and the go.mod of each module directory.
 
 use std::collections::HashMap;
 use std::path::{Path, PathBuf};
@@ -8,8 +9,9 @@ use std::sync::{Arc, Mutex};
 
 use kiln_graph::analysis::{AnalysisContext, AnalysisError, HostAccess, WorkspaceInfo};
 
-use super::constraints::BuildContext;
+use super::constraints::{self, BuildContext};
 use super::gomod::{self, GoMod};
+use super::platform::GoPlatform;
 use super::stdlib::StdLib;
 use super::toolchain::{self, Sdk};
 
@@ -17,10 +19,11 @@ use super::toolchain::{self, Sdk};
 pub struct GoEnv {
     /// The SDK.
     pub sdk: Arc<Sdk>,
-    /// Its standard library.
-    pub std: StdLib,
-    /// GOOS/GOARCH/tags files are matched against.
-    pub build: BuildContext,
+    /// The platform Kiln runs on (what targets without `goos`/`goarch` build for).
+    pub host: Arc<GoPlatform>,
+    /// `[go] tags` from kiln.toml.
+    user_tags: Vec<String>,
+    platforms: Mutex<HashMap<(String, String), Arc<GoPlatform>>>,
     mods: Mutex<HashMap<PathBuf, FoundModule>>,
 }
 
@@ -93,23 +96,57 @@ impl GoEnv {
             Sdk::at(&root, &digest, &goos, &goarch)
                 .map_err(|e| EnvError::Toolchain(toolchain::missing_message(&e.to_string())))?,
         );
-        // The SDK's tool tags (`goexperiment.*` defaults baked into its compiler, `amd64.v1`):
-        // files must be selected exactly as the compiler expects, e.g. `goexperiment.swissmap`.
-        let mut tags = tags;
-        tags.extend(tool_tags(&sdk, host)?);
-        let build = BuildContext {
-            goos,
-            goarch,
-            go_minor: sdk.minor(),
-            cgo: false,
-            tags,
-        };
+        let host_platform = make_platform(&sdk, &tags, &goos, &goarch, true, host)
+            .map_err(|e| EnvError::Toolchain(toolchain::missing_message(&e)))?;
         Ok(GoEnv {
-            std: StdLib::new(Arc::clone(&sdk), build.clone()),
             sdk,
-            build,
+            host: Arc::new(host_platform),
+            user_tags: tags,
+            platforms: Mutex::new(HashMap::new()),
             mods: Mutex::new(HashMap::new()),
         })
+    }
+
+    /// The platform `goos`/`goarch` (the host when they name it), resolved once per build.
+    pub fn platform(
+        &self,
+        goos: &str,
+        goarch: &str,
+        host: &dyn HostAccess,
+    ) -> Result<Arc<GoPlatform>, String> {
+        if goos == self.host.build.goos && goarch == self.host.build.goarch {
+            return Ok(Arc::clone(&self.host));
+        }
+        let key = (goos.to_string(), goarch.to_string());
+        if let Some(found) = self.platforms_lock().get(&key) {
+            return Ok(Arc::clone(found));
+        }
+        if !constraints::KNOWN_OS.contains(&goos) {
+            return Err(format!(
+                "`goos` `{goos}` is not an operating system Go knows (`go tool dist list`)"
+            ));
+        }
+        if !constraints::KNOWN_ARCH.contains(&goarch) {
+            return Err(format!(
+                "`goarch` `{goarch}` is not an architecture Go knows (`go tool dist list`)"
+            ));
+        }
+        let platform = Arc::new(make_platform(
+            &self.sdk,
+            &self.user_tags,
+            goos,
+            goarch,
+            false,
+            host,
+        )?);
+        self.platforms_lock().insert(key, Arc::clone(&platform));
+        Ok(platform)
+    }
+
+    fn platforms_lock(
+        &self,
+    ) -> std::sync::MutexGuard<'_, HashMap<(String, String), Arc<GoPlatform>>> {
+        self.platforms.lock().unwrap_or_else(|e| e.into_inner())
     }
 
     /// The go.mod governing host directory `dir` (the nearest one at or above it, not above
@@ -152,57 +189,104 @@ impl GoEnv {
     }
 }
 
-/// `go list -f {{context.ToolTags}} runtime` of the SDK, memoized by its identity.
-fn tool_tags(sdk: &Sdk, host: &dyn HostAccess) -> Result<Vec<String>, EnvError> {
-    let key = format!(
-        "go-tooltags:{}:{}:{}",
-        sdk.identity, sdk.sandbox.goos, sdk.sandbox.goarch
+/// The platform `goos`/`goarch` of `sdk`: its tool tags (`goexperiment.*` defaults baked into
+/// the compiler, `amd64.v1`; files must be selected exactly as the compiler expects) and its
+/// architecture variable, both asked of the SDK's `go` and memoized by the SDK's identity.
+fn make_platform(
+    sdk: &Arc<Sdk>,
+    user_tags: &[String],
+    goos: &str,
+    goarch: &str,
+    is_host: bool,
+    host: &dyn HostAccess,
+) -> Result<GoPlatform, String> {
+    let list = ["list", "-f", "{{context.ToolTags}}", "runtime"];
+    let text = ask_go(sdk, goos, goarch, &list, host)?;
+    let mut tags = user_tags.to_vec();
+    tags.extend(
+        text.trim()
+            .trim_start_matches('[')
+            .trim_end_matches(']')
+            .split_whitespace()
+            .map(str::to_string),
     );
-    let text = match host.memo_get(&key) {
-        Some(t) => String::from_utf8_lossy(&t).to_string(),
-        None => {
-            let go = sdk.host_root.join("bin/go");
-            let root = sdk.host_root.to_string_lossy().to_string();
-            let out = kiln_exec::host_command::run(
-                &[
-                    go.as_os_str(),
-                    "list".as_ref(),
-                    "-f".as_ref(),
-                    "{{context.ToolTags}}".as_ref(),
-                    "runtime".as_ref(),
-                ],
-                &[
-                    ("GOTOOLCHAIN", "local"),
-                    ("GOENV", "off"),
-                    ("GOFLAGS", ""),
-                    ("GO111MODULE", "off"),
-                    ("CGO_ENABLED", "0"),
-                    ("GOROOT", root.as_str()),
-                    ("GOOS", sdk.sandbox.goos.as_str()),
-                    ("GOARCH", sdk.sandbox.goarch.as_str()),
-                ],
-                Path::new("/"),
-            )
-            .map_err(|e| EnvError::Toolchain(toolchain::missing_message(&e.to_string())))?;
-            if !out.success() {
-                return Err(EnvError::Toolchain(toolchain::missing_message(&format!(
-                    "`{} list` failed: {}",
-                    go.display(),
-                    out.stderr_text()
-                ))));
-            }
-            let text = out.stdout_text();
-            host.memo_put(&key, text.as_bytes());
-            text
+    let arch_env = match arch_variable(goarch) {
+        Some(name) => {
+            let value = ask_go(sdk, goos, goarch, &["env", name], host)?;
+            Some((name.to_string(), value.trim().to_string()))
         }
+        None => None,
     };
-    Ok(text
-        .trim()
-        .trim_start_matches('[')
-        .trim_end_matches(']')
-        .split_whitespace()
-        .map(str::to_string)
-        .collect())
+    let sandbox = sdk.sandbox.for_target(goos, goarch, arch_env);
+    let build = BuildContext {
+        goos: goos.into(),
+        goarch: goarch.into(),
+        go_minor: sdk.minor(),
+        cgo: false,
+        tags,
+    };
+    let std = StdLib::new(Arc::clone(sdk), sandbox.clone(), build.clone());
+    Ok(GoPlatform::new(sandbox, build, std, is_host))
+}
+
+/// The variable that refines an architecture (cmd/go's `cfg.GetArchEnv`).
+fn arch_variable(goarch: &str) -> Option<&'static str> {
+    Some(match goarch {
+        "arm" => "GOARM",
+        "arm64" => "GOARM64",
+        "386" => "GO386",
+        "amd64" => "GOAMD64",
+        "mips" | "mipsle" => "GOMIPS",
+        "mips64" | "mips64le" => "GOMIPS64",
+        "ppc64" | "ppc64le" => "GOPPC64",
+        "riscv64" => "GORISCV64",
+        "wasm" => "GOWASM",
+        _ => return None,
+    })
+}
+
+/// Runs the SDK's `go` with `args` for `goos`/`goarch` in a clean environment; the output is
+/// memoized by the SDK's identity (an SDK never changes in place).
+fn ask_go(
+    sdk: &Sdk,
+    goos: &str,
+    goarch: &str,
+    args: &[&str],
+    host: &dyn HostAccess,
+) -> Result<String, String> {
+    let key = format!("go-ask:{}:{goos}:{goarch}:{}", sdk.identity, args.join(" "));
+    if let Some(t) = host.memo_get(&key) {
+        return Ok(String::from_utf8_lossy(&t).to_string());
+    }
+    let go = sdk.host_root.join("bin/go");
+    let root = sdk.host_root.to_string_lossy().to_string();
+    let mut argv: Vec<&std::ffi::OsStr> = vec![go.as_os_str()];
+    argv.extend(args.iter().map(|a| std::ffi::OsStr::new(*a)));
+    let out = kiln_exec::host_command::run(
+        &argv,
+        &[
+            ("GOTOOLCHAIN", "local"),
+            ("GOENV", "off"),
+            ("GOFLAGS", ""),
+            ("GO111MODULE", "off"),
+            ("CGO_ENABLED", "0"),
+            ("GOROOT", root.as_str()),
+            ("GOOS", goos),
+            ("GOARCH", goarch),
+        ],
+        Path::new("/"),
+    )
+    .map_err(|e| e.to_string())?;
+    if !out.success() {
+        return Err(format!(
+            "`go {}` for {goos}/{goarch} failed: {}",
+            args.join(" "),
+            out.stderr_text().trim()
+        ));
+    }
+    let text = out.stdout_text();
+    host.memo_put(&key, text.as_bytes());
+    Ok(text)
 }
 
 /// GOOS/GOARCH of the machine Kiln runs on.

@@ -5,7 +5,7 @@
 
 use super::compile::{sh, write_file};
 use super::literal::quote;
-use super::toolchain::{SandboxSdk, SDK_MOUNT};
+use super::toolchain::SandboxSdk;
 
 /// cmd/go's markers around the module information in a binary.
 const INFO_START: [u8; 16] = [
@@ -70,8 +70,8 @@ impl ModInfo {
             "build\tCGO_ENABLED=0\nbuild\tGOARCH={}\nbuild\tGOOS={}\n",
             sdk.goarch, sdk.goos
         ));
-        if sdk.goarch == "amd64" {
-            s.push_str("build\tGOAMD64=v1\n");
+        if let Some((key, value)) = &sdk.arch_env {
+            s.push_str(&format!("build\t{key}={value}\n"));
         }
         s
     }
@@ -117,9 +117,8 @@ pub fn script(req: &LinkRequest, sdk: &SandboxSdk) -> String {
     s.push_str(&write_file("\"$W/importcfg.link\"", &cfg));
     // GOROOT is empty, as with `go build -trimpath`: no SDK path is recorded in the binary.
     s.push_str(&format!(
-        "GOROOT= {SDK_MOUNT}/pkg/tool/{}_{}/link -o {} -importcfg \"$W/importcfg.link\"",
-        sdk.goos,
-        sdk.goarch,
+        "GOROOT= {} -o {} -importcfg \"$W/importcfg.link\"",
+        sdk.tool("link"),
         sh(&req.out)
     ));
     if !req.godebug.is_empty() {
@@ -131,7 +130,7 @@ pub fn script(req: &LinkRequest, sdk: &SandboxSdk) -> String {
     for x in &req.x_defs {
         s.push_str(&format!(" -X {}", sh(x)));
     }
-    s.push_str(" -buildmode=exe -buildid=");
+    s.push_str(&format!(" -buildmode={} -buildid=", sdk.link_buildmode()));
     for f in &req.flags {
         s.push(' ');
         s.push_str(&sh(f));
@@ -148,11 +147,7 @@ mod tests {
 
     #[test]
     fn modinfo_as_go_build_writes_it() {
-        let sdk = SandboxSdk {
-            version: "go1.26.8".into(),
-            goos: "linux".into(),
-            goarch: "amd64".into(),
-        };
+        let sdk = SandboxSdk::host("go1.26.8", "linux", "amd64");
         let info = ModInfo {
             main_package: "example.com/gx".into(),
             main_module: "example.com/gx".into(),
@@ -167,5 +162,33 @@ mod tests {
         assert!(info.importcfg_line(&sdk).starts_with(
             "modinfo \"0w\\xaf\\x0c\\x92t\\x08\\x02A\\xe1\\xc1\\x07\\xe6\\xd6\\x18\\xe6path"
         ));
+    }
+
+    #[test]
+    fn cross_links_use_the_host_linker_and_the_target_build_mode() {
+        let host = SandboxSdk::host("go1.26.8", "linux", "amd64");
+        let arm = host.for_target("linux", "arm64", Some(("GOARM64".into(), "v8.0".into())));
+        let info = ModInfo {
+            main_package: "example.com/gx".into(),
+            ..Default::default()
+        };
+        let text = info.text(&arm);
+        assert!(
+            text.ends_with("build\tGOARCH=arm64\nbuild\tGOOS=linux\nbuild\tGOARM64=v8.0\n"),
+            "{text}"
+        );
+        let windows = host.for_target("windows", "amd64", Some(("GOAMD64".into(), "v1".into())));
+        let req = LinkRequest {
+            main_archive: "m.a".into(),
+            out: "app.exe".into(),
+            ..Default::default()
+        };
+        let text = script(&req, &windows);
+        assert!(
+            text.contains("/kiln/toolchains/go/pkg/tool/linux_amd64/link -o app.exe"),
+            "{text}"
+        );
+        assert!(text.contains(" -buildmode=pie -buildid="), "{text}");
+        assert!(script(&req, &arm).contains(" -buildmode=exe -buildid="));
     }
 }

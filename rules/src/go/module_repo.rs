@@ -101,7 +101,7 @@ impl ModuleIndex for Index<'_> {
     }
 
     fn is_std(&self, importpath: &str) -> bool {
-        self.env.std.is_std(importpath)
+        self.env.host.std.is_std(importpath)
     }
 }
 
@@ -248,7 +248,7 @@ fn materialize(
     super::fs_copy::copy_tree(&source, &tmp, |_| 0o644)
         .map_err(|e| RepositoryError::Environment(format!("copying module `{}`: {e}", req.path)))?;
     let index = Index { main, env };
-    gazelle::generate(&tmp, &req.path, &env.build, &index)
+    gazelle::generate(&tmp, &req.path, &env.host.build, &index)
         .map_err(|e| def(format!("module `{}`: {e}", req.path)))?;
     std::fs::write(
         tmp.join("WORKSPACE"),
@@ -283,8 +283,8 @@ fn repo_key(name: &str, hash: &str, env: &GoEnv) -> String {
     let mut h = blake3::Hasher::new();
     for part in [
         hash,
-        &env.build.goos,
-        &env.build.goarch,
+        &env.host.build.goos,
+        &env.host.build.goarch,
         &env.sdk.identity,
         GENERATOR_VERSION,
     ] {

@@ -1,4 +1,7 @@
-//! `go_library`, `go_binary` and `go_test` with rules_go's attribute names.
+//! `go_library`, `go_binary` and `go_test` with rules_go's attribute names. `goos`/`goarch` on a
+//! `go_binary` or `go_test` build it, and everything it links, for that platform (see
+//! `platform.rs`); on a `go_library` they are accepted and ignored, as rules_go has no such
+//! attributes there.
 
 use std::collections::HashMap;
 use std::path::PathBuf;
@@ -8,6 +11,7 @@ use kiln_graph::action::Artifact;
 use kiln_graph::analysis::{
     label_dir, AnalysisContext, AnalysisError, DefaultInfo, Providers, RuleImpl,
 };
+use kiln_graph::label::Label;
 use kiln_graph::rule_schema::{AttrKind, AttrSchema, RuleSchema};
 
 use super::archive::{
@@ -16,7 +20,9 @@ use super::archive::{
 };
 use super::env::GoEnv;
 use super::gomod::GoMod;
+use super::link::DepModule;
 use super::package::{self, PackageFiles};
+use super::platform::GoPlatform;
 use super::testbin;
 
 const ATTRS: &[AttrSchema] = &[
@@ -77,23 +83,65 @@ impl RuleImpl for GoRule {
 
     fn analyze(&self, ctx: &mut AnalysisContext<'_>) -> Result<Providers, AnalysisError> {
         let env = GoEnv::get(ctx)?;
-        let unit = Unit::gather(ctx, &env)?;
+        let platform = if self.0 == Kind::Library {
+            Arc::clone(&env.host)
+        } else {
+            target_platform(ctx, &env)?
+        };
+        let unit = Unit::gather(ctx, &env, &platform)?;
         match self.0 {
             Kind::Library => library(ctx, &env, unit),
-            Kind::Binary => binary(ctx, &env, unit),
-            Kind::Test => testbin::test(ctx, &env, unit),
+            Kind::Binary => binary(ctx, &env, &platform, unit),
+            Kind::Test => testbin::test(ctx, &env, &platform, unit),
         }
     }
 }
 
-/// Everything a Go target's attributes (and `embed`ded libraries) contribute.
+/// The platform of a `go_binary`/`go_test`: `goos`/`goarch`, each defaulting to the host's.
+fn target_platform(
+    ctx: &AnalysisContext<'_>,
+    env: &GoEnv,
+) -> Result<Arc<GoPlatform>, AnalysisError> {
+    let attr = |name: &str, host: &str| {
+        ctx.target
+            .string(name)
+            .filter(|s| !s.is_empty() && *s != "auto")
+            .unwrap_or(host)
+            .to_string()
+    };
+    let goos = attr("goos", &env.host.build.goos);
+    let goarch = attr("goarch", &env.host.build.goarch);
+    env.platform(&goos, &goarch, ctx.host)
+        .map_err(|e| ctx.error(format!("`{}`: {e}", ctx.target.label)))
+}
+
+/// What it takes to compile a `go_library` again for another platform: its unit as gathered
+/// for the host (sources unselected, dependencies' own recipes) and its module.
+#[derive(Debug)]
+pub struct Recipe {
+    /// The library.
+    pub label: Label,
+    /// Its unit, selected for the host.
+    pub unit: Unit,
+    /// The module providing it, when it is a dependency module.
+    pub module: Option<DepModule>,
+}
+
+/// Everything a Go target's attributes (and `embed`ded libraries) contribute, for one platform.
+#[derive(Clone, Debug)]
 pub struct Unit {
     /// Sources, with embedded libraries' sources.
     pub srcs: Vec<Artifact>,
+    /// Readable sources: (action path, host path), before selection.
+    pub host_srcs: Vec<(String, PathBuf)>,
+    /// Generated `.go` sources (action paths).
+    pub generated: Vec<String>,
     /// `embedsrcs` (own and embedded).
     pub embedsrcs: Vec<Artifact>,
-    /// Dependency archives (own and embedded libraries').
+    /// Dependency archives for the unit's platform (own and embedded libraries').
     pub deps: Vec<Arc<GoArchive>>,
+    /// The providers of those dependencies (to compile them for another platform).
+    pub dep_infos: Vec<GoInfo>,
     /// Selected files.
     pub files: PackageFiles,
     /// Import path.
@@ -104,13 +152,19 @@ pub struct Unit {
     pub lang: String,
     /// The package's exec-path directory.
     pub dir: String,
+    /// `gc_goopts`.
+    pub gc_flags: Vec<String>,
 }
 
 impl Unit {
-    fn gather(ctx: &AnalysisContext<'_>, env: &GoEnv) -> Result<Unit, AnalysisError> {
+    fn gather(
+        ctx: &mut AnalysisContext<'_>,
+        env: &GoEnv,
+        platform: &GoPlatform,
+    ) -> Result<Unit, AnalysisError> {
         let mut srcs = ctx.files("srcs")?;
         let mut embedsrcs = ctx.files("embedsrcs")?;
-        let mut deps = Vec::new();
+        let mut dep_infos: Vec<GoInfo> = Vec::new();
         let mut embedded_importpath = None;
         for label in ctx.target.labels("embed") {
             let info = ctx
@@ -119,7 +173,7 @@ impl Unit {
                 .ok_or_else(|| ctx.error(format!("`{label}` in `embed` is not a `go_library`")))?;
             srcs.extend(info.embed.srcs.iter().cloned());
             embedsrcs.extend(info.embed.embedsrcs.iter().cloned());
-            deps.extend(info.embed.deps.iter().cloned());
+            dep_infos.extend(info.embed.deps.iter().cloned());
             embedded_importpath.get_or_insert(info.embed.importpath.clone());
         }
         for label in ctx.target.labels("deps") {
@@ -127,7 +181,7 @@ impl Unit {
                 .dep(&label)?
                 .get::<GoInfo>()
                 .ok_or_else(|| ctx.error(format!("`{label}` in `deps` is not a Go library")))?;
-            deps.push(Arc::clone(&info.archive));
+            dep_infos.push(info.clone());
         }
         // Generated Go files cannot be read while analyzing: they are compiled as they come.
         let generated: Vec<String> = srcs
@@ -149,8 +203,7 @@ impl Unit {
         for (_, h) in &host {
             ctx.host.observe(h);
         }
-        let mut files = package::select(&host, &env.build).map_err(|e| ctx.error(e))?;
-        package::add_generated(&mut files, &generated).map_err(|e| ctx.error(e))?;
+        let files = select(ctx, platform, &host, &generated)?;
         let dir = label_dir(&ctx.target.label);
         let (host_dir, stop) = if ctx.target.label.repo.is_empty() {
             (
@@ -191,15 +244,45 @@ impl Unit {
                 GoMod::default().lang()
             }
         });
+        let mut deps = Vec::new();
+        for info in imported(&files, &dep_infos, platform) {
+            deps.push(platform.archive(ctx, env, info)?);
+        }
         Ok(Unit {
             srcs,
+            host_srcs: host,
+            generated,
             embedsrcs,
             deps,
+            dep_infos,
             files,
             importpath,
             module: found.map(|(_, m)| m),
             lang,
             dir,
+            gc_flags: ctx.target.strings("gc_goopts"),
+        })
+    }
+
+    /// This unit (of library `label`, gathered for the host) for `platform`: its files selected
+    /// again and its dependencies compiled for it.
+    pub fn for_platform(
+        &self,
+        ctx: &mut AnalysisContext<'_>,
+        env: &GoEnv,
+        platform: &GoPlatform,
+        label: &Label,
+    ) -> Result<Unit, AnalysisError> {
+        let files = select(ctx, platform, &self.host_srcs, &self.generated)
+            .map_err(|e| ctx.error(format!("`{label}` for {}: {}", platform.name(), e.message)))?;
+        let mut deps = Vec::new();
+        for info in imported(&files, &self.dep_infos, platform) {
+            deps.push(platform.archive(ctx, env, info)?);
+        }
+        Ok(Unit {
+            files,
+            deps,
+            ..self.clone()
         })
     }
 
@@ -240,20 +323,23 @@ impl Unit {
             inputs,
             embedcfg,
             lang: self.lang.clone(),
-            gc_flags: ctx.target.strings("gc_goopts"),
+            gc_flags: self.gc_flags.clone(),
             src_dir: self.dir.clone(),
             generated,
         }))
     }
 
-    /// An error for a package left without Go files.
-    pub fn no_files_error(&self, ctx: &AnalysisContext<'_>) -> AnalysisError {
+    /// An error for a package left without Go files on `platform`.
+    pub fn no_files_error(
+        &self,
+        ctx: &AnalysisContext<'_>,
+        platform: &GoPlatform,
+    ) -> AnalysisError {
         if self.files.cgo_excluded.is_empty() {
             ctx.error(format!(
-                "`{}` has no Go files that build for {}/{}",
+                "`{}` has no Go files that build for {}",
                 ctx.target.label,
-                std::env::consts::OS,
-                std::env::consts::ARCH
+                platform.name()
             ))
         } else {
             ctx.error(format!(
@@ -263,6 +349,42 @@ impl Unit {
             ))
         }
     }
+}
+
+/// The dependencies a unit's files need on `platform`: all of them on the host (compiled
+/// already), elsewhere only those its selected files import (a dependency only another
+/// platform's files import may have no files here), or all when generated files hide imports.
+fn imported<'a>(
+    files: &PackageFiles,
+    infos: &'a [GoInfo],
+    platform: &GoPlatform,
+) -> Vec<&'a GoInfo> {
+    if platform.is_host || !files.generated.is_empty() {
+        return infos.iter().collect();
+    }
+    let imports: std::collections::HashSet<&str> = files
+        .go
+        .iter()
+        .chain(&files.test)
+        .chain(&files.xtest)
+        .flat_map(|f| f.info.imports.iter().map(|i| i.path.as_str()))
+        .collect();
+    infos
+        .iter()
+        .filter(|i| imports.contains(i.archive.importpath.as_str()))
+        .collect()
+}
+
+/// Reads and filters a unit's sources for `platform`, generated ones added unread.
+fn select(
+    ctx: &AnalysisContext<'_>,
+    platform: &GoPlatform,
+    host: &[(String, PathBuf)],
+    generated: &[String],
+) -> Result<PackageFiles, AnalysisError> {
+    let mut files = package::select(host, &platform.build).map_err(|e| ctx.error(e))?;
+    package::add_generated(&mut files, generated).map_err(|e| ctx.error(e))?;
+    Ok(files)
 }
 
 /// Runfiles from `data` and from dependencies' runfiles.
@@ -294,27 +416,36 @@ fn library(
     env: &GoEnv,
     unit: Unit,
 ) -> Result<Providers, AnalysisError> {
-    if unit.files.go.is_empty() {
-        return Err(unit.no_files_error(ctx));
-    }
     if unit.importpath.is_empty() {
         return Err(
             ctx.error("`go_library` needs `importpath` (or a go.mod above it to infer it from)")
         );
     }
-    let source = unit.source(ctx, unit.files.go.clone())?;
+    let source = if !unit.files.go.is_empty() {
+        unit.source(ctx, unit.files.go.clone())?
+    } else {
+        match (
+            unit.files.cgo_excluded.is_empty(),
+            excluded_package_name(&unit),
+        ) {
+            (true, Some(name)) => empty_package(ctx, env, &unit, &name),
+            _ => return Err(unit.no_files_error(ctx, &env.host)),
+        }
+    };
     let module = super::modules::dep_module(ctx.scoped, &ctx.target.label.repo);
     let archive = compile_package(
         ctx,
         env,
+        &env.host,
         CompileInput {
+            label: ctx.target.label.clone(),
             importpath: unit.importpath.clone(),
             package_path: unit.importpath.clone(),
             source,
             deps: &unit.deps,
             overrides: &HashMap::new(),
-            out_stem: ctx.target.label.name.clone(),
-            module,
+            out_stem: ctx.declare_output(&ctx.target.label.name).path,
+            module: module.clone(),
             mnemonic: "GoCompile",
         },
         unit.main_module(),
@@ -330,20 +461,94 @@ fn library(
         embed: Arc::new(Embeddable {
             srcs: unit.srcs.clone(),
             embedsrcs: unit.embedsrcs.clone(),
-            deps: unit.deps.clone(),
+            deps: unit.dep_infos.clone(),
             importpath: unit.importpath.clone(),
+        }),
+        recipe: Arc::new(Recipe {
+            label: ctx.target.label.clone(),
+            unit,
+            module,
         }),
     });
     Ok(providers)
 }
 
+/// The package name of a library whose files all belong to other platforms (from its first
+/// non-test `.go` file), if it has any.
+fn excluded_package_name(unit: &Unit) -> Option<String> {
+    let (path, host) = unit
+        .host_srcs
+        .iter()
+        .find(|(p, _)| p.ends_with(".go") && !p.ends_with("_test.go"))?;
+    let info = super::header_memo::header(host, || {
+        let text = std::fs::read_to_string(host).map_err(|e| format!("{path}: {e}"))?;
+        super::scan::scan(&text)
+    })
+    .ok()?;
+    (!info.package.is_empty()).then_some(info.package)
+}
+
+/// The sources of a library with no files for the host (only `_windows.go` files, say): one
+/// generated file holding just its package clause, as rules_go compiles such a library, so that
+/// `kiln build //...` succeeds on the host and binaries for the library's platforms (which
+/// compile its real files again, see `platform.rs`) can link it. A host binary that uses it fails
+/// to compile, naming what is undefined.
+fn empty_package(
+    ctx: &mut AnalysisContext<'_>,
+    env: &GoEnv,
+    unit: &Unit,
+    name: &str,
+) -> Arc<PackageSource> {
+    let file = ctx.declare_output(&format!("{}.empty/{name}.go", ctx.target.label.name));
+    let script = format!(
+        "set -euo pipefail\n{}",
+        super::compile::write_file(
+            &super::compile::sh(&file.path),
+            &[format!("package {name}")]
+        )
+    );
+    let action = super::action::go_action(
+        &env.sdk,
+        &env.host.sandbox,
+        &ctx.target.label,
+        "GoEmptyPackage",
+        format!(
+            "Writing an empty package for {} (no files for {})",
+            ctx.target.label,
+            env.host.name()
+        ),
+        script,
+        &[],
+        &[(&file, false)],
+    );
+    ctx.register(action);
+    let go = vec![package::GoFile {
+        path: file.path.clone(),
+        info: super::scan::FileInfo {
+            package: name.to_string(),
+            ..Default::default()
+        },
+    }];
+    Arc::new(PackageSource {
+        go,
+        asm: Vec::new(),
+        inputs: vec![file],
+        embedcfg: None,
+        lang: unit.lang.clone(),
+        gc_flags: unit.gc_flags.clone(),
+        src_dir: unit.dir.clone(),
+        generated: false,
+    })
+}
+
 fn binary(
     ctx: &mut AnalysisContext<'_>,
     env: &GoEnv,
+    platform: &GoPlatform,
     unit: Unit,
 ) -> Result<Providers, AnalysisError> {
     if unit.files.go.is_empty() {
-        return Err(unit.no_files_error(ctx));
+        return Err(unit.no_files_error(ctx, platform));
     }
     // A package of generated files only has no name analysis could read: the compiler checks it.
     let named = !unit.files.name.is_empty() || unit.files.generated.is_empty();
@@ -365,13 +570,15 @@ fn binary(
     let main = compile_package(
         ctx,
         env,
+        platform,
         CompileInput {
+            label: ctx.target.label.clone(),
             importpath: importpath.clone(),
             package_path: "main".into(),
             source,
             deps: &unit.deps,
             overrides: &HashMap::new(),
-            out_stem: format!("{name}.main"),
+            out_stem: ctx.declare_output(&format!("{name}.main")).path,
             module: None,
             mnemonic: "GoCompile",
         },
@@ -382,7 +589,7 @@ fn binary(
         .string("out")
         .filter(|s| !s.is_empty())
         .map(str::to_string)
-        .unwrap_or(name);
+        .unwrap_or_else(|| platform.executable_name(&name));
     let exe = ctx.declare_output(&out_name);
     let x_defs: Vec<String> = ctx
         .target
@@ -400,11 +607,13 @@ fn binary(
     testbin::link(
         ctx,
         env,
+        platform,
         testbin::LinkSpec {
             main: &main,
             overrides: &HashMap::new(),
             module: unit.module.as_deref(),
             importpath: &importpath,
+            directives: testbin::directives_of(&unit.files.go),
             x_defs,
             flags: ctx.target.strings("gc_linkopts"),
             test: false,

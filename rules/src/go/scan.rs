@@ -1,5 +1,6 @@
-//! Reads what `go build` reads from a Go file before compiling it: build constraints, the package
-//! clause, imports (with `import "C"` marking cgo), and `//go:embed` patterns.
+//! Reads what `go build` reads from a Go file before compiling it: build constraints, `//go:debug`
+//! directives (line comments before the package clause), the package clause, imports (with
+//! `import "C"` marking cgo), and `//go:embed` patterns.
 
 use super::constraints::{self, BuildContext, Expr};
 use super::lexer::{tokenize, tokenize_header, Kind};
@@ -11,6 +12,17 @@ pub struct Import {
     pub path: String,
     /// 1-based line of the import spec.
     pub line: u32,
+}
+
+/// A `//go:debug` line before the package clause, as go/build records directives.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct Directive {
+    /// The whole comment, `//go:debug key=value`.
+    pub text: String,
+    /// 1-based line.
+    pub line: u32,
+    /// 1-based byte column of the `//`.
+    pub col: u32,
 }
 
 /// What a Go file's header says.
@@ -28,6 +40,8 @@ pub struct FileInfo {
     pub cgo: bool,
     /// `//go:embed` patterns, with their line.
     pub embeds: Vec<(String, u32)>,
+    /// `//go:debug` directives (only those before the package clause count, as in go/build).
+    pub go_debug: Vec<Directive>,
 }
 
 impl FileInfo {
@@ -61,6 +75,14 @@ pub fn scan(src: &str) -> Result<FileInfo, String> {
                         info.go_build = Some(constraints::parse(expr).map_err(|e| {
                             format!("line {}: invalid `//go:build` line: {e}", tokens[i].line)
                         })?);
+                    }
+                } else if text.starts_with("go:debug") {
+                    if let Some(col) = line_comment_col(src, tokens[i].line, text) {
+                        info.go_debug.push(Directive {
+                            text: format!("//{text}"),
+                            line: tokens[i].line,
+                            col,
+                        });
                     }
                 } else if let Some(expr) = text.trim_start().strip_prefix("+build") {
                     if expr.starts_with([' ', '\t']) {
@@ -131,6 +153,18 @@ pub fn scan(src: &str) -> Result<FileInfo, String> {
         }
     }
     Ok(info)
+}
+
+/// The column of `//text` when it is a line comment ending line `line` of `src` (a general
+/// comment `/*go:debug ...*/` is not a directive).
+fn line_comment_col(src: &str, line: u32, text: &str) -> Option<u32> {
+    if text.contains('\n') {
+        return None;
+    }
+    let source_line = src.split('\n').nth(line.checked_sub(1)? as usize)?;
+    let start = source_line.len().checked_sub(text.len() + 2)?;
+    let found = source_line.get(start..)?;
+    (found.strip_prefix("//") == Some(text)).then(|| start as u32 + 1)
 }
 
 fn skip_comments_and_semicolons(tokens: &[super::lexer::Token], mut i: usize) -> usize {
@@ -237,6 +271,27 @@ func F() { fmt.Println(str.ToUpper(s)) }
             info.embeds,
             info.go_build
         ));
+    }
+
+    #[test]
+    fn go_debug_directives_before_the_package_clause_only() {
+        let src = "// Copyright\n//go:debug panicnil=1\n/*go:debug block=1*/\n  //go:debug  x509sha1=1\n/*\n//go:debug inside=1\n*/\npackage main\n\n//go:debug after=1\nimport \"fmt\"\n";
+        let info = scan(src).unwrap();
+        expect![[r#"
+            [
+                Directive {
+                    text: "//go:debug panicnil=1",
+                    line: 2,
+                    col: 1,
+                },
+                Directive {
+                    text: "//go:debug  x509sha1=1",
+                    line: 4,
+                    col: 3,
+                },
+            ]
+        "#]]
+        .assert_debug_eq(&info.go_debug);
     }
 
     #[test]

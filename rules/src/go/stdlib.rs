@@ -14,7 +14,7 @@ use super::action::go_action;
 use super::compile::{self, CompileRequest};
 use super::constraints::BuildContext;
 use super::package;
-use super::toolchain::{Sdk, SDK_MOUNT};
+use super::toolchain::{SandboxSdk, Sdk, SDK_MOUNT};
 
 /// One standard-library package.
 #[derive(Clone, Debug)]
@@ -42,15 +42,17 @@ struct State {
 /// The standard library of one SDK and configuration, shared by every target of a build.
 pub struct StdLib {
     sdk: Arc<Sdk>,
+    sandbox: SandboxSdk,
     ctx: BuildContext,
     state: Mutex<State>,
 }
 
 impl StdLib {
-    /// The standard library of `sdk` for `ctx`.
-    pub fn new(sdk: Arc<Sdk>, ctx: BuildContext) -> Self {
+    /// The standard library of `sdk` for the platform of `sandbox` and `ctx`.
+    pub fn new(sdk: Arc<Sdk>, sandbox: SandboxSdk, ctx: BuildContext) -> Self {
         StdLib {
             sdk,
+            sandbox,
             ctx,
             state: Mutex::new(State::default()),
         }
@@ -202,10 +204,11 @@ impl StdLib {
             };
             out.push(go_action(
                 &self.sdk,
+                &self.sandbox,
                 owner,
                 "GoStdlib",
                 format!("Compiling standard-library package {}", pkg.path),
-                compile::script(&req, &self.sdk.sandbox),
+                compile::script(&req, &self.sandbox),
                 &inputs,
                 &[(&pkg.export, false), (&pkg.link, false)],
             ));
@@ -232,7 +235,7 @@ mod tests {
             cgo: false,
             tags: vec![],
         };
-        let std = StdLib::new(Arc::clone(&sdk), ctx);
+        let std = StdLib::new(Arc::clone(&sdk), sdk.sandbox.clone(), ctx);
         let order = std.closure(&["fmt".into()]).unwrap();
         let names: Vec<&str> = order.iter().map(|p| p.path.as_str()).collect();
         let pos = |n: &str| names.iter().position(|x| *x == n).unwrap();

@@ -18,8 +18,9 @@ use super::godebug;
 use super::gomod::GoMod;
 use super::link::{self, LinkRequest, ModInfo};
 use super::package::GoFile;
+use super::platform::GoPlatform;
 use super::rules::{data_runfiles, Unit};
-use super::scan::{FileInfo, Import};
+use super::scan::{Directive, FileInfo, Import};
 use super::testfuncs::{self, TestFuncs};
 use super::testmain::{self, TestPackages};
 
@@ -33,6 +34,9 @@ pub struct LinkSpec<'a> {
     pub module: Option<&'a GoMod>,
     /// Import path of the main package (for `go version -m`).
     pub importpath: &'a str,
+    /// `//go:debug` directives of the main package (and, for tests, of the package under test and
+    /// its test files), in cmd/go's order.
+    pub directives: Vec<Directive>,
     /// `-X` definitions.
     pub x_defs: Vec<String>,
     /// Extra linker flags.
@@ -47,6 +51,7 @@ pub struct LinkSpec<'a> {
 pub fn link(
     ctx: &mut AnalysisContext<'_>,
     env: &GoEnv,
+    platform: &GoPlatform,
     spec: LinkSpec<'_>,
 ) -> Result<(), AnalysisError> {
     let closure = link_closure(std::slice::from_ref(spec.main), spec.overrides);
@@ -56,14 +61,14 @@ pub fn link(
     }
     std_roots.sort();
     std_roots.dedup();
-    for action in env
+    for action in platform
         .std
         .actions(&std_roots, &ctx.target.label)
         .map_err(|e| ctx.error(e))?
     {
         ctx.register(action);
     }
-    let std_pkgs = env.std.closure(&std_roots).map_err(|e| ctx.error(e))?;
+    let std_pkgs = platform.std.closure(&std_roots).map_err(|e| ctx.error(e))?;
     let mut packages = Vec::new();
     let mut inputs = Vec::new();
     for a in &closure {
@@ -79,10 +84,7 @@ pub fn link(
         packages.push((p.path.clone(), p.link.path.clone()));
         inputs.push(p.link.clone());
     }
-    let godebug = match spec.module {
-        Some(m) => godebug::default_godebug(&env.sdk.godebug_table, m.go_minor(), &m.godebug),
-        None => String::new(),
-    };
+    let godebug = default_godebug(env, spec.module, &spec.directives);
     // rules_go links with `-s -w` under Bazel's default `--strip=sometimes` in fastbuild (and
     // always for tests); `-c dbg` and `-c opt` keep the symbol table and DWARF. The flags are
     // recorded in the build information as `go build -ldflags` records them.
@@ -118,17 +120,45 @@ pub fn link(
         flags,
         out: spec.out.path.clone(),
     };
+    let for_platform = if platform.is_host {
+        String::new()
+    } else {
+        format!(" for {}", platform.name())
+    };
     let action = go_action(
         &env.sdk,
+        &platform.sandbox,
         &ctx.target.label,
         "GoLink",
-        format!("Linking {}", ctx.target.label),
-        link::script(&req, &env.sdk.sandbox),
+        format!("Linking {}{for_platform}", ctx.target.label),
+        link::script(&req, &platform.sandbox),
         &inputs,
         &[(spec.out, true)],
     );
     ctx.register(action);
     Ok(())
+}
+
+/// The default GODEBUG: the main module's go line and `godebug` lines, then the directives. A
+/// binary outside any module gets only its directives.
+fn default_godebug(env: &GoEnv, module: Option<&GoMod>, directives: &[Directive]) -> String {
+    let table = &env.sdk.godebug_table;
+    let toolchain = &env.sdk.sandbox.version;
+    let mut settings = module.map(|m| m.godebug.clone()).unwrap_or_default();
+    settings.extend(godebug::directive_settings(table, toolchain, directives));
+    match module {
+        Some(m) => godebug::default_godebug(table, m.go.as_deref().unwrap_or("1.16"), &settings),
+        None if settings.is_empty() => String::new(),
+        None => godebug::default_godebug(table, &format!("1.{}", env.sdk.minor()), &settings),
+    }
+}
+
+/// The `//go:debug` directives of `files`, in order.
+pub fn directives_of<'a>(files: impl IntoIterator<Item = &'a GoFile>) -> Vec<Directive> {
+    files
+        .into_iter()
+        .flat_map(|f| f.info.go_debug.iter().cloned())
+        .collect()
 }
 
 /// Whether `a` depends (transitively) on the package `target`.
@@ -164,13 +194,15 @@ fn read_funcs(ctx: &AnalysisContext<'_>, files: &[GoFile]) -> Result<TestFuncs, 
 pub fn test(
     ctx: &mut AnalysisContext<'_>,
     env: &GoEnv,
+    platform: &GoPlatform,
     unit: Unit,
 ) -> Result<Providers, AnalysisError> {
     let name = ctx.target.label.name.clone();
     let files = &unit.files;
     if files.go.is_empty() && files.test.is_empty() && files.xtest.is_empty() {
-        return Err(unit.no_files_error(ctx));
+        return Err(unit.no_files_error(ctx, platform));
     }
+    let out = |ctx: &AnalysisContext<'_>, stem: String| ctx.declare_output(&stem).path;
     let importpath = if unit.importpath.is_empty() {
         format!("{}/{name}", unit.dir)
     } else {
@@ -188,13 +220,15 @@ pub fn test(
         let archive = compile_package(
             ctx,
             env,
+            platform,
             CompileInput {
+                label: ctx.target.label.clone(),
                 importpath: importpath.clone(),
                 package_path: importpath.clone(),
                 source,
                 deps: &unit.deps,
                 overrides: &HashMap::new(),
-                out_stem: format!("{name}.internal"),
+                out_stem: out(ctx, format!("{name}.internal")),
                 module: None,
                 mnemonic: "GoCompile",
             },
@@ -221,13 +255,15 @@ pub fn test(
                 let variant = compile_package(
                     ctx,
                     env,
+                    platform,
                     CompileInput {
+                        label: ctx.target.label.clone(),
                         importpath: a.importpath.clone(),
                         package_path: a.package_path.clone(),
                         source: Arc::clone(&a.source),
                         deps: &a.deps,
                         overrides: &overrides,
-                        out_stem: format!("{name}.variant/{}", a.importpath),
+                        out_stem: out(ctx, format!("{name}.variant/{}", a.importpath)),
                         module: a.module.clone(),
                         mnemonic: "GoCompileVariant",
                     },
@@ -242,13 +278,15 @@ pub fn test(
         Some(compile_package(
             ctx,
             env,
+            platform,
             CompileInput {
+                label: ctx.target.label.clone(),
                 importpath: format!("{importpath}_test"),
                 package_path: format!("{importpath}_test"),
                 source,
                 deps: &deps,
                 overrides: &overrides,
-                out_stem: format!("{name}.external"),
+                out_stem: out(ctx, format!("{name}.external")),
                 module: None,
                 mnemonic: "GoCompile",
             },
@@ -283,6 +321,7 @@ pub fn test(
     );
     let action = go_action(
         &env.sdk,
+        &platform.sandbox,
         &ctx.target.label,
         "GoTestMain",
         format!("Generating test main for {}", ctx.target.label),
@@ -330,27 +369,31 @@ pub fn test(
     let main = compile_package(
         ctx,
         env,
+        platform,
         CompileInput {
+            label: ctx.target.label.clone(),
             importpath: format!("{importpath}.test"),
             package_path: "main".into(),
             source: main_source,
             deps: &main_deps,
             overrides: &HashMap::new(),
-            out_stem: format!("{name}.testmain"),
+            out_stem: out(ctx, format!("{name}.testmain")),
             module: None,
             mnemonic: "GoCompile",
         },
         main_module.as_deref(),
     )?;
-    let exe = ctx.declare_output(&name);
+    let exe = ctx.declare_output(&platform.executable_name(&name));
     link(
         ctx,
         env,
+        platform,
         LinkSpec {
             main: &main,
             overrides: &overrides,
             module: unit.module.as_deref(),
             importpath: &format!("{importpath}.test"),
+            directives: directives_of(files.go.iter().chain(&files.test).chain(&files.xtest)),
             x_defs: vec!["testing.testBinary=1".into()],
             flags: ctx.target.strings("gc_linkopts"),
             test: true,
@@ -368,6 +411,13 @@ pub fn test(
         args: ctx.target.strings("args"),
         filter_env: None,
         filter_args: Some(|filter| vec![format!("-test.run={filter}")]),
+        cannot_run: (!platform.is_host).then(|| {
+            format!(
+                "built for {} (`goos`/`goarch`), and this machine is {}",
+                platform.name(),
+                env.host.name()
+            )
+        }),
     });
     Ok(providers)
 }

@@ -7,12 +7,12 @@ use std::path::{Path, PathBuf};
 
 use kiln_graph::action::ToolMount;
 
-use super::godebug::{self, Setting};
+use super::godebug;
 
 /// Where the SDK appears inside the sandbox.
 pub const SDK_MOUNT: &str = "/kiln/toolchains/go";
 
-/// What command lines need to know about the SDK.
+/// What command lines need to know about the SDK and the platform they compile for.
 #[derive(Clone, Debug, PartialEq, Eq, Hash)]
 pub struct SandboxSdk {
     /// `go1.26.8`.
@@ -21,6 +21,128 @@ pub struct SandboxSdk {
     pub goos: String,
     /// Target architecture.
     pub goarch: String,
+    /// `<GOOS>_<GOARCH>` of the machine the tools run on (`pkg/tool/<tool_dir>/compile`).
+    pub tool_dir: String,
+    /// The architecture's variable and its value (`GOAMD64=v1`, `GOARM64=v8.0`), if it has one.
+    pub arch_env: Option<(String, String)>,
+}
+
+impl SandboxSdk {
+    /// An SDK building for the machine it runs on (GOAMD64/GOARM64 at their defaults).
+    pub fn host(version: &str, goos: &str, goarch: &str) -> SandboxSdk {
+        let arch_env = match goarch {
+            "amd64" => Some(("GOAMD64".to_string(), "v1".to_string())),
+            "arm64" => Some(("GOARM64".to_string(), "v8.0".to_string())),
+            _ => None,
+        };
+        SandboxSdk {
+            version: version.into(),
+            goos: goos.into(),
+            goarch: goarch.into(),
+            tool_dir: format!("{goos}_{goarch}"),
+            arch_env,
+        }
+    }
+
+    /// The same tools building for `goos`/`goarch`, with that architecture's variable.
+    pub fn for_target(&self, goos: &str, goarch: &str, arch_env: Option<(String, String)>) -> Self {
+        SandboxSdk {
+            version: self.version.clone(),
+            goos: goos.into(),
+            goarch: goarch.into(),
+            tool_dir: self.tool_dir.clone(),
+            arch_env,
+        }
+    }
+
+    /// A tool of the SDK, under the mount.
+    pub fn tool(&self, name: &str) -> String {
+        format!("{SDK_MOUNT}/pkg/tool/{}/{name}", self.tool_dir)
+    }
+
+    /// Whether `go build` links position-independent executables here by default
+    /// (`internal/platform.DefaultPIE` without `-race`).
+    pub fn default_pie(&self) -> bool {
+        matches!(self.goos.as_str(), "android" | "ios" | "windows" | "darwin")
+    }
+
+    /// The `-buildmode` the linker gets (`go build`'s default build mode).
+    pub fn link_buildmode(&self) -> &'static str {
+        if self.default_pie() {
+            "pie"
+        } else {
+            "exe"
+        }
+    }
+
+    /// The code generation flag compile and asm get for that build mode (`-shared` for PIE
+    /// except on Windows and AIX).
+    pub fn codegen_flag(&self) -> Option<&'static str> {
+        (self.default_pie() && !matches!(self.goos.as_str(), "windows" | "aix"))
+            .then_some("-shared")
+    }
+
+    /// The `-D` definitions `go build` gives `asm` for the architecture variable.
+    pub fn asm_defines(&self) -> Vec<String> {
+        let value = self
+            .arch_env
+            .as_ref()
+            .map(|(_, v)| v.as_str())
+            .unwrap_or("");
+        let mut out = Vec::new();
+        match self.goarch.as_str() {
+            "386" => out.push(format!("GO386_{value}")),
+            "amd64" => out.push(format!("GOAMD64_{value}")),
+            "mips" | "mipsle" => out.push(format!("GOMIPS_{value}")),
+            "mips64" | "mips64le" => out.push(format!("GOMIPS64_{value}")),
+            "riscv64" => out.push(format!("GORISCV64_{value}")),
+            "ppc64" | "ppc64le" => {
+                if value == "power10" {
+                    out.push("GOPPC64_power10".into());
+                }
+                if value == "power10" || value == "power9" {
+                    out.push("GOPPC64_power9".into());
+                }
+                out.push("GOPPC64_power8".into());
+            }
+            "arm" => {
+                if value.contains('7') {
+                    out.push("GOARM_7".into());
+                }
+                if value.contains('7') || value.contains('6') {
+                    out.push("GOARM_6".into());
+                }
+                out.push("GOARM_5".into());
+            }
+            "arm64" if value.contains(",lse") => out.push("GOARM64_LSE".into()),
+            _ => {}
+        }
+        out
+    }
+
+    /// Environment of every Go action.
+    pub fn env(&self) -> Vec<(String, String)> {
+        let mut env: Vec<(String, String)> = [
+            ("GOROOT", SDK_MOUNT),
+            ("GOOS", &self.goos),
+            ("GOARCH", &self.goarch),
+            ("CGO_ENABLED", "0"),
+            ("GOTOOLCHAIN", "local"),
+            ("GO111MODULE", "off"),
+            ("GOPATH", ""),
+            ("GOENV", "off"),
+        ]
+        .into_iter()
+        .map(|(k, v)| (k.to_string(), v.to_string()))
+        .collect();
+        // Kept for the host build as it always was, so its action keys do not change.
+        let (key, value) = self
+            .arch_env
+            .clone()
+            .unwrap_or_else(|| ("GOAMD64".to_string(), "v1".to_string()));
+        env.push((key, value));
+        env
+    }
 }
 
 /// A resolved SDK.
@@ -33,7 +155,7 @@ pub struct Sdk {
     /// `go1.26.8@<blake3 of the tree>`: what action keys record instead of the host path.
     pub identity: String,
     /// The SDK's `internal/godebugs` table.
-    pub godebug_table: Vec<Setting>,
+    pub godebug_table: godebug::Table,
 }
 
 /// Errors locating or reading an SDK.
@@ -64,11 +186,7 @@ impl Sdk {
         Ok(Sdk {
             host_root: root.to_path_buf(),
             identity: format!("{version}@{digest}"),
-            sandbox: SandboxSdk {
-                version,
-                goos: goos.into(),
-                goarch: goarch.into(),
-            },
+            sandbox: SandboxSdk::host(&version, goos, goarch),
             godebug_table: godebug::parse_table(&table),
         })
     }
@@ -91,24 +209,6 @@ impl Sdk {
             host_path: self.host_root.clone(),
             identity: self.identity.clone(),
         }
-    }
-
-    /// Environment of every Go action.
-    pub fn env(&self) -> Vec<(String, String)> {
-        [
-            ("GOROOT", SDK_MOUNT),
-            ("GOOS", &self.sandbox.goos),
-            ("GOARCH", &self.sandbox.goarch),
-            ("GOAMD64", "v1"),
-            ("CGO_ENABLED", "0"),
-            ("GOTOOLCHAIN", "local"),
-            ("GO111MODULE", "off"),
-            ("GOPATH", ""),
-            ("GOENV", "off"),
-        ]
-        .into_iter()
-        .map(|(k, v)| (k.to_string(), v.to_string()))
-        .collect()
     }
 }
 

@@ -139,6 +139,7 @@ impl RuleImpl for RustCrateRule {
                 args: ctx.target.strings("args"),
                 filter_env: None,
                 filter_args: Some(|filter| vec![filter.to_string()]),
+                cannot_run: None,
             });
         }
         providers.insert(parts);
