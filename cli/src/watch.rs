@@ -186,6 +186,7 @@ pub fn run(args: WatchArgs) -> Result<i32> {
         // gone or laid out anew under it, so it restarts even if its files are the same. Kept
         // until a round has restarted it.
         relay_pending |= changed.iter().any(|c| c == OTHER_BUILD);
+        let own_outputs = inbox.own_outputs().clone();
         let (outcome, seen) = round_with_sentry(
             &session,
             &plan,
@@ -195,24 +196,18 @@ pub fn run(args: WatchArgs) -> Result<i32> {
             &mut service,
             RelayHint {
                 pending: relay_pending,
-                own_mark: inbox.own_mark.clone(),
+                own_outputs,
             },
         );
         let RoundEnd {
             outcome,
             mark,
-            mut outputs,
+            outputs,
             program_current,
+            others_moved_outputs,
         } = outcome?;
-        if program_current {
-            relay_pending = false;
-        }
-        // The program's runfiles tree counts as an output: `kiln run` or `kiln clean` elsewhere
-        // may remove or lay it out anew without touching the build's outputs.
-        if let (Some(outputs), Some(tree)) = (outputs.as_mut(), service.runfiles_dir()) {
-            let stat = dirs::entry_stat(&tree);
-            outputs.insert(tree, stat);
-        }
+        // A request to restart stands until a round has restarted the program.
+        relay_pending = (relay_pending || others_moved_outputs) && !program_current;
         let test_output = match &plan.action {
             Action::Test(output) => Some(*output),
             _ => None,
@@ -401,12 +396,13 @@ fn round_with_sentry(
                 round_over,
             )
         });
-        // Whether the program (in `run` mode) is this round's build, running.
-        let mut restart = |outcome: &RoundOutcome, other_ran: bool| -> bool {
+        // Whether the program (in `run` mode) is this round's build, running; and the directory
+        // it runs in, which counts as one of this watch's outputs.
+        let mut restart = |outcome: &RoundOutcome, others_moved: bool| -> (bool, Option<PathBuf>) {
             let Some(report) = outcome.report().filter(|r| r.success()) else {
-                return false;
+                return (false, service.runfiles_dir());
             };
-            match &plan.action {
+            let current = match &plan.action {
                 Action::Run { label, args } => service.restart_if_changed(
                     session,
                     label,
@@ -414,17 +410,18 @@ fn round_with_sentry(
                     &plan.flags,
                     args,
                     plan.grace,
-                    relay.pending || other_ran,
+                    relay.pending || others_moved,
                 ),
                 _ => true,
-            }
+            };
+            (current, service.runfiles_dir())
         };
         let outcome = run_round(
             session,
             plan,
             observer,
             &stop,
-            relay.own_mark.as_deref(),
+            &relay.own_outputs,
             &mut restart,
         );
         round_over.store(true, Ordering::SeqCst);
@@ -436,17 +433,23 @@ fn round_with_sentry(
 /// What a round needs to know to restart `run` mode's program when another kiln process may
 /// have laid its runfiles out anew.
 struct RelayHint {
-    /// An earlier round was started for that reason and has not restarted the program yet.
+    /// An earlier round found that, and has not restarted the program yet.
     pending: bool,
-    /// The build mark this watch's last round left: another one found under the lock means
-    /// another process built since.
-    own_mark: Option<Vec<u8>>,
+    /// How this watch's last round left its outputs (the program's runfiles tree included):
+    /// one found otherwise under the lock means another process changed it since.
+    own_outputs: std::collections::BTreeMap<PathBuf, Option<dirs::EntryStat>>,
 }
+
+/// What runs under the lock after a round: told whether another process changed this watch's
+/// outputs, it answers whether `run` mode's program runs this build, and the directory it runs in.
+type AfterRound<'a> = dyn FnMut(&RoundOutcome, bool) -> (bool, Option<PathBuf>) + 'a;
 
 /// What [`run_round`] returns.
 struct RoundEnd {
     /// Whether the round succeeded and, in `run` mode, its build is the program running.
     program_current: bool,
+    /// Whether another kiln process had changed this watch's outputs when the round began.
+    others_moved_outputs: bool,
     outcome: RoundOutcome,
     /// The build mark the round left.
     mark: Option<Vec<u8>>,
@@ -455,20 +458,21 @@ struct RoundEnd {
 }
 
 /// Runs one round under the build lock, then `then` (which may lay out a program's runfiles in
-/// `kiln-out/`, so it runs under the lock too; it is told whether another process built since
-/// this watch's last round, and answers whether the program runs this build). The digests the
-/// round computed stay in memory and are persisted for other kiln runs. Returns the outcome, the
-/// build mark the round left and how it left its outputs.
+/// `kiln-out/`, so it runs under the lock too; it is told whether another process changed this
+/// watch's outputs, by `own_outputs`, since its last round, and answers whether the program runs
+/// this build and where). The digests the round computed stay in memory and are persisted for
+/// other kiln runs. Returns the outcome, the build mark the round left and how it left its
+/// outputs, all read under the lock.
 fn run_round(
     session: &Session,
     plan: &Plan,
     observer: &RoundObserver,
     stop: &Arc<AtomicBool>,
-    own_mark: Option<&[u8]>,
-    then: &mut dyn FnMut(&RoundOutcome, bool) -> bool,
+    own_outputs: &std::collections::BTreeMap<PathBuf, Option<dirs::EntryStat>>,
+    then: &mut AfterRound<'_>,
 ) -> Result<RoundEnd> {
     let lock = session.state.lock(&session.terminal)?;
-    let other_ran = session.state.build_mark().as_deref() != own_mark;
+    let others_moved_outputs = inbox::moved(own_outputs).next().is_some();
     let result = session.engine_run_observed(
         &plan.flags,
         &plan.patterns,
@@ -477,17 +481,24 @@ fn run_round(
         Some(Arc::clone(stop)),
     );
     let outcome = RoundOutcome::new(result);
-    let program_current = then(&outcome, other_ran);
+    let (program_current, runfiles_tree) = then(&outcome, others_moved_outputs);
     session.state.flush();
     // Read under the lock: once it is released, another build may leave its own mark.
     let mark = session.state.build_mark();
-    let outputs = outcome
-        .report()
-        .filter(|r| !r.stopped)
-        .map(|r| inbox::output_stats(&session.workspace.root, r));
+    let outputs = outcome.report().filter(|r| !r.stopped).map(|r| {
+        let mut outputs = inbox::output_stats(&session.workspace.root, r);
+        // `kiln run` or `kiln clean` elsewhere may remove the program's runfiles tree or lay
+        // it out anew without touching the build's outputs.
+        if let Some(tree) = runfiles_tree {
+            let stat = dirs::entry_stat(&tree);
+            outputs.insert(tree, stat);
+        }
+        outputs
+    });
     drop(lock);
     Ok(RoundEnd {
         program_current,
+        others_moved_outputs,
         outcome,
         mark,
         outputs,

@@ -503,13 +503,42 @@ fn run_mode_serves_the_examples_go_server_and_restarts_it_after_an_edit() {
     wait_for_body(port, "Hello, watcher.\n", &watch);
     ws.write("go/greet/greeting.txt", "Hi there, NAME!\n");
     wait_for_body(port, "Hi there, watcher!\n", &watch);
-    let started: Vec<String> = watch
+    assert_eq!(
+        starts(&watch),
+        2,
+        "one start, one restart: {}",
+        watch.stderr()
+    );
+    assert_eq!(watch.interrupt(), 0, "{}", watch.stderr());
+    assert_eq!(fetch(port), None, "the server stopped with kiln");
+}
+
+/// How many times `kiln watch run` has started its program so far.
+fn starts(watch: &Watch) -> usize {
+    watch
         .stderr()
         .lines()
         .filter(|l| l.starts_with("INFO: Started"))
-        .map(String::from)
-        .collect();
-    assert_eq!(started.len(), 2, "one start, one restart: {started:?}");
-    assert_eq!(watch.interrupt(), 0, "{}", watch.stderr());
-    assert_eq!(fetch(port), None, "the server stopped with kiln");
+        .count()
+}
+
+#[test]
+fn run_mode_puts_back_and_restarts_the_program_after_a_kiln_clean_elsewhere() {
+    let ws = server_workspace();
+    let port = free_port();
+    let port_arg = port.to_string();
+    let watch = Watch::start(&ws, &["run", "//web:server", "--", &port_arg]);
+    wait_for_body(port, "hello one", &watch);
+    assert_eq!(starts(&watch), 1, "{}", watch.stderr());
+    // Another terminal removes kiln-out/, the program's runfiles tree with it.
+    let clean = ws.kiln(&["clean"]);
+    assert_eq!(clean.code, 0, "{}", clean.stderr);
+    let start = Instant::now();
+    while starts(&watch) < 2 && start.elapsed() < DEADLINE {
+        std::thread::sleep(Duration::from_millis(50));
+    }
+    assert_eq!(starts(&watch), 2, "restarted once: {}", watch.stderr());
+    wait_for_body(port, "hello one", &watch);
+    assert!(ws.out_path("web/message.txt").exists(), "outputs put back");
+    watch.assert_no_round_after(watch.rounds_done().len() as u64);
 }

@@ -70,12 +70,15 @@ impl Inbox {
         self.own_outputs = outputs;
     }
 
+    /// How the last round left its outputs (see [`output_stats`]).
+    pub fn own_outputs(&self) -> &BTreeMap<PathBuf, Option<EntryStat>> {
+        &self.own_outputs
+    }
+
     /// This watch's outputs that are not as its last round left them (workspace-relative).
     fn moved_outputs(&self) -> Vec<String> {
-        self.own_outputs
-            .iter()
-            .filter(|(path, stat)| entry_stat(path) != **stat)
-            .filter_map(|(path, _)| relative_path(&self.root, path))
+        moved(&self.own_outputs)
+            .filter_map(|path| relative_path(&self.root, path))
             .collect()
     }
     /// Watches what `scope` now asks for. Returns the paths to check because they may have
@@ -322,6 +325,14 @@ pub fn output_stats(root: &Path, report: &BuildReport) -> BTreeMap<PathBuf, Opti
             (path, stat)
         })
         .collect()
+}
+
+/// The outputs in `snapshot` that are no longer as it recorded them.
+pub fn moved(snapshot: &BTreeMap<PathBuf, Option<EntryStat>>) -> impl Iterator<Item = &PathBuf> {
+    snapshot
+        .iter()
+        .filter(|(path, stat)| entry_stat(path) != **stat)
+        .map(|(path, _)| path)
 }
 
 /// What another kiln process did to this workspace since this watch's last round.
