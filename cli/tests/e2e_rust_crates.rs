@@ -8,28 +8,8 @@ use std::path::Path;
 
 use harness::Workspace;
 
-/// `itoa`'s version and checksum as examples/rust/Cargo.lock pins them (no dependencies, no build
-/// script: the smallest real registry crate at hand).
-fn itoa_pin() -> (String, String) {
-    let lock = std::fs::read_to_string(
-        Path::new(env!("CARGO_MANIFEST_DIR")).join("../examples/rust/Cargo.lock"),
-    )
-    .expect("examples/rust/Cargo.lock");
-    let table: toml::Table = toml::from_str(&lock).expect("lock parses");
-    let package = table["package"]
-        .as_array()
-        .expect("packages")
-        .iter()
-        .find(|p| p["name"].as_str() == Some("itoa"))
-        .expect("itoa is locked");
-    (
-        package["version"].as_str().expect("version").to_string(),
-        package["checksum"].as_str().expect("checksum").to_string(),
-    )
-}
-
 fn workspace(checksum: &str) -> Workspace {
-    let (version, _) = itoa_pin();
+    let (version, _) = harness::examples_rust_pin("itoa");
     let ws = Workspace::new();
     ws.write(
         "Cargo.toml",
@@ -135,7 +115,7 @@ fn kiln_with_cargo_home(ws: &Workspace, cargo_home: &Path, args: &[&str]) -> (i3
 
 #[test]
 fn a_locked_registry_crate_builds_and_a_tampered_download_is_rejected() {
-    let (version, checksum) = itoa_pin();
+    let (version, checksum) = harness::examples_rust_pin("itoa");
     let ws = workspace(&checksum);
     let out = ws.kiln(&["run", "//app"]);
     out.ok();
@@ -170,7 +150,7 @@ fn a_locked_registry_crate_builds_and_a_tampered_download_is_rejected() {
 
 #[test]
 fn a_damaged_crate_in_kilns_store_is_fetched_again() {
-    let (_, checksum) = itoa_pin();
+    let (_, checksum) = harness::examples_rust_pin("itoa");
     let ws = workspace(&checksum);
     ws.kiln(&["build", "//app"]).ok();
     let stored = ws
@@ -192,7 +172,7 @@ fn a_damaged_crate_in_kilns_store_is_fetched_again() {
 
 #[test]
 fn crates_from_a_cargo_vendor_directory_are_verified_file_by_file() {
-    let (_, checksum) = itoa_pin();
+    let (_, checksum) = harness::examples_rust_pin("itoa");
     let ws = workspace(&checksum);
     #[allow(clippy::disallowed_methods)] // The test runs the real `cargo vendor`.
     let vendored = std::process::Command::new(env!("CARGO"))

@@ -8,35 +8,14 @@
 mod harness;
 
 use std::collections::BTreeSet;
-use std::path::Path;
 
 use harness::Workspace;
-
-/// (version, checksum) of a package as examples/rust/Cargo.lock pins it (so cargo's cache is
-/// likely to hold it already).
-fn pin(name: &str) -> (String, String) {
-    let lock = std::fs::read_to_string(
-        Path::new(env!("CARGO_MANIFEST_DIR")).join("../examples/rust/Cargo.lock"),
-    )
-    .expect("examples/rust/Cargo.lock");
-    let table: toml::Table = toml::from_str(&lock).expect("lock parses");
-    let package = table["package"]
-        .as_array()
-        .expect("packages")
-        .iter()
-        .find(|p| p["name"].as_str() == Some(name))
-        .unwrap_or_else(|| panic!("{name} is locked"));
-    (
-        package["version"].as_str().expect("version").to_string(),
-        package["checksum"].as_str().expect("checksum").to_string(),
-    )
-}
 
 /// A member whose library wants `memchr` without features, whose build script wants `std`, and
 /// whose tests want `libc`; `itoa` is used by the library and the build script alike.
 fn workspace() -> Workspace {
-    let (memchr, memchr_sum) = pin("memchr");
-    let (itoa, itoa_sum) = pin("itoa");
+    let (memchr, memchr_sum) = harness::examples_rust_pin("memchr");
+    let (itoa, itoa_sum) = harness::examples_rust_pin("itoa");
     let ws = Workspace::new();
     ws.write(
         "Cargo.toml",
@@ -219,8 +198,8 @@ fn kiln_feature_sets(
 #[test]
 fn host_target_and_test_builds_get_cargos_feature_sets() {
     let ws = workspace();
-    let (memchr, _) = pin("memchr");
-    let (itoa, _) = pin("itoa");
+    let (memchr, _) = harness::examples_rust_pin("memchr");
+    let (itoa, _) = harness::examples_rust_pin("itoa");
     let memchr_dir = format!("memchr-{memchr}");
     let itoa_dir = format!("itoa-{itoa}");
 

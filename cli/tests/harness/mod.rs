@@ -296,3 +296,23 @@ pub fn tests(events: &[Value]) -> Vec<Value> {
         .cloned()
         .collect()
 }
+
+/// (version, checksum) of a registry package as examples/rust/Cargo.lock pins it (so cargo's
+/// cache is likely to hold it already).
+pub fn examples_rust_pin(name: &str) -> (String, String) {
+    let lock = std::fs::read_to_string(
+        Path::new(env!("CARGO_MANIFEST_DIR")).join("../examples/rust/Cargo.lock"),
+    )
+    .expect("examples/rust/Cargo.lock");
+    let table: toml::Table = toml::from_str(&lock).expect("lock parses");
+    let package = table["package"]
+        .as_array()
+        .expect("packages")
+        .iter()
+        .find(|p| p["name"].as_str() == Some(name))
+        .unwrap_or_else(|| panic!("{name} is locked"));
+    (
+        package["version"].as_str().expect("version").to_string(),
+        package["checksum"].as_str().expect("checksum").to_string(),
+    )
+}
