@@ -28,15 +28,9 @@ JOBS="$(nproc)"
 HERE="$(cd "$(dirname "${BASH_SOURCE[0]}")" && pwd)"
 REPO="$(cd "$HERE/../.." && pwd)"
 RESULTS="$REPO/bench/results"
-mkdir -p "$RESULTS"
-command -v hyperfine >/dev/null || { apt-get update -qq && apt-get install -y -qq hyperfine; }
-
-if [ -n "${KILN_BIN:-}" ]; then
-    KILN="$KILN_BIN"
-else
-    (cd "$REPO" && cargo build --release -p kiln-cli)
-    KILN="$REPO/target/release/kiln"
-fi
+# shellcheck source=bench/go/common.sh
+. "$HERE/common.sh"
+KILN="$(kiln_binary)"
 
 export CGO_ENABLED=0 GOTOOLCHAIN=local GOFLAGS=-buildvcs=false
 TMP="$(mktemp -d /tmp/kiln-go-real.XXXXXX)"
@@ -65,17 +59,7 @@ python3 "$HERE/golist_build.py" "$TMP/kiln"
 bash -c "$kiln_cmd" >/dev/null 2>&1 || bash -c "$kiln_cmd"
 bash -c "$go_cmd"
 
-hyperfine --style basic --export-markdown "$RESULTS/go-real-incremental.md" --export-json "$RESULTS/go-real-incremental.json" \
-    --runs "$RUNS" --warmup 1 \
-    -n kiln-noop --prepare true "$kiln_cmd" \
-    -n go-noop --prepare true "$go_cmd" \
-    -n kiln-body --prepare "$(edit "$TMP/kiln")" "$kiln_cmd" \
-    -n go-body --prepare "$(edit "$TMP/go")" "$go_cmd"
-
-hyperfine --style basic --export-markdown "$RESULTS/go-real-clean.md" --export-json "$RESULTS/go-real-clean.json" \
-    --runs "$CLEAN_RUNS" \
-    -n kiln-clean --prepare "rm -rf $KC/cas $KC/ac $KC/index.sqlite* $KC/workspaces $TMP/kiln/kiln-out" "$kiln_cmd" \
-    -n go-clean --prepare "rm -rf $GC $BIN" "$go_cmd"
+compare go-real "rm -rf $KC/cas $KC/ac $KC/index.sqlite* $KC/workspaces $TMP/kiln/kiln-out"
 
 {
     echo "date: $(date -u +%FT%TZ)"

@@ -24,15 +24,9 @@ JOBS="$(nproc)"
 HERE="$(cd "$(dirname "${BASH_SOURCE[0]}")" && pwd)"
 REPO="$(cd "$HERE/../.." && pwd)"
 RESULTS="$REPO/bench/results"
-mkdir -p "$RESULTS"
-command -v hyperfine >/dev/null || { apt-get update -qq && apt-get install -y -qq hyperfine; }
-
-if [ -n "${KILN_BIN:-}" ]; then
-    KILN="$KILN_BIN"
-else
-    (cd "$REPO" && cargo build --release -p kiln-cli)
-    KILN="$REPO/target/release/kiln"
-fi
+# shellcheck source=bench/go/common.sh
+. "$HERE/common.sh"
+KILN="$(kiln_binary)"
 
 TMP="$(mktemp -d /tmp/kiln-go-bench.XXXXXX)"
 trap '[ -n "${KEEP:-}" ] || rm -rf "$TMP"' EXIT
@@ -50,17 +44,7 @@ edit() { echo "sed -i \"s/return x \\* [0-9]* \\/\\/ body/return x * \$(date +%N
 bash -c "$kiln_cmd" >/dev/null 2>&1
 bash -c "$go_cmd"
 
-hyperfine --style basic --export-markdown "$RESULTS/go-incremental.md" --export-json "$RESULTS/go-incremental.json" \
-    --runs "$RUNS" --warmup 1 \
-    -n kiln-noop --prepare true "$kiln_cmd" \
-    -n go-noop --prepare true "$go_cmd" \
-    -n kiln-body --prepare "$(edit "$TMP/kiln")" "$kiln_cmd" \
-    -n go-body --prepare "$(edit "$TMP/go")" "$go_cmd"
-
-hyperfine --style basic --export-markdown "$RESULTS/go-clean.md" --export-json "$RESULTS/go-clean.json" \
-    --runs "$CLEAN_RUNS" \
-    -n kiln-clean --prepare "rm -rf $KC $TMP/kiln/kiln-out" "$kiln_cmd" \
-    -n go-clean --prepare "rm -rf $GC $BIN" "$go_cmd"
+compare go "rm -rf $KC $TMP/kiln/kiln-out"
 
 {
     echo "date: $(date -u +%FT%TZ)"
