@@ -15,7 +15,8 @@
 //!   stores nothing), `contains`, `read` (verified), `materialize(digest, dest, executable)`
 //!   (verified copy, never a link), `put_bytes_expecting`, [`BlobWriter`] (a streamed upload,
 //!   visible only once its digest checks out), [`BlobReader`] (a streamed read, hashed as it
-//!   goes; `finish` says whether the bytes were the blob), `link_for_sandbox(digest, dest, executable)` (verified hard
+//!   goes; `finish` says whether the bytes were the blob; a server's [`VerifiedBlobs`] memo
+//!   spares re-hashing an unchanged, recently verified blob), `link_for_sandbox(digest, dest, executable)` (verified hard
 //!   link for read-only sandbox mounts)
 //! - action cache: `get_action_result`, `put_action_result` (opaque bytes, integrity-checked)
 //! - size: `stats`, `gc(target_bytes)`, `enforce_cap`, `rebuild_index`, `flush`,
@@ -33,8 +34,10 @@
 //! `<state dir>/lock`, holder pid in [`CacheError::LockHeld`]).
 //!
 //! # Invariants
-//! - A cache may miss but never lies: every blob read, materialized or linked is re-hashed;
-//!   a blob or action-cache entry that fails its check is deleted and is a miss.
+//! - A cache may miss but never lies: every blob read, materialized or linked is re-hashed
+//!   (a streamed read may instead rest on [`VerifiedBlobs`]: the same file, unchanged by stat,
+//!   hashed right within the server's interval); a blob or action-cache entry that fails its
+//!   check is deleted and is a miss.
 //! - A CAS file's name is always the digest of its content; files appear only by `rename`.
 //! - Storage and indexes key on (digest function, hash): both functions give 64 hex digits.
 //! - A blob evicted by another process is a miss, never an error.
@@ -55,6 +58,7 @@ mod gc;
 mod index;
 mod local_cache;
 mod lock;
+mod verified_blobs;
 mod workspace_state;
 
 pub use action_history::{ActionHistory, ActionRecord};
@@ -66,4 +70,5 @@ pub use file_memo::{DigestedFile, FileMemo, FileStat, MemoRecord, RACY_WINDOW};
 pub use gc::GcStats;
 pub use local_cache::{default_root, CacheConfig, CacheStats, CacheWarning, LocalCache};
 pub use lock::BuildLock;
+pub use verified_blobs::{VerifiedBlobs, FINE_RACY_WINDOW};
 pub use workspace_state::WorkspaceState;

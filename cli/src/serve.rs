@@ -64,6 +64,10 @@ pub struct ServeArgs {
     /// fsync each blob before it becomes visible (survives power loss; slower).
     #[arg(long)]
     pub fsync: bool,
+    /// Seconds a large blob (over 1 MiB) hashed right on a read is served again without
+    /// re-hashing, as long as its file's metadata is unchanged; 0 re-hashes on every read.
+    #[arg(long = "reverify-after", value_name = "SECONDS", default_value_t = 300)]
+    pub reverify_after: u64,
     /// Log format on stderr (`RUST_LOG` sets the level, default `info`).
     #[arg(long = "log-format", value_enum, default_value = "text")]
     pub log_format: LogFormat,
@@ -126,6 +130,7 @@ fn config(args: &ServeArgs) -> Result<ServerConfig> {
         auth: Auth::new(tokens, anonymous),
         anonymous_writes: anonymous == Access::Write,
         fsync: args.fsync,
+        reverify_after: std::time::Duration::from_secs(args.reverify_after),
     })
 }
 

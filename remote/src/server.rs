@@ -31,10 +31,11 @@ use std::future::Future;
 use std::net::SocketAddr;
 use std::path::PathBuf;
 use std::sync::Arc;
+use std::time::Duration;
 
 use bazel_remote_apis::build::bazel::remote::execution::v2 as re;
 use bazel_remote_apis::google::bytestream::byte_stream_server::ByteStreamServer;
-use kiln_cache::{CacheConfig, LocalCache};
+use kiln_cache::{CacheConfig, LocalCache, VerifiedBlobs};
 use re::action_cache_server::ActionCacheServer;
 use re::capabilities_server::CapabilitiesServer;
 use re::content_addressable_storage_server::ContentAddressableStorageServer;
@@ -101,6 +102,9 @@ pub struct ServerConfig {
     pub anonymous_writes: bool,
     /// fsync each blob before it becomes visible.
     pub fsync: bool,
+    /// How long a large blob hashed right on a read is served again without re-hashing, while
+    /// its file is unchanged (see [`kiln_cache::VerifiedBlobs`]); zero re-hashes every read.
+    pub reverify_after: Duration,
 }
 
 /// A bound server, ready to [`run`](Server::run).
@@ -124,7 +128,12 @@ impl Server {
             .map_err(|e| ServerError::Transport(e.to_string()))??;
         // The eviction task flushes the access records every second: requests never do.
         cache.flush_in_background();
-        let store = Store::new(Arc::new(cache), config.auth.clone(), Metrics::new());
+        let store = Store::new(
+            Arc::new(cache),
+            config.auth.clone(),
+            Metrics::new(),
+            VerifiedBlobs::new(config.reverify_after),
+        );
         let bind = |addr: SocketAddr| async move {
             TcpListener::bind(addr)
                 .await

@@ -7,7 +7,10 @@
 //! A read never delivers a corrupt blob complete: small blobs (and compressed reads) are read
 //! whole and verified before the first byte is sent; large ones stream while they are hashed,
 //! and the last piece is withheld until the digest matches (a mismatch ends the stream with
-//! DATA_LOSS and removes the blob).
+//! DATA_LOSS and removes the blob). A large blob whose file the server's
+//! [`VerifiedBlobs`](kiln_cache::VerifiedBlobs) memo vouches for (hashed right within
+//! `--reverify-after`, its stat unchanged since) streams without the hash; its file must still
+//! be unchanged when the last piece is due.
 
 use std::io::Write;
 use std::pin::Pin;
@@ -163,7 +166,8 @@ impl ByteStreamService {
         read_limit: i64,
     ) -> Result<Response<ReadStream>, Status> {
         // Opening is an open and an fstat: done here, like other small work.
-        let reader = match BlobReader::open(self.store.cache.clone(), digest) {
+        let verified = Some(self.store.verified.clone());
+        let reader = match BlobReader::open_with(self.store.cache.clone(), digest, verified) {
             Ok(reader) => reader,
             Err(e) => {
                 tracing::warn!(error = %e, %digest, "cache read failed; answering a miss");
@@ -173,6 +177,9 @@ impl ByteStreamService {
         self.store.metrics.lookup("cas", reader.is_some());
         let reader =
             reader.ok_or_else(|| Status::not_found(format!("Blob `{digest}` not found")))?;
+        if reader.vouched() {
+            self.store.metrics.reads_vouched.inc();
+        }
         let (offset, end) = window(digest.size, read_offset, read_limit)?;
         let (tx, rx) = tokio::sync::mpsc::channel(2);
         let store = self.store.clone();
@@ -218,12 +225,12 @@ fn send_verified(
     let mut held: Option<Vec<u8>> = None;
     while reader.position() < end {
         let start = reader.position();
-        let mut buf = vec![0u8; READ_CHUNK];
-        let n = match reader.read(&mut buf) {
-            Ok(0) => break,
-            Ok(n) => n as u64,
+        let mut buf = match reader.read_chunk(READ_CHUNK) {
+            Ok(buf) if buf.is_empty() => break,
+            Ok(buf) => buf,
             Err(e) => return failed(e),
         };
+        let n = buf.len() as u64;
         let (lo, hi) = (offset.max(start), end.min(start + n));
         if lo >= hi {
             continue;
@@ -249,7 +256,7 @@ fn send_verified(
         Ok(false) => {
             store.log_cache_warnings();
             let _ = tx.blocking_send(Err(Status::data_loss(format!(
-                "Blob `{digest}` failed its digest check on the server and was removed"
+                "Blob `{digest}` failed its digest check on the server (and was removed), or changed while it was read"
             ))));
         }
         Err(e) => failed(e),

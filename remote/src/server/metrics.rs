@@ -42,6 +42,8 @@ pub struct Metrics {
     pub evicted_bytes: Counter,
     /// Uploads refused because their bytes did not match their digest.
     pub digest_mismatches: Counter,
+    /// Streamed reads served without re-hashing, on a recent verification of the same file.
+    pub reads_vouched: Counter,
     /// Bytes in the cache, as of the last eviction check.
     pub size_bytes: Gauge,
     /// Request latencies per method, seconds.
@@ -59,6 +61,7 @@ impl Metrics {
         let evictions = Counter::default();
         let evicted_bytes = Counter::default();
         let digest_mismatches = Counter::default();
+        let reads_vouched = Counter::default();
         let size_bytes = Gauge::default();
         let latency = Family::<MethodLabel, Histogram>::new_with_constructor(|| {
             Histogram::new(exponential_buckets(0.0001, 4.0, 10))
@@ -73,6 +76,11 @@ impl Metrics {
             "digest_mismatches",
             "Uploads refused for a wrong digest",
             digest_mismatches.clone(),
+        );
+        registry.register(
+            "reads_vouched",
+            "Streamed reads served on a recent verification, without re-hashing",
+            reads_vouched.clone(),
         );
         registry.register("size_bytes", "Bytes stored", size_bytes.clone());
         registry.register(
@@ -89,6 +97,7 @@ impl Metrics {
             evictions,
             evicted_bytes,
             digest_mismatches,
+            reads_vouched,
             size_bytes,
             latency,
         })

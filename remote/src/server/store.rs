@@ -7,7 +7,7 @@
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::Arc;
 
-use kiln_cache::{Digest, LocalCache};
+use kiln_cache::{Digest, LocalCache, VerifiedBlobs};
 use tokio::sync::Notify;
 use tonic::metadata::MetadataMap;
 use tonic::Status;
@@ -31,18 +31,26 @@ pub struct Store {
     auth: Arc<Auth>,
     /// Interrupted uploads that a client may resume.
     pub uploads: Arc<Uploads>,
+    /// Large blobs recently hashed right on a read, served again without re-hashing.
+    pub verified: Arc<VerifiedBlobs>,
     written: Arc<AtomicU64>,
     evict_now: Arc<Notify>,
 }
 
 impl Store {
     /// State over an opened cache.
-    pub fn new(cache: Arc<LocalCache>, auth: Auth, metrics: Arc<Metrics>) -> Store {
+    pub fn new(
+        cache: Arc<LocalCache>,
+        auth: Auth,
+        metrics: Arc<Metrics>,
+        verified: VerifiedBlobs,
+    ) -> Store {
         Store {
             cache,
             metrics,
             auth: Arc::new(auth),
             uploads: Arc::new(Uploads::default()),
+            verified: Arc::new(verified),
             written: Arc::new(AtomicU64::new(0)),
             evict_now: Arc::new(Notify::new()),
         }

@@ -39,6 +39,7 @@ pub fn config(dir: &Path) -> ServerConfig {
         auth: Auth::open(),
         anonymous_writes: true,
         fsync: false,
+        reverify_after: std::time::Duration::from_secs(300),
     }
 }
 

@@ -19,6 +19,7 @@ async fn main() -> Result<(), Box<dyn std::error::Error>> {
         auth: Auth::open(),
         anonymous_writes: true,
         fsync: false,
+        reverify_after: std::time::Duration::from_secs(300),
     })
     .await?;
     server
