@@ -1,7 +1,8 @@
 #!/usr/bin/env bash
 # Kiln against cargo on tokei 12.1.2 (see setup.sh), side by side in one hyperfine run per scenario.
 # Usage: bench/rust/run.sh [WORKDIR]    env: KILN_BIN (default target/release/kiln), RUNS (3),
-# CLEAN_RUNS (1), JOBS (2). Writes bench/results/rust-*.{md,json} and rust-env.txt.
+# CLEAN_RUNS (1), JOBS (2), SCENARIOS ("clean-dbg clean-opt noop edit": a subset runs only those).
+# Writes bench/results/rust-*.{md,json} and rust-env.txt.
 #
 # Scenarios: clean build `-c dbg` vs `CARGO_INCREMENTAL=0 cargo build`; clean `-c opt` vs
 # `cargo build --release`; no-op; one edit in the workspace crate (a comment appended to
@@ -17,6 +18,8 @@ kiln="${KILN_BIN:-$repo/target/release/kiln}"
 runs="${RUNS:-3}"
 clean_runs="${CLEAN_RUNS:-1}"
 jobs="${JOBS:-2}"
+scenarios=" ${SCENARIOS:-clean-dbg clean-opt noop edit} "
+want() { [[ "$scenarios" == *" $1 "* ]]; }
 results="$repo/bench/results"
 mkdir -p "$results"
 
@@ -52,27 +55,27 @@ hf() {
   hyperfine --export-markdown "$results/rust-$name.md" --export-json "$results/rust-$name.json" "$@"
 }
 
-hf clean-dbg --runs "$clean_runs" \
+want clean-dbg && hf clean-dbg --runs "$clean_runs" \
   --prepare "$kclean" -n "kiln -c dbg (clean)" "$kbuild -c dbg" \
   --prepare "$cclean" -n "cargo build (clean)" "$cbuild"
 
-hf clean-opt --runs "$clean_runs" \
+want clean-opt && hf clean-opt --runs "$clean_runs" \
   --prepare "$kclean" -n "kiln -c opt (clean)" "$kbuild -c opt" \
   --prepare "$cclean" -n "cargo build --release (clean)" \
   "CARGO_PROFILE_RELEASE_LTO=false CARGO_PROFILE_RELEASE_PANIC=unwind $cbuild --release"
 
 $kbuild -c dbg >/dev/null 2>&1
 $cbuild -q
-hf noop --runs "$runs" --warmup 1 \
+want noop && hf noop --runs "$runs" --warmup 1 \
   -n "kiln -c dbg (no-op)" "$kbuild -c dbg" \
   -n "cargo build (no-op)" "$cbuild"
 
-CARGO_INCREMENTAL=1 CARGO_TARGET_DIR="$work/target-incr" $cbuild -q
-hf edit --runs "$runs" --warmup 1 \
+want edit && CARGO_INCREMENTAL=1 CARGO_TARGET_DIR="$work/target-incr" $cbuild -q
+want edit && hf edit --runs "$runs" --warmup 1 \
   --prepare "$edit" -n "kiln -c dbg (edit)" "$kbuild -c dbg" \
   --prepare "$edit" -n "cargo build (edit, non-incremental)" "$cbuild" \
   --prepare "$edit" -n "cargo build (edit, incremental)" \
   "CARGO_INCREMENTAL=1 CARGO_TARGET_DIR=$work/target-incr $cbuild"
 
 echo "load after: $(cut -d' ' -f1-3 /proc/loadavg)" >> "$results/rust-env.txt"
-cat "$results"/rust-*.md
+for s in $scenarios; do cat "$results/rust-$s.md"; done

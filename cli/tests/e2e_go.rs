@@ -792,3 +792,52 @@ fn executable_format(bytes: &[u8]) -> String {
     }
     "unknown".into()
 }
+
+/// Third-party packages serve every platform: a module package whose Windows files import a
+/// package of another module (one with Windows files only) cross-compiles for Windows beside
+/// the host build, which does not need that import.
+#[test]
+fn third_party_packages_cross_compile_with_platform_specific_imports() {
+    let (_guard, cache) = shared();
+    let ws = Workspace::sharing_cache(cache);
+    let bin = "load(\"@io_bazel_rules_go//go:def.bzl\", \"go_binary\")\n\
+        go_binary(name = \"app\", srcs = [\"main.go\"], deps = [\"@com_example_plat//:plat\"])\n\
+        go_binary(name = \"app_windows\", srcs = [\"main.go\"], deps = [\"@com_example_plat//:plat\"], goos = \"windows\", goarch = \"amd64\")\n";
+    ws.write(
+        "go.mod",
+        "module example.com/app\n\ngo 1.22\n\nrequire (\n\texample.com/plat v0.0.0\n\texample.com/winmod v0.0.0\n)\n\n\
+         replace example.com/plat => ./third_party/plat\n\nreplace example.com/winmod => ./third_party/winmod\n",
+    )
+    .write("third_party/plat/go.mod", "module example.com/plat\n\ngo 1.21\n")
+    .write(
+        "third_party/plat/plat.go",
+        "package plat\n\n// Hello names the build.\nfunc Hello() string { return \"hello from \" + osName() }\n",
+    )
+    .write(
+        "third_party/plat/plat_windows.go",
+        "package plat\n\nimport \"example.com/winmod/win\"\n\nfunc osName() string { return win.Name() }\n",
+    )
+    .write(
+        "third_party/plat/plat_other.go",
+        "//go:build !windows\n\npackage plat\n\nfunc osName() string { return \"the other build\" }\n",
+    )
+    .write("third_party/winmod/go.mod", "module example.com/winmod\n\ngo 1.21\n")
+    .write(
+        "third_party/winmod/win/win_windows.go",
+        "package win\n\n// Name names the Windows build.\nfunc Name() string { return \"the windows build\" }\n",
+    )
+    .write(
+        "main.go",
+        "package main\n\nimport (\n\t\"fmt\"\n\n\t\"example.com/plat\"\n)\n\nfunc main() { fmt.Println(plat.Hello()) }\n",
+    )
+    .write("BUILD.bazel", bin);
+    ws.kiln(&["build", "//..."]).ok();
+    assert_eq!(
+        run(&mut Command::new(ws.out_path("app"))),
+        "hello from the other build\n"
+    );
+    let windows = std::fs::read(ws.out_path("app_windows.exe")).unwrap();
+    assert_eq!(executable_format(&windows), "PE");
+    let has = |s: &str| windows.windows(s.len()).any(|w| w == s.as_bytes());
+    assert!(has("the windows build") && !has("the other build"));
+}

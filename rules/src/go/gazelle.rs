@@ -2,6 +2,13 @@
 //! `go_library` per directory with Go files, named after the directory (with a
 //! `go_default_library` alias), its imports resolved to labels: the standard library dropped,
 //! packages of the same module as `//dir`, other modules as `@<repo>//dir`.
+//!
+//! A generated library serves every platform a binary may be built for, as Gazelle's do: its
+//! `srcs` are all its files (build constraints pick among them per platform at compile time),
+//! and its `deps` are the imports of the files of every platform `go tool dist list` names. A
+//! dependency that some platform does not use compiles there as an empty package. A package
+//! with files for other platforms only is generated too. An import that no module of go.mod
+//! provides fails the package only when it is the host's; another platform's is left out.
 
 use std::collections::BTreeMap;
 use std::path::Path;
@@ -69,11 +76,10 @@ pub fn generate(
             })
             .cloned()
             .collect();
-        let selected = match package::select(&go_files, ctx) {
-            Ok(s) => s,
-            Err(_) => continue, // Gazelle skips what it cannot parse; so does the build of users.
+        let Some(package) = PlatformUnion::of(&go_files, ctx) else {
+            continue;
         };
-        if selected.go.is_empty() || selected.name == "main" {
+        if package.name == "main" {
             continue;
         }
         let importpath = if dir.is_empty() {
@@ -84,8 +90,8 @@ pub fn generate(
         let name = importpath.rsplit('/').next().unwrap_or("lib").to_string();
         let mut deps = Vec::new();
         let mut unresolved = None;
-        for import in selected.imports(&selected.go) {
-            if index.is_std(&import) || import == "C" {
+        for (import, on_host) in &package.imports {
+            if index.is_std(import) || import == "C" {
                 continue;
             }
             let label = if let Some(rel) = import
@@ -94,11 +100,11 @@ pub fn generate(
             {
                 let rel = rel.trim_start_matches('/');
                 format!("//{rel}:{}", import.rsplit('/').next().unwrap_or(rel))
-            } else if let Some(owner) = index.owner(&import) {
+            } else if let Some(owner) = index.owner(import) {
                 let rel = import[owner.len()..].trim_start_matches('/');
                 let last = import.rsplit('/').next().unwrap_or(rel);
                 format!("@{}//{rel}:{last}", repo_name(&owner))
-            } else {
+            } else if *on_host {
                 // Gazelle writes the label anyway and the build fails only if the package is
                 // used: a module's packages that the main module never imports may need modules
                 // its go.mod leaves out (x/net's html/charset needs x/text).
@@ -106,6 +112,10 @@ pub fn generate(
                     "package `{importpath}` imports `{import}`, which no module in go.mod provides"
                 ));
                 break;
+            } else {
+                // Another platform's import that go.mod cannot provide: a build for that
+                // platform fails to compile, naming the import; the host's is unaffected.
+                continue;
             };
             deps.push(label);
         }
@@ -130,7 +140,7 @@ pub fn generate(
         // Files the package embeds: every other file of the directory tree below it that is not in
         // a subpackage (resolved against the package's patterns at compile time).
         let mut embedsrcs = Vec::new();
-        if selected.go.iter().any(|f| !f.info.embeds.is_empty()) {
+        if package.embeds {
             for (rel, _) in files {
                 let base = rel.rsplit('/').next().unwrap_or(rel);
                 if !base.ends_with(".go") {
@@ -164,6 +174,106 @@ pub fn generate(
         count += 1;
     }
     Ok(count)
+}
+
+/// Every `GOOS/GOARCH` pair `go tool dist list` names (Go 1.26): the platforms a generated
+/// library's `deps` serve.
+const PLATFORMS: &[(&str, &str)] = &[
+    ("aix", "ppc64"),
+    ("android", "386"),
+    ("android", "amd64"),
+    ("android", "arm"),
+    ("android", "arm64"),
+    ("darwin", "amd64"),
+    ("darwin", "arm64"),
+    ("dragonfly", "amd64"),
+    ("freebsd", "386"),
+    ("freebsd", "amd64"),
+    ("freebsd", "arm"),
+    ("freebsd", "arm64"),
+    ("illumos", "amd64"),
+    ("ios", "amd64"),
+    ("ios", "arm64"),
+    ("js", "wasm"),
+    ("linux", "386"),
+    ("linux", "amd64"),
+    ("linux", "arm"),
+    ("linux", "arm64"),
+    ("linux", "loong64"),
+    ("linux", "mips"),
+    ("linux", "mips64"),
+    ("linux", "mips64le"),
+    ("linux", "mipsle"),
+    ("linux", "ppc64"),
+    ("linux", "ppc64le"),
+    ("linux", "riscv64"),
+    ("linux", "s390x"),
+    ("netbsd", "386"),
+    ("netbsd", "amd64"),
+    ("netbsd", "arm"),
+    ("netbsd", "arm64"),
+    ("openbsd", "386"),
+    ("openbsd", "amd64"),
+    ("openbsd", "arm"),
+    ("openbsd", "arm64"),
+    ("openbsd", "ppc64"),
+    ("openbsd", "riscv64"),
+    ("plan9", "386"),
+    ("plan9", "amd64"),
+    ("plan9", "arm"),
+    ("solaris", "amd64"),
+    ("wasip1", "wasm"),
+    ("windows", "386"),
+    ("windows", "amd64"),
+    ("windows", "arm64"),
+];
+
+/// What a directory's Go files give on every platform together.
+struct PlatformUnion {
+    /// The package name (the host's files', else the first platform's with files).
+    name: String,
+    /// Every import of the non-test files on some platform, sorted, with whether the host's
+    /// files import it.
+    imports: Vec<(String, bool)>,
+    /// Whether some selected file has `//go:embed` patterns.
+    embeds: bool,
+}
+
+impl PlatformUnion {
+    /// `None` when no platform selects a `.go` file, or when the host's files cannot be parsed
+    /// (Gazelle skips what it cannot parse; so does the build of users).
+    fn of(go_files: &[(String, std::path::PathBuf)], host: &BuildContext) -> Option<PlatformUnion> {
+        let mut imports: BTreeMap<String, bool> = BTreeMap::new();
+        let mut name = None;
+        let mut embeds = false;
+        let others = PLATFORMS.iter().map(|(goos, goarch)| BuildContext {
+            goos: goos.to_string(),
+            goarch: goarch.to_string(),
+            ..host.clone()
+        });
+        for (i, ctx) in std::iter::once(host.clone()).chain(others).enumerate() {
+            let selected = match package::select(go_files, &ctx) {
+                Ok(selected) => selected,
+                Err(_) if i == 0 => return None,
+                // Files another platform cannot make one package of: that platform fails at
+                // compile time with the reason; the host's build is unaffected.
+                Err(_) => continue,
+            };
+            if selected.go.is_empty() {
+                continue;
+            }
+            name.get_or_insert_with(|| selected.name.clone());
+            embeds |= selected.go.iter().any(|f| !f.info.embeds.is_empty());
+            for import in selected.imports(&selected.go) {
+                *imports.entry(import).or_default() |= i == 0;
+            }
+        }
+        Some(PlatformUnion {
+            name: name?,
+            imports: imports.into_iter().collect(),
+            embeds,
+        })
+    }
 }
 
 #[cfg(test)]
@@ -204,6 +314,19 @@ mod tests {
             "package charset\nimport \"example.org/absent/enc\"\n",
         );
         w("testdata/t.go", "package broken(");
+        // Platform-specific imports and a package with files for another platform only.
+        w(
+            "term/term_unix.go",
+            "//go:build unix\n\npackage term\nimport \"golang.org/x/text/unix\"\n",
+        );
+        w(
+            "term/term_windows.go",
+            "package term\nimport (\"golang.org/x/text/windows\"; \"example.org/absent/win\")\n",
+        );
+        w(
+            "winonly/w_windows.go",
+            "package winonly\nimport \"example.com/m/term\"\n",
+        );
         let ctx = BuildContext {
             goos: "linux".into(),
             goarch: "amd64".into(),
@@ -213,8 +336,23 @@ mod tests {
         };
         assert_eq!(
             generate(dir.path(), "example.com/m", &ctx, &Index).unwrap(),
-            3
+            5
         );
+        // Every platform's imports are deps; another platform's unresolvable one is left out.
+        let term = std::fs::read_to_string(dir.path().join("term/BUILD.bazel")).unwrap();
+        assert!(
+            term.contains(
+                "    srcs = [\n        \"term_unix.go\",\n        \"term_windows.go\",\n    ],"
+            ),
+            "{term}"
+        );
+        assert!(
+            term.contains("    deps = [\n        \"@org_golang_x_text//unix:unix\",\n        \"@org_golang_x_text//windows:windows\",\n    ],"),
+            "{term}"
+        );
+        let winonly = std::fs::read_to_string(dir.path().join("winonly/BUILD.bazel")).unwrap();
+        assert!(winonly.contains("name = \"winonly\""), "{winonly}");
+        assert!(winonly.contains("\"//term:term\""), "{winonly}");
         // A package needing a module go.mod leaves out fails only when something loads it.
         let charset = std::fs::read_to_string(dir.path().join("charset/BUILD.bazel")).unwrap();
         assert!(
