@@ -125,6 +125,25 @@ pub fn default_root() -> Option<PathBuf> {
     var("HOME").map(|home| home.join(".cache").join("kiln"))
 }
 
+/// What `CACHEDIR.TAG` holds (<https://bford.info/cachedir/>).
+const CACHEDIR_TAG_TEXT: &str = "Signature: 8a477f597d28d172789f06886806bc55\n\
+    # This file is a cache directory tag created by Kiln.\n\
+    # For information about cache directory tags, see https://bford.info/cachedir/\n";
+
+/// Marks `root` as a cache directory, so backup tools skip it and a cache kept inside a
+/// workspace is not walked for packages. Written whole through a temp file, once.
+fn tag_as_cache(root: &Path) -> Result<()> {
+    let tag = root.join("CACHEDIR.TAG");
+    if tag.exists() {
+        return Ok(());
+    }
+    let temp = root
+        .join("tmp")
+        .join(format!("CACHEDIR.TAG.{}", std::process::id()));
+    fs::write(&temp, CACHEDIR_TAG_TEXT).map_err(CacheError::io(&temp))?;
+    fs::rename(&temp, &tag).map_err(CacheError::io(&tag))
+}
+
 impl LocalCache {
     /// Opens (creating if needed) the cache at `root` and removes stale temp files.
     /// If the index is new (first use, or deleted), it is rebuilt from the files on disk.
@@ -134,6 +153,7 @@ impl LocalCache {
             fs::create_dir_all(&dir).map_err(CacheError::io(&dir))?;
         }
         fsutil::remove_stale(&root.join("tmp"), STALE_TEMP_AGE);
+        tag_as_cache(root)?;
         let (index, fresh) = Index::open(&root.join("index.sqlite"))?;
         let cache = LocalCache {
             root: root.to_path_buf(),

@@ -37,7 +37,10 @@ use self::context::{PackageBuild, PackageState};
 pub use self::diag::{Diagnostic, DiagnosticKind, LoadErrors};
 use self::evaluate::Session;
 use self::fs::{build_file_in, join};
-pub use self::fs::{discover_packages, DiskFs, MemFs, PackageFs, BUILD_FILE_NAMES};
+pub use self::fs::{
+    discover_packages, is_tagged_cache_dir, DiskFs, MemFs, PackageFs, BUILD_FILE_NAMES,
+    CACHEDIR_TAG,
+};
 pub use self::glob::listing_fingerprint;
 use self::glob::Listings;
 use crate::label::Label;

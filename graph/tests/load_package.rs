@@ -563,6 +563,16 @@ fn disk_fs_and_package_discovery() {
         ("plain/c.txt", ""),
         (".git/BUILD", ""),
         ("kiln-out/BUILD", ""),
+        // A cargo `target/` (tagged as a cache directory) holds no packages.
+        (
+            "target/CACHEDIR.TAG",
+            "Signature: 8a477f597d28d172789f06886806bc55\n# cargo\n",
+        ),
+        ("target/debug/BUILD", ""),
+        ("target/BUILD", ""),
+        // A tag without the signature does not count.
+        ("faketag/CACHEDIR.TAG", "Signature: wrong"),
+        ("faketag/BUILD", ""),
     ] {
         let path = root.join(path);
         std::fs::create_dir_all(path.parent().expect("parent")).expect("mkdir");
@@ -572,7 +582,7 @@ fn disk_fs_and_package_discovery() {
     std::os::unix::fs::symlink(root.join("sub"), root.join("bazel-out")).expect("symlink");
     assert_eq!(
         kiln_graph::load::discover_packages(root),
-        vec!["".to_string(), "sub".to_string()]
+        vec!["".to_string(), "faketag".to_string(), "sub".to_string()]
     );
     let fs = kiln_graph::load::DiskFs::new(root);
     let req = LoadRequest {

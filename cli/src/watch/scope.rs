@@ -104,17 +104,28 @@ fn ancestors(dir: &str) -> impl Iterator<Item = &str> {
 }
 
 /// Every directory under `start` (workspace-relative) as package discovery walks it: no
-/// `kiln-out`, no hidden directory, no symbolic link followed.
+/// `kiln-out`, no hidden directory, nothing inside a tagged cache directory, no symbolic link
+/// followed.
 fn package_tree(root: &Path, start: &str) -> Vec<String> {
     let mut found = Vec::new();
     let mut stack = vec![start.to_string()];
     while let Some(dir) = stack.pop() {
-        let Ok(entries) = std::fs::read_dir(root.join(&dir)) else {
+        let path = root.join(&dir);
+        let Ok(read) = std::fs::read_dir(&path) else {
             continue;
         };
-        for entry in entries.flatten() {
-            let name = entry.file_name().to_string_lossy().into_owned();
-            let is_dir = entry.file_type().is_ok_and(|t| t.is_dir());
+        let entries: Vec<(String, bool)> = read
+            .flatten()
+            .map(|entry| {
+                let name = entry.file_name().to_string_lossy().into_owned();
+                (name, entry.file_type().is_ok_and(|t| t.is_dir()))
+            })
+            .collect();
+        found.push(dir.clone());
+        if !dir.is_empty() && kiln_graph::load::is_tagged_cache_dir(&path, &entries) {
+            continue;
+        }
+        for (name, is_dir) in entries {
             if !is_dir || name.starts_with('.') || (dir.is_empty() && name == "kiln-out") {
                 continue;
             }
@@ -124,7 +135,6 @@ fn package_tree(root: &Path, start: &str) -> Vec<String> {
                 format!("{dir}/{name}")
             });
         }
-        found.push(dir);
     }
     found
 }

@@ -123,8 +123,8 @@ fn nanos(time: SystemTime) -> i64 {
         .unwrap_or(0)
 }
 
-/// A digest of every directory listing in the workspace (names and kinds), skipping `kiln-out`
-/// and hidden directories as package discovery does.
+/// A digest of every directory listing in the workspace (names and kinds), skipping `kiln-out`,
+/// hidden directories and the contents of tagged cache directories, as package discovery does.
 pub fn tree_fingerprint(root: &Path) -> String {
     let mut hasher = blake3::Hasher::new();
     let mut stack = vec![String::new()];
@@ -151,6 +151,11 @@ pub fn tree_fingerprint(root: &Path) -> String {
         entries.sort();
         hasher.update(dir.as_bytes());
         hasher.update(b"\0");
+        if !dir.is_empty() && crate::load::is_tagged_cache_dir(&path, &entries) {
+            // A cache directory holds no packages; what changes inside it is not the build's.
+            hasher.update(b"!cache\n");
+            continue;
+        }
         for (name, is_dir) in &entries {
             hasher.update(name.as_bytes());
             hasher.update(if *is_dir { b"/\0" } else { b"\0" });
@@ -255,6 +260,29 @@ mod tests {
             with_out,
             tree_fingerprint(ws.path()),
             "files inside kiln-out are tracked by stat, not by walk"
+        );
+    }
+
+    #[test]
+    fn tagged_cache_directories_are_not_walked() {
+        let ws = workspace();
+        // Kiln's own cache kept inside the workspace tags itself.
+        let cache = ws.path().join("cache");
+        kiln_cache::LocalCache::open(&cache, kiln_cache::CacheConfig::default())
+            .unwrap_or_else(|e| panic!("{e}"));
+        let before = tree_fingerprint(ws.path());
+        std::fs::create_dir_all(cache.join("cas/new")).unwrap_or_else(|e| panic!("{e}"));
+        assert_eq!(before, tree_fingerprint(ws.path()), "inside the cache");
+        // A tag without the signature tags nothing.
+        let fake = ws.path().join("fake");
+        std::fs::create_dir_all(&fake).unwrap_or_else(|e| panic!("{e}"));
+        std::fs::write(fake.join("CACHEDIR.TAG"), "not a tag").unwrap_or_else(|e| panic!("{e}"));
+        let with_fake = tree_fingerprint(ws.path());
+        std::fs::create_dir_all(fake.join("pkg")).unwrap_or_else(|e| panic!("{e}"));
+        assert_ne!(
+            with_fake,
+            tree_fingerprint(ws.path()),
+            "an untagged directory"
         );
     }
 

@@ -144,14 +144,40 @@ impl PackageFs for MemFs {
     }
 }
 
+/// The file that marks a cache directory (<https://bford.info/cachedir/>): cargo's `target/`
+/// and Kiln's own cache carry one.
+pub const CACHEDIR_TAG: &str = "CACHEDIR.TAG";
+/// What a valid [`CACHEDIR_TAG`] file starts with.
+const CACHEDIR_SIGNATURE: &[u8; 43] = b"Signature: 8a477f597d28d172789f06886806bc55";
+
+/// Whether `dir` (whose listing `entries` holds) is a tagged cache directory: it has a
+/// [`CACHEDIR_TAG`] file with the signature. Such a directory holds no packages: package
+/// discovery, the no-op check's tree fingerprint and `kiln watch` do not descend into it, so a
+/// cargo `target/` or a cache kept inside the workspace costs nothing (a package in one is still
+/// built when named).
+pub fn is_tagged_cache_dir(dir: &Path, entries: &[(String, bool)]) -> bool {
+    if !entries
+        .iter()
+        .any(|(name, is_dir)| !is_dir && name == CACHEDIR_TAG)
+    {
+        return false;
+    }
+    let mut head = [0u8; 43];
+    std::fs::File::open(dir.join(CACHEDIR_TAG))
+        .and_then(|mut file| io::Read::read_exact(&mut file, &mut head))
+        .is_ok_and(|()| &head == CACHEDIR_SIGNATURE)
+}
+
 /// Every package under `root` (directories holding a BUILD file), sorted, as workspace-relative
-/// paths (`""` for the root package). Skips `kiln-out`, directories whose name starts with `.`
-/// and every symlink (so Bazel's `bazel-*` links); unreadable directories are skipped.
+/// paths (`""` for the root package). Skips `kiln-out`, directories whose name starts with `.`,
+/// tagged cache directories ([`is_tagged_cache_dir`]) and every symlink (so Bazel's `bazel-*`
+/// links); unreadable directories are skipped.
 pub fn discover_packages(root: &Path) -> Vec<String> {
     let mut packages = Vec::new();
     let mut stack = vec![String::new()];
     while let Some(dir) = stack.pop() {
-        let Ok(read) = std::fs::read_dir(root.join(&dir)) else {
+        let path = root.join(&dir);
+        let Ok(read) = std::fs::read_dir(&path) else {
             continue;
         };
         let mut entries = Vec::new();
@@ -159,10 +185,17 @@ pub fn discover_packages(root: &Path) -> Vec<String> {
             let Ok(kind) = entry.file_type() else {
                 continue;
             };
-            let name = entry.file_name().to_string_lossy().into_owned();
-            entries.push((name, kind.is_dir()));
-            if kind.is_dir() && !skipped_dir(&entries[entries.len() - 1].0) {
-                stack.push(join(&dir, &entries[entries.len() - 1].0));
+            entries.push((
+                entry.file_name().to_string_lossy().into_owned(),
+                kind.is_dir(),
+            ));
+        }
+        if !dir.is_empty() && is_tagged_cache_dir(&path, &entries) {
+            continue;
+        }
+        for (name, is_dir) in &entries {
+            if *is_dir && !skipped_dir(name) {
+                stack.push(join(&dir, name));
             }
         }
         if build_file_in(&entries).is_some() {
