@@ -10,7 +10,7 @@ use kiln_graph::rule_schema::{AttrKind, AttrSchema, RuleSchema};
 
 use super::compile::{self, version_env};
 use super::crate_info::{BuildScriptInfo, CrateInfo, CrateType, DepUse};
-use super::rustc_args::Mode;
+use super::rustc_args::{self, Mode};
 use super::toolchain::{RustToolchain, SANDBOX_RUSTC, SANDBOX_SYSROOT};
 use super::{context, helper, LINKER};
 
@@ -59,8 +59,10 @@ impl RuleImpl for CargoBuildScript {
             ..ctx.target.label.clone()
         };
         parts.label = script_label;
-        // Cargo's `build-override` profile: build scripts are not optimised.
-        parts.rustc_flags.push("-Copt-level=0".to_string());
+        // Cargo's `build-override` profile: build scripts are not optimised, no debug info.
+        parts
+            .rustc_flags
+            .extend(rustc_args::BUILD_OVERRIDE.iter().map(|f| f.to_string()));
         let script = compile::register(ctx, &parts, CrateType::Bin, false)?.output;
 
         let toolchain = context::toolchain(ctx)?;

@@ -11,6 +11,7 @@ use kiln_graph::rule_schema::{AttrKind, AttrSchema, RuleSchema};
 
 use super::compile::{self, CrateParts};
 use super::crate_info::{CrateInfo, CrateType, DepUse, Twins};
+use super::rustc_args;
 
 /// Which of the five rules.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -151,7 +152,8 @@ impl RuleImpl for RustCrateRule {
 /// host or dev-dependency features, or libraries like this one) gets such a build of its own,
 /// against those, so that a build script or proc-macro (host) or a `rust_test` linking it links one
 /// build of each crate, as cargo does. Its action is registered here and runs only if something
-/// needs it. The host build is not optimised, as cargo's `build-override`.
+/// needs it. The host build is neither optimised nor given debug info, as cargo's
+/// `build-override`.
 fn other_build(
     ctx: &mut AnalysisContext<'_>,
     parts: &CrateParts,
@@ -164,7 +166,9 @@ fn other_build(
     compile::rechoose_deps(&mut other, dep_use);
     let suffix = match dep_use {
         DepUse::Host => {
-            other.rustc_flags.push("-Copt-level=0".to_string());
+            other
+                .rustc_flags
+                .extend(rustc_args::BUILD_OVERRIDE.iter().map(|f| f.to_string()));
             "host_build"
         }
         _ => "test_build",

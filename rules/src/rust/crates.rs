@@ -28,7 +28,7 @@ use kiln_graph::repository::{RepoContext, RepositoryError, RepositoryRule};
 use super::context::{find_on_path, shared_toolchain};
 
 /// Bumped when generated BUILD files change shape, so that old repositories are not reused.
-const GENERATOR: &str = "kiln-crates-4";
+const GENERATOR: &str = "kiln-crates-5";
 
 /// The repository rule for registry crates.
 pub struct CratesRepository;

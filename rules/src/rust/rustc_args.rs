@@ -96,6 +96,11 @@ pub struct CompileRequest {
     pub extra_flags: Vec<String>,
 }
 
+/// Cargo's default `build-override` profile (`opt-level = 0`, `debug = false`) as rustc flags:
+/// build scripts, proc-macros and the crates only they use run at build time only, so they are
+/// neither optimised nor given debug info, in every compilation mode.
+pub const BUILD_OVERRIDE: &[&str] = &["-Copt-level=0", "-Cdebuginfo=0"];
+
 /// The arguments after the rustc binary.
 pub fn arguments(req: &CompileRequest) -> Vec<String> {
     let mut args = vec![
@@ -115,12 +120,16 @@ pub fn arguments(req: &CompileRequest) -> Vec<String> {
     }
     for option in req.mode.codegen() {
         // Cargo's `build-override` profile: proc-macros (and build scripts, see
-        // `build_script.rs`) run at build time only and are not optimised.
-        if req.crate_type == CrateType::ProcMacro && option.starts_with("opt-level=") {
-            args.push("-Copt-level=0".to_string());
+        // `build_script.rs`) run at build time only: not optimised, no debug info.
+        if req.crate_type == CrateType::ProcMacro
+            && (option.starts_with("opt-level=") || option.starts_with("debuginfo="))
+        {
             continue;
         }
         args.push(format!("-C{option}"));
+    }
+    if req.crate_type == CrateType::ProcMacro {
+        args.extend(BUILD_OVERRIDE.iter().map(|flag| flag.to_string()));
     }
     args.push("-Cembed-bitcode=no".to_string());
     args.push(format!("-Cmetadata={}", req.metadata));

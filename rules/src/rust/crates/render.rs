@@ -149,7 +149,10 @@ fn variant_targets(
     let mut env = manifest_env.clone();
     env.insert("CARGO_PKG_NAME".to_string(), package.name.clone());
     let flags: Vec<String> = if variant.host_only {
-        vec!["-Copt-level=0".to_string()]
+        crate::rust::rustc_args::BUILD_OVERRIDE
+            .iter()
+            .map(|f| f.to_string())
+            .collect()
     } else {
         Vec::new()
     };
