@@ -246,6 +246,13 @@ mod tests {
             args.contains(&"-Coverflow-checks=off".to_string()),
             "{args:?}"
         );
+        // Cargo's dev build-override: no debug info either, under `dbg` too.
+        req.mode = Mode::Dbg;
+        let args = arguments(&req);
+        assert!(args.contains(&"-Cdebuginfo=0".to_string()), "{args:?}");
+        assert!(!args.contains(&"-Cdebuginfo=2".to_string()), "{args:?}");
+        req.crate_type = CrateType::Rlib;
+        assert!(arguments(&req).contains(&"-Cdebuginfo=2".to_string()));
     }
 
     #[test]

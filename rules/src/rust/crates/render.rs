@@ -424,6 +424,7 @@ mod tests {
         assert_eq!(text.matches("kiln_host_twin").count(), 1);
         assert!(text.contains("name = \"memchr_host\",\n    crate_name = \"memchr\","));
         assert_eq!(text.matches("\"-Copt-level=0\"").count(), 1);
+        assert_eq!(text.matches("\"-Cdebuginfo=0\"").count(), 1);
         let user_build = crate_build_file("crates", &resolved, 1);
         assert!(user_build.contains(
             "deps = [\n        \"@crates//memchr-1.0.0:memchr_host\",\n    ],\n    proc_macro_deps"
