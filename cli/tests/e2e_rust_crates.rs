@@ -210,3 +210,76 @@ fn crates_from_a_cargo_vendor_directory_are_verified_file_by_file() {
     out.expect_code(1);
     assert!(out.stderr.contains("does not match"), "{}", out.stderr);
 }
+
+/// crate_universe's `@crates//:defs.bzl` macros work on the member's own dependencies:
+/// `all_crate_deps()` (normal ones by default) with `aliases()` for a renamed dependency, and
+/// `crate_deps([...])`, which names what is not a dependency.
+#[test]
+fn defs_bzl_macros_give_each_member_its_dependencies() {
+    let (version, checksum) = harness::examples_rust_pin("itoa");
+    let ws = workspace(&checksum);
+    ws.write(
+        "app/Cargo.toml",
+        &format!(
+            "[package]\nname = \"app\"\nversion = \"0.1.0\"\nedition = \"2021\"\n\n\
+             [dependencies]\nnumbers = {{ package = \"itoa\", version = \"={version}\" }}\n"
+        ),
+    )
+    .write(
+        "app/BUILD.bazel",
+        "load(\"@rules_rust//rust:defs.bzl\", \"rust_binary\")\n\
+         load(\"@crates//:defs.bzl\", \"aliases\", \"all_crate_deps\", \"crate_deps\")\n\
+         rust_binary(name = \"app\", srcs = [\"src/main.rs\"], aliases = aliases(), deps = all_crate_deps())\n\
+         rust_binary(name = \"plain\", srcs = [\"src/plain.rs\"], deps = crate_deps([\"itoa\"]))\n\
+         rust_binary(name = \"none\", srcs = [\"src/none.rs\"], deps = all_crate_deps(build = True, proc_macro = True))\n",
+    )
+    .write(
+        "app/src/main.rs",
+        "fn main() { let mut b = numbers::Buffer::new(); println!(\"{}\", b.format(-1234567i64)); }\n",
+    )
+    .write(
+        "app/src/plain.rs",
+        "fn main() { let mut b = itoa::Buffer::new(); println!(\"{}\", b.format(42u8)); }\n",
+    )
+    .write("app/src/none.rs", "fn main() { println!(\"no deps\"); }\n");
+    let out = ws.kiln(&["run", "//app"]);
+    out.ok();
+    assert_eq!(out.stdout.trim(), "-1234567");
+    let out = ws.kiln(&["run", "//app:plain"]);
+    out.ok();
+    assert_eq!(out.stdout.trim(), "42");
+    ws.kiln(&["build", "//app:none"]).ok();
+
+    // Cargo.toml drops the rename: the repository is made again, and the package that loaded
+    // its defs.bzl is evaluated again (its memo names the old repository), so `aliases()` is
+    // empty now and the crate is `itoa` in code.
+    ws.write(
+        "app/Cargo.toml",
+        &format!(
+            "[package]\nname = \"app\"\nversion = \"0.1.0\"\nedition = \"2021\"\n\n\
+             [dependencies]\nitoa = \"={version}\"\n"
+        ),
+    )
+    .write(
+        "app/src/main.rs",
+        "fn main() { let mut b = itoa::Buffer::new(); println!(\"{}\", b.format(7i8)); }\n",
+    );
+    let out = ws.kiln(&["run", "//app"]);
+    out.ok();
+    assert_eq!(out.stdout.trim(), "7");
+
+    ws.write(
+        "app/BUILD.bazel",
+        "load(\"@rules_rust//rust:defs.bzl\", \"rust_binary\")\n\
+         load(\"@crates//:defs.bzl\", \"crate_deps\")\n\
+         rust_binary(name = \"app\", srcs = [\"src/main.rs\"], deps = crate_deps([\"serde\"]))\n",
+    );
+    let out = ws.kiln(&["build", "//app"]);
+    assert_eq!(out.code, 1, "{}", out.stderr);
+    assert!(
+        out.stderr
+            .contains("`serde` is not a direct dependency of package `app` in Cargo.toml"),
+        "{}",
+        out.stderr
+    );
+}

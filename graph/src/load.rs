@@ -36,6 +36,7 @@ use serde::{Deserialize, Serialize};
 use self::context::{PackageBuild, PackageState};
 pub use self::diag::{Diagnostic, DiagnosticKind, LoadErrors};
 use self::evaluate::Session;
+pub use self::evaluate::{repo_file_digest, RepoRoots};
 use self::fs::{build_file_in, join};
 pub use self::fs::{
     discover_packages, is_tagged_cache_dir, DiskFs, MemFs, PackageFs, BUILD_FILE_NAMES,
@@ -123,6 +124,17 @@ pub fn load_package(
     fs: &dyn PackageFs,
     rules: &[RuleSchema],
 ) -> Result<LoadedPackage, LoadErrors> {
+    load_package_with_repos(req, fs, rules, None)
+}
+
+/// [`load_package`], where `load()` may also read `.bzl` files of the external repositories
+/// `repo_roots` finds (recorded in [`LoadDeps::files`] by label, see [`repo_file_digest`]).
+pub fn load_package_with_repos(
+    req: &LoadRequest,
+    fs: &dyn PackageFs,
+    rules: &[RuleSchema],
+    repo_roots: Option<RepoRoots<'_>>,
+) -> Result<LoadedPackage, LoadErrors> {
     let fail = |message: String, kind| LoadErrors {
         package: req.package.clone(),
         diagnostics: vec![Diagnostic {
@@ -188,7 +200,7 @@ pub fn load_package(
     // The parser and compiler recurse on nesting; a thread with a large (lazily committed) stack
     // turns deeply nested input into a diagnostic instead of a stack overflow.
     let evaluate = || {
-        let session = Session::new(fs, rules, &req.platform);
+        let session = Session::new(fs, rules, &req.platform, repo_roots);
         let package = PackageBuild {
             name: req.package.clone(),
             build_file: build_file.clone(),

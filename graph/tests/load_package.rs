@@ -625,3 +625,43 @@ fn absurd_nesting_is_a_diagnostic() {
         Err("a/BUILD:2:1: error: Brackets nested deeper than 10000 levels".to_string())
     );
 }
+
+#[test]
+fn bzl_files_of_repositories_a_rule_defines_load_by_label() {
+    let repo = tempfile::tempdir().expect("tempdir");
+    std::fs::write(
+        repo.path().join("defs.bzl"),
+        "def srcs_of(name):\n    return [name + '.txt', native.package_name() + '.md']\n",
+    )
+    .expect("write defs.bzl");
+    let fs = MemFs::from_fixture(
+        "//- app/BUILD\nload('@ext//:defs.bzl', 'srcs_of')\nfilegroup(name = 'g', srcs = srcs_of('a'))\n",
+    );
+    let req = LoadRequest {
+        package: "app".to_string(),
+        platform: linux(),
+    };
+    let dir = repo.path().to_path_buf();
+    let roots = move |name: &str| -> Result<std::path::PathBuf, String> {
+        match name {
+            "ext" => Ok(dir.clone()),
+            other => Err(format!("no repository `@{other}`")),
+        }
+    };
+    let loaded =
+        kiln_graph::load::load_package_with_repos(&req, &fs, RULES, Some(&roots)).expect("loads");
+    assert_eq!(
+        labels(&loaded.package.targets["g"].labels("srcs")),
+        "//app:a.txt, //app:app.md"
+    );
+    // Recorded by label, for the package memo to check through the same resolver.
+    assert!(loaded.deps.files.iter().any(|f| f == "@ext//:defs.bzl"));
+
+    // Without a resolver, or for a repository it does not know, the error names the label.
+    let plain = load_package(&req, &fs, RULES).expect_err("no resolver");
+    assert!(plain.to_string().contains("`@ext//:defs.bzl`"), "{plain}");
+    let fs = MemFs::from_fixture("//- app/BUILD\nload('@nope//:defs.bzl', 'x')\n");
+    let err = kiln_graph::load::load_package_with_repos(&req, &fs, RULES, Some(&roots))
+        .expect_err("unknown repository");
+    assert!(err.to_string().contains("no repository `@nope`"), "{err}");
+}

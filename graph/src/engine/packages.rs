@@ -175,15 +175,24 @@ impl<'a> PackageLoader<'a> {
             function: self.function,
             read: Mutex::new(HashMap::new()),
         };
-        let loaded =
-            load::load_package(&request, &recording, self.rules).map_err(|e| e.to_string())?;
+        let repos = self.repos;
+        let roots = move |repo: &str| -> Result<std::path::PathBuf, String> {
+            match repos {
+                Some(repos) => repos.root(repo).map_err(|e| e.to_string()),
+                None => Err(format!(
+                    "external repository `@{repo}` is not defined in this workspace"
+                )),
+            }
+        };
+        let loaded = load::load_package_with_repos(&request, &recording, self.rules, Some(&roots))
+            .map_err(|e| e.to_string())?;
         self.glob_listings
             .extend(loaded.deps.globbed_dirs.iter().cloned());
         let files: Option<Vec<(String, String)>> = loaded
             .deps
             .files
             .iter()
-            .map(|f| (self.digest_file)(f).map(|d| (f.clone(), d)))
+            .map(|f| self.file_digest(f).map(|d| (f.clone(), d)))
             .collect();
         // The memo (and the watch set, through `digest_file`'s log) must name the bytes the
         // evaluation used: a file edited between its read and its digest would otherwise store
@@ -213,6 +222,21 @@ impl<'a> PackageLoader<'a> {
         Ok(Arc::new(loaded.package))
     }
 
+    /// The digest a package records for a file it read: a workspace file's content digest, or
+    /// for a `.bzl` file of an external repository (recorded by label) the digest of the
+    /// repository's current directory and the file's text, so a redefined repository (a new
+    /// content-addressed directory) invalidates the package. Repository files are not observed
+    /// for the no-op record: the repository rule observes what defines them.
+    fn file_digest(&self, file: &str) -> Option<String> {
+        if !file.starts_with('@') {
+            return (self.digest_file)(file);
+        }
+        let label = crate::label::Label::parse(file, "").ok()?;
+        let dir = self.repos?.root(&label.repo).ok()?;
+        let text = std::fs::read_to_string(dir.join(&label.package).join(&label.name)).ok()?;
+        Some(load::repo_file_digest(&dir, &text))
+    }
+
     fn memoized(&self, name: &str) -> Option<(Package, Vec<(String, String)>)> {
         let bytes = self.memo.get(name)?;
         let memo: PackageMemo = serde_json::from_slice(&bytes).ok()?;
@@ -231,7 +255,7 @@ impl<'a> PackageLoader<'a> {
             return None;
         }
         for (file, digest) in &memo.files {
-            if (self.digest_file)(file).as_deref() != Some(digest.as_str()) {
+            if self.file_digest(file).as_deref() != Some(digest.as_str()) {
                 return None;
             }
         }

@@ -67,11 +67,16 @@ impl FileLoader for MapLoader {
     }
 }
 
+/// The directory of an external repository (one a repository rule defines), or why there is
+/// none: lets a BUILD file `load()` a `.bzl` file such as `@crates//:defs.bzl`.
+pub type RepoRoots<'a> = &'a (dyn Fn(&str) -> Result<std::path::PathBuf, String> + Sync);
+
 /// One package load: the inputs, and the files read so far.
 pub(crate) struct Session<'a> {
     pub fs: &'a dyn PackageFs,
     pub rules: &'a [RuleSchema],
     pub platform: &'a HostPlatform,
+    repo_roots: Option<RepoRoots<'a>>,
     globals: Globals,
     cache_key: String,
     loading: RefCell<Vec<String>>,
@@ -89,6 +94,7 @@ impl<'a> Session<'a> {
         fs: &'a dyn PackageFs,
         rules: &'a [RuleSchema],
         platform: &'a HostPlatform,
+        repo_roots: Option<RepoRoots<'a>>,
     ) -> Self {
         let names: Vec<&str> = rules.iter().map(|r| r.name).collect();
         let cache_key = format!("{} {} {}", platform.os, platform.cpu, names.join(","));
@@ -96,6 +102,7 @@ impl<'a> Session<'a> {
             fs,
             rules,
             platform,
+            repo_roots,
             globals: globals(rules),
             cache_key,
             loading: RefCell::new(Vec::new()),
@@ -192,7 +199,13 @@ impl<'a> Session<'a> {
             let path = join(&label.package, &label.name);
             return self.load_bzl(&path, &label, location);
         }
-        match external::resolve(&label, self.rules).map_err(at)? {
+        let provided = match (external::resolve(&label, self.rules), self.repo_roots) {
+            (Err(_), Some(roots)) if !external::is_builtin_repo(&label.repo) => {
+                return self.load_repo_bzl(&label, roots, location);
+            }
+            (provided, _) => provided,
+        };
+        match provided.map_err(at)? {
             External::Rules(provided) => {
                 if let Some(missing) = wanted.iter().find(|w| !provided.iter().any(|p| p == *w)) {
                     let known = if provided.is_empty() {
@@ -232,6 +245,30 @@ impl<'a> Session<'a> {
                 Ok(evaluated)
             }
         }
+    }
+
+    /// Loads a `.bzl` file of an external repository a repository rule defines. Its record in
+    /// the files read is the label, with [`repo_file_digest`] (the repository's directory and
+    /// the file's bytes), which the package memo checks through the same resolver. Loads inside
+    /// it must name their repository.
+    fn load_repo_bzl(
+        &self,
+        label: &Label,
+        roots: RepoRoots<'_>,
+        location: &Location,
+    ) -> Result<Evaluated, Vec<Diagnostic>> {
+        let at = |message: String| vec![Diagnostic::user(Some(location.clone()), message)];
+        let dir = roots(&label.repo).map_err(|e| at(format!("Cannot load `{label}`: {e}")))?;
+        let path = dir.join(&label.package).join(&label.name);
+        let source = std::fs::read_to_string(&path).map_err(|e| {
+            at(format!(
+                "Cannot load `{label}`: reading {} failed: {e}",
+                path.display()
+            ))
+        })?;
+        let own_digest = repo_file_digest(&dir, &source);
+        let name = label.to_string();
+        self.eval_bzl(&name, "", source, own_digest)
     }
 
     /// Loads the workspace `.bzl` file at `path`, from the cache when nothing it read changed.
@@ -329,4 +366,11 @@ impl<'a> Session<'a> {
         files.dedup();
         Ok(Evaluated { module, files })
     }
+}
+
+/// What a package records for a `.bzl` file of an external repository: the digest of the
+/// repository's directory (content-addressed: a new definition is a new directory) and the
+/// file's text.
+pub fn repo_file_digest(dir: &std::path::Path, text: &str) -> String {
+    digest(&format!("{}\0{text}", dir.display()))
 }

@@ -106,6 +106,19 @@ pub(crate) fn resolve(label: &Label, rules: &[RuleSchema]) -> Result<External, S
     Ok(External::Rules(provided))
 }
 
+/// Whether `repo` is one of the repositories Kiln answers itself (never read from disk).
+pub(crate) fn is_builtin_repo(repo: &str) -> bool {
+    matches!(
+        repo,
+        "io_bazel_rules_go"
+            | "rules_go"
+            | "rules_rust"
+            | "bazel_gazelle"
+            | "bazel_skylib"
+            | "rules_shell"
+    )
+}
+
 /// The name Kiln gives an embedded file in diagnostics.
 pub(crate) fn embedded_filename(label: &Label) -> String {
     label.to_string()

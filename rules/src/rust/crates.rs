@@ -108,8 +108,8 @@ fn build(config: &CratesConfig, ctx: &RepoContext<'_>) -> Result<PathBuf, Reposi
         .map_err(|e| RepositoryError::Environment(e.to_string()))?;
 
     let key_text = format!(
-        "{GENERATOR}\0{}\0{}\0{manifest_text}\0{lock_text}",
-        config.repository, toolchain.host
+        "{GENERATOR}\0{}\0{}\0{}\0{manifest_text}\0{lock_text}",
+        config.repository, config.manifest, toolchain.host
     );
     let memo_key = format!(
         "rust-crates-repo\0{}",
@@ -293,6 +293,16 @@ fn populate(
     std::fs::write(dir.join("BUILD.bazel"), &root)
         .map_err(|e| RepositoryError::Environment(format!("{}: {e}", dir.display())))?;
     fingerprint.push_str(&root);
+    // Members are named by their package in the Kiln workspace: the cargo workspace's
+    // directory (where `[rust.crates] manifest` sits) joined with theirs.
+    let prefix = Path::new(&config.manifest)
+        .parent()
+        .map(|p| p.to_string_lossy().trim_end_matches('/').to_string())
+        .unwrap_or_default();
+    let defs = render::defs_bzl(repo, resolved, &prefix);
+    std::fs::write(dir.join("defs.bzl"), &defs)
+        .map_err(|e| RepositoryError::Environment(format!("{}: {e}", dir.display())))?;
+    fingerprint.push_str(&defs);
     Ok(fingerprint)
 }
 

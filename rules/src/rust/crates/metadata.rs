@@ -13,7 +13,7 @@ use std::path::{Path, PathBuf};
 
 use serde::Deserialize;
 
-use super::features::{self, DepKind as EdgeKind, Edge, Graph};
+use super::features::{self, DepKind as EdgeKind, Edge, For, Graph};
 use super::variants::{self, Role};
 
 #[derive(Deserialize)]
@@ -21,6 +21,8 @@ struct Metadata {
     packages: Vec<Package>,
     workspace_members: Vec<String>,
     resolve: Option<Resolve>,
+    #[serde(default)]
+    workspace_root: PathBuf,
 }
 
 #[derive(Deserialize)]
@@ -201,6 +203,18 @@ pub struct Resolved {
     pub direct: Vec<Dep>,
     /// The workspace members' manifests (the resolution depends on them).
     pub member_manifests: Vec<PathBuf>,
+    /// Each member's direct external dependencies, for crate_universe's `defs.bzl` macros.
+    pub members: Vec<MemberDeps>,
+}
+
+/// A workspace member's direct dependencies on external packages, by crate_universe's kinds.
+#[derive(Clone, Debug, Default, PartialEq, Eq)]
+pub struct MemberDeps {
+    /// The member's directory relative to the cargo workspace root (`""` for the root).
+    pub dir: String,
+    /// `(kind, package index, name the member's code uses)`, kind being one of crate_universe's
+    /// `normal`, `normal_dev`, `proc_macro`, `proc_macro_dev`, `build`, `build_proc_macro`.
+    pub deps: Vec<(&'static str, usize, String)>,
 }
 
 /// Reads `cargo metadata` JSON.
@@ -354,10 +368,52 @@ pub fn parse(json: &str) -> Result<Resolved, String> {
         .filter(|p| is_member(p))
         .map(|p| p.manifest_path.clone())
         .collect();
+    let mut members = Vec::new();
+    for (g, package) in in_graph.iter().enumerate() {
+        if !graph.packages[g].member {
+            continue;
+        }
+        let dir = package
+            .manifest_path
+            .parent()
+            .and_then(|d| d.strip_prefix(&meta.workspace_root).ok())
+            .map(|d| d.to_string_lossy().into_owned())
+            .unwrap_or_default();
+        let mut deps = Vec::new();
+        let live = normal
+            .edges(&graph, g, For::Target, false)
+            .into_iter()
+            .chain(
+                test.edges(&graph, g, For::Target, true)
+                    .into_iter()
+                    .filter(|(edge, _)| edge.kind == EdgeKind::Dev),
+            );
+        for (edge, _) in live {
+            let Some(&e) = external_index.get(&edge.to) else {
+                continue;
+            };
+            let proc_macro = graph.packages[edge.to].proc_macro;
+            let kind = match (edge.kind, proc_macro) {
+                (EdgeKind::Normal, false) => "normal",
+                (EdgeKind::Normal, true) => "proc_macro",
+                (EdgeKind::Dev, false) => "normal_dev",
+                (EdgeKind::Dev, true) => "proc_macro_dev",
+                (EdgeKind::Build, false) => "build",
+                (EdgeKind::Build, true) => "build_proc_macro",
+            };
+            let dep = (kind, e, edge.extern_name.clone());
+            if !deps.contains(&dep) && packages[e].lib.is_some() && !packages[e].variants.is_empty()
+            {
+                deps.push(dep);
+            }
+        }
+        members.push(MemberDeps { dir, deps });
+    }
     Ok(Resolved {
         packages,
         direct,
         member_manifests,
+        members,
     })
 }
 
