@@ -264,6 +264,17 @@ mod tests {
         assert!(BlobReader::open(cache, gone).unwrap().is_none());
     }
 
+    /// A blob reader of `digest` with `memo`.
+    fn open_with_memo(
+        cache: &Arc<LocalCache>,
+        digest: Digest,
+        memo: &Arc<VerifiedBlobs>,
+    ) -> BlobReader {
+        BlobReader::open_with(cache.clone(), digest, Some(memo.clone()))
+            .unwrap()
+            .unwrap()
+    }
+
     /// A memo that vouches for `digest`'s file as it is now, as if hashed 10 s after its
     /// last change (the racy-clean rule needs the hash to be well after it).
     fn vouching_memo(cache: &LocalCache, digest: &Digest) -> Arc<VerifiedBlobs> {
@@ -285,16 +296,12 @@ mod tests {
             .unwrap();
         let memo = Arc::new(VerifiedBlobs::new(std::time::Duration::from_secs(60)));
         // Never hashed: hashed now (how soon the memo trusts it is `VerifiedBlobs`' business).
-        let reader = BlobReader::open_with(cache.clone(), digest, Some(memo.clone()))
-            .unwrap()
-            .unwrap();
+        let reader = open_with_memo(&cache, digest, &memo);
         assert!(!reader.vouched());
         assert_eq!(read_all(reader), (b"hello world".to_vec(), true));
 
         let memo = vouching_memo(&cache, &digest);
-        let mut reader = BlobReader::open_with(cache.clone(), digest, Some(memo.clone()))
-            .unwrap()
-            .unwrap();
+        let mut reader = open_with_memo(&cache, digest, &memo);
         assert!(reader.vouched());
         assert_eq!(reader.read_chunk(5).unwrap(), b"hello");
         assert_eq!(reader.read_chunk(100).unwrap(), b" world");
@@ -315,9 +322,7 @@ mod tests {
         let path = cache.blob_path(&digest);
         std::fs::set_permissions(&path, std::fs::Permissions::from_mode(0o644)).unwrap();
         std::fs::write(&path, b"HELLO world").unwrap();
-        let reader = BlobReader::open_with(cache.clone(), digest, Some(memo))
-            .unwrap()
-            .unwrap();
+        let reader = open_with_memo(&cache, digest, &memo);
         assert!(!reader.vouched(), "its metadata changed");
         assert_eq!(read_all(reader), (b"HELLO world".to_vec(), false));
         assert!(!path.exists());
@@ -332,9 +337,7 @@ mod tests {
             .unwrap();
         let memo = vouching_memo(&cache, &digest);
         let path = cache.blob_path(&digest);
-        let mut reader = BlobReader::open_with(cache.clone(), digest, Some(memo.clone()))
-            .unwrap()
-            .unwrap();
+        let mut reader = open_with_memo(&cache, digest, &memo);
         assert!(reader.vouched());
         assert_eq!(reader.read_chunk(5).unwrap(), b"hello");
         std::fs::set_permissions(&path, std::fs::Permissions::from_mode(0o644)).unwrap();
@@ -346,9 +349,7 @@ mod tests {
         // Evicted (unlinked) while read: not completed, and nothing else is removed.
         let digest = cache.put_bytes(DigestFunction::Sha256, b"evicted").unwrap();
         let memo = vouching_memo(&cache, &digest);
-        let reader = BlobReader::open_with(cache.clone(), digest, Some(memo))
-            .unwrap()
-            .unwrap();
+        let reader = open_with_memo(&cache, digest, &memo);
         std::fs::remove_file(cache.blob_path(&digest)).unwrap();
         let replacement = cache.put_bytes(DigestFunction::Sha256, b"evicted").unwrap();
         assert!(!reader.finish().unwrap());

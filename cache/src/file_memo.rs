@@ -134,7 +134,8 @@ impl FileMemo {
     }
 }
 
-fn nanos_since_epoch(t: SystemTime) -> i64 {
+/// `t` in nanoseconds since the Unix epoch (negative before it), as stats report file times.
+pub(crate) fn nanos_since_epoch(t: SystemTime) -> i64 {
     match t.duration_since(SystemTime::UNIX_EPOCH) {
         Ok(d) => d.as_nanos() as i64,
         Err(e) => -(e.duration().as_nanos() as i64),

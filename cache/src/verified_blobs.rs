@@ -21,7 +21,7 @@ use std::sync::Mutex;
 use std::time::{Duration, Instant, SystemTime};
 
 use crate::digest::Digest;
-use crate::file_memo::{FileStat, RACY_WINDOW};
+use crate::file_memo::{nanos_since_epoch, FileStat, RACY_WINDOW};
 
 /// How much older than its hash a file with sub-second timestamps must be.
 pub const FINE_RACY_WINDOW: Duration = Duration::from_millis(100);
@@ -113,13 +113,6 @@ fn racy_window(stat: &FileStat) -> Duration {
         RACY_WINDOW
     } else {
         FINE_RACY_WINDOW
-    }
-}
-
-fn nanos_since_epoch(t: SystemTime) -> i64 {
-    match t.duration_since(SystemTime::UNIX_EPOCH) {
-        Ok(d) => d.as_nanos() as i64,
-        Err(e) => -(e.duration().as_nanos() as i64),
     }
 }
 
