@@ -264,6 +264,12 @@ mod tests {
         assert!(BlobReader::open(cache, gone).unwrap().is_none());
     }
 
+    /// Overwrites a (read-only) CAS file in place, as a stray writer would.
+    fn rewrite_in_place(path: &std::path::Path, bytes: &[u8]) {
+        std::fs::set_permissions(path, std::fs::Permissions::from_mode(0o644)).unwrap();
+        std::fs::write(path, bytes).unwrap();
+    }
+
     /// A blob reader of `digest` with `memo`.
     fn open_with_memo(
         cache: &Arc<LocalCache>,
@@ -320,8 +326,7 @@ mod tests {
             .unwrap();
         let memo = vouching_memo(&cache, &digest);
         let path = cache.blob_path(&digest);
-        std::fs::set_permissions(&path, std::fs::Permissions::from_mode(0o644)).unwrap();
-        std::fs::write(&path, b"HELLO world").unwrap();
+        rewrite_in_place(&path, b"HELLO world");
         let reader = open_with_memo(&cache, digest, &memo);
         assert!(!reader.vouched(), "its metadata changed");
         assert_eq!(read_all(reader), (b"HELLO world".to_vec(), false));
@@ -340,8 +345,7 @@ mod tests {
         let mut reader = open_with_memo(&cache, digest, &memo);
         assert!(reader.vouched());
         assert_eq!(reader.read_chunk(5).unwrap(), b"hello");
-        std::fs::set_permissions(&path, std::fs::Permissions::from_mode(0o644)).unwrap();
-        std::fs::write(&path, b"hello WORLD").unwrap();
+        rewrite_in_place(&path, b"hello WORLD");
         assert_eq!(reader.read_chunk(100).unwrap(), b" WORLD");
         assert!(!reader.finish().unwrap());
         assert!(!path.exists(), "a CAS file changed in place is corrupt");

@@ -348,19 +348,25 @@ fn decode_entry(row: &rusqlite::Row<'_>) -> rusqlite::Result<Option<MemoEntry>> 
     }))
 }
 
+/// A stat of one made-up file whose mtime and ctime are both `mtime_ns`, for tests.
+#[cfg(test)]
+pub(crate) fn test_stat(mtime_ns: i64) -> FileStat {
+    FileStat {
+        dev: 1,
+        ino: 2,
+        size: 3,
+        mtime_ns,
+        ctime_ns: mtime_ns,
+        mode_exec: false,
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
 
     fn stat(mtime_ns: i64) -> FileStat {
-        FileStat {
-            dev: 1,
-            ino: 2,
-            size: 3,
-            mtime_ns,
-            ctime_ns: mtime_ns,
-            mode_exec: false,
-        }
+        test_stat(mtime_ns)
     }
 
     #[test]

@@ -124,14 +124,7 @@ mod tests {
     const SECOND: i64 = 1_000_000_000;
 
     fn stat(mtime_ns: i64) -> FileStat {
-        FileStat {
-            dev: 1,
-            ino: 2,
-            size: 3,
-            mtime_ns,
-            ctime_ns: mtime_ns,
-            mode_exec: false,
-        }
+        crate::file_memo::test_stat(mtime_ns)
     }
 
     fn at(ns: i64) -> SystemTime {
