@@ -21,7 +21,7 @@ load("@rules_rust//cargo:defs.bzl", "cargo_build_script")
 cargo_build_script(
     name = "native_bs",
     srcs = ["build.rs"],
-    data = ["ffi.c"],
+    data = ["ffi.c", "triple.c"],
     links = "native",
     crate_features = ["fancy"],
     version = "2.1.0",
@@ -50,8 +50,15 @@ fn main() {
     assert!(ok.success());
     let ok = Command::new(&ar).arg("crs").arg(format!("{out}/libffi.a")).arg(format!("{out}/ffi.o")).status().unwrap();
     assert!(ok.success());
+    // A library linked by name only (no `static=`) is not bundled into the rlib: the final
+    // link of every dependent needs this OUT_DIR on its search path.
+    let ok = Command::new(&cc).args(["-c", "triple.c", "-o"]).arg(format!("{out}/triple.o")).status().unwrap();
+    assert!(ok.success());
+    let ok = Command::new(&ar).arg("crs").arg(format!("{out}/libtriple.a")).arg(format!("{out}/triple.o")).status().unwrap();
+    assert!(ok.success());
     println!("cargo:rustc-link-search=native={out}");
     println!("cargo:rustc-link-lib=static=ffi");
+    println!("cargo:rustc-link-lib=triple");
     println!("cargo::rustc-check-cfg=cfg(native_fancy)");
     if std::env::var("CARGO_FEATURE_FANCY").is_ok() {
         println!("cargo::rustc-cfg=native_fancy");
@@ -65,6 +72,7 @@ fn main() {
 "#,
     )
     .write("native/ffi.c", "int ffi_double(int x) { return 2 * x; }\n")
+    .write("native/triple.c", "int ffi_triple(int x) { return 3 * x; }\n")
     .write(
         "native/lib.rs",
         r#"
@@ -72,6 +80,12 @@ include!(concat!(env!("OUT_DIR"), "/gen.rs"));
 
 extern "C" {
     fn ffi_double(x: i32) -> i32;
+    fn ffi_triple(x: i32) -> i32;
+}
+
+pub fn triple(x: i32) -> i32 {
+    // SAFETY: ffi_triple is a pure C function of an int.
+    unsafe { ffi_triple(x) }
 }
 
 pub fn double(x: i32) -> i32 {
@@ -119,8 +133,9 @@ fn main() {
         r#"
 fn main() {
     println!(
-        "double={} version={} target={} fancy={} answer={}",
+        "double={} triple={} version={} target={} fancy={} answer={}",
         native::double(21),
+        native::triple(21),
         native::VERSION,
         native::TARGET,
         native::fancy(),
@@ -152,7 +167,7 @@ fn build_script_cfg_env_generated_file_native_lib_and_dep_metadata_reach_the_cra
     assert_eq!(
         out.stdout.trim(),
         format!(
-            "double=42 version=2.1.0 target={} fancy=true answer=42",
+            "double=42 triple=63 version=2.1.0 target={} fancy=true answer=42",
             host_triple()
         )
     );

@@ -12,7 +12,7 @@ use kiln_graph::analysis::{AnalysisContext, AnalysisError};
 use kiln_graph::label::Label;
 use kiln_graph::target::AttrValue;
 
-use super::crate_info::{BuildScriptInfo, CrateInfo, CrateType, DepCrate, DepUse};
+use super::crate_info::{BuildScriptInfo, CrateInfo, CrateType, DepCrate, DepUse, LinkSearch};
 use super::rustc_args::{self, CompileRequest, Mode};
 use super::toolchain::SANDBOX_RUSTC;
 use super::{artifacts, context, helper, LINKER};
@@ -42,8 +42,8 @@ pub struct CrateParts {
     pub deps: Vec<(String, DepCrate)>,
     /// Every crate the compile may load (direct, transitive, re-exported proc-macros).
     pub transitive: Vec<DepCrate>,
-    /// `-L` files from build scripts of this crate and its dependencies.
-    pub link_search: Vec<Artifact>,
+    /// `-L` flags from build scripts of this crate and its dependencies.
+    pub link_search: Vec<LinkSearch>,
     /// This crate's build script, if one is among its deps.
     pub build_script: Option<BuildScriptInfo>,
     /// Runfiles from `data` and dependencies.
@@ -198,11 +198,7 @@ pub fn rechoose_deps(parts: &mut CrateParts, dep_use: DepUse) -> bool {
     let infos = std::mem::take(&mut parts.dep_infos);
     parts.deps.clear();
     parts.transitive.clear();
-    parts.link_search = parts
-        .build_script
-        .iter()
-        .map(|b| b.link_search.clone())
-        .collect();
+    parts.link_search = parts.build_script.iter().map(|b| b.link_search()).collect();
     parts.data = parts.own_data.clone();
     for (name, info) in infos {
         let chosen = Arc::new(info.for_use(dep_use).clone());
@@ -261,8 +257,8 @@ fn add_dep(
                 "Only one `cargo_build_script` may be among the deps; `{label}` is a second"
             )));
         }
-        if !parts.link_search.contains(&script.link_search) {
-            parts.link_search.push(script.link_search.clone());
+        if !parts.link_search.contains(&script.link_search()) {
+            parts.link_search.push(script.link_search());
         }
         parts.build_script = Some(script.clone());
         return Ok(());
@@ -425,9 +421,26 @@ pub fn register(
             spec_inputs.push(script.link_args.clone());
         }
     }
-    for file in &parts.link_search {
-        argv.extend(["--flags-file".to_string(), file.path.clone()]);
-        spec_inputs.push(file.clone());
+    let own_out_dir = parts.build_script.as_ref().map(|b| b.out_dir.as_str());
+    for (index, search) in parts.link_search.iter().enumerate() {
+        argv.extend(["--flags-file".to_string(), search.flags.path.clone()]);
+        spec_inputs.push(search.flags.clone());
+        // A final link needs the native libraries a dependency's build script left in its
+        // OUT_DIR: the helper unpacks that OUT_DIR (only if the flags point into it) and moves
+        // the flags along. The crate's own OUT_DIR is unpacked by `--out-dir` above.
+        if (crate_type.links() || test) && Some(search.out_dir.as_str()) != own_out_dir {
+            argv.extend([
+                "--native-dir".to_string(),
+                format!(
+                    "{}={}/{}.native/{index}={}",
+                    search.out_dir,
+                    ctx.package_out_dir(),
+                    parts.label.name,
+                    search.out_dir_archive.path
+                ),
+            ]);
+            spec_inputs.push(search.out_dir_archive.clone());
+        }
     }
     argv.push("--".to_string());
     argv.push(SANDBOX_RUSTC.to_string());

@@ -60,6 +60,29 @@ impl DepCrate {
     }
 }
 
+/// A build script's `-L` flags file, with the `OUT_DIR` those flags may point into (a native
+/// library the script built there): a final link unpacks it and moves the flags along.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct LinkSearch {
+    /// The `-L` flags file.
+    pub flags: Artifact,
+    /// Exec-root path the script wrote `OUT_DIR` at.
+    pub out_dir: String,
+    /// The packed `OUT_DIR`.
+    pub out_dir_archive: Artifact,
+}
+
+impl BuildScriptInfo {
+    /// This script's `-L` flags with its `OUT_DIR`.
+    pub fn link_search(&self) -> LinkSearch {
+        LinkSearch {
+            flags: self.link_search.clone(),
+            out_dir: self.out_dir.clone(),
+            out_dir_archive: self.out_dir_archive.clone(),
+        }
+    }
+}
+
 /// Provider of `rust_library` and `rust_proc_macro` targets (and of rendered registry crates).
 #[derive(Clone, Debug)]
 pub struct CrateInfo {
@@ -67,8 +90,8 @@ pub struct CrateInfo {
     pub krate: DepCrate,
     /// Every crate it depends on, transitively (not through proc-macros), deduplicated, deps first.
     pub transitive: Vec<DepCrate>,
-    /// Files with `-L` flags from build scripts of it and its transitive dependencies.
-    pub link_search: Vec<Artifact>,
+    /// `-L` flags from build scripts of it and its transitive dependencies.
+    pub link_search: Vec<LinkSearch>,
     /// `DEP_<links>_*` file of its build script (for the build scripts of direct dependents).
     pub dep_env: Option<Artifact>,
     /// Runfiles (`data`) that travel to binaries and tests.

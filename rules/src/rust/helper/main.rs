@@ -3,7 +3,9 @@
 //! only, and runs inside the sandbox.
 //!
 //! - `rustc [--env-file F]... [--flags-file F]... [--link-args-file FOR=F]
-//!   [--out-dir ORIGINAL=DIR=ARCHIVE] -- RUSTC ARGS...`: applies what a build script produced
+//!   [--out-dir ORIGINAL=DIR=ARCHIVE] [--native-dir ORIGINAL=DIR=ARCHIVE]... -- RUSTC ARGS...`:
+//!   applies what a build script produced (`--native-dir`: a dependency's script's OUT_DIR,
+//!   unpacked only when the flags point into it, for the native libraries of a final link)
 //!   (environment, flags, link arguments for `test` or `bin=NAME`, `OUT_DIR`), runs rustc, and
 //!   turns its JSON diagnostics back into rendered text on stderr while passing artifact
 //!   notifications through (the engine starts dependents on the `.rmeta` one).
@@ -86,22 +88,34 @@ fn run_rustc(args: &[String]) -> Result<u8, String> {
         }
     }
     // Build-script output names the script's OUT_DIR; this action unpacks it elsewhere.
+    let mut flag_lines: Vec<String> = Vec::new();
+    for (name, value) in &opts {
+        if name == "flags-file" {
+            flag_lines.extend(read_lines(value, &root)?);
+        }
+    }
     let mut moved: Vec<(String, String)> = Vec::new();
     for (name, value) in &opts {
-        if name != "out-dir" {
+        if name != "out-dir" && name != "native-dir" {
             continue;
         }
         let mut parts = value.splitn(3, '=');
         let (Some(original), Some(dir), Some(archive_path)) = (parts.next(), parts.next(), parts.next())
         else {
-            return Err("`--out-dir` takes ORIGINAL=DIR=ARCHIVE".to_string());
+            return Err(format!("`--{name}` takes ORIGINAL=DIR=ARCHIVE"));
         };
+        let from = format!("{root}/{original}");
+        if name == "native-dir" && !flag_lines.iter().any(|line| line.contains(&from)) {
+            continue;
+        }
         let file = std::fs::File::open(archive_path)
             .map_err(|e| format!("opening {archive_path}: {e}"))?;
         archive::unpack(&mut BufReader::new(file), Path::new(dir))
             .map_err(|e| format!("unpacking {archive_path}: {e}"))?;
-        command.env("OUT_DIR", Path::new(&root).join(dir));
-        moved.push((format!("{root}/{original}"), format!("{root}/{dir}")));
+        if name == "out-dir" {
+            command.env("OUT_DIR", Path::new(&root).join(dir));
+        }
+        moved.push((from, format!("{root}/{dir}")));
     }
     let relocate = |line: String| {
         moved
@@ -142,7 +156,7 @@ fn run_rustc(args: &[String]) -> Result<u8, String> {
                     }
                 }
             }
-            "out-dir" => {}
+            "out-dir" | "native-dir" => {}
             other => return Err(format!("unknown option `--{other}`")),
         }
     }
