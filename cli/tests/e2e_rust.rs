@@ -338,9 +338,16 @@ fn test_filter_and_test_arg_reach_libtest() {
          #[test] #[ignore] fn gamma() { assert_eq!(super::one(), 1); }\n}\n",
     );
     let log = || ws.read("kiln-out/testlogs/t/unit/test.log");
-    ws.kiln(&["test", "//t:unit"]).ok();
+    let first = ws.kiln(&["test", "//t:unit"]);
+    first.ok();
+    assert_eq!(harness::tests(&first.events)[0]["cached"], false);
     assert!(log().contains("test tests::beta ... ok"), "{}", log());
     assert!(log().contains("test tests::gamma ... ignored"), "{}", log());
+    // Unchanged: the result comes from the cache, log included.
+    let again = ws.kiln(&["test", "//t:unit"]);
+    again.ok();
+    assert_eq!(harness::tests(&again.events)[0]["cached"], true);
+    assert!(log().contains("test tests::beta ... ok"), "{}", log());
 
     ws.kiln(&["test", "//t:unit", "--test_filter=alpha"]).ok();
     assert!(log().contains("test tests::alpha ... ok"), "{}", log());
