@@ -270,6 +270,21 @@ mod tests {
         std::fs::write(path, bytes).unwrap();
     }
 
+    /// A cache holding `hello world` (SHA-256) and a memo that vouches for it.
+    fn vouched_hello_world() -> (
+        tempfile::TempDir,
+        Arc<LocalCache>,
+        Digest,
+        Arc<VerifiedBlobs>,
+    ) {
+        let (dir, cache) = cache();
+        let digest = cache
+            .put_bytes(DigestFunction::Sha256, b"hello world")
+            .unwrap();
+        let memo = vouching_memo(&cache, &digest);
+        (dir, cache, digest, memo)
+    }
+
     /// A blob reader of `digest` with `memo`.
     fn open_with_memo(
         cache: &Arc<LocalCache>,
@@ -320,11 +335,7 @@ mod tests {
 
     #[test]
     fn a_blob_changed_in_place_is_hashed_again_and_caught() {
-        let (_dir, cache) = cache();
-        let digest = cache
-            .put_bytes(DigestFunction::Sha256, b"hello world")
-            .unwrap();
-        let memo = vouching_memo(&cache, &digest);
+        let (_dir, cache, digest, memo) = vouched_hello_world();
         let path = cache.blob_path(&digest);
         rewrite_in_place(&path, b"HELLO world");
         let reader = open_with_memo(&cache, digest, &memo);
@@ -336,11 +347,7 @@ mod tests {
 
     #[test]
     fn a_vouched_blob_changed_while_read_is_not_completed() {
-        let (_dir, cache) = cache();
-        let digest = cache
-            .put_bytes(DigestFunction::Sha256, b"hello world")
-            .unwrap();
-        let memo = vouching_memo(&cache, &digest);
+        let (_dir, cache, digest, memo) = vouched_hello_world();
         let path = cache.blob_path(&digest);
         let mut reader = open_with_memo(&cache, digest, &memo);
         assert!(reader.vouched());

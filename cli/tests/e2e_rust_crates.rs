@@ -8,6 +8,14 @@ use std::path::Path;
 
 use harness::Workspace;
 
+/// The member `app`'s Cargo.toml with one `[dependencies]` line.
+fn app_manifest(dependency: &str) -> String {
+    format!(
+        "[package]\nname = \"app\"\nversion = \"0.1.0\"\nedition = \"2021\"\n\n\
+         [dependencies]\n{dependency}\n"
+    )
+}
+
 fn workspace(checksum: &str) -> Workspace {
     let (version, _) = harness::examples_rust_pin("itoa");
     let ws = Workspace::new();
@@ -17,10 +25,7 @@ fn workspace(checksum: &str) -> Workspace {
     )
     .write(
         "app/Cargo.toml",
-        &format!(
-            "[package]\nname = \"app\"\nversion = \"0.1.0\"\nedition = \"2021\"\n\n\
-             [dependencies]\nitoa = \"={version}\"\n"
-        ),
+        &app_manifest(&format!("itoa = \"={version}\""))
     )
     .write(
         "Cargo.lock",
@@ -220,10 +225,9 @@ fn defs_bzl_macros_give_each_member_its_dependencies() {
     let ws = workspace(&checksum);
     ws.write(
         "app/Cargo.toml",
-        &format!(
-            "[package]\nname = \"app\"\nversion = \"0.1.0\"\nedition = \"2021\"\n\n\
-             [dependencies]\nnumbers = {{ package = \"itoa\", version = \"={version}\" }}\n"
-        ),
+        &app_manifest(&format!(
+            "numbers = {{ package = \"itoa\", version = \"={version}\" }}"
+        ))
     )
     .write(
         "app/BUILD.bazel",
@@ -255,10 +259,7 @@ fn defs_bzl_macros_give_each_member_its_dependencies() {
     // empty now and the crate is `itoa` in code.
     ws.write(
         "app/Cargo.toml",
-        &format!(
-            "[package]\nname = \"app\"\nversion = \"0.1.0\"\nedition = \"2021\"\n\n\
-             [dependencies]\nitoa = \"={version}\"\n"
-        ),
+        &app_manifest(&format!("itoa = \"={version}\"")),
     )
     .write(
         "app/src/main.rs",
