@@ -81,6 +81,9 @@ for rep in $(seq 1 "$REPEATS"); do
                 "write16m 1" "write16m 32" "read16m 1" "read16m 32"; do
       set -- $spec
       seed=$((seed + 1))
+      # Each measurement starts with no dirty pages left by the one before: otherwise writes
+      # pay for the previous writer's writeback, whichever server wrote it.
+      sync; sleep 1
       line=$("$LOADGEN" run "$ADDR" "$1" "$2" "$SECONDS_PER_RUN" "$seed")
       echo "{\"server\":\"$server\",\"rep\":$rep,${line#\{}" | tee -a "$OUT.jsonl"
     done

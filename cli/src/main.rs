@@ -16,6 +16,12 @@ mod workspace;
 
 use clap::Parser;
 
+/// mimalloc instead of the system allocator: `kiln serve` allocates a fresh buffer for each
+/// megabyte it reads or receives, and glibc hands those out as new mappings that fault in and
+/// are zeroed page by page (a tenth of the server's CPU in large reads); mimalloc reuses them.
+#[global_allocator]
+static ALLOCATOR: mimalloc::MiMalloc = mimalloc::MiMalloc;
+
 fn main() {
     // The sandbox helper is this same binary, started by kiln-exec with a marker argument.
     if std::env::args().nth(1).as_deref() == Some(kiln_exec::HELPER_ARG) {

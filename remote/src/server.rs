@@ -2,8 +2,8 @@
 //! ByteStream) over the same storage code and layout as Kiln's local cache.
 //!
 //! API boundary: [`ServerConfig`] → [`Server::bind`] → [`Server::run`] with a shutdown future.
-//! Modules: `capabilities`, `action_cache`, `cas`, `bytestream` (+ `resource` names, `uploads`
-//! kept for resumption), `digests` (message ↔ cache digests), `auth` (bearer tokens), `tls`,
+//! Modules: `capabilities`, `action_cache`, `cas`, `bytestream` (+ `read_route`, which sends
+//! Read's pieces without a copy, `resource` names, `uploads` kept for resumption), `digests` (message ↔ cache digests), `auth` (bearer tokens), `tls`,
 //! `metrics` + `http` (Prometheus, health), `eviction` (size cap while serving), `store`
 //! (shared state).
 //!
@@ -22,6 +22,7 @@ mod digests;
 mod eviction;
 mod http;
 mod metrics;
+mod read_route;
 mod resource;
 mod store;
 mod tls;
@@ -34,7 +35,6 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use bazel_remote_apis::build::bazel::remote::execution::v2 as re;
-use bazel_remote_apis::google::bytestream::byte_stream_server::ByteStreamServer;
 use kiln_cache::{CacheConfig, LocalCache, VerifiedBlobs};
 use re::action_cache_server::ActionCacheServer;
 use re::capabilities_server::CapabilitiesServer;
@@ -218,10 +218,10 @@ impl Server {
                     .max_decoding_message_size(MAX_MESSAGE_BYTES)
                     .max_encoding_message_size(MAX_MESSAGE_BYTES),
             )
-            .add_service(
-                ByteStreamServer::new(bytestream::ByteStreamService::new(store.clone()))
-                    .max_decoding_message_size(MAX_MESSAGE_BYTES),
-            );
+            .add_service(read_route::ByteStreamRoutes::new(
+                bytestream::ByteStreamService::new(store.clone()),
+                MAX_MESSAGE_BYTES,
+            ));
         tracing::info!(
             addr = %grpc.local_addr().map(|a| a.to_string()).unwrap_or_default(),
             dir = %config.dir.display(),

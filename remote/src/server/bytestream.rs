@@ -17,16 +17,18 @@ use std::pin::Pin;
 
 use bazel_remote_apis::google::bytestream as bs;
 use bs::byte_stream_server::ByteStream;
+use bytes::Bytes;
 use kiln_cache::{BlobReader, BlobWriter, CacheError, Digest};
-use tokio_stream::Stream;
+use tokio_stream::{Stream, StreamExt};
+use tonic::metadata::MetadataMap;
 use tonic::{Request, Response, Status, Streaming};
 
 use super::auth::Access;
 use super::resource::{self, Compression};
 use super::store::{Store, INLINE_BYTES};
 
-/// Bytes per ReadResponse (well under the 4 MiB message limit of gRPC clients).
-const READ_CHUNK: usize = 1 << 20;
+/// Bytes per ReadResponse at most (well under the 4 MiB message limit of gRPC clients).
+pub(super) const READ_CHUNK: usize = 1 << 20;
 /// Received bytes handed to the disk writer at once.
 const WRITE_BATCH: usize = 1 << 20;
 /// zstd level for compressed reads: fast, since the point is the network.
@@ -46,61 +48,25 @@ impl ByteStreamService {
 
 type ReadStream = Pin<Box<dyn Stream<Item = Result<bs::ReadResponse, Status>> + Send>>;
 
+/// The data of one Read, piece by piece (each at most [`READ_CHUNK`] bytes); an error ends it.
+pub(super) type ReadPieces = Pin<Box<dyn Stream<Item = Result<Bytes, Status>> + Send>>;
+
 #[tonic::async_trait]
 impl ByteStream for ByteStreamService {
     type ReadStream = ReadStream;
 
+    /// Read through tonic's codec. `kiln serve` routes Read to
+    /// [`read_route`](super::read_route) instead, which sends the same pieces without copying
+    /// them into tonic's encode buffer; both share [`ByteStreamService::open_read`].
     async fn read(
         &self,
         request: Request<bs::ReadRequest>,
     ) -> Result<Response<Self::ReadStream>, Status> {
-        let _t = self.store.metrics.time("Read");
-        self.store.authorize(request.metadata(), Access::Read)?;
-        let req = request.into_inner();
-        let res = resource::parse_read(&req.resource_name)?;
-        if req.read_offset < 0 {
-            return Err(Status::out_of_range("Negative read_offset"));
-        }
-        if req.read_limit < 0 {
-            return Err(Status::invalid_argument("Negative read_limit"));
-        }
-        if res.compression == Compression::Zstd && req.read_limit != 0 {
-            return Err(Status::invalid_argument(
-                "read_limit must be 0 for compressed-blobs",
-            ));
-        }
-        let digest = res.digest;
-        if res.compression == Compression::Identity && digest.size > READ_CHUNK as u64 {
-            return self.read_streamed(digest, req.read_offset, req.read_limit);
-        }
-        let found = self
-            .store
-            .run(digest.size <= INLINE_BYTES, move |cache| {
-                let Some(data) = Store::read_blob(cache, &digest)? else {
-                    return Ok(None);
-                };
-                match res.compression {
-                    Compression::Identity => Ok(Some(data)),
-                    Compression::Zstd => zstd::bulk::compress(&data, ZSTD_LEVEL)
-                        .map(Some)
-                        .map_err(|e| Status::internal(format!("zstd: {e}"))),
-                }
-            })
-            .await??;
-        self.store.metrics.lookup("cas", found.is_some());
-        let data = found.ok_or_else(|| Status::not_found(format!("Blob `{digest}` not found")))?;
-        let (offset, end) = window(data.len() as u64, req.read_offset, req.read_limit)?;
-        let (offset, end) = (offset as usize, end as usize);
-        self.store.metrics.bytes_out.inc_by((end - offset) as u64);
-        let chunks: Vec<Result<bs::ReadResponse, Status>> = if end == offset {
-            vec![Ok(bs::ReadResponse { data: Vec::new() })]
-        } else {
-            data[offset..end]
-                .chunks(READ_CHUNK)
-                .map(|c| Ok(bs::ReadResponse { data: c.to_vec() }))
-                .collect()
-        };
-        Ok(Response::new(Box::pin(tokio_stream::iter(chunks))))
+        let (metadata, _, req) = request.into_parts();
+        let pieces = self.open_read(&metadata, req).await?;
+        Ok(Response::new(Box::pin(pieces.map(|piece| {
+            piece.map(|data| bs::ReadResponse { data: data.into() })
+        }))))
     }
 
     async fn write(
@@ -156,6 +122,63 @@ impl ByteStream for ByteStreamService {
 }
 
 impl ByteStreamService {
+    /// Checks a Read (rights, resource name, offset and limit) and opens the blob's data:
+    /// NOT_FOUND when it is absent, and pieces that end in DATA_LOSS when it turns out corrupt.
+    pub(super) async fn open_read(
+        &self,
+        metadata: &MetadataMap,
+        req: bs::ReadRequest,
+    ) -> Result<ReadPieces, Status> {
+        let _t = self.store.metrics.time("Read");
+        self.store.authorize(metadata, Access::Read)?;
+        let res = resource::parse_read(&req.resource_name)?;
+        if req.read_offset < 0 {
+            return Err(Status::out_of_range("Negative read_offset"));
+        }
+        if req.read_limit < 0 {
+            return Err(Status::invalid_argument("Negative read_limit"));
+        }
+        if res.compression == Compression::Zstd && req.read_limit != 0 {
+            return Err(Status::invalid_argument(
+                "read_limit must be 0 for compressed-blobs",
+            ));
+        }
+        let digest = res.digest;
+        if res.compression == Compression::Identity && digest.size > READ_CHUNK as u64 {
+            return self.read_streamed(digest, req.read_offset, req.read_limit);
+        }
+        let found = self
+            .store
+            .run(digest.size <= INLINE_BYTES, move |cache| {
+                let Some(data) = Store::read_blob(cache, &digest)? else {
+                    return Ok(None);
+                };
+                match res.compression {
+                    Compression::Identity => Ok(Some(data)),
+                    Compression::Zstd => zstd::bulk::compress(&data, ZSTD_LEVEL)
+                        .map(Some)
+                        .map_err(|e| Status::internal(format!("zstd: {e}"))),
+                }
+            })
+            .await??;
+        self.store.metrics.lookup("cas", found.is_some());
+        let data = found.ok_or_else(|| Status::not_found(format!("Blob `{digest}` not found")))?;
+        let (offset, end) = window(data.len() as u64, req.read_offset, req.read_limit)?;
+        let (offset, end) = (offset as usize, end as usize);
+        self.store.metrics.bytes_out.inc_by((end - offset) as u64);
+        let data = Bytes::from(data).slice(offset..end);
+        // An empty range is still one (empty) response, as clients expect a message.
+        let pieces: Vec<Result<Bytes, Status>> = if data.is_empty() {
+            vec![Ok(data)]
+        } else {
+            (0..data.len())
+                .step_by(READ_CHUNK)
+                .map(|at| Ok(data.slice(at..data.len().min(at + READ_CHUNK))))
+                .collect()
+        };
+        Ok(Box::pin(tokio_stream::iter(pieces)))
+    }
+
     /// Streams a large blob while hashing it on a blocking thread; the last piece is sent only
     /// once the whole blob has hashed to its name. A corrupt blob ends the stream with DATA_LOSS
     /// (and is removed), so the client never receives it complete.
@@ -164,7 +187,7 @@ impl ByteStreamService {
         digest: Digest,
         read_offset: i64,
         read_limit: i64,
-    ) -> Result<Response<ReadStream>, Status> {
+    ) -> Result<ReadPieces, Status> {
         // Opening is an open and an fstat: done here, like other small work.
         let verified = Some(self.store.verified.clone());
         let reader = match BlobReader::open_with(self.store.cache.clone(), digest, verified) {
@@ -184,9 +207,7 @@ impl ByteStreamService {
         let (tx, rx) = tokio::sync::mpsc::channel(2);
         let store = self.store.clone();
         tokio::task::spawn_blocking(move || send_verified(reader, offset, end, &tx, &store));
-        Ok(Response::new(Box::pin(
-            tokio_stream::wrappers::ReceiverStream::new(rx),
-        )))
+        Ok(Box::pin(tokio_stream::wrappers::ReceiverStream::new(rx)))
     }
 }
 
@@ -212,7 +233,7 @@ fn send_verified(
     mut reader: BlobReader,
     offset: u64,
     end: u64,
-    tx: &tokio::sync::mpsc::Sender<Result<bs::ReadResponse, Status>>,
+    tx: &tokio::sync::mpsc::Sender<Result<Bytes, Status>>,
     store: &Store,
 ) {
     let digest = *reader.digest();
@@ -222,10 +243,10 @@ fn send_verified(
             "Cannot read `{digest}`: {e}"
         ))));
     };
-    let mut held: Option<Vec<u8>> = None;
+    let mut held: Option<Bytes> = None;
     while reader.position() < end {
         let start = reader.position();
-        let mut buf = match reader.read_chunk(READ_CHUNK) {
+        let buf = match reader.read_chunk(READ_CHUNK) {
             Ok(buf) if buf.is_empty() => break,
             Ok(buf) => buf,
             Err(e) => return failed(e),
@@ -235,14 +256,10 @@ fn send_verified(
         if lo >= hi {
             continue;
         }
-        buf.truncate((hi - start) as usize);
-        buf.drain(..(lo - start) as usize);
-        if let Some(piece) = held.replace(buf) {
+        let piece = Bytes::from(buf).slice((lo - start) as usize..(hi - start) as usize);
+        if let Some(piece) = held.replace(piece) {
             store.metrics.bytes_out.inc_by(piece.len() as u64);
-            if tx
-                .blocking_send(Ok(bs::ReadResponse { data: piece }))
-                .is_err()
-            {
+            if tx.blocking_send(Ok(piece)).is_err() {
                 return;
             }
         }
@@ -251,7 +268,7 @@ fn send_verified(
         Ok(true) => {
             let last = held.unwrap_or_default();
             store.metrics.bytes_out.inc_by(last.len() as u64);
-            let _ = tx.blocking_send(Ok(bs::ReadResponse { data: last }));
+            let _ = tx.blocking_send(Ok(last));
         }
         Ok(false) => {
             store.log_cache_warnings();

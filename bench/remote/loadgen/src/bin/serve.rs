@@ -4,6 +4,10 @@
 
 use kiln_remote::server::{Auth, Server, ServerConfig};
 
+/// The allocator `kiln` runs with (cli/src/main.rs).
+#[global_allocator]
+static ALLOCATOR: mimalloc::MiMalloc = mimalloc::MiMalloc;
+
 #[tokio::main]
 async fn main() -> Result<(), Box<dyn std::error::Error>> {
     let args: Vec<String> = std::env::args().collect();
