@@ -100,7 +100,8 @@ pub fn tier(
 fn parse_seconds(text: &str) -> Option<Duration> {
     let number = text.trim().trim_end_matches('s');
     let seconds: f64 = number.parse().ok()?;
-    (seconds.is_finite() && seconds >= 0.0).then(|| Duration::from_secs_f64(seconds))
+    // Out of range (negative, not finite, or beyond what a Duration holds) is no timeout.
+    Duration::try_from_secs_f64(seconds).ok()
 }
 
 #[cfg(test)]
@@ -114,6 +115,8 @@ mod tests {
         assert_eq!(parse_seconds("0.5s"), Some(Duration::from_millis(500)));
         assert_eq!(parse_seconds("ten"), None);
         assert_eq!(parse_seconds("-1"), None);
+        assert_eq!(parse_seconds("1e30"), None);
+        assert_eq!(parse_seconds("inf"), None);
     }
 
     #[test]

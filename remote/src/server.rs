@@ -3,7 +3,7 @@
 //!
 //! API boundary: [`ServerConfig`] → [`Server::bind`] → [`Server::run`] with a shutdown future.
 //! Modules: `capabilities`, `action_cache`, `cas`, `bytestream` (+ `read_route`, which sends
-//! Read's pieces without a copy, `resource` names, `uploads` kept for resumption), `digests` (message ↔ cache digests), `auth` (bearer tokens), `tls`,
+//! Read's pieces without a copy, `streamed_read` for blobs over 1 MiB, `resource` names, `uploads` kept for resumption), `digests` (message ↔ cache digests), `auth` (bearer tokens), `tls`,
 //! `metrics` + `http` (Prometheus, health), `eviction` (size cap while serving), `store`
 //! (shared state).
 //!
@@ -25,6 +25,7 @@ mod metrics;
 mod read_route;
 mod resource;
 mod store;
+mod streamed_read;
 mod tls;
 mod uploads;
 
@@ -211,7 +212,8 @@ impl Server {
             ))
             .add_service(
                 ActionCacheServer::new(action_cache::ActionCacheService::new(store.clone()))
-                    .max_decoding_message_size(MAX_MESSAGE_BYTES),
+                    .max_decoding_message_size(MAX_MESSAGE_BYTES)
+                    .max_encoding_message_size(MAX_MESSAGE_BYTES),
             )
             .add_service(
                 ContentAddressableStorageServer::new(cas::CasService::new(store.clone()))

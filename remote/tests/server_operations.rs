@@ -8,6 +8,7 @@ use std::collections::HashMap;
 use std::sync::Arc;
 
 use bazel_remote_apis::build::bazel::remote::execution::v2 as re;
+use bazel_remote_apis::google::bytestream as bs;
 use common::*;
 use kiln_remote::server::{Access, Auth, TlsFiles};
 use tonic::transport::{Certificate, ClientTlsConfig, Endpoint, Identity};
@@ -327,6 +328,140 @@ async fn tokens_grant_read_or_write_and_anonymous_access_is_opt_in() {
     assert_eq!(
         code(cas.batch_update_blobs(update(None)).await),
         Some(Code::Unauthenticated)
+    );
+    server.stop().await;
+}
+
+/// The status code of a finished call, `None` for success.
+fn outcome<T>(r: Result<T, tonic::Status>) -> Option<Code> {
+    r.err().map(|s| s.code())
+}
+
+/// Reads a whole blob as `token`'s holder.
+async fn read_as(
+    bs: &mut ByteStreamClient<tonic::transport::Channel>,
+    name: &str,
+    token: Option<&str>,
+) -> Result<Vec<u8>, tonic::Status> {
+    let request = bs::ReadRequest {
+        resource_name: name.to_string(),
+        ..Default::default()
+    };
+    let mut stream = bs
+        .read(bearer(tonic::Request::new(request), token))
+        .await?
+        .into_inner();
+    let mut out = Vec::new();
+    while let Some(piece) = stream.message().await? {
+        out.extend_from_slice(&piece.data);
+    }
+    Ok(out)
+}
+
+/// ByteStream (Read is served by its own route, beneath tonic's codec) and the action cache
+/// check the same tokens as the CAS.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn bytestream_and_action_cache_check_tokens_too() {
+    let dir = tempfile::tempdir().unwrap();
+    let mut cfg = config(dir.path());
+    cfg.auth = Auth::new(
+        HashMap::from([
+            ("writer".to_string(), Access::Write),
+            ("reader".to_string(), Access::Read),
+        ]),
+        Access::None,
+    );
+    cfg.anonymous_writes = false;
+    let server = start(cfg).await;
+    let channel = server.channel().await;
+    let mut bs = ByteStreamClient::new(channel.clone());
+    let mut ac = ActionCacheClient::new(channel);
+    // Large enough to stream in pieces from a blocking thread.
+    let data = bytes(5, (2 << 20) + 3);
+    let digest = sha256(&data);
+    let upload = |token| {
+        let requests = write_requests(&upload_name(&digest), &data, 0, 1 << 20, true);
+        bearer(tonic::Request::new(tokio_stream::iter(requests)), token)
+    };
+    assert_eq!(
+        outcome(bs.write(upload(None)).await),
+        Some(Code::Unauthenticated)
+    );
+    assert_eq!(
+        outcome(bs.write(upload(Some("reader"))).await),
+        Some(Code::PermissionDenied)
+    );
+    assert_eq!(outcome(bs.write(upload(Some("writer"))).await), None);
+    let status = |token| {
+        bearer(
+            tonic::Request::new(bs::QueryWriteStatusRequest {
+                resource_name: upload_name(&digest),
+            }),
+            token,
+        )
+    };
+    assert_eq!(
+        outcome(bs.query_write_status(status(Some("reader"))).await),
+        Some(Code::PermissionDenied)
+    );
+    assert_eq!(
+        outcome(bs.query_write_status(status(Some("writer"))).await),
+        None
+    );
+
+    let name = blob_name(&digest);
+    assert_eq!(
+        outcome(read_as(&mut bs, &name, None).await),
+        Some(Code::Unauthenticated)
+    );
+    assert_eq!(
+        outcome(read_as(&mut bs, &name, Some("bogus")).await),
+        Some(Code::Unauthenticated)
+    );
+    assert_eq!(read_as(&mut bs, &name, Some("reader")).await.unwrap(), data);
+
+    let action = sha256(b"action");
+    let update = |token| {
+        bearer(
+            tonic::Request::new(re::UpdateActionResultRequest {
+                action_digest: Some(action.clone()),
+                action_result: Some(re::ActionResult {
+                    output_files: vec![re::OutputFile {
+                        path: "out".into(),
+                        digest: Some(digest.clone()),
+                        ..Default::default()
+                    }],
+                    ..Default::default()
+                }),
+                ..Default::default()
+            }),
+            token,
+        )
+    };
+    let get = |token| {
+        bearer(
+            tonic::Request::new(re::GetActionResultRequest {
+                action_digest: Some(action.clone()),
+                ..Default::default()
+            }),
+            token,
+        )
+    };
+    assert_eq!(
+        outcome(ac.update_action_result(update(Some("reader"))).await),
+        Some(Code::PermissionDenied)
+    );
+    assert_eq!(
+        outcome(ac.update_action_result(update(Some("writer"))).await),
+        None
+    );
+    assert_eq!(
+        outcome(ac.get_action_result(get(None)).await),
+        Some(Code::Unauthenticated)
+    );
+    assert_eq!(
+        outcome(ac.get_action_result(get(Some("reader"))).await),
+        None
     );
     server.stop().await;
 }

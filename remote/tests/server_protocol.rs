@@ -227,6 +227,48 @@ async fn read_partial(
     }
 }
 
+/// A `compressed-blobs/zstd` read of a large blob is compressed piece by piece as it streams
+/// (memory stays bounded), honours offsets into the compressed stream, and still withholds the
+/// end of a corrupt blob.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn large_blobs_stream_zstd_compressed_with_offsets_and_the_digest_check() {
+    let dir = tempfile::tempdir().unwrap();
+    let server = start(config(dir.path())).await;
+    let mut bs = ByteStreamClient::new(server.channel().await);
+    // Half random, half repetitive: several compressed pieces, and a real size reduction.
+    let mut data = bytes(60, 3 << 20);
+    data.extend(b"kiln ".repeat(600_000));
+    let d = sha256(&data);
+    write(&mut bs, &upload_name(&d), &data, 1 << 20)
+        .await
+        .unwrap();
+    let name = format!("compressed-blobs/zstd/{}/{}", d.hash, d.size_bytes);
+    let packed = read(&mut bs, &name, 0, 0).await.unwrap();
+    assert!(packed.len() < data.len() && packed.len() > 2 << 20);
+    assert_eq!(zstd::stream::decode_all(&packed[..]).unwrap(), data);
+    for offset in [1usize, (1 << 20) + 5, packed.len() - 1] {
+        let tail = read(&mut bs, &name, offset as i64, 0).await.unwrap();
+        assert_eq!(tail, packed[offset..], "from {offset}");
+    }
+    assert!(read(&mut bs, &name, packed.len() as i64, 0)
+        .await
+        .unwrap()
+        .is_empty());
+    assert_eq!(
+        read(&mut bs, &name, packed.len() as i64 + 1, 0)
+            .await
+            .unwrap_err()
+            .code(),
+        Code::OutOfRange
+    );
+
+    corrupt_on_disk(&server.dir, &d, data.len() - 1);
+    let (got, end) = read_partial(&mut bs, &name, 0, 0).await;
+    assert_eq!(end.unwrap_err().code(), Code::DataLoss);
+    assert!(got.len() < packed.len(), "a corrupt blob arrived whole");
+    server.stop().await;
+}
+
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_corrupt_blob_is_never_served_and_is_removed() {
     let dir = tempfile::tempdir().unwrap();
@@ -523,6 +565,24 @@ async fn malformed_requests_get_status_codes_and_the_server_keeps_serving() {
             digests: vec![re::Digest {
                 hash: good.hash.clone(),
                 size_bytes: 5 << 20,
+            }],
+            ..Default::default()
+        })
+        .await
+        .unwrap_err();
+    assert_eq!(err.code(), Code::InvalidArgument);
+    // A zstd entry counts as the size its digest announces: a few bytes claiming a terabyte
+    // are refused before anything is decompressed (or allocated for it).
+    let tiny = zstd::bulk::compress(b"x", 3).unwrap();
+    let err = cas
+        .batch_update_blobs(re::BatchUpdateBlobsRequest {
+            requests: vec![re::batch_update_blobs_request::Request {
+                digest: Some(re::Digest {
+                    hash: good.hash.clone(),
+                    size_bytes: 1 << 40,
+                }),
+                data: tiny,
+                compressor: re::compressor::Value::Zstd as i32,
             }],
             ..Default::default()
         })

@@ -20,9 +20,9 @@ pub(crate) struct Policy {
 impl Policy {
     /// The same policy with a longer deadline for moving `size` bytes.
     pub fn for_size(self, size: u64) -> Policy {
-        let factor = 1 + (size / (16 << 20)) as u32;
+        let factor = u32::try_from(1 + size / (16 << 20)).unwrap_or(u32::MAX);
         Policy {
-            deadline: self.deadline * factor,
+            deadline: self.deadline.saturating_mul(factor),
             ..self
         }
     }
@@ -86,6 +86,20 @@ mod tests {
             .build()
             .unwrap()
             .block_on(future)
+    }
+
+    #[test]
+    fn large_transfers_get_longer_deadlines_without_overflow() {
+        assert_eq!(policy().for_size(0).deadline, Duration::from_millis(200));
+        assert_eq!(
+            policy().for_size(40 << 20).deadline,
+            Duration::from_millis(600)
+        );
+        let huge = Policy {
+            deadline: Duration::from_secs(u64::MAX / 2),
+            ..policy()
+        };
+        assert_eq!(huge.for_size(u64::MAX).deadline, Duration::MAX);
     }
 
     #[test]

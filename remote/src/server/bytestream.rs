@@ -4,10 +4,10 @@
 //!
 //! Invariants: a blob becomes readable only through [`BlobWriter::commit`], after its whole
 //! content hashed to the announced digest; a broken or wrong upload leaves nothing in the CAS.
-//! A read never delivers a corrupt blob complete: small blobs (and compressed reads) are read
-//! whole and verified before the first byte is sent; large ones stream while they are hashed,
-//! and the last piece is withheld until the digest matches (a mismatch ends the stream with
-//! DATA_LOSS and removes the blob). A large blob whose file the server's
+//! A read never delivers a corrupt blob complete: blobs up to 1 MiB are read whole and verified
+//! before the first byte is sent; larger ones stream while they are hashed (and compressed, for
+//! `compressed-blobs/zstd`, so memory stays bounded at any size), and the last piece is withheld
+//! until the digest matches (a mismatch ends the stream with DATA_LOSS and removes the blob). A large blob whose file the server's
 //! [`VerifiedBlobs`](kiln_cache::VerifiedBlobs) memo vouches for (hashed right within
 //! `--reverify-after`, its stat unchanged since) streams without the hash; its file must still
 //! be unchanged when the last piece is due.
@@ -26,6 +26,7 @@ use tonic::{Request, Response, Status, Streaming};
 use super::auth::Access;
 use super::resource::{self, Compression};
 use super::store::{Store, INLINE_BYTES};
+use super::streamed_read;
 
 /// Bytes per ReadResponse at most (well under the 4 MiB message limit of gRPC clients).
 pub(super) const READ_CHUNK: usize = 1 << 20;
@@ -144,8 +145,8 @@ impl ByteStreamService {
             ));
         }
         let digest = res.digest;
-        if res.compression == Compression::Identity && digest.size > READ_CHUNK as u64 {
-            return self.read_streamed(digest, req.read_offset, req.read_limit);
+        if digest.size > READ_CHUNK as u64 {
+            return self.read_streamed(digest, res.compression, req.read_offset, req.read_limit);
         }
         let found = self
             .store
@@ -179,12 +180,12 @@ impl ByteStreamService {
         Ok(Box::pin(tokio_stream::iter(pieces)))
     }
 
-    /// Streams a large blob while hashing it on a blocking thread; the last piece is sent only
-    /// once the whole blob has hashed to its name. A corrupt blob ends the stream with DATA_LOSS
-    /// (and is removed), so the client never receives it complete.
+    /// Streams a large blob (zstd-compressed on the way when `compression` asks) from a
+    /// blocking thread while it is hashed; see [`streamed_read`].
     fn read_streamed(
         &self,
         digest: Digest,
+        compression: Compression,
         read_offset: i64,
         read_limit: i64,
     ) -> Result<ReadPieces, Status> {
@@ -203,10 +204,22 @@ impl ByteStreamService {
         if reader.vouched() {
             self.store.metrics.reads_vouched.inc();
         }
-        let (offset, end) = window(digest.size, read_offset, read_limit)?;
+        let (encoding, range) = match compression {
+            Compression::Identity => (
+                streamed_read::Encoding::Identity,
+                window(digest.size, read_offset, read_limit)?,
+            ),
+            // The compressed length is known only at the end: the range is checked there.
+            Compression::Zstd => (
+                streamed_read::Encoding::zstd(ZSTD_LEVEL)?,
+                (read_offset as u64, u64::MAX),
+            ),
+        };
         let (tx, rx) = tokio::sync::mpsc::channel(2);
         let store = self.store.clone();
-        tokio::task::spawn_blocking(move || send_verified(reader, offset, end, &tx, &store));
+        tokio::task::spawn_blocking(move || {
+            streamed_read::send_verified(reader, encoding, range, &tx, &store)
+        });
         Ok(Box::pin(tokio_stream::wrappers::ReceiverStream::new(rx)))
     }
 }
@@ -224,60 +237,6 @@ fn window(size: u64, read_offset: i64, read_limit: i64) -> Result<(u64, u64), St
         limit => size.min(offset.saturating_add(limit as u64)),
     };
     Ok((offset, end))
-}
-
-/// Reads `reader`'s blob in [`READ_CHUNK`] pieces, sending the part inside `[offset, end)`,
-/// always one piece behind: the last one goes out only after [`BlobReader::finish`] verified
-/// the whole blob. Stops quietly when the client has gone.
-fn send_verified(
-    mut reader: BlobReader,
-    offset: u64,
-    end: u64,
-    tx: &tokio::sync::mpsc::Sender<Result<Bytes, Status>>,
-    store: &Store,
-) {
-    let digest = *reader.digest();
-    let failed = |e: CacheError| {
-        tracing::warn!(error = %e, %digest, "cache read failed mid-stream");
-        let _ = tx.blocking_send(Err(Status::internal(format!(
-            "Cannot read `{digest}`: {e}"
-        ))));
-    };
-    let mut held: Option<Bytes> = None;
-    while reader.position() < end {
-        let start = reader.position();
-        let buf = match reader.read_chunk(READ_CHUNK) {
-            Ok(buf) if buf.is_empty() => break,
-            Ok(buf) => buf,
-            Err(e) => return failed(e),
-        };
-        let n = buf.len() as u64;
-        let (lo, hi) = (offset.max(start), end.min(start + n));
-        if lo >= hi {
-            continue;
-        }
-        let piece = Bytes::from(buf).slice((lo - start) as usize..(hi - start) as usize);
-        if let Some(piece) = held.replace(piece) {
-            store.metrics.bytes_out.inc_by(piece.len() as u64);
-            if tx.blocking_send(Ok(piece)).is_err() {
-                return;
-            }
-        }
-    }
-    match reader.finish() {
-        Ok(true) => {
-            let last = held.unwrap_or_default();
-            store.metrics.bytes_out.inc_by(last.len() as u64);
-            let _ = tx.blocking_send(Ok(last));
-        }
-        Ok(false) => {
-            store.log_cache_warnings();
-            let _ = tx.blocking_send(Err(Status::data_loss(format!(
-                "Blob `{digest}` failed its digest check on the server (and was removed), or changed while it was read"
-            ))));
-        }
-        Err(e) => failed(e),
-    }
 }
 
 /// Where received bytes go: straight into the blob, or through a zstd decoder.

@@ -84,7 +84,16 @@ impl ContentAddressableStorage for CasService {
         self.store.authorize(request.metadata(), Access::Write)?;
         let req = request.into_inner();
         let function = digests::function(req.digest_function)?;
-        let total: u64 = req.requests.iter().map(|r| r.data.len() as u64).sum();
+        // The limit is on blob sizes: a compressed entry counts as the size its digest
+        // announces, which also bounds what its decompression may allocate.
+        let total = req
+            .requests
+            .iter()
+            .map(|r| {
+                let announced = r.digest.as_ref().map_or(0, |d| d.size_bytes.max(0) as u64);
+                announced.max(r.data.len() as u64)
+            })
+            .fold(0u64, u64::saturating_add);
         if total > MAX_BATCH_BYTES {
             return Err(Status::invalid_argument(format!(
                 "Batch of {total} bytes exceeds max_batch_total_size_bytes {MAX_BATCH_BYTES}"
