@@ -6,6 +6,7 @@
 #     bench/genrules/remote.sh                       # kiln serve if this kiln has it, else bazel-remote
 #     SERVER=bazel-remote bench/genrules/remote.sh   # force bazel-remote (binary from $BAZEL_REMOTE or PATH)
 #     RUNS=10 KILN_BIN=/path/to/kiln bench/genrules/remote.sh
+#     NAME=genrules-remote-kiln ...                 # results under another file stem
 #
 # What it does:
 #   1. Starts the server on a loopback port with a temp directory: `kiln serve` (BLAKE3), or
@@ -27,6 +28,7 @@ JOBS="${JOBS:-2}"
 HERE="$(cd "$(dirname "${BASH_SOURCE[0]}")" && pwd)"
 REPO="$(cd "$HERE/../.." && pwd)"
 RESULTS="$REPO/bench/results"
+NAME="${NAME:-genrules-remote}"   # results file stem
 mkdir -p "$RESULTS"
 command -v hyperfine >/dev/null || { apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq hyperfine; }
 
@@ -67,7 +69,7 @@ python3 "$HERE/generate.py" "$B"
 python3 "$HERE/generate.py" "$C"
 KFLAGS="--jobs $JOBS $DIGEST"
 
-ENV="$RESULTS/genrules-remote-env.txt"
+ENV="$RESULTS/$NAME-env.txt"
 {
     echo "date: $(date -u +%FT%TZ)"
     echo "kiln: $(git -C "$REPO" rev-parse HEAD) (binary $KILN)"
@@ -89,10 +91,10 @@ cmp "$A/kiln-out/bin/p99/g0.out" "$B/kiln-out/bin/p99/g0.out" && echo "outputs i
 FRESH="rm -rf $WORK/cache-b $B/kiln-out"
 RB="cd $B && KILN_CACHE_DIR=$WORK/cache-b $KILN build $KFLAGS --remote_cache $URL"
 hyperfine --runs "$RUNS" --warmup "$WARMUP" \
-    --export-markdown "$RESULTS/genrules-remote.md" --export-json "$RESULTS/genrules-remote.json" \
+    --export-markdown "$RESULTS/$NAME.md" --export-json "$RESULTS/$NAME.json" \
     -n remote-all-toplevel  --prepare "$FRESH" "$RB //..." \
     -n remote-deep-toplevel --prepare "$FRESH" "$RB //p99:all" \
     -n remote-deep-all      --prepare "$FRESH" "$RB //p99:all --remote_download_outputs=all" \
     -n local-clean --prepare "rm -rf $WORK/cache-c $C/kiln-out" \
         "cd $C && KILN_CACHE_DIR=$WORK/cache-c $KILN build //... $KFLAGS"
-cat "$RESULTS/genrules-remote.md"
+cat "$RESULTS/$NAME.md"
