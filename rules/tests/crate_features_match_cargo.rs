@@ -1,8 +1,10 @@
-//! Kiln's resolver-2 feature resolution against cargo's own, on real workspaces: every distinct
+//! Kiln's feature resolution (resolver 2, and resolver 1 where a workspace selects it) against
+//! cargo's own, on real workspaces: every distinct
 //! (package, feature set) `cargo tree -e features`-style output shows for a normal build
 //! (`-e normal,build`) and a test build (`-e normal,build,dev`) is exactly what Kiln builds, and
 //! nothing more. The workspaces are examples/rust and Kiln's own (some 300 crates with build
-//! scripts, proc-macros, optional and target-specific dependencies, `dep:` and `?/` features).
+//! scripts, proc-macros, optional and target-specific dependencies, `dep:` and `?/` features),
+//! and a small resolver-1 workspace built here.
 
 #![allow(clippy::disallowed_methods)] // The reference is the real cargo.
 
@@ -10,7 +12,7 @@ use std::collections::BTreeSet;
 use std::path::Path;
 use std::process::Command;
 
-use kiln_rules::rust::crates::metadata;
+use kiln_rules::rust::crates::{metadata, resolver_version};
 
 fn run(dir: &Path, program: &str, args: &[&str]) -> String {
     let out = Command::new(program)
@@ -79,7 +81,9 @@ fn cargo_builds(dir: &Path, host: &str, edges: &str, members: &BTreeSet<String>)
         .collect()
 }
 
-fn check(dir: &Path) {
+/// Checks Kiln's builds against cargo's for a normal and a test build; returns Kiln's normal
+/// builds.
+fn check(dir: &Path) -> Builds {
     let host = host();
     let json = run(
         dir,
@@ -92,7 +96,11 @@ fn check(dir: &Path) {
             &host,
         ],
     );
-    let resolved = metadata::parse(&json).expect("metadata parses");
+    let resolved = metadata::parse(&json, &|root| {
+        let text = std::fs::read_to_string(root.join("Cargo.toml")).map_err(|e| e.to_string())?;
+        resolver_version::of_root_manifest(&text, "Cargo.toml")
+    })
+    .expect("metadata parses");
     let value: serde_json::Value = serde_json::from_str(&json).expect("json");
     let members: BTreeSet<String> = value["packages"]
         .as_array()
@@ -112,6 +120,7 @@ fn check(dir: &Path) {
             )
         })
         .collect();
+    let mut normal = Builds::new();
     for (test, edges) in [(false, "normal,build"), (true, "normal,build,dev")] {
         let kiln: Builds = resolved
             .packages
@@ -131,7 +140,11 @@ fn check(dir: &Path) {
             "{} ({edges}): only Kiln builds {only_kiln:#?}\nonly cargo builds {only_cargo:#?}",
             dir.display()
         );
+        if !test {
+            normal = kiln;
+        }
     }
+    normal
 }
 
 #[test]
@@ -142,4 +155,74 @@ fn example_workspace_features_match_cargo() {
 #[test]
 fn kilns_own_workspace_features_match_cargo() {
     check(&Path::new(env!("CARGO_MANIFEST_DIR")).join(".."));
+}
+
+/// A workspace on resolver 1 (edition 2018, no `resolver` key) whose binary uses a crate from
+/// its code, its build script and its tests with three different features, the build script's
+/// feature turning on an optional dependency: cargo builds that crate once, with the union.
+/// The same workspace on resolver 2 keeps code and build script apart (two builds).
+#[test]
+fn resolver_1_workspaces_unify_features_as_cargo_does() {
+    let dir = tempfile::tempdir().expect("temp dir");
+    let root = dir.path();
+    let write = |path: &str, text: &str| {
+        let path = root.join(path);
+        std::fs::create_dir_all(path.parent().expect("parent")).expect("mkdir");
+        std::fs::write(path, text).expect("write");
+    };
+    let shared = |features: &str| {
+        format!(
+            "{{ path = \"../../shared\", default-features = false, features = [\"{features}\"] }}"
+        )
+    };
+    write(
+        "ws/app/Cargo.toml",
+        &format!(
+            "[package]\nname = \"app\"\nversion = \"0.1.0\"\nedition = \"2018\"\n\n\
+             [dependencies]\nshared = {}\n\n[build-dependencies]\nshared = {}\n\n\
+             [dev-dependencies]\nshared = {}\n",
+            shared("code"),
+            shared("script"),
+            shared("tests")
+        ),
+    );
+    write("ws/app/src/main.rs", "fn main() {}\n");
+    write("ws/app/build.rs", "fn main() {}\n");
+    write(
+        "shared/Cargo.toml",
+        "[package]\nname = \"shared\"\nversion = \"0.1.0\"\nedition = \"2018\"\n\n\
+         [dependencies]\nextra = { path = \"../extra\", optional = true }\n\n\
+         [features]\ndefault = []\ncode = []\nscript = [\"extra\"]\ntests = []\n",
+    );
+    write("shared/src/lib.rs", "");
+    write(
+        "extra/Cargo.toml",
+        "[package]\nname = \"extra\"\nversion = \"0.1.0\"\nedition = \"2018\"\n",
+    );
+    write("extra/src/lib.rs", "");
+    let builds_of_shared = |resolver: &str| {
+        write(
+            "ws/Cargo.toml",
+            &format!("[workspace]\nmembers = [\"app\"]\n{resolver}"),
+        );
+        run(
+            &root.join("ws"),
+            env!("CARGO"),
+            &["generate-lockfile", "--offline"],
+        );
+        check(&root.join("ws"))
+            .iter()
+            .filter(|(id, _)| id.starts_with("shared "))
+            .count()
+    };
+    assert_eq!(
+        builds_of_shared(""),
+        1,
+        "resolver 1: one build, every feature"
+    );
+    assert_eq!(
+        builds_of_shared("resolver = \"2\"\n"),
+        2,
+        "resolver 2: two builds"
+    );
 }

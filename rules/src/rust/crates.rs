@@ -18,6 +18,7 @@ pub mod fetch;
 pub mod lockfile;
 pub mod metadata;
 pub mod render;
+pub mod resolver_version;
 pub mod variants;
 
 use std::path::{Path, PathBuf};
@@ -28,7 +29,7 @@ use kiln_graph::repository::{RepoContext, RepositoryError, RepositoryRule};
 use super::context::{find_on_path, shared_toolchain};
 
 /// Bumped when generated BUILD files change shape, so that old repositories are not reused.
-const GENERATOR: &str = "kiln-crates-5";
+const GENERATOR: &str = "kiln-crates-6";
 
 /// The repository rule for registry crates.
 pub struct CratesRepository;
@@ -244,7 +245,13 @@ fn cargo_metadata(cargo_dir: &Path, host: &str) -> Result<metadata::Resolved, Re
             out.stderr_text()
         )));
     }
-    metadata::parse(&String::from_utf8_lossy(&out.stdout)).map_err(definition)
+    metadata::parse(&String::from_utf8_lossy(&out.stdout), &|root| {
+        let file = root.join("Cargo.toml");
+        let text = std::fs::read_to_string(&file)
+            .map_err(|e| format!("Cannot read `{}`: {e}", file.display()))?;
+        resolver_version::of_root_manifest(&text, &file.display().to_string())
+    })
+    .map_err(definition)
 }
 
 /// Writes every crate and BUILD file into `dir`; returns a fingerprint of what it wrote.

@@ -1,7 +1,8 @@
 //! Cargo's feature resolver version 2, over the package graph `cargo metadata` reports: which
 //! features and optional dependencies each package has *for the host* (build scripts, proc-macros
 //! and everything they use) and *for the target* (normal code), kept apart, with dev-dependencies
-//! taking part only when tests are built. Pure: no I/O.
+//! taking part only when tests are built; and version 1 ([`unify`]), for workspaces that still
+//! use it, from the same answer. Pure: no I/O.
 //!
 //! The facts it follows are those of cargo's `core/resolver/features.rs` with
 //! `decouple_host_deps` on, and `decouple_dev_deps` on unless `dev` is asked for:
@@ -185,6 +186,59 @@ pub fn resolve(graph: &Graph, dev: bool) -> Activation {
         }
     }
     resolver.out
+}
+
+/// Cargo's feature resolver version 1 for one kind of build (`dev`: with the members'
+/// dev-dependencies built): each package has one set of features and of optional dependencies,
+/// the union of what [`resolve`] finds for its host and its target side with dev-dependencies on
+/// (version 1 lets them add features even to a build without tests), on each side it is built.
+/// Its host and target builds then agree, so [`variants`](super::variants) makes them one build,
+/// as cargo does. One difference from cargo remains: cargo's version 1 also adds what
+/// dependencies declared only for other platforms ask for (e.g. `tokio`'s `windows-sys`), and
+/// the graph holds only the host platform's edges.
+pub fn unify(graph: &Graph, dev: bool) -> Activation {
+    let sided = resolve(graph, true);
+    let mut features: BTreeMap<usize, BTreeSet<String>> = BTreeMap::new();
+    for ((package, _), enabled) in &sided.features {
+        features
+            .entry(*package)
+            .or_default()
+            .extend(enabled.iter().cloned());
+    }
+    let mut optional: BTreeMap<usize, BTreeSet<String>> = BTreeMap::new();
+    for ((package, _), enabled) in &sided.optional {
+        optional
+            .entry(*package)
+            .or_default()
+            .extend(enabled.iter().cloned());
+    }
+    let mut out = Activation::default();
+    let mut pending: Vec<(usize, For)> = Vec::new();
+    for (index, package) in graph.packages.iter().enumerate() {
+        if package.member {
+            pending.push((index, For::Target));
+            if package.proc_macro {
+                pending.push((index, For::Host));
+            }
+        }
+    }
+    while let Some((package, side)) = pending.pop() {
+        if out.features.contains_key(&(package, side)) {
+            continue;
+        }
+        let enabled = features.get(&package).cloned().unwrap_or_default();
+        out.features.insert((package, side), enabled);
+        if let Some(deps) = optional.get(&package) {
+            out.optional.insert((package, side), deps.clone());
+        }
+        let next: Vec<(usize, For)> = out
+            .edges(graph, package, side, dev)
+            .into_iter()
+            .map(|(edge, to_side)| (edge.to, to_side))
+            .collect();
+        pending.extend(next);
+    }
+    out
 }
 
 struct Resolver<'g> {
@@ -481,6 +535,69 @@ mod tests {
             log Target: [max]
         "#]]
         .assert_eq(&with(&["logging"]));
+    }
+
+    fn set(items: &[&str]) -> BTreeSet<String> {
+        items.iter().map(|s| s.to_string()).collect()
+    }
+
+    #[test]
+    fn resolver_1_gives_every_side_the_unified_features() {
+        let graph = split_graph();
+        let text = |activation: &Activation| {
+            let mut text = String::new();
+            for ((package, side), enabled) in &activation.features {
+                let list: Vec<&str> = enabled.iter().map(String::as_str).collect();
+                text.push_str(&format!(
+                    "{} {side:?}: [{}]\n",
+                    ["app", "lib"][*package],
+                    list.join(", ")
+                ));
+            }
+            text
+        };
+        // A plain build: `lib` is built for the code and for the build script, both with what
+        // code, build script and tests ask for.
+        expect_test::expect![[r#"
+            app Target: []
+            lib Target: [a, b, c]
+            lib Host: [a, b, c]
+        "#]]
+        .assert_eq(&text(&unify(&graph, false)));
+        expect_test::expect![[r#"
+            app Target: []
+            lib Target: [a, b, c]
+            lib Host: [a, b, c]
+        "#]]
+        .assert_eq(&text(&unify(&graph, true)));
+    }
+
+    #[test]
+    fn resolver_1_builds_optional_dependencies_on_every_side() {
+        // app -> lib (feature `fast`, asked only by the build script) -> optional `simd`.
+        let simd = Package::default();
+        let lib = Package {
+            features: features(&[("fast", &["dep:simd"])]),
+            deps: vec![edge(2, "simd", DepKind::Normal, true, &[])],
+            ..Package::default()
+        };
+        let app = Package {
+            member: true,
+            deps: vec![
+                edge(1, "lib", DepKind::Normal, false, &[]),
+                edge(1, "lib", DepKind::Build, false, &["fast"]),
+            ],
+            ..Package::default()
+        };
+        let graph = Graph {
+            packages: vec![app, lib, simd],
+        };
+        let resolver_2 = resolve(&graph, false);
+        assert!(!resolver_2.features.contains_key(&(2, For::Target)));
+        let resolver_1 = unify(&graph, false);
+        assert!(resolver_1.features.contains_key(&(2, For::Target)));
+        assert!(resolver_1.features.contains_key(&(2, For::Host)));
+        assert_eq!(resolver_1.features[&(1, For::Target)], set(&["fast"]));
     }
 
     #[test]

@@ -1,9 +1,12 @@
 //! `cargo metadata --filter-platform <host>` read into what BUILD generation needs: every
 //! non-workspace package with its library (or proc-macro) target, build script, and its builds
-//! ([`variants`]): cargo's resolver 2 run by Kiln ([`features`]) over the package graph the
-//! metadata describes (its `[features]` tables and declared dependencies, limited to the edges
+//! ([`variants`]): cargo's feature resolver run by Kiln ([`features`]: version 2, or version 1
+//! when the workspace's root manifest selects it, see [`resolver_version`]) over the package graph
+//! the metadata describes (its `[features]` tables and declared dependencies, limited to the edges
 //! cargo's own resolve kept for the host platform). `cargo metadata`'s `features` in `resolve` are
 //! cargo's unified answer (one set per package), which is what resolver 2 narrows.
+//!
+//! [`resolver_version`]: super::resolver_version
 //!
 //! [`features`]: super::features
 //! [`variants`]: super::variants
@@ -14,6 +17,7 @@ use std::path::{Path, PathBuf};
 use serde::Deserialize;
 
 use super::features::{self, DepKind as EdgeKind, Edge, For, Graph};
+use super::resolver_version::ResolverVersion;
 use super::variants::{self, Role};
 
 #[derive(Deserialize)]
@@ -217,8 +221,12 @@ pub struct MemberDeps {
     pub deps: Vec<(&'static str, usize, String)>,
 }
 
-/// Reads `cargo metadata` JSON.
-pub fn parse(json: &str) -> Result<Resolved, String> {
+/// Reads `cargo metadata` JSON; `resolver_of` gives the feature resolver of the workspace
+/// whose root directory it is passed (`cargo metadata` does not say).
+pub fn parse(
+    json: &str,
+    resolver_of: &dyn Fn(&Path) -> Result<ResolverVersion, String>,
+) -> Result<Resolved, String> {
     let meta: Metadata = serde_json::from_str(json)
         .map_err(|e| format!("`cargo metadata` printed unexpected JSON: {e}"))?;
     let resolve = meta
@@ -248,8 +256,16 @@ pub fn parse(json: &str) -> Result<Resolved, String> {
             })
             .collect(),
     };
-    let normal = features::resolve(&graph, false);
-    let test = features::resolve(&graph, true);
+    let (normal, test) = match resolver_of(&meta.workspace_root)? {
+        ResolverVersion::V2 => (
+            features::resolve(&graph, false),
+            features::resolve(&graph, true),
+        ),
+        ResolverVersion::V1 => (
+            features::unify(&graph, false),
+            features::unify(&graph, true),
+        ),
+    };
     let builds = variants::compute(&graph, &normal, &test);
 
     // External packages, numbered apart from members.
@@ -522,7 +538,7 @@ mod tests {
 
     #[test]
     fn external_packages_with_targets_builds_and_edges() {
-        let resolved = parse(JSON).unwrap();
+        let resolved = parse(JSON, &|_| Ok(ResolverVersion::V2)).unwrap();
         assert_eq!(resolved.packages.len(), 2);
         let serde = &resolved.packages[0];
         assert_eq!(serde.lib.as_ref().unwrap().root, "src/lib.rs");
@@ -608,6 +624,8 @@ mod tests {
 
     #[test]
     fn garbage_is_an_error() {
-        assert!(parse("{").unwrap_err().contains("cargo metadata"));
+        assert!(parse("{", &|_| Ok(ResolverVersion::V2))
+            .unwrap_err()
+            .contains("cargo metadata"));
     }
 }
