@@ -384,9 +384,13 @@ mod tests {
         }
     }
 
-    /// The enabled features of every built (package, side), as text.
+    /// The enabled features of every built (package, side) of resolver 2, as text.
     fn show(graph: &Graph, names: &[&str], dev: bool) -> String {
-        let activation = resolve(graph, dev);
+        describe(&resolve(graph, dev), names)
+    }
+
+    /// The enabled features of every built (package, side), as text.
+    fn describe(activation: &Activation, names: &[&str]) -> String {
         let mut text = String::new();
         for ((package, side), enabled) in &activation.features {
             let list: Vec<&str> = enabled.iter().map(String::as_str).collect();
@@ -544,18 +548,7 @@ mod tests {
     #[test]
     fn resolver_1_gives_every_side_the_unified_features() {
         let graph = split_graph();
-        let text = |activation: &Activation| {
-            let mut text = String::new();
-            for ((package, side), enabled) in &activation.features {
-                let list: Vec<&str> = enabled.iter().map(String::as_str).collect();
-                text.push_str(&format!(
-                    "{} {side:?}: [{}]\n",
-                    ["app", "lib"][*package],
-                    list.join(", ")
-                ));
-            }
-            text
-        };
+        let text = |activation: &Activation| describe(activation, &["app", "lib"]);
         // A plain build: `lib` is built for the code and for the build script, both with what
         // code, build script and tests ask for.
         expect_test::expect![[r#"
