@@ -102,6 +102,23 @@ pub struct RemoteFlags {
     /// for; intermediates only when a local action needs them) or `minimal`.
     #[arg(long = "remote_download_outputs", value_enum)]
     pub remote_download_outputs: Option<DownloadOutputsArg>,
+    /// PEM certificate(s) trusted to sign a `grpcs://` cache's certificate, besides the system's.
+    #[arg(long = "tls_certificate", value_name = "PATH")]
+    pub tls_certificate: Option<std::path::PathBuf>,
+    /// PEM client certificate for a `grpcs://` cache that asks for one (with `--tls_client_key`).
+    #[arg(
+        long = "tls_client_certificate",
+        value_name = "PATH",
+        requires = "tls_client_key"
+    )]
+    pub tls_client_certificate: Option<std::path::PathBuf>,
+    /// PEM private key of `--tls_client_certificate`.
+    #[arg(
+        long = "tls_client_key",
+        value_name = "PATH",
+        requires = "tls_client_certificate"
+    )]
+    pub tls_client_key: Option<std::path::PathBuf>,
 }
 
 /// `--remote_download_outputs` values.

@@ -5,7 +5,7 @@ use std::time::Duration;
 use anyhow::Result;
 use kiln_cache::DigestFunction;
 use kiln_graph::remote_tier::{DownloadOutputs, RemoteTier};
-use kiln_remote::client::{parse_header, ClientConfig, RemoteClient};
+use kiln_remote::client::{parse_header, ClientConfig, ClientTls, RemoteClient};
 
 use crate::args::{DownloadOutputsArg, RemoteFlags};
 use crate::config::RemoteSection;
@@ -87,6 +87,7 @@ pub fn tier(
         headers,
         timeout,
         function,
+        tls: client_tls(flags)?,
     };
     let client = RemoteClient::new(config).map_err(|e| bad(e.to_string()))?;
     Ok(Some(RemoteTier {
@@ -94,6 +95,30 @@ pub fn tier(
         download,
         upload_local_results,
     }))
+}
+
+/// The certificates named by `--tls_certificate`, `--tls_client_certificate` and
+/// `--tls_client_key`, read now so that a wrong path stops the command before the build.
+fn client_tls(flags: &RemoteFlags) -> Result<ClientTls> {
+    let read = |flag: &str, path: &std::path::Path| {
+        std::fs::read(path)
+            .map_err(|e| bad(format!("--{flag}: cannot read `{}`: {e}", path.display())))
+    };
+    let ca_certificate_pem = match &flags.tls_certificate {
+        Some(path) => Some(read("tls_certificate", path)?),
+        None => None,
+    };
+    let client_identity_pem = match (&flags.tls_client_certificate, &flags.tls_client_key) {
+        (Some(cert), Some(key)) => Some((
+            read("tls_client_certificate", cert)?,
+            read("tls_client_key", key)?,
+        )),
+        _ => None,
+    };
+    Ok(ClientTls {
+        ca_certificate_pem,
+        client_identity_pem,
+    })
 }
 
 /// `10`, `10s` or `1.5s` as a duration.

@@ -25,6 +25,11 @@ struct Serve {
 
 impl Serve {
     fn start() -> Serve {
+        Serve::start_with(&[], "grpc")
+    }
+
+    /// A server with extra `kiln serve` flags, its URL under `scheme`.
+    fn start_with(extra: &[&str], scheme: &str) -> Serve {
         let dir = tempfile::tempdir().expect("server dir");
         let port = std::net::TcpListener::bind("127.0.0.1:0")
             .and_then(|l| l.local_addr())
@@ -35,6 +40,7 @@ impl Serve {
             .args(["serve", "--addr", &format!("127.0.0.1:{port}"), "--dir"])
             .arg(dir.path())
             .args(["--max-size", "1G", "--allow-anonymous", "write"])
+            .args(extra)
             .stdout(Stdio::null())
             .stderr(Stdio::null())
             .spawn()
@@ -45,9 +51,10 @@ impl Serve {
             }
             std::thread::sleep(Duration::from_millis(50));
         }
+        // `localhost`: the name TLS certificates are issued for.
         Serve {
             child,
-            url: format!("grpc://127.0.0.1:{port}"),
+            url: format!("{scheme}://localhost:{port}"),
             dir,
         }
     }
@@ -198,6 +205,109 @@ fn a_stopped_server_costs_a_warning_not_the_build() {
     assert_eq!(count(&out, "executed"), 3);
     assert!(
         out.stderr.contains("WARNING: Remote cache"),
+        "{}",
+        out.stderr
+    );
+}
+
+/// A CA, a server certificate for `localhost` and a client certificate, as PEM files.
+fn pki(dir: &Path) {
+    use rcgen::{BasicConstraints, CertificateParams, IsCa, Issuer, KeyPair};
+    let ca_key = KeyPair::generate().expect("key");
+    let mut ca_params = CertificateParams::new(Vec::<String>::new()).expect("params");
+    ca_params.is_ca = IsCa::Ca(BasicConstraints::Unconstrained);
+    let ca = ca_params.self_signed(&ca_key).expect("CA");
+    std::fs::write(dir.join("ca.pem"), ca.pem()).expect("write");
+    let issuer = Issuer::new(ca_params, &ca_key);
+    for (name, file) in [("localhost", "server"), ("client", "client")] {
+        let key = KeyPair::generate().expect("key");
+        let cert = CertificateParams::new(vec![name.to_string()])
+            .expect("params")
+            .signed_by(&key, &issuer)
+            .expect("certificate");
+        std::fs::write(dir.join(format!("{file}.pem")), cert.pem()).expect("write");
+        std::fs::write(dir.join(format!("{file}.key")), key.serialize_pem()).expect("write");
+    }
+}
+
+/// A `grpcs://` cache with a private CA that asks for client certificates: Kiln reaches it with
+/// `--tls_certificate` and `--tls_client_certificate`/`--tls_client_key` (a second checkout is
+/// all remote hits); without the client certificate it warns and builds locally; TLS flags on a
+/// plain-text cache are a command-line error.
+#[test]
+fn a_tls_cache_with_client_certificates_is_reached_with_bazels_tls_flags() {
+    let certs = tempfile::tempdir().expect("certs");
+    pki(certs.path());
+    let file = |name: &str| certs.path().join(name).display().to_string();
+    let server = Serve::start_with(
+        &[
+            "--tls-cert",
+            &file("server.pem"),
+            "--tls-key",
+            &file("server.key"),
+            "--tls-client-ca",
+            &file("ca.pem"),
+        ],
+        "grpcs",
+    );
+    let (ca, cert, key) = (file("ca.pem"), file("client.pem"), file("client.key"));
+    let tls_build = |ws: &Workspace| {
+        ws.kiln(&[
+            "build",
+            "//p:c",
+            "--remote_cache",
+            &server.url,
+            "--tls_certificate",
+            &ca,
+            "--tls_client_certificate",
+            &cert,
+            "--tls_client_key",
+            &key,
+        ])
+    };
+    let first = fixture("serve-tls");
+    let out = tls_build(&first);
+    out.ok();
+    assert!(
+        !out.stderr.contains("WARNING: Remote cache"),
+        "{}",
+        out.stderr
+    );
+    let second = fixture("serve-tls");
+    let out = tls_build(&second);
+    out.ok();
+    assert_eq!(count(&out, "executed"), 0, "{}", out.stderr);
+    assert_eq!(count(&out, "remote_hits"), 3, "{}", out.stderr);
+
+    // No client certificate: the server refuses the handshake; the build stays local.
+    let third = fixture("serve-tls-anonymous");
+    let out = third.kiln(&[
+        "build",
+        "//p:c",
+        "--remote_cache",
+        &server.url,
+        "--tls_certificate",
+        &ca,
+    ]);
+    out.ok();
+    assert_eq!(count(&out, "executed"), 3, "{}", out.stderr);
+    assert!(
+        out.stderr.contains("WARNING: Remote cache"),
+        "{}",
+        out.stderr
+    );
+
+    let out = third.kiln(&[
+        "build",
+        "//p:c",
+        "--remote_cache",
+        "grpc://localhost:1",
+        "--tls_certificate",
+        &ca,
+    ]);
+    assert_eq!(out.code, 2, "{}", out.stderr);
+    assert!(
+        out.stderr.contains("use `grpcs://host:port`"),
         "{}",
         out.stderr
     );

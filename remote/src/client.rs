@@ -13,5 +13,5 @@ mod connection;
 mod retry;
 mod tier;
 
-pub use config::{parse_header, ClientConfig, ConfigError};
+pub use config::{parse_header, ClientConfig, ClientTls, ConfigError};
 pub use tier::RemoteClient;

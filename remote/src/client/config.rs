@@ -20,6 +20,25 @@ pub struct ClientConfig {
     pub timeout: Duration,
     /// The workspace's digest function; the server must offer it.
     pub function: DigestFunction,
+    /// TLS material for a `grpcs://` cache beyond the system's roots.
+    pub tls: ClientTls,
+}
+
+/// TLS material a `grpcs://` client can add to the system's trusted roots.
+#[derive(Clone, Debug, Default)]
+pub struct ClientTls {
+    /// PEM certificates trusted to sign the server's certificate (Bazel's `--tls_certificate`),
+    /// besides the system's roots.
+    pub ca_certificate_pem: Option<Vec<u8>>,
+    /// PEM certificate and private key shown to a server that asks for a client certificate
+    /// (Bazel's `--tls_client_certificate` and `--tls_client_key`).
+    pub client_identity_pem: Option<(Vec<u8>, Vec<u8>)>,
+}
+
+impl ClientTls {
+    fn is_set(&self) -> bool {
+        self.ca_certificate_pem.is_some() || self.client_identity_pem.is_some()
+    }
 }
 
 /// A remote cache setting that cannot work.
@@ -34,6 +53,12 @@ pub enum ConfigError {
         url: String,
         /// What is wrong with it.
         why: String,
+    },
+    /// TLS certificates were given for a plain-text cache.
+    #[error("TLS certificates were given, but the remote cache `{url}` is plain text; use `grpcs://host:port`")]
+    TlsWithoutGrpcs {
+        /// The URL as given.
+        url: String,
     },
     /// A header is not `KEY=VALUE` with a valid gRPC key and printable ASCII value.
     #[error("Invalid remote header `{header}`: {why}")]
@@ -58,7 +83,11 @@ pub(crate) type Header = (MetadataKey<Ascii>, MetadataValue<Ascii>);
 impl ClientConfig {
     /// Checks the URL and headers.
     pub fn validate(&self) -> Result<(), ConfigError> {
-        self.target()?;
+        if !self.target()?.tls && self.tls.is_set() {
+            return Err(ConfigError::TlsWithoutGrpcs {
+                url: self.url.clone(),
+            });
+        }
         self.metadata()?;
         Ok(())
     }
@@ -139,7 +168,23 @@ mod tests {
             headers: Vec::new(),
             timeout: Duration::from_secs(5),
             function: DigestFunction::Blake3,
+            tls: ClientTls::default(),
         }
+    }
+
+    #[test]
+    fn tls_certificates_need_a_grpcs_cache() {
+        let with_ca = |url: &str| ClientConfig {
+            tls: ClientTls {
+                ca_certificate_pem: Some(b"pem".to_vec()),
+                client_identity_pem: None,
+            },
+            ..config(url)
+        };
+        let err = with_ca("grpc://cache:9092").validate().unwrap_err();
+        assert!(err.to_string().contains("use `grpcs://host:port`"), "{err}");
+        assert!(with_ca("grpcs://cache:9092").validate().is_ok());
+        assert!(config("grpc://cache:9092").validate().is_ok());
     }
 
     #[test]

@@ -11,10 +11,10 @@ use bazel_remote_apis::build::bazel::remote::execution::v2::{
 use bazel_remote_apis::google::bytestream::byte_stream_client::ByteStreamClient;
 use kiln_cache::DigestFunction;
 use tonic::service::interceptor::InterceptedService;
-use tonic::transport::{Channel, ClientTlsConfig, Endpoint};
+use tonic::transport::{Certificate, Channel, ClientTlsConfig, Endpoint, Identity};
 use tonic::{Request, Status};
 
-use super::config::{Header, Target};
+use super::config::{ClientTls, Header, Target};
 use super::retry::Policy;
 
 /// Largest message accepted from the server (batch reads are kept well below it).
@@ -48,6 +48,7 @@ impl Clients {
     /// Sets up the channel without connecting yet. Must run inside the Tokio runtime.
     pub fn new(
         target: &Target,
+        tls: &ClientTls,
         headers: Vec<Header>,
         connect_timeout: Duration,
     ) -> Result<Clients, String> {
@@ -58,9 +59,14 @@ impl Clients {
             .http2_keep_alive_interval(Duration::from_secs(30))
             .keep_alive_timeout(Duration::from_secs(10));
         if target.tls {
-            endpoint = endpoint
-                .tls_config(ClientTlsConfig::new().with_native_roots())
-                .map_err(|e| e.to_string())?;
+            let mut config = ClientTlsConfig::new().with_native_roots();
+            if let Some(pem) = &tls.ca_certificate_pem {
+                config = config.ca_certificate(Certificate::from_pem(pem));
+            }
+            if let Some((cert, key)) = &tls.client_identity_pem {
+                config = config.identity(Identity::from_pem(cert, key));
+            }
+            endpoint = endpoint.tls_config(config).map_err(|e| e.to_string())?;
         }
         let channel = endpoint.connect_lazy();
         let headers = Headers(Arc::new(headers));

@@ -55,6 +55,7 @@ struct Live {
 impl RemoteClient {
     /// A client for `config` (checked now; the server is contacted on first use).
     pub fn new(config: ClientConfig) -> Result<RemoteClient, ConfigError> {
+        config.validate()?;
         let target = config.target()?;
         let headers = config.metadata()?;
         Ok(RemoteClient {
@@ -116,7 +117,12 @@ impl RemoteClient {
         };
         let clients = {
             let _entered = runtime.enter();
-            match Clients::new(&self.target, self.headers.clone(), self.config.timeout) {
+            match Clients::new(
+                &self.target,
+                &self.config.tls,
+                self.headers.clone(),
+                self.config.timeout,
+            ) {
                 Ok(c) => c,
                 Err(e) => return unusable(e),
             }
