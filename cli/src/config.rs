@@ -58,6 +58,12 @@ pub struct RemoteSection {
     pub upload_local_results: Option<bool>,
     /// `all`, `toplevel` (default) or `minimal`.
     pub download_outputs: Option<String>,
+    /// PEM certificate(s) trusted to sign the cache's certificate (relative to the workspace).
+    pub tls_certificate: Option<std::path::PathBuf>,
+    /// PEM client certificate (relative to the workspace), with `tls_client_key`.
+    pub tls_client_certificate: Option<std::path::PathBuf>,
+    /// PEM private key of `tls_client_certificate` (relative to the workspace).
+    pub tls_client_key: Option<std::path::PathBuf>,
 }
 
 /// `[workspace]` settings.

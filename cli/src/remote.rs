@@ -1,5 +1,6 @@
 //! The remote cache tier from `[remote]` in kiln.toml and the `--remote_*` flags (flags win).
 
+use std::path::{Path, PathBuf};
 use std::time::Duration;
 
 use anyhow::Result;
@@ -20,6 +21,7 @@ fn bad(message: String) -> anyhow::Error {
 
 /// The configured remote tier, or `None` when no remote cache is set (or `--remote_cache=`).
 pub fn tier(
+    root: &Path,
     section: &RemoteSection,
     flags: &RemoteFlags,
     function: DigestFunction,
@@ -87,7 +89,7 @@ pub fn tier(
         headers,
         timeout,
         function,
-        tls: client_tls(flags)?,
+        tls: client_tls(root, section, flags)?,
     };
     let client = RemoteClient::new(config).map_err(|e| bad(e.to_string()))?;
     Ok(Some(RemoteTier {
@@ -98,22 +100,48 @@ pub fn tier(
 }
 
 /// The certificates named by `--tls_certificate`, `--tls_client_certificate` and
-/// `--tls_client_key`, read now so that a wrong path stops the command before the build.
-fn client_tls(flags: &RemoteFlags) -> Result<ClientTls> {
-    let read = |flag: &str, path: &std::path::Path| {
+/// `--tls_client_key` (or the `[remote]` keys of the same names, relative to the workspace root
+/// `root`; flags win), read now so that a wrong path stops the command before the build.
+fn client_tls(root: &Path, section: &RemoteSection, flags: &RemoteFlags) -> Result<ClientTls> {
+    let read = |source: &str, path: &Path| {
         std::fs::read(path)
-            .map_err(|e| bad(format!("--{flag}: cannot read `{}`: {e}", path.display())))
+            .map_err(|e| bad(format!("{source}: cannot read `{}`: {e}", path.display())))
     };
-    let ca_certificate_pem = match &flags.tls_certificate {
-        Some(path) => Some(read("tls_certificate", path)?),
+    let pick = |flag: &Option<PathBuf>, key: &Option<PathBuf>, name: &str| match (flag, key) {
+        (Some(path), _) => Some((format!("--{name}"), path.clone())),
+        (None, Some(path)) => Some((format!("kiln.toml [remote] {name}"), root.join(path))),
+        (None, None) => None,
+    };
+    let ca = pick(
+        &flags.tls_certificate,
+        &section.tls_certificate,
+        "tls_certificate",
+    );
+    let ca_certificate_pem = match ca {
+        Some((source, path)) => Some(read(&source, &path)?),
         None => None,
     };
-    let client_identity_pem = match (&flags.tls_client_certificate, &flags.tls_client_key) {
-        (Some(cert), Some(key)) => Some((
-            read("tls_client_certificate", cert)?,
-            read("tls_client_key", key)?,
-        )),
-        _ => None,
+    let cert = pick(
+        &flags.tls_client_certificate,
+        &section.tls_client_certificate,
+        "tls_client_certificate",
+    );
+    let key = pick(
+        &flags.tls_client_key,
+        &section.tls_client_key,
+        "tls_client_key",
+    );
+    let client_identity_pem = match (cert, key) {
+        (Some((cert_source, cert)), Some((key_source, key))) => {
+            Some((read(&cert_source, &cert)?, read(&key_source, &key)?))
+        }
+        (None, None) => None,
+        _ => {
+            return Err(bad(
+                "tls_client_certificate and tls_client_key go together: give both or neither"
+                    .to_string(),
+            ))
+        }
     };
     Ok(ClientTls {
         ca_certificate_pem,
@@ -156,7 +184,7 @@ mod tests {
             noremote_upload_local_results: true,
             ..Default::default()
         };
-        let remote = tier(&section, &flags, DigestFunction::Blake3)
+        let remote = tier(Path::new("/ws"), &section, &flags, DigestFunction::Blake3)
             .unwrap()
             .unwrap();
         assert_eq!(remote.download, DownloadOutputs::All);
@@ -170,10 +198,55 @@ mod tests {
             remote_cache: Some("http://x:1".into()),
             ..Default::default()
         };
-        assert!(tier(&RemoteSection::default(), &bad_url, DigestFunction::Blake3).is_err());
+        assert!(tier(
+            Path::new("/ws"),
+            &RemoteSection::default(),
+            &bad_url,
+            DigestFunction::Blake3
+        )
+        .is_err());
     }
 
     fn tier_is_none(section: &RemoteSection, flags: &RemoteFlags) -> bool {
-        matches!(tier(section, flags, DigestFunction::Blake3), Ok(None))
+        matches!(
+            tier(Path::new("/ws"), section, flags, DigestFunction::Blake3),
+            Ok(None)
+        )
+    }
+
+    #[test]
+    fn tls_files_come_from_flags_or_kiln_toml_relative_to_the_workspace() {
+        let root = tempfile::tempdir().unwrap();
+        std::fs::write(root.path().join("ca.pem"), "toml ca").unwrap();
+        std::fs::write(root.path().join("flag-ca.pem"), "flag ca").unwrap();
+        let section = RemoteSection {
+            tls_certificate: Some("ca.pem".into()),
+            ..Default::default()
+        };
+        let tls = client_tls(root.path(), &section, &RemoteFlags::default()).unwrap();
+        assert_eq!(tls.ca_certificate_pem.as_deref(), Some(&b"toml ca"[..]));
+        let flags = RemoteFlags {
+            tls_certificate: Some(root.path().join("flag-ca.pem")),
+            ..Default::default()
+        };
+        let tls = client_tls(root.path(), &section, &flags).unwrap();
+        assert_eq!(tls.ca_certificate_pem.as_deref(), Some(&b"flag ca"[..]));
+
+        let missing = RemoteSection {
+            tls_certificate: Some("nope.pem".into()),
+            ..Default::default()
+        };
+        let err = client_tls(root.path(), &missing, &RemoteFlags::default()).unwrap_err();
+        assert!(
+            err.to_string()
+                .starts_with("kiln.toml [remote] tls_certificate: cannot read"),
+            "{err}"
+        );
+        let half = RemoteSection {
+            tls_client_certificate: Some("ca.pem".into()),
+            ..Default::default()
+        };
+        let err = client_tls(root.path(), &half, &RemoteFlags::default()).unwrap_err();
+        assert!(err.to_string().contains("go together"), "{err}");
     }
 }

@@ -183,6 +183,7 @@ impl Workspace {
     /// build has work to look up.
     pub fn remote(&self, flags: &BuildFlags) -> Result<Option<RemoteTier>> {
         crate::remote::tier(
+            &self.root,
             &self.config.remote,
             &flags.remote,
             self.digest_function(flags)?,
