@@ -251,22 +251,27 @@ fn a_tls_cache_with_client_certificates_is_reached_with_bazels_tls_flags() {
         "grpcs",
     );
     let (ca, cert, key) = (file("ca.pem"), file("client.pem"), file("client.key"));
-    let tls_build = |ws: &Workspace| {
-        ws.kiln(&[
+    // `//p:c` against `url`, trusting the test CA, with `extra` flags.
+    let tls_build = |ws: &Workspace, url: &str, extra: &[&str]| {
+        let mut args = vec![
             "build",
             "//p:c",
             "--remote_cache",
-            &server.url,
+            url,
             "--tls_certificate",
             &ca,
-            "--tls_client_certificate",
-            &cert,
-            "--tls_client_key",
-            &key,
-        ])
+        ];
+        args.extend_from_slice(extra);
+        ws.kiln(&args)
     };
+    let identity = [
+        "--tls_client_certificate",
+        cert.as_str(),
+        "--tls_client_key",
+        key.as_str(),
+    ];
     let first = fixture("serve-tls");
-    let out = tls_build(&first);
+    let out = tls_build(&first, &server.url, &identity);
     out.ok();
     assert!(
         !out.stderr.contains("WARNING: Remote cache"),
@@ -274,21 +279,14 @@ fn a_tls_cache_with_client_certificates_is_reached_with_bazels_tls_flags() {
         out.stderr
     );
     let second = fixture("serve-tls");
-    let out = tls_build(&second);
+    let out = tls_build(&second, &server.url, &identity);
     out.ok();
     assert_eq!(count(&out, "executed"), 0, "{}", out.stderr);
     assert_eq!(count(&out, "remote_hits"), 3, "{}", out.stderr);
 
     // No client certificate: the server refuses the handshake; the build stays local.
     let third = fixture("serve-tls-anonymous");
-    let out = third.kiln(&[
-        "build",
-        "//p:c",
-        "--remote_cache",
-        &server.url,
-        "--tls_certificate",
-        &ca,
-    ]);
+    let out = tls_build(&third, &server.url, &[]);
     out.ok();
     assert_eq!(count(&out, "executed"), 3, "{}", out.stderr);
     assert!(
@@ -297,14 +295,7 @@ fn a_tls_cache_with_client_certificates_is_reached_with_bazels_tls_flags() {
         out.stderr
     );
 
-    let out = third.kiln(&[
-        "build",
-        "//p:c",
-        "--remote_cache",
-        "grpc://localhost:1",
-        "--tls_certificate",
-        &ca,
-    ]);
+    let out = tls_build(&third, "grpc://localhost:1", &[]);
     assert_eq!(out.code, 2, "{}", out.stderr);
     assert!(
         out.stderr.contains("use `grpcs://host:port`"),
