@@ -1,6 +1,6 @@
 //! `kiln serve`: flags, logging set-up and signal handling around `kiln_remote::server`.
-//! SIGTERM or SIGINT stops accepting calls, lets in-flight ones (uploads too) finish, flushes
-//! the index and exits 0.
+//! SIGTERM or SIGINT stops accepting calls, lets in-flight ones (uploads too) finish within
+//! `--shutdown-grace`, flushes the index and exits 0.
 
 use std::net::SocketAddr;
 use std::path::PathBuf;
@@ -68,6 +68,10 @@ pub struct ServeArgs {
     /// re-hashing, as long as its file's metadata is unchanged; 0 re-hashes on every read.
     #[arg(long = "reverify-after", value_name = "SECONDS", default_value_t = 300)]
     pub reverify_after: u64,
+    /// Seconds that in-flight calls get to finish after SIGTERM or SIGINT; uploads still
+    /// running then are refused with UNAVAILABLE and store nothing.
+    #[arg(long = "shutdown-grace", value_name = "SECONDS", default_value_t = 30)]
+    pub shutdown_grace: u64,
     /// Log format on stderr (`RUST_LOG` sets the level, default `info`).
     #[arg(long = "log-format", value_enum, default_value = "text")]
     pub log_format: LogFormat,
@@ -131,6 +135,7 @@ fn config(args: &ServeArgs) -> Result<ServerConfig> {
         anonymous_writes: anonymous == Access::Write,
         fsync: args.fsync,
         reverify_after: std::time::Duration::from_secs(args.reverify_after),
+        shutdown_grace: std::time::Duration::from_secs(args.shutdown_grace),
     })
 }
 

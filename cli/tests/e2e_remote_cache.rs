@@ -234,6 +234,41 @@ fn a_server_that_is_down_or_hangs_costs_a_warning_not_the_build() {
 }
 
 #[test]
+fn a_server_that_hangs_after_its_capabilities_is_dropped_after_one_timeout() {
+    let remote = FakeRemote::start();
+    remote
+        .state
+        .hang_after_capabilities
+        .store(true, std::sync::atomic::Ordering::SeqCst);
+    let ws = fixture("hangs-after-capabilities");
+    let out = build(&ws, &remote.url, &["--remote_timeout=1"]);
+    out.ok();
+    assert_eq!(count(&out, "executed"), 2);
+    assert_eq!(
+        ws.read_out("p/b.txt"),
+        "HANGS-AFTER-CAPABILITIES\n".repeat(2)
+    );
+    // One warning, and the one call that timed out is the last: the other action's lookup
+    // and every upload skip the remote, so a hung server costs one timeout per build.
+    assert_eq!(
+        out.stderr.matches("stopped answering").count(),
+        1,
+        "{}",
+        out.stderr
+    );
+    assert_eq!(remote.state.count("GetCapabilities"), 1);
+    assert_eq!(remote.state.count("GetActionResult"), 1, "{}", out.stderr);
+    for upload in [
+        "FindMissingBlobs",
+        "BatchUpdateBlobs",
+        "Write",
+        "UpdateActionResult",
+    ] {
+        assert_eq!(remote.state.count(upload), 0, "{upload}: {}", out.stderr);
+    }
+}
+
+#[test]
 fn a_server_without_the_workspace_digest_function_is_not_used() {
     let remote = FakeRemote::offering(&[Function::Sha256]);
     let ws = fixture("sha256-only");

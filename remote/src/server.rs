@@ -10,8 +10,9 @@
 //! Invariants:
 //! - A blob is visible only after its bytes hashed to its name; the empty blob always exists.
 //! - An action-cache hit names only blobs that are present (checked on every Get).
-//! - Shutdown stops accepting, lets in-flight calls (uploads included) finish, then flushes
-//!   the index, so a restart finds everything that was acknowledged.
+//! - Shutdown stops accepting, lets in-flight calls (uploads included) finish within the grace
+//!   period, then flushes the index, so a restart finds everything that was acknowledged; an
+//!   upload cut off by the grace period leaves no blob.
 
 mod action_cache;
 mod auth;
@@ -53,6 +54,9 @@ use store::Store;
 pub const MAX_BATCH_BYTES: u64 = 4 << 20;
 /// Largest gRPC message accepted: a full batch plus room for digests and framing.
 pub const MAX_MESSAGE_BYTES: usize = (MAX_BATCH_BYTES as usize) + (1 << 20);
+
+/// After the grace period, how long cut-off uploads get to end before the server stops waiting.
+const CUT_OFF_MARGIN: Duration = Duration::from_secs(2);
 
 /// Why the server could not start.
 #[derive(Debug, thiserror::Error)]
@@ -106,6 +110,9 @@ pub struct ServerConfig {
     /// How long a large blob hashed right on a read is served again without re-hashing, while
     /// its file is unchanged (see [`kiln_cache::VerifiedBlobs`]); zero re-hashes every read.
     pub reverify_after: Duration,
+    /// After the stop signal, how long in-flight calls may take to finish; calls still running
+    /// then (a stalled upload, say) are dropped, and what they had not finished stores nothing.
+    pub shutdown_grace: Duration,
 }
 
 /// A bound server, ready to [`run`](Server::run).
@@ -231,14 +238,31 @@ impl Server {
             tls = config.tls.is_some(),
             "serving"
         );
-        let result = routes
-            .serve_with_incoming_shutdown(
-                // Small unary calls must not wait on Nagle's algorithm and delayed ACKs.
-                TcpIncoming::from(grpc).with_nodelay(Some(true)),
-                stopped(stop_rx),
-            )
-            .await
-            .map_err(|e| ServerError::Transport(e.to_string()));
+        let serving = routes.serve_with_incoming_shutdown(
+            // Small unary calls must not wait on Nagle's algorithm and delayed ACKs.
+            TcpIncoming::from(grpc).with_nodelay(Some(true)),
+            stopped(stop_rx.clone()),
+        );
+        let grace = config.shutdown_grace;
+        let grace_store = store.clone();
+        let grace_over = async move {
+            stopped(stop_rx).await;
+            tokio::time::sleep(grace).await;
+            // Uploads give up first (storing nothing); what still runs a moment later — a
+            // client that stopped reading, say — is left behind.
+            grace_store.end_grace();
+            tokio::time::sleep(CUT_OFF_MARGIN).await;
+        };
+        let result = tokio::select! {
+            served = serving => served.map_err(|e| ServerError::Transport(e.to_string())),
+            () = grace_over => {
+                tracing::warn!(
+                    grace_seconds = grace.as_secs_f64(),
+                    "calls still running after the shutdown grace period are dropped"
+                );
+                Ok(())
+            }
+        };
         evictor.abort();
         store.uploads.clear();
         let cache = store.cache.clone();

@@ -1,6 +1,8 @@
 //! `kiln serve` under load and in operation: 64 concurrent clients on overlapping blobs,
 //! eviction under the cap while serving, restart keeping data, graceful shutdown finishing an
-//! upload in flight, bearer-token rules, TLS and mutual TLS, metrics and health.
+//! upload in flight and cutting off a stalled one after the grace period, refresh on
+//! FindMissingBlobs and action-cache hits, cancelled reads, bearer-token rules, TLS and mutual
+//! TLS, metrics and health.
 
 mod common;
 
@@ -559,5 +561,217 @@ async fn tls_and_client_certificates() {
     tls_find(server.addr, trust().identity(pki.client.clone()))
         .await
         .unwrap();
+    server.stop().await;
+}
+
+async fn put(bs: &mut ByteStreamClient<tonic::transport::Channel>, data: &[u8]) {
+    write(bs, &upload_name(&sha256(data)), data, 64 << 10)
+        .await
+        .unwrap();
+}
+
+/// Waits (bounded; not a timing assertion) until the evictor has brought the cache under `cap`.
+async fn wait_for_eviction(server: &TestServer, cap: u64) {
+    for _ in 0..200 {
+        let (_, metrics) = server.http_get("/metrics").await;
+        let size = metric(&metrics, "kiln_cache_size_bytes");
+        if metric(&metrics, "kiln_cache_evictions_total") > 0 && size <= cap {
+            return;
+        }
+        tokio::time::sleep(std::time::Duration::from_millis(100)).await;
+    }
+    panic!("the cache did not shrink under {cap} bytes");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn find_missing_and_action_cache_hits_refresh_what_they_name_for_eviction() {
+    use prost::Message as _;
+    let dir = tempfile::tempdir().unwrap();
+    let cap = 2 << 20;
+    let mut cfg = config(dir.path());
+    cfg.max_size_bytes = cap;
+    let server = start(cfg).await;
+    let channel = server.channel().await;
+    let mut bs = ByteStreamClient::new(channel.clone());
+    let mut cas = ContentAddressableStorageClient::new(channel.clone());
+    let mut ac = ActionCacheClient::new(channel);
+    let blob = |i: u64| bytes(300 + i, 128 << 10);
+
+    // 10 blobs: 1.25 MiB of the 2 MiB cap. A tree holds blob 2 as a file; an action result
+    // names blob 1 and the tree.
+    for i in 0..10 {
+        put(&mut bs, &blob(i)).await;
+    }
+    let tree = re::Tree {
+        root: Some(re::Directory {
+            files: vec![re::FileNode {
+                name: "f".into(),
+                digest: Some(sha256(&blob(2))),
+                ..Default::default()
+            }],
+            ..Default::default()
+        }),
+        children: vec![],
+    }
+    .encode_to_vec();
+    put(&mut bs, &tree).await;
+    let action = sha256(b"refreshing action");
+    ac.update_action_result(re::UpdateActionResultRequest {
+        action_digest: Some(action.clone()),
+        action_result: Some(re::ActionResult {
+            output_files: vec![re::OutputFile {
+                path: "o".into(),
+                digest: Some(sha256(&blob(1))),
+                ..Default::default()
+            }],
+            output_directories: vec![re::OutputDirectory {
+                path: "d".into(),
+                tree_digest: Some(sha256(&tree)),
+                ..Default::default()
+            }],
+            ..Default::default()
+        }),
+        ..Default::default()
+    })
+    .await
+    .unwrap();
+
+    // Four newer blobs; then blob 0 is refreshed by FindMissingBlobs and blob 1, the tree and
+    // the file inside it (blob 2) by an action-cache hit.
+    for i in 10..14 {
+        put(&mut bs, &blob(i)).await;
+    }
+    assert!(find_missing(&mut cas, vec![sha256(&blob(0))])
+        .await
+        .is_empty());
+    ac.get_action_result(re::GetActionResultRequest {
+        action_digest: Some(action.clone()),
+        ..Default::default()
+    })
+    .await
+    .unwrap();
+
+    // Another 1 MiB goes over the cap: the least recently used blobs (3 to 9 first) are
+    // evicted, the refreshed ones stay although they were written before them.
+    for i in 14..22 {
+        put(&mut bs, &blob(i)).await;
+    }
+    wait_for_eviction(&server, cap).await;
+    let refreshed = [
+        sha256(&blob(0)),
+        sha256(&blob(1)),
+        sha256(&blob(2)),
+        sha256(&tree),
+    ];
+    let stale: Vec<re::Digest> = (3..10).map(|i| sha256(&blob(i))).collect();
+    let missing = find_missing(&mut cas, refreshed.iter().chain(&stale).cloned().collect()).await;
+    assert_eq!(missing, stale);
+    // And the action result is still a hit.
+    ac.get_action_result(re::GetActionResultRequest {
+        action_digest: Some(action),
+        ..Default::default()
+    })
+    .await
+    .unwrap();
+    server.stop().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_read_cancelled_mid_stream_stops_reading_the_blob() {
+    let dir = tempfile::tempdir().unwrap();
+    let server = start(config(dir.path())).await;
+    let channel = server.channel().await;
+    let mut bs = ByteStreamClient::new(channel.clone());
+    let size = 64 << 20;
+    let data = bytes(41, size);
+    put(&mut bs, &data).await;
+    let (_, before) = server.http_get("/metrics").await;
+    let sent_before = metric(&before, "kiln_cache_sent_bytes_total");
+
+    // Eight reads, each dropped after its first message.
+    let cancelled = 8;
+    for _ in 0..cancelled {
+        let mut stream = bs
+            .read(bs::ReadRequest {
+                resource_name: blob_name(&sha256(&data)),
+                ..Default::default()
+            })
+            .await
+            .unwrap()
+            .into_inner();
+        assert!(!stream.message().await.unwrap().unwrap().data.is_empty());
+    }
+    // Every reading thread ends (bounded wait, not a timing assertion), having sent a few
+    // pieces ahead of the client, not the blob.
+    let mut metrics = String::new();
+    for _ in 0..200 {
+        metrics = server.http_get("/metrics").await.1;
+        if metric(&metrics, "kiln_cache_streaming_reads") == 0 {
+            break;
+        }
+        tokio::time::sleep(std::time::Duration::from_millis(50)).await;
+    }
+    assert_eq!(
+        metric(&metrics, "kiln_cache_streaming_reads"),
+        0,
+        "{metrics}"
+    );
+    let sent = metric(&metrics, "kiln_cache_sent_bytes_total") - sent_before;
+    assert!(
+        sent < (cancelled * size / 4) as u64,
+        "{sent} bytes read for {cancelled} cancelled reads of {size} bytes"
+    );
+    // The server goes on serving the blob whole.
+    assert!(
+        read(&mut bs, &blob_name(&sha256(&data)), 0, 0)
+            .await
+            .unwrap()
+            == data
+    );
+    server.stop().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn an_upload_stalled_past_the_shutdown_grace_is_cut_off_and_stores_nothing() {
+    let dir = tempfile::tempdir().unwrap();
+    let mut cfg = config(dir.path());
+    cfg.shutdown_grace = std::time::Duration::from_secs(1);
+    let server = start(cfg.clone()).await;
+    let channel = server.channel().await;
+    let stalled = bytes(51, 400_000);
+    let digest = sha256(&stalled);
+    let (tx, rx) = tokio::sync::mpsc::channel(8);
+    for req in write_requests(&upload_name(&digest), &stalled, 0, 100_000, true)
+        .into_iter()
+        .take(2)
+    {
+        tx.send(req).await.unwrap();
+    }
+    let mut bs = ByteStreamClient::new(channel);
+    let upload = tokio::spawn(async move {
+        bs.write(tokio_stream::wrappers::ReceiverStream::new(rx))
+            .await
+    });
+    // The client never sends the rest, nor closes its stream.
+    tokio::time::sleep(std::time::Duration::from_millis(300)).await;
+    let stopping = server.begin_stop();
+    // Bounded wait: without a grace period the server would wait for this upload forever.
+    let stopped = tokio::time::timeout(std::time::Duration::from_secs(60), stopping).await;
+    stopped
+        .expect("the server stops after its grace period")
+        .unwrap()
+        .unwrap();
+    let status = upload.await.unwrap().unwrap_err();
+    assert_eq!(status.code(), Code::Unavailable, "{status:?}");
+    drop(tx);
+
+    let tmp = std::fs::read_dir(dir.path().join("tmp")).unwrap().count();
+    assert_eq!(tmp, 0, "temporary upload files left behind");
+    let server = start(cfg).await;
+    let mut cas = ContentAddressableStorageClient::new(server.channel().await);
+    assert_eq!(
+        find_missing(&mut cas, vec![digest.clone()]).await,
+        vec![digest]
+    );
     server.stop().await;
 }

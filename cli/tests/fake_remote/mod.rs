@@ -6,7 +6,7 @@
 
 use std::collections::HashMap;
 use std::pin::Pin;
-use std::sync::atomic::{AtomicU32, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicU32, Ordering};
 use std::sync::{Arc, Mutex};
 
 use bazel_remote_apis::build::bazel::remote::execution::v2 as reapi;
@@ -33,6 +33,8 @@ pub struct State {
     pub functions: Mutex<Vec<i32>>,
     /// The next this many calls fail with UNAVAILABLE.
     pub fail_next: AtomicU32,
+    /// Every call but GetCapabilities waits forever (a server that hangs once connected).
+    pub hang_after_capabilities: AtomicBool,
     /// Every `authorization` header received.
     pub authorization: Mutex<Vec<String>>,
     /// Every instance name received.
@@ -77,6 +79,19 @@ impl State {
             .is_ok();
         if failing {
             return Err(Status::unavailable("injected failure"));
+        }
+        Ok(())
+    }
+
+    /// [`enter`](State::enter), then a wait forever when the server is set to hang.
+    async fn enter_or_hang<T>(
+        &self,
+        method: &'static str,
+        request: &Request<T>,
+    ) -> std::result::Result<(), Status> {
+        self.enter(method, request)?;
+        if self.hang_after_capabilities.load(Ordering::SeqCst) {
+            std::future::pending::<()>().await;
         }
         Ok(())
     }
@@ -158,7 +173,7 @@ impl ActionCache for Service {
         &self,
         request: Request<reapi::GetActionResultRequest>,
     ) -> Result<reapi::ActionResult> {
-        self.0.enter("GetActionResult", &request)?;
+        self.0.enter_or_hang("GetActionResult", &request).await?;
         self.0.instance(&request.get_ref().instance_name);
         let k = key(&request.get_ref().action_digest)?;
         match self.0.ac.lock().unwrap().get(&k) {
@@ -171,7 +186,7 @@ impl ActionCache for Service {
         &self,
         request: Request<reapi::UpdateActionResultRequest>,
     ) -> Result<reapi::ActionResult> {
-        self.0.enter("UpdateActionResult", &request)?;
+        self.0.enter_or_hang("UpdateActionResult", &request).await?;
         let r = request.into_inner();
         let k = key(&r.action_digest)?;
         let result = r
@@ -188,7 +203,7 @@ impl ContentAddressableStorage for Service {
         &self,
         request: Request<reapi::FindMissingBlobsRequest>,
     ) -> Result<reapi::FindMissingBlobsResponse> {
-        self.0.enter("FindMissingBlobs", &request)?;
+        self.0.enter_or_hang("FindMissingBlobs", &request).await?;
         let cas = self.0.cas.lock().unwrap();
         let missing = request
             .get_ref()
@@ -206,7 +221,7 @@ impl ContentAddressableStorage for Service {
         &self,
         request: Request<reapi::BatchUpdateBlobsRequest>,
     ) -> Result<reapi::BatchUpdateBlobsResponse> {
-        self.0.enter("BatchUpdateBlobs", &request)?;
+        self.0.enter_or_hang("BatchUpdateBlobs", &request).await?;
         let mut responses = Vec::new();
         for blob in request.into_inner().requests {
             let digest = blob.digest.clone().unwrap_or_default();
@@ -235,7 +250,7 @@ impl ContentAddressableStorage for Service {
         &self,
         request: Request<reapi::BatchReadBlobsRequest>,
     ) -> Result<reapi::BatchReadBlobsResponse> {
-        self.0.enter("BatchReadBlobs", &request)?;
+        self.0.enter_or_hang("BatchReadBlobs", &request).await?;
         let cas = self.0.cas.lock().unwrap();
         let responses = request
             .get_ref()
@@ -312,7 +327,7 @@ impl bs::byte_stream_server::ByteStream for Service {
     type ReadStream = BoxStream<bs::ReadResponse>;
 
     async fn read(&self, request: Request<bs::ReadRequest>) -> Result<Self::ReadStream> {
-        self.0.enter("Read", &request)?;
+        self.0.enter_or_hang("Read", &request).await?;
         let r = request.into_inner();
         let data = self
             .0
@@ -334,7 +349,7 @@ impl bs::byte_stream_server::ByteStream for Service {
         &self,
         request: Request<Streaming<bs::WriteRequest>>,
     ) -> Result<bs::WriteResponse> {
-        self.0.enter("Write", &request)?;
+        self.0.enter_or_hang("Write", &request).await?;
         let mut stream = request.into_inner();
         let mut name = String::new();
         let mut data = Vec::new();

@@ -24,6 +24,7 @@ use tonic::metadata::MetadataMap;
 use tonic::{Request, Response, Status, Streaming};
 
 use super::auth::Access;
+use super::metrics::Timer;
 use super::resource::{self, Compression};
 use super::store::{Store, INLINE_BYTES};
 use super::streamed_read;
@@ -130,7 +131,8 @@ impl ByteStreamService {
         metadata: &MetadataMap,
         req: bs::ReadRequest,
     ) -> Result<ReadPieces, Status> {
-        let _t = self.store.metrics.time("Read");
+        // A streamed read takes the timer along: its latency is the whole stream's.
+        let timer = self.store.metrics.time("Read");
         self.store.authorize(metadata, Access::Read)?;
         let res = resource::parse_read(&req.resource_name)?;
         if req.read_offset < 0 {
@@ -146,7 +148,8 @@ impl ByteStreamService {
         }
         let digest = res.digest;
         if digest.size > READ_CHUNK as u64 {
-            return self.read_streamed(digest, res.compression, req.read_offset, req.read_limit);
+            let range = (req.read_offset, req.read_limit);
+            return self.read_streamed(digest, res.compression, range, timer);
         }
         let found = self
             .store
@@ -186,8 +189,8 @@ impl ByteStreamService {
         &self,
         digest: Digest,
         compression: Compression,
-        read_offset: i64,
-        read_limit: i64,
+        (read_offset, read_limit): (i64, i64),
+        timer: Timer,
     ) -> Result<ReadPieces, Status> {
         // Opening is an open and an fstat: done here, like other small work.
         let verified = Some(self.store.verified.clone());
@@ -217,8 +220,10 @@ impl ByteStreamService {
         };
         let (tx, rx) = tokio::sync::mpsc::channel(2);
         let store = self.store.clone();
+        let streaming = store.metrics.streaming_read();
         tokio::task::spawn_blocking(move || {
-            streamed_read::send_verified(reader, encoding, range, &tx, &store)
+            streamed_read::send_verified(reader, encoding, range, &tx, &store);
+            drop((streaming, timer));
         });
         Ok(Box::pin(tokio_stream::wrappers::ReceiverStream::new(rx)))
     }
@@ -356,7 +361,7 @@ impl Upload {
         loop {
             let req = match next.take() {
                 Some(req) => req,
-                None => match stream.message().await {
+                None => match self.next_message(&mut stream).await {
                     Ok(Some(req)) => req,
                     Ok(None) => {
                         return Err(Status::invalid_argument(
@@ -394,6 +399,23 @@ impl Upload {
             }
             if req.finish_write {
                 return self.commit().await;
+            }
+        }
+    }
+
+    /// The stream's next request, or UNAVAILABLE once the shutdown grace period is over (the
+    /// upload is then dropped unfinished: nothing of it becomes visible).
+    async fn next_message(
+        &mut self,
+        stream: &mut Streaming<bs::WriteRequest>,
+    ) -> Result<Option<bs::WriteRequest>, Status> {
+        let store = self.store.clone();
+        tokio::select! {
+            message = stream.message() => message,
+            () = store.grace_ended() => {
+                self.discard();
+                tracing::warn!(name = %self.name, "upload cut off by the shutdown grace period");
+                Err(Status::unavailable("The server is shutting down; retry the upload"))
             }
         }
     }

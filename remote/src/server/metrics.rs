@@ -46,6 +46,8 @@ pub struct Metrics {
     pub reads_vouched: Counter,
     /// Bytes in the cache, as of the last eviction check.
     pub size_bytes: Gauge,
+    /// Large reads whose reading thread is still running (a cancelled read ends its thread).
+    pub streaming_reads: Gauge,
     /// Request latencies per method, seconds.
     pub latency: Family<MethodLabel, Histogram>,
 }
@@ -63,6 +65,7 @@ impl Metrics {
         let digest_mismatches = Counter::default();
         let reads_vouched = Counter::default();
         let size_bytes = Gauge::default();
+        let streaming_reads = Gauge::default();
         let latency = Family::<MethodLabel, Histogram>::new_with_constructor(|| {
             Histogram::new(exponential_buckets(0.0001, 4.0, 10))
         });
@@ -84,6 +87,11 @@ impl Metrics {
         );
         registry.register("size_bytes", "Bytes stored", size_bytes.clone());
         registry.register(
+            "streaming_reads",
+            "Large reads being read from disk and sent",
+            streaming_reads.clone(),
+        );
+        registry.register(
             "request_duration_seconds",
             "Request latency",
             latency.clone(),
@@ -99,6 +107,7 @@ impl Metrics {
             digest_mismatches,
             reads_vouched,
             size_bytes,
+            streaming_reads,
             latency,
         })
     }
@@ -118,12 +127,27 @@ impl Metrics {
         }
     }
 
+    /// Counts a large read as streaming until the guard drops.
+    pub fn streaming_read(&self) -> StreamingRead {
+        self.streaming_reads.inc();
+        StreamingRead(self.streaming_reads.clone())
+    }
+
     /// The text exposition of every metric.
     pub fn render(&self) -> String {
         let mut out = String::new();
         // Writing into a String cannot fail.
         let _ = prometheus_client::encoding::text::encode(&mut out, &self.registry);
         out
+    }
+}
+
+/// Holds one count of [`Metrics::streaming_reads`] while it lives.
+pub struct StreamingRead(Gauge);
+
+impl Drop for StreamingRead {
+    fn drop(&mut self) {
+        self.0.dec();
     }
 }
 

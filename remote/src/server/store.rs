@@ -8,7 +8,7 @@ use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::Arc;
 
 use kiln_cache::{Digest, LocalCache, VerifiedBlobs};
-use tokio::sync::Notify;
+use tokio::sync::{watch, Notify};
 use tonic::metadata::MetadataMap;
 use tonic::Status;
 
@@ -35,6 +35,8 @@ pub struct Store {
     pub verified: Arc<VerifiedBlobs>,
     written: Arc<AtomicU64>,
     evict_now: Arc<Notify>,
+    /// Set when the shutdown grace period is over: uploads still running give up.
+    grace_over: Arc<watch::Sender<bool>>,
 }
 
 impl Store {
@@ -53,7 +55,19 @@ impl Store {
             verified: Arc::new(verified),
             written: Arc::new(AtomicU64::new(0)),
             evict_now: Arc::new(Notify::new()),
+            grace_over: Arc::new(watch::Sender::new(false)),
         }
+    }
+
+    /// Tells uploads still running that the shutdown grace period is over.
+    pub fn end_grace(&self) {
+        self.grace_over.send_replace(true);
+    }
+
+    /// Completes once [`end_grace`](Store::end_grace) has been called.
+    pub async fn grace_ended(&self) {
+        let mut over = self.grace_over.subscribe();
+        let _ = over.wait_for(|over| *over).await;
     }
 
     /// Checks the caller's rights.

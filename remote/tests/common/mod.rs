@@ -40,6 +40,7 @@ pub fn config(dir: &Path) -> ServerConfig {
         anonymous_writes: true,
         fsync: false,
         reverify_after: std::time::Duration::from_secs(300),
+        shutdown_grace: std::time::Duration::from_secs(30),
     }
 }
 

@@ -24,6 +24,7 @@ async fn main() -> Result<(), Box<dyn std::error::Error>> {
         anonymous_writes: true,
         fsync: false,
         reverify_after: std::time::Duration::from_secs(300),
+        shutdown_grace: std::time::Duration::from_secs(30),
     })
     .await?;
     server
