@@ -146,7 +146,7 @@ impl LocalCache {
     /// process) or corrupt (then it is also deleted).
     pub fn read(&self, digest: &Digest) -> Result<Option<Vec<u8>>> {
         let path = self.entry_path(Kind::Blob, digest);
-        let bytes = match fs::read(&path) {
+        let bytes = match read_expecting(&path, digest.size) {
             Ok(bytes) => bytes,
             Err(e) if e.kind() == io::ErrorKind::NotFound => {
                 self.note_gone(Kind::Blob, digest);
@@ -248,5 +248,62 @@ impl LocalCache {
         tmp.persist(dest).map_err(CacheError::io(dest))?;
         self.note_used(Kind::Blob, digest, digest.size);
         Ok(true)
+    }
+}
+
+/// Reads a file expected to hold `size` bytes, in one `read` when it does (no `stat`, no
+/// second read to see the end): it asks for one byte more, so a longer file comes back longer.
+/// The caller checks the bytes against their digest, which catches a shorter or changed file.
+fn read_expecting(path: &Path, size: u64) -> io::Result<Vec<u8>> {
+    use std::io::Read;
+    let mut file = File::open(path)?;
+    let want = usize::try_from(size)
+        .ok()
+        .and_then(|s| s.checked_add(1))
+        .ok_or_else(|| io::Error::other("blob too large to read into memory"))?;
+    let mut bytes = vec![0; want];
+    let mut filled = 0;
+    while filled < want {
+        match file.read(&mut bytes[filled..]) {
+            Ok(0) => break,
+            Ok(n) => {
+                filled += n;
+                // A regular file returns less than asked only at its end.
+                if filled == want - 1 {
+                    break;
+                }
+            }
+            Err(e) if e.kind() == io::ErrorKind::Interrupted => {}
+            Err(e) => return Err(e),
+        }
+    }
+    bytes.truncate(filled);
+    Ok(bytes)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn read_expecting_returns_the_file_whatever_its_length() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("blob");
+        for (content, expected_size) in [
+            (&b"exact"[..], 5),
+            (b"longer than said", 5),
+            (b"shor", 5),
+            (b"", 0),
+            (b"", 3),
+        ] {
+            fs::write(&path, content).unwrap();
+            assert_eq!(
+                read_expecting(&path, expected_size).unwrap(),
+                &content[..content.len().min(expected_size as usize + 1)],
+                "{content:?} read as {expected_size} bytes"
+            );
+        }
+        let err = read_expecting(&dir.path().join("absent"), 1).unwrap_err();
+        assert_eq!(err.kind(), io::ErrorKind::NotFound);
     }
 }

@@ -176,6 +176,30 @@ fn a_damaged_crate_in_kilns_store_is_fetched_again() {
 }
 
 #[test]
+fn a_repository_already_made_is_reused_after_clean_expunge_without_unpacking() {
+    let (_, checksum) = harness::examples_rust_pin("itoa");
+    let ws = workspace(&checksum);
+    ws.kiln(&["build", "//app"]).ok();
+    let stored = ws
+        .cache_dir()
+        .join(format!("rust-crates/crate/{checksum}.crate"));
+    // Were the crates unpacked again, this damaged archive would be noticed and fetched anew.
+    std::fs::write(&stored, b"not a crate").expect("damage the stored .crate");
+    ws.kiln(&["clean", "--expunge"]).ok();
+    let out = ws.kiln(&["run", "//app"]);
+    out.ok();
+    assert_eq!(out.stdout.trim(), "-1234567");
+    assert!(
+        std::fs::read(&stored).expect("stored .crate") == b"not a crate",
+        "the crates were unpacked again (the damaged .crate was fetched anew)"
+    );
+    let repos = std::fs::read_dir(ws.cache_dir().join("rust-crates/repo"))
+        .expect("repository store")
+        .count();
+    assert_eq!(repos, 1, "one repository directory for one resolution");
+}
+
+#[test]
 fn crates_from_a_cargo_vendor_directory_are_verified_file_by_file() {
     let (_, checksum) = harness::examples_rust_pin("itoa");
     let ws = workspace(&checksum);

@@ -121,35 +121,42 @@ fn build(config: &CratesConfig, ctx: &RepoContext<'_>) -> Result<PathBuf, Reposi
     }
 
     let resolved = cargo_metadata(&cargo_dir, &toolchain.host)?;
+    let rendered = render_all(config, &resolved, &lock)?;
     let store = workspace.cache_dir.join("rust-crates");
-    let cargo_home = cargo_home();
-    let sources = fetch::Sources {
-        store: &store.join("crate"),
-        cargo_home: cargo_home.as_deref(),
-        download: None,
-    };
-    let staging = store.join(format!("tmp-{}-{}", std::process::id(), unique()));
-    let _ = std::fs::remove_dir_all(&staging);
-    let result = populate(config, &resolved, &lock, &sources, &staging);
-    let fingerprint = match result {
-        Ok(fingerprint) => fingerprint,
-        Err(e) => {
-            let _ = std::fs::remove_dir_all(&staging);
-            return Err(e);
-        }
-    };
     let final_dir = store.join("repo").join(
         &Digest::of_bytes(
             DigestFunction::Blake3,
-            format!("{key_text}\0{fingerprint}").as_bytes(),
+            format!("{key_text}\0{}", rendered.fingerprint).as_bytes(),
         )
         .hex()[..32],
     );
-    if final_dir.is_dir() {
+    // A directory of that name holds exactly these verified crates and BUILD files (it is
+    // renamed into place only once complete): unpacking them again would only rewrite it.
+    if !final_dir.join("BUILD.bazel").is_file() {
+        let cargo_home = cargo_home();
+        let sources = fetch::Sources {
+            store: &store.join("crate"),
+            cargo_home: cargo_home.as_deref(),
+            download: None,
+        };
+        let staging = store.join(format!("tmp-{}-{}", std::process::id(), unique()));
         let _ = std::fs::remove_dir_all(&staging);
-    } else {
+        if let Err(e) = populate(&resolved, &rendered, &sources, &staging) {
+            let _ = std::fs::remove_dir_all(&staging);
+            return Err(e);
+        }
+        let _ = std::fs::remove_dir_all(&final_dir);
         std::fs::create_dir_all(store.join("repo"))
             .and_then(|_| std::fs::rename(&staging, &final_dir))
+            .or_else(|e| {
+                // Another build finished the same directory first.
+                let _ = std::fs::remove_dir_all(&staging);
+                if final_dir.join("BUILD.bazel").is_file() {
+                    Ok(())
+                } else {
+                    Err(e)
+                }
+            })
             .map_err(|e| {
                 RepositoryError::Environment(format!("writing {}: {e}", final_dir.display()))
             })?;
@@ -254,16 +261,27 @@ fn cargo_metadata(cargo_dir: &Path, host: &str) -> Result<metadata::Resolved, Re
     .map_err(definition)
 }
 
-/// Writes every crate and BUILD file into `dir`; returns a fingerprint of what it wrote.
-fn populate(
+/// The repository's BUILD files, rendered from the resolution alone (before any crate is
+/// unpacked), and the fingerprint of everything the repository will hold.
+struct Rendered {
+    /// Per resolved package: its locked checksum and its BUILD file.
+    crates: Vec<(String, String)>,
+    /// The root BUILD file.
+    root: String,
+    /// `defs.bzl`.
+    defs: String,
+    /// Checksums and BUILD texts, which name the repository's directory.
+    fingerprint: String,
+}
+
+fn render_all(
     config: &CratesConfig,
     resolved: &metadata::Resolved,
     lock: &lockfile::Lockfile,
-    sources: &fetch::Sources<'_>,
-    dir: &Path,
-) -> Result<String, RepositoryError> {
+) -> Result<Rendered, RepositoryError> {
     let repo = &config.repository;
     let mut fingerprint = String::new();
+    let mut crates = Vec::new();
     for (index, package) in resolved.packages.iter().enumerate() {
         if !package.source.starts_with("registry+") && !package.source.starts_with("sparse+") {
             return Err(definition(format!(
@@ -279,6 +297,41 @@ fn populate(
                     package.name, package.version
                 ))
             })?;
+        let build = render::crate_build_file(repo, resolved, index);
+        fingerprint.push_str(checksum);
+        fingerprint.push_str(&build);
+        crates.push((checksum.to_string(), build));
+    }
+    let root = render::root_build_file(repo, resolved);
+    fingerprint.push_str(&root);
+    // Members are named by their package in the Kiln workspace: the cargo workspace's
+    // directory (where `[rust.crates] manifest` sits) joined with theirs.
+    let prefix = Path::new(&config.manifest)
+        .parent()
+        .map(|p| p.to_string_lossy().trim_end_matches('/').to_string())
+        .unwrap_or_default();
+    let defs = render::defs_bzl(repo, resolved, &prefix);
+    fingerprint.push_str(&defs);
+    Ok(Rendered {
+        crates,
+        root,
+        defs,
+        fingerprint,
+    })
+}
+
+/// Writes every verified crate and the rendered BUILD files into `dir`.
+fn populate(
+    resolved: &metadata::Resolved,
+    rendered: &Rendered,
+    sources: &fetch::Sources<'_>,
+    dir: &Path,
+) -> Result<(), RepositoryError> {
+    let write = |path: PathBuf, text: &str| {
+        std::fs::write(&path, text)
+            .map_err(|e| RepositoryError::Environment(format!("{}: {e}", path.display())))
+    };
+    for (package, (checksum, build)) in resolved.packages.iter().zip(&rendered.crates) {
         let dest = dir.join(render::package_dir(package));
         fetch::materialize(
             &package.name,
@@ -290,27 +343,10 @@ fn populate(
         )
         .map_err(definition)?;
         remove_build_files(&dest);
-        let build = render::crate_build_file(repo, resolved, index);
-        std::fs::write(dest.join("BUILD.bazel"), &build)
-            .map_err(|e| RepositoryError::Environment(format!("{}: {e}", dest.display())))?;
-        fingerprint.push_str(checksum);
-        fingerprint.push_str(&build);
+        write(dest.join("BUILD.bazel"), build)?;
     }
-    let root = render::root_build_file(repo, resolved);
-    std::fs::write(dir.join("BUILD.bazel"), &root)
-        .map_err(|e| RepositoryError::Environment(format!("{}: {e}", dir.display())))?;
-    fingerprint.push_str(&root);
-    // Members are named by their package in the Kiln workspace: the cargo workspace's
-    // directory (where `[rust.crates] manifest` sits) joined with theirs.
-    let prefix = Path::new(&config.manifest)
-        .parent()
-        .map(|p| p.to_string_lossy().trim_end_matches('/').to_string())
-        .unwrap_or_default();
-    let defs = render::defs_bzl(repo, resolved, &prefix);
-    std::fs::write(dir.join("defs.bzl"), &defs)
-        .map_err(|e| RepositoryError::Environment(format!("{}: {e}", dir.display())))?;
-    fingerprint.push_str(&defs);
-    Ok(fingerprint)
+    write(dir.join("BUILD.bazel"), &rendered.root)?;
+    write(dir.join("defs.bzl"), &rendered.defs)
 }
 
 /// Crates that ship BUILD files of their own would split into packages our globs cannot cross.

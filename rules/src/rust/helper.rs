@@ -34,7 +34,10 @@ pub fn mount(toolchain: &RustToolchain) -> ToolMount {
     }
 }
 
-/// The action writing the sources and compiling them.
+/// The action writing the sources and compiling them. Unoptimized: it is the first action of
+/// every clean Rust build, alone on the critical path, and `-Copt-level=1` tripled its compile
+/// (2.4–2.8 s against 0.8 s) for no measurable gain per wrapped rustc (the helper waits on
+/// rustc and passes its messages through).
 pub fn action(owner: &Label, toolchain: &RustToolchain) -> ActionSpec {
     let mut script = format!("set -euo pipefail\nmkdir -p {SOURCE_DIR}\n");
     let mut args = Vec::new();
@@ -47,7 +50,7 @@ pub fn action(owner: &Label, toolchain: &RustToolchain) -> ActionSpec {
     }
     script.push_str(&format!(
         "exec {SANDBOX_RUSTC} --crate-name=kiln_rust_helper --crate-type=bin --edition=2021 \
-         -Copt-level=1 -Cdebuginfo=0 -Cstrip=debuginfo -Clinker={LINKER} \
+         -Copt-level=0 -Cdebug-assertions=off -Cdebuginfo=0 -Cstrip=debuginfo -Clinker={LINKER} \
          --remap-path-prefix=\"$PWD/\"= -o {HELPER_PATH} {SOURCE_DIR}/main.rs\n"
     ));
     let mut argv = vec![
