@@ -58,6 +58,7 @@ mod gc;
 mod index;
 mod local_cache;
 mod lock;
+mod verification_memo;
 mod verified_blobs;
 mod workspace_state;
 

@@ -23,6 +23,7 @@ use crate::digest::Digest;
 use crate::error::{CacheError, Result};
 use crate::fsutil;
 use crate::index::{Index, Key, Kind};
+use crate::verification_memo::VerificationMemo;
 
 /// Temp files older than this are leftovers of a crashed process.
 const STALE_TEMP_AGE: Duration = Duration::from_secs(3600);
@@ -104,6 +105,8 @@ pub struct LocalCache {
     pub(crate) root: PathBuf,
     pub(crate) config: CacheConfig,
     pub(crate) index: Index,
+    /// Blob files that hashed to their names recently and have not changed since.
+    pub(crate) verifications: VerificationMemo,
     corrupt: AtomicU64,
     warnings: Mutex<Vec<CacheWarning>>,
 }
@@ -159,6 +162,7 @@ impl LocalCache {
             root: root.to_path_buf(),
             config,
             index,
+            verifications: VerificationMemo::new(&root.join("verified.sqlite")),
             corrupt: AtomicU64::new(0),
             warnings: Mutex::new(Vec::new()),
         };
@@ -190,6 +194,7 @@ impl LocalCache {
 
     /// Writes pending last-access updates to the index (also done periodically and on drop).
     pub fn flush(&self) -> Result<()> {
+        self.verifications.flush()?;
         self.index.flush()
     }
 

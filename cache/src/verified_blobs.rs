@@ -107,7 +107,7 @@ impl VerifiedBlobs {
 }
 
 /// How long before a hash a change to a file with `stat` could go unseen in its timestamps.
-fn racy_window(stat: &FileStat) -> Duration {
+pub(crate) fn racy_window(stat: &FileStat) -> Duration {
     const SECOND: i64 = 1_000_000_000;
     if stat.mtime_ns % SECOND == 0 && stat.ctime_ns % SECOND == 0 {
         RACY_WINDOW

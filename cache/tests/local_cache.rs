@@ -383,3 +383,35 @@ fn reopening_reads_the_index_not_the_directory_and_lookups_refresh_entries() {
     assert!(cache.contains(&a));
     assert!(!cache.contains(&b));
 }
+
+#[test]
+fn a_blob_verified_in_an_earlier_process_is_still_checked_after_any_change() {
+    let dir = tempfile::tempdir().unwrap();
+    let digest = {
+        let cache = open(dir.path());
+        let d = cache
+            .put_bytes(DigestFunction::Blake3, b"verified once")
+            .unwrap();
+        // Past the racy window of the file's timestamps, so the verification is memoized.
+        std::thread::sleep(std::time::Duration::from_millis(250));
+        assert!(cache.verify(&d));
+        d
+    };
+    let cache = open(dir.path());
+    assert!(cache.verify(&digest), "an unchanged blob stays verified");
+    // Same length, other bytes, the old mtime put back: only the ctime tells, and the memo no
+    // longer vouches, so the blob is hashed, found corrupt and removed.
+    let path = blob_path(dir.path(), &digest);
+    let mtime = fs::metadata(&path).unwrap().modified().unwrap();
+    clobber(&path, b"verified ONCE");
+    fs::File::options()
+        .write(true)
+        .open(&path)
+        .unwrap()
+        .set_modified(mtime)
+        .unwrap();
+    assert_eq!(fs::metadata(&path).unwrap().modified().unwrap(), mtime);
+    assert!(!cache.verify(&digest));
+    assert!(!blob_path(dir.path(), &digest).exists());
+    assert!(!cache.verify(&digest));
+}

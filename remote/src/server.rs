@@ -5,7 +5,7 @@
 //! Modules: `capabilities`, `action_cache`, `cas`, `bytestream` (+ `read_route`, which sends
 //! Read's pieces without a copy, `streamed_read` for blobs over 1 MiB, `resource` names, `uploads` kept for resumption), `digests` (message ↔ cache digests), `auth` (bearer tokens), `tls`,
 //! `metrics` + `http` (Prometheus, health), `eviction` (size cap while serving), `store`
-//! (shared state).
+//! (shared state), `small_frames` (a small response leaves in one write).
 //!
 //! Invariants:
 //! - A blob is visible only after its bytes hashed to its name; the empty blob always exists.
@@ -25,6 +25,7 @@ mod http;
 mod metrics;
 mod read_route;
 mod resource;
+mod small_frames;
 mod store;
 mod streamed_read;
 mod tls;
@@ -48,6 +49,7 @@ pub use auth::{Access, Auth, AuthError};
 pub use metrics::Metrics;
 pub use tls::TlsFiles;
 
+use small_frames::SmallFrames;
 use store::Store;
 
 /// The `max_batch_total_size_bytes` advertised; batch calls above it are INVALID_ARGUMENT.
@@ -217,20 +219,20 @@ impl Server {
                     config.anonymous_writes || config.auth_has_writers(),
                 ),
             ))
-            .add_service(
+            .add_service(SmallFrames::new(
                 ActionCacheServer::new(action_cache::ActionCacheService::new(store.clone()))
                     .max_decoding_message_size(MAX_MESSAGE_BYTES)
                     .max_encoding_message_size(MAX_MESSAGE_BYTES),
-            )
-            .add_service(
+            ))
+            .add_service(SmallFrames::new(
                 ContentAddressableStorageServer::new(cas::CasService::new(store.clone()))
                     .max_decoding_message_size(MAX_MESSAGE_BYTES)
                     .max_encoding_message_size(MAX_MESSAGE_BYTES),
-            )
-            .add_service(read_route::ByteStreamRoutes::new(
+            ))
+            .add_service(SmallFrames::new(read_route::ByteStreamRoutes::new(
                 bytestream::ByteStreamService::new(store.clone()),
                 MAX_MESSAGE_BYTES,
-            ));
+            )));
         tracing::info!(
             addr = %grpc.local_addr().map(|a| a.to_string()).unwrap_or_default(),
             dir = %config.dir.display(),
