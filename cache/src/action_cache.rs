@@ -73,6 +73,9 @@ impl LocalCache {
         let shard = fsutil::parent_dir(&dest);
         fs::create_dir_all(shard).map_err(CacheError::io(shard))?;
         tmp.persist(&dest).map_err(CacheError::io(&dest))?;
+        if self.config.fsync {
+            fsutil::sync_dir(shard).map_err(CacheError::io(shard))?;
+        }
         self.note_used(Kind::Action, action, entry.len() as u64);
         Ok(())
     }

@@ -31,7 +31,11 @@ impl LocalCache {
             }
             Err(_) => return false,
         };
-        if stat.size == digest.size && self.verifications.vouches_for(digest, &stat) {
+        if stat.size != digest.size {
+            self.wrong_length(digest, &path);
+            return false;
+        }
+        if self.verifications.vouches_for(digest, &stat) {
             self.note_used(Kind::Blob, digest, digest.size);
             return true;
         }

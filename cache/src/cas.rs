@@ -118,11 +118,17 @@ impl LocalCache {
         fs::create_dir_all(shard).map_err(CacheError::io(shard))?;
         // Another process may install the same blob at the same time: both renames carry the
         // same bytes, so whichever lands last is equally correct.
-        tmp.persist(dest).map_err(CacheError::io(dest))
+        tmp.persist(dest).map_err(CacheError::io(dest))?;
+        if self.config.fsync {
+            fsutil::sync_dir(shard).map_err(CacheError::io(shard))?;
+        }
+        Ok(())
     }
 
     /// Whether a blob with this digest is stored (by name and size; content is checked on
-    /// read). Counts as a use for eviction.
+    /// read). Counts as a use for eviction. A file of another length is a plain miss and is
+    /// left alone: files are named by hash only, so the asker's size may be what is wrong (a
+    /// damaged file is found when it is read, and a new copy replaces it when stored again).
     pub fn contains(&self, digest: &Digest) -> bool {
         let path = self.entry_path(Kind::Blob, digest);
         match fs::metadata(&path) {
@@ -130,11 +136,7 @@ impl LocalCache {
                 self.note_used(Kind::Blob, digest, digest.size);
                 true
             }
-            // Present with the wrong size: truncated or overwritten. Report it and drop it.
-            Ok(_) => {
-                self.discard_corrupt(Kind::Blob, digest, &path);
-                false
-            }
+            Ok(_) => false,
             Err(_) => {
                 self.note_gone(Kind::Blob, digest);
                 false
@@ -143,7 +145,9 @@ impl LocalCache {
     }
 
     /// Reads and verifies a blob. `Ok(None)` when it is missing (perhaps just evicted by another
-    /// process) or corrupt (then it is also deleted).
+    /// process), corrupt (then it is also deleted) or of another size than `digest` says (then
+    /// it is left alone unless it is damaged; see [`LocalCache::wrong_length`]). Memory is
+    /// bounded by the file's length, never by the size asked for.
     pub fn read(&self, digest: &Digest) -> Result<Option<Vec<u8>>> {
         let path = self.entry_path(Kind::Blob, digest);
         let bytes = match read_expecting(&path, digest.size) {
@@ -154,6 +158,15 @@ impl LocalCache {
             }
             Err(e) => return Err(CacheError::io(&path)(e)),
         };
+        if bytes.len() as u64 > digest.size {
+            // Longer than asked: not this blob as asked for; nothing more is read.
+            return Ok(None);
+        }
+        if bytes.len() as u64 != digest.size {
+            // Shorter: hashing what was read (no more than asked) tells damage from a wrong size.
+            self.wrong_length(digest, &path);
+            return Ok(None);
+        }
         if Digest::of_bytes(digest.function, &bytes) != *digest {
             self.discard_corrupt(Kind::Blob, digest, &path);
             return Ok(None);
@@ -183,6 +196,8 @@ impl LocalCache {
         let src = self.entry_path(Kind::Blob, digest);
         match Digest::of_file(digest.function, &src) {
             Ok(actual) if actual == *digest => {}
+            // Intact, but not of the size asked for: a plain miss (see `wrong_length`).
+            Ok(actual) if actual.hash == digest.hash => return Ok(false),
             Ok(_) => {
                 self.discard_corrupt(Kind::Blob, digest, &src);
                 return Ok(false);
@@ -237,7 +252,10 @@ impl LocalCache {
         // Hash what the caller will actually get, not the source.
         let copied = Digest::of_file(digest.function, tmp.path()).map_err(CacheError::io(dest))?;
         if copied != *digest {
-            self.discard_corrupt(Kind::Blob, digest, &src);
+            // The copy is dropped with `tmp`; an intact source of another size stays.
+            if copied.hash != digest.hash {
+                self.discard_corrupt(Kind::Blob, digest, &src);
+            }
             return Ok(false);
         }
         fs::set_permissions(
@@ -251,13 +269,24 @@ impl LocalCache {
     }
 }
 
+/// Sizes up to this are allocated as asked, without looking at the file first.
+const TRUST_SIZE_UP_TO: u64 = 64 << 10;
+
 /// Reads a file expected to hold `size` bytes, in one `read` when it does (no `stat`, no
 /// second read to see the end): it asks for one byte more, so a longer file comes back longer.
 /// The caller checks the bytes against their digest, which catches a shorter or changed file.
+/// Asked sizes above [`TRUST_SIZE_UP_TO`] are checked against the file's length first (one
+/// `fstat`), so that a request naming a stored hash with a huge size cannot make the caller
+/// allocate it.
 fn read_expecting(path: &Path, size: u64) -> io::Result<Vec<u8>> {
     use std::io::Read;
     let mut file = File::open(path)?;
-    let want = usize::try_from(size)
+    let bounded = if size > TRUST_SIZE_UP_TO {
+        size.min(file.metadata()?.len())
+    } else {
+        size
+    };
+    let want = usize::try_from(bounded)
         .ok()
         .and_then(|s| s.checked_add(1))
         .ok_or_else(|| io::Error::other("blob too large to read into memory"))?;

@@ -67,6 +67,12 @@ impl TempFile {
     }
 }
 
+/// Makes the entries of `dir` durable (after a rename into it, the rename is durable only once
+/// its directory is synced).
+pub(crate) fn sync_dir(dir: &Path) -> io::Result<()> {
+    fs::File::open(dir)?.sync_all()
+}
+
 impl Drop for TempFile {
     fn drop(&mut self) {
         if !self.persisted {

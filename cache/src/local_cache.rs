@@ -256,6 +256,18 @@ impl LocalCache {
         }
     }
 
+    /// A blob file whose length is not the size `digest` names. Files are named by hash only,
+    /// so either the asker's size is wrong and the file holds an intact blob of another size
+    /// (left alone: the asker gets a plain miss), or the file is damaged (deleted and
+    /// reported). Hashing the file tells which. Callers bound the bytes this reads.
+    pub(crate) fn wrong_length(&self, digest: &Digest, path: &Path) {
+        match Digest::of_file(digest.function, path) {
+            Ok(actual) if actual.hash == digest.hash => {}
+            Ok(_) => self.discard_corrupt(Kind::Blob, digest, path),
+            Err(_) => {}
+        }
+    }
+
     /// Deletes a corrupt entry, drops it from the index and records a warning.
     pub(crate) fn discard_corrupt(&self, kind: Kind, digest: &Digest, path: &Path) {
         let _ = fs::remove_file(path);

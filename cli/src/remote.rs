@@ -30,16 +30,12 @@ pub fn tier(
     let Some(url) = url.map(|u| u.trim()).filter(|u| !u.is_empty()) else {
         return Ok(None);
     };
-    let mut headers: Vec<(String, String)> = section
-        .headers
+    let from_flags = flags
+        .remote_header
         .iter()
-        .map(|(k, v)| (k.clone(), v.clone()))
-        .collect();
-    for text in &flags.remote_header {
-        let (key, value) = parse_header(text).map_err(|e| bad(format!("--remote_header: {e}")))?;
-        headers.retain(|(k, _)| !k.eq_ignore_ascii_case(&key));
-        headers.push((key, value));
-    }
+        .map(|text| parse_header(text).map_err(|e| bad(format!("--remote_header: {e}"))))
+        .collect::<Result<Vec<_>>>()?;
+    let headers = merge_headers(&section.headers, from_flags);
     let timeout = match &flags.remote_timeout {
         Some(text) => parse_seconds(text).ok_or_else(|| {
             bad(format!(
@@ -157,9 +153,59 @@ fn parse_seconds(text: &str) -> Option<Duration> {
     Duration::try_from_secs_f64(seconds).ok()
 }
 
+/// kiln.toml's headers, each replaced by the flags that name it; a name given by several
+/// `--remote_header` flags gets their values as one comma-separated list, as Bazel sends them.
+fn merge_headers(
+    from_toml: &std::collections::BTreeMap<String, String>,
+    from_flags: Vec<(String, String)>,
+) -> Vec<(String, String)> {
+    let mut headers: Vec<(String, String)> = from_toml
+        .iter()
+        .filter(|(k, _)| !from_flags.iter().any(|(f, _)| f.eq_ignore_ascii_case(k)))
+        .map(|(k, v)| (k.clone(), v.clone()))
+        .collect();
+    for (key, value) in from_flags {
+        match headers
+            .iter_mut()
+            .find(|(k, _)| k.eq_ignore_ascii_case(&key))
+        {
+            Some((_, values)) => {
+                values.push(',');
+                values.push_str(&value);
+            }
+            None => headers.push((key, value)),
+        }
+    }
+    headers
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn repeated_header_flags_are_joined_and_replace_kiln_toml() {
+        let toml = [
+            ("authorization".to_string(), "Bearer toml".to_string()),
+            ("x-team".to_string(), "build".to_string()),
+        ]
+        .into_iter()
+        .collect();
+        let flags = vec![
+            ("Authorization".to_string(), "Bearer flag".to_string()),
+            ("x-tag".to_string(), "a".to_string()),
+            ("x-tag".to_string(), "b".to_string()),
+        ];
+        assert_eq!(
+            merge_headers(&toml, flags),
+            [
+                ("x-team", "build"),
+                ("Authorization", "Bearer flag"),
+                ("x-tag", "a,b"),
+            ]
+            .map(|(k, v)| (k.to_string(), v.to_string()))
+        );
+    }
 
     #[test]
     fn timeouts() {

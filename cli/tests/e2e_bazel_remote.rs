@@ -41,7 +41,8 @@ fn start_server(dir: &Path, port: u16) -> Serve {
         .arg("--dir")
         .arg(dir)
         .args(["--allow-anonymous", "write", "--max-size", "1G"])
-        .stderr(Stdio::piped())
+        // Its log goes to the test's stderr: a pipe nobody read could fill up and stall it.
+        .stderr(Stdio::inherit())
         .spawn()
         .expect("start kiln serve");
     let addr: SocketAddr = format!("127.0.0.1:{port}").parse().unwrap();

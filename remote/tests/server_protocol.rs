@@ -886,3 +886,110 @@ async fn get_tree_pages_through_a_directory_tree() {
     assert_eq!(err.code(), Code::NotFound);
     server.stop().await;
 }
+
+/// `digest` with another size: files are named by hash only, so this names a stored file.
+fn resized(digest: &re::Digest, size_bytes: i64) -> re::Digest {
+    re::Digest {
+        hash: digest.hash.clone(),
+        size_bytes,
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_stored_hash_with_a_wrong_or_huge_size_is_a_miss_and_the_blob_stays() {
+    let dir = tempfile::tempdir().unwrap();
+    let server = start(config(dir.path())).await;
+    let channel = server.channel().await;
+    let mut cas = ContentAddressableStorageClient::new(channel.clone());
+    let mut bs = ByteStreamClient::new(channel.clone());
+    let mut ac = ActionCacheClient::new(channel);
+    let data = bytes(61, 1000);
+    let d = sha256(&data);
+    write(&mut bs, &upload_name(&d), &data, 1000).await.unwrap();
+    let large = bytes(62, (2 << 20) + 5);
+    let dl = sha256(&large);
+    write(&mut bs, &upload_name(&dl), &large, 1 << 20)
+        .await
+        .unwrap();
+    let huge = 1i64 << 50;
+
+    for wrong in [resized(&d, 999), resized(&d, 1001), resized(&d, huge)] {
+        assert_eq!(
+            find_missing(&mut cas, vec![wrong.clone()]).await,
+            vec![wrong.clone()]
+        );
+        let err = read(&mut bs, &blob_name(&wrong), 0, 0).await.unwrap_err();
+        assert_eq!(err.code(), Code::NotFound, "{wrong:?}: {err:?}");
+        // A tree root or an action result's tree with that size: the server must neither
+        // allocate the size asked for nor crash.
+        let tree = cas
+            .get_tree(re::GetTreeRequest {
+                root_digest: Some(wrong.clone()),
+                ..Default::default()
+            })
+            .await;
+        match tree {
+            Ok(stream) => {
+                let mut stream = stream.into_inner();
+                while let Ok(Some(_)) = stream.message().await {}
+            }
+            Err(status) => assert_eq!(status.code(), Code::NotFound, "{status:?}"),
+        }
+    }
+    for wrong in [resized(&d, 5), resized(&d, 1001), resized(&dl, 1000)] {
+        let batch = cas
+            .batch_read_blobs(re::BatchReadBlobsRequest {
+                digests: vec![wrong],
+                ..Default::default()
+            })
+            .await
+            .unwrap()
+            .into_inner();
+        assert_eq!(
+            batch.responses[0].status.as_ref().unwrap().code,
+            Code::NotFound as i32
+        );
+    }
+    let action = sha256(b"action with an inflated tree size");
+    ac.update_action_result(re::UpdateActionResultRequest {
+        action_digest: Some(action.clone()),
+        action_result: Some(re::ActionResult {
+            output_directories: vec![re::OutputDirectory {
+                path: "out".into(),
+                tree_digest: Some(resized(&d, huge)),
+                ..Default::default()
+            }],
+            ..Default::default()
+        }),
+        ..Default::default()
+    })
+    .await
+    .unwrap();
+    let got = ac
+        .get_action_result(re::GetActionResultRequest {
+            action_digest: Some(action),
+            ..Default::default()
+        })
+        .await
+        .unwrap_err();
+    assert_eq!(got.code(), Code::NotFound);
+    // A wrong-size upload of other bytes under the same hash is refused and changes nothing.
+    let err = write(&mut bs, &upload_name(&resized(&d, 999)), &data[..999], 999)
+        .await
+        .unwrap_err();
+    assert_eq!(err.code(), Code::InvalidArgument);
+    // Only the real empty blob is present at size 0.
+    let bogus_empty = resized(&d, 0);
+    assert_eq!(
+        find_missing(&mut cas, vec![bogus_empty.clone()]).await,
+        vec![bogus_empty]
+    );
+
+    // Both blobs are still present, intact and served.
+    assert!(find_missing(&mut cas, vec![d.clone(), dl.clone()])
+        .await
+        .is_empty());
+    assert!(read(&mut bs, &blob_name(&d), 0, 0).await.unwrap() == data);
+    assert!(read(&mut bs, &blob_name(&dl), 0, 0).await.unwrap() == large);
+    server.stop().await;
+}

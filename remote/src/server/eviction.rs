@@ -20,6 +20,7 @@ pub async fn run(store: Store) {
                 _ = tokio::time::sleep(PERIOD) => {}
             }
         }
+        store.uploads.expire();
         let written = store.take_written();
         // Sizing the cache is a query over the whole index: only after writes (and once at
         // start-up, for the gauge).

@@ -294,8 +294,14 @@ async fn fill(addr: String, count: u64, seed: u64) -> Result<(), Error> {
                         re::batch_update_blobs_request::Request { digest: Some(digest(&data)), data, compressor: 0 }
                     })
                     .collect();
-                cas.batch_update_blobs(re::BatchUpdateBlobsRequest { requests, ..Default::default() })
-                    .await?;
+                let stored = cas
+                    .batch_update_blobs(re::BatchUpdateBlobsRequest { requests, ..Default::default() })
+                    .await?
+                    .into_inner();
+                // Every blob must be stored, or the start-up measurement times a smaller cache.
+                if let Some(bad) = stored.responses.iter().find(|r| r.status.as_ref().is_some_and(|s| s.code != 0)) {
+                    return Err(format!("fill: a blob was refused: {:?}", bad.status).into());
+                }
                 i += n;
             }
             Ok::<(), Error>(())
