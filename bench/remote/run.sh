@@ -6,6 +6,7 @@
 #
 # Usage: bench/remote/run.sh            (from the repository root)
 #   SECONDS_PER_RUN=5 REPEATS=3           each measurement runs this long, this many times
+#   SPECS="read4k:1 acget:32"            only these rows (op:clients; default all ten)
 #                                         (servers interleaved); the table gives medians
 #   KILN_BIN=path/to/kiln                 default target/release/kiln; when it does not exist,
 #                                         loadgen's `serve` binary (the same kiln_remote::server)
@@ -68,6 +69,8 @@ stop() { kill -TERM "$PID"; wait "$PID" || true; }
 : > "$OUT.jsonl"
 SERVERS=${SERVERS:-"kiln bazel-remote-zstd bazel-remote-uncompressed"}
 SECONDS_PER_RUN=${SECONDS_PER_RUN:-5}
+# Measurements as op:clients; a subset re-measures only those rows.
+SPECS=${SPECS:-"write4k:1 write4k:32 read4k:1 read4k:32 acget:1 acget:32 write16m:1 write16m:32 read16m:1 read16m:32"}
 REPEATS=${REPEATS:-3}
 # Repetitions interleave the servers (kiln, zstd, uncompressed, kiln, ...) so drift in the
 # machine's load spreads over all of them; each repetition starts from an empty cache.
@@ -77,9 +80,8 @@ for rep in $(seq 1 "$REPEATS"); do
     rm -rf "$dir"; mkdir -p "$dir"
     start "$server" "$dir"
     seed=$((rep * 100))
-    for spec in "write4k 1" "write4k 32" "read4k 1" "read4k 32" "acget 1" "acget 32" \
-                "write16m 1" "write16m 32" "read16m 1" "read16m 32"; do
-      set -- $spec
+    for spec in $SPECS; do
+      set -- ${spec/:/ }
       seed=$((seed + 1))
       # Each measurement starts with no dirty pages left by the one before: otherwise writes
       # pay for the previous writer's writeback, whichever server wrote it.
@@ -101,12 +103,13 @@ for server in $( [ "$STARTUP_BLOBS" -gt 0 ] && echo $SERVERS ); do
   "$LOADGEN" fill "$ADDR" "$STARTUP_BLOBS" 99
   stop
   for run in 1 2 3; do
-    sync; echo 3 > /proc/sys/vm/drop_caches 2>/dev/null || true
+    # Cold start when the page cache can be dropped (root); the record says which it was.
+    if sync && echo 3 > /proc/sys/vm/drop_caches 2>/dev/null; then cold=true; else cold=false; fi
     t0=$(date +%s.%N)
     start "$server" "$dir"
     t1=$(date +%s.%N)
     stop
-    echo "{\"server\":\"$server\",\"op\":\"startup\",\"blobs\":$STARTUP_BLOBS,\"run\":$run,\"seconds\":$(printf "%.3f" "$(echo "$t1 - $t0" | bc)")}" | tee -a "$OUT.jsonl"
+    echo "{\"server\":\"$server\",\"op\":\"startup\",\"blobs\":$STARTUP_BLOBS,\"run\":$run,\"page_cache_dropped\":$cold,\"seconds\":$(printf "%.3f" "$(echo "$t1 - $t0" | bc)")}" | tee -a "$OUT.jsonl"
   done
   rm -rf "$dir"
 done
@@ -143,5 +146,9 @@ for s in servers:
     ts = sorted(r["seconds"] for r in rows if r["op"] == "startup" and r["server"] == s)
     med.append(f"{ts[len(ts)//2]:.3f} s (runs: {', '.join(f'{t:.3f}' for t in ts)})" if ts else "-")
 print("| median of 3 | " + " | ".join(med) + " |")
+cold = {r.get("page_cache_dropped") for r in rows if r["op"] == "startup"}
+if cold:
+    print()
+    print("Page cache dropped before each start-up: " + ("yes" if cold == {True} else "no" if cold == {False} else "not always"))
 PY
 cat "$OUT.md"

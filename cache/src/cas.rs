@@ -126,20 +126,39 @@ impl LocalCache {
     }
 
     /// Whether a blob with this digest is stored (by name and size; content is checked on
-    /// read). Counts as a use for eviction. A file of another length is a plain miss and is
-    /// left alone: files are named by hash only, so the asker's size may be what is wrong (a
-    /// damaged file is found when it is read, and a new copy replaces it when stored again).
+    /// read). Counts as a use for eviction. A file of another length is hashed to tell damage
+    /// (reported and deleted) from an intact blob of another size (left alone); either way it
+    /// is a miss. For digests from untrusted askers, see [`contains_as_asked`](Self::contains_as_asked).
     pub fn contains(&self, digest: &Digest) -> bool {
+        match self.presence(digest) {
+            Presence::Present => true,
+            Presence::OtherLength(path) => {
+                self.wrong_length(digest, &path);
+                false
+            }
+            Presence::Absent => false,
+        }
+    }
+
+    /// [`contains`](Self::contains) for a digest a remote client sent: a file of another
+    /// length is a plain miss and is neither hashed nor touched (files are named by hash only,
+    /// so the asker's size may be what is wrong; a damaged file is found when it is read, and
+    /// replaced when the blob is stored again).
+    pub fn contains_as_asked(&self, digest: &Digest) -> bool {
+        matches!(self.presence(digest), Presence::Present)
+    }
+
+    fn presence(&self, digest: &Digest) -> Presence {
         let path = self.entry_path(Kind::Blob, digest);
         match fs::metadata(&path) {
             Ok(meta) if meta.is_file() && meta.len() == digest.size => {
                 self.note_used(Kind::Blob, digest, digest.size);
-                true
+                Presence::Present
             }
-            Ok(_) => false,
+            Ok(_) => Presence::OtherLength(path),
             Err(_) => {
                 self.note_gone(Kind::Blob, digest);
-                false
+                Presence::Absent
             }
         }
     }
@@ -267,6 +286,16 @@ impl LocalCache {
         self.note_used(Kind::Blob, digest, digest.size);
         Ok(true)
     }
+}
+
+/// What a blob's file says about a digest.
+enum Presence {
+    /// A file of the digest's size.
+    Present,
+    /// A file of another length.
+    OtherLength(std::path::PathBuf),
+    /// No file.
+    Absent,
 }
 
 /// Sizes up to this are allocated as asked, without looking at the file first.

@@ -335,20 +335,28 @@ fn decode_entry(row: &rusqlite::Row<'_>) -> rusqlite::Result<Option<MemoEntry>> 
         return Ok(None);
     };
     Ok(Some(MemoEntry {
-        stat: FileStat {
-            dev: row.get::<_, i64>(0)? as u64,
-            ino: row.get::<_, i64>(1)? as u64,
-            size: row.get::<_, i64>(2)? as u64,
-            mtime_ns: row.get(3)?,
-            ctime_ns: row.get(4)?,
-            mode_exec: row.get(5)?,
-        },
+        stat: stat_from_row(row, row.get(5)?)?,
         hash,
         hashed_at_ns: row.get(7)?,
     }))
 }
 
 /// A stat of one made-up file whose mtime and ctime are both `mtime_ns`, for tests.
+/// A [`FileStat`] from columns 0–4 of a row (dev, ino, size, mtime_ns, ctime_ns).
+pub(crate) fn stat_from_row(
+    row: &rusqlite::Row<'_>,
+    mode_exec: bool,
+) -> rusqlite::Result<FileStat> {
+    Ok(FileStat {
+        dev: row.get::<_, i64>(0)? as u64,
+        ino: row.get::<_, i64>(1)? as u64,
+        size: row.get::<_, i64>(2)? as u64,
+        mtime_ns: row.get(3)?,
+        ctime_ns: row.get(4)?,
+        mode_exec,
+    })
+}
+
 #[cfg(test)]
 pub(crate) fn test_stat(mtime_ns: i64) -> FileStat {
     FileStat {

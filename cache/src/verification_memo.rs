@@ -27,7 +27,7 @@ use rusqlite::{params, Connection, OptionalExtension};
 use crate::db;
 use crate::digest::Digest;
 use crate::error::{CacheError, Result};
-use crate::file_memo::{nanos_since_epoch, FileStat};
+use crate::file_memo::{nanos_since_epoch, stat_from_row, FileStat};
 use crate::verified_blobs::racy_window;
 
 /// How long a verification vouches for an unchanged file.
@@ -113,15 +113,8 @@ impl VerificationMemo {
         stmt.query_row(params![digest.function.name(), &digest.hash[..]], |row| {
             Ok(Verification {
                 digest: *digest,
-                stat: FileStat {
-                    dev: row.get::<_, i64>(0)? as u64,
-                    ino: row.get::<_, i64>(1)? as u64,
-                    size: row.get::<_, i64>(2)? as u64,
-                    mtime_ns: row.get(3)?,
-                    ctime_ns: row.get(4)?,
-                    // Not stored: CAS blobs are never executable, and `trusted` ignores it.
-                    mode_exec: false,
-                },
+                // The mode is not stored: CAS blobs are never executable, and `trusted` ignores it.
+                stat: stat_from_row(row, false)?,
                 hashed_at_ns: row.get(5)?,
             })
         })

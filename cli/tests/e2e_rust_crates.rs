@@ -153,14 +153,21 @@ fn a_locked_registry_crate_builds_and_a_tampered_download_is_rejected() {
     assert!(!bad.out_path("app/app").exists());
 }
 
-#[test]
-fn a_damaged_crate_in_kilns_store_is_fetched_again() {
+/// A workspace that built `//app` once, and the path of the verified `itoa` `.crate` in
+/// Kiln's store.
+fn built_itoa_workspace() -> (Workspace, std::path::PathBuf) {
     let (_, checksum) = harness::examples_rust_pin("itoa");
     let ws = workspace(&checksum);
     ws.kiln(&["build", "//app"]).ok();
     let stored = ws
         .cache_dir()
         .join(format!("rust-crates/crate/{checksum}.crate"));
+    (ws, stored)
+}
+
+#[test]
+fn a_damaged_crate_in_kilns_store_is_fetched_again() {
+    let (ws, stored) = built_itoa_workspace();
     assert!(stored.is_file(), "verified .crate kept in the store");
     std::fs::write(&stored, b"not a crate").expect("damage the stored .crate");
     // A new Cargo.lock text (a comment) forces the repository to be made again.
@@ -177,12 +184,7 @@ fn a_damaged_crate_in_kilns_store_is_fetched_again() {
 
 #[test]
 fn a_repository_already_made_is_reused_after_clean_expunge_without_unpacking() {
-    let (_, checksum) = harness::examples_rust_pin("itoa");
-    let ws = workspace(&checksum);
-    ws.kiln(&["build", "//app"]).ok();
-    let stored = ws
-        .cache_dir()
-        .join(format!("rust-crates/crate/{checksum}.crate"));
+    let (ws, stored) = built_itoa_workspace();
     // Were the crates unpacked again, this damaged archive would be noticed and fetched anew.
     std::fs::write(&stored, b"not a crate").expect("damage the stored .crate");
     ws.kiln(&["clean", "--expunge"]).ok();

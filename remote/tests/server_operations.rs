@@ -591,10 +591,7 @@ async fn find_missing_and_action_cache_hits_refresh_what_they_name_for_eviction(
     let mut cfg = config(dir.path());
     cfg.max_size_bytes = cap;
     let server = start(cfg).await;
-    let channel = server.channel().await;
-    let mut bs = ByteStreamClient::new(channel.clone());
-    let mut cas = ContentAddressableStorageClient::new(channel.clone());
-    let mut ac = ActionCacheClient::new(channel);
+    let (mut cas, mut bs, mut ac) = server.clients().await;
     let blob = |i: u64| bytes(300 + i, 128 << 10);
 
     // 10 blobs: 1.25 MiB of the 2 MiB cap. A tree holds blob 2 as a file; an action result

@@ -453,10 +453,7 @@ async fn wrong_uploads_are_refused_and_store_nothing() {
 async fn malformed_requests_get_status_codes_and_the_server_keeps_serving() {
     let dir = tempfile::tempdir().unwrap();
     let server = start(config(dir.path())).await;
-    let channel = server.channel().await;
-    let mut cas = ContentAddressableStorageClient::new(channel.clone());
-    let mut bs = ByteStreamClient::new(channel.clone());
-    let mut ac = ActionCacheClient::new(channel);
+    let (mut cas, mut bs, mut ac) = server.clients().await;
     let good = sha256(b"x");
     let code = |r: Result<Vec<u8>, tonic::Status>| r.unwrap_err().code();
 
@@ -899,10 +896,7 @@ fn resized(digest: &re::Digest, size_bytes: i64) -> re::Digest {
 async fn a_stored_hash_with_a_wrong_or_huge_size_is_a_miss_and_the_blob_stays() {
     let dir = tempfile::tempdir().unwrap();
     let server = start(config(dir.path())).await;
-    let channel = server.channel().await;
-    let mut cas = ContentAddressableStorageClient::new(channel.clone());
-    let mut bs = ByteStreamClient::new(channel.clone());
-    let mut ac = ActionCacheClient::new(channel);
+    let (mut cas, mut bs, mut ac) = server.clients().await;
     let data = bytes(61, 1000);
     let d = sha256(&data);
     write(&mut bs, &upload_name(&d), &data, 1000).await.unwrap();

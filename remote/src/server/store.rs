@@ -109,7 +109,7 @@ impl Store {
 
     /// Whether a blob is present (the empty blob always is); refreshes it for eviction.
     pub fn has_blob(cache: &LocalCache, digest: &Digest) -> bool {
-        *digest == Digest::empty(digest.function) || cache.contains(digest)
+        *digest == Digest::empty(digest.function) || cache.contains_as_asked(digest)
     }
 
     /// Reads a verified blob; `None` when missing or corrupt. The empty blob is always there.

@@ -73,6 +73,22 @@ impl TestServer {
             .unwrap()
     }
 
+    /// A CAS, a ByteStream and an ActionCache client on one channel.
+    pub async fn clients(
+        &self,
+    ) -> (
+        ContentAddressableStorageClient<Channel>,
+        ByteStreamClient<Channel>,
+        ActionCacheClient<Channel>,
+    ) {
+        let channel = self.channel().await;
+        (
+            ContentAddressableStorageClient::new(channel.clone()),
+            ByteStreamClient::new(channel.clone()),
+            ActionCacheClient::new(channel),
+        )
+    }
+
     /// Asks the server to stop (as SIGTERM does) and waits until it has.
     pub async fn stop(self) {
         let _ = self.stop.send(());
