@@ -71,7 +71,7 @@ ENV="$RESULTS/$NAME-env.txt"
 {
     echo "date: $(date -u +%FT%TZ)"
     echo "kiln: $(git -C "$REPO" rev-parse HEAD) (binary $KILN)"
-    echo "bazel-remote: $BR ($("$BR" --version 2>&1 | head -1))"
+    echo "bazel-remote: $BR"
     echo "servers: $SERVERS on ports $PORT, $((PORT + 2)), $((PORT + 4)); SHA-256"
     echo "nproc: $(nproc); load before: $(cut -d' ' -f1-3 /proc/loadavg)"
     echo "cpu: $(grep -m1 'model name' /proc/cpuinfo | cut -d: -f2- | sed 's/^ //')"
