@@ -337,19 +337,9 @@ async fn a_corrupt_blob_is_never_served_and_is_removed() {
         .await
         .unwrap();
     corrupt_on_disk(&server.dir, &d2, 4095);
-    let batch = cas
-        .batch_read_blobs(re::BatchReadBlobsRequest {
-            digests: vec![d2.clone()],
-            ..Default::default()
-        })
-        .await
-        .unwrap()
-        .into_inner();
-    assert_eq!(
-        batch.responses[0].status.as_ref().unwrap().code,
-        Code::NotFound as i32
-    );
-    assert!(batch.responses[0].data.is_empty());
+    let (code, data) = batch_read_one(&mut cas, &d2).await;
+    assert_eq!(code, Code::NotFound as i32);
+    assert!(data.is_empty());
     assert_eq!(
         find_missing(&mut cas, vec![d.clone(), d2.clone()]).await,
         vec![d, d2]
@@ -884,6 +874,23 @@ async fn get_tree_pages_through_a_directory_tree() {
     server.stop().await;
 }
 
+/// BatchReadBlobs of one digest: its status code and data.
+async fn batch_read_one(
+    cas: &mut ContentAddressableStorageClient<tonic::transport::Channel>,
+    digest: &re::Digest,
+) -> (i32, Vec<u8>) {
+    let mut batch = cas
+        .batch_read_blobs(re::BatchReadBlobsRequest {
+            digests: vec![digest.clone()],
+            ..Default::default()
+        })
+        .await
+        .unwrap()
+        .into_inner();
+    let response = batch.responses.remove(0);
+    (response.status.unwrap_or_default().code, response.data)
+}
+
 /// `digest` with another size: files are named by hash only, so this names a stored file.
 fn resized(digest: &re::Digest, size_bytes: i64) -> re::Digest {
     re::Digest {
@@ -931,18 +938,8 @@ async fn a_stored_hash_with_a_wrong_or_huge_size_is_a_miss_and_the_blob_stays() 
         }
     }
     for wrong in [resized(&d, 5), resized(&d, 1001), resized(&dl, 1000)] {
-        let batch = cas
-            .batch_read_blobs(re::BatchReadBlobsRequest {
-                digests: vec![wrong],
-                ..Default::default()
-            })
-            .await
-            .unwrap()
-            .into_inner();
-        assert_eq!(
-            batch.responses[0].status.as_ref().unwrap().code,
-            Code::NotFound as i32
-        );
+        let (code, _) = batch_read_one(&mut cas, &wrong).await;
+        assert_eq!(code, Code::NotFound as i32, "{wrong:?}");
     }
     let action = sha256(b"action with an inflated tree size");
     ac.update_action_result(re::UpdateActionResultRequest {
