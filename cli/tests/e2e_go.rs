@@ -16,12 +16,16 @@ use std::sync::{Mutex, MutexGuard, OnceLock};
 
 use harness::{copy_tree, tests, Workspace};
 
-/// Serializes the tests of this file and keeps the warm shared cache alive.
+/// Serializes the tests of this file and keeps the warm shared cache alive (under Cargo's
+/// target temp directory, emptied at the first use in each run).
 fn shared() -> (MutexGuard<'static, ()>, &'static Workspace) {
     static LOCK: Mutex<()> = Mutex::new(());
     static CACHE: OnceLock<Workspace> = OnceLock::new();
     let guard = LOCK.lock().unwrap_or_else(|e| e.into_inner());
-    (guard, CACHE.get_or_init(Workspace::new))
+    let cache = CACHE.get_or_init(|| {
+        Workspace::in_fixed_dir(&Path::new(env!("CARGO_TARGET_TMPDIR")).join("e2e_go-shared"))
+    });
+    (guard, cache)
 }
 
 fn examples_go() -> PathBuf {

@@ -77,6 +77,28 @@ impl Workspace {
         }
     }
 
+    /// An empty workspace and its cache under `dir`, which is emptied first and left in place
+    /// afterwards. For a workspace a test binary keeps in a `static`: statics are never dropped,
+    /// so a `TempDir` there would leave a copy of the cache in the system temp directory per run.
+    pub fn in_fixed_dir(dir: &Path) -> Workspace {
+        match std::fs::remove_dir_all(dir) {
+            Ok(()) => {}
+            Err(e) if e.kind() == std::io::ErrorKind::NotFound => {}
+            Err(e) => panic!("empty {}: {e}", dir.display()),
+        }
+        let root = dir.join("workspace");
+        let cache = dir.join("cache");
+        for d in [&root, &cache] {
+            std::fs::create_dir_all(d).unwrap_or_else(|e| panic!("create {}: {e}", d.display()));
+        }
+        std::fs::write(root.join("kiln.toml"), "").expect("write kiln.toml");
+        Workspace {
+            root,
+            cache,
+            _dirs: Vec::new(),
+        }
+    }
+
     /// An empty workspace sharing `other`'s cache directory.
     pub fn sharing_cache(other: &Workspace) -> Workspace {
         let ws = tempfile::tempdir().expect("temp workspace");
