@@ -38,7 +38,12 @@ fn decode(entry: &[u8]) -> Option<&[u8]> {
 impl LocalCache {
     /// The stored result of the action with this digest, or `None` (missing or corrupt).
     pub fn get_action_result(&self, action: &Digest) -> Result<Option<Vec<u8>>> {
+        if let Some(remembered) = self.action_results.get(action) {
+            self.note_used(Kind::Action, action, remembered.file_size);
+            return Ok(Some(remembered.payload.to_vec()));
+        }
         let path = self.entry_path(Kind::Action, action);
+        let ticket = self.action_results.read_starting();
         let entry = match fs::read(&path) {
             Ok(entry) => entry,
             Err(e) if e.kind() == io::ErrorKind::NotFound => {
@@ -49,6 +54,8 @@ impl LocalCache {
         };
         match decode(&entry) {
             Some(payload) => {
+                self.action_results
+                    .remember(action, payload, entry.len() as u64, ticket);
                 self.note_used(Kind::Action, action, entry.len() as u64);
                 Ok(Some(payload.to_vec()))
             }
@@ -72,6 +79,8 @@ impl LocalCache {
         let dest = self.entry_path(Kind::Action, action);
         let shard = fsutil::parent_dir(&dest);
         fs::create_dir_all(shard).map_err(CacheError::io(shard))?;
+        // Forgotten before the file changes (see `ActionResultMemo`): the next read reads it.
+        self.action_results.forget(action);
         tmp.persist(&dest).map_err(CacheError::io(&dest))?;
         if self.config.fsync {
             fsutil::sync_dir(shard).map_err(CacheError::io(shard))?;

@@ -53,7 +53,11 @@ impl LocalCache {
             }
             let mut freed = 0;
             let removed = self.index.evict(&chosen, |row| {
-                let path = self.entry_path(row.key.kind, &digest_of(row));
+                let digest = digest_of(row);
+                if row.key.kind == Kind::Action {
+                    self.action_results.forget(&digest);
+                }
+                let path = self.entry_path(row.key.kind, &digest);
                 match fs::remove_file(&path) {
                     Ok(()) => {}
                     Err(e) if e.kind() == io::ErrorKind::NotFound => {}

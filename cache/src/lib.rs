@@ -10,7 +10,7 @@
 //! [`DigestWriter`] hashes while copying.
 //!
 //! **Per-user store** ([`LocalCache`], root from [`default_root`]):
-//! - `open(root, CacheConfig { max_size_bytes, fsync })`
+//! - `open(root, CacheConfig { max_size_bytes, fsync, action_result_memo_bytes })`
 //! - CAS: `put_bytes`, `put_file`, `put_file_expecting` (typed [`CacheError::DigestMismatch`],
 //!   stores nothing), `contains`, `read` (verified), `materialize(digest, dest, executable)`
 //!   (verified copy, never a link), `put_bytes_expecting`, [`BlobWriter`] (a streamed upload,
@@ -18,7 +18,8 @@
 //!   goes; `finish` says whether the bytes were the blob; a server's [`VerifiedBlobs`] memo
 //!   spares re-hashing an unchanged, recently verified blob), `link_for_sandbox(digest, dest, executable)` (verified hard
 //!   link for read-only sandbox mounts)
-//! - action cache: `get_action_result`, `put_action_result` (opaque bytes, integrity-checked)
+//! - action cache: `get_action_result`, `put_action_result` (opaque bytes, integrity-checked;
+//!   a server may keep verified entries in memory, `action_result_memo_bytes`)
 //! - size: `stats`, `gc(target_bytes)`, `enforce_cap`, `rebuild_index`, `flush`,
 //!   `flush_in_background` (a server flushing the access records on its own timer)
 //! - repairs: `take_warnings`, `corrupt_count`
@@ -45,6 +46,7 @@
 
 mod action_cache;
 mod action_history;
+mod action_result_memo;
 mod blob_access;
 mod blob_reader;
 mod blob_writer;

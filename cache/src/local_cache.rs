@@ -18,6 +18,7 @@ use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::Mutex;
 use std::time::Duration;
 
+use crate::action_result_memo::ActionResultMemo;
 use crate::db;
 use crate::digest::Digest;
 use crate::error::{CacheError, Result};
@@ -37,14 +38,21 @@ pub struct CacheConfig {
     pub max_size_bytes: u64,
     /// `fsync` each new blob before renaming it into place (slower; survives power loss).
     pub fsync: bool,
+    /// Bytes of verified action-cache entries this process keeps in memory, so that a repeated
+    /// `get_action_result` reads no file: for a long-running server. The memo sees this
+    /// process's changes only; an entry another process replaced or deleted may still be
+    /// answered from it (a result once stored for that action and verified, never a damaged
+    /// one). 0, the default, turns it off.
+    pub action_result_memo_bytes: u64,
 }
 
 impl Default for CacheConfig {
-    /// A 10 GiB cap, no fsync.
+    /// A 10 GiB cap, no fsync, no action-result memo.
     fn default() -> Self {
         CacheConfig {
             max_size_bytes: 10 << 30,
             fsync: false,
+            action_result_memo_bytes: 0,
         }
     }
 }
@@ -107,6 +115,8 @@ pub struct LocalCache {
     pub(crate) index: Index,
     /// Blob files that hashed to their names recently and have not changed since.
     pub(crate) verifications: VerificationMemo,
+    /// Verified action-cache payloads kept in memory (off unless configured).
+    pub(crate) action_results: ActionResultMemo,
     corrupt: AtomicU64,
     warnings: Mutex<Vec<CacheWarning>>,
 }
@@ -163,6 +173,7 @@ impl LocalCache {
             config,
             index,
             verifications: VerificationMemo::new(&root.join("verified.sqlite")),
+            action_results: ActionResultMemo::new(config.action_result_memo_bytes),
             corrupt: AtomicU64::new(0),
             warnings: Mutex::new(Vec::new()),
         };
@@ -251,6 +262,9 @@ impl LocalCache {
 
     /// Records that an entry's file is gone.
     pub(crate) fn note_gone(&self, kind: Kind, digest: &Digest) {
+        if kind == Kind::Action {
+            self.action_results.forget(digest);
+        }
         if let Err(e) = self.index.forget(Self::key(kind, digest)) {
             self.warn(CacheWarning::Index(e.to_string()));
         }

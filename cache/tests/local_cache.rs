@@ -270,6 +270,7 @@ fn enforce_cap_keeps_total_under_the_cap() {
     let config = CacheConfig {
         max_size_bytes: 1000,
         fsync: true,
+        ..CacheConfig::default()
     };
     let cache = LocalCache::open(dir.path(), config).unwrap();
     let mut digests = Vec::new();
@@ -414,4 +415,53 @@ fn a_blob_verified_in_an_earlier_process_is_still_checked_after_any_change() {
     assert!(!cache.verify(&digest));
     assert!(!blob_path(dir.path(), &digest).exists());
     assert!(!cache.verify(&digest));
+}
+
+#[test]
+fn the_action_result_memo_serves_only_verified_entries_and_follows_every_change() {
+    let dir = tempfile::tempdir().unwrap();
+    let config = CacheConfig {
+        action_result_memo_bytes: 1 << 20,
+        ..CacheConfig::default()
+    };
+    let cache = LocalCache::open(dir.path(), config).unwrap();
+    let entry_path = |d: &Digest| {
+        let hex = d.hex();
+        dir.path().join("ac/blake3").join(&hex[..2]).join(hex)
+    };
+    let get = |d: &Digest| cache.get_action_result(d).unwrap();
+    let x = Digest::of_bytes(DigestFunction::Blake3, b"action x");
+    let y = Digest::of_bytes(DigestFunction::Blake3, b"action y");
+
+    // A damaged file read for the first time is reported and a miss, memo or not.
+    cache.put_action_result(&x, b"x v1").unwrap();
+    let entry = fs::read(entry_path(&x)).unwrap();
+    fs::write(entry_path(&x), &entry[..entry.len() - 1]).unwrap();
+    assert_eq!(get(&x), None);
+    assert_eq!(cache.corrupt_count(), 1);
+
+    // Once read and verified, the entry is answered from memory: damage after that is not
+    // read, so it cannot be served either.
+    cache.put_action_result(&x, b"x v2").unwrap();
+    assert_eq!(get(&x).as_deref(), Some(&b"x v2"[..]));
+    fs::write(entry_path(&x), b"damaged").unwrap();
+    assert_eq!(get(&x).as_deref(), Some(&b"x v2"[..]));
+
+    // A replacement is read from its file, never the older remembered payload.
+    cache.put_action_result(&x, b"x v3").unwrap();
+    assert_eq!(get(&x).as_deref(), Some(&b"x v3"[..]));
+
+    // A hit from memory still counts as a use for eviction: `x`, used after `y` was stored,
+    // outlives it.
+    cache.put_action_result(&y, b"y v1").unwrap();
+    assert_eq!(get(&x).as_deref(), Some(&b"x v3"[..]));
+    let one_entry = fs::metadata(entry_path(&x)).unwrap().len();
+    assert_eq!(cache.gc(one_entry).unwrap().removed, 1);
+    assert!(entry_path(&x).exists() && !entry_path(&y).exists());
+    assert_eq!(get(&y), None);
+
+    // An evicted entry is gone from memory too.
+    assert_eq!(cache.gc(0).unwrap().removed, 1);
+    assert_eq!(get(&x), None, "evicted, so a miss");
+    assert_eq!(cache.corrupt_count(), 1);
 }

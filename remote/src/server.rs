@@ -117,6 +117,10 @@ pub struct ServerConfig {
     pub shutdown_grace: Duration,
 }
 
+/// Verified action-cache entries the server keeps in memory: a repeated `GetActionResult` then
+/// reads no file (see [`CacheConfig::action_result_memo_bytes`]).
+const ACTION_RESULT_MEMO_BYTES: u64 = 64 << 20;
+
 /// A bound server, ready to [`run`](Server::run).
 pub struct Server {
     config: ServerConfig,
@@ -132,6 +136,7 @@ impl Server {
         let cache_config = CacheConfig {
             max_size_bytes: config.max_size_bytes,
             fsync: config.fsync,
+            action_result_memo_bytes: ACTION_RESULT_MEMO_BYTES,
         };
         let cache = tokio::task::spawn_blocking(move || LocalCache::open(&dir, cache_config))
             .await
