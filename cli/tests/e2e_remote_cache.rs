@@ -6,8 +6,9 @@ mod fake_remote;
 mod harness;
 
 use bazel_remote_apis::build::bazel::remote::execution::v2::digest_function::Value as Function;
-use fake_remote::FakeRemote;
+use fake_remote::{blob_name, FakeRemote};
 use harness::{Output, Workspace};
+use tonic::Code;
 
 const BUILD: &str = r#"
 genrule(name = "a", srcs = ["in.txt"], outs = ["a.txt"], cmd = "tr a-z A-Z < $< > $@")
@@ -39,6 +40,38 @@ fn statuses(out: &Output, label: &str) -> Vec<String> {
 
 fn count(out: &Output, field: &str) -> u64 {
     out.summary()[field].as_u64().unwrap_or(u64::MAX)
+}
+
+/// `n` independent actions, `//p:g0` ... writing `{unique}-{i}`.
+fn independent(unique: &str, n: usize) -> Workspace {
+    let ws = Workspace::new();
+    let rules: String = (0..n)
+        .map(|i| {
+            format!("genrule(name = \"g{i}\", outs = [\"g{i}.txt\"], cmd = \"echo {unique}-{i} > $@\")\n")
+        })
+        .collect();
+    ws.write("p/BUILD", &rules);
+    ws
+}
+
+/// The lines of `stderr` that are remote cache warnings.
+fn remote_warnings(stderr: &str) -> Vec<&str> {
+    stderr
+        .lines()
+        .filter(|l| l.contains("WARNING: Remote cache"))
+        .collect()
+}
+
+/// Calls the fake received, GetCapabilities aside.
+fn calls_after_capabilities(remote: &FakeRemote) -> usize {
+    remote
+        .state
+        .log
+        .lock()
+        .unwrap()
+        .iter()
+        .filter(|m| **m != "GetCapabilities")
+        .count()
 }
 
 /// Whether the workspace's local CAS holds a blob with exactly this content.
@@ -78,28 +111,159 @@ fn a_second_checkout_builds_everything_from_the_remote() {
     assert_eq!(second.read_out("p/b.txt"), "SHARED-CHECKOUTS\n");
 }
 
+/// 3 MiB of output (above the fake server's 1 MiB batch limit), and an action with two small ones.
+const BIG: &str = r#"
+genrule(name = "big", outs = ["big.bin"], cmd = "head -c 3145728 /dev/zero | tr '\\0' k > $@")
+genrule(
+    name = "b",
+    srcs = [":big"],
+    outs = ["b.txt", "c.txt"],
+    cmd = "wc -c < $< > $(location b.txt); echo small-by-batch > $(location c.txt)",
+)
+"#;
+
 #[test]
-fn large_blobs_travel_by_bytestream() {
+fn large_blobs_travel_by_bytestream_and_small_ones_in_batches() {
     let remote = FakeRemote::start();
     let first = Workspace::new();
-    // 3 MiB of output: above the fake server's 1 MiB batch limit.
-    first.write(
-        "p/BUILD",
-        r#"
-genrule(name = "big", outs = ["big.bin"], cmd = "head -c 3145728 /dev/zero | tr '\\0' k > $@")
-genrule(name = "b", srcs = [":big"], outs = ["b.txt"], cmd = "wc -c < $< > $@")
-"#,
-    );
+    first.write("p/BUILD", BIG);
     first
         .kiln(&["build", "//p:big", "//p:b", "--remote_cache", &remote.url])
         .ok();
-    assert!(remote.state.count("Write") >= 1, "{:?}", remote.state.calls);
+    let big = "k".repeat(3 << 20);
+    let (b, c) = ("3145728\n", "small-by-batch\n");
+    // Uploads: the large blob alone by ByteStream; each action's small blobs (its `Action`,
+    // `Command` and outputs) together in one batch.
+    assert_eq!(remote.state.named_by("Write"), [blob_name(big.as_bytes())]);
+    let batched = remote.state.named_by("BatchUpdateBlobs");
+    assert!(!batched.contains(&blob_name(big.as_bytes())));
+    assert!(
+        batched.contains(&blob_name(b.as_bytes())) && batched.contains(&blob_name(c.as_bytes()))
+    );
+    let batches: Vec<usize> = remote
+        .state
+        .batch_lens
+        .lock()
+        .unwrap()
+        .iter()
+        .filter(|(m, _)| *m == "BatchUpdateBlobs")
+        .map(|(_, n)| *n)
+        .collect();
+    assert_eq!(batches.len(), 2, "one batch per action: {batches:?}");
+    assert!(batches.iter().all(|n| *n >= 2), "{batches:?}");
+
+    // Downloads: the same split; an action's small outputs come in one batch.
+    let second = first.copy_to(false);
+    let out = second.kiln(&[
+        "build",
+        "//p:big",
+        "//p:b",
+        "--remote_cache",
+        &remote.url,
+        "--remote_download_outputs=all",
+    ]);
+    out.ok();
+    assert_eq!(count(&out, "remote_hits"), 2);
+    assert_eq!(remote.state.named_by("Read"), [blob_name(big.as_bytes())]);
+    let batched = remote.state.named_by("BatchReadBlobs");
+    assert!(!batched.contains(&blob_name(big.as_bytes())));
+    assert!(
+        batched.contains(&blob_name(b.as_bytes())) && batched.contains(&blob_name(c.as_bytes()))
+    );
+    assert!(remote
+        .state
+        .batch_lens
+        .lock()
+        .unwrap()
+        .contains(&("BatchReadBlobs", 2)));
+    assert_eq!(second.read_out("p/big.bin"), big);
+    assert_eq!(second.read_out("p/b.txt"), b);
+    assert_eq!(second.read_out("p/c.txt"), c);
+}
+
+#[test]
+fn a_large_blob_read_with_the_wrong_bytes_is_not_used() {
+    let remote = FakeRemote::start();
+    let first = Workspace::new();
+    first.write("p/BUILD", BIG);
+    first
+        .kiln(&["build", "//p:big", "--remote_cache", &remote.url])
+        .ok();
+    let big = "k".repeat(3 << 20);
+    assert_eq!(remote.state.corrupt(big.as_bytes()), 1);
+
     let second = first.copy_to(false);
     let out = second.kiln(&["build", "//p:big", "--remote_cache", &remote.url]);
     out.ok();
-    assert_eq!(count(&out, "remote_hits"), 1);
-    assert!(remote.state.count("Read") >= 1, "{:?}", remote.state.calls);
-    assert_eq!(second.read_out("p/big.bin"), "k".repeat(3 << 20));
+    assert_eq!(remote.state.named_by("Read"), [blob_name(big.as_bytes())]);
+    assert!(out.stderr.contains("wrong content"), "{}", out.stderr);
+    // Rejected before the local cache: it never held the bytes (and so never found them corrupt).
+    assert!(!out.stderr.contains("corrupt cache blob"), "{}", out.stderr);
+    // The hit whose output came back wrong runs here instead.
+    assert_eq!(statuses(&out, "//p:big"), ["executed"]);
+    assert_eq!(second.read_out("p/big.bin"), big);
+    assert!(!local_cas_has(&second, &"#".repeat(3 << 20)));
+}
+
+#[test]
+fn blobs_the_server_has_are_not_uploaded_again() {
+    let remote = FakeRemote::start();
+    let a = "ALREADY-THERE\n";
+    let b = a.repeat(2);
+    remote.state.seed(a.as_bytes());
+    let first = fixture("already-there");
+    build(&first, &remote.url, &[]).ok();
+    assert_eq!(remote.state.ac_len(), 2);
+
+    let asked = remote.state.named_by("FindMissingBlobs");
+    let uploaded: Vec<String> = ["BatchUpdateBlobs", "Write"]
+        .iter()
+        .flat_map(|m| remote.state.named_by(m))
+        .collect();
+    assert!(asked.contains(&blob_name(a.as_bytes())), "{asked:?}");
+    assert!(
+        !uploaded.contains(&blob_name(a.as_bytes())),
+        "a.txt went up again"
+    );
+    assert!(uploaded.contains(&blob_name(b.as_bytes())), "{uploaded:?}");
+    assert!(
+        uploaded.iter().all(|u| asked.contains(u)),
+        "uploaded unasked"
+    );
+    // Each upload asks first, then sends the blobs, then the action-cache entry.
+    let order: Vec<&str> = remote
+        .state
+        .log
+        .lock()
+        .unwrap()
+        .iter()
+        .copied()
+        .filter(|m| {
+            matches!(
+                *m,
+                "FindMissingBlobs" | "BatchUpdateBlobs" | "Write" | "UpdateActionResult"
+            )
+        })
+        .collect();
+    assert_eq!(
+        order,
+        [
+            "FindMissingBlobs",
+            "BatchUpdateBlobs",
+            "UpdateActionResult",
+            "FindMissingBlobs",
+            "BatchUpdateBlobs",
+            "UpdateActionResult"
+        ]
+    );
+
+    // The seeded blob serves as the uploaded one would.
+    let second = first.copy_to(false);
+    second.write("p/BUILD", &BUILD.replace("cat $< $< > $@", "cat $< > $@"));
+    let out = build(&second, &remote.url, &[]);
+    out.ok();
+    assert_eq!(statuses(&out, "//p:a"), ["remote_hit"]);
+    assert_eq!(second.read_out("p/b.txt"), a);
 }
 
 #[test]
@@ -291,6 +455,75 @@ fn a_server_without_the_workspace_digest_function_is_not_used() {
     let out = build(&ws, &remote.url, &[]);
     out.ok();
     assert_eq!(remote.state.ac_len(), 2, "{}", out.stderr);
+}
+
+#[test]
+fn a_server_whose_calls_keep_failing_is_dropped_after_a_few() {
+    for code in [Code::Internal, Code::ResourceExhausted] {
+        let remote = FakeRemote::start();
+        remote.state.always_fail.lock().unwrap().insert("*", code);
+        let unique = format!("failing-{code:?}");
+        let ws = independent(&unique, 20);
+        let out = ws.kiln(&[
+            "build",
+            "//p:all",
+            "--jobs=2",
+            "--remote_cache",
+            &remote.url,
+        ]);
+        out.ok();
+        assert_eq!(count(&out, "executed"), 20);
+        assert_eq!(ws.read_out("p/g7.txt"), format!("{unique}-7\n"));
+        let warnings = remote_warnings(&out.stderr);
+        assert_eq!(warnings.len(), 1, "{}", out.stderr);
+        assert!(
+            warnings[0].contains(&format!("{code:?}: injected failure"))
+                && warnings[0].contains("the rest of this build uses the local cache only"),
+            "{}",
+            warnings[0]
+        );
+        // Three failed calls drop the remote, each tried four times (three retries), and the
+        // second job may have had one more in flight. Without the breaker each of the 20 actions
+        // would make two calls (its lookup, then FindMissingBlobs for its upload): 160 in all.
+        let calls = calls_after_capabilities(&remote);
+        assert!(calls <= 4 * 4, "{calls} calls: {:?}", remote.state.calls);
+    }
+}
+
+#[test]
+fn a_server_that_fails_now_and_then_stays_in_use() {
+    let remote = FakeRemote::start();
+    remote
+        .state
+        .always_fail
+        .lock()
+        .unwrap()
+        .insert("UpdateActionResult", Code::Internal);
+    let ws = independent("fails-now-and-then", 6);
+    let out = ws.kiln(&[
+        "build",
+        "//p:all",
+        "--jobs=2",
+        "--remote_cache",
+        &remote.url,
+    ]);
+    out.ok();
+    // Between two failed results, each job's lookups and blob uploads succeed: the remote stays,
+    // and every action's result is tried (four times each).
+    assert_eq!(
+        remote.state.count("UpdateActionResult"),
+        6 * 4,
+        "{}",
+        out.stderr
+    );
+    assert_eq!(remote.state.count("BatchUpdateBlobs"), 6);
+    let warnings = remote_warnings(&out.stderr);
+    assert_eq!(warnings.len(), 1, "{}", out.stderr);
+    assert!(
+        warnings[0].contains("UpdateActionResult failed: Internal: injected failure"),
+        "{}",
+        warnings[0]
+    );
 }
 
 #[test]

@@ -2,9 +2,12 @@
 //! [`RemoteCache`](kiln_graph::remote_tier::RemoteCache) tier over gRPC: it negotiates
 //! capabilities on first use, reads and writes the action cache, moves blobs with batched calls
 //! (small) or ByteStream (large), verifies every blob it downloads, retries transient errors with
-//! backoff, and turns every remote problem into a miss plus one warning.
+//! backoff, drops a server whose calls keep failing, and turns every remote problem into a miss plus
+//! one warning.
 
 mod action_cache;
+mod batch;
+mod breaker;
 mod bytestream;
 mod capabilities;
 mod cas;

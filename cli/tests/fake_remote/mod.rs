@@ -1,6 +1,7 @@
 //! A small in-memory REAPI cache server (real gRPC over loopback) for the remote-cache tests, with
-//! knobs a real server does not have: evict or corrupt a blob, offer only some digest functions,
-//! fail the next calls as UNAVAILABLE. It records the headers and instance names it sees.
+//! knobs a real server does not have: seed, evict or corrupt a blob, offer only some digest
+//! functions, fail the next calls as UNAVAILABLE or every call with a code. It records the headers
+//! and instance names it sees, its calls in order, and which blobs each call named.
 
 #![allow(dead_code)]
 
@@ -22,6 +23,12 @@ use tokio_stream::Stream;
 use tonic::{Request, Response, Status, Streaming};
 
 type Result<T> = std::result::Result<Response<T>, Status>;
+
+/// `max_batch_total_size_bytes` as advertised; batches carrying more blob bytes are refused.
+const BATCH_LIMIT: usize = 1 << 20;
+/// The largest message the CAS service decodes: a quarter more than a batch, as real servers
+/// allow (`kiln serve`: 4 MiB batches, 5 MiB messages).
+const MAX_MESSAGE: usize = BATCH_LIMIT + BATCH_LIMIT / 4;
 type BoxStream<T> = Pin<Box<dyn Stream<Item = std::result::Result<T, Status>> + Send>>;
 
 /// What the server holds and what it has seen.
@@ -41,6 +48,22 @@ pub struct State {
     pub instances: Mutex<Vec<String>>,
     /// Calls per method.
     pub calls: Mutex<HashMap<&'static str, usize>>,
+    /// Every call's method, in order.
+    pub log: Mutex<Vec<&'static str>>,
+    /// Methods that fail every call with a code; `"*"` stands for every method but
+    /// GetCapabilities.
+    pub always_fail: Mutex<HashMap<&'static str, tonic::Code>>,
+    /// Each blob a call named (`hash/size`), with the call's method: the digests asked about
+    /// (FindMissingBlobs), uploaded (BatchUpdateBlobs, Write) and downloaded (BatchReadBlobs, Read).
+    pub blobs: Mutex<Vec<(&'static str, String)>>,
+    /// The number of blobs in each batched call, with its method.
+    pub batch_lens: Mutex<Vec<(&'static str, usize)>>,
+}
+
+/// The fake's name for the blob with this content in a BLAKE3 workspace: `hash/size`.
+pub fn blob_name(content: &[u8]) -> String {
+    let d = Digest::of_bytes(DigestFunction::Blake3, content);
+    format!("{}/{}", d.hex(), d.size)
 }
 
 fn key(d: &Option<reapi::Digest>) -> std::result::Result<String, Status> {
@@ -67,6 +90,7 @@ impl State {
         request: &Request<T>,
     ) -> std::result::Result<(), Status> {
         *self.calls.lock().unwrap().entry(method).or_default() += 1;
+        self.log.lock().unwrap().push(method);
         if let Some(value) = request.metadata().get("authorization") {
             self.authorization
                 .lock()
@@ -80,7 +104,42 @@ impl State {
         if failing {
             return Err(Status::unavailable("injected failure"));
         }
+        let always = self.always_fail.lock().unwrap();
+        let code = always
+            .get(method)
+            .or_else(|| always.get("*").filter(|_| method != "GetCapabilities"));
+        if let Some(code) = code {
+            return Err(Status::new(*code, "injected failure"));
+        }
         Ok(())
+    }
+
+    fn named(&self, method: &'static str, key: String) {
+        self.blobs.lock().unwrap().push((method, key));
+    }
+
+    fn batch(&self, method: &'static str, len: usize) {
+        self.batch_lens.lock().unwrap().push((method, len));
+    }
+
+    /// The blobs calls of `method` named, in order.
+    pub fn named_by(&self, method: &str) -> Vec<String> {
+        self.blobs
+            .lock()
+            .unwrap()
+            .iter()
+            .filter(|(m, _)| *m == method)
+            .map(|(_, k)| k.clone())
+            .collect()
+    }
+
+    /// Stores a blob as if a client had uploaded it (under its BLAKE3 and SHA-256 digests).
+    pub fn seed(&self, content: &[u8]) {
+        let mut cas = self.cas.lock().unwrap();
+        for function in [DigestFunction::Blake3, DigestFunction::Sha256] {
+            let d = Digest::of_bytes(function, content);
+            cas.insert(format!("{}/{}", d.hex(), d.size), content.to_vec());
+        }
     }
 
     /// [`enter`](State::enter), then a wait forever when the server is set to hang.
@@ -150,7 +209,7 @@ impl Capabilities for Service {
                 action_cache_update_capabilities: Some(reapi::ActionCacheUpdateCapabilities {
                     update_enabled: true,
                 }),
-                max_batch_total_size_bytes: 1 << 20,
+                max_batch_total_size_bytes: BATCH_LIMIT as i64,
                 ..Default::default()
             }),
             low_api_version: Some(bazel_remote_apis::build::bazel::semver::SemVer {
@@ -204,6 +263,10 @@ impl ContentAddressableStorage for Service {
         request: Request<reapi::FindMissingBlobsRequest>,
     ) -> Result<reapi::FindMissingBlobsResponse> {
         self.0.enter_or_hang("FindMissingBlobs", &request).await?;
+        for d in &request.get_ref().blob_digests {
+            self.0
+                .named("FindMissingBlobs", format!("{}/{}", d.hash, d.size_bytes));
+        }
         let cas = self.0.cas.lock().unwrap();
         let missing = request
             .get_ref()
@@ -223,8 +286,17 @@ impl ContentAddressableStorage for Service {
     ) -> Result<reapi::BatchUpdateBlobsResponse> {
         self.0.enter_or_hang("BatchUpdateBlobs", &request).await?;
         let mut responses = Vec::new();
-        for blob in request.into_inner().requests {
+        let requests = request.into_inner().requests;
+        self.0.batch("BatchUpdateBlobs", requests.len());
+        let total: usize = requests.iter().map(|r| r.data.len()).sum();
+        if total > BATCH_LIMIT {
+            return Err(Status::invalid_argument(format!(
+                "batch of {total} bytes exceeds max_batch_total_size_bytes"
+            )));
+        }
+        for blob in requests {
             let digest = blob.digest.clone().unwrap_or_default();
+            self.0.named("BatchUpdateBlobs", key(&blob.digest)?);
             let code = if matches(&digest, &blob.data) {
                 self.0
                     .cas
@@ -251,6 +323,18 @@ impl ContentAddressableStorage for Service {
         request: Request<reapi::BatchReadBlobsRequest>,
     ) -> Result<reapi::BatchReadBlobsResponse> {
         self.0.enter_or_hang("BatchReadBlobs", &request).await?;
+        let digests = &request.get_ref().digests;
+        self.0.batch("BatchReadBlobs", digests.len());
+        let total: i64 = digests.iter().map(|d| d.size_bytes).sum();
+        if total > BATCH_LIMIT as i64 {
+            return Err(Status::invalid_argument(format!(
+                "batch of {total} bytes exceeds max_batch_total_size_bytes"
+            )));
+        }
+        for d in digests {
+            self.0
+                .named("BatchReadBlobs", format!("{}/{}", d.hash, d.size_bytes));
+        }
         let cas = self.0.cas.lock().unwrap();
         let responses = request
             .get_ref()
@@ -329,12 +413,14 @@ impl bs::byte_stream_server::ByteStream for Service {
     async fn read(&self, request: Request<bs::ReadRequest>) -> Result<Self::ReadStream> {
         self.0.enter_or_hang("Read", &request).await?;
         let r = request.into_inner();
+        let k = blob_key(&r.resource_name)?;
+        self.0.named("Read", k.clone());
         let data = self
             .0
             .cas
             .lock()
             .unwrap()
-            .get(&blob_key(&r.resource_name)?)
+            .get(&k)
             .cloned()
             .ok_or_else(|| Status::not_found("no such blob"))?;
         let rest = data[(r.read_offset as usize).min(data.len())..].to_vec();
@@ -363,6 +449,7 @@ impl bs::byte_stream_server::ByteStream for Service {
             }
         }
         let k = blob_key(&name)?;
+        self.0.named("Write", k.clone());
         let (hash, size) = k.split_once('/').unwrap_or_default();
         let digest = reapi::Digest {
             hash: hash.to_string(),
@@ -422,7 +509,10 @@ impl FakeRemote {
             tonic::transport::Server::builder()
                 .add_service(CapabilitiesServer::new(service.clone()))
                 .add_service(ActionCacheServer::new(service.clone()))
-                .add_service(ContentAddressableStorageServer::new(service.clone()))
+                .add_service(
+                    ContentAddressableStorageServer::new(service.clone())
+                        .max_decoding_message_size(MAX_MESSAGE),
+                )
                 .add_service(bs::byte_stream_server::ByteStreamServer::new(service))
                 .serve_with_incoming(tokio_stream::wrappers::TcpListenerStream::new(listener)),
         );

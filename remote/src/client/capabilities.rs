@@ -17,7 +17,8 @@ pub(crate) const BATCH_CAP: u64 = (4 << 20) - (64 << 10);
 /// What Kiln takes from the server's capabilities.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub(crate) struct Negotiated {
-    /// Most blob bytes in one batched call; larger blobs use ByteStream.
+    /// Most bytes in one batched call: blob data plus a per-entry overhead (`batch.rs`); blobs
+    /// that do not fit use ByteStream.
     pub batch_limit: u64,
     /// Whether the server accepts `UpdateActionResult`.
     pub update_enabled: bool,

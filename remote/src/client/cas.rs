@@ -1,11 +1,11 @@
 //! ContentAddressableStorage calls: `FindMissingBlobs`, `BatchUpdateBlobs` and `BatchReadBlobs`.
-//! The caller keeps each batch under the negotiated limit; contents are verified by the caller.
+//! The caller forms the batches (`batch.rs`) and verifies what it downloads.
 
 use bazel_remote_apis::build::bazel::remote::execution::v2::{
     batch_update_blobs_request, BatchReadBlobsRequest, BatchUpdateBlobsRequest,
     FindMissingBlobsRequest,
 };
-use kiln_cache::Digest;
+use kiln_cache::{Digest, DigestFunction};
 use kiln_graph::action_key::{from_proto, to_proto};
 use tonic::{Code, Status};
 
@@ -44,18 +44,7 @@ impl Calls<'_> {
 
     /// Uploads small blobs in one call; fails if any blob is refused.
     pub async fn batch_update(&self, blobs: Vec<(Digest, Vec<u8>)>) -> Result<(), Status> {
-        let request = BatchUpdateBlobsRequest {
-            instance_name: self.instance.to_string(),
-            requests: blobs
-                .into_iter()
-                .map(|(digest, data)| batch_update_blobs_request::Request {
-                    digest: Some(to_proto(&digest)),
-                    data,
-                    compressor: 0,
-                })
-                .collect(),
-            digest_function: reapi_function(self.function),
-        };
+        let request = update_request(self.instance, self.function, blobs);
         let response = retry(&self.policy, || {
             let mut client = self.clients.cas.clone();
             let request = request.clone();
@@ -105,5 +94,25 @@ impl Calls<'_> {
             }
         }
         Ok(found)
+    }
+}
+
+/// The `BatchUpdateBlobs` request carrying `blobs`.
+pub(crate) fn update_request(
+    instance: &str,
+    function: DigestFunction,
+    blobs: Vec<(Digest, Vec<u8>)>,
+) -> BatchUpdateBlobsRequest {
+    BatchUpdateBlobsRequest {
+        instance_name: instance.to_string(),
+        requests: blobs
+            .into_iter()
+            .map(|(digest, data)| batch_update_blobs_request::Request {
+                digest: Some(to_proto(&digest)),
+                data,
+                compressor: 0,
+            })
+            .collect(),
+        digest_function: reapi_function(function),
     }
 }

@@ -1,8 +1,8 @@
 //! [`RemoteClient`]: the engine's remote tier over gRPC. It connects on first use (a build with
 //! nothing to do never touches the network) and asks for the server's capabilities first. A
 //! server that is unreachable, hangs or lacks the workspace's digest function is dropped for the
-//! rest of the build with one warning; other failures are misses or skipped uploads, each warned
-//! about once.
+//! rest of the build with one warning, and so is one whose calls keep failing (`breaker.rs`);
+//! other failures are misses or skipped uploads, each warned about once.
 
 use std::collections::HashSet;
 use std::sync::atomic::{AtomicBool, Ordering};
@@ -14,6 +14,8 @@ use kiln_cache::{Digest, LocalCache};
 use kiln_graph::remote_tier::{BlobSource, RemoteCache, ResultUpload};
 use tonic::{Code, Status};
 
+use super::batch::{batches, fits, message_overhead};
+use super::breaker::{Breaker, TRIP_AFTER};
 use super::capabilities::{negotiate, Negotiated};
 use super::config::{ClientConfig, ConfigError, Header, Target};
 use super::connection::{Calls, Clients};
@@ -35,6 +37,8 @@ pub struct RemoteClient {
     down: AtomicBool,
     /// Set when the server refused an upload for good (read-only access).
     no_uploads: AtomicBool,
+    /// Counts consecutive failed calls; sets `down` when they are too many.
+    breaker: Breaker,
     warnings: Mutex<Warnings>,
 }
 
@@ -65,6 +69,7 @@ impl RemoteClient {
             live: OnceLock::new(),
             down: AtomicBool::new(false),
             no_uploads: AtomicBool::new(false),
+            breaker: Breaker::default(),
             warnings: Mutex::new(Warnings::default()),
         })
     }
@@ -77,16 +82,38 @@ impl RemoteClient {
         }
     }
 
-    fn warn(&self, message: String) {
+    /// Adds a warning unless it was given before; true if it is new.
+    fn warn(&self, message: String) -> bool {
         let Ok(mut warnings) = self.warnings.lock() else {
-            return;
+            return false;
         };
-        if warnings.seen.insert(message.clone()) {
-            if warnings.pending.len() < MAX_WARNINGS {
-                warnings.pending.push(message);
-            } else {
-                warnings.dropped += 1;
-            }
+        if !warnings.seen.insert(message.clone()) {
+            return false;
+        }
+        if warnings.pending.len() < MAX_WARNINGS {
+            warnings.pending.push(message);
+        } else {
+            warnings.dropped += 1;
+        }
+        true
+    }
+
+    /// Takes back warnings not reported yet (a later warning says it all).
+    fn retract(&self, messages: &[String]) {
+        if let Ok(mut warnings) = self.warnings.lock() {
+            warnings.pending.retain(|w| !messages.contains(w));
+        }
+    }
+
+    /// Drops the remote for the rest of the build with one warning saying why, in place of the
+    /// not yet reported warnings in `replaces`.
+    fn drop_remote(&self, why: String, replaces: &[String]) {
+        if !self.down.swap(true, Ordering::SeqCst) {
+            self.retract(replaces);
+            self.warn(format!(
+                "Remote cache `{}` {why}; the rest of this build uses the local cache only",
+                self.config.url
+            ));
         }
     }
 
@@ -158,25 +185,53 @@ impl RemoteClient {
         }
     }
 
-    /// Records a failed call: a server that stopped answering leaves the build; anything else is
-    /// a warning.
+    /// Records a call the server answered.
+    fn answered(&self) {
+        self.breaker.success();
+    }
+
+    /// Records a call that failed after its retries: a server that stopped answering leaves the
+    /// build at once, one whose calls keep failing after [`TRIP_AFTER`] in a row; each other
+    /// failure is a warning. NOT_FOUND is an answer: it never counts towards dropping the remote.
+    /// A call that was in flight when the remote was dropped adds nothing: one warning said why.
     fn failed(&self, what: &str, status: &Status) {
+        if self.down.load(Ordering::SeqCst) {
+            return;
+        }
         match status.code() {
-            Code::Unavailable | Code::DeadlineExceeded | Code::Cancelled => {
-                if !self.down.swap(true, Ordering::SeqCst) {
-                    self.warn(format!(
-                        "Remote cache `{}` stopped answering ({what}: {}); the rest of this build uses the local cache only",
-                        self.config.url,
-                        describe(status)
-                    ));
+            Code::Unavailable | Code::DeadlineExceeded | Code::Cancelled => self.drop_remote(
+                format!("stopped answering ({what}: {})", describe(status)),
+                &[],
+            ),
+            code => {
+                let message = format!(
+                    "Remote cache `{}`: {what} failed: {}",
+                    self.config.url,
+                    describe(status)
+                );
+                let new = self.warn(message.clone());
+                if code == Code::NotFound {
+                    return;
+                }
+                if let Some(streak) = self.breaker.failure(new.then_some(message)) {
+                    self.drop_remote(
+                        format!(
+                            "failed {TRIP_AFTER} calls in a row (the last, {what}: {})",
+                            describe(status)
+                        ),
+                        &streak,
+                    );
                 }
             }
-            _ => self.warn(format!(
-                "Remote cache `{}`: {what} failed: {}",
-                self.config.url,
-                describe(status)
-            )),
         }
+    }
+
+    /// Most bytes of entries (blob data and [`ENTRY_OVERHEAD`](super::batch::ENTRY_OVERHEAD)
+    /// apiece) in one batched call.
+    fn batch_budget(&self, live: &Live) -> u64 {
+        live.negotiated
+            .batch_limit
+            .saturating_sub(message_overhead(&self.config.instance_name))
     }
 
     fn read_one_large(&self, live: &Live, digest: &Digest, cache: &LocalCache) -> bool {
@@ -197,8 +252,11 @@ impl RemoteClient {
             .runtime
             .block_on(calls.read_blob(digest, file.as_file_mut()))
         {
-            Ok(()) => {}
-            Err(status) if status.code() == Code::NotFound => return false,
+            Ok(()) => self.answered(),
+            Err(status) if status.code() == Code::NotFound => {
+                self.answered();
+                return false;
+            }
             Err(status) => {
                 self.failed("download", &status);
                 return false;
@@ -224,56 +282,45 @@ impl RemoteClient {
             .filter(|(d, _)| d.size > 0 && unique.insert(*d))
             .collect();
         let digests: Vec<Digest> = blobs.iter().map(|(d, _)| *d).collect();
-        let missing: HashSet<Digest> = live
-            .runtime
-            .block_on(calls.find_missing(&digests))
-            .map_err(|s| {
-                self.failed("FindMissingBlobs", &s);
-                String::new()
-            })?
-            .into_iter()
-            .collect();
-        let mut batch: Vec<(Digest, Vec<u8>)> = Vec::new();
-        let mut batch_bytes = 0u64;
-        let limit = live.negotiated.batch_limit;
-        let send = |batch: Vec<(Digest, Vec<u8>)>| {
-            live.runtime
-                .block_on(calls.batch_update(batch))
-                .map_err(|s| {
-                    self.failed("upload", &s);
-                    s.code()
-                })
+        let missing: HashSet<Digest> = match live.runtime.block_on(calls.find_missing(&digests)) {
+            Ok(missing) => {
+                self.answered();
+                missing.into_iter().collect()
+            }
+            Err(status) => {
+                self.failed("FindMissingBlobs", &status);
+                return Err(String::new());
+            }
         };
-        for (digest, source) in blobs.into_iter().filter(|(d, _)| missing.contains(d)) {
-            if digest.size > limit {
-                live.runtime
-                    .block_on(calls.write_blob(&digest, &source))
-                    .map_err(|s| {
-                        self.failed("upload", &s);
-                        self.refused(s.code());
-                        String::new()
-                    })?;
-                continue;
-            }
-            let bytes = match source {
-                BlobSource::Bytes(b) => b,
-                BlobSource::File(path) => std::fs::read(&path).map_err(|e| e.to_string())?,
-            };
-            if batch_bytes + digest.size > limit && !batch.is_empty() {
-                send(std::mem::take(&mut batch)).map_err(|c| {
-                    self.refused(c);
-                    String::new()
-                })?;
-                batch_bytes = 0;
-            }
-            batch_bytes += digest.size;
-            batch.push((digest, bytes));
-        }
-        if !batch.is_empty() {
-            send(batch).map_err(|c| {
-                self.refused(c);
+        // What went wrong is warned about once, here; the caller only stops.
+        let sent = |status: Result<(), Status>| {
+            status.map(|()| self.answered()).map_err(|status| {
+                self.failed("upload", &status);
+                self.refused(status.code());
                 String::new()
-            })?;
+            })
+        };
+        let budget = self.batch_budget(live);
+        let (small, large): (Vec<_>, Vec<_>) = blobs
+            .into_iter()
+            .filter(|(d, _)| missing.contains(d))
+            .partition(|(d, _)| fits(d.size, budget));
+        for (digest, source) in &large {
+            sent(live.runtime.block_on(calls.write_blob(digest, source)))?;
+        }
+        let sizes: Vec<u64> = small.iter().map(|(d, _)| d.size).collect();
+        let mut small = small.into_iter();
+        for range in batches(&sizes, budget) {
+            let mut batch = Vec::with_capacity(range.len());
+            for (digest, source) in small.by_ref().take(range.len()) {
+                let bytes = match source {
+                    BlobSource::Bytes(b) => b,
+                    BlobSource::File(path) => std::fs::read(&path)
+                        .map_err(|e| format!("cannot read `{}`: {e}", path.display()))?,
+                };
+                batch.push((digest, bytes));
+            }
+            sent(live.runtime.block_on(calls.batch_update(batch)))?;
         }
         Ok(())
     }
@@ -310,7 +357,10 @@ impl RemoteCache for RemoteClient {
         let live = self.live()?;
         let calls = self.calls(&live.clients);
         match live.runtime.block_on(calls.get_action_result(key)) {
-            Ok(result) => result,
+            Ok(result) => {
+                self.answered();
+                result
+            }
             Err(status) => {
                 self.failed("GetActionResult", &status);
                 None
@@ -340,26 +390,20 @@ impl RemoteCache for RemoteClient {
         let Some(live) = self.live() else {
             return got;
         };
+        let budget = self.batch_budget(live);
         small.retain(|d| {
-            let is_small = d.size <= live.negotiated.batch_limit;
+            let is_small = fits(d.size, budget);
             if !is_small {
                 large.push(*d);
             }
             is_small
         });
         let calls = self.calls(&live.clients);
-        let mut start = 0;
-        while start < small.len() {
-            let mut end = start;
-            let mut bytes = 0;
-            while end < small.len()
-                && (end == start || bytes + small[end].size <= live.negotiated.batch_limit)
-            {
-                bytes += small[end].size;
-                end += 1;
-            }
-            match live.runtime.block_on(calls.batch_read(&small[start..end])) {
+        let sizes: Vec<u64> = small.iter().map(|d| d.size).collect();
+        for range in batches(&sizes, budget) {
+            match live.runtime.block_on(calls.batch_read(&small[range])) {
                 Ok(blobs) => {
+                    self.answered();
                     for (digest, data) in blobs {
                         if Digest::of_bytes(digest.function, &data) != digest {
                             self.warn(format!(
@@ -378,7 +422,6 @@ impl RemoteCache for RemoteClient {
                     return got;
                 }
             }
-            start = end;
         }
         for digest in large {
             if self.down.load(Ordering::SeqCst) {
@@ -417,12 +460,15 @@ impl RemoteCache for RemoteClient {
             return;
         }
         let calls = self.calls(&live.clients);
-        if let Err(status) = live
+        match live
             .runtime
             .block_on(calls.update_action_result(&upload.key, &upload.result))
         {
-            self.failed("UpdateActionResult", &status);
-            self.refused(status.code());
+            Ok(()) => self.answered(),
+            Err(status) => {
+                self.failed("UpdateActionResult", &status);
+                self.refused(status.code());
+            }
         }
     }
 
