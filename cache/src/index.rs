@@ -144,6 +144,38 @@ impl Index {
         self.record(key, Op::Forget)
     }
 
+    /// Records that `key`'s file is gone if `still_gone` says so, asked while no other record
+    /// can be made: a writer that puts the file back records its use after renaming it, so
+    /// either the check sees the file or that record comes later and wins. Without this, a
+    /// reader's stale "gone" could override the writer's use, and the file would stay on
+    /// disk with no row (never counted against the cap, never evicted).
+    pub(crate) fn forget_if(&self, key: Key, still_gone: impl FnOnce() -> bool) -> Result<()> {
+        let due = {
+            let mut pending = db::lock(&self.pending);
+            if !still_gone() {
+                return Ok(());
+            }
+            if pending.ops.is_empty() {
+                pending.since = Instant::now();
+            }
+            pending.ops.insert(key, Op::Forget);
+            self.flush_due(&pending)
+        };
+        if due {
+            self.flush()?;
+        }
+        Ok(())
+    }
+
+    /// Whether the pending records should be written now.
+    fn flush_due(&self, pending: &Pending) -> bool {
+        if self.background.load(Ordering::Relaxed) {
+            pending.ops.len() >= BACKGROUND_LIMIT
+        } else {
+            pending.ops.len() >= FLUSH_EVERY || pending.since.elapsed() >= FLUSH_INTERVAL
+        }
+    }
+
     fn record(&self, key: Key, op: Op) -> Result<()> {
         let due = {
             let mut pending = db::lock(&self.pending);
@@ -151,11 +183,7 @@ impl Index {
                 pending.since = Instant::now();
             }
             pending.ops.insert(key, op);
-            if self.background.load(Ordering::Relaxed) {
-                pending.ops.len() >= BACKGROUND_LIMIT
-            } else {
-                pending.ops.len() >= FLUSH_EVERY || pending.since.elapsed() >= FLUSH_INTERVAL
-            }
+            self.flush_due(&pending)
         };
         if due {
             self.flush()?;
@@ -406,5 +434,30 @@ mod tests {
         assert_eq!(rows_on_disk(&background), 0);
         background.flush().unwrap();
         assert_eq!(rows_on_disk(&background), (FLUSH_EVERY * 3) as i64);
+    }
+
+    #[test]
+    fn a_gone_checked_too_early_does_not_undo_a_writer_that_put_the_file_back() {
+        let dir = tempfile::tempdir().unwrap();
+        let (index, _) = Index::open(&dir.path().join("i.sqlite")).unwrap();
+        let key = Key {
+            kind: Kind::Blob,
+            function: DigestFunction::Blake3,
+            hash: [7; 32],
+        };
+        // A reader found no file; meanwhile a writer renamed one in and recorded its use.
+        index.touch(key, 10).unwrap();
+        // The reader's check runs with records held off, and sees the file now.
+        index
+            .forget_if(key, || {
+                assert!(index.pending.try_lock().is_err(), "checked under the lock");
+                false
+            })
+            .unwrap();
+        index.flush().unwrap();
+        assert_eq!(rows_on_disk(&index), 1);
+        index.forget_if(key, || true).unwrap();
+        index.flush().unwrap();
+        assert_eq!(rows_on_disk(&index), 0);
     }
 }

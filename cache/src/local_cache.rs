@@ -265,7 +265,10 @@ impl LocalCache {
         if kind == Kind::Action {
             self.action_results.forget(digest);
         }
-        if let Err(e) = self.index.forget(Self::key(kind, digest)) {
+        // Checked again under the index's lock: a concurrent writer may have put it back.
+        let path = self.entry_path(kind, digest);
+        let still_gone = || fs::symlink_metadata(&path).is_err();
+        if let Err(e) = self.index.forget_if(Self::key(kind, digest), still_gone) {
             self.warn(CacheWarning::Index(e.to_string()));
         }
     }

@@ -7,7 +7,7 @@ use std::path::PathBuf;
 
 use anyhow::{Context, Result};
 use clap::{Args, ValueEnum};
-use kiln_remote::server::{Access, Auth, Server, ServerConfig, TlsFiles};
+use kiln_remote::server::{Access, Auth, ReadLimits, Server, ServerConfig, TlsFiles};
 
 use crate::exit::{self, Exit};
 
@@ -136,6 +136,7 @@ fn config(args: &ServeArgs) -> Result<ServerConfig> {
         fsync: args.fsync,
         reverify_after: std::time::Duration::from_secs(args.reverify_after),
         shutdown_grace: std::time::Duration::from_secs(args.shutdown_grace),
+        read_limits: ReadLimits::default(),
     })
 }
 

@@ -47,6 +47,7 @@ use tonic::transport::server::TcpIncoming;
 
 pub use auth::{Access, Auth, AuthError};
 pub use metrics::Metrics;
+pub use store::ReadLimits;
 pub use tls::TlsFiles;
 
 use small_frames::SmallFrames;
@@ -54,8 +55,17 @@ use store::Store;
 
 /// The `max_batch_total_size_bytes` advertised; batch calls above it are INVALID_ARGUMENT.
 pub const MAX_BATCH_BYTES: u64 = 4 << 20;
-/// Largest gRPC message accepted: a full batch plus room for digests and framing.
-pub const MAX_MESSAGE_BYTES: usize = (MAX_BATCH_BYTES as usize) + (1 << 20);
+/// Largest gRPC message accepted or sent: twice a full batch, room for the digests and framing
+/// of a batch of many small blobs (see [`ENTRY_OVERHEAD_BYTES`]).
+pub const MAX_MESSAGE_BYTES: usize = 2 * (MAX_BATCH_BYTES as usize);
+/// What one entry of a batch costs in a message beside its data, at most: its digest (hash in
+/// hex, size), status, compressor and protobuf framing.
+pub const ENTRY_OVERHEAD_BYTES: u64 = 128;
+
+/// How often an idle connection is probed (HTTP/2 PING and TCP keepalive).
+const KEEPALIVE_INTERVAL: Duration = Duration::from_secs(30);
+/// How long a PING may go unanswered before the connection is closed.
+const KEEPALIVE_TIMEOUT: Duration = Duration::from_secs(20);
 
 /// After the grace period, how long cut-off uploads get to end before the server stops waiting.
 const CUT_OFF_MARGIN: Duration = Duration::from_secs(2);
@@ -115,6 +125,8 @@ pub struct ServerConfig {
     /// After the stop signal, how long in-flight calls may take to finish; calls still running
     /// then (a stalled upload, say) are dropped, and what they had not finished stores nothing.
     pub shutdown_grace: Duration,
+    /// Bounds on large reads: how many stream at once, how long one waits on a stalled client.
+    pub read_limits: ReadLimits,
 }
 
 /// Verified action-cache entries the server keeps in memory: a repeated `GetActionResult` then
@@ -148,6 +160,7 @@ impl Server {
             config.auth.clone(),
             Metrics::new(),
             VerifiedBlobs::new(config.reverify_after),
+            config.read_limits,
         );
         let bind = |addr: SocketAddr| async move {
             TcpListener::bind(addr)
@@ -211,7 +224,10 @@ impl Server {
         let evictor = tokio::spawn(eviction::run(store.clone()));
         let mut builder = tonic::transport::Server::builder()
             .initial_stream_window_size(Some(8 << 20))
-            .initial_connection_window_size(Some(32 << 20));
+            .initial_connection_window_size(Some(32 << 20))
+            // A peer that vanished (a laptop off the VPN) is found and its calls ended.
+            .http2_keepalive_interval(Some(KEEPALIVE_INTERVAL))
+            .http2_keepalive_timeout(Some(KEEPALIVE_TIMEOUT));
         if let Some(tls) = &config.tls {
             builder = builder
                 .tls_config(tls.load()?)
@@ -247,7 +263,9 @@ impl Server {
         );
         let serving = routes.serve_with_incoming_shutdown(
             // Small unary calls must not wait on Nagle's algorithm and delayed ACKs.
-            TcpIncoming::from(grpc).with_nodelay(Some(true)),
+            TcpIncoming::from(grpc)
+                .with_nodelay(Some(true))
+                .with_keepalive(Some(KEEPALIVE_INTERVAL)),
             stopped(stop_rx.clone()),
         );
         let grace = config.shutdown_grace;

@@ -12,7 +12,7 @@ use std::sync::Arc;
 use bazel_remote_apis::build::bazel::remote::execution::v2 as re;
 use bazel_remote_apis::google::bytestream as bs;
 use common::*;
-use kiln_remote::server::{Access, Auth, TlsFiles};
+use kiln_remote::server::{Access, Auth, ReadLimits, TlsFiles};
 use tonic::transport::{Certificate, ClientTlsConfig, Endpoint, Identity};
 use tonic::Code;
 
@@ -770,5 +770,87 @@ async fn an_upload_stalled_past_the_shutdown_grace_is_cut_off_and_stores_nothing
         find_missing(&mut cas, vec![digest.clone()]).await,
         vec![digest]
     );
+    server.stop().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn stalled_readers_hold_no_more_than_their_slots_and_are_cut_off_with_an_error() {
+    let dir = tempfile::tempdir().unwrap();
+    let mut config = config(dir.path());
+    config.read_limits = ReadLimits {
+        max_streamed: 2,
+        stall_limit: std::time::Duration::from_secs(1),
+    };
+    let server = start(config).await;
+    let (_, mut bs, _) = server.clients().await;
+    let size = 8 << 20;
+    let data = bytes(51, size);
+    put(&mut bs, &data).await;
+
+    // Five reads, each on its own connection with a small window, of which nothing is taken.
+    // (Own connections: on a shared one, the data of the others would hold the connection's
+    // window when one is drained at the end.)
+    let stalled = 5;
+    let mut opening = Vec::new();
+    for _ in 0..stalled {
+        let channel = Endpoint::from_shared(format!("http://{}", server.addr))
+            .unwrap()
+            .initial_stream_window_size(65_535)
+            .initial_connection_window_size(65_535)
+            .connect()
+            .await
+            .unwrap();
+        let mut client = ByteStreamClient::new(channel);
+        let resource_name = blob_name(&sha256(&data));
+        opening.push(tokio::spawn(async move {
+            client
+                .read(bs::ReadRequest {
+                    resource_name,
+                    ..Default::default()
+                })
+                .await
+        }));
+    }
+
+    // At most two of them hold a reading thread at any time; the others wait without one.
+    // Meanwhile another client's upload and reads go through. Bounded waits, no timing asserts.
+    let mut metrics = String::new();
+    for round in 0..400 {
+        metrics = server.http_get("/metrics").await.1;
+        let streaming = metric(&metrics, "kiln_cache_streaming_reads");
+        assert!(streaming <= 2, "{streaming} streaming reads:\n{metrics}");
+        if round == 2 {
+            let other = bytes(52, 3 << 20);
+            put(&mut bs, &other).await;
+            let name = blob_name(&sha256(&other));
+            assert!(read(&mut bs, &name, 0, 0).await.unwrap() == other);
+        }
+        if metric(&metrics, "kiln_cache_stalled_reads_total") == stalled {
+            break;
+        }
+        tokio::time::sleep(std::time::Duration::from_millis(50)).await;
+    }
+    assert_eq!(
+        metric(&metrics, "kiln_cache_stalled_reads_total"),
+        stalled,
+        "every stalled read is abandoned while its client stays connected:\n{metrics}"
+    );
+    assert_eq!(metric(&metrics, "kiln_cache_streaming_reads"), 0);
+
+    // What the stalled client finally takes ends in DEADLINE_EXCEEDED, never in a short blob
+    // that looks complete.
+    for opened in opening {
+        let mut stream = opened.await.unwrap().unwrap().into_inner();
+        let mut received = 0;
+        let end = loop {
+            match stream.message().await {
+                Ok(Some(piece)) => received += piece.data.len(),
+                Ok(None) => break None,
+                Err(status) => break Some(status.code()),
+            }
+        };
+        assert_eq!(end, Some(Code::DeadlineExceeded), "after {received} bytes");
+        assert!(received < size);
+    }
     server.stop().await;
 }

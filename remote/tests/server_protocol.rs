@@ -558,6 +558,48 @@ async fn malformed_requests_get_status_codes_and_the_server_keeps_serving() {
         .await
         .unwrap_err();
     assert_eq!(err.code(), Code::InvalidArgument);
+    // Sizes that would wrap a 64-bit sum do not slip under the limit.
+    let err = cas
+        .batch_read_blobs(re::BatchReadBlobsRequest {
+            digests: [i64::MAX, i64::MAX, 3]
+                .into_iter()
+                .enumerate()
+                .map(|(i, size_bytes)| re::Digest {
+                    hash: sha256(&[i as u8]).hash,
+                    size_bytes,
+                })
+                .collect(),
+            ..Default::default()
+        })
+        .await
+        .unwrap_err();
+    assert_eq!(err.code(), Code::InvalidArgument, "{err:?}");
+    // Tiny blobs within the byte total, but too many for one response message.
+    let many: Vec<re::Digest> = (0..70_000u32).map(|i| sha256(&i.to_le_bytes())).collect();
+    let err = cas
+        .batch_read_blobs(re::BatchReadBlobsRequest {
+            digests: many,
+            ..Default::default()
+        })
+        .await
+        .unwrap_err();
+    assert_eq!(err.code(), Code::InvalidArgument, "{err:?}");
+    assert!(err.message().contains("ask for fewer"), "{err:?}");
+    // A GetTree root larger than any Directory message is refused before it is read.
+    let large = bytes(11, 9 << 20);
+    let large_digest = sha256(&large);
+    write(&mut bs, &upload_name(&large_digest), &large, 1 << 20)
+        .await
+        .unwrap();
+    let err = cas
+        .get_tree(re::GetTreeRequest {
+            root_digest: Some(large_digest),
+            ..Default::default()
+        })
+        .await
+        .unwrap_err();
+    assert_eq!(err.code(), Code::InvalidArgument, "{err:?}");
+    assert!(err.message().contains("larger than a message"), "{err:?}");
     // A zstd entry counts as the size its digest announces: a few bytes claiming a terabyte
     // are refused before anything is decompressed (or allocated for it).
     let tiny = zstd::bulk::compress(b"x", 3).unwrap();
@@ -577,7 +619,7 @@ async fn malformed_requests_get_status_codes_and_the_server_keeps_serving() {
         .unwrap_err();
     assert_eq!(err.code(), Code::InvalidArgument);
     // A message beyond the transport limit is refused by gRPC itself.
-    let huge = bytes(10, 6 << 20);
+    let huge = bytes(10, 9 << 20);
     let err = cas
         .batch_update_blobs(re::BatchUpdateBlobsRequest {
             requests: vec![batch_update(sha256(&huge), huge)],
@@ -934,7 +976,15 @@ async fn a_stored_hash_with_a_wrong_or_huge_size_is_a_miss_and_the_blob_stays() 
                 let mut stream = stream.into_inner();
                 while let Ok(Some(_)) = stream.message().await {}
             }
-            Err(status) => assert_eq!(status.code(), Code::NotFound, "{status:?}"),
+            Err(status) => {
+                // A size no Directory message can have is refused unread.
+                let expected = if wrong.size_bytes == huge {
+                    Code::InvalidArgument
+                } else {
+                    Code::NotFound
+                };
+                assert_eq!(status.code(), expected, "{status:?}")
+            }
         }
     }
     for wrong in [resized(&d, 5), resized(&d, 1001), resized(&dl, 1000)] {

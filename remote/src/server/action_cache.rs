@@ -106,16 +106,16 @@ fn load(cache: &LocalCache, action: &Digest) -> Option<re::ActionResult> {
 /// to inline.
 fn is_small(result: &re::ActionResult, req: &re::GetActionResultRequest) -> bool {
     let size = |d: Option<&re::Digest>| d.map_or(0, |d| d.size_bytes.max(0) as u64);
-    let mut inlined = 0;
+    let mut inlined = 0u64;
     if req.inline_stdout {
-        inlined += size(result.stdout_digest.as_ref());
+        inlined = inlined.saturating_add(size(result.stdout_digest.as_ref()));
     }
     if req.inline_stderr {
-        inlined += size(result.stderr_digest.as_ref());
+        inlined = inlined.saturating_add(size(result.stderr_digest.as_ref()));
     }
     for file in &result.output_files {
         if req.inline_output_files.contains(&file.path) {
-            inlined += size(file.digest.as_ref());
+            inlined = inlined.saturating_add(size(file.digest.as_ref()));
         }
     }
     result.output_directories.is_empty()
@@ -137,7 +137,8 @@ fn complete(
         let Ok(tree) = digests::parse(function, dir.tree_digest.as_ref()) else {
             return Ok(None);
         };
-        let Some(tree_bytes) = Store::read_blob(cache, &tree)? else {
+        // A tree too large for a message cannot be a stored result's: a miss, unread.
+        let Ok(Some(tree_bytes)) = Store::read_message_blob(cache, &tree) else {
             return Ok(None);
         };
         let Ok(tree) = re::Tree::decode(tree_bytes.as_slice()) else {

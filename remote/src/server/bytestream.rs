@@ -148,8 +148,16 @@ impl ByteStreamService {
         }
         let digest = res.digest;
         if digest.size > READ_CHUNK as u64 {
+            // Waiting for a slot holds no thread; see `ReadLimits`.
+            let slot = self
+                .store
+                .read_slots
+                .clone()
+                .acquire_owned()
+                .await
+                .map_err(|_| Status::unavailable("The server is stopping"))?;
             let range = (req.read_offset, req.read_limit);
-            return self.read_streamed(digest, res.compression, range, timer);
+            return self.read_streamed(digest, res.compression, range, (timer, slot));
         }
         let found = self
             .store
@@ -190,7 +198,7 @@ impl ByteStreamService {
         digest: Digest,
         compression: Compression,
         (read_offset, read_limit): (i64, i64),
-        timer: Timer,
+        (timer, slot): (Timer, tokio::sync::OwnedSemaphorePermit),
     ) -> Result<ReadPieces, Status> {
         // Opening is an open and an fstat: done here, like other small work.
         let verified = Some(self.store.verified.clone());
@@ -218,12 +226,13 @@ impl ByteStreamService {
                 (read_offset as u64, u64::MAX),
             ),
         };
-        let (tx, rx) = tokio::sync::mpsc::channel(2);
+        // Two pieces in flight, and a place kept for a stalled read's closing status.
+        let (tx, rx) = tokio::sync::mpsc::channel(3);
         let store = self.store.clone();
         let streaming = store.metrics.streaming_read();
         tokio::task::spawn_blocking(move || {
             streamed_read::send_verified(reader, encoding, range, &tx, &store);
-            drop((streaming, timer));
+            drop((streaming, timer, slot));
         });
         Ok(Box::pin(tokio_stream::wrappers::ReceiverStream::new(rx)))
     }
@@ -242,6 +251,15 @@ fn window(size: u64, read_offset: i64, read_limit: i64) -> Result<(u64, u64), St
         limit => size.min(offset.saturating_add(limit as u64)),
     };
     Ok((offset, end))
+}
+
+/// The largest zstd window (as a power of two) an upload of `size` bytes may declare: enough
+/// for the blob itself, and never less than what streaming compressors use by default (8 MiB
+/// covers levels up to 19), so a frame for a small blob cannot make the decoder allocate the
+/// 128 MiB of zstd's default limit.
+fn zstd_window_log_max(size: u64) -> u32 {
+    let needed = 64 - size.saturating_sub(1).leading_zeros();
+    needed.clamp(23, 27)
 }
 
 /// Where received bytes go: straight into the blob, or through a zstd decoder.
@@ -331,10 +349,14 @@ impl Upload {
                     .map_err(|e| Status::internal(format!("Cannot start the upload: {e}")))?;
                 let sink = match compression {
                     Compression::Identity => Sink::Identity(writer),
-                    Compression::Zstd => Sink::Zstd(
-                        zstd::stream::write::Decoder::new(writer)
-                            .map_err(|e| Status::internal(format!("zstd: {e}")))?,
-                    ),
+                    Compression::Zstd => {
+                        let mut decoder = zstd::stream::write::Decoder::new(writer)
+                            .map_err(|e| Status::internal(format!("zstd: {e}")))?;
+                        decoder
+                            .window_log_max(zstd_window_log_max(digest.size))
+                            .map_err(|e| Status::internal(format!("zstd: {e}")))?;
+                        Sink::Zstd(decoder)
+                    }
                 };
                 (sink, 0, Vec::new())
             }
@@ -478,5 +500,47 @@ impl Upload {
                 Err(status)
             }
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use std::io::Write;
+
+    use super::zstd_window_log_max;
+
+    /// `data` compressed as a stream (no content size in the frame), as Bazel's client does.
+    fn streamed(data: &[u8], level: i32, window_log: Option<u32>) -> Vec<u8> {
+        let mut encoder = zstd::stream::write::Encoder::new(Vec::new(), level).unwrap();
+        if let Some(log) = window_log {
+            encoder.window_log(log).unwrap();
+        }
+        encoder.write_all(data).unwrap();
+        encoder.finish().unwrap()
+    }
+
+    fn decodes_with_limit(frame: &[u8], size: u64) -> bool {
+        let mut decoder = zstd::stream::write::Decoder::new(Vec::new()).unwrap();
+        decoder.window_log_max(zstd_window_log_max(size)).unwrap();
+        decoder
+            .write_all(frame)
+            .and_then(|()| decoder.flush())
+            .is_ok()
+    }
+
+    #[test]
+    fn the_zstd_window_is_bounded_by_the_blob_but_admits_default_streams() {
+        assert_eq!(zstd_window_log_max(0), 23);
+        assert_eq!(zstd_window_log_max(4096), 23);
+        assert_eq!(zstd_window_log_max((16 << 20) + 1), 25);
+        assert_eq!(zstd_window_log_max(u64::MAX), 27);
+        let data = vec![7u8; 4096];
+        for level in [1, 3, 19] {
+            assert!(decodes_with_limit(&streamed(&data, level, None), 4096));
+        }
+        assert!(
+            !decodes_with_limit(&streamed(&data, 3, Some(27)), 4096),
+            "a 128 MiB window for a 4 KiB blob is refused"
+        );
     }
 }

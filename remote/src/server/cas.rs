@@ -18,7 +18,7 @@ use tonic::{Code, Request, Response, Status};
 use super::auth::Access;
 use super::digests;
 use super::store::{Store, INLINE_BYTES, INLINE_DIGESTS};
-use super::MAX_BATCH_BYTES;
+use super::{ENTRY_OVERHEAD_BYTES, MAX_BATCH_BYTES, MAX_MESSAGE_BYTES};
 
 /// Directories per GetTree page when the client does not say.
 const DEFAULT_PAGE: usize = 1000;
@@ -145,11 +145,22 @@ impl ContentAddressableStorage for CasService {
             .iter()
             .map(|d| digests::parse(function, Some(d)))
             .collect::<Result<Vec<_>, _>>()?;
-        let total: u64 = wanted.iter().map(|d| d.size).sum();
+        let total = wanted
+            .iter()
+            .map(|d| d.size)
+            .fold(0u64, u64::saturating_add);
         if total > MAX_BATCH_BYTES {
             return Err(Status::invalid_argument(format!(
                 "Batch of {total} bytes exceeds max_batch_total_size_bytes {MAX_BATCH_BYTES}; \
                  read large blobs with ByteStream"
+            )));
+        }
+        let response = (wanted.len() as u64).saturating_mul(ENTRY_OVERHEAD_BYTES) + total;
+        if response > MAX_MESSAGE_BYTES as u64 {
+            return Err(Status::invalid_argument(format!(
+                "A response to {} digests would exceed the message limit of {MAX_MESSAGE_BYTES} \
+                 bytes; ask for fewer at a time",
+                wanted.len()
             )));
         }
         let metrics = self.store.metrics.clone();
@@ -303,7 +314,12 @@ fn update_one(
     }
 }
 
+/// The most directory bytes one GetTree call reads into memory.
+const MAX_TREE_BYTES: u64 = 64 << 20;
+
 /// The directories of the tree at `root`, breadth first, each once; missing parts are omitted.
+/// A directory blob too large for a message, or a tree over [`MAX_TREE_BYTES`], is
+/// INVALID_ARGUMENT, refused before it is read.
 fn walk_tree(
     cache: &LocalCache,
     function: DigestFunction,
@@ -311,12 +327,19 @@ fn walk_tree(
 ) -> Result<Vec<re::Directory>, Status> {
     let mut out = Vec::new();
     let mut seen = HashSet::new();
+    let mut read = 0u64;
     let mut queue = std::collections::VecDeque::from([*root]);
     while let Some(digest) = queue.pop_front() {
         if !seen.insert(digest) {
             continue;
         }
-        let Some(bytes) = Store::read_blob(cache, &digest)? else {
+        read = read.saturating_add(digest.size);
+        if read > MAX_TREE_BYTES {
+            return Err(Status::invalid_argument(format!(
+                "The tree at `{root}` holds more than {MAX_TREE_BYTES} bytes of directories"
+            )));
+        }
+        let Some(bytes) = Store::read_message_blob(cache, &digest)? else {
             continue;
         };
         let directory = re::Directory::decode(bytes.as_slice()).map_err(|e| {

@@ -48,6 +48,8 @@ pub struct Metrics {
     pub size_bytes: Gauge,
     /// Large reads whose reading thread is still running (a cancelled read ends its thread).
     pub streaming_reads: Gauge,
+    /// Large reads abandoned because the client took nothing for the stall limit.
+    pub stalled_reads: Counter,
     /// Request latencies per method, seconds.
     pub latency: Family<MethodLabel, Histogram>,
 }
@@ -66,6 +68,7 @@ impl Metrics {
         let reads_vouched = Counter::default();
         let size_bytes = Gauge::default();
         let streaming_reads = Gauge::default();
+        let stalled_reads = Counter::default();
         let latency = Family::<MethodLabel, Histogram>::new_with_constructor(|| {
             Histogram::new(exponential_buckets(0.0001, 4.0, 10))
         });
@@ -92,6 +95,11 @@ impl Metrics {
             streaming_reads.clone(),
         );
         registry.register(
+            "stalled_reads",
+            "Large reads abandoned on a client that took nothing for the stall limit",
+            stalled_reads.clone(),
+        );
+        registry.register(
             "request_duration_seconds",
             "Request latency",
             latency.clone(),
@@ -108,6 +116,7 @@ impl Metrics {
             reads_vouched,
             size_bytes,
             streaming_reads,
+            stalled_reads,
             latency,
         })
     }

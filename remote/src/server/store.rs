@@ -8,7 +8,9 @@ use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::Arc;
 
 use kiln_cache::{Digest, LocalCache, VerifiedBlobs};
-use tokio::sync::{watch, Notify};
+use std::time::Duration;
+
+use tokio::sync::{watch, Notify, Semaphore};
 use tonic::metadata::MetadataMap;
 use tonic::Status;
 
@@ -20,6 +22,27 @@ use super::uploads::Uploads;
 pub const INLINE_BYTES: u64 = 256 << 10;
 /// Work over up to this many digests (a stat and an index touch each) runs inline.
 pub const INLINE_DIGESTS: usize = 256;
+
+/// Bounds on large (streamed) reads, each of which holds a blocking thread while it runs.
+#[derive(Debug, Clone, Copy)]
+pub struct ReadLimits {
+    /// Streamed reads running at once; more wait for a slot without holding a thread, so
+    /// stalled readers cannot take the threads uploads need.
+    pub max_streamed: usize,
+    /// How long a streamed read waits for the client to take its next piece before it gives
+    /// up: a client that stopped reading (or a peer that vanished) frees its slot.
+    pub stall_limit: Duration,
+}
+
+impl Default for ReadLimits {
+    /// 128 streamed reads at once, 60 s for the client to take each piece.
+    fn default() -> Self {
+        ReadLimits {
+            max_streamed: 128,
+            stall_limit: Duration::from_secs(60),
+        }
+    }
+}
 
 /// Shared server state. Cheap to clone.
 #[derive(Clone)]
@@ -37,6 +60,10 @@ pub struct Store {
     evict_now: Arc<Notify>,
     /// Set when the shutdown grace period is over: uploads still running give up.
     grace_over: Arc<watch::Sender<bool>>,
+    /// Slots for streamed reads ([`ReadLimits::max_streamed`]).
+    pub read_slots: Arc<Semaphore>,
+    /// How long a streamed read waits on a client that takes nothing.
+    pub read_stall_limit: Duration,
 }
 
 impl Store {
@@ -46,6 +73,7 @@ impl Store {
         auth: Auth,
         metrics: Arc<Metrics>,
         verified: VerifiedBlobs,
+        read_limits: ReadLimits,
     ) -> Store {
         Store {
             cache,
@@ -56,6 +84,8 @@ impl Store {
             written: Arc::new(AtomicU64::new(0)),
             evict_now: Arc::new(Notify::new()),
             grace_over: Arc::new(watch::Sender::new(false)),
+            read_slots: Arc::new(Semaphore::new(read_limits.max_streamed.max(1))),
+            read_stall_limit: read_limits.stall_limit,
         }
     }
 
@@ -124,6 +154,21 @@ impl Store {
                 Ok(None)
             }
         }
+    }
+
+    /// A blob read to decode as a message (a `Directory` or `Tree`): one larger than a message
+    /// may be is refused before anything is read.
+    pub fn read_message_blob(
+        cache: &LocalCache,
+        digest: &Digest,
+    ) -> Result<Option<Vec<u8>>, Status> {
+        if digest.size > super::MAX_MESSAGE_BYTES as u64 {
+            return Err(Status::invalid_argument(format!(
+                "`{digest}` is larger than a message may be ({} bytes)",
+                super::MAX_MESSAGE_BYTES
+            )));
+        }
+        Self::read_blob(cache, digest)
     }
 
     /// Notes `bytes` newly stored; wakes the evictor once a slice of the cap has been written.

@@ -5,9 +5,13 @@
 
 use std::io::Write;
 
+use std::cell::Cell;
+
 use bytes::Bytes;
-use kiln_cache::{BlobReader, CacheError};
-use tokio::sync::mpsc::Sender;
+use kiln_cache::{BlobReader, CacheError, Digest};
+use tokio::runtime::Handle;
+use tokio::sync::mpsc::{OwnedPermit, Sender};
+use tokio::time::timeout;
 use tonic::Status;
 
 use super::bytestream::READ_CHUNK;
@@ -52,7 +56,7 @@ impl Encoding {
 /// Sends the part of `reader`'s encoded blob inside `[offset, end)` (positions in the encoded
 /// stream), always one piece behind: the last goes out only after [`BlobReader::finish`]
 /// verified the whole blob. An `offset` past the encoded end is OUT_OF_RANGE, found at the end.
-/// Stops quietly when the client has gone.
+/// Stops quietly when the client has gone, and with DEADLINE_EXCEEDED when it stalls.
 pub(super) fn send_verified(
     mut reader: BlobReader,
     mut encoding: Encoding,
@@ -61,8 +65,12 @@ pub(super) fn send_verified(
     store: &Store,
 ) {
     let digest = *reader.digest();
+    let Some(outbox) = Outbox::open(tx, store, digest) else {
+        return;
+    };
+    let send = |item: Result<Bytes, Status>| outbox.send(item);
     let fail = |status: Status| {
-        let _ = tx.blocking_send(Err(status));
+        send(Err(status));
     };
     let failed = |e: CacheError| {
         tracing::warn!(error = %e, %digest, "cache read failed mid-stream");
@@ -87,7 +95,7 @@ pub(super) fn send_verified(
         };
         if let Some(piece) = range.hold(encoded) {
             store.metrics.bytes_out.inc_by(piece.len() as u64);
-            if tx.blocking_send(Ok(piece)).is_err() {
+            if !send(Ok(piece)) {
                 return;
             }
         }
@@ -115,13 +123,66 @@ pub(super) fn send_verified(
     }
     for piece in before_tail.into_iter().chain(range.held) {
         store.metrics.bytes_out.inc_by(piece.len() as u64);
-        if tx.blocking_send(Ok(piece)).is_err() {
+        if !send(Ok(piece)) {
             return;
         }
     }
     if produced == offset {
         // Nothing in range: one empty response, as for an empty blob.
-        let _ = tx.blocking_send(Ok(Bytes::new()));
+        send(Ok(Bytes::new()));
+    }
+}
+
+/// Where a streamed read's pieces go: the response stream, with one place in it kept for the
+/// status that ends a read abandoned on a stalled client.
+struct Outbox<'a> {
+    tx: &'a Sender<Result<Bytes, Status>>,
+    last_word: Cell<Option<OwnedPermit<Result<Bytes, Status>>>>,
+    store: &'a Store,
+    digest: Digest,
+}
+
+impl<'a> Outbox<'a> {
+    /// Keeps the place for the last word; `None` when the client has gone already.
+    fn open(
+        tx: &'a Sender<Result<Bytes, Status>>,
+        store: &'a Store,
+        digest: Digest,
+    ) -> Option<Self> {
+        // A blocking-pool thread runs inside the runtime's context, so it may wait on its handle.
+        let reserved = Handle::current()
+            .block_on(tx.clone().reserve_owned())
+            .ok()?;
+        Some(Outbox {
+            tx,
+            last_word: Cell::new(Some(reserved)),
+            store,
+            digest,
+        })
+    }
+
+    /// Hands `item` to the response stream, waiting at most the store's stall limit for the
+    /// client to make room. False when the client has gone, or took nothing for that long: then
+    /// the stream ends with DEADLINE_EXCEEDED (never a short blob that looks complete), and the
+    /// read's blocking thread and slot are free again.
+    fn send(&self, item: Result<Bytes, Status>) -> bool {
+        let limit = self.store.read_stall_limit;
+        let sent = Handle::current().block_on(async { timeout(limit, self.tx.send(item)).await });
+        match sent {
+            Ok(Ok(())) => true,
+            Ok(Err(_)) => false,
+            Err(_) => {
+                self.store.metrics.stalled_reads.inc();
+                let digest = self.digest;
+                tracing::warn!(%digest, ?limit, "a client took nothing of a Read for the stall limit; read abandoned");
+                if let Some(place) = self.last_word.take() {
+                    place.send(Err(Status::deadline_exceeded(format!(
+                        "The client took nothing of `{digest}` for {limit:?}; read abandoned"
+                    ))));
+                }
+                false
+            }
+        }
     }
 }
 

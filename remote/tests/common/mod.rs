@@ -8,7 +8,7 @@ use std::path::{Path, PathBuf};
 
 use bazel_remote_apis::build::bazel::remote::execution::v2 as re;
 use bazel_remote_apis::google::bytestream as bs;
-use kiln_remote::server::{Auth, Server, ServerConfig, ServerError};
+use kiln_remote::server::{Auth, ReadLimits, Server, ServerConfig, ServerError};
 use sha2::Digest as _;
 use tokio::sync::oneshot;
 use tokio::task::JoinHandle;
@@ -41,6 +41,7 @@ pub fn config(dir: &Path) -> ServerConfig {
         fsync: false,
         reverify_after: std::time::Duration::from_secs(300),
         shutdown_grace: std::time::Duration::from_secs(30),
+        read_limits: ReadLimits::default(),
     }
 }
 

@@ -2,7 +2,7 @@
 //! release binary that builds without the rest of Kiln (Starlark, rules), for quick benchmark
 //! runs. Usage: `serve ADDR DIR MAX_SIZE_BYTES`; stops on SIGTERM.
 
-use kiln_remote::server::{Auth, Server, ServerConfig};
+use kiln_remote::server::{Auth, ReadLimits, Server, ServerConfig};
 
 /// The allocator `kiln` runs with (cli/src/main.rs).
 #[global_allocator]
@@ -25,6 +25,7 @@ async fn main() -> Result<(), Box<dyn std::error::Error>> {
         fsync: false,
         reverify_after: std::time::Duration::from_secs(300),
         shutdown_grace: std::time::Duration::from_secs(30),
+        read_limits: ReadLimits::default(),
     })
     .await?;
     server
