@@ -103,9 +103,8 @@ impl LocalCache {
                 hash: key.hash,
                 size: 0,
             };
-            if !self.entry_path(key.kind, &digest).exists() {
-                self.index.forget(key)?;
-            }
+            let path = self.entry_path(key.kind, &digest);
+            self.index.forget_if(key, || !path.exists())?;
         }
         self.index.flush()
     }

@@ -139,11 +139,6 @@ impl Index {
         self.record(key, Op::Touch { size, at })
     }
 
-    /// Records that `key`'s file is gone.
-    pub(crate) fn forget(&self, key: Key) -> Result<()> {
-        self.record(key, Op::Forget)
-    }
-
     /// Records that `key`'s file is gone if `still_gone` says so, asked while no other record
     /// can be made: a writer that puts the file back records its use after renaming it, so
     /// either the check sees the file or that record comes later and wins. Without this, a

@@ -29,6 +29,7 @@ mod small_frames;
 mod store;
 mod streamed_read;
 mod tls;
+mod unclean_stop;
 mod uploads;
 
 use std::future::Future;
@@ -162,6 +163,7 @@ impl Server {
             VerifiedBlobs::new(config.reverify_after),
             config.read_limits,
         );
+        unclean_stop::recover_if_needed(&config.dir, &store);
         let bind = |addr: SocketAddr| async move {
             TcpListener::bind(addr)
                 .await
@@ -292,8 +294,10 @@ impl Server {
         store.uploads.clear();
         let cache = store.cache.clone();
         let flushed = tokio::task::spawn_blocking(move || cache.flush()).await;
-        if let Ok(Err(e)) = flushed {
-            tracing::warn!(error = %e, "could not flush the cache index at shutdown");
+        match flushed {
+            Ok(Ok(())) => unclean_stop::mark_clean(&config.dir),
+            Ok(Err(e)) => tracing::warn!(error = %e, "could not flush the cache index at shutdown"),
+            Err(_) => {}
         }
         store.log_cache_warnings();
         tracing::info!("stopped");
