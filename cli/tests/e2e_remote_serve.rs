@@ -303,3 +303,117 @@ fn a_tls_cache_with_client_certificates_is_reached_with_bazels_tls_flags() {
         out.stderr
     );
 }
+
+/// Runs `kiln serve` with `extra` flags until it logs "serving", stops it with SIGTERM, and
+/// returns its exit status and every stderr line.
+fn serve_until_sigterm(extra: &[&str]) -> (std::process::ExitStatus, Vec<String>, u16) {
+    use std::io::BufRead;
+    let dir = tempfile::tempdir().expect("server dir");
+    let port = std::net::TcpListener::bind("127.0.0.1:0")
+        .and_then(|l| l.local_addr())
+        .expect("free port")
+        .port();
+    #[allow(clippy::disallowed_methods)] // Tests drive the real binary.
+    let mut child = Command::new(env!("CARGO_BIN_EXE_kiln"))
+        .args(["serve", "--addr", &format!("127.0.0.1:{port}"), "--dir"])
+        .arg(dir.path())
+        .args(["--allow-anonymous", "write"])
+        .args(extra)
+        .env_remove("RUST_LOG")
+        .stdout(Stdio::null())
+        .stderr(Stdio::piped())
+        .spawn()
+        .expect("start kiln serve");
+    let stderr = child.stderr.take().unwrap();
+    let (tx, rx) = std::sync::mpsc::channel::<String>();
+    let reader = std::thread::spawn(move || {
+        for line in std::io::BufReader::new(stderr).lines() {
+            let Ok(line) = line else { break };
+            let _ = tx.send(line);
+        }
+    });
+    let mut lines = Vec::new();
+    loop {
+        match rx.recv_timeout(Duration::from_secs(30)) {
+            Ok(line) => {
+                let serving = line.contains("serving");
+                lines.push(line);
+                if serving {
+                    break;
+                }
+            }
+            Err(e) => {
+                let _ = child.kill();
+                panic!("no \"serving\" line ({e}); stderr so far: {lines:#?}");
+            }
+        }
+    }
+    nix::sys::signal::kill(
+        nix::unistd::Pid::from_raw(child.id() as i32),
+        nix::sys::signal::Signal::SIGTERM,
+    )
+    .unwrap();
+    let status = child.wait().unwrap();
+    reader.join().unwrap();
+    lines.extend(rx.try_iter());
+    (status, lines, port)
+}
+
+#[test]
+fn serve_log_format_json_writes_every_stderr_line_as_a_json_object() {
+    let (status, lines, port) = serve_until_sigterm(&["--log-format", "json"]);
+    assert!(
+        status.success(),
+        "kiln serve exited with {status}: {lines:#?}"
+    );
+    let events: Vec<serde_json::Value> = lines
+        .iter()
+        .map(|line| {
+            let event: serde_json::Value = serde_json::from_str(line)
+                .unwrap_or_else(|e| panic!("not JSON ({e}): {line:?}\nall: {lines:#?}"));
+            assert!(event.is_object(), "{line}");
+            assert!(event["level"].is_string(), "no level: {line}");
+            assert!(event["timestamp"].is_string(), "no timestamp: {line}");
+            assert!(event["fields"]["message"].is_string(), "no message: {line}");
+            event
+        })
+        .collect();
+    let messages: Vec<&str> = events
+        .iter()
+        .map(|e| e["fields"]["message"].as_str().unwrap())
+        .collect();
+    let serving = events
+        .iter()
+        .find(|e| e["fields"]["message"] == "serving")
+        .unwrap_or_else(|| panic!("no serving line: {messages:?}"));
+    assert_eq!(serving["level"], "INFO");
+    assert_eq!(serving["fields"]["addr"], format!("127.0.0.1:{port}"));
+    assert!(
+        messages.contains(&"SIGTERM: finishing in-flight calls"),
+        "{messages:?}"
+    );
+    assert_eq!(messages.last(), Some(&"stopped"), "{messages:?}");
+}
+
+#[test]
+fn serve_logs_plain_text_not_json_by_default() {
+    let (status, lines, port) = serve_until_sigterm(&[]);
+    assert!(
+        status.success(),
+        "kiln serve exited with {status}: {lines:#?}"
+    );
+    assert!(!lines.is_empty());
+    for line in &lines {
+        assert!(
+            serde_json::from_str::<serde_json::Value>(line).is_err(),
+            "a JSON line in the default text format: {line}"
+        );
+    }
+    let serving = lines
+        .iter()
+        .find(|l| l.contains("serving"))
+        .expect("serving line");
+    assert!(serving.contains("INFO"), "{serving}");
+    assert!(serving.contains(&format!("127.0.0.1:{port}")), "{serving}");
+    assert!(lines.last().unwrap().contains("stopped"), "{lines:#?}");
+}

@@ -854,3 +854,132 @@ async fn stalled_readers_hold_no_more_than_their_slots_and_are_cut_off_with_an_e
     }
     server.stop().await;
 }
+
+/// The value of a labelled sample such as `name{method="Write"} 3`.
+fn labelled_metric(text: &str, name: &str, labels: &str) -> Option<u64> {
+    let prefix = format!("{name}{{{labels}}} ");
+    text.lines()
+        .find_map(|l| l.strip_prefix(prefix.as_str())?.parse::<f64>().ok())
+        .map(|v| v as u64)
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn received_bytes_count_exactly_the_blob_bytes_stored_and_not_rejected_uploads() {
+    const RECEIVED: &str = "kiln_cache_received_bytes_total";
+    let dir = tempfile::tempdir().unwrap();
+    let server = start(config(dir.path())).await;
+    let (mut cas, mut bs, _) = server.clients().await;
+    let received = || async { metric(&server.http_get("/metrics").await.1, RECEIVED) };
+    let (_, text) = server.http_get("/metrics").await;
+    assert!(
+        text.lines().any(|l| l.starts_with(&format!("{RECEIVED} "))),
+        "{RECEIVED} missing from:\n{text}"
+    );
+    assert_eq!(metric(&text, RECEIVED), 0);
+
+    // A ByteStream Write in several chunks counts the blob's size once.
+    let streamed = bytes(901, 70_001);
+    write(
+        &mut bs,
+        &upload_name(&sha256(&streamed)),
+        &streamed,
+        16 << 10,
+    )
+    .await
+    .unwrap();
+    assert_eq!(received().await, 70_001);
+
+    // A BatchUpdateBlobs counts each stored entry's bytes; a wrong-digest entry in the same
+    // batch is refused and counts nothing.
+    let (one, two) = (bytes(902, 1_000), bytes(903, 2_345));
+    let wrong = bytes(904, 777);
+    let mut wrong_digest = sha256(&bytes(905, 777));
+    wrong_digest.size_bytes = wrong.len() as i64;
+    let entry = |digest: re::Digest, data: &[u8]| re::batch_update_blobs_request::Request {
+        digest: Some(digest),
+        data: data.to_vec(),
+        compressor: 0,
+    };
+    let resp = cas
+        .batch_update_blobs(re::BatchUpdateBlobsRequest {
+            requests: vec![
+                entry(sha256(&one), &one),
+                entry(wrong_digest.clone(), &wrong),
+                entry(sha256(&two), &two),
+            ],
+            ..Default::default()
+        })
+        .await
+        .unwrap()
+        .into_inner();
+    let codes: Vec<i32> = resp
+        .responses
+        .iter()
+        .map(|r| r.status.as_ref().unwrap().code)
+        .collect();
+    assert_eq!(codes, vec![0, Code::InvalidArgument as i32, 0]);
+    assert_eq!(received().await, 70_001 + 1_000 + 2_345);
+
+    // A ByteStream upload whose bytes do not match its digest stores and counts nothing.
+    let status = write(&mut bs, &upload_name(&wrong_digest), &wrong, 256)
+        .await
+        .unwrap_err();
+    assert_eq!(status.code(), Code::InvalidArgument, "{status:?}");
+    let (_, text) = server.http_get("/metrics").await;
+    assert_eq!(metric(&text, RECEIVED), 70_001 + 1_000 + 2_345);
+    assert_eq!(metric(&text, "kiln_cache_digest_mismatches_total"), 2);
+    assert_eq!(
+        find_missing(&mut cas, vec![wrong_digest.clone()]).await,
+        vec![wrong_digest]
+    );
+    server.stop().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn request_duration_histogram_counts_each_call_under_its_method() {
+    const HISTOGRAM: &str = "kiln_cache_request_duration_seconds";
+    let dir = tempfile::tempdir().unwrap();
+    let server = start(config(dir.path())).await;
+    let (mut cas, _, mut ac) = server.clients().await;
+    for i in 0..3 {
+        find_missing(&mut cas, vec![sha256(&bytes(910 + i, 10))]).await;
+    }
+    for i in 0..5 {
+        // Misses are requests too.
+        let status = ac
+            .get_action_result(re::GetActionResultRequest {
+                action_digest: Some(sha256(&bytes(920 + i, 10))),
+                ..Default::default()
+            })
+            .await
+            .unwrap_err();
+        assert_eq!(status.code(), Code::NotFound);
+    }
+    let (_, text) = server.http_get("/metrics").await;
+    let count = |method: &str| {
+        labelled_metric(
+            &text,
+            &format!("{HISTOGRAM}_count"),
+            &format!("method=\"{method}\""),
+        )
+    };
+    assert_eq!(count("FindMissingBlobs"), Some(3), "{text}");
+    assert_eq!(count("GetActionResult"), Some(5), "{text}");
+    // A method never called has no series; the buckets are cumulative up to `+Inf` = count.
+    assert_eq!(count("BatchUpdateBlobs"), None, "{text}");
+    assert_eq!(
+        labelled_metric(
+            &text,
+            &format!("{HISTOGRAM}_bucket"),
+            "le=\"+Inf\",method=\"FindMissingBlobs\""
+        )
+        .or_else(|| labelled_metric(
+            &text,
+            &format!("{HISTOGRAM}_bucket"),
+            "method=\"FindMissingBlobs\",le=\"+Inf\""
+        )),
+        Some(3),
+        "{text}"
+    );
+    server.stop().await;
+}
