@@ -983,3 +983,45 @@ async fn request_duration_histogram_counts_each_call_under_its_method() {
     );
     server.stop().await;
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn after_an_unclean_stop_blobs_missing_from_the_index_are_adopted_and_counted() {
+    let dir = tempfile::tempdir().unwrap();
+    let server = start(config(dir.path())).await;
+    let (_, mut bs, _) = server.clients().await;
+    put(&mut bs, &bytes(71, 3000)).await;
+    server.stop().await;
+    let mark = dir.path().join("serving");
+    assert!(!mark.exists(), "a clean stop removes the mark");
+
+    // What a SIGKILL leaves behind: the mark, and a blob whose file was renamed into place but
+    // whose access record never reached the index.
+    let lost = bytes(72, 5000);
+    let digest = sha256(&lost);
+    let path = dir
+        .path()
+        .join("cas/sha256")
+        .join(&digest.hash[..2])
+        .join(&digest.hash);
+    std::fs::create_dir_all(path.parent().unwrap()).unwrap();
+    std::fs::write(&path, &lost).unwrap();
+    std::fs::write(&mark, "4242").unwrap();
+
+    let server = start(config(dir.path())).await;
+    // The background reconcile counts it (bounded wait, not a timing assertion).
+    let mut size = 0;
+    for _ in 0..200 {
+        size = metric(
+            &server.http_get("/metrics").await.1,
+            "kiln_cache_size_bytes",
+        );
+        if size == 8000 {
+            break;
+        }
+        tokio::time::sleep(std::time::Duration::from_millis(50)).await;
+    }
+    assert_eq!(size, 8000, "both blobs count against the cap");
+    assert!(mark.exists(), "marked while serving");
+    server.stop().await;
+    assert!(!mark.exists());
+}
