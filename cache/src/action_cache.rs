@@ -79,9 +79,11 @@ impl LocalCache {
         let dest = self.entry_path(Kind::Action, action);
         let shard = fsutil::parent_dir(&dest);
         fs::create_dir_all(shard).map_err(CacheError::io(shard))?;
-        // Forgotten before the file changes (see `ActionResultMemo`): the next read reads it.
+        // Forgotten before and after the file changes (see `ActionResultMemo`): a read that
+        // overlaps the rename either sees a change counted or has its entry dropped.
         self.action_results.forget(action);
         tmp.persist(&dest).map_err(CacheError::io(&dest))?;
+        self.action_results.forget(action);
         if self.config.fsync {
             fsutil::sync_dir(shard).map_err(CacheError::io(shard))?;
         }

@@ -32,6 +32,9 @@ pub struct GcStats {
 impl LocalCache {
     /// Evicts least-recently-used entries until the index total is at most `target_bytes`.
     pub fn gc(&self, target_bytes: u64) -> Result<GcStats> {
+        // One collection at a time: each counts only what it frees itself, so two at once
+        // would evict the excess twice.
+        let _one_at_a_time = crate::db::lock(&self.collecting);
         let mut stats = GcStats::default();
         let mut total = self.index.totals()?.bytes;
         // Bounded: rows skipped because they were touched meanwhile move to the back.
@@ -65,6 +68,9 @@ impl LocalCache {
                         "could not remove `{}`: {e}",
                         path.display()
                     ))),
+                }
+                if row.key.kind == Kind::Action {
+                    self.action_results.forget(&digest);
                 }
                 freed += row.size;
             })?;

@@ -188,6 +188,10 @@ impl Index {
 
     /// Writes all pending records in one transaction. On failure they stay pending.
     pub(crate) fn flush(&self) -> Result<()> {
+        // The connection is taken before the records are, so flushes write in the order they
+        // drained: otherwise a later record (a writer's use) could be committed before an
+        // earlier one (a reader's "gone") and then be undone by it. Lock order: conn, pending.
+        let mut conn = db::lock(&self.conn);
         let ops: Vec<(Key, Op)> = {
             let mut pending = db::lock(&self.pending);
             pending.ops.drain().collect()
@@ -195,7 +199,7 @@ impl Index {
         if ops.is_empty() {
             return Ok(());
         }
-        let result = self.write_ops(&ops);
+        let result = self.write_ops(&mut conn, &ops);
         if result.is_err() {
             let mut pending = db::lock(&self.pending);
             for (key, op) in ops {
@@ -205,9 +209,8 @@ impl Index {
         result
     }
 
-    fn write_ops(&self, ops: &[(Key, Op)]) -> Result<()> {
+    fn write_ops(&self, conn: &mut rusqlite::Connection, ops: &[(Key, Op)]) -> Result<()> {
         let err = CacheError::sqlite(&self.path);
-        let mut conn = db::lock(&self.conn);
         let tx = conn
             .transaction_with_behavior(rusqlite::TransactionBehavior::Immediate)
             .map_err(&err)?;

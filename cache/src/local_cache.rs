@@ -117,6 +117,8 @@ pub struct LocalCache {
     pub(crate) verifications: VerificationMemo,
     /// Verified action-cache payloads kept in memory (off unless configured).
     pub(crate) action_results: ActionResultMemo,
+    /// Held by [`gc`](LocalCache::gc) while it runs.
+    pub(crate) collecting: Mutex<()>,
     corrupt: AtomicU64,
     warnings: Mutex<Vec<CacheWarning>>,
 }
@@ -174,6 +176,7 @@ impl LocalCache {
             index,
             verifications: VerificationMemo::new(&root.join("verified.sqlite")),
             action_results: ActionResultMemo::new(config.action_result_memo_bytes),
+            collecting: Mutex::new(()),
             corrupt: AtomicU64::new(0),
             warnings: Mutex::new(Vec::new()),
         };

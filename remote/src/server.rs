@@ -140,6 +140,8 @@ pub struct Server {
     store: Store,
     grpc: TcpListener,
     http: Option<TcpListener>,
+    /// The index repair after an unclean stop, while it runs.
+    repair: Option<tokio::task::JoinHandle<()>>,
 }
 
 impl Server {
@@ -163,7 +165,7 @@ impl Server {
             VerifiedBlobs::new(config.reverify_after),
             config.read_limits,
         );
-        unclean_stop::recover_if_needed(&config.dir, &store);
+        let repair = unclean_stop::recover_if_needed(&config.dir, &store);
         let bind = |addr: SocketAddr| async move {
             TcpListener::bind(addr)
                 .await
@@ -179,6 +181,7 @@ impl Server {
             store,
             grpc,
             http,
+            repair,
         })
     }
 
@@ -202,6 +205,7 @@ impl Server {
             store,
             grpc,
             http,
+            repair,
         } = self;
         let (stop_tx, stop_rx) = tokio::sync::watch::channel(false);
         tokio::spawn(async move {
@@ -295,7 +299,7 @@ impl Server {
         let cache = store.cache.clone();
         let flushed = tokio::task::spawn_blocking(move || cache.flush()).await;
         match flushed {
-            Ok(Ok(())) => unclean_stop::mark_clean(&config.dir),
+            Ok(Ok(())) => unclean_stop::mark_clean(&config.dir, repair.as_ref()),
             Ok(Err(e)) => tracing::warn!(error = %e, "could not flush the cache index at shutdown"),
             Err(_) => {}
         }

@@ -1,7 +1,7 @@
 //! How blobs are grouped into `BatchUpdateBlobs` and `BatchReadBlobs` calls. A batch costs its
 //! blob bytes plus [`ENTRY_OVERHEAD`] per blob, and stays within the negotiated limit: servers
-//! size their gRPC message limit from `max_batch_total_size_bytes` (`kiln serve` allows 1 MiB
-//! more), and thousands of tiny blobs whose bytes fit that limit would make a message several
+//! size their gRPC message limit from `max_batch_total_size_bytes` (`kiln serve` allows twice
+//! that), and thousands of tiny blobs whose bytes fit that limit would make a message several
 //! times larger if only the bytes were counted.
 
 use std::ops::Range;

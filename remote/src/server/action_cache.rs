@@ -12,7 +12,7 @@ use tonic::{Request, Response, Status};
 
 use super::auth::Access;
 use super::digests;
-use super::store::{Store, INLINE_BYTES, INLINE_DIGESTS};
+use super::store::{Store, INLINE_BYTES, INLINE_DIGESTS, MAX_TREE_BYTES};
 
 /// Total bytes inlined into one Get response (well under the 4 MiB gRPC default).
 const INLINE_BUDGET: u64 = 3 << 20;
@@ -137,8 +137,8 @@ fn complete(
         let Ok(tree) = digests::parse(function, dir.tree_digest.as_ref()) else {
             return Ok(None);
         };
-        // A tree too large for a message cannot be a stored result's: a miss, unread.
-        let Ok(Some(tree_bytes)) = Store::read_message_blob(cache, &tree) else {
+        // A tree too large to check in memory is a miss, unread.
+        let Ok(Some(tree_bytes)) = Store::read_blob_up_to(cache, &tree, MAX_TREE_BYTES) else {
             return Ok(None);
         };
         let Ok(tree) = re::Tree::decode(tree_bytes.as_slice()) else {

@@ -17,11 +17,14 @@ use tonic::{Code, Request, Response, Status};
 
 use super::auth::Access;
 use super::digests;
-use super::store::{Store, INLINE_BYTES, INLINE_DIGESTS};
+use super::store::{Store, INLINE_BYTES, INLINE_DIGESTS, MAX_TREE_BYTES};
 use super::{ENTRY_OVERHEAD_BYTES, MAX_BATCH_BYTES, MAX_MESSAGE_BYTES};
 
 /// Directories per GetTree page when the client does not say.
 const DEFAULT_PAGE: usize = 1000;
+/// Bytes of directories per GetTree page at most (a page also ends at the count asked for), so
+/// every page fits in a message; a single directory larger than this is INVALID_ARGUMENT.
+const PAGE_BYTES: u64 = (MAX_MESSAGE_BYTES / 2) as u64;
 
 type BoxStream<T> = Pin<Box<dyn Stream<Item = Result<T, Status>> + Send>>;
 
@@ -233,7 +236,7 @@ impl ContentAddressableStorage for CasService {
         let mut pages = Vec::new();
         let mut at = start;
         loop {
-            let end = (at + page).min(directories.len());
+            let end = page_end(&directories, at, page);
             let next_page_token = if end < directories.len() {
                 end.to_string()
             } else {
@@ -284,6 +287,21 @@ impl ContentAddressableStorage for CasService {
     }
 }
 
+/// Where the page starting at `at` ends: after `page` directories or [`PAGE_BYTES`] of them,
+/// whichever comes first, and never before one directory.
+fn page_end(directories: &[re::Directory], at: usize, page: usize) -> usize {
+    let mut bytes = 0u64;
+    let mut end = at;
+    while end < directories.len() && end - at < page {
+        bytes += directories[end].encoded_len() as u64;
+        if bytes > PAGE_BYTES && end > at {
+            break;
+        }
+        end += 1;
+    }
+    end
+}
+
 /// Verifies and stores one batch entry; returns the bytes stored.
 fn update_one(
     cache: &LocalCache,
@@ -314,9 +332,6 @@ fn update_one(
     }
 }
 
-/// The most directory bytes one GetTree call reads into memory.
-const MAX_TREE_BYTES: u64 = 64 << 20;
-
 /// The directories of the tree at `root`, breadth first, each once; missing parts are omitted.
 /// A directory blob too large for a message, or a tree over [`MAX_TREE_BYTES`], is
 /// INVALID_ARGUMENT, refused before it is read.
@@ -339,7 +354,7 @@ fn walk_tree(
                 "The tree at `{root}` holds more than {MAX_TREE_BYTES} bytes of directories"
             )));
         }
-        let Some(bytes) = Store::read_message_blob(cache, &digest)? else {
+        let Some(bytes) = Store::read_blob_up_to(cache, &digest, PAGE_BYTES)? else {
             continue;
         };
         let directory = re::Directory::decode(bytes.as_slice()).map_err(|e| {
@@ -351,4 +366,36 @@ fn walk_tree(
         out.push(directory);
     }
     Ok(out)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn directory_of(bytes: usize) -> re::Directory {
+        re::Directory {
+            files: vec![re::FileNode {
+                name: "x".repeat(bytes),
+                ..Default::default()
+            }],
+            ..Default::default()
+        }
+    }
+
+    #[test]
+    fn a_tree_page_ends_at_its_count_or_its_bytes() {
+        let small: Vec<_> = (0..5).map(|_| directory_of(10)).collect();
+        assert_eq!(page_end(&small, 0, 2), 2);
+        assert_eq!(page_end(&small, 4, 2), 5);
+        let third = PAGE_BYTES as usize / 3;
+        let large: Vec<_> = (0..5).map(|_| directory_of(third)).collect();
+        assert_eq!(
+            page_end(&large, 0, 1000),
+            2,
+            "three would pass the byte bound"
+        );
+        assert_eq!(page_end(&large, 4, 1000), 5);
+        let huge = vec![directory_of(PAGE_BYTES as usize + 1), directory_of(10)];
+        assert_eq!(page_end(&huge, 0, 1000), 1, "one directory, however large");
+    }
 }

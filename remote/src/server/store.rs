@@ -44,6 +44,10 @@ impl Default for ReadLimits {
     }
 }
 
+/// The most bytes of `Directory` or `Tree` messages one call reads into memory: a GetTree walk
+/// in all, or one output directory's `Tree` for an action-cache hit.
+pub const MAX_TREE_BYTES: u64 = 64 << 20;
+
 /// Shared server state. Cheap to clone.
 #[derive(Clone)]
 pub struct Store {
@@ -156,16 +160,16 @@ impl Store {
         }
     }
 
-    /// A blob read to decode as a message (a `Directory` or `Tree`): one larger than a message
-    /// may be is refused before anything is read.
-    pub fn read_message_blob(
+    /// A blob read into memory to decode (a `Directory` or `Tree`): one larger than `limit`
+    /// is refused before anything is read.
+    pub fn read_blob_up_to(
         cache: &LocalCache,
         digest: &Digest,
+        limit: u64,
     ) -> Result<Option<Vec<u8>>, Status> {
-        if digest.size > super::MAX_MESSAGE_BYTES as u64 {
+        if digest.size > limit {
             return Err(Status::invalid_argument(format!(
-                "`{digest}` is larger than a message may be ({} bytes)",
-                super::MAX_MESSAGE_BYTES
+                "`{digest}` is larger than the server decodes ({limit} bytes)"
             )));
         }
         Self::read_blob(cache, digest)

@@ -11,28 +11,30 @@
 use std::fs;
 use std::path::Path;
 
+use tokio::task::JoinHandle;
+
 use super::store::Store;
 
 /// The file that exists while a server runs on the directory.
 const MARKER: &str = "serving";
 
 /// Marks `dir` as served; if a previous server left the mark, reconciles the index in the
-/// background.
-pub(super) fn recover_if_needed(dir: &Path, store: &Store) {
+/// background, and returns that repair's task.
+pub(super) fn recover_if_needed(dir: &Path, store: &Store) -> Option<JoinHandle<()>> {
     let marker = dir.join(MARKER);
     let unclean = marker.exists();
     if let Err(e) = fs::write(&marker, std::process::id().to_string()) {
         tracing::warn!(error = %e, path = %marker.display(), "cannot mark the directory as served");
     }
     if !unclean {
-        return;
+        return None;
     }
     tracing::warn!(
         "the previous server on this directory did not stop cleanly; reconciling the index \
          with the files in the background"
     );
     let store = store.clone();
-    tokio::task::spawn_blocking(move || {
+    Some(tokio::task::spawn_blocking(move || {
         let repaired = store.cache.rebuild_index().and_then(|()| {
             let gc = store.cache.enforce_cap()?;
             store.cache.flush()?;
@@ -47,10 +49,15 @@ pub(super) fn recover_if_needed(dir: &Path, store: &Store) {
             }
             Err(e) => tracing::warn!(error = %e, "reconciling the index failed"),
         }
-    });
+    }))
 }
 
-/// Removes the mark after a clean stop (the index is flushed).
-pub(super) fn mark_clean(dir: &Path) {
+/// Removes the mark after a clean stop (the index is flushed), unless a repair is still under
+/// way: then the next start repeats it.
+pub(super) fn mark_clean(dir: &Path, repair: Option<&JoinHandle<()>>) {
+    if repair.is_some_and(|r| !r.is_finished()) {
+        tracing::warn!("stopping before the index was reconciled; the next start repeats it");
+        return;
+    }
     let _ = fs::remove_file(dir.join(MARKER));
 }
