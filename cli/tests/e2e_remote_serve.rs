@@ -8,7 +8,7 @@ use std::path::Path;
 use std::process::{Child, Command, Stdio};
 use std::time::Duration;
 
-use harness::{Output, Workspace};
+use harness::{free_port, Output, Workspace};
 
 const BUILD: &str = r#"
 genrule(name = "a", srcs = ["in.txt"], outs = ["a.txt"], cmd = "tr a-z A-Z < $< > $@")
@@ -31,10 +31,7 @@ impl Serve {
     /// A server with extra `kiln serve` flags, its URL under `scheme`.
     fn start_with(extra: &[&str], scheme: &str) -> Serve {
         let dir = tempfile::tempdir().expect("server dir");
-        let port = std::net::TcpListener::bind("127.0.0.1:0")
-            .and_then(|l| l.local_addr())
-            .expect("free port")
-            .port();
+        let port = free_port();
         #[allow(clippy::disallowed_methods)] // Tests drive the real binary.
         let child = Command::new(env!("CARGO_BIN_EXE_kiln"))
             .args(["serve", "--addr", &format!("127.0.0.1:{port}"), "--dir"])
@@ -309,10 +306,7 @@ fn a_tls_cache_with_client_certificates_is_reached_with_bazels_tls_flags() {
 fn serve_until_sigterm(extra: &[&str]) -> (std::process::ExitStatus, Vec<String>, u16) {
     use std::io::BufRead;
     let dir = tempfile::tempdir().expect("server dir");
-    let port = std::net::TcpListener::bind("127.0.0.1:0")
-        .and_then(|l| l.local_addr())
-        .expect("free port")
-        .port();
+    let port = free_port();
     #[allow(clippy::disallowed_methods)] // Tests drive the real binary.
     let mut child = Command::new(env!("CARGO_BIN_EXE_kiln"))
         .args(["serve", "--addr", &format!("127.0.0.1:{port}"), "--dir"])

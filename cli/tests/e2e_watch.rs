@@ -14,7 +14,7 @@ use std::process::Stdio;
 use std::time::{Duration, Instant};
 
 use harness::watch::{examples, executed, save_by_rename, Watch, DEADLINE, QUIET};
-use harness::Workspace;
+use harness::{free_port, Workspace};
 
 #[test]
 fn build_mode_follows_edits_by_content() {
@@ -283,14 +283,6 @@ fn test_mode_runs_only_affected_tests() {
     assert_eq!(watch.wait_round(3)["success"], false);
     ws.write("other/input.txt", "PASS again\n");
     assert_eq!(watch.wait_round(4)["success"], true, "{}", watch.stderr());
-}
-
-/// A port nobody listens on.
-fn free_port() -> u16 {
-    std::net::TcpListener::bind("127.0.0.1:0")
-        .and_then(|l| l.local_addr())
-        .map(|a| a.port())
-        .expect("free port")
 }
 
 /// The body `GET /` answers with, or `None` when nothing listens.

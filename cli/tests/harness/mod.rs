@@ -338,3 +338,11 @@ pub fn examples_rust_pin(name: &str) -> (String, String) {
         package["checksum"].as_str().expect("checksum").to_string(),
     )
 }
+
+/// A local TCP port nobody listens on (just now).
+pub fn free_port() -> u16 {
+    std::net::TcpListener::bind("127.0.0.1:0")
+        .and_then(|l| l.local_addr())
+        .map(|a| a.port())
+        .expect("free port")
+}
