@@ -53,7 +53,8 @@ start() { # name dir
             RUST_LOG=warn "$KILN_BIN" serve --addr "$ADDR" --dir "$2" --max-size 50G \
               --allow-anonymous write 2>>"$WORK/$1.log" &
           else
-            "$SERVE_BIN" "$ADDR" "$2" $((50 << 30)) 2>>"$WORK/$1.log" &
+            # The mimalloc option kiln sets at start-up (cli/src/allocator.rs).
+            MIMALLOC_ARENA_EAGER_COMMIT=0 "$SERVE_BIN" "$ADDR" "$2" $((50 << 30)) 2>>"$WORK/$1.log" &
           fi ;;
     bazel-remote-zstd|bazel-remote-uncompressed)
       "$BAZEL_REMOTE_BIN" --dir "$2" --max_size 50 --grpc_address "$ADDR" \

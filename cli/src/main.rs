@@ -1,6 +1,7 @@
 //! The `kiln` binary: parses the command line, opens the workspace, and runs one command.
 //! Kiln's own messages go to stderr; stdout belongs to `kiln run`'s program and `kiln query`.
 
+mod allocator;
 mod args;
 mod commands;
 mod config;
@@ -15,12 +16,6 @@ mod watch;
 mod workspace;
 
 use clap::Parser;
-
-/// mimalloc instead of the system allocator: `kiln serve` allocates a fresh buffer for each
-/// megabyte it reads or receives, and glibc hands those out as new mappings that fault in and
-/// are zeroed page by page (a tenth of the server's CPU in large reads); mimalloc reuses them.
-#[global_allocator]
-static ALLOCATOR: mimalloc::MiMalloc = mimalloc::MiMalloc;
 
 fn main() {
     // The sandbox helper is this same binary, started by kiln-exec with a marker argument.

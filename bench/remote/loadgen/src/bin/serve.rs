@@ -4,7 +4,8 @@
 
 use kiln_remote::server::{Auth, ReadLimits, Server, ServerConfig};
 
-/// The allocator `kiln` runs with (cli/src/main.rs).
+/// The allocator `kiln` runs with (cli/src/allocator.rs); run.sh sets the one option kiln changes,
+/// `MIMALLOC_ARENA_EAGER_COMMIT=0`, in the environment.
 #[global_allocator]
 static ALLOCATOR: mimalloc::MiMalloc = mimalloc::MiMalloc;
 
