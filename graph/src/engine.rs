@@ -850,6 +850,8 @@ impl<'a> Engine<'a> {
             if existing.digest == file.digest && existing.executable == file.executable {
                 return true;
             }
+            // The stale file is about to be replaced: the build rests on the new content only.
+            log.forget(path);
         }
         let Some(cache) = self.cache.get() else {
             return false;

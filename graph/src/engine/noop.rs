@@ -5,22 +5,28 @@
 //! The record holds the stat (device, inode, size, mtime, ctime, mode) of every file whose content
 //! the last build digested or trusted (BUILD and `.bzl` files, sources, host tools, outputs in
 //! `kiln-out/`) and a fingerprint of every directory listing in the workspace (so a new file or
-//! package anywhere is noticed). It is written only when every one of those stats was settled
-//! (older than the build by git's 2-second racy window), so a same-size rewrite within a timestamp
-//! granule can never hide behind it. Anything that differs sends the build down the normal path,
-//! which is correct on its own; this check only skips work whose result is known.
+//! package anywhere is noticed).
+//!
+//! Git's racy-clean rule: a stat within 2 seconds of the build's start is not trusted alone, since
+//! a same-size rewrite within one timestamp granule would leave it unchanged. Such a file (an
+//! output the build just wrote, a source saved a moment before) is kept with the content digest the
+//! build used, and the check re-hashes it; once a check finds it unchanged at a time when its stat
+//! has settled, later writes must move its timestamps, and the record is rewritten to trust the
+//! stat alone. A racy file whose digest the build did not note (a host path, a test's XML report)
+//! gives no record, and so does one the build digested twice with different contents. Anything that differs sends the build down the normal path, which is correct
+//! on its own; this check only skips work whose result is known.
 
 use std::path::Path;
 use std::time::{Duration, SystemTime};
 
-use kiln_cache::FileStat;
+use kiln_cache::{Digest, FileStat};
 use rayon::prelude::*;
 use serde::{Deserialize, Serialize};
 
 use super::sources::Observations;
 
 /// Bump when the record's meaning changes.
-const FORMAT: u32 = 1;
+const FORMAT: u32 = 2;
 /// Git's racy-clean window: a stat this close to the build's start is not trusted.
 const RACY_WINDOW: Duration = Duration::from_secs(2);
 
@@ -35,6 +41,9 @@ pub struct NoopRecord<R> {
     request: String,
     tree: String,
     files: Vec<(String, StoredStat)>,
+    /// Files whose stat was racy when recorded, with the content digest the build used: checked
+    /// by stat and by content until a check finds them settled.
+    racy: Vec<(String, StoredStat, Digest)>,
     /// Directories globs listed (hidden and symlinked ones included), with their fingerprints.
     listings: Vec<(String, String)>,
     /// What the build reported, replayed as is.
@@ -44,7 +53,8 @@ pub struct NoopRecord<R> {
 impl<R> NoopRecord<R> {
     /// The files the recorded build rested on.
     pub fn files(&self) -> impl Iterator<Item = &str> {
-        self.files.iter().map(|(path, _)| path.as_str())
+        let settled = self.files.iter().map(|(path, _)| path.as_str());
+        settled.chain(self.racy.iter().map(|(path, _, _)| path.as_str()))
     }
 
     /// The directory listings the recorded build rested on.
@@ -53,8 +63,20 @@ impl<R> NoopRecord<R> {
     }
 }
 
-/// Builds the record of a finished build, or `None` when some stat it rested on is not settled (or
-/// a file changed while it was hashed): then the next build takes the normal path.
+/// What [`check`] found.
+#[derive(Debug, PartialEq, Eq)]
+pub enum Validity {
+    /// Something the record rested on differs: take the normal path.
+    Stale,
+    /// The record still describes the workspace.
+    Valid,
+    /// It does, and every racy file it held has now settled: the record was changed to trust
+    /// their stats alone and should be stored again.
+    ValidAndSettled,
+}
+
+/// Builds the record of a finished build, or `None` when some stat it rested on is racy and has no
+/// noted digest (or a file changed while it was hashed): then the next build takes the normal path.
 pub fn record<R>(
     root: &Path,
     request: &str,
@@ -64,46 +86,96 @@ pub fn record<R>(
     report: R,
 ) -> Option<NoopRecord<R>> {
     let limit = nanos(started.checked_sub(RACY_WINDOW)?);
+    let digests = observed.digests.lock().ok()?;
+    let rewritten = observed.rewritten.lock().ok()?;
     let observed = observed.files.lock().ok()?;
     let mut files: Vec<(String, StoredStat)> = Vec::with_capacity(observed.len());
+    let mut racy = Vec::new();
     for (path, stat) in observed.iter() {
         let stat = (*stat)?;
-        if stat.mtime_ns >= limit || stat.ctime_ns >= limit {
+        if settled(&stat, limit) {
+            files.push((path.clone(), stored(&stat)));
+        } else if rewritten.contains(path) {
+            // Which content did the build rest on? Not one this record could name.
             return None;
+        } else {
+            racy.push((path.clone(), stored(&stat), *digests.get(path)?));
         }
-        files.push((path.clone(), stored(&stat)));
     }
     files.sort();
     files.dedup();
+    racy.sort();
+    racy.dedup();
     Some(NoopRecord {
         format: FORMAT,
         kiln_version: env!("CARGO_PKG_VERSION").to_string(),
         request: request.to_string(),
         tree: tree_fingerprint(root),
         files,
+        racy,
         listings,
         report,
     })
 }
 
-/// Whether `record` still describes the workspace for `request`.
-pub fn still_valid<R>(root: &Path, request: &str, record: &NoopRecord<R>) -> bool {
+/// Whether `record` still describes the workspace for `request`, checked at `now`: every stat
+/// as recorded, every racy file's content as the build used it, every listing and the tree as
+/// they were. When racy files all check out and have settled by `now`, they move into the
+/// trusted-by-stat set (see the module comment) and the answer is [`Validity::ValidAndSettled`].
+pub fn check<R>(
+    root: &Path,
+    request: &str,
+    record: &mut NoopRecord<R>,
+    now: SystemTime,
+) -> Validity {
     if record.format != FORMAT
         || record.kiln_version != env!("CARGO_PKG_VERSION")
         || record.request != request
     {
-        return false;
+        return Validity::Stale;
     }
-    let files_ok = record.files.par_iter().all(|(path, expected)| {
-        std::fs::metadata(root.join(path))
-            .is_ok_and(|m| stored(&FileStat::from_metadata(&m)) == *expected)
-    });
+    let stat_of = |path: &str| {
+        std::fs::metadata(root.join(path)).map(|m| stored(&FileStat::from_metadata(&m)))
+    };
+    let files_ok = record
+        .files
+        .par_iter()
+        .all(|(path, expected)| stat_of(path).is_ok_and(|stat| stat == *expected));
+    // Stat, hash, stat again: a write during the hash either moves the stat or, when it falls in
+    // the same granule, is caught by the next check, since the entry stays racy until then.
+    let racy_ok = files_ok
+        && record.racy.par_iter().all(|(path, expected, digest)| {
+            stat_of(path).is_ok_and(|stat| stat == *expected)
+                && Digest::of_file(digest.function, &root.join(path)).is_ok_and(|d| d == *digest)
+                && stat_of(path).is_ok_and(|stat| stat == *expected)
+        });
     let fs = crate::load::DiskFs::new(root);
-    let listings_ok = record.listings.par_iter().all(|(dir, fingerprint)| {
-        crate::load::PackageFs::list_dir(&fs, dir)
-            .is_ok_and(|listing| &crate::load::listing_fingerprint(&listing) == fingerprint)
-    });
-    files_ok && listings_ok && tree_fingerprint(root) == record.tree
+    let listings_ok = racy_ok
+        && record.listings.par_iter().all(|(dir, fingerprint)| {
+            crate::load::PackageFs::list_dir(&fs, dir)
+                .is_ok_and(|listing| &crate::load::listing_fingerprint(&listing) == fingerprint)
+        });
+    if !listings_ok || tree_fingerprint(root) != record.tree {
+        return Validity::Stale;
+    }
+    let limit = now.checked_sub(RACY_WINDOW).map(nanos).unwrap_or(0);
+    let now_settled =
+        |(_, stat, _): &(String, StoredStat, Digest)| stat.3 < limit && stat.4 < limit;
+    if record.racy.is_empty() || !record.racy.iter().all(now_settled) {
+        return Validity::Valid;
+    }
+    let racy = std::mem::take(&mut record.racy);
+    record
+        .files
+        .extend(racy.into_iter().map(|(path, stat, _)| (path, stat)));
+    record.files.sort();
+    record.files.dedup();
+    Validity::ValidAndSettled
+}
+
+/// Whether a stat is older than `limit` (nanoseconds since the epoch) by both timestamps.
+fn settled(stat: &FileStat, limit: i64) -> bool {
+    stat.mtime_ns < limit && stat.ctime_ns < limit
 }
 
 fn stored(stat: &FileStat) -> StoredStat {
@@ -198,6 +270,10 @@ mod tests {
         dir
     }
 
+    fn valid<R>(root: &Path, request: &str, record: &mut NoopRecord<R>) -> bool {
+        check(root, request, record, SystemTime::now()) != Validity::Stale
+    }
+
     fn later() -> SystemTime {
         SystemTime::now() + Duration::from_secs(10)
     }
@@ -206,11 +282,11 @@ mod tests {
     fn an_untouched_workspace_is_still_valid() {
         let ws = workspace();
         let log = observe(ws.path(), &["a/BUILD", "a/x.txt"]);
-        let record = make_record(ws.path(), "build //...", later(), &log, Vec::new(), ())
+        let mut record = make_record(ws.path(), "build //...", later(), &log, Vec::new(), ())
             .unwrap_or_else(|| panic!("no record"));
-        assert!(still_valid(ws.path(), "build //...", &record));
+        assert!(valid(ws.path(), "build //...", &mut record));
         assert!(
-            !still_valid(ws.path(), "test //...", &record),
+            !valid(ws.path(), "test //...", &mut record),
             "another request must not match"
         );
     }
@@ -219,31 +295,31 @@ mod tests {
     fn an_edit_a_new_file_or_a_new_directory_invalidates() {
         let ws = workspace();
         let log = observe(ws.path(), &["a/BUILD", "a/x.txt"]);
-        let record = make_record(ws.path(), "r", later(), &log, Vec::new(), ())
+        let mut record = make_record(ws.path(), "r", later(), &log, Vec::new(), ())
             .unwrap_or_else(|| panic!("no record"));
         std::fs::write(ws.path().join("a/x.txt"), "y").unwrap_or_else(|e| panic!("{e}"));
         assert!(
-            !still_valid(ws.path(), "r", &record),
+            !valid(ws.path(), "r", &mut record),
             "a same-size rewrite changes the stat"
         );
 
         let ws = workspace();
         let log = observe(ws.path(), &["a/BUILD"]);
-        let record = make_record(ws.path(), "r", later(), &log, Vec::new(), ())
+        let mut record = make_record(ws.path(), "r", later(), &log, Vec::new(), ())
             .unwrap_or_else(|| panic!("no record"));
         std::fs::write(ws.path().join("a/new.txt"), "n").unwrap_or_else(|e| panic!("{e}"));
         assert!(
-            !still_valid(ws.path(), "r", &record),
+            !valid(ws.path(), "r", &mut record),
             "a new file changes a listing"
         );
 
         let ws = workspace();
         let log = observe(ws.path(), &["a/BUILD"]);
-        let record = make_record(ws.path(), "r", later(), &log, Vec::new(), ())
+        let mut record = make_record(ws.path(), "r", later(), &log, Vec::new(), ())
             .unwrap_or_else(|| panic!("no record"));
         std::fs::create_dir_all(ws.path().join("b/c")).unwrap_or_else(|e| panic!("{e}"));
         assert!(
-            !still_valid(ws.path(), "r", &record),
+            !valid(ws.path(), "r", &mut record),
             "a new directory changes a listing"
         );
     }
@@ -303,9 +379,86 @@ mod tests {
     fn a_deleted_file_invalidates() {
         let ws = workspace();
         let log = observe(ws.path(), &["a/x.txt"]);
-        let record = make_record(ws.path(), "r", later(), &log, Vec::new(), ())
+        let mut record = make_record(ws.path(), "r", later(), &log, Vec::new(), ())
             .unwrap_or_else(|| panic!("no record"));
         std::fs::remove_file(ws.path().join("a/x.txt")).unwrap_or_else(|e| panic!("{e}"));
-        assert!(!still_valid(ws.path(), "r", &record));
+        assert!(!valid(ws.path(), "r", &mut record));
+    }
+
+    /// Observations of `paths` as a build that digested them (content as on disk) would leave.
+    fn observe_digested(root: &Path, paths: &[&str]) -> Observations {
+        let log = observe(root, paths);
+        for path in paths {
+            let digest = Digest::of_file(kiln_cache::DigestFunction::Blake3, &root.join(path))
+                .unwrap_or_else(|e| panic!("{e}"));
+            if let Ok(mut digests) = log.digests.lock() {
+                digests.insert(path.to_string(), digest);
+            }
+        }
+        log
+    }
+
+    #[test]
+    fn a_racy_file_is_checked_by_content_until_it_settles() {
+        let ws = workspace();
+        let log = observe_digested(ws.path(), &["a/BUILD", "a/x.txt"]);
+        // The build started just now: both files are racy, and their digests are known.
+        let started = SystemTime::now();
+        let mut record = make_record(ws.path(), "r", started, &log, Vec::new(), ())
+            .unwrap_or_else(|| panic!("a racy file with a known digest still gives a record"));
+        assert_eq!(record.files().count(), 2, "racy files are watched too");
+        assert_eq!(
+            check(ws.path(), "r", &mut record, SystemTime::now()),
+            Validity::Valid,
+            "unchanged, but not yet settled: checked by content, kept racy"
+        );
+        assert_eq!(record.racy.len(), 2);
+        assert_eq!(
+            check(ws.path(), "r", &mut record, later()),
+            Validity::ValidAndSettled,
+            "a check after the window trusts the stats from then on"
+        );
+        assert!(record.racy.is_empty());
+        assert_eq!(record.files.len(), 2);
+        assert_eq!(check(ws.path(), "r", &mut record, later()), Validity::Valid);
+    }
+
+    #[test]
+    fn a_racy_file_whose_content_is_not_what_the_build_used_is_stale() {
+        // The hazard the racy rule guards against: a same-size rewrite in the same timestamp
+        // granule leaves the stat as recorded. Stand-in: the build noted a digest of other
+        // content than the file holds, with the file's current stat.
+        let ws = workspace();
+        let log = observe(ws.path(), &["a/x.txt"]);
+        if let Ok(mut digests) = log.digests.lock() {
+            let other = Digest::of_bytes(kiln_cache::DigestFunction::Blake3, b"y");
+            digests.insert("a/x.txt".to_string(), other);
+        }
+        let mut record = make_record(ws.path(), "r", SystemTime::now(), &log, Vec::new(), ())
+            .unwrap_or_else(|| panic!("no record"));
+        assert_eq!(check(ws.path(), "r", &mut record, later()), Validity::Stale);
+        assert_eq!(record.racy.len(), 1, "a stale check promotes nothing");
+    }
+
+    #[test]
+    fn a_racy_file_without_a_digest_or_digested_twice_differently_gives_no_record() {
+        let ws = workspace();
+        let log = observe(ws.path(), &["a/x.txt"]);
+        assert!(
+            make_record(ws.path(), "r", SystemTime::now(), &log, Vec::new(), ()).is_none(),
+            "no digest noted"
+        );
+        let log = observe_digested(ws.path(), &["a/x.txt"]);
+        if let Ok(mut rewritten) = log.rewritten.lock() {
+            rewritten.insert("a/x.txt".to_string());
+        }
+        assert!(
+            make_record(ws.path(), "r", SystemTime::now(), &log, Vec::new(), ()).is_none(),
+            "two contents during one build"
+        );
+        assert!(
+            make_record(ws.path(), "r", later(), &log, Vec::new(), ()).is_some(),
+            "a settled stat is trusted as before"
+        );
     }
 }

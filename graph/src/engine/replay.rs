@@ -44,9 +44,16 @@ impl Engine<'_> {
             }
         }
         let bytes = self.state.noop_record()?;
-        let record: noop::NoopRecord<ReplayReport> = serde_json::from_slice(&bytes).ok()?;
-        if !noop::still_valid(&self.config.root, request, &record) {
-            return None;
+        let mut record: noop::NoopRecord<ReplayReport> = serde_json::from_slice(&bytes).ok()?;
+        let now = std::time::SystemTime::now();
+        match noop::check(&self.config.root, request, &mut record, now) {
+            noop::Validity::Stale => return None,
+            noop::Validity::Valid => {}
+            noop::Validity::ValidAndSettled => {
+                if let Ok(bytes) = serde_json::to_vec(&record) {
+                    self.state.set_noop_record(Some(bytes));
+                }
+            }
         }
         let watch_set = super::WatchSet {
             files: record.files().map(str::to_string).collect(),

@@ -38,8 +38,11 @@ pub struct SourceDigests<'a> {
 pub struct Observations {
     /// (path as digested, its stat when digested); `None` when it changed while being hashed.
     pub files: std::sync::Mutex<Vec<(String, Option<FileStat>)>>,
-    /// The content digest the build used for each workspace file it digested.
+    /// The content digest the build used for each workspace file it digested (the last one).
     pub digests: std::sync::Mutex<HashMap<String, Digest>>,
+    /// Files digested more than once with different contents during the build (an output it
+    /// replaced, or a source edited while it ran).
+    pub rewritten: std::sync::Mutex<std::collections::HashSet<String>>,
 }
 
 impl Observations {
@@ -58,6 +61,20 @@ impl Observations {
                 return;
             }
             current = p.parent();
+        }
+    }
+
+    /// Drops what was noted about `path`: for an output the build is about to replace, whose old
+    /// content no decision rests on.
+    pub fn forget(&self, path: &str) {
+        if let Ok(mut files) = self.files.lock() {
+            files.retain(|(noted, _)| noted != path);
+        }
+        if let Ok(mut digests) = self.digests.lock() {
+            digests.remove(path);
+        }
+        if let Ok(mut rewritten) = self.rewritten.lock() {
+            rewritten.remove(path);
         }
     }
 
@@ -146,8 +163,15 @@ impl<'a> SourceDigests<'a> {
     }
 
     fn note_digest(&self, path: &str, digest: Digest) {
-        if let Some(Ok(mut digests)) = self.log.map(|log| log.digests.lock()) {
-            digests.insert(path.to_string(), digest);
+        let Some(log) = self.log else { return };
+        let Ok(mut digests) = log.digests.lock() else {
+            return;
+        };
+        let before = digests.insert(path.to_string(), digest);
+        if before.is_some_and(|before| before != digest) {
+            if let Ok(mut rewritten) = log.rewritten.lock() {
+                rewritten.insert(path.to_string());
+            }
         }
     }
 
