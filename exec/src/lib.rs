@@ -16,7 +16,12 @@
 //! let outcome = sandbox.run(&SandboxRequest {
 //!     argv: vec!["/bin/sh".into(), "-c".into(), "tr a-z A-Z < in.txt > out.txt".into()],
 //!     env: vec![("PATH".into(), "/usr/bin:/bin".into())],
-//!     inputs: vec![InputFile { path: "in.txt".into(), source: "/cas/ab12".into(), executable: false }],
+//!     inputs: vec![InputFile {
+//!         path: "in.txt".into(),
+//!         source: "/cas/ab12".into(),
+//!         executable: false,
+//!         immutable: true,
+//!     }],
 //!     outputs: vec!["out.txt".into()],
 //!     scratch: "/var/kiln/sandbox/42".into(),
 //!     ..Default::default()

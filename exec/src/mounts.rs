@@ -2,8 +2,9 @@
 //!
 //! The new root is a tmpfs holding only mount points: the system directories (read-only
 //! binds; symlinks such as `/bin -> usr/bin` are recreated), a few `/dev` nodes, a fresh
-//! `/proc`, a private `/tmp`, the staged exec root at [`crate::EXEC_ROOT`] with its inputs
-//! made read-only (see `plan.rs`), and the extra mounts. The tmpfs is then made read-only.
+//! `/proc`, a private `/tmp`, the staged exec root at [`crate::EXEC_ROOT`] with its large
+//! immutable inputs bound on their placeholders (see `staging.rs`) and every input made
+//! read-only (see `plan.rs`), and the extra mounts. The tmpfs is then made read-only.
 //! Runs as pid 1 of the new pid namespace (a fresh `/proc` must be mounted from inside it).
 
 use std::fs;
@@ -65,6 +66,10 @@ pub(crate) fn build_root(req: &HelperRequest) -> Result<(), String> {
     let exec_root = root.join(&EXEC_ROOT[1..]);
     mkdir(&exec_root)?;
     bind(&req.exec_root, &exec_root, false, false)?;
+    // Before the read-only binds of whole subtrees, which are recursive and so carry these.
+    for input in &req.file_binds {
+        bind(&input.source, &exec_root.join(&input.path), false, true)?;
+    }
     for rel in &req.read_only {
         let path = exec_root.join(rel);
         bind(&path, &path, true, true)?;

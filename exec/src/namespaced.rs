@@ -9,6 +9,7 @@ use std::process::{Command, Stdio};
 
 use crate::child::Captured;
 use crate::protocol::{HelperRequest, HelperResult};
+use crate::request::FileBind;
 use crate::scratch::Scratch;
 use crate::{ExecError, ExitKind, SandboxRequest, EXEC_ROOT, HELPER_ARG};
 
@@ -18,6 +19,7 @@ pub(crate) fn command(
     req: &SandboxRequest,
     scratch: &Scratch,
     read_only: Vec<String>,
+    file_binds: Vec<FileBind>,
     join: Option<i32>,
 ) -> Result<Command, ExecError> {
     let argv0 = &req.argv[0];
@@ -48,6 +50,7 @@ pub(crate) fn command(
         exec_root: scratch.exec_root(),
         tmp: scratch.tmp(),
         new_root: scratch.new_root(),
+        file_binds,
         read_only,
         mounts: req.mounts.clone(),
         result: scratch.result_file(),

@@ -64,6 +64,7 @@ mod tests {
                     path: p.to_string(),
                     source: "/dev/null".into(),
                     executable: false,
+                    immutable: false,
                 })
                 .collect(),
             outputs: outputs.iter().map(|s| s.to_string()).collect(),

@@ -5,6 +5,7 @@ use std::path::PathBuf;
 
 use serde::{Deserialize, Serialize};
 
+use crate::request::FileBind;
 use crate::ExtraMount;
 
 /// Everything the helper needs, already resolved to sandbox paths.
@@ -31,6 +32,9 @@ pub(crate) struct HelperRequest {
     pub tmp: PathBuf,
     /// Empty host directory to mount the new root on.
     pub new_root: PathBuf,
+    /// Large immutable inputs to bind read-only from their sources onto their placeholders.
+    #[serde(default)]
+    pub file_binds: Vec<FileBind>,
     /// Exec-root-relative paths to bind read-only onto themselves.
     pub read_only: Vec<String>,
     /// Extra read-only mounts.

@@ -16,6 +16,20 @@ pub struct InputFile {
     pub source: PathBuf,
     /// Whether the staged file must carry the executable bits.
     pub executable: bool,
+    /// The source never changes while it exists (a CAS blob): in namespaces mode a large one
+    /// may be shown to the action by a read-only bind mount instead of a copy when it cannot be
+    /// hard-linked (see `staging.rs`). Leave `false` for files someone may edit in place.
+    pub immutable: bool,
+}
+
+/// A large immutable input exposed by a read-only bind mount of its source onto an empty
+/// placeholder in the staged tree (namespaces mode).
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub(crate) struct FileBind {
+    /// Exec-root-relative path of the placeholder.
+    pub path: String,
+    /// The host file mounted on it.
+    pub source: PathBuf,
 }
 
 /// A host directory (or file) exposed read-only at a fixed absolute path in the sandbox,

@@ -111,11 +111,12 @@ impl Sandbox {
             SandboxMode::Namespaces => Staging::LinkWhenSafe,
             SandboxMode::Plain => Staging::Copy,
         };
-        stage(&root, &scratch.tmp(), req, how)?;
+        let file_binds = stage(&root, &scratch.tmp(), req, how)?;
         let mut cmd = match self.mode {
             SandboxMode::Namespaces => {
                 let read_only = plan::read_only_mounts(req);
-                namespaced::command(&self.helper, req, &scratch, read_only, self.holder_pid())?
+                let holder = self.holder_pid();
+                namespaced::command(&self.helper, req, &scratch, read_only, file_binds, holder)?
             }
             SandboxMode::Plain => plain::command(req, &scratch),
         };

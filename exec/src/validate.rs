@@ -89,6 +89,7 @@ mod tests {
                 path: input.into(),
                 source: "/dev/null".into(),
                 executable: false,
+                immutable: false,
             }],
             outputs: vec![output.into()],
             ..Default::default()

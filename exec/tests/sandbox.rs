@@ -373,3 +373,62 @@ fn actions_of_one_sandbox_share_one_private_network_namespace() {
     );
     assert_ne!(first.trim(), host, "never the host's network namespace");
 }
+
+#[test]
+fn a_large_immutable_input_from_another_file_system_is_bound_read_only_not_copied() {
+    use std::os::unix::fs::MetadataExt;
+    let fx = Fixture::temp();
+    let shm = std::path::Path::new("/dev/shm");
+    let other_fs = shm.is_dir()
+        && std::fs::metadata(shm).unwrap().dev() != std::fs::metadata(fx.dir.path()).unwrap().dev();
+    if !namespaces() || !other_fs {
+        eprintln!("skipped: needs namespaces and a /dev/shm on another file system");
+        return;
+    }
+    let memory_scratch = tempfile::tempdir_in(shm).unwrap();
+    let big = "x".repeat(300 << 10);
+    let immutable = |mut input: kiln_exec::InputFile| {
+        input.immutable = true;
+        input
+    };
+    let mut req = fx.bash(
+        "wc -c < lib/big.a; wc -c < pkg/big.rlib; wc -c < lib/src.rs; cat lib/small.a
+         echo changed > lib/big.a || echo read-only 1
+         echo changed > pkg/big.rlib || echo read-only 2
+         echo out > pkg/out.txt",
+    );
+    // In a subtree without outputs (directory mount) and next to an output (file mount).
+    req.inputs = vec![
+        immutable(fx.input("lib/big.a", &big)),
+        immutable(fx.input("pkg/big.rlib", &big)),
+        immutable(fx.input("lib/small.a", "small\n")),
+        fx.input("lib/src.rs", &big),
+    ];
+    let sources: Vec<_> = req.inputs.iter().map(|i| i.source.clone()).collect();
+    req.outputs = vec!["pkg/out.txt".into()];
+    req.scratch = memory_scratch.path().join("action");
+    let out = sandbox().run(&req).unwrap();
+    assert_eq!(out.exit, ExitKind::Code(0), "{}", text(&out.stderr));
+    assert_eq!(
+        text(&out.stdout),
+        "307200\n307200\n307200\nsmall\nread-only 1\nread-only 2\n",
+        "stderr: {}",
+        text(&out.stderr)
+    );
+    for source in &sources[..2] {
+        assert_eq!(std::fs::read_to_string(source).unwrap(), big);
+    }
+    let staged = |path: &str| {
+        std::fs::metadata(out.scratch.exec_root().join(path))
+            .unwrap()
+            .len()
+    };
+    assert_eq!(staged("lib/big.a"), 0, "bound on an empty placeholder");
+    assert_eq!(staged("pkg/big.rlib"), 0, "bound on an empty placeholder");
+    assert_eq!(staged("lib/small.a"), 6, "a small input is copied");
+    assert_eq!(
+        staged("lib/src.rs"),
+        300 << 10,
+        "a file that may change is copied"
+    );
+}

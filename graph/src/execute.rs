@@ -406,11 +406,12 @@ impl Runner {
             let Some(file) = keyed.inputs.get(&input.exec_path) else {
                 continue;
             };
-            let source = if input.artifact.source {
-                self.source_roots.host_path(&input.artifact.path)
+            // A source file may be edited in place while the action runs; a CAS blob never is.
+            let (source, immutable) = if input.artifact.source {
+                (self.source_roots.host_path(&input.artifact.path), false)
             } else {
                 match self.verified_blob(&file.digest) {
-                    Some(path) => path,
+                    Some(path) => (path, true),
                     None => {
                         lost.push(input.artifact.path.clone());
                         continue;
@@ -421,6 +422,7 @@ impl Runner {
                 path: input.exec_path.clone(),
                 source,
                 executable: file.executable,
+                immutable,
             });
         }
         if !lost.is_empty() {

@@ -50,6 +50,7 @@ impl Fixture {
             path: path.into(),
             source,
             executable: false,
+            immutable: false,
         }
     }
 
