@@ -5,6 +5,8 @@
 #     bench/genrules/run.sh                 # 5 timed runs + 1 warmup per scenario
 #     RUNS=10 bench/genrules/run.sh         # more runs
 #     KEEP=1 bench/genrules/run.sh          # keep the temp dir (workspaces, caches, Bazel output root)
+#     TMPDIR=/var/tmp bench/genrules/run.sh # put the temp dir there (default /tmp): file creation
+#                                           # on a churned ext4 directory is slow (docs/benchmarks.md)
 #     KILN_BIN=/path/to/kiln bench/genrules/run.sh   # skip the cargo build, use this binary
 #     KILN_REV=HEAD bench/genrules/run.sh   # build that commit from a `git archive` snapshot in /tmp
 #                                           # (target dir /tmp/kiln-bench-target), not the work tree
@@ -66,7 +68,7 @@ else
     KILN="$REPO/target/release/kiln"
 fi
 
-WORK="$(mktemp -d /tmp/kiln-bench.XXXXXX)"
+WORK="$(mktemp -d "${TMPDIR:-/tmp}/kiln-bench.XXXXXX")"
 BZROOT="$WORK/bazel-root"
 KWS="$WORK/kiln-ws"            # Kiln: no-op and leaf change (warm cache $KCACHE)
 KWS_CLEAN="$WORK/kiln-ws-clean" # Kiln: clean builds (cache $KCACHE_CLEAN, wiped per run)

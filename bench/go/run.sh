@@ -6,6 +6,7 @@
 #     bench/go/run.sh                    # RUNS=5 timed runs (clean: CLEAN_RUNS=3) + 1 warmup
 #     KILN_BIN=/path/to/kiln bench/go/run.sh
 #     N=200 bench/go/run.sh              # fewer packages
+#     TMPDIR=/var/tmp bench/go/run.sh    # temp dir there instead of /tmp (see docs/benchmarks.md)
 #
 # One hyperfine invocation, both tools with CGO_ENABLED=0, `go build -o DIR ./...` so that both link
 # every binary, Kiln with `--jobs $(nproc)` (go build uses GOMAXPROCS = nproc):
@@ -28,7 +29,7 @@ RESULTS="$REPO/bench/results"
 . "$HERE/common.sh"
 KILN="$(kiln_binary)"
 
-TMP="$(mktemp -d /tmp/kiln-go-bench.XXXXXX)"
+TMP="$(mktemp -d "${TMPDIR:-/tmp}/kiln-go-bench.XXXXXX")"
 trap '[ -n "${KEEP:-}" ] || rm -rf "$TMP"' EXIT
 python3 "$HERE/generate.py" "$TMP/kiln" "$N"
 python3 "$HERE/generate.py" "$TMP/go" "$N"
