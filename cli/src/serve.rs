@@ -86,10 +86,12 @@ pub fn run(args: &ServeArgs) -> Result<i32> {
         .build()
         .context("Cannot start the async runtime")?;
     runtime.block_on(async move {
+        // Before binding: a signal that arrives while the server starts must not kill it.
+        let stop = stop_signal();
         let server = Server::bind(config)
             .await
             .map_err(|e| Exit::new(exit::LOCAL_ENVIRONMENT, e.to_string()))?;
-        server.run(stop_signal()).await?;
+        server.run(stop).await?;
         Ok(exit::SUCCESS)
     })
 }
@@ -152,18 +154,23 @@ fn init_logging(format: LogFormat) {
     };
 }
 
-/// Completes on the first SIGTERM or SIGINT.
-async fn stop_signal() {
+/// Installs the SIGTERM and SIGINT handlers now (an `async fn` would install them only when
+/// first polled, after the server has started and said so) and returns a future that completes
+/// on the first of them. Must be called inside the runtime.
+fn stop_signal() -> impl std::future::Future<Output = ()> {
     use tokio::signal::unix::{signal, SignalKind};
-    let (Ok(mut term), Ok(mut int)) = (
+    let handlers = (
         signal(SignalKind::terminate()),
         signal(SignalKind::interrupt()),
-    ) else {
-        tracing::warn!("cannot install signal handlers; stop with SIGKILL");
-        return std::future::pending().await;
-    };
-    tokio::select! {
-        _ = term.recv() => tracing::info!("SIGTERM: finishing in-flight calls"),
-        _ = int.recv() => tracing::info!("SIGINT: finishing in-flight calls"),
+    );
+    async move {
+        let (Ok(mut term), Ok(mut int)) = handlers else {
+            tracing::warn!("cannot install signal handlers; stop with SIGKILL");
+            return std::future::pending().await;
+        };
+        tokio::select! {
+            _ = term.recv() => tracing::info!("SIGTERM: finishing in-flight calls"),
+            _ = int.recv() => tracing::info!("SIGINT: finishing in-flight calls"),
+        }
     }
 }
