@@ -123,6 +123,7 @@ fn setup_and_run(req: &HelperRequest) -> Result<HelperResult, String> {
         namespaces::loopback_up().map_err(|e| format!("bringing loopback up: {e}"))?;
     }
     sethostname("localhost").map_err(|e| format!("sethostname: {e}"))?;
+    drop_mount_capability()?;
     let cstr = |s: &str| CString::new(s).map_err(|_| format!("NUL byte in `{s}`"));
     let program = cstr(&req.program)?;
     let cwd = cstr(&req.cwd)?;
@@ -181,4 +182,22 @@ fn reap_until(action: Pid) -> Result<HelperResult, String> {
             Err(e) => return Err(format!("waiting for the action: {e}")),
         }
     }
+}
+
+/// `CAP_SYS_ADMIN` in linux/capability.h (a stable kernel ABI number; libc does not name it).
+const CAP_SYS_ADMIN: libc::c_ulong = 21;
+
+/// Removes `CAP_SYS_ADMIN` from the bounding set, so the action (root in the user namespace,
+/// with every other capability there) gets it neither now nor through any later exec. With it,
+/// the action could `mount -o remount,rw` its read-only inputs, which live in its own mount
+/// namespace and so are not locked by the kernel, and write through them to the cache or the
+/// workspace. This process keeps its own capabilities; it has already built the root.
+fn drop_mount_capability() -> Result<(), String> {
+    // SAFETY: prctl(PR_CAPBSET_DROP) takes plain integers and touches no memory of ours.
+    let rc = unsafe { libc::prctl(libc::PR_CAPBSET_DROP, CAP_SYS_ADMIN, 0, 0, 0) };
+    if rc != 0 {
+        let e = std::io::Error::last_os_error();
+        return Err(format!("dropping CAP_SYS_ADMIN from the bounding set: {e}"));
+    }
+    Ok(())
 }

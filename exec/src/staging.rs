@@ -97,7 +97,8 @@ fn stage_input(dest: &Path, input: &InputFile, how: Staging) -> Result<Staged, E
                     if e.kind() == std::io::ErrorKind::CrossesDevices
                         && input.immutable
                         && meta.is_file()
-                        && meta.len() >= BIND_MIN_BYTES =>
+                        && meta.len() >= BIND_MIN_BYTES
+                        && !on_noexec_mount(&input.source) =>
                 {
                     fs::File::create(dest).map_err(err)?;
                     return Ok(Staged::Placeholder);
@@ -111,6 +112,14 @@ fn stage_input(dest: &Path, input: &InputFile, how: Staging) -> Result<Staged, E
     let mode = if input.executable { 0o555 } else { 0o444 };
     fs::set_permissions(dest, fs::Permissions::from_mode(mode)).map_err(err)?;
     Ok(Staged::InPlace)
+}
+
+/// Whether `path` lies on a `noexec` mount: a bind keeps that flag (in a user namespace the
+/// kernel locks it), so a large shared library there could not be mapped executable by the
+/// action, while a copy on the scratch file system can.
+fn on_noexec_mount(path: &Path) -> bool {
+    use nix::sys::statvfs::{statvfs, FsFlags};
+    statvfs(path).map_or(true, |s| s.flags().contains(FsFlags::ST_NOEXEC))
 }
 
 /// Creates directories under the root, remembering which exist to save syscalls.

@@ -64,20 +64,6 @@ impl Observations {
         }
     }
 
-    /// Drops what was noted about `path`: for an output the build is about to replace, whose old
-    /// content no decision rests on.
-    pub fn forget(&self, path: &str) {
-        if let Ok(mut files) = self.files.lock() {
-            files.retain(|(noted, _)| noted != path);
-        }
-        if let Ok(mut digests) = self.digests.lock() {
-            digests.remove(path);
-        }
-        if let Ok(mut rewritten) = self.rewritten.lock() {
-            rewritten.remove(path);
-        }
-    }
-
     fn note(&self, path: &str, stat: Option<FileStat>) {
         if let Ok(mut files) = self.files.lock() {
             files.push((path.to_string(), stat));
