@@ -43,7 +43,8 @@
 //!   namespace. That enters its own mount namespace and builds a root on a tmpfs: read-only system directories, a few `/dev`
 //!   nodes, fresh `/proc`, private `/tmp` (`TMPDIR`), the staged exec root at [`EXEC_ROOT`]
 //!   (writable, every input read-only), extra read-only mounts; then `pivot_root`, hostname
-//!   `localhost`, loopback up, and exec with exactly the requested environment plus `TMPDIR`.
+//!   `localhost`, loopback up, drop `CAP_SYS_ADMIN` from the bounding set (so the action cannot
+//!   remount an input writable), and exec with exactly the requested environment plus `TMPDIR`.
 //!   Undeclared files are absent; writing to an input fails with `EROFS` or `EBUSY`.
 //! * [`SandboxMode::Plain`]: the action runs in `scratch/root` with a cleared environment
 //!   in its own process group; inputs are read-only copies. No isolation: use only where
