@@ -461,4 +461,27 @@ mod tests {
             "a settled stat is trusted as before"
         );
     }
+
+    #[test]
+    fn racy_files_are_promoted_only_all_together() {
+        let ws = workspace();
+        let written_x = SystemTime::now();
+        std::thread::sleep(Duration::from_millis(2100));
+        std::fs::write(ws.path().join("a/y.txt"), "y").unwrap_or_else(|e| panic!("{e}"));
+        let written_y = SystemTime::now();
+        let log = observe_digested(ws.path(), &["a/x.txt", "a/y.txt"]);
+        // A build that started 1 s after x was written: both are racy for it.
+        let started = written_x + Duration::from_secs(1);
+        let mut record = make_record(ws.path(), "r", started, &log, Vec::new(), ())
+            .unwrap_or_else(|| panic!("no record"));
+        assert_eq!(record.racy.len(), 2);
+        // x has settled by then, y has not.
+        let between = written_y + Duration::from_millis(1000);
+        assert_eq!(check(ws.path(), "r", &mut record, between), Validity::Valid);
+        assert_eq!(record.racy.len(), 2, "no entry leaves the racy set alone");
+        assert_eq!(
+            check(ws.path(), "r", &mut record, later()),
+            Validity::ValidAndSettled
+        );
+    }
 }
