@@ -846,17 +846,15 @@ impl<'a> Engine<'a> {
         let dest = self.config.root.join(path);
         let sources =
             SourceDigests::logged(&self.config.root, self.config.function, self.state, log);
-        // Probe without logging: a stale file about to be replaced is nothing the build rests
-        // on. (Whatever else noted this path, a source label under kiln-out/ say, stays noted,
-        // so a replacement still shows as a second content and the no-op record is refused.)
-        let probe = SourceDigests::new(&self.config.root, self.config.function, self.state);
-        let wanted = |d: &FileDigest| d.digest == file.digest && d.executable == file.executable;
-        // Then log what the build rests on (the memo answers for a settled file), unless the
-        // file changed in between: then it is rewritten like a stale one.
-        if probe.digest(path).is_ok_and(|d| wanted(&d))
-            && sources.digest(path).is_ok_and(|d| wanted(&d))
-        {
-            return true;
+        // Probe, and log only a file that is kept: a stale file about to be replaced is nothing
+        // the build rests on. (Whatever else noted this path, a source label under kiln-out/
+        // say, stays noted, so a replacement still shows as a second content and the no-op
+        // record is refused.)
+        if let Ok(probe) = sources.probe(path) {
+            if probe.file.digest == file.digest && probe.file.executable == file.executable {
+                sources.note_probe(path, &probe);
+                return true;
+            }
         }
         let Some(cache) = self.cache.get() else {
             return false;

@@ -33,6 +33,15 @@ pub struct SourceDigests<'a> {
     repos: Option<&'a SourceRoots>,
 }
 
+/// One workspace file's digest and the stat it was taken at (`None` if the file changed while it
+/// was hashed), not yet logged.
+pub struct Probe {
+    /// The content digest and executable bit.
+    pub file: FileDigest,
+    /// The stat the digest belongs to.
+    pub stat: Option<FileStat>,
+}
+
 /// Every file stat a build's decisions rested on (for the no-op check of the next build).
 #[derive(Default)]
 pub struct Observations {
@@ -118,6 +127,14 @@ impl<'a> SourceDigests<'a> {
             self.memo.record(&key, &metadata, digest);
             return Ok(FileDigest { digest, executable });
         }
+        let probe = self.probe(path)?;
+        self.note_probe(path, &probe);
+        Ok(probe.file)
+    }
+
+    /// The digest of one workspace file, with what [`Self::note_probe`] would log, without
+    /// logging it: for a file the caller may be about to replace.
+    pub fn probe(&self, path: &str) -> std::io::Result<Probe> {
         let host = self.root.join(path);
         let metadata = std::fs::metadata(&host)?;
         if !metadata.is_file() {
@@ -127,9 +144,9 @@ impl<'a> SourceDigests<'a> {
         }
         let executable = metadata.permissions().mode() & 0o111 != 0;
         if let Some(digest) = self.memo.lookup(path, &metadata, self.function) {
-            self.note(path, Some(&metadata));
-            self.note_digest(path, digest);
-            return Ok(FileDigest { digest, executable });
+            let stat = Some(FileStat::from_metadata(&metadata));
+            let file = FileDigest { digest, executable };
+            return Ok(Probe { file, stat });
         }
         let digest = Digest::of_file(self.function, &host)?;
         // Stat again: if the file changed while we hashed it, the memo must not vouch for it.
@@ -137,15 +154,17 @@ impl<'a> SourceDigests<'a> {
         if stable {
             self.memo.record(path, &metadata, digest);
         }
-        self.note(path, stable.then_some(&metadata));
-        self.note_digest(path, digest);
-        Ok(FileDigest { digest, executable })
+        let stat = stable.then(|| FileStat::from_metadata(&metadata));
+        let file = FileDigest { digest, executable };
+        Ok(Probe { file, stat })
     }
 
-    fn note(&self, path: &str, metadata: Option<&std::fs::Metadata>) {
+    /// Logs a probe of `path` as something the build rests on.
+    pub fn note_probe(&self, path: &str, probe: &Probe) {
         if let Some(log) = self.log {
-            log.note(path, metadata.map(FileStat::from_metadata));
+            log.note(path, probe.stat);
         }
+        self.note_digest(path, probe.file.digest);
     }
 
     fn note_digest(&self, path: &str, digest: Digest) {
