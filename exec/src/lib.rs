@@ -27,7 +27,8 @@
 //!     ..Default::default()
 //! })?;
 //! let (_, host_path) = &outcome.outputs[0]; // Some(scratch/root/out.txt) if produced
-//! // Move outputs into the CAS, then drop `outcome`: that removes the scratch directory.
+//! // Move outputs into the CAS, then drop `outcome`: that removes the scratch directory (on a
+//! // background thread; once the sandbox is dropped too, it is gone).
 //! # Ok::<(), kiln_exec::ExecError>(())
 //! ```
 //!
@@ -72,7 +73,9 @@
 //! line hooks), `plain`, `namespaced` (kiln side of the helper), `protocol` (helper
 //! messages), `helper` (helper and init processes), `holder` (the per-sandbox process owning
 //! the user and network namespaces every action joins), `namespaces` (unshare, setns, id maps,
-//! loopback, probe), `mounts` (the new root), `scratch` (its lifetime).
+//! loopback, probe), `mounts` (the new root), `scratch` (its lifetime), `reaper` (removes
+//! finished scratch trees on a background thread), `input_pool` (one copy per build of each
+//! small immutable input, hard-linked into staged trees).
 //!
 //! # Shared namespaces
 //!
@@ -89,6 +92,7 @@ mod error;
 mod helper;
 mod holder;
 pub mod host_command;
+mod input_pool;
 mod interactive;
 mod mounts;
 mod namespaced;
@@ -96,6 +100,7 @@ mod namespaces;
 mod plain;
 mod plan;
 mod protocol;
+mod reaper;
 mod request;
 mod sandbox;
 mod scratch;

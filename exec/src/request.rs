@@ -66,7 +66,8 @@ pub struct SandboxRequest {
     /// Kill the whole process tree after this long.
     pub timeout: Option<Duration>,
     /// Host directory for staging; must be absent or empty. It lives until the
-    /// [`SandboxOutcome`] (its `scratch` field) is dropped.
+    /// [`SandboxOutcome`] (its `scratch` field) is dropped, and is removed in the background
+    /// then: gone once the [`crate::Sandbox`] is dropped as well.
     pub scratch: PathBuf,
     /// Extra read-only mounts (namespaces mode only).
     pub mounts: Vec<ExtraMount>,

@@ -6,6 +6,8 @@ use std::time::Instant;
 
 use crate::child::{self, RunHooks};
 use crate::holder::Holder;
+use crate::input_pool::InputPool;
+use crate::reaper::Reaper;
 use crate::scratch::Scratch;
 use crate::staging::{stage, Staging};
 use crate::{
@@ -39,6 +41,10 @@ pub struct Sandbox {
     holder: std::sync::Arc<std::sync::Mutex<HolderSlot>>,
     mode: SandboxMode,
     fallback_reason: Option<String>,
+    /// Removes the scratch trees of finished actions in the background.
+    reaper: std::sync::Arc<Reaper>,
+    /// Copies of small immutable inputs for staged trees to link (namespaces mode).
+    input_pool: Option<std::sync::Arc<InputPool>>,
 }
 
 impl Sandbox {
@@ -57,6 +63,8 @@ impl Sandbox {
             holder: std::sync::Arc::new(std::sync::Mutex::new(HolderSlot::NotStarted)),
             mode,
             fallback_reason,
+            reaper: std::sync::Arc::default(),
+            input_pool: None,
         }
     }
 
@@ -82,6 +90,18 @@ impl Sandbox {
         }
     }
 
+    /// Gives the sandbox a pool of input copies in `dir` (created on first use, removed when
+    /// the last clone of the sandbox is dropped), holding at most `max_bytes`: in namespaces
+    /// mode, a small immutable input (a CAS blob) that cannot be hard-linked into a staged tree
+    /// (another file system) is copied into the pool once and linked from there by every
+    /// action staged on the pool's file system. `dir` must be private to this sandbox.
+    pub fn with_input_pool(mut self, dir: PathBuf, max_bytes: u64) -> Sandbox {
+        if self.mode == SandboxMode::Namespaces {
+            self.input_pool = Some(std::sync::Arc::new(InputPool::new(dir, max_bytes)));
+        }
+        self
+    }
+
     /// The mode actions run in.
     pub fn mode(&self) -> SandboxMode {
         self.mode
@@ -105,13 +125,13 @@ impl Sandbox {
     ) -> Result<SandboxOutcome, ExecError> {
         let start = Instant::now();
         validate::validate(req)?;
-        let scratch = Scratch::create(&req.scratch)?;
+        let scratch = Scratch::create(&req.scratch, self.reaper.clone())?;
         let root = scratch.exec_root();
         let how = match self.mode {
             SandboxMode::Namespaces => Staging::LinkWhenSafe,
             SandboxMode::Plain => Staging::Copy,
         };
-        let file_binds = stage(&root, &scratch.tmp(), req, how)?;
+        let file_binds = stage(&root, &scratch.tmp(), req, how, self.input_pool.as_deref())?;
         let mut cmd = match self.mode {
             SandboxMode::Namespaces => {
                 let read_only = plan::read_only_mounts(req);

@@ -1,22 +1,27 @@
 //! The per-action scratch directory and its layout; removed when its owner is dropped.
 
 use std::fs;
-use std::os::unix::fs::PermissionsExt;
 use std::path::{Path, PathBuf};
+use std::sync::Arc;
 
+use crate::reaper::Reaper;
 use crate::ExecError;
 
 /// Owns a scratch directory: dropping it removes the directory and everything in it
-/// (the staged exec root, the outputs, the private `/tmp`).
+/// (the staged exec root, the outputs, the private `/tmp`), through the sandbox's
+/// [`Reaper`]: on a background thread, finished before the sandbox and the last scratch it
+/// made are both dropped.
 #[derive(Debug)]
 pub struct Scratch {
     path: PathBuf,
     keep: bool,
+    reaper: Arc<Reaper>,
 }
 
 impl Scratch {
-    /// Creates `path` (and parents); fails if it exists and is not empty.
-    pub(crate) fn create(path: &Path) -> Result<Scratch, ExecError> {
+    /// Creates `path` (and parents); fails if it exists and is not empty. `reaper` removes it
+    /// when it is dropped.
+    pub(crate) fn create(path: &Path, reaper: Arc<Reaper>) -> Result<Scratch, ExecError> {
         match fs::read_dir(path) {
             Ok(mut entries) => {
                 if entries.next().is_some() {
@@ -29,6 +34,7 @@ impl Scratch {
         Ok(Scratch {
             path: path.into(),
             keep: false,
+            reaper,
         })
     }
 
@@ -71,23 +77,8 @@ impl Scratch {
 
 impl Drop for Scratch {
     fn drop(&mut self) {
-        if self.keep || fs::remove_dir_all(&self.path).is_ok() {
-            return;
-        }
-        // An action may have left read-only directories behind: make them writable, retry.
-        make_dirs_writable(&self.path);
-        let _ = fs::remove_dir_all(&self.path);
-    }
-}
-
-fn make_dirs_writable(dir: &Path) {
-    let _ = fs::set_permissions(dir, fs::Permissions::from_mode(0o700));
-    let Ok(entries) = fs::read_dir(dir) else {
-        return;
-    };
-    for entry in entries.flatten() {
-        if entry.file_type().is_ok_and(|t| t.is_dir()) {
-            make_dirs_writable(&entry.path());
+        if !self.keep {
+            self.reaper.remove(std::mem::take(&mut self.path));
         }
     }
 }

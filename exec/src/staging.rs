@@ -11,13 +11,15 @@
 //! `/dev/shm`, the cache on disk), an immutable input of at least [`BIND_MIN_BYTES`] is not
 //! copied: it gets an empty placeholder, and the sandbox bind-mounts the source on it
 //! read-only. A link step's hundreds of megabytes of libraries cost a copy each time; a bind
-//! costs a few system calls whatever the size.
+//! costs a few system calls whatever the size. A smaller immutable input is hard-linked from
+//! the sandbox's [`InputPool`] when it has one: a copy made once per build.
 
 use std::collections::HashSet;
 use std::fs;
-use std::os::unix::fs::PermissionsExt;
+use std::os::unix::fs::{MetadataExt, PermissionsExt};
 use std::path::{Path, PathBuf};
 
+use crate::input_pool::InputPool;
 use crate::request::FileBind;
 use crate::{ExecError, InputFile, SandboxRequest};
 
@@ -36,12 +38,14 @@ pub(crate) enum Staging {
 }
 
 /// Stages `req` under `root` (which must exist) and creates `tmp`. Returns the inputs left as
-/// placeholders for the sandbox to bind-mount (only with [`Staging::LinkWhenSafe`]).
+/// placeholders for the sandbox to bind-mount (only with [`Staging::LinkWhenSafe`], which
+/// also links small immutable inputs from `pool` when it can).
 pub(crate) fn stage(
     root: &Path,
     tmp: &Path,
     req: &SandboxRequest,
     how: Staging,
+    pool: Option<&InputPool>,
 ) -> Result<Vec<FileBind>, ExecError> {
     let mut dirs = Dirs {
         root,
@@ -50,10 +54,14 @@ pub(crate) fn stage(
     for dir in [root, tmp] {
         fs::create_dir_all(dir).map_err(|e| ExecError::io("create directory", dir, e))?;
     }
+    let root_dev = fs::metadata(root)
+        .map_err(|e| ExecError::io("inspect", root, e))?
+        .dev();
     let mut binds = Vec::new();
     for input in &req.inputs {
         dirs.parent_of(&input.path)?;
-        if stage_input(&root.join(&input.path), input, how)? == Staged::Placeholder {
+        if stage_input(&root.join(&input.path), input, how, root_dev, pool)? == Staged::Placeholder
+        {
             binds.push(FileBind {
                 path: input.path.clone(),
                 source: input.source.clone(),
@@ -81,37 +89,70 @@ enum Staged {
     Placeholder,
 }
 
-fn stage_input(dest: &Path, input: &InputFile, how: Staging) -> Result<Staged, ExecError> {
+fn stage_input(
+    dest: &Path,
+    input: &InputFile,
+    how: Staging,
+    root_dev: u64,
+    pool: Option<&InputPool>,
+) -> Result<Staged, ExecError> {
     let err = |source| ExecError::Stage {
         path: input.path.clone(),
         source_path: input.source.clone(),
         source,
     };
     if how == Staging::LinkWhenSafe {
+        let pooled = pool.is_some_and(|pool| {
+            input.immutable && pool.link_pooled(&input.source, input.executable, dest, root_dev)
+        });
+        if pooled {
+            return Ok(Staged::InPlace);
+        }
         let meta = fs::metadata(&input.source).map_err(err)?;
         let executable = meta.permissions().mode() & 0o111 != 0;
         if executable == input.executable {
-            match fs::hard_link(&input.source, dest) {
-                Ok(()) => return Ok(Staged::InPlace),
-                Err(e)
-                    if e.kind() == std::io::ErrorKind::CrossesDevices
-                        && input.immutable
-                        && meta.is_file()
-                        && meta.len() >= BIND_MIN_BYTES
-                        && !on_noexec_mount(&input.source) =>
-                {
-                    fs::File::create(dest).map_err(err)?;
-                    return Ok(Staged::Placeholder);
-                }
-                // Any other link failure: fall through to a copy.
-                Err(_) => {}
+            // A link cannot cross file systems: only try it on the staged tree's own.
+            let linked = meta.dev() == root_dev && fs::hard_link(&input.source, dest).is_ok();
+            if linked {
+                return Ok(Staged::InPlace);
+            }
+            // Another file system (or another mount of this one, where the link failed).
+            if input.immutable
+                && meta.is_file()
+                && meta.len() >= BIND_MIN_BYTES
+                && !on_noexec_mount(&input.source)
+            {
+                fs::File::create(dest).map_err(err)?;
+                return Ok(Staged::Placeholder);
+            }
+        }
+        // The pool sets the mode of its copies itself, so the source's bits do not matter.
+        if let Some(pool) = pool.filter(|_| input.immutable && meta.is_file()) {
+            if pool.link(&input.source, input.executable, meta.len(), dest, root_dev) {
+                return Ok(Staged::InPlace);
             }
         }
     }
-    fs::copy(&input.source, dest).map_err(err)?;
-    let mode = if input.executable { 0o555 } else { 0o444 };
-    fs::set_permissions(dest, fs::Permissions::from_mode(mode)).map_err(err)?;
+    copy_read_only(&input.source, dest, input.executable).map_err(err)?;
     Ok(Staged::InPlace)
+}
+
+/// Copies `source` to a new file `dest` that is read-only (0444, or 0555 if `executable`):
+/// the copy goes through the kernel (`copy_file_range`, else `sendfile`), and the mode is set
+/// on the open file, not by path.
+pub(crate) fn copy_read_only(source: &Path, dest: &Path, executable: bool) -> std::io::Result<()> {
+    use std::os::unix::fs::OpenOptionsExt;
+    let mode = if executable { 0o555 } else { 0o444 };
+    let mut from = fs::File::open(source)?;
+    let mut to = fs::OpenOptions::new()
+        .write(true)
+        .create(true)
+        .truncate(true)
+        .mode(mode)
+        .open(dest)?;
+    std::io::copy(&mut from, &mut to)?;
+    // The umask may have cleared bits of `mode`; an existing file kept its old mode.
+    to.set_permissions(fs::Permissions::from_mode(mode))
 }
 
 /// Whether `path` lies on a `noexec` mount: a bind keeps that flag (in a user namespace the

@@ -95,6 +95,8 @@ fn outputs_are_collected_and_missing_ones_reported() {
     let tree = out.output_dirs[0].1.as_ref().unwrap();
     assert_eq!(std::fs::read_to_string(tree.join("f")).unwrap(), "f\n");
     let scratch = out.scratch.path().to_path_buf();
+    // The sandbox that ran it is gone already: the outcome was its last user, so dropping it
+    // waits for the background removal.
     drop(out);
     assert!(!scratch.exists(), "dropping the outcome removes scratch");
 }
@@ -434,4 +436,98 @@ fn a_large_immutable_input_from_another_file_system_is_bound_read_only_not_copie
         300 << 10,
         "a file that may change is copied"
     );
+}
+
+#[test]
+fn scratch_trees_of_finished_actions_are_gone_once_the_sandbox_is_dropped() {
+    let fx = Fixture::temp();
+    let sandbox = sandbox();
+    let mut scratches = Vec::new();
+    for i in 0..5 {
+        let mut req = fx.bash("mkdir -p d/e && echo x > d/e/f && echo y > out.txt");
+        req.scratch = fx.dir.path().join(format!("scratch-{i}"));
+        req.inputs
+            .push(fx.input(&format!("pkg/in{i}.txt"), "input"));
+        req.outputs = vec!["out.txt".into()];
+        let out = sandbox.run(&req).unwrap();
+        assert_eq!(out.exit, ExitKind::Code(0), "{}", text(&out.stderr));
+        scratches.push(out.scratch.path().to_path_buf());
+        // Dropped while the sandbox lives: removed in the background.
+        drop(out);
+    }
+    drop(sandbox);
+    for scratch in &scratches {
+        assert!(!scratch.exists(), "{} left behind", scratch.display());
+    }
+}
+
+#[test]
+fn small_immutable_inputs_are_linked_from_one_pooled_copy_that_no_action_can_write() {
+    use std::os::unix::fs::MetadataExt;
+    let fx = Fixture::temp();
+    let shm = std::path::Path::new("/dev/shm");
+    let other_fs = shm.is_dir()
+        && std::fs::metadata(shm).unwrap().dev() != std::fs::metadata(fx.dir.path()).unwrap().dev();
+    if !namespaces() || !other_fs {
+        eprintln!("skipped: needs namespaces and a /dev/shm on another file system");
+        return;
+    }
+    let memory_scratch = tempfile::tempdir_in(shm).unwrap();
+    let pool_dir = memory_scratch.path().join("pool");
+    let sandbox = sandbox().with_input_pool(pool_dir.clone(), 1 << 20);
+    let mut archive = fx.input("lib/p.a", "archive\n");
+    archive.immutable = true;
+    let source = archive.source.clone();
+    let mut outcomes = Vec::new();
+    for i in 0..2 {
+        // In a read-only subtree, and next to an output (a file mount).
+        let mut req = fx.bash(
+            "cat lib/p.a out/p.a
+             echo changed > lib/p.a || echo read-only 1
+             echo changed > out/p.a || echo read-only 2
+             chmod 666 lib/p.a 2>/dev/null || echo no chmod
+             echo done > out/done.txt",
+        );
+        let mut beside_output = archive.clone();
+        beside_output.path = "out/p.a".into();
+        req.inputs = vec![archive.clone(), beside_output];
+        req.outputs = vec!["out/done.txt".into()];
+        req.scratch = memory_scratch.path().join(format!("action-{i}"));
+        let out = sandbox.run(&req).unwrap();
+        assert_eq!(out.exit, ExitKind::Code(0), "{}", text(&out.stderr));
+        assert_eq!(
+            text(&out.stdout),
+            "archive\narchive\nread-only 1\nread-only 2\nno chmod\n",
+            "stderr: {}",
+            text(&out.stderr)
+        );
+        outcomes.push(out);
+    }
+    let staged = |i: usize, path: &str| {
+        std::fs::metadata(outcomes[i].scratch.exec_root().join(path)).unwrap()
+    };
+    let pooled = staged(0, "lib/p.a").ino();
+    assert_eq!(
+        staged(1, "lib/p.a").ino(),
+        pooled,
+        "linked, not copied again"
+    );
+    assert_eq!(staged(1, "out/p.a").ino(), pooled);
+    assert_eq!(staged(0, "lib/p.a").mode() & 0o777, 0o444);
+    assert_eq!(std::fs::read_to_string(&source).unwrap(), "archive\n");
+    // A file that may change (a source) is never pooled.
+    let mut req = fx.bash("cat lib/src.go");
+    req.inputs = vec![fx.input("lib/src.go", "package p\n")];
+    req.scratch = memory_scratch.path().join("action-src");
+    let out = sandbox.run(&req).unwrap();
+    assert_eq!(text(&out.stdout), "package p\n");
+    assert_eq!(
+        std::fs::metadata(out.scratch.exec_root().join("lib/src.go"))
+            .unwrap()
+            .nlink(),
+        1,
+        "copied"
+    );
+    drop((outcomes, out, sandbox));
+    assert!(!pool_dir.exists(), "the pool goes with its sandbox");
 }

@@ -575,7 +575,17 @@ impl<'a> Engine<'a> {
         if let Some(dir) = &memory_scratch {
             scratch::clear_scratch(dir);
         }
-        let sandbox = kiln_exec::Sandbox::new(self.config.sandbox.clone());
+        let memory_scratch_limit = memory_scratch
+            .as_deref()
+            .map(|dir| scratch::memory_scratch_limit(dir, self.config.jobs))
+            .unwrap_or(0);
+        let mut sandbox = kiln_exec::Sandbox::new(self.config.sandbox.clone());
+        if let Some(dir) = &memory_scratch {
+            // Small CAS blobs staged by many actions (a Go link's archives) are copied there
+            // once per build and hard-linked; it is cleared with the scratch trees.
+            let pool = dir.join(format!("pool-{}", std::process::id()));
+            sandbox = sandbox.with_input_pool(pool, memory_scratch_limit);
+        }
         if let Some(reason) = sandbox.fallback_reason() {
             self.observer.event(&BuildEvent::Warning(format!(
                 "Linux namespaces are unavailable ({reason}); actions run in plain directories without isolation"
@@ -589,10 +599,7 @@ impl<'a> Engine<'a> {
             crate::host::platform_properties(self.config.function, &host_digest),
             self.config.scratch_dir.clone(),
         );
-        runner.memory_scratch_limit = memory_scratch
-            .as_deref()
-            .map(|dir| scratch::memory_scratch_limit(dir, self.config.jobs))
-            .unwrap_or(0);
+        runner.memory_scratch_limit = memory_scratch_limit;
         runner.memory_scratch_root = memory_scratch.clone();
         runner.source_roots = roots.clone();
         runner.remote = self.config.remote.clone();
@@ -807,8 +814,11 @@ impl<'a> Engine<'a> {
             });
         }
         let _ = cache.flush();
+        // Dropping the runner drops the sandbox: that waits for the background removal of the
+        // last scratch trees and removes the input pool.
+        drop(runner);
         if let Some(dir) = &memory_scratch {
-            // Empty by now (every scratch tree is removed with its action); leave nothing behind.
+            // Empty by now; leave nothing behind.
             let _ = std::fs::remove_dir(dir);
         }
         timer.mark("record");
