@@ -86,15 +86,35 @@ fn ask_sysroot(
 }
 
 /// The shim's answer remembered for the process's life (a `kiln watch` session, whose every round
-/// would otherwise start the shim again), keyed on the environment passed to it and the stat of
-/// every file that decides which toolchain it picks — the files the no-op check also trusts —
-/// and never kept while one of them changed within the last 2 seconds.
+/// would otherwise start the shim again) and in the workspace's persistent memo (starting the
+/// shim took ~70 ms of every build), keyed on the environment passed to it and the stat of
+/// every file that decides which toolchain it picks (`rustup default` and `rustup override`
+/// rewrite `settings.toml`; installing or removing a toolchain changes `toolchains/`), and
+/// never kept while one of them changed within the last 2 seconds.
 mod sysroot_memo {
     use std::collections::HashMap;
-    use std::path::PathBuf;
+    use std::path::{Path, PathBuf};
     use std::sync::{Mutex, OnceLock};
 
+    use kiln_graph::analysis::HostAccess;
+
     use crate::settled_stat::{settled, stat_key};
+
+    const PERSISTED: &str = "rust-sysroot\0";
+
+    /// The persisted answer for `key`, if its compiler is still there.
+    pub(super) fn get_persisted(host: &dyn HostAccess, key: &str) -> Option<PathBuf> {
+        let value = host.memo_get(&format!("{PERSISTED}{key}"))?;
+        let sysroot = PathBuf::from(String::from_utf8(value).ok()?);
+        sysroot.join("bin/rustc").is_file().then_some(sysroot)
+    }
+
+    /// Persists the answer for `key`.
+    pub(super) fn put_persisted(host: &dyn HostAccess, key: &str, sysroot: &Path) {
+        if let Some(text) = sysroot.to_str() {
+            host.memo_put(&format!("{PERSISTED}{key}"), text.as_bytes());
+        }
+    }
 
     fn memo() -> &'static Mutex<HashMap<String, PathBuf>> {
         static MEMO: OnceLock<Mutex<HashMap<String, PathBuf>>> = OnceLock::new();
@@ -127,6 +147,36 @@ mod sysroot_memo {
     #[cfg(test)]
     mod tests {
         use super::*;
+
+        /// A persistent memo in memory.
+        #[derive(Default)]
+        struct Memo(Mutex<HashMap<String, Vec<u8>>>);
+
+        impl HostAccess for Memo {
+            fn observe(&self, _path: &Path) {}
+            fn memo_get(&self, key: &str) -> Option<Vec<u8>> {
+                self.0.lock().ok()?.get(key).cloned()
+            }
+            fn memo_put(&self, key: &str, value: &[u8]) {
+                if let Ok(mut memo) = self.0.lock() {
+                    memo.insert(key.to_string(), value.to_vec());
+                }
+            }
+        }
+
+        #[test]
+        fn a_persisted_sysroot_serves_only_its_key_and_only_while_its_rustc_exists() {
+            let dir = tempfile::tempdir().unwrap_or_else(|e| panic!("{e}"));
+            let sysroot = dir.path().join("toolchains/1.95.0");
+            std::fs::create_dir_all(sysroot.join("bin")).unwrap_or_else(|e| panic!("{e}"));
+            std::fs::write(sysroot.join("bin/rustc"), "").unwrap_or_else(|e| panic!("{e}"));
+            let memo = Memo::default();
+            put_persisted(&memo, "key-a", &sysroot);
+            assert_eq!(get_persisted(&memo, "key-a"), Some(sysroot.clone()));
+            assert_eq!(get_persisted(&memo, "key-b"), None, "another key");
+            std::fs::remove_file(sysroot.join("bin/rustc")).unwrap_or_else(|e| panic!("{e}"));
+            assert_eq!(get_persisted(&memo, "key-a"), None, "toolchain removed");
+        }
 
         #[test]
         fn a_recent_change_gives_no_key_and_any_stat_change_a_new_one() {
@@ -191,12 +241,21 @@ pub fn resolve(
         decided_by.push(home.join("settings.toml"));
         decided_by.push(home.join("toolchains"));
     }
+    // rustup also reads `rust-toolchain(.toml)` in the directories above the workspace.
+    for dir in workspace.root.ancestors().skip(1) {
+        decided_by.push(dir.join("rust-toolchain.toml"));
+        decided_by.push(dir.join("rust-toolchain"));
+    }
     let remembered_key = sysroot_memo::key(&env, &decided_by);
-    let sysroot = match remembered_key.as_ref().and_then(|k| sysroot_memo::get(k)) {
+    let remembered = remembered_key
+        .as_ref()
+        .and_then(|k| sysroot_memo::get(k).or_else(|| sysroot_memo::get_persisted(host, k)));
+    let sysroot = match remembered {
         Some(sysroot) => sysroot,
         None => {
             let sysroot = ask_sysroot(&shim, &env, workspace, pinned.as_ref())?;
             if let Some(key) = remembered_key {
+                sysroot_memo::put_persisted(host, &key, &sysroot);
                 sysroot_memo::put(key, sysroot.clone());
             }
             sysroot
