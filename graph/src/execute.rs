@@ -394,6 +394,24 @@ impl Runner {
         Some(self.cache.blob_path(digest))
     }
 
+    /// The artifact paths of `blobs` (path, digest, artifact) whose CAS file is gone, each
+    /// forgotten as verified so that its next use checks the cache again.
+    fn forget_missing(&self, blobs: &[(PathBuf, Digest, String)]) -> Vec<String> {
+        let mut gone: Vec<String> = Vec::new();
+        for (path, digest, artifact) in blobs {
+            if path.exists() {
+                continue;
+            }
+            if let Ok(mut set) = self.verified.lock() {
+                set.remove(digest);
+            }
+            gone.push(artifact.clone());
+        }
+        gone.sort();
+        gone.dedup();
+        gone
+    }
+
     fn execute(
         &self,
         spec: &ActionSpec,
@@ -401,6 +419,8 @@ impl Runner {
         options: &RunOptions<'_>,
     ) -> RunOutcome {
         let mut staged = Vec::with_capacity(spec.inputs.len());
+        // CAS blobs by artifact path, to tell a blob evicted during staging from a sandbox failure.
+        let mut blobs = Vec::new();
         let mut lost = Vec::new();
         for input in &spec.inputs {
             let Some(file) = keyed.inputs.get(&input.exec_path) else {
@@ -411,7 +431,10 @@ impl Runner {
                 (self.source_roots.host_path(&input.artifact.path), false)
             } else {
                 match self.verified_blob(&file.digest) {
-                    Some(path) => (path, true),
+                    Some(path) => {
+                        blobs.push((path.clone(), file.digest, input.artifact.path.clone()));
+                        (path, true)
+                    }
                     None => {
                         lost.push(input.artifact.path.clone());
                         continue;
@@ -496,6 +519,12 @@ impl Runner {
             Ok(o) => o,
             Err(e) => {
                 let _ = std::fs::remove_dir_all(&scratch);
+                // Another process may evict a blob between its check and the sandbox's copy,
+                // link or bind of it: that input is lost (its producer runs again), not a failure.
+                let gone = self.forget_missing(&blobs);
+                if !gone.is_empty() {
+                    return RunOutcome::LostInputs(gone);
+                }
                 return RunOutcome::Failed {
                     key: Some(keyed.key),
                     message: format!("Could not run the sandbox: {e}"),

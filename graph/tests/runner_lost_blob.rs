@@ -1,0 +1,81 @@
+//! The real runner (plain sandbox, real local cache): a CAS blob evicted by another process
+//! after the runner checked it, before the sandbox staged it, is a lost input whose producer
+//! must run again, never an action failure.
+
+use std::path::PathBuf;
+use std::sync::Arc;
+
+use kiln_cache::{CacheConfig, DigestFunction, LocalCache};
+use kiln_exec::{Sandbox, SandboxConfig, SandboxMode};
+use kiln_graph::action::{ActionSpec, Artifact, OutputSpec};
+use kiln_graph::action_key::{FileDigest, PlatformProperties};
+use kiln_graph::execute::{RunOptions, RunOutcome, Runner};
+use kiln_graph::label::Label;
+
+fn action(name: &str, script: &str) -> ActionSpec {
+    let owner = Label {
+        repo: String::new(),
+        package: "p".into(),
+        name: name.into(),
+    };
+    let argv = ["/bin/sh", "-c", script].map(String::from).to_vec();
+    let mut spec = ActionSpec::new(owner, "Test", argv);
+    spec.input(&Artifact::derived("p/in.txt"));
+    spec.outputs.push(OutputSpec {
+        path: format!("p/{name}.txt"),
+        executable: false,
+        optional: false,
+    });
+    spec
+}
+
+#[test]
+fn a_blob_evicted_after_its_check_is_a_lost_input_not_a_failure() {
+    let dir = tempfile::tempdir().unwrap();
+    let cache = LocalCache::open(&dir.path().join("cache"), CacheConfig::default()).unwrap();
+    let cache = Arc::new(cache);
+    let digest = cache.put_bytes(DigestFunction::Blake3, b"data\n").unwrap();
+    // Plain mode: no helper binary needed, and staging copies (so a missing blob fails it).
+    let sandbox = Sandbox::new(SandboxConfig {
+        helper: PathBuf::from("/nonexistent-helper"),
+        mode_override: Some(SandboxMode::Plain),
+    });
+    let root = dir.path().join("ws");
+    std::fs::create_dir_all(&root).unwrap();
+    let runner = Runner::new(
+        root,
+        Arc::clone(&cache),
+        sandbox,
+        DigestFunction::Blake3,
+        PlatformProperties::default(),
+        dir.path().join("scratch"),
+    );
+    let inputs = |a: &Artifact| {
+        (a.path == "p/in.txt").then_some(FileDigest {
+            digest,
+            executable: false,
+        })
+    };
+    let options = RunOptions {
+        force_execute: false,
+        on_early_output: None,
+        on_start: None,
+        cancel: None,
+    };
+    // The first action checks the blob (the runner remembers it as verified) and uses it.
+    match runner.run(&action("a", "cat p/in.txt > p/a.txt"), &inputs, &options) {
+        RunOutcome::Done(done) => assert_eq!(done.exit_code, 0),
+        other => panic!("first action: {other:?}"),
+    }
+    // Another process evicts it.
+    std::fs::remove_file(cache.blob_path(&digest)).unwrap();
+    match runner.run(&action("b", "cat p/in.txt > p/b.txt"), &inputs, &options) {
+        RunOutcome::LostInputs(paths) => assert_eq!(paths, ["p/in.txt"]),
+        other => panic!("second action: {other:?}"),
+    }
+    // Forgotten as verified: the next use checks the cache again and finds it missing.
+    match runner.run(&action("c", "cat p/in.txt > p/c.txt"), &inputs, &options) {
+        RunOutcome::LostInputs(paths) => assert_eq!(paths, ["p/in.txt"]),
+        other => panic!("third action: {other:?}"),
+    }
+}
