@@ -148,3 +148,7 @@ echo "kiln peak RSS leaf:  $(cd "$KWS" && KILN_CACHE_DIR=$KCACHE rss "$KILN" bui
 
 cat "$RESULTS/genrules.md"
 tail -n 8 "$ENV"
+# Kiln/Bazel per scenario against issue 2's targets.
+python3 "$HERE/../ratios.py" "$RESULTS/genrules-ratios.md" "$RESULTS/genrules.json" \
+    "no-op=kiln-noop/bazel-noop<=0.1" "clean build=kiln-clean/bazel-clean<=0.35" \
+    "one leaf change=kiln-leaf/bazel-leaf<=0.35"

@@ -16,7 +16,8 @@ kiln_binary() {
 }
 
 # compare PREFIX KILN_CLEAN_PREPARE: one hyperfine run of no-op and body edit for both tools,
-# then one of clean builds; results in $RESULTS/PREFIX-{incremental,clean}.{md,json}.
+# then one of clean builds; results in $RESULTS/PREFIX-{incremental,clean}.{md,json}, and the
+# Kiln/go ratios in $RESULTS/PREFIX-ratios.md.
 compare() {
     local prefix=$1 kiln_clean=$2
     hyperfine --style basic --export-markdown "$RESULTS/$prefix-incremental.md" \
@@ -29,4 +30,10 @@ compare() {
         --export-json "$RESULTS/$prefix-clean.json" --runs "$CLEAN_RUNS" \
         -n kiln-clean --prepare "$kiln_clean" "$kiln_cmd" \
         -n go-clean --prepare "rm -rf $GC $BIN" "$go_cmd"
+    # Kiln/go per scenario against issue 3's targets (hyperfine's own "Relative" column compares
+    # every command with the fastest of its run).
+    python3 "$REPO/bench/ratios.py" "$RESULTS/$prefix-ratios.md" \
+        "$RESULTS/$prefix-incremental.json,$RESULTS/$prefix-clean.json" \
+        "clean build=kiln-clean/go-clean<=1.3" "no-op=kiln-noop/go-noop<=0.2" \
+        "body edit=kiln-body/go-body<=0.5"
 }

@@ -33,7 +33,7 @@ RESULTS="$REPO/bench/results"
 KILN="$(kiln_binary)"
 
 export CGO_ENABLED=0 GOTOOLCHAIN=local GOFLAGS=-buildvcs=false
-TMP="$(mktemp -d /tmp/kiln-go-real.XXXXXX)"
+TMP="$(mktemp -d "${TMPDIR:-/tmp}/kiln-go-real.XXXXXX")"
 trap '[ -n "${KEEP:-}" ] || { chmod -R u+w "$TMP" 2>/dev/null; rm -rf "$TMP"; }' EXIT
 SRC="$(GOFLAGS=-mod=mod go mod download -json "$MODULE@$VERSION" | python3 -c 'import json,sys; print(json.load(sys.stdin)["Dir"])')"
 for side in kiln go; do
@@ -59,7 +59,7 @@ python3 "$HERE/golist_build.py" "$TMP/kiln"
 bash -c "$kiln_cmd" >/dev/null 2>&1 || bash -c "$kiln_cmd"
 bash -c "$go_cmd"
 
-compare go-real "rm -rf $KC/cas $KC/ac $KC/index.sqlite* $KC/workspaces $TMP/kiln/kiln-out"
+compare go-real "rm -rf $KC/cas $KC/ac $KC/index.sqlite* $KC/verified.sqlite* $KC/workspaces $TMP/kiln/kiln-out"
 
 {
     echo "date: $(date -u +%FT%TZ)"

@@ -1,7 +1,7 @@
 #!/usr/bin/env bash
 # Kiln against cargo on tokei 12.1.2 (see setup.sh), side by side in one hyperfine run per scenario.
 # Usage: bench/rust/run.sh [WORKDIR]    env: KILN_BIN (default target/release/kiln), RUNS (3),
-# CLEAN_RUNS (1), JOBS (2), SCENARIOS ("clean-dbg clean-opt noop edit": a subset runs only those).
+# CLEAN_RUNS (3), JOBS (2), SCENARIOS ("clean-dbg clean-opt noop edit": a subset runs only those).
 # Writes bench/results/rust-*.{md,json} and rust-env.txt.
 #
 # Scenarios: clean build `-c dbg` vs `CARGO_INCREMENTAL=0 cargo build`; clean `-c opt` vs
@@ -16,7 +16,7 @@ repo=$(cd "$here/../.." && pwd)
 work="${1:-/tmp/kiln-bench-rust}"
 kiln="${KILN_BIN:-$repo/target/release/kiln}"
 runs="${RUNS:-3}"
-clean_runs="${CLEAN_RUNS:-1}"
+clean_runs="${CLEAN_RUNS:-3}"
 jobs="${JOBS:-2}"
 scenarios=" ${SCENARIOS:-clean-dbg clean-opt noop edit} "
 reports=" $scenarios "; [[ "$scenarios" == *" noop "* ]] && reports="$scenarios noop-racy "
@@ -47,6 +47,7 @@ $kbuild >/dev/null 2>&1
   echo "rustc: $(rustc --version)"
   echo "cargo: $(cargo --version)"
   echo "hyperfine: $(hyperfine --version)"
+  echo "scenarios measured in this run: $scenarios(raw files of other scenarios are older)"
   echo "nproc: $(nproc); load before: $(cut -d' ' -f1-3 /proc/loadavg)"
   echo "Cargo.lock packages: $(grep -c '^name = ' tokei/Cargo.lock)"
 } > "$results/rust-env.txt"
@@ -85,3 +86,12 @@ want edit && hf edit --runs "$runs" --warmup 1 \
 
 echo "load after: $(cut -d' ' -f1-3 /proc/loadavg)" >> "$results/rust-env.txt"
 for s in $reports; do cat "$results/rust-$s.md"; done
+# Kiln/cargo per scenario of this run against issue 4's targets (hyperfine's "Relative" column
+# compares with the fastest command, which for the edit is cargo's incremental build).
+jsons=""
+for s in $scenarios; do jsons="$jsons${jsons:+,}$results/rust-$s.json"; done
+python3 "$repo/bench/ratios.py" "$results/rust-ratios.md" "$jsons" \
+  "clean -c dbg=kiln -c dbg (clean)/cargo build (clean)<=1.15" \
+  "clean -c opt=kiln -c opt (clean)/cargo build --release (clean)<=1.15" \
+  "no-op=kiln -c dbg (no-op)/cargo build (no-op)<=0.5" \
+  "edit=kiln -c dbg (edit)/cargo build (edit, non-incremental)<=1.0"

@@ -1,0 +1,65 @@
+#!/usr/bin/env python3
+"""Kiln / anchor ratios from hyperfine JSON exports, against the issues' targets.
+
+Usage: bench/ratios.py OUT.md JSON[,JSON...] "LABEL=KILN_NAME/ANCHOR_NAME<=TARGET" ...
+
+Each pair names two commands (hyperfine's `-n` names) found in the JSON files; the table gives
+both means, the ratio of the means with its propagated uncertainty, the target and whether the
+mean ratio meets it. Writes OUT.md and prints it. A pair whose commands were not timed (a
+scenario left out of the run) is skipped.
+"""
+
+import json
+import math
+import sys
+
+
+def load(paths):
+    """Command name -> (mean, stddev) in seconds, over every JSON file given."""
+    results = {}
+    for path in paths:
+        try:
+            with open(path, encoding="utf-8") as f:
+                data = json.load(f)
+        except FileNotFoundError:
+            continue
+        for result in data.get("results", []):
+            results[result["command"]] = (result["mean"], result.get("stddev") or 0.0)
+    return results
+
+
+def seconds(value):
+    return f"{value * 1000:.1f} ms" if value < 1 else f"{value:.2f} s"
+
+
+def main(argv):
+    if len(argv) < 4:
+        sys.exit(__doc__)
+    out, json_paths, pairs = argv[1], argv[2].split(","), argv[3:]
+    results = load(json_paths)
+    lines = [
+        "| scenario | Kiln | anchor | Kiln/anchor | target | met? |",
+        "|---|---:|---:|---:|---:|:---:|",
+    ]
+    for pair in pairs:
+        label, rest = pair.split("=", 1)
+        names, target = rest.split("<=")
+        kiln, anchor = names.split("/")
+        if kiln not in results or anchor not in results:
+            continue
+        (km, ks), (am, as_) = results[kiln], results[anchor]
+        ratio = km / am
+        spread = ratio * math.sqrt((ks / km) ** 2 + (as_ / am) ** 2)
+        met = "yes" if ratio <= float(target) else "no"
+        lines.append(
+            f"| {label} | {seconds(km)} ± {seconds(ks)} | {seconds(am)} ± {seconds(as_)} "
+            f"| **{ratio:.3f}** ± {spread:.3f} | ≤ {target} | {met} |"
+        )
+    text = "\n".join(lines) + "\n"
+    with open(out, "w", encoding="utf-8") as f:
+        f.write(text)
+    print(text, end="")
+
+
+if __name__ == "__main__":
+    main(sys.argv)
