@@ -422,3 +422,104 @@ fn a_dependent_library_starts_on_the_rmeta_before_codegen_ends() {
         out.events
     );
 }
+
+/// `rust_static_library` (linked into a C program by a genrule), `rustc_env`, `rustc_flags`,
+/// `compile_data` and a `rust_test` reading a `data` file from its runfiles.
+#[test]
+fn static_library_rustc_env_rustc_flags_compile_data_and_test_data_work() {
+    let ws = Workspace::new();
+    ws.write(
+        "s/BUILD.bazel",
+        r#"
+load("@rules_rust//rust:defs.bzl", "rust_binary", "rust_static_library", "rust_test")
+
+rust_static_library(
+    name = "add",
+    srcs = ["add.rs"],
+)
+
+genrule(
+    name = "c_prog",
+    srcs = ["main.c", ":add"],
+    outs = ["c_prog.out"],
+    cmd = "cc $(location main.c) $(location :add) -o $(@D)/c_prog -lpthread -ldl -lm && $(@D)/c_prog > $@",
+)
+
+rust_binary(
+    name = "flags",
+    srcs = ["flags.rs"],
+    rustc_env = {"GREETING": "hello from rustc_env"},
+    rustc_flags = ["--cfg=kiln_flagged"],
+    compile_data = ["words.txt"],
+)
+
+rust_test(
+    name = "reads_data",
+    srcs = ["reads_data.rs"],
+    data = ["fixture.txt"],
+)
+"#,
+    )
+    .write(
+        "s/add.rs",
+        "#[no_mangle]\npub extern \"C\" fn kiln_add(a: i32, b: i32) -> i32 { a + b }\n",
+    )
+    .write(
+        "s/main.c",
+        "#include <stdio.h>\nint kiln_add(int, int);\nint main(void) { printf(\"%d\\n\", kiln_add(2, 3)); return 0; }\n",
+    )
+    .write(
+        "s/flags.rs",
+        r#"
+#![allow(unexpected_cfgs)]
+const WORDS: &str = include_str!("words.txt");
+fn main() {
+    let flagged = cfg!(kiln_flagged);
+    println!("{} | {} | flagged={flagged}", env!("GREETING"), WORDS.trim());
+}
+"#,
+    )
+    .write("s/words.txt", "compile data\n")
+    .write(
+        "s/reads_data.rs",
+        r#"
+#[test]
+fn fixture_is_in_the_runfiles() {
+    // The working directory is the workspace's runfiles root, as under Bazel.
+    let text = std::fs::read_to_string("s/fixture.txt").unwrap();
+    assert_eq!(text, "runfile\n");
+    let srcdir = std::env::var("TEST_SRCDIR").unwrap();
+    assert!(std::path::Path::new(&srcdir).is_dir(), "{srcdir}");
+}
+"#,
+    )
+    .write("s/fixture.txt", "runfile\n");
+    ws.kiln(&["build", "//s:c_prog", "//s:add"]).ok();
+    let archive = std::fs::read(ws.out_path("s/libadd.a")).expect("libadd.a");
+    assert!(archive.starts_with(b"!<arch>\n"), "an ar archive");
+    // A C program linked against it (in the genrule) calls into Rust.
+    assert_eq!(ws.read_out("s/c_prog.out"), "5\n");
+
+    let out = ws.kiln(&["run", "//s:flags"]);
+    out.ok();
+    assert_eq!(
+        out.stdout.trim(),
+        "hello from rustc_env | compile data | flagged=true"
+    );
+    // compile_data is an input of the compile: editing it rebuilds.
+    ws.write("s/words.txt", "edited data\n");
+    let out = ws.kiln(&["run", "//s:flags"]);
+    out.ok();
+    assert_eq!(
+        out.stdout.trim(),
+        "hello from rustc_env | edited data | flagged=true"
+    );
+
+    let test = ws.kiln(&["test", "//s:reads_data"]);
+    test.ok();
+    let log = ws.read("kiln-out/testlogs/s/reads_data/test.log");
+    assert!(log.contains("fixture_is_in_the_runfiles ... ok"), "{log}");
+    // The data file is part of what the cached result rests on.
+    ws.write("s/fixture.txt", "changed\n");
+    ws.kiln(&["test", "//s:reads_data"]).expect_code(3);
+}
