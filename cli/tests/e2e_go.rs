@@ -366,6 +366,30 @@ fn clear_errors_strict_deps_cgo_and_a_missing_toolchain() {
         "{}",
         out.stderr
     );
+    // A module in a subdirectory of the workspace: the hint names the package's directory.
+    ws.write("nested/go.mod", "module example.com/nested\n\ngo 1.22\n")
+        .write("nested/lib/lib.go", "package lib\n\nfunc Z() int { return 2 }\n")
+        .write(
+            "nested/lib/BUILD.bazel",
+            "load(\"@io_bazel_rules_go//go:def.bzl\", \"go_library\")\ngo_library(name = \"lib\", srcs = [\"lib.go\"])\n",
+        )
+        .write(
+            "nested/use/use.go",
+            "package use\n\nimport \"example.com/nested/lib\"\n\nvar W = lib.Z()\n",
+        )
+        .write(
+            "nested/use/BUILD.bazel",
+            "load(\"@io_bazel_rules_go//go:def.bzl\", \"go_library\")\ngo_library(name = \"use\", srcs = [\"use.go\"])\n",
+        );
+    let out = ws.kiln(&["build", "//nested/use"]);
+    out.expect_code(1);
+    assert!(
+        out.stderr.contains(
+            "nested/use/use.go:3: import `example.com/nested/lib` is not provided by `deps`; add `//nested/lib`"
+        ),
+        "{}",
+        out.stderr
+    );
     let out = ws.kiln(&["build", "//native"]);
     out.expect_code(1);
     assert!(

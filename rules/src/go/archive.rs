@@ -16,6 +16,7 @@ use super::compile::{self, CompileRequest};
 use super::embed;
 use super::env::GoEnv;
 use super::godebug;
+use super::gomod::GoMod;
 use super::link::DepModule;
 use super::package::GoFile;
 use super::platform::GoPlatform;
@@ -123,14 +124,49 @@ pub struct CompileInput<'a> {
     pub mnemonic: &'static str,
 }
 
-/// The label Gazelle would give the package with this import path, for strict-deps errors.
-pub fn suggested_label(importpath: &str, main_module: Option<&str>) -> String {
-    if let Some(m) = main_module {
-        if importpath == m {
-            return "//:".to_string() + importpath.rsplit('/').next().unwrap_or(importpath);
+/// The module a package belongs to, for strict-deps hints: its go.mod and the
+/// workspace-relative directory holding it (`""` at the root, or outside the main workspace).
+#[derive(Clone, Debug)]
+pub struct ModuleScope {
+    /// The parsed go.mod.
+    pub module: Arc<GoMod>,
+    /// Workspace-relative directory of the go.mod.
+    pub dir: String,
+}
+
+/// The label Gazelle would give the package with this import path, for strict-deps errors: a
+/// package of the main module by its directory in the workspace, a required module's package in
+/// that module's repository, anything else by guessing the module from the path.
+pub fn suggested_label(importpath: &str, scope: Option<&ModuleScope>) -> String {
+    let last = |path: &str| path.rsplit('/').next().unwrap_or(path).to_string();
+    if let Some(scope) = scope {
+        let module = scope.module.module.as_str();
+        if importpath == module {
+            return format!("//{}:{}", scope.dir, last(importpath));
         }
-        if let Some(rel) = importpath.strip_prefix(m).and_then(|r| r.strip_prefix('/')) {
-            return format!("//{rel}");
+        if let Some(rel) = importpath
+            .strip_prefix(module)
+            .and_then(|r| r.strip_prefix('/'))
+        {
+            return match scope.dir.as_str() {
+                "" => format!("//{rel}"),
+                dir => format!("//{dir}/{rel}"),
+            };
+        }
+        // The longest required module that contains the import.
+        let required = scope
+            .module
+            .require
+            .iter()
+            .map(|r| r.path.as_str())
+            .filter(|m| importpath == *m || importpath.starts_with(&format!("{m}/")))
+            .max_by_key(|m| m.len());
+        if let Some(m) = required {
+            let repo = super::repository::repo_name(m);
+            return match importpath[m.len()..].strip_prefix('/') {
+                Some(rest) => format!("@{repo}//{rest}"),
+                None => format!("@{repo}//:{}", last(m)),
+            };
         }
     }
     // Without module information, guess the module is the first three elements (host/org/repo).
@@ -152,7 +188,7 @@ pub fn compile_package(
     env: &GoEnv,
     platform: &GoPlatform,
     input: CompileInput<'_>,
-    main_module: Option<&str>,
+    scope: Option<&ModuleScope>,
 ) -> Result<Arc<GoArchive>, AnalysisError> {
     let mut by_path: BTreeMap<&str, &Arc<GoArchive>> = BTreeMap::new();
     for dep in input.deps {
@@ -182,7 +218,7 @@ pub fn compile_package(
                     "{}:{}: import `{path}` is not provided by `deps`; add `{}` (the target providing `{path}`)",
                     file.path,
                     import.line,
-                    suggested_label(path, main_module)
+                    suggested_label(path, scope)
                 ));
             }
         }
@@ -381,4 +417,66 @@ pub fn link_closure(
         visit(r, overrides, &mut seen, &mut out);
     }
     out
+}
+
+#[cfg(test)]
+mod suggested_label_tests {
+    use super::*;
+    use crate::go::gomod::ModuleVersion;
+
+    fn scope(dir: &str) -> ModuleScope {
+        let require = ["go.uber.org/zap", "github.com/a/b/v2", "gopkg.in/yaml.v3"]
+            .iter()
+            .map(|path| ModuleVersion {
+                path: path.to_string(),
+                version: "v1.0.0".into(),
+            })
+            .collect();
+        ModuleScope {
+            module: Arc::new(GoMod {
+                module: "example.com/m".into(),
+                require,
+                ..GoMod::default()
+            }),
+            dir: dir.into(),
+        }
+    }
+
+    #[test]
+    fn main_module_packages_are_named_by_their_directory_in_the_workspace() {
+        let root = scope("");
+        assert_eq!(
+            suggested_label("example.com/m/greet", Some(&root)),
+            "//greet"
+        );
+        assert_eq!(suggested_label("example.com/m", Some(&root)), "//:m");
+        let nested = scope("go");
+        assert_eq!(
+            suggested_label("example.com/m/greet", Some(&nested)),
+            "//go/greet"
+        );
+        assert_eq!(suggested_label("example.com/m", Some(&nested)), "//go:m");
+    }
+
+    #[test]
+    fn required_modules_give_their_repository_whatever_the_shape_of_their_path() {
+        let s = scope("");
+        assert_eq!(
+            suggested_label("go.uber.org/zap/zapcore", Some(&s)),
+            "@org_uber_go_zap//zapcore"
+        );
+        assert_eq!(
+            suggested_label("github.com/a/b/v2/sub", Some(&s)),
+            "@com_github_a_b_v2//sub"
+        );
+        assert_eq!(
+            suggested_label("gopkg.in/yaml.v3", Some(&s)),
+            "@in_gopkg_yaml_v3//:yaml.v3"
+        );
+        // Not required anywhere: the host/org/repo guess.
+        assert_eq!(
+            suggested_label("github.com/x/y/z", Some(&s)),
+            "@com_github_x_y//z"
+        );
+    }
 }

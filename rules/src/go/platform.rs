@@ -113,7 +113,7 @@ impl GoPlatform {
                 module: recipe.module.clone(),
                 mnemonic: "GoCompile",
             },
-            unit.main_module(),
+            unit.module_scope().as_ref(),
         )?;
         self.lock()
             .insert(recipe.label.clone(), Arc::clone(&archive));

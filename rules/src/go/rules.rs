@@ -16,7 +16,7 @@ use kiln_graph::rule_schema::{AttrKind, AttrSchema, RuleSchema};
 
 use super::archive::{
     compile_package, embed_config, host_path, CompileInput, Embeddable, GoArchive, GoInfo,
-    PackageSource,
+    ModuleScope, PackageSource,
 };
 use super::env::GoEnv;
 use super::gomod::GoMod;
@@ -148,6 +148,8 @@ pub struct Unit {
     pub importpath: String,
     /// The governing go.mod.
     pub module: Option<Arc<GoMod>>,
+    /// Workspace-relative directory of that go.mod (`""` at the root or outside the workspace).
+    pub module_dir: String,
     /// `-lang`.
     pub lang: String,
     /// The package's exec-path directory.
@@ -257,6 +259,11 @@ impl Unit {
             dep_infos,
             files,
             importpath,
+            module_dir: found
+                .as_ref()
+                .and_then(|(root, _)| root.strip_prefix(&ctx.workspace.root).ok())
+                .map(|rel| rel.to_string_lossy().to_string())
+                .unwrap_or_default(),
             module: found.map(|(_, m)| m),
             lang,
             dir,
@@ -286,9 +293,12 @@ impl Unit {
         })
     }
 
-    /// The main module path, for error messages.
-    pub fn main_module(&self) -> Option<&str> {
-        self.module.as_ref().map(|m| m.module.as_str())
+    /// The package's module and where its go.mod sits, for error messages.
+    pub fn module_scope(&self) -> Option<ModuleScope> {
+        self.module.as_ref().map(|m| ModuleScope {
+            module: Arc::clone(m),
+            dir: self.module_dir.clone(),
+        })
     }
 
     /// The compile sources from `go` files of this unit.
@@ -448,7 +458,7 @@ fn library(
             module: module.clone(),
             mnemonic: "GoCompile",
         },
-        unit.main_module(),
+        unit.module_scope().as_ref(),
     )?;
     let runfiles = data_runfiles(ctx)?;
     let mut providers = Providers::new(DefaultInfo {
@@ -582,7 +592,7 @@ fn binary(
             module: None,
             mnemonic: "GoCompile",
         },
-        unit.main_module(),
+        unit.module_scope().as_ref(),
     )?;
     let out_name = ctx
         .target

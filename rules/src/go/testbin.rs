@@ -208,7 +208,7 @@ pub fn test(
     } else {
         unit.importpath.clone()
     };
-    let main_module = unit.main_module().map(str::to_string);
+    let scope = unit.module_scope();
     let mut overrides: HashMap<String, Arc<GoArchive>> = HashMap::new();
     let internal = if files.go.is_empty() && files.test.is_empty() {
         None
@@ -232,7 +232,7 @@ pub fn test(
                 module: None,
                 mnemonic: "GoCompile",
             },
-            main_module.as_deref(),
+            scope.as_ref(),
         )?;
         overrides.insert(importpath.clone(), Arc::clone(&archive));
         Some(archive)
@@ -267,7 +267,7 @@ pub fn test(
                         module: a.module.clone(),
                         mnemonic: "GoCompileVariant",
                     },
-                    main_module.as_deref(),
+                    scope.as_ref(),
                 )?;
                 overrides.insert(a.importpath.clone(), variant);
             }
@@ -290,7 +290,7 @@ pub fn test(
                 module: None,
                 mnemonic: "GoCompile",
             },
-            main_module.as_deref(),
+            scope.as_ref(),
         )?)
     };
 
@@ -381,7 +381,7 @@ pub fn test(
             module: None,
             mnemonic: "GoCompile",
         },
-        main_module.as_deref(),
+        scope.as_ref(),
     )?;
     let exe = ctx.declare_output(&platform.executable_name(&name));
     link(
