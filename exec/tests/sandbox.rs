@@ -376,18 +376,26 @@ fn actions_of_one_sandbox_share_one_private_network_namespace() {
     assert_ne!(first.trim(), host, "never the host's network namespace");
 }
 
-#[test]
-fn a_large_immutable_input_from_another_file_system_is_bound_read_only_not_copied() {
+/// A scratch directory on `/dev/shm` when it is another file system than the fixture's and the
+/// sandbox has namespaces (as on a usual Linux host); `None`, with a note, otherwise.
+fn memory_scratch_on_another_fs(fx: &Fixture) -> Option<tempfile::TempDir> {
     use std::os::unix::fs::MetadataExt;
-    let fx = Fixture::temp();
     let shm = std::path::Path::new("/dev/shm");
     let other_fs = shm.is_dir()
         && std::fs::metadata(shm).unwrap().dev() != std::fs::metadata(fx.dir.path()).unwrap().dev();
     if !namespaces() || !other_fs {
         eprintln!("skipped: needs namespaces and a /dev/shm on another file system");
-        return;
+        return None;
     }
-    let memory_scratch = tempfile::tempdir_in(shm).unwrap();
+    Some(tempfile::tempdir_in(shm).unwrap())
+}
+
+#[test]
+fn a_large_immutable_input_from_another_file_system_is_bound_read_only_not_copied() {
+    let fx = Fixture::temp();
+    let Some(memory_scratch) = memory_scratch_on_another_fs(&fx) else {
+        return;
+    };
     let big = "x".repeat(300 << 10);
     let immutable = |mut input: kiln_exec::InputFile| {
         input.immutable = true;
@@ -465,14 +473,9 @@ fn scratch_trees_of_finished_actions_are_gone_once_the_sandbox_is_dropped() {
 fn small_immutable_inputs_are_linked_from_one_pooled_copy_that_no_action_can_write() {
     use std::os::unix::fs::MetadataExt;
     let fx = Fixture::temp();
-    let shm = std::path::Path::new("/dev/shm");
-    let other_fs = shm.is_dir()
-        && std::fs::metadata(shm).unwrap().dev() != std::fs::metadata(fx.dir.path()).unwrap().dev();
-    if !namespaces() || !other_fs {
-        eprintln!("skipped: needs namespaces and a /dev/shm on another file system");
+    let Some(memory_scratch) = memory_scratch_on_another_fs(&fx) else {
         return;
-    }
-    let memory_scratch = tempfile::tempdir_in(shm).unwrap();
+    };
     let pool_dir = memory_scratch.path().join("pool");
     let sandbox = sandbox().with_input_pool(pool_dir.clone(), 1 << 20);
     let mut archive = fx.input("lib/p.a", "archive\n");
