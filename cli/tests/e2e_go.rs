@@ -869,3 +869,46 @@ fn third_party_packages_cross_compile_with_platform_specific_imports() {
     let has = |s: &str| windows.windows(s.len()).any(|w| w == s.as_bytes());
     assert!(has("the windows build") && !has("the other build"));
 }
+
+/// `x_defs` on a `go_library` reach every binary that links it (the binary's own win for the
+/// same variable), and a `go_test`'s reach its test binary, as with rules_go.
+#[test]
+fn x_defs_on_libraries_binaries_and_tests() {
+    let (_guard, cache) = shared();
+    let ws = Workspace::sharing_cache(cache);
+    let go_rules = "load(\"@io_bazel_rules_go//go:def.bzl\", \"go_binary\", \"go_library\", \"go_test\")\n";
+    ws.write("go.mod", "module example.com/xd\n\ngo 1.22\n")
+        .write("ver/ver.go", "package ver\n\nvar Version = \"dev\"\n")
+        .write(
+            "ver/BUILD.bazel",
+            &format!(
+                "{go_rules}go_library(name = \"ver\", srcs = [\"ver.go\"], x_defs = {{\"Version\": \"1.2.3\"}}, visibility = [\"//visibility:public\"])\n"
+            ),
+        )
+        .write(
+            "show/main.go",
+            "package main\n\nimport (\n\t\"fmt\"\n\n\t\"example.com/xd/ver\"\n)\n\nfunc main() { fmt.Println(ver.Version) }\n",
+        )
+        .write(
+            "show/BUILD.bazel",
+            &format!(
+                "{go_rules}go_binary(name = \"show\", srcs = [\"main.go\"], deps = [\"//ver\"])\n\
+                 go_binary(name = \"override\", srcs = [\"main.go\"], deps = [\"//ver\"], x_defs = {{\"example.com/xd/ver.Version\": \"from-binary\"}})\n"
+            ),
+        )
+        .write(
+            "t/t_test.go",
+            "package t\n\nimport \"testing\"\n\nvar Name = \"unset\"\n\nfunc TestName(t *testing.T) {\n\tif Name != \"tested\" {\n\t\tt.Fatal(Name)\n\t}\n}\n",
+        )
+        .write(
+            "t/BUILD.bazel",
+            &format!("{go_rules}go_test(name = \"t\", srcs = [\"t_test.go\"], x_defs = {{\"Name\": \"tested\"}})\n"),
+        );
+    let out = ws.kiln(&["run", "//show"]);
+    out.ok();
+    assert_eq!(out.stdout.trim(), "1.2.3");
+    let out = ws.kiln(&["run", "//show:override"]);
+    out.ok();
+    assert_eq!(out.stdout.trim(), "from-binary");
+    ws.kiln(&["test", "//t"]).ok();
+}

@@ -65,6 +65,8 @@ pub struct GoArchive {
     pub source: Arc<PackageSource>,
     /// The module providing it, when it is a dependency module (for `go version -m`).
     pub module: Option<DepModule>,
+    /// `-X name=value` definitions (a `go_library`'s `x_defs`) for every binary that links it.
+    pub x_defs: Vec<String>,
 }
 
 /// The provider `go_library` (and the compiled packages of `go_binary`/`go_test`) attach.
@@ -122,6 +124,8 @@ pub struct CompileInput<'a> {
     pub module: Option<DepModule>,
     /// Progress text.
     pub mnemonic: &'static str,
+    /// `-X` definitions every binary linking the package gets (see [`GoArchive::x_defs`]).
+    pub x_defs: Vec<String>,
 }
 
 /// The module a package belongs to, for strict-deps hints: its go.mod and the
@@ -316,7 +320,25 @@ pub fn compile_package(
         std_imports,
         source: input.source,
         module: input.module,
+        x_defs: input.x_defs,
     }))
+}
+
+/// A target's `x_defs` as `name=value` for the linker's `-X`: a key without a dot names a
+/// variable of `package` (the package's import path, or `main`), as rules_go qualifies it.
+pub fn qualified_x_defs(ctx: &AnalysisContext<'_>, package: &str) -> Vec<String> {
+    ctx.target
+        .string_dict("x_defs")
+        .into_iter()
+        .map(|(k, v)| {
+            let k = if k.contains('.') {
+                k
+            } else {
+                format!("{package}.{k}")
+            };
+            format!("{k}={v}")
+        })
+        .collect()
 }
 
 /// What a package with generated `.go` files may import, since analysis cannot read their

@@ -112,6 +112,7 @@ impl GoPlatform {
                 out_stem: self.out_stem(&recipe.label),
                 module: recipe.module.clone(),
                 mnemonic: "GoCompile",
+                x_defs: info.archive.x_defs.clone(),
             },
             unit.module_scope().as_ref(),
         )?;

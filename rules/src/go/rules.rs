@@ -15,8 +15,8 @@ use kiln_graph::label::Label;
 use kiln_graph::rule_schema::{AttrKind, AttrSchema, RuleSchema};
 
 use super::archive::{
-    compile_package, embed_config, host_path, CompileInput, Embeddable, GoArchive, GoInfo,
-    ModuleScope, PackageSource,
+    compile_package, embed_config, host_path, qualified_x_defs, CompileInput, Embeddable,
+    GoArchive, GoInfo, ModuleScope, PackageSource,
 };
 use super::env::GoEnv;
 use super::gomod::GoMod;
@@ -457,6 +457,7 @@ fn library(
             out_stem: ctx.declare_output(&ctx.target.label.name).path,
             module: module.clone(),
             mnemonic: "GoCompile",
+            x_defs: qualified_x_defs(ctx, &unit.importpath),
         },
         unit.module_scope().as_ref(),
     )?;
@@ -591,6 +592,7 @@ fn binary(
             out_stem: ctx.declare_output(&format!("{name}.main")).path,
             module: None,
             mnemonic: "GoCompile",
+            x_defs: Vec::new(),
         },
         unit.module_scope().as_ref(),
     )?;
@@ -601,19 +603,7 @@ fn binary(
         .map(str::to_string)
         .unwrap_or_else(|| platform.executable_name(&name));
     let exe = ctx.declare_output(&out_name);
-    let x_defs: Vec<String> = ctx
-        .target
-        .string_dict("x_defs")
-        .into_iter()
-        .map(|(k, v)| {
-            let k = if k.contains('.') {
-                k
-            } else {
-                format!("main.{k}")
-            };
-            format!("{k}={v}")
-        })
-        .collect();
+    let x_defs = qualified_x_defs(ctx, "main");
     testbin::link(
         ctx,
         env,

@@ -10,7 +10,8 @@ use kiln_graph::analysis::{AnalysisContext, AnalysisError, DefaultInfo, Provider
 
 use super::action::go_action;
 use super::archive::{
-    compile_package, host_path, link_closure, CompileInput, GoArchive, PackageSource,
+    compile_package, host_path, link_closure, qualified_x_defs, CompileInput, GoArchive,
+    PackageSource,
 };
 use super::compile::write_file;
 use super::env::GoEnv;
@@ -93,7 +94,13 @@ pub fn link(
     if strip {
         ldflags.extend(["-s".to_string(), "-w".to_string()]);
     }
-    ldflags.extend(spec.x_defs.iter().map(|x| format!("-X={x}")));
+    // The libraries' definitions first, so that the binary's own win for the same variable.
+    let x_defs: Vec<String> = closure
+        .iter()
+        .flat_map(|a| a.x_defs.iter().cloned())
+        .chain(spec.x_defs)
+        .collect();
+    ldflags.extend(x_defs.iter().map(|x| format!("-X={x}")));
     let modinfo = (!spec.test).then(|| {
         let mut deps: Vec<_> = closure.iter().filter_map(|a| a.module.clone()).collect();
         deps.sort();
@@ -116,7 +123,7 @@ pub fn link(
         main_archive: spec.main.link.path.clone(),
         modinfo,
         godebug,
-        x_defs: spec.x_defs,
+        x_defs,
         flags,
         out: spec.out.path.clone(),
     };
@@ -231,6 +238,7 @@ pub fn test(
                 out_stem: out(ctx, format!("{name}.internal")),
                 module: None,
                 mnemonic: "GoCompile",
+                x_defs: Vec::new(),
             },
             scope.as_ref(),
         )?;
@@ -266,6 +274,7 @@ pub fn test(
                         out_stem: out(ctx, format!("{name}.variant/{}", a.importpath)),
                         module: a.module.clone(),
                         mnemonic: "GoCompileVariant",
+                        x_defs: a.x_defs.clone(),
                     },
                     scope.as_ref(),
                 )?;
@@ -289,6 +298,7 @@ pub fn test(
                 out_stem: out(ctx, format!("{name}.external")),
                 module: None,
                 mnemonic: "GoCompile",
+                x_defs: Vec::new(),
             },
             scope.as_ref(),
         )?)
@@ -380,6 +390,7 @@ pub fn test(
             out_stem: out(ctx, format!("{name}.testmain")),
             module: None,
             mnemonic: "GoCompile",
+            x_defs: Vec::new(),
         },
         scope.as_ref(),
     )?;
@@ -394,7 +405,9 @@ pub fn test(
             module: unit.module.as_deref(),
             importpath: &format!("{importpath}.test"),
             directives: directives_of(files.go.iter().chain(&files.test).chain(&files.xtest)),
-            x_defs: vec!["testing.testBinary=1".into()],
+            x_defs: std::iter::once("testing.testBinary=1".to_string())
+                .chain(qualified_x_defs(ctx, &importpath))
+                .collect(),
             flags: ctx.target.strings("gc_linkopts"),
             test: true,
             out: &exe,
