@@ -9,9 +9,13 @@
 //! next build clears (the scratch directories are private to a workspace and its lock).
 
 use std::path::{Path, PathBuf};
-use std::sync::mpsc::{self, Sender};
+use std::sync::mpsc::{self, SyncSender, TrySendError};
 use std::sync::Mutex;
 use std::thread::JoinHandle;
+
+/// Trees waiting for removal at most: the memory scratch budget assumes about one tree per job
+/// is alive, so a backlog is bounded and the action that finds the queue full removes inline.
+const QUEUE_LIMIT: usize = 8;
 
 /// A queue of directory trees to remove, served by a thread started on first use.
 #[derive(Debug, Default)]
@@ -21,7 +25,7 @@ pub(crate) struct Reaper {
 
 #[derive(Debug)]
 struct Worker {
-    queue: Sender<PathBuf>,
+    queue: SyncSender<PathBuf>,
     thread: JoinHandle<()>,
 }
 
@@ -35,8 +39,13 @@ impl Reaper {
         if worker.is_none() {
             *worker = Worker::start();
         }
+        // A full queue means removal lags behind the actions: remove this one now rather than
+        // let finished trees pile up on a small memory file system.
         let unsent = match worker.as_ref() {
-            Some(w) => w.queue.send(tree).err().map(|e| e.0),
+            Some(w) => match w.queue.try_send(tree) {
+                Ok(()) => None,
+                Err(TrySendError::Full(tree) | TrySendError::Disconnected(tree)) => Some(tree),
+            },
             None => Some(tree),
         };
         if let Some(tree) = unsent {
@@ -47,7 +56,7 @@ impl Reaper {
 
 impl Worker {
     fn start() -> Option<Worker> {
-        let (queue, trees) = mpsc::channel::<PathBuf>();
+        let (queue, trees) = mpsc::sync_channel::<PathBuf>(QUEUE_LIMIT);
         let thread = std::thread::Builder::new()
             .name("kiln-reaper".into())
             .spawn(move || {
