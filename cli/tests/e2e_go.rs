@@ -876,7 +876,8 @@ fn third_party_packages_cross_compile_with_platform_specific_imports() {
 fn x_defs_on_libraries_binaries_and_tests() {
     let (_guard, cache) = shared();
     let ws = Workspace::sharing_cache(cache);
-    let go_rules = "load(\"@io_bazel_rules_go//go:def.bzl\", \"go_binary\", \"go_library\", \"go_test\")\n";
+    let go_rules =
+        "load(\"@io_bazel_rules_go//go:def.bzl\", \"go_binary\", \"go_library\", \"go_test\")\n";
     ws.write("go.mod", "module example.com/xd\n\ngo 1.22\n")
         .write("ver/ver.go", "package ver\n\nvar Version = \"dev\"\n")
         .write(
