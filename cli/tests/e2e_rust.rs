@@ -1,5 +1,6 @@
 //! End-to-end Rust rules on the real rustc: build scripts (cfg, env, generated file, a C library
-//! built with `CC`, `DEP_<links>_*` for dependents), incremental rebuilds after a leaf edit,
+//! built with `CC`, `DEP_<links>_*` for dependents, cargo's environment and working `RUSTC`,
+//! `RUSTC_LINKER` and `CXX` in each compilation mode), incremental rebuilds after a leaf edit,
 //! rendered compile errors, `--test_filter`/`--test_arg` reaching libtest, reproducibility across
 //! checkout directories, and a pinned toolchain that is not installed.
 
@@ -522,4 +523,125 @@ fn fixture_is_in_the_runfiles() {
     // The data file is part of what the cached result rests on.
     ws.write("s/fixture.txt", "changed\n");
     ws.kiln(&["test", "//s:reads_data"]).expect_code(3);
+}
+
+/// A build script that reports the environment cargo documents for build scripts and uses the
+/// tools it names: `RUSTC` runs, `RUSTC_LINKER` links, `CXX` compiles C++.
+fn build_script_env_workspace() -> Workspace {
+    let ws = Workspace::new();
+    ws.write(
+        "probe/BUILD.bazel",
+        r#"
+load("@rules_rust//rust:defs.bzl", "rust_binary")
+load("@rules_rust//cargo:defs.bzl", "cargo_build_script")
+
+cargo_build_script(
+    name = "probe_bs",
+    srcs = ["build.rs"],
+    data = ["twice.cc"],
+    links = "probe",
+    rustc_flags = ["--cfg=probe_flag", "-Cdebug-assertions=on"],
+)
+
+rust_binary(
+    name = "probe",
+    srcs = ["main.rs"],
+    deps = [":probe_bs"],
+)
+"#,
+    )
+    .write(
+        "probe/build.rs",
+        r#"
+use std::process::Command;
+
+fn var(key: &str) -> String {
+    std::env::var(key).unwrap_or_else(|_| panic!("{key} is not set"))
+}
+
+fn run(cmd: &mut Command) -> String {
+    let out = cmd.output().unwrap_or_else(|e| panic!("{cmd:?}: {e}"));
+    assert!(out.status.success(), "{cmd:?}: {}", String::from_utf8_lossy(&out.stderr));
+    String::from_utf8_lossy(&out.stdout).into_owned()
+}
+
+fn main() {
+    let out = var("OUT_DIR");
+    let mut report = String::new();
+    for key in [
+        "CARGO_MANIFEST_LINKS", "CARGO_ENCODED_RUSTFLAGS", "HOST", "TARGET", "PROFILE",
+        "OPT_LEVEL", "DEBUG", "NUM_JOBS",
+    ] {
+        report.push_str(&format!("{key}={:?}\n", var(key)));
+    }
+    for key in ["RUSTC", "RUSTC_LINKER", "CXX", "OUT_DIR", "CARGO_MANIFEST_DIR"] {
+        report.push_str(&format!("path {key}={}\n", var(key)));
+    }
+    // RUSTC is a working compiler that knows its own sysroot.
+    let version = run(Command::new(var("RUSTC")).arg("-vV"));
+    let host = version.lines().find_map(|l| l.strip_prefix("host: ")).unwrap_or("?");
+    report.push_str(&format!("rustc host={host}\n"));
+    std::fs::write(format!("{out}/probe.rs"), "fn main() { println!(\"probed\"); }\n").unwrap();
+    run(Command::new(var("RUSTC"))
+        .arg(format!("{out}/probe.rs"))
+        .arg("-o")
+        .arg(format!("{out}/probe"))
+        .arg(format!("-Clinker={}", var("RUSTC_LINKER"))));
+    report.push_str(&format!("probe says {}", run(&mut Command::new(format!("{out}/probe")))));
+    // CXX compiles and links C++.
+    run(Command::new(var("CXX")).arg("twice.cc").arg("-o").arg(format!("{out}/twice")));
+    report.push_str(&format!("c++ says {}", run(&mut Command::new(format!("{out}/twice")))));
+    std::fs::write(format!("{out}/report.txt"), report).unwrap();
+}
+"#,
+    )
+    .write(
+        "probe/twice.cc",
+        "#include <iostream>\nint main() { std::cout << 2 * 21 << std::endl; return 0; }\n",
+    )
+    .write(
+        "probe/main.rs",
+        "fn main() { print!(\"{}\", include_str!(concat!(env!(\"OUT_DIR\"), \"/report.txt\"))); }\n",
+    );
+    ws
+}
+
+/// The variables of cargo's build-script environment that the other tests do not read, in each
+/// compilation mode, with every path inside the sandbox rather than the checkout.
+#[test]
+fn build_scripts_get_cargos_environment_and_working_tools() {
+    let ws = build_script_env_workspace();
+    let host = host_triple();
+    let checkout = ws.root().to_string_lossy().into_owned();
+    for (mode, profile, opt_level, debug) in [
+        ("fastbuild", "debug", "0", "false"),
+        ("dbg", "debug", "0", "true"),
+        ("opt", "release", "3", "false"),
+    ] {
+        let out = ws.kiln(&["run", "-c", mode, "//probe"]);
+        out.ok();
+        let report = out.stdout.clone();
+        let expected = format!(
+            "CARGO_MANIFEST_LINKS=\"probe\"\n\
+             CARGO_ENCODED_RUSTFLAGS=\"--cfg=probe_flag\\u{{1f}}-Cdebug-assertions=on\"\n\
+             HOST={host:?}\n\
+             TARGET={host:?}\n\
+             PROFILE={profile:?}\n\
+             OPT_LEVEL={opt_level:?}\n\
+             DEBUG={debug:?}\n\
+             NUM_JOBS=\"1\"\n"
+        );
+        assert!(
+            report.starts_with(&expected),
+            "-c {mode}: expected\n{expected}\ngot\n{report}"
+        );
+        assert!(report.contains(&format!("rustc host={host}\n")), "{report}");
+        assert!(report.contains("probe says probed\n"), "{report}");
+        assert!(report.contains("c++ says 42\n"), "{report}");
+        for line in report.lines().filter(|l| l.starts_with("path ")) {
+            let (_, path) = line.split_once('=').expect("key=value");
+            assert!(path.starts_with('/'), "{line}: absolute inside the sandbox");
+            assert!(!path.contains(&checkout), "{line} names the checkout");
+        }
+    }
 }

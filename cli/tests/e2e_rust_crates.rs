@@ -1,6 +1,7 @@
 //! Registry crates through `@crates`: a crate pinned by Cargo.lock builds and runs, a downloaded
-//! `.crate` that no longer matches Cargo.lock's checksum is rejected by Kiln with nothing used, and
-//! a damaged `.crate` in Kiln's own store is a miss that is fetched and verified again.
+//! `.crate` that no longer matches Cargo.lock's checksum is rejected by Kiln with nothing used, so
+//! is a Cargo.lock whose checksum was edited, and a damaged `.crate` in Kiln's own store is a miss
+//! that is fetched and verified again.
 
 mod harness;
 
@@ -309,4 +310,39 @@ fn defs_bzl_macros_give_each_member_its_dependencies() {
         "{}",
         out.stderr
     );
+}
+
+/// Cargo.lock edited so that its checksum no longer matches the published crate (the crate is
+/// already in Kiln's store and cargo's cache): the build fails naming the crate, and nothing runs.
+#[test]
+fn a_tampered_cargo_lock_checksum_is_rejected_and_nothing_is_used() {
+    let (ws, _) = built_itoa_workspace();
+    let (_, checksum) = harness::examples_rust_pin("itoa");
+    let flipped: String = checksum
+        .chars()
+        .enumerate()
+        .map(|(i, c)| match (i, c) {
+            (0, '0') => '1',
+            (0, _) => '0',
+            _ => c,
+        })
+        .collect();
+    assert_ne!(flipped, checksum);
+    ws.write(
+        "Cargo.lock",
+        &ws.read("Cargo.lock").replace(&checksum, &flipped),
+    );
+    ws.write(
+        "app/src/main.rs",
+        "fn main() { println!(\"{}\", itoa::Buffer::new().format(7)); }\n",
+    );
+    let out = ws.kiln(&["build", "//app"]);
+    out.expect_code(1);
+    // Cargo's resolution (`cargo metadata --locked`) is the first to compare the lock file with
+    // the registry's checksum; Kiln reports its refusal as a load error at the label.
+    let stderr = &out.stderr;
+    assert!(stderr.contains("app/BUILD.bazel:2:1"), "{stderr}");
+    assert!(stderr.contains("checksum for `itoa v"), "{stderr}");
+    assert!(stderr.contains("no crate was used"), "{stderr}");
+    assert!(out.executed().is_empty(), "{:?}", out.executed());
 }

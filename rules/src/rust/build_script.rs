@@ -123,6 +123,8 @@ impl RuleImpl for CargoBuildScript {
         spec.env = script_env(ctx, &parts, &toolchain, &links);
         spec.tool_mounts.push(helper::mount(&toolchain));
         spec.host_tools = super::link_tools();
+        // `CXX` is handed to the script, so the C++ compiler's identity is part of the key too.
+        spec.host_tools.push(CXX.to_string());
         for file in &inputs {
             spec.input(file);
         }
@@ -147,6 +149,15 @@ impl RuleImpl for CargoBuildScript {
         providers.insert(info);
         Ok(providers)
     }
+}
+
+/// The C++ compiler build scripts get as `CXX`.
+const CXX: &str = "/usr/bin/c++";
+
+/// `CARGO_ENCODED_RUSTFLAGS`: the script target's own `rustc_flags`, separated by `0x1f`, as
+/// rules_rust sets it (Kiln has no workspace-wide `RUSTFLAGS`, so there is nothing else to add).
+fn encoded_rustflags(ctx: &AnalysisContext<'_>) -> String {
+    ctx.target.strings("rustc_flags").join("\u{1f}")
 }
 
 fn non_empty(dir: &str) -> String {
@@ -185,7 +196,7 @@ fn script_env(
         ("CARGO_PKG_NAME", pkg_name.clone()),
         ("CARGO_CRATE_NAME", "build_script_build".to_string()),
         ("CARGO_MANIFEST_LINKS", links.to_string()),
-        ("CARGO_ENCODED_RUSTFLAGS", String::new()),
+        ("CARGO_ENCODED_RUSTFLAGS", encoded_rustflags(ctx)),
         ("TARGET", toolchain.host.clone()),
         ("HOST", toolchain.host.clone()),
         ("RUSTC", SANDBOX_RUSTC.to_string()),
@@ -196,7 +207,7 @@ fn script_env(
         ("DEBUG", debug.to_string()),
         ("NUM_JOBS", "1".to_string()),
         ("CC", LINKER.to_string()),
-        ("CXX", "/usr/bin/c++".to_string()),
+        ("CXX", CXX.to_string()),
         ("AR", "/usr/bin/ar".to_string()),
         ("CFLAGS", String::new()),
         ("CXXFLAGS", String::new()),
