@@ -122,8 +122,26 @@ impl InputPool {
             return None;
         }
         let mut state = self.state.lock().ok()?;
-        // Two actions may have copied the same input at once: both copies serve.
-        Some(state.files.entry(key).or_insert(pooled).clone())
+        // Two actions may have copied the same input at once: the first copy recorded serves
+        // both, and the later one gives its space back.
+        match state.files.get(&key).cloned() {
+            Some(first) => {
+                state.bytes -= len;
+                drop(state);
+                let _ = fs::remove_file(&pooled);
+                Some(first)
+            }
+            None => {
+                state.files.insert(key, pooled.clone());
+                Some(pooled)
+            }
+        }
+    }
+
+    /// Bytes the pool holds or has reserved.
+    #[cfg(test)]
+    fn bytes(&self) -> u64 {
+        self.state.lock().map(|s| s.bytes).unwrap_or(0)
     }
 }
 
@@ -190,6 +208,21 @@ mod tests {
         let source = dir.path().join("blob");
         fs::write(&source, b"01234567").unwrap();
         assert!(pool.link(&source, false, 8, &dir.path().join("tree/b"), device));
+    }
+
+    #[test]
+    fn a_copy_that_lost_the_race_is_removed_and_not_counted() {
+        let (dir, pool, device) = setup(1 << 20);
+        let source = dir.path().join("blob");
+        fs::write(&source, b"0123456789").unwrap();
+        // Two actions that both missed the pool copy the input; the second to finish loses.
+        let key = (source.clone(), false);
+        let first = pool.add(key.clone(), 10, device).unwrap();
+        let second = pool.add(key, 10, device).unwrap();
+        assert_eq!(first, second, "both are served the copy recorded first");
+        assert_eq!(pool.bytes(), 10, "the loser's copy is not counted");
+        let pooled: Vec<_> = fs::read_dir(dir.path().join("pool")).unwrap().collect();
+        assert_eq!(pooled.len(), 1, "the loser's copy is removed");
     }
 
     #[test]

@@ -85,7 +85,13 @@ pub enum RunOutcome {
         message: String,
     },
     /// Derived inputs whose blobs were missing or corrupt: their producers must run again.
-    LostInputs(Vec<String>),
+    LostInputs {
+        /// Exec paths of the lost inputs.
+        paths: Vec<String>,
+        /// The error that revealed the loss, when it was not the lookup itself (the sandbox
+        /// failing on a blob evicted after its check), so that it is reported, not swallowed.
+        cause: Option<String>,
+    },
 }
 
 /// A successful lookup or run.
@@ -451,7 +457,10 @@ impl Runner {
         if !lost.is_empty() {
             lost.sort();
             lost.dedup();
-            return RunOutcome::LostInputs(lost);
+            return RunOutcome::LostInputs {
+                paths: lost,
+                cause: None,
+            };
         }
         // Actions stage on a memory file system when there is one and their inputs fit: creating
         // and deleting scratch trees (a directory and a hard link per input) on a disk file
@@ -523,7 +532,10 @@ impl Runner {
                 // link or bind of it: that input is lost (its producer runs again), not a failure.
                 let gone = self.forget_missing(&blobs);
                 if !gone.is_empty() {
-                    return RunOutcome::LostInputs(gone);
+                    return RunOutcome::LostInputs {
+                        paths: gone,
+                        cause: Some(format!("the sandbox failed: {e}")),
+                    };
                 }
                 return RunOutcome::Failed {
                     key: Some(keyed.key),

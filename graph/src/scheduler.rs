@@ -396,7 +396,13 @@ pub fn run(
                                 stopping = true;
                             }
                         }
-                        RunOutcome::LostInputs(paths) => {
+                        RunOutcome::LostInputs { paths, cause } => {
+                            if let Some(cause) = &cause {
+                                observer.event(&BuildEvent::Warning(format!(
+                                    "`{}` lost inputs while it ran ({cause})",
+                                    spec.owner
+                                )));
+                            }
                             let mut gave_up = None;
                             for path in &paths {
                                 outcome.files.remove(path);

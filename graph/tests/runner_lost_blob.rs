@@ -70,12 +70,23 @@ fn a_blob_evicted_after_its_check_is_a_lost_input_not_a_failure() {
     // Another process evicts it.
     std::fs::remove_file(cache.blob_path(&digest)).unwrap();
     match runner.run(&action("b", "cat p/in.txt > p/b.txt"), &inputs, &options) {
-        RunOutcome::LostInputs(paths) => assert_eq!(paths, ["p/in.txt"]),
+        RunOutcome::LostInputs { paths, cause } => {
+            assert_eq!(paths, ["p/in.txt"]);
+            // The sandbox's own error is kept for the warning, not swallowed.
+            let cause = cause.expect("the sandbox error that revealed the loss");
+            assert!(cause.contains("sandbox"), "{cause}");
+        }
         other => panic!("second action: {other:?}"),
     }
     // Forgotten as verified: the next use checks the cache again and finds it missing.
     match runner.run(&action("c", "cat p/in.txt > p/c.txt"), &inputs, &options) {
-        RunOutcome::LostInputs(paths) => assert_eq!(paths, ["p/in.txt"]),
+        RunOutcome::LostInputs { paths, cause } => {
+            assert_eq!(paths, ["p/in.txt"]);
+            assert_eq!(
+                cause, None,
+                "found missing by the check, before the sandbox ran"
+            );
+        }
         other => panic!("third action: {other:?}"),
     }
 }

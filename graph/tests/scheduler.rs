@@ -88,7 +88,10 @@ impl ActionRunner for Fake {
         }
         let lost = self.lose_once.lock().ok().and_then(|mut m| m.remove(&name));
         let outcome = if let Some(path) = lost {
-            RunOutcome::LostInputs(vec![path])
+            RunOutcome::LostInputs {
+                paths: vec![path],
+                cause: None,
+            }
         } else if self.fail.contains(&name) {
             RunOutcome::Failed {
                 key: None,
