@@ -645,3 +645,33 @@ fn build_scripts_get_cargos_environment_and_working_tools() {
         }
     }
 }
+
+/// Unpinned, rustup picks the toolchain from a `rust-toolchain.toml` in any directory above the
+/// workspace too: one appearing there must end the no-op replay and reach the toolchain lookup.
+#[test]
+fn a_toolchain_file_above_the_workspace_is_noticed() {
+    let outer = tempfile::tempdir().expect("outer dir");
+    let ws = Workspace::in_fixed_dir(outer.path());
+    ws.write(
+        "leaf/BUILD.bazel",
+        "load(\"@rules_rust//rust:defs.bzl\", \"rust_library\")\n\
+         rust_library(name = \"leaf\", srcs = [\"lib.rs\"])\n",
+    )
+    .write("leaf/lib.rs", "pub fn one() -> u32 { 1 }\n");
+    ws.kiln(&["build", "//leaf"]).ok();
+    let again = ws.kiln(&["build", "//leaf"]);
+    again.ok();
+    assert!(again.executed().is_empty());
+    // A sibling of the workspace (not above it) changes nothing.
+    std::fs::write(outer.path().join("notes.txt"), "unrelated\n").expect("write sibling");
+    assert!(ws.kiln(&["build", "//leaf"]).executed().is_empty());
+
+    std::fs::write(
+        outer.path().join("rust-toolchain.toml"),
+        "[toolchain]\nchannel = \"1.31.0\"\n",
+    )
+    .expect("write toolchain file");
+    let out = ws.kiln(&["build", "//leaf"]);
+    out.expect_code(36);
+    assert!(out.stderr.contains("1.31.0"), "{}", out.stderr);
+}

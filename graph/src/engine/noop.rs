@@ -26,7 +26,7 @@ use serde::{Deserialize, Serialize};
 use super::sources::Observations;
 
 /// Bump when the record's meaning changes.
-const FORMAT: u32 = 2;
+const FORMAT: u32 = 3;
 /// Git's racy-clean window: a stat this close to the build's start is not trusted.
 const RACY_WINDOW: Duration = Duration::from_secs(2);
 
@@ -46,6 +46,8 @@ pub struct NoopRecord<R> {
     racy: Vec<(String, StoredStat, Digest)>,
     /// Directories globs listed (hidden and symlinked ones included), with their fingerprints.
     listings: Vec<(String, String)>,
+    /// Host paths that did not exist, and must still not.
+    absent: Vec<String>,
     /// What the build reported, replayed as is.
     pub report: R,
 }
@@ -88,6 +90,9 @@ pub fn record<R>(
     let limit = nanos(started.checked_sub(RACY_WINDOW)?);
     let digests = observed.digests.lock().ok()?;
     let rewritten = observed.rewritten.lock().ok()?;
+    let mut absent = observed.absent.lock().ok()?.clone();
+    absent.sort();
+    absent.dedup();
     let observed = observed.files.lock().ok()?;
     let mut files: Vec<(String, StoredStat)> = Vec::with_capacity(observed.len());
     let mut racy = Vec::new();
@@ -114,6 +119,7 @@ pub fn record<R>(
         files,
         racy,
         listings,
+        absent,
         report,
     })
 }
@@ -149,8 +155,13 @@ pub fn check<R>(
                 && Digest::of_file(digest.function, &root.join(path)).is_ok_and(|d| d == *digest)
                 && stat_of(path).is_ok_and(|stat| stat == *expected)
         });
+    let absent_ok = racy_ok
+        && record
+            .absent
+            .par_iter()
+            .all(|path| std::fs::metadata(root.join(path)).is_err());
     let fs = crate::load::DiskFs::new(root);
-    let listings_ok = racy_ok
+    let listings_ok = absent_ok
         && record.listings.par_iter().all(|(dir, fingerprint)| {
             crate::load::PackageFs::list_dir(&fs, dir)
                 .is_ok_and(|listing| &crate::load::listing_fingerprint(&listing) == fingerprint)

@@ -52,6 +52,8 @@ pub struct Observations {
     /// Files digested more than once with different contents during the build (an output it
     /// replaced, or a source edited while it ran).
     pub rewritten: std::sync::Mutex<std::collections::HashSet<String>>,
+    /// Host paths a decision rested on not existing (a `rust-toolchain.toml` rustup would read).
+    pub absent: std::sync::Mutex<Vec<String>>,
 }
 
 impl Observations {
@@ -60,16 +62,17 @@ impl Observations {
         self.note(path, Some(FileStat::from_metadata(metadata)));
     }
 
-    /// Notes that a decision rested on a host path (absolute): its stat if it exists, else the
-    /// stat of its parent directory (a file appearing there changes the directory's mtime).
+    /// Notes that a decision rested on a host path (absolute): its stat if it exists, else that
+    /// it does not (the no-op check then only asks whether it still does not, so that files
+    /// coming and going beside it do not count as changes).
     pub fn note_host_path(&self, path: &Path) {
-        let mut current = Some(path);
-        while let Some(p) = current {
-            if let Ok(metadata) = std::fs::metadata(p) {
-                self.note_metadata(&p.to_string_lossy(), &metadata);
-                return;
+        match std::fs::metadata(path) {
+            Ok(metadata) => self.note_metadata(&path.to_string_lossy(), &metadata),
+            Err(_) => {
+                if let Ok(mut absent) = self.absent.lock() {
+                    absent.push(path.to_string_lossy().into_owned());
+                }
             }
-            current = p.parent();
         }
     }
 

@@ -241,10 +241,16 @@ pub fn resolve(
         decided_by.push(home.join("settings.toml"));
         decided_by.push(home.join("toolchains"));
     }
-    // rustup also reads `rust-toolchain(.toml)` in the directories above the workspace.
-    for dir in workspace.root.ancestors().skip(1) {
-        decided_by.push(dir.join("rust-toolchain.toml"));
-        decided_by.push(dir.join("rust-toolchain"));
+    // Unpinned, rustup also reads `rust-toolchain(.toml)` in the directories above the
+    // workspace, as the shim sees them from its working directory (the real path).
+    if pinned.is_none() {
+        let real_root = std::fs::canonicalize(&workspace.root).unwrap_or(workspace.root.clone());
+        for dir in real_root.ancestors().skip(1) {
+            for name in ["rust-toolchain.toml", "rust-toolchain"] {
+                host.observe(&dir.join(name));
+                decided_by.push(dir.join(name));
+            }
+        }
     }
     let remembered_key = sysroot_memo::key(&env, &decided_by);
     let remembered = remembered_key
