@@ -258,6 +258,20 @@ fn body_edit_recompiles_one_package_signature_edit_recompiles_importers() {
         ]
     );
 
+    // A comment edit that moves no line: greet recompiles to the same export data and the same
+    // object, so nothing else runs (the link is cut off too).
+    ws.write(
+        "go/greet/greet.go",
+        &ws.read("go/greet/greet.go")
+            .replace("// shout is unexported", "// shout is private,"),
+    );
+    let out = ws.kiln(&["build", target]);
+    out.ok();
+    assert_eq!(
+        compiles_and_links(&out.events),
+        vec![("//go/greet:greet".to_string(), "GoCompile".to_string())]
+    );
+
     // An exported signature: greet and the packages importing it recompile.
     ws.write(
         "go/greet/greet.go",
@@ -517,6 +531,77 @@ fn local_replace_and_vendor_directories_supply_modules() {
         run(&mut Command::new(ws.out_path("app"))),
         "vendored again true\n"
     );
+
+    // GOFLAGS decides as it does for `go build`: `-mod=mod` ignores vendor/, `-mod=vendor` uses it.
+    let build_with = |goflags: &str| {
+        let out = ws
+            .command(&["build", "//:app"])
+            .env("GOFLAGS", goflags)
+            .output()
+            .expect("run kiln");
+        assert!(
+            out.status.success(),
+            "{}",
+            String::from_utf8_lossy(&out.stderr)
+        );
+        run(&mut Command::new(ws.out_path("app")))
+    };
+    assert_eq!(build_with("-mod=mod"), "edited true\n");
+    assert_eq!(build_with("-mod=vendor"), "vendored again true\n");
+}
+
+/// Modules come through GOPROXY (here a `file://` proxy), with GONOSUMDB honoured; a proxy
+/// without the module is an error naming it.
+#[test]
+fn modules_are_fetched_through_goproxy_honouring_gonosumdb() {
+    let proxy_home = tempfile::tempdir().unwrap();
+    let modcache = proxy_home.path().join("modcache");
+    let gocache = tempfile::tempdir().unwrap();
+    run(go(proxy_home.path(), gocache.path())
+        .env("GOMODCACHE", &modcache)
+        .env("GOFLAGS", "-modcacherw")
+        .args(["mod", "download", "github.com/google/go-cmp@v0.6.0"]));
+    let full = format!("file://{}", modcache.join("cache/download").display());
+    let empty_dir = proxy_home.path().join("empty");
+    std::fs::create_dir_all(&empty_dir).unwrap();
+    let empty = format!("file://{}", empty_dir.display());
+
+    let ws = Workspace::new();
+    ws.write(
+        "go.mod",
+        &std::fs::read_to_string(examples_go().join("go.mod")).unwrap(),
+    )
+    .write(
+        "go.sum",
+        &std::fs::read_to_string(examples_go().join("go.sum")).unwrap(),
+    )
+    .write(
+        "uses.go",
+        "package uses\n\nimport \"github.com/google/go-cmp/cmp\"\n\nvar Same = cmp.Equal(1, 1)\n",
+    )
+    .write(
+        "BUILD.bazel",
+        "load(\"@io_bazel_rules_go//go:def.bzl\", \"go_library\")\n\
+         go_library(name = \"uses\", srcs = [\"uses.go\"], deps = [\"@com_github_google_go_cmp//cmp\"])\n",
+    );
+    // A fresh cache, so that the module must come through the proxy.
+    let build = |proxy: &str| {
+        ws.command(&["build", "//:uses"])
+            .env("GOPROXY", proxy)
+            .env("GONOSUMDB", "github.com/google/go-cmp")
+            .env("GOFLAGS", "-mod=mod")
+            .output()
+            .expect("run kiln")
+    };
+    let out = build(&empty);
+    assert!(!out.status.success());
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert!(stderr.contains("github.com/google/go-cmp"), "{stderr}");
+
+    let out = build(&full);
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert!(out.status.success(), "{stderr}");
+    assert!(ws.out_path("uses.a").is_file());
 }
 
 #[test]
@@ -905,11 +990,222 @@ fn x_defs_on_libraries_binaries_and_tests() {
             "t/BUILD.bazel",
             &format!("{go_rules}go_test(name = \"t\", srcs = [\"t_test.go\"], x_defs = {{\"Name\": \"tested\"}})\n"),
         );
+    // `embed` carries a library's x_defs to the target compiling its sources: a go_test of the
+    // library (qualified by the library's import path) and a go_binary of a `package main`
+    // library (qualified as `main`).
+    ws.write(
+        "ver/ver_test.go",
+        "package ver\n\nimport \"testing\"\n\nfunc TestVersion(t *testing.T) {\n\tif Version != \"1.2.3\" {\n\t\tt.Fatal(Version)\n\t}\n}\n",
+    )
+    .write(
+        "ver/BUILD.bazel",
+        &format!(
+            "{go_rules}go_library(name = \"ver\", srcs = [\"ver.go\"], x_defs = {{\"Version\": \"1.2.3\"}}, visibility = [\"//visibility:public\"])\n\
+             go_test(name = \"ver_test\", srcs = [\"ver_test.go\"], embed = [\":ver\"])\n"
+        ),
+    )
+    .write(
+        "greet/main.go",
+        "package main\n\nimport \"fmt\"\n\nvar Greeting = \"unset\"\n\nfunc main() { fmt.Println(Greeting) }\n",
+    )
+    .write(
+        "greet/BUILD.bazel",
+        &format!(
+            "{go_rules}go_library(name = \"greet_lib\", srcs = [\"main.go\"], x_defs = {{\"Greeting\": \"embedded\"}})\n\
+             go_binary(name = \"greet\", embed = [\":greet_lib\"])\n"
+        ),
+    );
     let out = ws.kiln(&["run", "//show"]);
     out.ok();
     assert_eq!(out.stdout.trim(), "1.2.3");
     let out = ws.kiln(&["run", "//show:override"]);
     out.ok();
     assert_eq!(out.stdout.trim(), "from-binary");
-    ws.kiln(&["test", "//t"]).ok();
+    ws.kiln(&["test", "//t", "//ver:ver_test"]).ok();
+    let out = ws.kiln(&["run", "//greet"]);
+    out.ok();
+    assert_eq!(out.stdout.trim(), "embedded");
+}
+
+/// Runs `kiln run //label` and returns its trimmed stdout.
+fn kiln_run(ws: &Workspace, label: &str) -> String {
+    let out = ws.kiln(&["run", label]);
+    out.ok();
+    out.stdout.trim().to_string()
+}
+
+/// Loop variables captured by closures: per-iteration from `go 1.22` on, shared before. The same
+/// source gives `012` or `333` depending on the `-lang` it is compiled with.
+const LOOPVAR_MAIN: &str = "package main\n\nimport \"fmt\"\n\nfunc main() {\n\tvar fs []func() int\n\tfor i := 0; i < 3; i++ {\n\t\tfs = append(fs, func() int { return i })\n\t}\n\tfor _, f := range fs {\n\t\tfmt.Print(f())\n\t}\n\tfmt.Println()\n}\n";
+
+/// `-lang` comes from the go line of each package's own module (as `go build` in that module
+/// gives it), and `gc_goopts` reach the compiler after Kiln's own flags.
+#[test]
+fn each_module_compiles_at_its_own_language_version_and_gc_goopts_reach_the_compiler() {
+    let (_guard, cache) = shared();
+    let ws = Workspace::sharing_cache(cache);
+    let go_rules = "load(\"@io_bazel_rules_go//go:def.bzl\", \"go_binary\")\n";
+    ws.write("go.mod", "module example.com/lv\n\ngo 1.22\n")
+        .write("loop/main.go", LOOPVAR_MAIN)
+        .write(
+            "loop/BUILD.bazel",
+            &format!(
+                "{go_rules}go_binary(name = \"loop\", srcs = [\"main.go\"])\n\
+                 go_binary(name = \"loop_old\", srcs = [\"main.go\"], gc_goopts = [\"-lang=go1.21\"])\n"
+            ),
+        )
+        .write("old/go.mod", "module example.com/old\n\ngo 1.21\n")
+        .write("old/main.go", LOOPVAR_MAIN)
+        .write(
+            "old/BUILD.bazel",
+            &format!("{go_rules}go_binary(name = \"old\", srcs = [\"main.go\"])\n"),
+        );
+    assert_eq!(kiln_run(&ws, "//loop"), "012");
+    assert_eq!(kiln_run(&ws, "//old"), "333");
+    assert_eq!(kiln_run(&ws, "//loop:loop_old"), "333");
+    // What `go run` says in each module.
+    let gocache = tempfile::tempdir().unwrap();
+    for (dir, expected) in [("loop", "012"), ("old", "333")] {
+        let said = run(go(&ws.root().join(dir), gocache.path()).args(["run", "."]));
+        assert_eq!(said.trim(), expected, "go run in {dir}");
+    }
+}
+
+/// `gotags` selects files for every package the binary or test links, as `go build -tags`
+/// does, beside the same packages built without it; bad tags and modes Kiln cannot build are
+/// errors naming the attribute.
+#[test]
+fn gotags_configure_the_whole_closure_and_unsupported_modes_are_errors() {
+    let (_guard, cache) = shared();
+    let ws = Workspace::sharing_cache(cache);
+    let go_rules =
+        "load(\"@io_bazel_rules_go//go:def.bzl\", \"go_binary\", \"go_library\", \"go_test\")\n";
+    ws.write("go.mod", "module example.com/tags\n\ngo 1.22\n")
+        .write(
+            "lib/plain.go",
+            "//go:build !extra\n\npackage lib\n\nconst Mode = \"plain\"\n",
+        )
+        .write(
+            "lib/extra.go",
+            "//go:build extra\n\npackage lib\n\nconst Mode = \"extra\"\n",
+        )
+        .write(
+            "lib/BUILD.bazel",
+            &format!(
+                "{go_rules}go_library(name = \"lib\", srcs = [\"plain.go\", \"extra.go\"], importpath = \"example.com/tags/lib\", visibility = [\"//visibility:public\"])\n"
+            ),
+        )
+        .write(
+            "app/main.go",
+            "package main\n\nimport (\n\t\"fmt\"\n\n\t\"example.com/tags/lib\"\n)\n\nfunc main() { fmt.Println(lib.Mode) }\n",
+        )
+        .write(
+            "app/mode_test.go",
+            "package main\n\nimport (\n\t\"testing\"\n\n\t\"example.com/tags/lib\"\n)\n\nfunc TestMode(t *testing.T) {\n\tif lib.Mode != \"extra\" {\n\t\tt.Fatal(lib.Mode)\n\t}\n}\n",
+        )
+        .write(
+            "app/BUILD.bazel",
+            &format!(
+                "{go_rules}go_binary(name = \"plain\", srcs = [\"main.go\"], deps = [\"//lib\"])\n\
+                 go_binary(name = \"extra\", srcs = [\"main.go\"], deps = [\"//lib\"], gotags = [\"extra\"])\n\
+                 go_test(name = \"mode_test\", srcs = [\"main.go\", \"mode_test.go\"], deps = [\"//lib\"], gotags = [\"extra\"])\n"
+            ),
+        );
+    assert_eq!(kiln_run(&ws, "//app:plain"), "plain");
+    assert_eq!(kiln_run(&ws, "//app:extra"), "extra");
+    ws.kiln(&["test", "//app:mode_test"]).ok();
+    let gocache = tempfile::tempdir().unwrap();
+    let said = run(go(&ws.root().join("app"), gocache.path()).args(["run", "-tags", "extra", "."]));
+    assert_eq!(said.trim(), "extra");
+    // Both configurations' outputs exist side by side.
+    assert!(ws.out_path("app/plain").is_file());
+    assert!(ws.out_path("app/extra").is_file());
+
+    for (attr, expected) in [
+        (
+            "gotags = [\"a-b\"]",
+            "`gotags` entry `a-b` is not a build tag",
+        ),
+        ("race = \"on\"", "`race = \"on\"` is not supported"),
+        ("msan = \"on\"", "`msan = \"on\"` is not supported"),
+        ("pure = \"off\"", "`pure = \"off\"` asks for cgo"),
+        ("cgo = True", "`cgo`/`cdeps` are not supported"),
+        (
+            "linkmode = \"c-shared\"",
+            "`linkmode = \"c-shared\"` is not supported",
+        ),
+    ] {
+        ws.write(
+            "bad/BUILD.bazel",
+            &format!("{go_rules}go_binary(name = \"bad\", srcs = [\"main.go\"], {attr})\n"),
+        )
+        .write("bad/main.go", "package main\n\nfunc main() {}\n");
+        let out = ws.kiln(&["build", "//bad"]);
+        out.expect_code(1);
+        assert!(out.stderr.contains("bad/BUILD.bazel:2:1"), "{}", out.stderr);
+        assert!(out.stderr.contains(expected), "{attr}: {}", out.stderr);
+    }
+}
+
+/// The generated test main runs `TestMain`, checks `Example` output and runs the fuzz seed
+/// corpus in `testdata/fuzz`, failing where `go test` fails.
+#[test]
+fn test_main_examples_and_fuzz_seed_corpus_behave_as_go_test() {
+    let (_guard, cache) = shared();
+    let ws = Workspace::sharing_cache(cache);
+    let go_rules = "load(\"@io_bazel_rules_go//go:def.bzl\", \"go_library\", \"go_test\")\n";
+    ws.write("go.mod", "module example.com/tm\n\ngo 1.22\n")
+        .write(
+            "tm/tm.go",
+            "package tm\n\n// Parse panics on \"boom\".\nfunc Parse(s string) int {\n\tif s == \"boom\" {\n\t\tpanic(\"boom\")\n\t}\n\treturn len(s)\n}\n",
+        )
+        .write(
+            "tm/tm_test.go",
+            "package tm\n\nimport (\n\t\"fmt\"\n\t\"os\"\n\t\"testing\"\n)\n\nvar setUp bool\n\nfunc TestMain(m *testing.M) {\n\tsetUp = true\n\tcode := m.Run()\n\tfmt.Println(\"TestMain done\")\n\tos.Exit(code)\n}\n\nfunc TestSetUp(t *testing.T) {\n\tif !setUp {\n\t\tt.Fatal(\"TestMain did not run\")\n\t}\n}\n\nfunc ExampleParse() {\n\tfmt.Println(Parse(\"abc\"))\n\t// Output: 3\n}\n\nfunc FuzzParse(f *testing.F) {\n\tf.Add(\"x\")\n\tf.Fuzz(func(t *testing.T, s string) { Parse(s) })\n}\n",
+        )
+        .write(
+            "tm/testdata/fuzz/FuzzParse/hello",
+            "go test fuzz v1\nstring(\"hello\")\n",
+        )
+        .write(
+            "tm/BUILD.bazel",
+            &format!(
+                "{go_rules}go_library(name = \"tm\", srcs = [\"tm.go\"])\n\
+                 go_test(name = \"tm_test\", srcs = [\"tm_test.go\"], embed = [\":tm\"], data = glob([\"testdata/**\"]))\n"
+            ),
+        );
+    let gocache = tempfile::tempdir().unwrap();
+    let go_test_passes = |ws: &Workspace| {
+        go(&ws.root().join("tm"), gocache.path())
+            .args(["test", "-vet=off", "."])
+            .output()
+            .expect("go test")
+            .status
+            .success()
+    };
+    let log = |ws: &Workspace| ws.read("kiln-out/testlogs/tm/tm_test/test.log");
+
+    ws.kiln(&["test", "//tm:tm_test"]).ok();
+    assert!(go_test_passes(&ws));
+    assert!(log(&ws).contains("TestMain done"), "{}", log(&ws));
+
+    // A seed that panics fails the test, under both.
+    ws.write(
+        "tm/testdata/fuzz/FuzzParse/boom",
+        "go test fuzz v1\nstring(\"boom\")\n",
+    );
+    ws.kiln(&["test", "//tm:tm_test"]).expect_code(3);
+    assert!(!go_test_passes(&ws));
+    assert!(log(&ws).contains("FuzzParse/boom"), "{}", log(&ws));
+
+    // An example whose output differs fails, under both.
+    ws.remove("tm/testdata/fuzz/FuzzParse/boom");
+    ws.write(
+        "tm/tm_test.go",
+        &ws.read("tm/tm_test.go")
+            .replace("// Output: 3", "// Output: 4"),
+    );
+    ws.kiln(&["test", "//tm:tm_test"]).expect_code(3);
+    assert!(!go_test_passes(&ws));
+    assert!(log(&ws).contains("--- FAIL: ExampleParse"), "{}", log(&ws));
 }

@@ -91,6 +91,8 @@ pub struct Embeddable {
     pub deps: Vec<GoInfo>,
     /// The import path.
     pub importpath: String,
+    /// `x_defs` as written (own and embedded), qualified by the package that compiles them.
+    pub x_defs: BTreeMap<String, String>,
 }
 
 /// Maps a source artifact to the host file analysis reads.
@@ -324,19 +326,17 @@ pub fn compile_package(
     }))
 }
 
-/// A target's `x_defs` as `name=value` for the linker's `-X`: a key without a dot names a
-/// variable of `package` (the package's import path, or `main`), as rules_go qualifies it.
-pub fn qualified_x_defs(ctx: &AnalysisContext<'_>, package: &str) -> Vec<String> {
-    ctx.target
-        .string_dict("x_defs")
-        .into_iter()
+/// `x_defs` as `name=value` for the linker's `-X`: a key without a dot names a variable of
+/// `package` (the package's import path, or `main`), as rules_go qualifies it.
+pub fn qualify_x_defs(x_defs: &BTreeMap<String, String>, package: &str) -> Vec<String> {
+    x_defs
+        .iter()
         .map(|(k, v)| {
-            let k = if k.contains('.') {
-                k
+            if k.contains('.') {
+                format!("{k}={v}")
             } else {
-                format!("{package}.{k}")
-            };
-            format!("{k}={v}")
+                format!("{package}.{k}={v}")
+            }
         })
         .collect()
 }

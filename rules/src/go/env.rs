@@ -23,9 +23,12 @@ pub struct GoEnv {
     pub host: Arc<GoPlatform>,
     /// `[go] tags` from kiln.toml.
     user_tags: Vec<String>,
-    platforms: Mutex<HashMap<(String, String), Arc<GoPlatform>>>,
+    platforms: Mutex<HashMap<PlatformKey, Arc<GoPlatform>>>,
     mods: Mutex<HashMap<PathBuf, FoundModule>>,
 }
+
+/// (GOOS, GOARCH, extra build tags).
+type PlatformKey = (String, String, Vec<String>);
 
 /// The go.mod governing a directory, with its module root (`None` outside any module).
 pub type FoundModule = Option<(PathBuf, Arc<GoMod>)>;
@@ -96,7 +99,7 @@ impl GoEnv {
             Sdk::at(&root, &digest, &goos, &goarch)
                 .map_err(|e| EnvError::Toolchain(toolchain::missing_message(&e.to_string())))?,
         );
-        let host_platform = make_platform(&sdk, &tags, &goos, &goarch, true, host)
+        let host_platform = make_platform(&sdk, &tags, &goos, &goarch, &[], host)
             .map_err(|e| EnvError::Toolchain(toolchain::missing_message(&e)))?;
         Ok(GoEnv {
             sdk,
@@ -107,17 +110,22 @@ impl GoEnv {
         })
     }
 
-    /// The platform `goos`/`goarch` (the host when they name it), resolved once per build.
+    /// The platform `goos`/`goarch` with the extra build tags `target_tags` (sorted; the host
+    /// when they name it and there are none), resolved once per build.
     pub fn platform(
         &self,
         goos: &str,
         goarch: &str,
+        target_tags: &[String],
         host: &dyn HostAccess,
     ) -> Result<Arc<GoPlatform>, String> {
-        if goos == self.host.build.goos && goarch == self.host.build.goarch {
+        if goos == self.host.build.goos
+            && goarch == self.host.build.goarch
+            && target_tags.is_empty()
+        {
             return Ok(Arc::clone(&self.host));
         }
-        let key = (goos.to_string(), goarch.to_string());
+        let key = (goos.to_string(), goarch.to_string(), target_tags.to_vec());
         if let Some(found) = self.platforms_lock().get(&key) {
             return Ok(Arc::clone(found));
         }
@@ -136,16 +144,14 @@ impl GoEnv {
             &self.user_tags,
             goos,
             goarch,
-            false,
+            target_tags,
             host,
         )?);
         self.platforms_lock().insert(key, Arc::clone(&platform));
         Ok(platform)
     }
 
-    fn platforms_lock(
-        &self,
-    ) -> std::sync::MutexGuard<'_, HashMap<(String, String), Arc<GoPlatform>>> {
+    fn platforms_lock(&self) -> std::sync::MutexGuard<'_, HashMap<PlatformKey, Arc<GoPlatform>>> {
         self.platforms.lock().unwrap_or_else(|e| e.into_inner())
     }
 
@@ -189,20 +195,24 @@ impl GoEnv {
     }
 }
 
-/// The platform `goos`/`goarch` of `sdk`: its tool tags (`goexperiment.*` defaults baked into
-/// the compiler, `amd64.v1`; files must be selected exactly as the compiler expects) and its
-/// architecture variable, both asked of the SDK's `go` and memoized by the SDK's identity.
+/// The platform `goos`/`goarch` of `sdk` with `target_tags`: its tool tags (`goexperiment.*`
+/// defaults baked into the compiler, `amd64.v1`; files must be selected exactly as the compiler
+/// expects) and its architecture variable, both asked of the SDK's `go` and memoized by the
+/// SDK's identity. It is the host platform when it is the SDK's own and has no extra tags.
 fn make_platform(
     sdk: &Arc<Sdk>,
     user_tags: &[String],
     goos: &str,
     goarch: &str,
-    is_host: bool,
+    target_tags: &[String],
     host: &dyn HostAccess,
 ) -> Result<GoPlatform, String> {
+    let is_host =
+        goos == sdk.sandbox.goos && goarch == sdk.sandbox.goarch && target_tags.is_empty();
     let list = ["list", "-f", "{{context.ToolTags}}", "runtime"];
     let text = ask_go(sdk, goos, goarch, &list, host)?;
     let mut tags = user_tags.to_vec();
+    tags.extend(target_tags.iter().cloned());
     tags.extend(
         text.trim()
             .trim_start_matches('[')
@@ -225,8 +235,15 @@ fn make_platform(
         cgo: false,
         tags,
     };
-    let std = StdLib::new(Arc::clone(sdk), sandbox.clone(), build.clone());
-    Ok(GoPlatform::new(sandbox, build, std, is_host))
+    let dir = super::platform::dir_name(goos, goarch, target_tags);
+    let std = StdLib::new(Arc::clone(sdk), sandbox.clone(), build.clone(), dir);
+    Ok(GoPlatform::new(
+        sandbox,
+        build,
+        std,
+        is_host,
+        target_tags.to_vec(),
+    ))
 }
 
 /// The variable that refines an architecture (cmd/go's `cfg.GetArchEnv`).

@@ -1,10 +1,10 @@
-//! A Go configuration: the (GOOS, GOARCH) packages are compiled for, with its build context (the
-//! SDK's tool tags for that platform), its standard library and its command-line facts
-//! ([`SandboxSdk`]). The host platform compiles libraries into their targets' own output
-//! directories (`kiln-out/bin/...`); any other platform — a `go_binary` or `go_test` with `goos` /
-//! `goarch` — compiles the libraries it reaches again, once per build, into
-//! `kiln-out/go/<goos>_<goarch>/<package>/`, so one configuration's outputs never overwrite
-//! another's and the two builds of a library are distinct actions.
+//! A Go configuration: the (GOOS, GOARCH) packages are compiled for and any extra build tags,
+//! with its build context (the SDK's tool tags for that platform), its standard library and its
+//! command-line facts ([`SandboxSdk`]). The host platform compiles libraries into their targets'
+//! own output directories (`kiln-out/bin/...`); any other configuration — a `go_binary` or
+//! `go_test` with `goos` / `goarch` or `gotags` — compiles the libraries it reaches again, once
+//! per build, into `kiln-out/go/<goos>_<goarch>[+tag...]/<package>/`, so one configuration's
+//! outputs never overwrite another's and the two builds of a library are distinct actions.
 
 use std::collections::HashMap;
 use std::sync::{Arc, Mutex};
@@ -18,6 +18,16 @@ use super::env::GoEnv;
 use super::stdlib::StdLib;
 use super::toolchain::SandboxSdk;
 
+/// The output directory name of the configuration `goos`/`goarch` with extra `tags`.
+pub fn dir_name(goos: &str, goarch: &str, tags: &[String]) -> String {
+    let mut name = format!("{goos}_{goarch}");
+    for tag in tags {
+        name.push('+');
+        name.push_str(tag);
+    }
+    name
+}
+
 /// One platform of a build.
 pub struct GoPlatform {
     /// Command-line facts (target GOOS/GOARCH, the host's tool directory).
@@ -26,26 +36,48 @@ pub struct GoPlatform {
     pub build: BuildContext,
     /// Its standard library.
     pub std: StdLib,
-    /// Whether this is the platform Kiln runs on.
+    /// Whether this is the platform Kiln runs on, in its default configuration (what
+    /// libraries are compiled for in their own output directories).
     pub is_host: bool,
+    /// Build tags of this configuration beyond the workspace's (a `go_binary`'s `gotags`),
+    /// sorted; empty for the default one.
+    pub target_tags: Vec<String>,
     archives: Mutex<HashMap<Label, Arc<GoArchive>>>,
 }
 
 impl GoPlatform {
     /// A platform of `env`'s SDK.
-    pub fn new(sandbox: SandboxSdk, build: BuildContext, std: StdLib, is_host: bool) -> Self {
+    pub fn new(
+        sandbox: SandboxSdk,
+        build: BuildContext,
+        std: StdLib,
+        is_host: bool,
+        target_tags: Vec<String>,
+    ) -> Self {
         GoPlatform {
             sandbox,
             build,
             std,
             is_host,
+            target_tags,
             archives: Mutex::new(HashMap::new()),
         }
     }
 
-    /// `linux/arm64`.
+    /// `linux/arm64`, or `linux/amd64 with tags netgo` for a `gotags` configuration.
     pub fn name(&self) -> String {
-        format!("{}/{}", self.build.goos, self.build.goarch)
+        let platform = format!("{}/{}", self.build.goos, self.build.goarch);
+        if self.target_tags.is_empty() {
+            platform
+        } else {
+            format!("{platform} with tags {}", self.target_tags.join(","))
+        }
+    }
+
+    /// The directory name of this configuration's outputs: `linux_arm64`, or
+    /// `linux_amd64+netgo` with `gotags`.
+    pub fn dir_name(&self) -> String {
+        dir_name(&self.build.goos, &self.build.goarch, &self.target_tags)
     }
 
     /// The executable name `go build` (and rules_go) gives `name` here: `.exe` on Windows.
@@ -62,7 +94,7 @@ impl GoPlatform {
     /// and the standard library under `kiln-out/go/std/`, so no two configurations share a path.
     pub fn out_stem(&self, label: &Label) -> String {
         let dir = kiln_graph::analysis::label_dir(label);
-        let platform = format!("kiln-out/go/{}_{}", self.build.goos, self.build.goarch);
+        let platform = format!("kiln-out/go/{}", self.dir_name());
         if dir.is_empty() {
             format!("{platform}/{}", label.name)
         } else {
@@ -145,8 +177,13 @@ mod tests {
             cgo: false,
             tags: vec![],
         };
-        let std = StdLib::new(sdk, sandbox.clone(), build.clone());
-        GoPlatform::new(sandbox, build, std, false)
+        let std = StdLib::new(
+            sdk,
+            sandbox.clone(),
+            build.clone(),
+            dir_name(goos, goarch, &[]),
+        );
+        GoPlatform::new(sandbox, build, std, false, Vec::new())
     }
 
     #[test]

@@ -3,7 +3,7 @@
 //! `platform.rs`); on a `go_library` they are accepted and ignored, as rules_go has no such
 //! attributes there.
 
-use std::collections::HashMap;
+use std::collections::{BTreeMap, HashMap};
 use std::path::PathBuf;
 use std::sync::Arc;
 
@@ -15,8 +15,8 @@ use kiln_graph::label::Label;
 use kiln_graph::rule_schema::{AttrKind, AttrSchema, RuleSchema};
 
 use super::archive::{
-    compile_package, embed_config, host_path, qualified_x_defs, CompileInput, Embeddable,
-    GoArchive, GoInfo, ModuleScope, PackageSource,
+    compile_package, embed_config, host_path, qualify_x_defs, CompileInput, Embeddable, GoArchive,
+    GoInfo, ModuleScope, PackageSource,
 };
 use super::env::GoEnv;
 use super::gomod::GoMod;
@@ -82,6 +82,7 @@ impl RuleImpl for GoRule {
     }
 
     fn analyze(&self, ctx: &mut AnalysisContext<'_>) -> Result<Providers, AnalysisError> {
+        refuse_unsupported_modes(ctx)?;
         let env = GoEnv::get(ctx)?;
         let platform = if self.0 == Kind::Library {
             Arc::clone(&env.host)
@@ -97,7 +98,8 @@ impl RuleImpl for GoRule {
     }
 }
 
-/// The platform of a `go_binary`/`go_test`: `goos`/`goarch`, each defaulting to the host's.
+/// The platform of a `go_binary`/`go_test`: `goos`/`goarch`, each defaulting to the host's,
+/// with the build tags of `gotags` (which, as in rules_go, hold for every package it links).
 fn target_platform(
     ctx: &AnalysisContext<'_>,
     env: &GoEnv,
@@ -111,8 +113,56 @@ fn target_platform(
     };
     let goos = attr("goos", &env.host.build.goos);
     let goarch = attr("goarch", &env.host.build.goarch);
-    env.platform(&goos, &goarch, ctx.host)
+    let mut tags = ctx.target.strings("gotags");
+    if let Some(bad) = tags.iter().find(|t| !is_build_tag(t)) {
+        return Err(ctx.error(format!(
+            "`gotags` entry `{bad}` is not a build tag: expected letters, digits, `_` and `.`"
+        )));
+    }
+    tags.sort();
+    tags.dedup();
+    env.platform(&goos, &goarch, &tags, ctx.host)
         .map_err(|e| ctx.error(format!("`{}`: {e}", ctx.target.label)))
+}
+
+/// Refuses rules_go modes Kiln cannot build rather than ignore them: everything is pure Go
+/// (`CGO_ENABLED=0`, so statically linked), the race detector and msan need cgo, and only
+/// ordinary executables are linked.
+fn refuse_unsupported_modes(ctx: &AnalysisContext<'_>) -> Result<(), AnalysisError> {
+    let value = |name: &str| ctx.target.string(name).unwrap_or_default().to_string();
+    let no_cgo = "Kiln builds Go with CGO_ENABLED=0";
+    if ctx.target.bool("cgo") || !ctx.target.labels("cdeps").is_empty() {
+        return Err(ctx.error(format!(
+            "`cgo`/`cdeps` are not supported: {no_cgo}; remove them (a package that needs cgo cannot be built yet)"
+        )));
+    }
+    if value("pure") == "off" {
+        return Err(ctx.error(format!(
+            "`pure = \"off\"` asks for cgo, which is not supported: {no_cgo}; use \"on\" or \"auto\""
+        )));
+    }
+    for mode in ["race", "msan"] {
+        if value(mode) == "on" {
+            return Err(ctx.error(format!(
+                "`{mode} = \"on\"` is not supported: the {mode} runtime needs cgo, and {no_cgo}; use \"off\" or \"auto\""
+            )));
+        }
+    }
+    let linkmode = value("linkmode");
+    if !matches!(linkmode.as_str(), "" | "auto" | "normal") {
+        return Err(ctx.error(format!(
+            "`linkmode = \"{linkmode}\"` is not supported: Kiln links ordinary executables; expected \"normal\" or \"auto\""
+        )));
+    }
+    Ok(())
+}
+
+/// Whether `tag` can be a build tag (what `go build -tags` accepts).
+fn is_build_tag(tag: &str) -> bool {
+    !tag.is_empty()
+        && tag
+            .chars()
+            .all(|c| c.is_ascii_alphanumeric() || c == '_' || c == '.')
 }
 
 /// What it takes to compile a `go_library` again for another platform: its unit as gathered
@@ -156,6 +206,8 @@ pub struct Unit {
     pub dir: String,
     /// `gc_goopts`.
     pub gc_flags: Vec<String>,
+    /// `x_defs` as written: embedded libraries' first, the target's own over them.
+    pub x_defs: BTreeMap<String, String>,
 }
 
 impl Unit {
@@ -168,6 +220,7 @@ impl Unit {
         let mut embedsrcs = ctx.files("embedsrcs")?;
         let mut dep_infos: Vec<GoInfo> = Vec::new();
         let mut embedded_importpath = None;
+        let mut x_defs = BTreeMap::new();
         for label in ctx.target.labels("embed") {
             let info = ctx
                 .dep(&label)?
@@ -177,7 +230,9 @@ impl Unit {
             embedsrcs.extend(info.embed.embedsrcs.iter().cloned());
             dep_infos.extend(info.embed.deps.iter().cloned());
             embedded_importpath.get_or_insert(info.embed.importpath.clone());
+            x_defs.extend(info.embed.x_defs.clone());
         }
+        x_defs.extend(ctx.target.string_dict("x_defs"));
         for label in ctx.target.labels("deps") {
             let info = ctx
                 .dep(&label)?
@@ -268,6 +323,7 @@ impl Unit {
             lang,
             dir,
             gc_flags: ctx.target.strings("gc_goopts"),
+            x_defs,
         })
     }
 
@@ -457,7 +513,7 @@ fn library(
             out_stem: ctx.declare_output(&ctx.target.label.name).path,
             module: module.clone(),
             mnemonic: "GoCompile",
-            x_defs: qualified_x_defs(ctx, &unit.importpath),
+            x_defs: qualify_x_defs(&unit.x_defs, &unit.importpath),
         },
         unit.module_scope().as_ref(),
     )?;
@@ -474,6 +530,7 @@ fn library(
             embedsrcs: unit.embedsrcs.clone(),
             deps: unit.dep_infos.clone(),
             importpath: unit.importpath.clone(),
+            x_defs: unit.x_defs.clone(),
         }),
         recipe: Arc::new(Recipe {
             label: ctx.target.label.clone(),
@@ -603,7 +660,7 @@ fn binary(
         .map(str::to_string)
         .unwrap_or_else(|| platform.executable_name(&name));
     let exe = ctx.declare_output(&out_name);
-    let x_defs = qualified_x_defs(ctx, "main");
+    let x_defs = qualify_x_defs(&unit.x_defs, "main");
     testbin::link(
         ctx,
         env,

@@ -44,16 +44,20 @@ pub struct StdLib {
     sdk: Arc<Sdk>,
     sandbox: SandboxSdk,
     ctx: BuildContext,
+    /// `kiln-out/go/std/<dir>/`: `<goos>_<goarch>`, plus `+tag...` for a `gotags` variant.
+    dir: String,
     state: Mutex<State>,
 }
 
 impl StdLib {
-    /// The standard library of `sdk` for the platform of `sandbox` and `ctx`.
-    pub fn new(sdk: Arc<Sdk>, sandbox: SandboxSdk, ctx: BuildContext) -> Self {
+    /// The standard library of `sdk` for the platform of `sandbox` and `ctx`, compiled into
+    /// `kiln-out/go/std/<dir>/`.
+    pub fn new(sdk: Arc<Sdk>, sandbox: SandboxSdk, ctx: BuildContext, dir: String) -> Self {
         StdLib {
             sdk,
             sandbox,
             ctx,
+            dir,
             state: Mutex::new(State::default()),
         }
     }
@@ -117,10 +121,7 @@ impl StdLib {
                 (i, resolved)
             })
             .collect();
-        let base = format!(
-            "kiln-out/go/std/{}_{}/{path}",
-            self.ctx.goos, self.ctx.goarch
-        );
+        let base = format!("kiln-out/go/std/{}/{path}", self.dir);
         let pkg = Arc::new(StdPackage {
             path: path.to_string(),
             imports,
@@ -235,7 +236,12 @@ mod tests {
             cgo: false,
             tags: vec![],
         };
-        let std = StdLib::new(Arc::clone(&sdk), sdk.sandbox.clone(), ctx);
+        let std = StdLib::new(
+            Arc::clone(&sdk),
+            sdk.sandbox.clone(),
+            ctx,
+            "linux_amd64".into(),
+        );
         let order = std.closure(&["fmt".into()]).unwrap();
         let names: Vec<&str> = order.iter().map(|p| p.path.as_str()).collect();
         let pos = |n: &str| names.iter().position(|x| *x == n).unwrap();

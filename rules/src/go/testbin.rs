@@ -10,7 +10,7 @@ use kiln_graph::analysis::{AnalysisContext, AnalysisError, DefaultInfo, Provider
 
 use super::action::go_action;
 use super::archive::{
-    compile_package, host_path, link_closure, qualified_x_defs, CompileInput, GoArchive,
+    compile_package, host_path, link_closure, qualify_x_defs, CompileInput, GoArchive,
     PackageSource,
 };
 use super::compile::write_file;
@@ -406,7 +406,7 @@ pub fn test(
             importpath: &format!("{importpath}.test"),
             directives: directives_of(files.go.iter().chain(&files.test).chain(&files.xtest)),
             x_defs: std::iter::once("testing.testBinary=1".to_string())
-                .chain(qualified_x_defs(ctx, &importpath))
+                .chain(qualify_x_defs(&unit.x_defs, &importpath))
                 .collect(),
             flags: ctx.target.strings("gc_linkopts"),
             test: true,
@@ -424,13 +424,15 @@ pub fn test(
         args: ctx.target.strings("args"),
         filter_env: None,
         filter_args: Some(|filter| vec![format!("-test.run={filter}")]),
-        cannot_run: (!platform.is_host).then(|| {
-            format!(
-                "built for {} (`goos`/`goarch`), and this machine is {}",
-                platform.name(),
-                env.host.name()
-            )
-        }),
+        cannot_run: (platform.build.goos != env.host.build.goos
+            || platform.build.goarch != env.host.build.goarch)
+            .then(|| {
+                format!(
+                    "built for {} (`goos`/`goarch`), and this machine is {}",
+                    platform.name(),
+                    env.host.name()
+                )
+            }),
     });
     Ok(providers)
 }
