@@ -546,6 +546,8 @@ fn local_replace_and_vendor_directories_supply_modules() {
         );
         run(&mut Command::new(ws.out_path("app")))
     };
+    // Settled files, so that the no-op record would answer were GOFLAGS not part of it.
+    std::thread::sleep(std::time::Duration::from_millis(2100));
     assert_eq!(build_with("-mod=mod"), "edited true\n");
     assert_eq!(build_with("-mod=vendor"), "vendored again true\n");
 }

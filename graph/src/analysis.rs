@@ -143,6 +143,12 @@ pub trait HostAccess: Sync {
     fn memo_get(&self, key: &str) -> Option<Vec<u8>>;
     /// Stores a value in the persistent per-workspace memo.
     fn memo_put(&self, key: &str, value: &[u8]);
+    /// An environment variable of Kiln's own process that analysis decided by (`PATH` to find a
+    /// toolchain, `GOFLAGS`): the no-op check of the next build compares its value again. The
+    /// default reads it without recording (for tests and one-off analyses).
+    fn env_var(&self, name: &str) -> Option<String> {
+        std::env::var(name).ok()
+    }
 }
 
 /// A [`HostAccess`] that remembers nothing (for tests and one-off analyses).

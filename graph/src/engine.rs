@@ -69,6 +69,11 @@ impl HostAccess for EngineHost<'_> {
     fn memo_put(&self, key: &str, value: &[u8]) {
         self.state.memo_put(key, value);
     }
+    fn env_var(&self, name: &str) -> Option<String> {
+        let value = std::env::var(name).ok();
+        self.log.note_env(name, value.clone());
+        value
+    }
 }
 
 /// Fixed inputs of the engine for one invocation.

@@ -26,7 +26,7 @@ use serde::{Deserialize, Serialize};
 use super::sources::Observations;
 
 /// Bump when the record's meaning changes.
-const FORMAT: u32 = 3;
+const FORMAT: u32 = 4;
 /// Git's racy-clean window: a stat this close to the build's start is not trusted.
 const RACY_WINDOW: Duration = Duration::from_secs(2);
 
@@ -48,6 +48,8 @@ pub struct NoopRecord<R> {
     listings: Vec<(String, String)>,
     /// Host paths that did not exist, and must still not.
     absent: Vec<String>,
+    /// Environment variables analysis read, with their values (`None`: unset).
+    env: Vec<(String, Option<String>)>,
     /// What the build reported, replayed as is.
     pub report: R,
 }
@@ -93,6 +95,13 @@ pub fn record<R>(
     let mut absent = observed.absent.lock().ok()?.clone();
     absent.sort();
     absent.dedup();
+    let env: Vec<(String, Option<String>)> = observed
+        .env
+        .lock()
+        .ok()?
+        .iter()
+        .map(|(k, v)| (k.clone(), v.clone()))
+        .collect();
     let observed = observed.files.lock().ok()?;
     let mut files: Vec<(String, StoredStat)> = Vec::with_capacity(observed.len());
     let mut racy = Vec::new();
@@ -120,6 +129,7 @@ pub fn record<R>(
         racy,
         listings,
         absent,
+        env,
         report,
     })
 }
@@ -137,6 +147,10 @@ pub fn check<R>(
     if record.format != FORMAT
         || record.kiln_version != env!("CARGO_PKG_VERSION")
         || record.request != request
+        || !record
+            .env
+            .iter()
+            .all(|(name, value)| std::env::var(name).ok() == *value)
     {
         return Validity::Stale;
     }

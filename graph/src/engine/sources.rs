@@ -54,6 +54,8 @@ pub struct Observations {
     pub rewritten: std::sync::Mutex<std::collections::HashSet<String>>,
     /// Host paths a decision rested on not existing (a `rust-toolchain.toml` rustup would read).
     pub absent: std::sync::Mutex<Vec<String>>,
+    /// Environment variables a decision rested on, with the value read (`None`: unset).
+    pub env: std::sync::Mutex<std::collections::BTreeMap<String, Option<String>>>,
 }
 
 impl Observations {
@@ -73,6 +75,13 @@ impl Observations {
                     absent.push(path.to_string_lossy().into_owned());
                 }
             }
+        }
+    }
+
+    /// Notes that a decision rested on the environment variable `name` having `value`.
+    pub fn note_env(&self, name: &str, value: Option<String>) {
+        if let Ok(mut env) = self.env.lock() {
+            env.insert(name.to_string(), value);
         }
     }
 

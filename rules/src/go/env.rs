@@ -331,7 +331,7 @@ fn stat_key(meta: &std::fs::Metadata) -> String {
 /// Finds `go` on the PATH Kiln was started with and asks it for its GOROOT, with
 /// `GOTOOLCHAIN=local` so that it never switches to another toolchain.
 fn local_goroot(host: &dyn HostAccess) -> Result<PathBuf, EnvError> {
-    let path = std::env::var_os("PATH").unwrap_or_default();
+    let path = host.env_var("PATH").unwrap_or_default();
     let go = std::env::split_paths(&path)
         .map(|d| d.join("go"))
         .find(|p| p.is_file())

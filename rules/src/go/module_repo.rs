@@ -63,7 +63,7 @@ impl MainModule {
             Ok(t) => gomod::parse_go_sum("go.sum", &t).map_err(RepositoryError::Definition)?,
             Err(_) => BTreeMap::new(),
         };
-        let goflags = std::env::var("GOFLAGS").unwrap_or_default();
+        let goflags = ctx.host.env_var("GOFLAGS").unwrap_or_default();
         let vendor = goflags.split_whitespace().any(|f| f == "-mod=vendor")
             || (root.join("vendor/modules.txt").is_file()
                 && !goflags

@@ -215,18 +215,18 @@ pub fn resolve(
         // Unpinned, rustup's default toolchain (and its per-directory overrides) decides which
         // rustc runs: `rustup default X` rewrites settings.toml, so the no-op check sees it.
         // (Kiln does not pass its own `RUSTUP_TOOLCHAIN` to the shim, so that cannot change it.)
-        if let Some(home) = rustup_home() {
+        if let Some(home) = rustup_home(host) {
             host.observe(&home.join("settings.toml"));
             host.observe(&home.join("toolchains"));
         }
     }
-    let shim = find_on_path("rustc").ok_or_else(|| {
+    let shim = find_on_path_of(host.env_var("PATH"), "rustc").ok_or_else(|| {
         ToolchainError::Broken("no `rustc` on PATH; install Rust with rustup".to_string())
     })?;
     host.observe(&shim);
     let mut env: Vec<(String, String)> = ["PATH", "HOME", "RUSTUP_HOME", "CARGO_HOME"]
         .iter()
-        .filter_map(|k| std::env::var(k).ok().map(|v| (k.to_string(), v)))
+        .filter_map(|k| host.env_var(k).map(|v| (k.to_string(), v)))
         .collect();
     env.push(("RUSTUP_AUTO_INSTALL".to_string(), "0".to_string()));
     if let Some(Pin { channel, .. }) = &pinned {
@@ -237,7 +237,7 @@ pub fn resolve(
         workspace.root.join("rust-toolchain.toml"),
         workspace.root.join("rust-toolchain"),
     ];
-    if let Some(home) = rustup_home() {
+    if let Some(home) = rustup_home(host) {
         decided_by.push(home.join("settings.toml"));
         decided_by.push(home.join("toolchains"));
     }
@@ -338,16 +338,21 @@ pub fn resolve(
 }
 
 /// rustup's home (`$RUSTUP_HOME`, else `~/.rustup`).
-fn rustup_home() -> Option<PathBuf> {
-    std::env::var_os("RUSTUP_HOME")
-        .map(PathBuf::from)
-        .or_else(|| std::env::var_os("HOME").map(|h| PathBuf::from(h).join(".rustup")))
+fn rustup_home(host: &dyn HostAccess) -> Option<PathBuf> {
+    host.env_var("RUSTUP_HOME").map(PathBuf::from).or_else(|| {
+        host.env_var("HOME")
+            .map(|h| PathBuf::from(h).join(".rustup"))
+    })
 }
 
 /// The first `program` on Kiln's own `PATH`.
 pub fn find_on_path(program: &str) -> Option<PathBuf> {
-    let path = std::env::var_os("PATH")?;
-    std::env::split_paths(&path)
+    find_on_path_of(std::env::var("PATH").ok(), program)
+}
+
+/// The first `program` on `path` (a `PATH` value).
+fn find_on_path_of(path: Option<String>, program: &str) -> Option<PathBuf> {
+    std::env::split_paths(&path?)
         .map(|dir| dir.join(program))
         .find(|candidate| candidate.is_file())
 }
@@ -382,7 +387,7 @@ mod tests {
         let host = Recording::default();
         // The host's rustc may be missing or broken; what matters is what was observed first.
         let _ = resolve(&workspace, &host);
-        let home = rustup_home().expect("a home");
+        let home = rustup_home(&Recording::default()).expect("a home");
         let seen = host.0.lock().expect("lock");
         assert!(seen.contains(&home.join("settings.toml")), "{seen:?}");
     }
