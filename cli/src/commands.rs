@@ -478,6 +478,13 @@ fn clean(common: &crate::args::CommonArgs, expunge: bool) -> Result<i32> {
                 std::fs::remove_file(&path)
             };
         }
+        // A killed build's scratch trees on the memory file system are the workspace's too
+        // (the next build that runs actions would clear them; expunge does not wait for one).
+        if let Some(dir) = workspace.memory_scratch_dir() {
+            if std::fs::symlink_metadata(&dir).is_ok_and(|m| m.is_dir()) {
+                let _ = std::fs::remove_dir_all(&dir);
+            }
+        }
         terminal.line("INFO: Removed kiln-out/ and the workspace's state");
     } else {
         terminal.line("INFO: Removed kiln-out/");
@@ -507,6 +514,9 @@ fn info(common: &crate::args::CommonArgs) -> Result<i32> {
     writeln!(out, "cache_dir: {}", ws.cache_dir.display())?;
     writeln!(out, "cache_max_size: {}", ws.cache_max_size()?)?;
     writeln!(out, "workspace_state: {}", ws.state_dir.display())?;
+    if let Some(dir) = ws.memory_scratch_dir() {
+        writeln!(out, "memory_scratch: {}", dir.display())?;
+    }
     writeln!(
         out,
         "digest_function: {}",

@@ -164,6 +164,18 @@ fn kill_9_mid_build_then_rebuild_is_correct() {
         ws.build_all();
         assert_eq!(ws.outputs(), want, "after a kill at {delay_ms} ms");
     }
+    // `clean --expunge` leaves nothing of the killed builds on the memory file system either.
+    let info = ws.kiln(&["info"]);
+    info.ok();
+    let scratch = info
+        .stdout
+        .lines()
+        .find_map(|l| l.strip_prefix("memory_scratch: "))
+        .map(std::path::PathBuf::from);
+    ws.kiln(&["clean", "--expunge"]).ok();
+    if let Some(scratch) = scratch {
+        assert!(!scratch.exists(), "{} is left", scratch.display());
+    }
 }
 
 #[test]
