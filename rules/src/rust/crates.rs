@@ -27,6 +27,7 @@ use kiln_cache::{Digest, DigestFunction};
 use kiln_graph::repository::{RepoContext, RepositoryError, RepositoryRule};
 
 use super::context::{find_on_path, shared_toolchain};
+use super::toolchain::RustToolchain;
 
 /// Bumped when generated BUILD files change shape, so that old repositories are not reused.
 const GENERATOR: &str = "kiln-crates-6";
@@ -109,8 +110,8 @@ fn build(config: &CratesConfig, ctx: &RepoContext<'_>) -> Result<PathBuf, Reposi
         .map_err(|e| RepositoryError::Environment(e.to_string()))?;
 
     let key_text = format!(
-        "{GENERATOR}\0{}\0{}\0{}\0{manifest_text}\0{lock_text}",
-        config.repository, config.manifest, toolchain.host
+        "{GENERATOR}\0{}\0{}\0{}\0{}\0{manifest_text}\0{lock_text}",
+        config.repository, config.manifest, toolchain.host, toolchain.identity
     );
     let memo_key = format!(
         "rust-crates-repo\0{}",
@@ -120,7 +121,7 @@ fn build(config: &CratesConfig, ctx: &RepoContext<'_>) -> Result<PathBuf, Reposi
         return Ok(dir);
     }
 
-    let resolved = cargo_metadata(&cargo_dir, &toolchain.host)?;
+    let resolved = cargo_metadata(&cargo_dir, &toolchain)?;
     let rendered = render_all(config, &resolved, &lock)?;
     let store = workspace.cache_dir.join("rust-crates");
     let final_dir = store.join("repo").join(
@@ -209,10 +210,25 @@ fn cargo_home() -> Option<PathBuf> {
         .or_else(|| std::env::var_os("HOME").map(|h| PathBuf::from(h).join(".cargo")))
 }
 
-fn cargo_metadata(cargo_dir: &Path, host: &str) -> Result<metadata::Resolved, RepositoryError> {
-    let cargo = find_on_path("cargo").ok_or_else(|| {
-        RepositoryError::Environment("no `cargo` on PATH; install Rust with rustup".to_string())
-    })?;
+/// Resolves the workspace with the cargo of the build's own toolchain (the one beside its
+/// rustc, so a pinned toolchain resolves with its own cargo, not rustup's default), else the
+/// first `cargo` on PATH.
+fn cargo_metadata(
+    cargo_dir: &Path,
+    toolchain: &RustToolchain,
+) -> Result<metadata::Resolved, RepositoryError> {
+    let beside_rustc = toolchain.sysroot.join("bin/cargo");
+    let cargo = if beside_rustc.is_file() {
+        beside_rustc
+    } else {
+        find_on_path("cargo").ok_or_else(|| {
+            RepositoryError::Environment(
+                "no `cargo` beside the toolchain's rustc or on PATH; install Rust with rustup"
+                    .to_string(),
+            )
+        })?
+    };
+    let host = toolchain.host.as_str();
     let passed = [
         "PATH",
         "HOME",
@@ -230,10 +246,19 @@ fn cargo_metadata(cargo_dir: &Path, host: &str) -> Result<metadata::Resolved, Re
         "CARGO_NET_OFFLINE",
         "CARGO_REGISTRIES_CRATES_IO_PROTOCOL",
     ];
-    let env: Vec<(String, String)> = passed
+    let mut env: Vec<(String, String)> = passed
         .iter()
         .filter_map(|k| std::env::var(k).ok().map(|v| (k.to_string(), v)))
         .collect();
+    // The toolchain's own rustc, for what cargo asks of the compiler while resolving.
+    env.push((
+        "RUSTC".to_string(),
+        toolchain
+            .sysroot
+            .join("bin/rustc")
+            .to_string_lossy()
+            .into_owned(),
+    ));
     let cargo_text = cargo.to_string_lossy().into_owned();
     let argv = [
         cargo_text.as_str(),
