@@ -66,6 +66,19 @@ pub(crate) fn build_root(req: &HelperRequest) -> Result<(), String> {
     let exec_root = root.join(&EXEC_ROOT[1..]);
     mkdir(&exec_root)?;
     bind(&req.exec_root, &exec_root, false, false)?;
+    // Every mount point is made now, while the tree is writable: one inside the exec root (a
+    // toolchain under `external/`) may sit below a directory bound read-only next.
+    for extra in &req.mounts {
+        let target = root.join(&extra.sandbox_path[1..]);
+        if extra.host.is_dir() {
+            mkdir(&target)?;
+        } else if !target.exists() {
+            if let Some(parent) = target.parent() {
+                mkdir(parent)?;
+            }
+            fs::write(&target, b"").map_err(|e| io_err("creating mount point", &target, e))?;
+        }
+    }
     // Before the read-only binds of whole subtrees, which are recursive and so carry these.
     for input in &req.file_binds {
         bind(&input.source, &exec_root.join(&input.path), false, true)?;
@@ -75,16 +88,12 @@ pub(crate) fn build_root(req: &HelperRequest) -> Result<(), String> {
         bind(&path, &path, true, true)?;
     }
     for extra in &req.mounts {
-        let target = root.join(&extra.sandbox_path[1..]);
-        if extra.host.is_dir() {
-            mkdir(&target)?;
-        } else {
-            if let Some(parent) = target.parent() {
-                mkdir(parent)?;
-            }
-            fs::write(&target, b"").map_err(|e| io_err("creating mount point", &target, e))?;
-        }
-        bind(&extra.host, &target, true, true)?;
+        bind(
+            &extra.host,
+            &root.join(&extra.sandbox_path[1..]),
+            true,
+            true,
+        )?;
     }
 
     let ro = MsFlags::MS_REMOUNT | MsFlags::MS_BIND | MsFlags::MS_RDONLY | flags;

@@ -25,12 +25,14 @@ pub(crate) fn command(req: &SandboxRequest, scratch: &Scratch) -> Command {
     let staged = root.to_string_lossy().to_string();
     // Likewise there are no extra mounts: toolchain paths (`/kiln/toolchains/go`) are pointed at
     // the host directories they stand for.
+    // Mounts first: one inside the exec root must become its host directory, not a path in the
+    // staged root.
     let relocate = |value: &String| {
-        let mut value = value.replace(crate::EXEC_ROOT, &staged);
+        let mut value = value.clone();
         for mount in &req.mounts {
             value = value.replace(&mount.sandbox_path, &mount.host.to_string_lossy());
         }
-        value
+        value.replace(crate::EXEC_ROOT, &staged)
     };
     cmd.arg0(argv0)
         .args(req.argv[1..].iter().map(relocate))

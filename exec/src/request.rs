@@ -33,13 +33,15 @@ pub(crate) struct FileBind {
 }
 
 /// A host directory (or file) exposed read-only at a fixed absolute path in the sandbox,
-/// e.g. a toolchain at `/kiln/toolchains/go`. Plain mode has no mounts: it rewrites the sandbox
-/// path to the host path in the action's arguments and environment instead.
+/// e.g. a toolchain at `/kiln/toolchains/go` or `/kiln/execroot/external/kiln_rust_toolchain`.
+/// Plain mode has no mounts: it rewrites the sandbox path to the host path in the action's
+/// arguments and environment instead.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub struct ExtraMount {
     /// The host path.
     pub host: PathBuf,
-    /// Absolute path inside the sandbox; must lie outside [`crate::EXEC_ROOT`].
+    /// Absolute path inside the sandbox: outside [`crate::EXEC_ROOT`], or strictly inside it where
+    /// no input or output lies at or under it.
     pub sandbox_path: String,
 }
 

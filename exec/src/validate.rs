@@ -40,11 +40,30 @@ pub(crate) fn validate(req: &SandboxRequest) -> Result<(), ExecError> {
             return Err(invalid(&m.sandbox_path, "mount point must be absolute"));
         }
         relative(&m.sandbox_path[1..])?;
-        let inside = m.sandbox_path == EXEC_ROOT
-            || m.sandbox_path.starts_with(&format!("{EXEC_ROOT}/"))
-            || EXEC_ROOT.starts_with(&format!("{}/", m.sandbox_path));
-        if inside {
+        if m.sandbox_path == EXEC_ROOT || EXEC_ROOT.starts_with(&format!("{}/", m.sandbox_path)) {
             return Err(invalid(&m.sandbox_path, "mount overlaps the exec root"));
+        }
+        // Inside the exec root (a toolchain under `external/`), nothing staged or produced may
+        // lie at or under it, nor on a directory above it.
+        if let Some(rel) = m.sandbox_path.strip_prefix(&format!("{EXEC_ROOT}/")) {
+            let under = |path: &str| {
+                path == rel
+                    || path.starts_with(&format!("{rel}/"))
+                    || rel.starts_with(&format!("{path}/"))
+            };
+            let staged = req.inputs.iter().map(|i| i.path.as_str());
+            let produced = req
+                .outputs
+                .iter()
+                .chain(&req.output_dirs)
+                .map(String::as_str);
+            let dirs = req.input_dirs.iter().map(String::as_str);
+            if let Some(clash) = staged.chain(produced).chain(dirs).find(|p| under(p)) {
+                return Err(invalid(
+                    clash,
+                    "collides with a toolchain mount in the exec root",
+                ));
+            }
         }
     }
     Ok(())
@@ -112,6 +131,33 @@ mod tests {
             assert!(
                 validate(&req(argv0, input, output)).is_err(),
                 "{argv0} {input} {output}"
+            );
+        }
+    }
+
+    #[test]
+    fn a_mount_inside_the_exec_root_must_not_cover_an_input_or_output() {
+        let with_mount = |input: &str, output: &str, at: &str| {
+            let mut r = req("/bin/sh", input, output);
+            r.mounts = vec![crate::ExtraMount {
+                host: "/opt/tool".into(),
+                sandbox_path: at.into(),
+            }];
+            validate(&r)
+        };
+        let tool = "/kiln/execroot/external/tool";
+        assert!(with_mount("external/other/x", "out", tool).is_ok());
+        assert!(with_mount("a", "b", "/kiln/toolchains/go").is_ok());
+        for (input, output, at) in [
+            ("external/tool/x", "out", tool),
+            ("a", "external/tool", tool),
+            ("external", "out", tool),
+            ("a", "b", "/kiln/execroot"),
+            ("a", "b", "/kiln"),
+        ] {
+            assert!(
+                with_mount(input, output, at).is_err(),
+                "{input} {output} {at}"
             );
         }
     }

@@ -7,7 +7,7 @@ use std::io::ErrorKind;
 use std::sync::Mutex;
 use std::time::Duration;
 
-use kiln_exec::{ExecError, ExitKind, ExtraMount, RunHooks, SandboxMode, EXEC_ROOT};
+use kiln_exec::{ExecError, ExitKind, ExtraMount, InputFile, RunHooks, SandboxMode, EXEC_ROOT};
 use support::{sandbox, text, with_mode, Fixture};
 
 fn namespaces() -> bool {
@@ -284,6 +284,38 @@ fn extra_mounts_are_read_only() {
     }];
     let out = sandbox().run(&req).unwrap();
     assert_eq!(text(&out.stdout), "go1.99ro\n", "{}", text(&out.stderr));
+    assert!(!toolchain.join("x").exists());
+}
+
+#[test]
+fn a_mount_inside_the_exec_root_sits_below_read_only_inputs_and_is_read_only() {
+    if !namespaces() {
+        eprintln!("extra mounts need namespaces mode; skipped");
+        return;
+    }
+    let fx = Fixture::temp();
+    let toolchain = fx.dir.path().join("rust");
+    std::fs::create_dir_all(toolchain.join("bin")).unwrap();
+    std::fs::write(toolchain.join("VERSION"), "1.99").unwrap();
+    // An input under `external/` makes that directory a read-only mount of its own.
+    let dep = fx.dir.path().join("dep.rs");
+    std::fs::write(&dep, "dep").unwrap();
+    let mut req = fx.bash(
+        "cat external/kiln_tool/VERSION external/crates/dep.rs; \
+         touch external/kiln_tool/x 2>/dev/null || echo ' ro'",
+    );
+    req.inputs.push(InputFile {
+        path: "external/crates/dep.rs".into(),
+        source: dep,
+        executable: false,
+        immutable: false,
+    });
+    req.mounts = vec![ExtraMount {
+        host: toolchain.clone(),
+        sandbox_path: "/kiln/execroot/external/kiln_tool".into(),
+    }];
+    let out = sandbox().run(&req).unwrap();
+    assert_eq!(text(&out.stdout), "1.99dep ro\n", "{}", text(&out.stderr));
     assert!(!toolchain.join("x").exists());
 }
 

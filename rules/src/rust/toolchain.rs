@@ -8,10 +8,12 @@ use std::path::{Path, PathBuf};
 
 use kiln_cache::{Digest, DigestFunction};
 
-/// Where the sysroot appears inside every sandbox.
-pub const SANDBOX_SYSROOT: &str = "/kiln/toolchains/rust";
+/// Where the sysroot appears inside every sandbox: a fixed directory inside the exec root, as
+/// Bazel puts toolchains under `external/` (no workspace file or repository can be there: the
+/// sandbox refuses a mount that an input or output would fall under).
+pub const SANDBOX_SYSROOT: &str = "/kiln/execroot/external/kiln_rust_toolchain";
 /// The compiler inside the sandbox.
-pub const SANDBOX_RUSTC: &str = "/kiln/toolchains/rust/bin/rustc";
+pub const SANDBOX_RUSTC: &str = "/kiln/execroot/external/kiln_rust_toolchain/bin/rustc";
 
 /// A resolved toolchain.
 #[derive(Clone, Debug, PartialEq, Eq)]
@@ -227,5 +229,89 @@ mod tests {
         assert_eq!(version_field(vv, "host"), Some("x86_64-unknown-linux-gnu"));
         assert_eq!(version_field(vv, "release"), Some("1.95.0"));
         assert_eq!(version_field(vv, "commit-hash"), None);
+    }
+
+    /// A sysroot with a compiler, its driver library, an unrelated library and the host's
+    /// standard library.
+    fn fake_sysroot() -> tempfile::TempDir {
+        let dir = tempfile::tempdir().unwrap();
+        let root = dir.path();
+        for (path, content) in [
+            ("bin/rustc", "compiler"),
+            ("bin/cargo", "not part of the identity"),
+            ("lib/librustc_driver-abc.so", "driver"),
+            ("lib/libLLVM.so", "not listed"),
+            (
+                "lib/rustlib/x86_64-unknown-linux-gnu/lib/libstd-1.rlib",
+                "std",
+            ),
+            (
+                "lib/rustlib/x86_64-unknown-linux-gnu/lib/libcore-1.rlib",
+                "core",
+            ),
+            (
+                "lib/rustlib/wasm32-unknown-unknown/lib/libstd-2.rlib",
+                "other target",
+            ),
+        ] {
+            std::fs::create_dir_all(root.join(path).parent().unwrap()).unwrap();
+            std::fs::write(root.join(path), content).unwrap();
+        }
+        dir
+    }
+
+    #[test]
+    fn the_sysroot_sits_inside_the_exec_root() {
+        let inside = SANDBOX_SYSROOT.strip_prefix(&format!("{}/", kiln_exec::EXEC_ROOT));
+        assert_eq!(inside, Some("external/kiln_rust_toolchain"));
+        assert_eq!(SANDBOX_RUSTC, format!("{SANDBOX_SYSROOT}/bin/rustc"));
+    }
+
+    #[test]
+    fn the_identity_covers_the_compiler_its_driver_and_the_hosts_std() {
+        let dir = fake_sysroot();
+        let files = identity_files(dir.path(), "x86_64-unknown-linux-gnu").unwrap();
+        let names: Vec<String> = files.iter().map(|f| f.display().to_string()).collect();
+        assert_eq!(
+            names,
+            [
+                "bin/rustc",
+                "lib/librustc_driver-abc.so",
+                "lib/rustlib/x86_64-unknown-linux-gnu/lib/libcore-1.rlib",
+                "lib/rustlib/x86_64-unknown-linux-gnu/lib/libstd-1.rlib",
+            ]
+        );
+    }
+
+    #[test]
+    fn any_identity_file_changing_changes_the_digest_and_its_memo_key() {
+        let dir = fake_sysroot();
+        let root = dir.path();
+        let files = identity_files(root, "x86_64-unknown-linux-gnu").unwrap();
+        let digest = digest_files(root, &files).unwrap();
+        let key = identity_memo_key(root, &files);
+        assert_eq!(digest_files(root, &files).unwrap(), digest, "stable");
+        assert_eq!(identity_memo_key(root, &files), key, "stable");
+        for file in &files {
+            let path = root.join(file);
+            let before = std::fs::read(&path).unwrap();
+            std::fs::write(&path, [before.as_slice(), b"!"].concat()).unwrap();
+            assert_ne!(
+                digest_files(root, &files).unwrap(),
+                digest,
+                "{}",
+                file.display()
+            );
+            assert_ne!(identity_memo_key(root, &files), key, "{}", file.display());
+            std::fs::write(&path, &before).unwrap();
+            assert_eq!(digest_files(root, &files).unwrap(), digest);
+        }
+        // A file outside the identity changes neither.
+        std::fs::write(root.join("bin/cargo"), "another cargo").unwrap();
+        assert_eq!(digest_files(root, &files).unwrap(), digest);
+        // The same toolchain elsewhere has the same digest but its own memo key.
+        let copy = fake_sysroot();
+        assert_eq!(digest_files(copy.path(), &files).unwrap(), digest);
+        assert_ne!(identity_memo_key(copy.path(), &files), key);
     }
 }
