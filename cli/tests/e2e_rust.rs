@@ -574,6 +574,11 @@ fn main() {
     ] {
         report.push_str(&format!("{key}={:?}\n", var(key)));
     }
+    for key in ["CARGO_CFG_TARGET_OS", "CARGO_CFG_TARGET_POINTER_WIDTH", "CARGO_CFG_UNIX", "CFLAGS"] {
+        report.push_str(&format!("{key}={:?}\n", var(key)));
+    }
+    let assertions = std::env::var("CARGO_CFG_DEBUG_ASSERTIONS").is_ok();
+    report.push_str(&format!("debug_assertions={assertions}\n"));
     for key in ["RUSTC", "RUSTC_LINKER", "CXX", "OUT_DIR", "CARGO_MANIFEST_DIR"] {
         report.push_str(&format!("path {key}={}\n", var(key)));
     }
@@ -634,6 +639,19 @@ fn build_scripts_get_cargos_environment_and_working_tools() {
         assert!(
             report.starts_with(&expected),
             "-c {mode}: expected\n{expected}\ngot\n{report}"
+        );
+        // cargo's profiles: debug assertions in dev builds, not in release ones.
+        let cfg = format!(
+            "CARGO_CFG_TARGET_OS=\"linux\"\n\
+             CARGO_CFG_TARGET_POINTER_WIDTH=\"64\"\n\
+             CARGO_CFG_UNIX=\"\"\n\
+             CFLAGS=\"\"\n\
+             debug_assertions={}\n",
+            mode != "opt"
+        );
+        assert!(
+            report.contains(&cfg),
+            "-c {mode}: expected\n{cfg}\ngot\n{report}"
         );
         assert!(report.contains(&format!("rustc host={host}\n")), "{report}");
         assert!(report.contains("probe says probed\n"), "{report}");

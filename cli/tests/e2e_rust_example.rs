@@ -107,3 +107,49 @@ fn binaries_and_test_results_match_cargo() {
     assert!(cargo_lines.len() >= 5, "{cargo_lines:?}");
     assert_eq!(kiln_lines, cargo_lines);
 }
+
+/// The whole example (proc-macro, build script, and a binary linking `@crates` built with their
+/// own build scripts and proc-macros) in `-c opt`, from two checkout directories with separate
+/// caches: every output is bit-identical, and none names its checkout.
+#[test]
+fn the_example_is_bit_identical_across_checkouts_in_opt() {
+    let one = example();
+    let two = one.copy_to(false);
+    assert_ne!(one.cache_dir(), two.cache_dir());
+    for ws in [&one, &two] {
+        ws.kiln(&["build", "-c", "opt", "//rust/..."]).ok();
+    }
+    let (a, b) = (one.outputs(), two.outputs());
+    // Registry crates are not materialized in kiln-out/, but `hello` links serde, serde_json
+    // and what serde_derive generated, and the library carries its build script's output.
+    for expected in [
+        "rust/hello/hello",
+        "rust/shout/libshout-",
+        "rust/greet/libgreet-",
+        "rust/greet/greet_bs.out_dir.archive",
+    ] {
+        assert!(
+            a.keys().any(|k| k.starts_with(expected)),
+            "{expected}: {:?}",
+            a.keys()
+        );
+    }
+    assert_eq!(a.keys().collect::<Vec<_>>(), b.keys().collect::<Vec<_>>());
+    for (path, bytes) in &a {
+        assert!(
+            bytes == &b[path],
+            "{path} differs between the two checkouts"
+        );
+    }
+    for (ws, outputs) in [(&one, &a), (&two, &b)] {
+        let checkout = ws.root().to_string_lossy().into_owned();
+        for (path, bytes) in outputs {
+            assert!(
+                !bytes
+                    .windows(checkout.len())
+                    .any(|w| w == checkout.as_bytes()),
+                "{path} contains `{checkout}`"
+            );
+        }
+    }
+}
