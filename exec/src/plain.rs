@@ -23,7 +23,7 @@ pub(crate) fn command(req: &SandboxRequest, scratch: &Scratch) -> Command {
     // Without a mount namespace there is no `/kiln/execroot`: paths that name it (test
     // environments do) are pointed at the staged root instead.
     let staged = root.to_string_lossy().to_string();
-    // Likewise there are no extra mounts: toolchain paths (`/kiln/toolchains/go`) are pointed at
+    // Likewise there are no extra mounts: toolchain paths (`external/kiln_go_sdk`) are pointed at
     // the host directories they stand for.
     // Mounts first: one inside the exec root must become its host directory, not a path in the
     // staged root.

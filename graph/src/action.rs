@@ -136,7 +136,7 @@ impl fmt::Debug for ActionSpec {
 /// A toolchain directory mounted read-only into the sandbox at a fixed path.
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub struct ToolMount {
-    /// Absolute path inside the sandbox, e.g. `/kiln/toolchains/go`.
+    /// Absolute path inside the sandbox, e.g. `/kiln/execroot/external/kiln_go_sdk`.
     pub sandbox_path: String,
     /// Host directory to mount.
     pub host_path: std::path::PathBuf,

@@ -215,9 +215,9 @@ mod tests {
             printf '%s\n' '# import config' 'packagefile fmt=kiln-out/go/std/linux_amd64/fmt.x' > "$W/importcfg"
             printf '%s' '{"Patterns":{}}' > "$W/embedcfg"
             : > "$W/go_asm.h"
-            /kiln/toolchains/go/pkg/tool/linux_amd64/asm -p example.com/m/fast -trimpath "$E=>" -I "$W/" -I /kiln/toolchains/go/pkg/include -I fast -D GOOS_linux -D GOARCH_amd64 -D GOAMD64_v1 -gensymabis -o "$W/symabis" fast/a_amd64.s
-            /kiln/toolchains/go/pkg/tool/linux_amd64/compile -o kiln-out/bin/fast/fast.x -linkobj kiln-out/bin/fast/fast.a -trimpath "$E=>" -p example.com/m/fast -lang=go1.22 -goversion go1.26.8 -symabis "$W/symabis" -asmhdr "$W/go_asm.h" -c=4 -nolocalimports -importcfg "$W/importcfg" -embedcfg "$W/embedcfg" -pack -- fast/a.go 'fast/b c.go'
-            /kiln/toolchains/go/pkg/tool/linux_amd64/asm -p example.com/m/fast -trimpath "$E=>" -I "$W/" -I /kiln/toolchains/go/pkg/include -I fast -D GOOS_linux -D GOARCH_amd64 -D GOAMD64_v1 -o "$W/asm0.o" fast/a_amd64.s
+            /kiln/execroot/external/kiln_go_sdk/pkg/tool/linux_amd64/asm -p example.com/m/fast -trimpath "$E=>" -I "$W/" -I /kiln/execroot/external/kiln_go_sdk/pkg/include -I fast -D GOOS_linux -D GOARCH_amd64 -D GOAMD64_v1 -gensymabis -o "$W/symabis" fast/a_amd64.s
+            /kiln/execroot/external/kiln_go_sdk/pkg/tool/linux_amd64/compile -o kiln-out/bin/fast/fast.x -linkobj kiln-out/bin/fast/fast.a -trimpath "$E=>" -p example.com/m/fast -lang=go1.22 -goversion go1.26.8 -symabis "$W/symabis" -asmhdr "$W/go_asm.h" -c=4 -nolocalimports -importcfg "$W/importcfg" -embedcfg "$W/embedcfg" -pack -- fast/a.go 'fast/b c.go'
+            /kiln/execroot/external/kiln_go_sdk/pkg/tool/linux_amd64/asm -p example.com/m/fast -trimpath "$E=>" -I "$W/" -I /kiln/execroot/external/kiln_go_sdk/pkg/include -I fast -D GOOS_linux -D GOARCH_amd64 -D GOAMD64_v1 -o "$W/asm0.o" fast/a_amd64.s
             n=$(/usr/bin/stat -c %s "$W/asm0.o"); printf '%-16s%-12s%-6s%-6s%-8s%-10s`\n' "$(basename_ "$W/asm0.o")" 0 0 0 644 "$n" >> kiln-out/bin/fast/fast.a; /bin/cat "$W/asm0.o" >> kiln-out/bin/fast/fast.a; if (( n % 2 )); then printf '\n' >> kiln-out/bin/fast/fast.a; fi
         "#]]
         .assert_eq(&script(&req, &sdk));

@@ -185,7 +185,9 @@ mod tests {
         };
         let text = script(&req, &windows);
         assert!(
-            text.contains("/kiln/toolchains/go/pkg/tool/linux_amd64/link -o app.exe"),
+            text.contains(
+                "/kiln/execroot/external/kiln_go_sdk/pkg/tool/linux_amd64/link -o app.exe"
+            ),
             "{text}"
         );
         assert!(text.contains(" -buildmode=pie -buildid="), "{text}");

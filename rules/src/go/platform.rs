@@ -218,7 +218,7 @@ mod tests {
         assert_eq!(arm.codegen_flag(), None);
         assert_eq!(
             arm.tool("compile"),
-            "/kiln/toolchains/go/pkg/tool/linux_amd64/compile"
+            "/kiln/execroot/external/kiln_go_sdk/pkg/tool/linux_amd64/compile"
         );
         let lse = arm.for_target(
             "linux",

@@ -9,8 +9,9 @@ use kiln_graph::action::ToolMount;
 
 use super::godebug;
 
-/// Where the SDK appears inside the sandbox.
-pub const SDK_MOUNT: &str = "/kiln/toolchains/go";
+/// Where the SDK appears inside the sandbox: a fixed directory inside the exec root, as Bazel
+/// puts a toolchain under `external/` (the sandbox refuses an input or output at or under it).
+pub const SDK_MOUNT: &str = "/kiln/execroot/external/kiln_go_sdk";
 
 /// What command lines need to know about the SDK and the platform they compile for.
 #[derive(Clone, Debug, PartialEq, Eq, Hash)]
