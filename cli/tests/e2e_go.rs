@@ -1136,6 +1136,7 @@ fn gotags_configure_the_whole_closure_and_unsupported_modes_are_errors() {
             "linkmode = \"c-shared\"",
             "`linkmode = \"c-shared\"` is not supported",
         ),
+        ("rundir = \".\"", "`rundir` is not supported"),
     ] {
         ws.write(
             "bad/BUILD.bazel",

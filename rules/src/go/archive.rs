@@ -144,7 +144,16 @@ pub struct ModuleScope {
 /// package of the main module by its directory in the workspace, a required module's package in
 /// that module's repository, anything else by guessing the module from the path.
 pub fn suggested_label(importpath: &str, scope: Option<&ModuleScope>) -> String {
-    let last = |path: &str| path.rsplit('/').next().unwrap_or(path).to_string();
+    let last = super::gazelle::library_name;
+    // `//dir` names `//dir:<basename>`; spell the name out where Gazelle's differs (`/v2`, `.`).
+    let package_label = |repo: &str, rel: &str, importpath: &str| {
+        let name = last(importpath);
+        if rel.rsplit('/').next() == Some(name.as_str()) {
+            format!("{repo}//{rel}")
+        } else {
+            format!("{repo}//{rel}:{name}")
+        }
+    };
     if let Some(scope) = scope {
         let module = scope.module.module.as_str();
         if importpath == module {
@@ -155,8 +164,8 @@ pub fn suggested_label(importpath: &str, scope: Option<&ModuleScope>) -> String 
             .and_then(|r| r.strip_prefix('/'))
         {
             return match scope.dir.as_str() {
-                "" => format!("//{rel}"),
-                dir => format!("//{dir}/{rel}"),
+                "" => package_label("", rel, importpath),
+                dir => package_label("", &format!("{dir}/{rel}"), importpath),
             };
         }
         // The longest required module that contains the import.
@@ -170,7 +179,7 @@ pub fn suggested_label(importpath: &str, scope: Option<&ModuleScope>) -> String 
         if let Some(m) = required {
             let repo = super::repository::repo_name(m);
             return match importpath[m.len()..].strip_prefix('/') {
-                Some(rest) => format!("@{repo}//{rest}"),
+                Some(rest) => package_label(&format!("@{repo}"), rest, importpath),
                 None => format!("@{repo}//:{}", last(m)),
             };
         }
@@ -184,7 +193,7 @@ pub fn suggested_label(importpath: &str, scope: Option<&ModuleScope>) -> String 
     };
     let repo = super::repository::repo_name(&parts[..split].join("/"));
     let rest = parts[split..].join("/");
-    format!("@{repo}//{rest}")
+    package_label(&format!("@{repo}"), &rest, importpath)
 }
 
 /// Compiles one package: checks its imports against `deps`, registers the standard-library actions
@@ -493,7 +502,15 @@ mod suggested_label_tests {
         );
         assert_eq!(
             suggested_label("gopkg.in/yaml.v3", Some(&s)),
-            "@in_gopkg_yaml_v3//:yaml.v3"
+            "@in_gopkg_yaml_v3//:yaml_v3"
+        );
+        assert_eq!(
+            suggested_label("github.com/a/b/v2", Some(&s)),
+            "@com_github_a_b_v2//:b"
+        );
+        assert_eq!(
+            suggested_label("github.com/a/b/v2/sub/v3", Some(&s)),
+            "@com_github_a_b_v2//sub/v3:sub"
         );
         // Not required anywhere: the host/org/repo guess.
         assert_eq!(

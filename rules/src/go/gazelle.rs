@@ -27,6 +27,21 @@ pub trait ModuleIndex {
 
 /// Writes `BUILD.bazel` into every package directory of the module rooted at `root`, whose path is
 /// `module`. Returns the number of packages.
+/// The library name Gazelle gives the package with this import path: its last element, or the
+/// one before it when that is a major-version suffix (`/v2`), with `.` turned into `_`
+/// (`github.com/cespare/xxhash/v2` → `xxhash`, `gopkg.in/yaml.v3` → `yaml_v3`).
+pub fn library_name(importpath: &str) -> String {
+    let mut parts = importpath.rsplit('/');
+    let last = parts.next().unwrap_or(importpath);
+    let is_major =
+        |p: &str| p.len() > 1 && p.starts_with('v') && p[1..].bytes().all(|b| b.is_ascii_digit());
+    let name = match parts.next() {
+        Some(before) if is_major(last) => before,
+        _ => last,
+    };
+    name.replace('.', "_")
+}
+
 pub fn generate(
     root: &Path,
     module: &str,
@@ -87,7 +102,7 @@ pub fn generate(
         } else {
             format!("{module}/{dir}")
         };
-        let name = importpath.rsplit('/').next().unwrap_or("lib").to_string();
+        let name = library_name(&importpath);
         let mut deps = Vec::new();
         let mut unresolved = None;
         for (import, on_host) in &package.imports {
@@ -99,11 +114,10 @@ pub fn generate(
                 .filter(|r| r.is_empty() || r.starts_with('/'))
             {
                 let rel = rel.trim_start_matches('/');
-                format!("//{rel}:{}", import.rsplit('/').next().unwrap_or(rel))
+                format!("//{rel}:{}", library_name(import))
             } else if let Some(owner) = index.owner(import) {
                 let rel = import[owner.len()..].trim_start_matches('/');
-                let last = import.rsplit('/').next().unwrap_or(rel);
-                format!("@{}//{rel}:{last}", repo_name(&owner))
+                format!("@{}//{rel}:{}", repo_name(&owner), library_name(import))
             } else if *on_host {
                 // Gazelle writes the label anyway and the build fails only if the package is
                 // used: a module's packages that the main module never imports may need modules
@@ -278,6 +292,22 @@ impl PlatformUnion {
 
 #[cfg(test)]
 mod tests {
+    #[test]
+    fn library_names_follow_gazelle() {
+        for (importpath, name) in [
+            ("github.com/google/go-cmp/cmp", "cmp"),
+            ("github.com/cespare/xxhash/v2", "xxhash"),
+            ("gopkg.in/yaml.v3", "yaml_v3"),
+            ("github.com/a/b/v2/sub", "sub"),
+            ("example.com/m/v10", "m"),
+            ("example.com/vendor", "vendor"),
+            ("example.com/m/v", "v"),
+            ("fmt", "fmt"),
+        ] {
+            assert_eq!(super::library_name(importpath), name, "{importpath}");
+        }
+    }
+
     use super::*;
     use expect_test::expect;
 

@@ -148,6 +148,11 @@ fn refuse_unsupported_modes(ctx: &AnalysisContext<'_>) -> Result<(), AnalysisErr
             )));
         }
     }
+    if !value("rundir").is_empty() {
+        return Err(ctx.error(
+            "`rundir` is not supported: a go_test runs in its package's directory in the runfiles tree, as rules_go's default does; remove it",
+        ));
+    }
     let linkmode = value("linkmode");
     if !matches!(linkmode.as_str(), "" | "auto" | "normal") {
         return Err(ctx.error(format!(
