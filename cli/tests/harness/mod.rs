@@ -261,6 +261,35 @@ impl Default for Workspace {
     }
 }
 
+/// Asserts that two checkouts' outputs (see [`Workspace::outputs`]) are the same files with the
+/// same bytes, and that none names its own checkout or any of `also_absent` (identical is not
+/// enough: both could embed a path that merely has the same length).
+pub fn assert_identical_outputs(
+    one: (&Workspace, &std::collections::BTreeMap<String, Vec<u8>>),
+    two: (&Workspace, &std::collections::BTreeMap<String, Vec<u8>>),
+    also_absent: &[&str],
+) {
+    let (a, b) = (one.1, two.1);
+    assert_eq!(a.keys().collect::<Vec<_>>(), b.keys().collect::<Vec<_>>());
+    for (path, bytes) in a {
+        assert!(
+            bytes == &b[path],
+            "{path} differs between the two checkouts"
+        );
+    }
+    for (ws, outputs) in [one, two] {
+        let checkout = ws.root().to_string_lossy().into_owned();
+        for (path, bytes) in outputs {
+            for leaked in std::iter::once(checkout.as_str()).chain(also_absent.iter().copied()) {
+                assert!(
+                    !bytes.windows(leaked.len()).any(|w| w == leaked.as_bytes()),
+                    "{path} contains `{leaked}`"
+                );
+            }
+        }
+    }
+}
+
 /// Copies `from` into `to`, skipping `kiln-out/`.
 pub fn copy_tree(from: &Path, to: &Path) {
     for entry in walkdir::WalkDir::new(from)
