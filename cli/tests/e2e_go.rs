@@ -476,6 +476,23 @@ fn pinned_sdk_is_downloaded_verified_and_used() {
     }
 }
 
+/// `go build`'s binary for the workspace's `//:app` (`-s -w`, as Kiln links in fastbuild), with
+/// `goflags`; returns its output and its build information.
+fn go_build_app_as_kiln_links(ws: &Workspace, goflags: &str) -> (String, String) {
+    let gocache = tempfile::tempdir().unwrap();
+    let bin = tempfile::tempdir().unwrap();
+    let exe = bin.path().join("app");
+    run(go(ws.root(), gocache.path())
+        .env("GOFLAGS", goflags)
+        .args(["build", "-ldflags=-s -w", "-o"])
+        .arg(&exe)
+        .arg("."));
+    (
+        run(&mut Command::new(&exe)),
+        build_info(go(ws.root(), gocache.path()), &exe),
+    )
+}
+
 #[test]
 fn local_replace_and_vendor_directories_supply_modules() {
     let (_guard, cache) = shared();
@@ -491,16 +508,32 @@ fn local_replace_and_vendor_directories_supply_modules() {
         "third_party/local/local.go",
         "package local\n\n// Name is the local module's name.\nfunc Name() string { return \"local\" }\n",
     )
+    // The module's own language version: type parameters need go1.18, and before go1.22 a
+    // loop's closures share one variable (the main module, at 1.22, would print [0 1 2]).
+    .write(
+        "third_party/local/lang.go",
+        "package local\n\n// Max needs go1.18.\nfunc Max[T int | string](a, b T) T {\n\tif a > b {\n\t\treturn a\n\t}\n\treturn b\n}\n\n// Captured shows the loop variable semantics.\nfunc Captured() []int {\n\tvar fs []func() int\n\tfor i := 0; i < 3; i++ {\n\t\tfs = append(fs, func() int { return i })\n\t}\n\tvar out []int\n\tfor _, f := range fs {\n\t\tout = append(out, f())\n\t}\n\treturn out\n}\n",
+    )
     .write(
         "main.go",
-        "package main\n\nimport (\n\t\"fmt\"\n\n\t\"example.com/local\"\n\t\"github.com/google/go-cmp/cmp\"\n)\n\nfunc main() { fmt.Println(local.Name(), cmp.Equal(1, 1)) }\n",
+        "package main\n\nimport (\n\t\"fmt\"\n\n\t\"example.com/local\"\n\t\"github.com/google/go-cmp/cmp\"\n)\n\nfunc main() { fmt.Println(local.Name(), cmp.Equal(1, 1), local.Max(1, 2), local.Captured()) }\n",
     )
     .write(
         "BUILD.bazel",
         "load(\"@io_bazel_rules_go//go:def.bzl\", \"go_binary\")\ngo_binary(\n    name = \"app\",\n    srcs = [\"main.go\"],\n    deps = [\"@com_example_local//:local\", \"@com_github_google_go_cmp//cmp:go_default_library\"],\n)\n",
     );
     ws.kiln(&["build", "//:app"]).ok();
-    assert_eq!(run(&mut Command::new(ws.out_path("app"))), "local true\n");
+    let app = ws.out_path("app");
+    assert_eq!(run(&mut Command::new(&app)), "local true 2 [3 3 3]\n");
+    // The replacement is recorded as `go build` records it (a `=>` line, no sum).
+    let gocache = tempfile::tempdir().unwrap();
+    let (output, info) = go_build_app_as_kiln_links(&ws, "-buildvcs=false -mod=mod");
+    assert_eq!(output, "local true 2 [3 3 3]\n");
+    assert_eq!(build_info(go(ws.root(), gocache.path()), &app), info);
+    assert!(
+        info.contains("dep\texample.com/local\tv0.0.0\n\t=>\t./third_party/local\t(devel)\t\n"),
+        "{info}"
+    );
 
     // An edit to the replacement directory is seen by the next build.
     ws.write(
@@ -508,28 +541,52 @@ fn local_replace_and_vendor_directories_supply_modules() {
         "package local\n\n// Name is the local module's name.\nfunc Name() string { return \"edited\" }\n",
     );
     ws.kiln(&["build", "//:app"]).ok();
-    assert_eq!(run(&mut Command::new(ws.out_path("app"))), "edited true\n");
+    assert_eq!(run(&mut Command::new(&app)), "edited true 2 [3 3 3]\n");
 
-    // With vendor/, its copies are what builds: change one to prove it.
-    let gocache = tempfile::tempdir().unwrap();
+    // A module's command gets Gazelle's go_binary (and its library is not public).
+    ws.write(
+        "third_party/local/cmd/greet/main.go",
+        "package main\n\nimport (\n\t\"fmt\"\n\n\t\"example.com/local\"\n)\n\nfunc main() { fmt.Println(\"greet\", local.Name()) }\n",
+    );
+    let build = std::fs::read_to_string(ws.root().join("BUILD.bazel")).unwrap();
+    ws.write(
+        "BUILD.bazel",
+        &format!("{build}genrule(\n    name = \"greeting\",\n    outs = [\"greeting.txt\"],\n    cmd = \"$(execpath @com_example_local//cmd/greet) > $@\",\n    tools = [\"@com_example_local//cmd/greet\"],\n)\n"),
+    );
+    ws.kiln(&["build", "//:greeting"]).ok();
+    assert_eq!(
+        std::fs::read_to_string(ws.out_path("greeting.txt")).unwrap(),
+        "greet edited\n"
+    );
+
+    // With vendor/, its copies are what builds: change one to prove it. `go mod vendor` leaves
+    // out the module's go.mod; its language version comes from vendor/modules.txt, and the
+    // build information has no sums, as `go build -mod=vendor` writes it.
     run(go(ws.root(), gocache.path()).args(["mod", "vendor"]));
+    assert!(!ws.root().join("vendor/example.com/local/go.mod").exists());
+    ws.kiln(&["build", "//:app"]).ok();
+    let (output, info) = go_build_app_as_kiln_links(&ws, "-buildvcs=false -mod=vendor");
+    assert_eq!(output, "edited true 2 [3 3 3]\n");
+    assert_eq!(run(&mut Command::new(&app)), output);
+    assert_eq!(build_info(go(ws.root(), gocache.path()), &app), info);
+    assert!(
+        info.contains("dep\tgithub.com/google/go-cmp\tv0.6.0\t\n"),
+        "{info}"
+    );
     ws.write(
         "vendor/example.com/local/local.go",
         "package local\n\n// Name is the local module's name.\nfunc Name() string { return \"vendored\" }\n",
     );
     ws.kiln(&["build", "//:app"]).ok();
-    assert_eq!(
-        run(&mut Command::new(ws.out_path("app"))),
-        "vendored true\n"
-    );
+    assert_eq!(run(&mut Command::new(&app)), "vendored true 2 [3 3 3]\n");
     ws.write(
         "vendor/example.com/local/local.go",
         "package local\n\n// Name is the local module's name.\nfunc Name() string { return \"vendored again\" }\n",
     );
     ws.kiln(&["build", "//:app"]).ok();
     assert_eq!(
-        run(&mut Command::new(ws.out_path("app"))),
-        "vendored again true\n"
+        run(&mut Command::new(&app)),
+        "vendored again true 2 [3 3 3]\n"
     );
 
     // GOFLAGS decides as it does for `go build`: `-mod=mod` ignores vendor/, `-mod=vendor` uses it.
@@ -544,12 +601,12 @@ fn local_replace_and_vendor_directories_supply_modules() {
             "{}",
             String::from_utf8_lossy(&out.stderr)
         );
-        run(&mut Command::new(ws.out_path("app")))
+        run(&mut Command::new(&app))
     };
     // Settled files, so that the no-op record would answer were GOFLAGS not part of it.
     std::thread::sleep(std::time::Duration::from_millis(2100));
-    assert_eq!(build_with("-mod=mod"), "edited true\n");
-    assert_eq!(build_with("-mod=vendor"), "vendored again true\n");
+    assert_eq!(build_with("-mod=mod"), "edited true 2 [3 3 3]\n");
+    assert_eq!(build_with("-mod=vendor"), "vendored again true 2 [3 3 3]\n");
 }
 
 /// Modules come through GOPROXY (here a `file://` proxy), with GONOSUMDB honoured; a proxy

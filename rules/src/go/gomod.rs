@@ -226,6 +226,28 @@ pub fn parse_go_sum(file: &str, text: &str) -> Result<BTreeMap<(String, String),
     Ok(out)
 }
 
+/// `vendor/modules.txt`: module path → the `go` version its `## ... go 1.N` annotation records.
+/// `go mod vendor` leaves out the vendored modules' go.mod files, so this is where each vendored
+/// module's language version lives (cmd/go reads it from here too).
+pub fn parse_vendor_go_versions(text: &str) -> BTreeMap<String, String> {
+    let mut out = BTreeMap::new();
+    let mut current: Option<String> = None;
+    for line in text.lines() {
+        if let Some(annotations) = line.strip_prefix("## ") {
+            let go = annotations
+                .split(';')
+                .filter_map(|a| a.trim().strip_prefix("go "))
+                .next();
+            if let (Some(module), Some(go)) = (&current, go) {
+                out.insert(module.clone(), go.trim().to_string());
+            }
+        } else if let Some(module) = line.strip_prefix("# ") {
+            current = module.split_whitespace().next().map(str::to_string);
+        }
+    }
+    out
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -255,6 +277,16 @@ mod tests {
             parse_go_mod("go.mod", "module a\nfrobnicate x\n").unwrap_err(),
             "go.mod:2: unknown directive `frobnicate`"
         );
+    }
+
+    #[test]
+    fn vendored_modules_language_versions() {
+        let text = "# example.com/local v0.0.0 => ./third_party/local\n## explicit; go 1.21\nexample.com/local\n# github.com/google/go-cmp v0.6.0\n## explicit; go 1.13\ngithub.com/google/go-cmp/cmp\n# golang.org/x/old v0.1.0\n## explicit\ngolang.org/x/old\n# example.com/local => ./third_party/local\n";
+        let versions = parse_vendor_go_versions(text);
+        assert_eq!(versions["example.com/local"], "1.21");
+        assert_eq!(versions["github.com/google/go-cmp"], "1.13");
+        assert!(!versions.contains_key("golang.org/x/old"));
+        assert_eq!(versions.len(), 2);
     }
 
     #[test]

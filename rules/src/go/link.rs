@@ -22,8 +22,26 @@ pub struct DepModule {
     pub path: String,
     /// Version.
     pub version: String,
-    /// `h1:` sum from go.sum (empty for local replacements).
+    /// `h1:` sum from go.sum (empty for replaced or vendored modules, as cmd/go records them).
     pub sum: String,
+    /// The `replace` target, recorded on a `=>` line.
+    pub replace: Option<Box<DepModule>>,
+}
+
+impl DepModule {
+    /// Appends the module as `runtime/debug.BuildInfo.String` formats it: `word`, path and
+    /// version, then the sum, or a newline and the replacement's own `=>` line.
+    fn format(&self, word: &str, out: &mut String) {
+        out.push_str(&format!("{word}\t{}\t{}", self.path, self.version));
+        match &self.replace {
+            None => out.push_str(&format!("\t{}", self.sum)),
+            Some(replacement) => {
+                out.push('\n');
+                replacement.format("=>", out);
+            }
+        }
+        out.push('\n');
+    }
 }
 
 /// What `go version -m` shows for a binary.
@@ -51,7 +69,7 @@ impl ModInfo {
         let mut deps = self.deps.clone();
         deps.sort();
         for d in &deps {
-            s.push_str(&format!("dep\t{}\t{}\t{}\n", d.path, d.version, d.sum));
+            d.format("dep", &mut s);
         }
         s.push_str("build\t-buildmode=exe\nbuild\t-compiler=gc\n");
         if !self.ldflags.is_empty() {
@@ -162,6 +180,35 @@ mod tests {
         assert!(info.importcfg_line(&sdk).starts_with(
             "modinfo \"0w\\xaf\\x0c\\x92t\\x08\\x02A\\xe1\\xc1\\x07\\xe6\\xd6\\x18\\xe6path"
         ));
+    }
+
+    #[test]
+    fn replaced_modules_get_a_replacement_line_as_runtime_debug_formats_it() {
+        let sdk = SandboxSdk::host("go1.26.8", "linux", "amd64");
+        let dep = |path: &str, version: &str, sum: &str, replace| DepModule {
+            path: path.into(),
+            version: version.into(),
+            sum: sum.into(),
+            replace,
+        };
+        let info = ModInfo {
+            main_package: "example.com/app".into(),
+            deps: vec![
+                dep(
+                    "example.com/local",
+                    "v0.0.0",
+                    "",
+                    Some(Box::new(dep("./local", "(devel)", "", None))),
+                ),
+                dep("a.com/m", "v1.0.0", "h1:x=", None),
+            ],
+            ..Default::default()
+        };
+        let text = info.text(&sdk);
+        assert!(
+            text.starts_with("path\texample.com/app\ndep\ta.com/m\tv1.0.0\th1:x=\ndep\texample.com/local\tv0.0.0\n=>\t./local\t(devel)\t\n\nbuild\t"),
+            "{text}"
+        );
     }
 
     #[test]

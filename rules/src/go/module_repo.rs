@@ -19,7 +19,7 @@ use super::link::DepModule;
 use super::repository::{record_repo_dir, repo_name};
 
 /// Bumped when generated BUILD files change shape (part of each repository directory's key).
-const GENERATOR_VERSION: &str = "kiln-gazelle-3";
+const GENERATOR_VERSION: &str = "kiln-gazelle-4";
 
 /// The main module's go.mod and go.sum, parsed once per build.
 pub struct MainModule {
@@ -29,6 +29,9 @@ pub struct MainModule {
     pub sums: BTreeMap<(String, String), String>,
     /// Module files come from `vendor/`.
     pub vendor: bool,
+    /// Vendored modules' `go` versions, from `vendor/modules.txt` (their go.mod files are not
+    /// vendored).
+    pub vendor_go: BTreeMap<String, String>,
     /// The main module's directory (the workspace root unless `[go] go_mod` says otherwise).
     pub root: PathBuf,
 }
@@ -69,12 +72,59 @@ impl MainModule {
                 && !goflags
                     .split_whitespace()
                     .any(|f| f == "-mod=mod" || f == "-mod=readonly"));
+        let vendor_go = match vendor {
+            true => std::fs::read_to_string(root.join("vendor/modules.txt"))
+                .map(|t| gomod::parse_vendor_go_versions(&t))
+                .unwrap_or_default(),
+            false => BTreeMap::new(),
+        };
         Ok(Some(MainModule {
             go_mod,
             sums,
             vendor,
+            vendor_go,
             root,
         }))
+    }
+
+    /// The module as `go version -m` records it: the go.sum hash unless the module is replaced
+    /// or vendored (cmd/go records no sums under `-mod=vendor`), and the replacement on a `=>`
+    /// line (a directory as go.mod spells it, at version `(devel)`).
+    fn build_info_module(&self, req: &ModuleVersion) -> DepModule {
+        let sum_of = |m: &ModuleVersion| match self.vendor {
+            true => String::new(),
+            false => self
+                .sums
+                .get(&(m.path.clone(), m.version.clone()))
+                .cloned()
+                .unwrap_or_default(),
+        };
+        let replace = self
+            .go_mod
+            .replacement(&req.path, &req.version)
+            .map(|r| match r {
+                Replacement::Dir(dir) => DepModule {
+                    path: dir.clone(),
+                    version: "(devel)".into(),
+                    sum: String::new(),
+                    replace: None,
+                },
+                Replacement::Module(m) => DepModule {
+                    path: m.path.clone(),
+                    version: m.version.clone(),
+                    sum: sum_of(m),
+                    replace: None,
+                },
+            });
+        DepModule {
+            path: req.path.clone(),
+            version: req.version.clone(),
+            sum: match replace {
+                Some(_) => String::new(),
+                None => sum_of(req),
+            },
+            replace: replace.map(Box::new),
+        }
     }
 }
 
@@ -135,20 +185,7 @@ impl RepositoryRule for GoModules {
             })?;
         let dir = materialize(name, &req, main, &env, ctx)?;
         record_repo_dir(ctx.scoped, name, dir.clone());
-        let sum = main
-            .sums
-            .get(&(req.path.clone(), req.version.clone()))
-            .cloned()
-            .unwrap_or_default();
-        super::modules::record_module(
-            ctx.scoped,
-            name,
-            DepModule {
-                path: req.path.clone(),
-                version: req.version.clone(),
-                sum,
-            },
-        );
+        super::modules::record_module(ctx.scoped, name, main.build_info_module(&req));
         Ok(Some(dir))
     }
 }
@@ -175,7 +212,9 @@ fn materialize(
         for entry in walkdir::WalkDir::new(&dir).into_iter().flatten() {
             ctx.host.observe(entry.path());
         }
-        let h = dirhash::hash_dir(&dir, &format!("{}@{}", req.path, req.version)).map_err(def)?;
+        let go = main.vendor_go.get(&req.path).map_or("", String::as_str);
+        let h = dirhash::hash_dir(&dir, &format!("{}@{} go {go}", req.path, req.version))
+            .map_err(def)?;
         (dir, h)
     } else {
         match main.go_mod.replacement(&req.path, &req.version) {
@@ -247,6 +286,9 @@ fn materialize(
     let _ = std::fs::remove_dir_all(&tmp);
     super::fs_copy::copy_tree(&source, &tmp, |_| 0o644)
         .map_err(|e| RepositoryError::Environment(format!("copying module `{}`: {e}", req.path)))?;
+    if main.vendor {
+        write_vendored_go_mod(&tmp, req, main)?;
+    }
     let index = Index { main, env };
     gazelle::generate(&tmp, &req.path, &env.host.build, &index)
         .map_err(|e| def(format!("module `{}`: {e}", req.path)))?;
@@ -267,6 +309,27 @@ fn materialize(
         }
     }
     Ok(dir)
+}
+
+/// `go mod vendor` drops vendored modules' go.mod files; without one the module would compile at
+/// cmd/go's default `-lang=go1.16`. Writes one with the module path and the `go` line
+/// `vendor/modules.txt` records, so each vendored module keeps its own language version.
+fn write_vendored_go_mod(
+    dir: &Path,
+    req: &ModuleVersion,
+    main: &MainModule,
+) -> Result<(), RepositoryError> {
+    let go_mod = dir.join("go.mod");
+    if go_mod.is_file() {
+        return Ok(());
+    }
+    let mut text = format!("module {}\n", req.path);
+    if let Some(go) = main.vendor_go.get(&req.path) {
+        text.push_str(&format!("\ngo {go}\n"));
+    }
+    std::fs::write(&go_mod, text).map_err(|e| {
+        RepositoryError::Environment(format!("writing go.mod of vendored `{}`: {e}", req.path))
+    })
 }
 
 fn sum_line(main: &MainModule, target: &ModuleVersion) -> Option<usize> {
