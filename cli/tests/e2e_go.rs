@@ -412,21 +412,34 @@ fn clear_errors_strict_deps_cgo_and_a_missing_toolchain() {
         out.stderr
     );
 
-    // No `go` on PATH and no pin: exit 36 with a way out.
-    let out = ws
-        .command(&["build", "//util"])
-        .env("PATH", "/usr/bin:/bin")
-        .output()
-        .unwrap();
-    assert_eq!(
-        out.status.code(),
-        Some(36),
-        "{}",
-        String::from_utf8_lossy(&out.stderr)
-    );
-    let stderr = String::from_utf8_lossy(&out.stderr);
+    // No `go` on PATH (an empty directory) and no pin: exit 36 with a way out.
+    let empty_path = tempfile::tempdir().unwrap();
+    let build_without_go = || {
+        let out = ws
+            .command(&["build", "//util"])
+            .env("PATH", empty_path.path())
+            .output()
+            .unwrap();
+        let stderr = String::from_utf8_lossy(&out.stderr).to_string();
+        assert_eq!(out.status.code(), Some(36), "{stderr}");
+        stderr
+    };
+    let stderr = build_without_go();
     assert!(
         stderr.contains("No Go toolchain") && stderr.contains("[go]"),
+        "{stderr}"
+    );
+    // A pin cannot be fetched without a bootstrap `go`: the message says that, not "pin one".
+    let config = std::fs::read_to_string(ws.root().join("kiln.toml")).unwrap();
+    ws.write(
+        "kiln.toml",
+        &format!("{config}\n[go]\nversion = \"1.26.0\"\n"),
+    );
+    let stderr = build_without_go();
+    assert!(
+        stderr.contains("Go 1.26.0 is pinned in kiln.toml")
+            && stderr.contains("needs a bootstrap `go` on PATH")
+            && !stderr.contains("or pin one"),
         "{stderr}"
     );
 }
@@ -609,10 +622,11 @@ fn local_replace_and_vendor_directories_supply_modules() {
     assert_eq!(build_with("-mod=vendor"), "vendored again true 2 [3 3 3]\n");
 }
 
-/// Modules come through GOPROXY (here a `file://` proxy), with GONOSUMDB honoured; a proxy
-/// without the module is an error naming it.
+/// Modules come through GOPROXY (here a `file://` proxy) and are checked against the checksum
+/// database unless GONOSUMDB or GOPRIVATE exempt them, whether the environment or `go env -w`
+/// set those; a proxy without the module is an error naming it.
 #[test]
-fn modules_are_fetched_through_goproxy_honouring_gonosumdb() {
+fn modules_are_fetched_through_goproxy_honouring_the_users_go_settings() {
     let proxy_home = tempfile::tempdir().unwrap();
     let modcache = proxy_home.path().join("modcache");
     let gocache = tempfile::tempdir().unwrap();
@@ -625,42 +639,83 @@ fn modules_are_fetched_through_goproxy_honouring_gonosumdb() {
     std::fs::create_dir_all(&empty_dir).unwrap();
     let empty = format!("file://{}", empty_dir.display());
 
-    let ws = Workspace::new();
-    ws.write(
-        "go.mod",
-        &std::fs::read_to_string(examples_go().join("go.mod")).unwrap(),
-    )
-    .write(
-        "go.sum",
-        &std::fs::read_to_string(examples_go().join("go.sum")).unwrap(),
-    )
-    .write(
-        "uses.go",
-        "package uses\n\nimport \"github.com/google/go-cmp/cmp\"\n\nvar Same = cmp.Equal(1, 1)\n",
-    )
-    .write(
-        "BUILD.bazel",
-        "load(\"@io_bazel_rules_go//go:def.bzl\", \"go_library\")\n\
-         go_library(name = \"uses\", srcs = [\"uses.go\"], deps = [\"@com_github_google_go_cmp//cmp\"])\n",
-    );
-    // A fresh cache, so that the module must come through the proxy.
-    let build = |proxy: &str| {
-        ws.command(&["build", "//:uses"])
-            .env("GOPROXY", proxy)
-            .env("GONOSUMDB", "github.com/google/go-cmp")
-            .env("GOFLAGS", "-mod=mod")
-            .output()
-            .expect("run kiln")
+    // A workspace with its own fresh cache, so that the module must come through the proxy.
+    let workspace = || {
+        let ws = Workspace::new();
+        ws.write(
+            "go.mod",
+            &std::fs::read_to_string(examples_go().join("go.mod")).unwrap(),
+        )
+        .write(
+            "go.sum",
+            &std::fs::read_to_string(examples_go().join("go.sum")).unwrap(),
+        )
+        .write(
+            "uses.go",
+            "package uses\n\nimport \"github.com/google/go-cmp/cmp\"\n\nvar Same = cmp.Equal(1, 1)\n",
+        )
+        .write(
+            "BUILD.bazel",
+            "load(\"@io_bazel_rules_go//go:def.bzl\", \"go_library\")\n\
+             go_library(name = \"uses\", srcs = [\"uses.go\"], deps = [\"@com_github_google_go_cmp//cmp\"])\n",
+        );
+        ws
     };
-    let out = build(&empty);
+    // The checksum database is unreachable (a refused port), so only a module exempted from it
+    // can be fetched; GOENV names the file `go env -w` writes.
+    let go_env_file = proxy_home.path().join("go-env");
+    std::fs::write(&go_env_file, "").unwrap();
+    let build = |ws: &Workspace, proxy: &str, settings: &[(&str, &str)]| {
+        let mut cmd = ws.command(&["build", "//:uses"]);
+        cmd.env("GOPROXY", proxy)
+            .env("GOSUMDB", "sum.golang.org http://127.0.0.1:9")
+            .env("GOENV", &go_env_file)
+            .env("GOFLAGS", "-mod=mod");
+        for name in ["GONOSUMDB", "GOPRIVATE", "GONOPROXY"] {
+            cmd.env_remove(name);
+        }
+        cmd.envs(settings.iter().copied());
+        cmd.output().expect("run kiln")
+    };
+    let exempt = [("GONOSUMDB", "github.com/google/go-cmp")];
+    let ws = workspace();
+    let out = build(&ws, &empty, &exempt);
     assert!(!out.status.success());
     let stderr = String::from_utf8_lossy(&out.stderr);
     assert!(stderr.contains("github.com/google/go-cmp"), "{stderr}");
 
-    let out = build(&full);
+    // Not exempted: the checksum database is asked, and its failure stops the build.
+    let out = build(&ws, &full, &[]);
+    assert!(!out.status.success());
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert!(
+        stderr.contains("verifying") && stderr.contains("127.0.0.1:9"),
+        "{stderr}"
+    );
+
+    // GONOSUMDB, from the environment.
+    let out = build(&ws, &full, &exempt);
     let stderr = String::from_utf8_lossy(&out.stderr);
     assert!(out.status.success(), "{stderr}");
     assert!(ws.out_path("uses.a").is_file());
+
+    // GONOSUMDB written by `go env -w` (into the GOENV file), as `go` would read it.
+    std::fs::write(&go_env_file, "GONOSUMDB=github.com/google/go-cmp\n").unwrap();
+    let ws = workspace();
+    let out = build(&ws, &full, &[]);
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert!(out.status.success(), "{stderr}");
+    std::fs::write(&go_env_file, "").unwrap();
+
+    // GOPRIVATE skips the checksum database too (GONOPROXY keeps the proxy in use).
+    let ws = workspace();
+    let private = [
+        ("GOPRIVATE", "github.com/google/go-cmp"),
+        ("GONOPROXY", "none.invalid"),
+    ];
+    let out = build(&ws, &full, &private);
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert!(out.status.success(), "{stderr}");
 }
 
 #[test]

@@ -1,20 +1,30 @@
 //! Downloads a module version into Kiln's module cache (`<cache>/go/modcache`) with the local
-//! `go mod download`, which honours GOPROXY, GOPRIVATE, GONOSUMDB, GONOSUMCHECK and GOSUMDB from
-//! Kiln's environment. Callers verify the result against go.sum themselves.
+//! `go mod download`, which honours GOPROXY, GOPRIVATE, GONOPROXY, GONOSUMDB, GOSUMDB and
+//! GOINSECURE as the user's `go` sees them: from Kiln's environment, else from the go env file
+//! `go env -w` writes. Callers verify the result against go.sum themselves.
 
+use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
 
 use kiln_graph::analysis::WorkspaceInfo;
 
-/// Environment variables passed through from Kiln's own environment.
-const PASSED: &[&str] = &[
+/// Go settings that decide where modules come from and how they are checked; `go env -w` may
+/// have set them in the user's go env file.
+const SETTINGS: &[&str] = &[
     "GOPROXY",
     "GOPRIVATE",
     "GONOPROXY",
     "GONOSUMDB",
-    "GONOSUMCHECK",
     "GOSUMDB",
     "GOINSECURE",
+];
+
+/// What locates the user's go env file (`$GOENV`, else `$XDG_CONFIG_HOME/go/env`, else
+/// `$HOME/.config/go/env`).
+const ENV_FILE_LOCATORS: &[&str] = &["GOENV", "XDG_CONFIG_HOME", "HOME"];
+
+/// Network settings passed through from Kiln's own environment.
+const PASSED: &[&str] = &[
     "HTTPS_PROXY",
     "HTTP_PROXY",
     "NO_PROXY",
@@ -30,6 +40,24 @@ pub fn local_go() -> Option<PathBuf> {
         .find(|p| p.is_file())
 }
 
+/// The module-fetching settings as the user's `go` sees them: `go env -json` run with Kiln's
+/// environment (so values set there win) and the user's go env file. The download itself then
+/// runs with `GOENV=off` and these values, away from the user's module cache.
+fn effective_settings(go: &Path, cwd: &Path) -> Result<Vec<(String, String)>, String> {
+    let mut env: Vec<(String, String)> = vec![("GOTOOLCHAIN".into(), "local".into())];
+    for name in SETTINGS.iter().chain(ENV_FILE_LOCATORS) {
+        if let Ok(v) = std::env::var(name) {
+            env.push((name.to_string(), v));
+        }
+    }
+    let mut argv: Vec<&std::ffi::OsStr> = vec![go.as_os_str(), "env".as_ref(), "-json".as_ref()];
+    argv.extend(SETTINGS.iter().map(|s| std::ffi::OsStr::new(*s)));
+    let out = kiln_exec::host_command::run(&argv, &env, cwd).map_err(|e| e.to_string())?;
+    let values: BTreeMap<String, String> = serde_json::from_slice(&out.stdout)
+        .map_err(|_| format!("`go env -json` failed: {}", out.stderr_text()))?;
+    Ok(values.into_iter().filter(|(_, v)| !v.is_empty()).collect())
+}
+
 /// Downloads `module@version` and returns the extracted directory.
 pub fn go_mod_download(ws: &WorkspaceInfo, module: &str, version: &str) -> Result<PathBuf, String> {
     let go = local_go().ok_or("no `go` on PATH to download modules with")?;
@@ -37,6 +65,8 @@ pub fn go_mod_download(ws: &WorkspaceInfo, module: &str, version: &str) -> Resul
     let modcache = base.join("modcache");
     let work = base.join("work");
     std::fs::create_dir_all(&work).map_err(|e| format!("{}: {e}", work.display()))?;
+    // Run outside any module: a go.mod asking for a newer Go would stop `go env`.
+    let settings = effective_settings(&go, &work)?;
     let mut env: Vec<(String, String)> = vec![
         ("GOMODCACHE".into(), modcache.to_string_lossy().into()),
         ("GOPATH".into(), base.join("path").to_string_lossy().into()),
@@ -50,6 +80,7 @@ pub fn go_mod_download(ws: &WorkspaceInfo, module: &str, version: &str) -> Resul
         ("GO111MODULE".into(), "on".into()),
         ("HOME".into(), base.to_string_lossy().into()),
     ];
+    env.extend(settings);
     for name in PASSED {
         if let Ok(v) = std::env::var(name) {
             env.push((name.to_string(), v));

@@ -3,8 +3,9 @@
 //! verified against the checksum database (and against `[go] sdk_sum`, an `h1:` hash, when given),
 //! copied to `<cache>/go/sdk/<h1 digest>/` with executable bits restored (module zips carry none).
 //!
-//! The download itself goes through a local `go mod download` (which speaks GOPROXY/GOSUMDB);
-//! without any `go` on PATH the pin cannot be bootstrapped and the error says so.
+//! The download itself goes through a local `go mod download` (which speaks GOPROXY/GOSUMDB):
+//! without any `go` on PATH the pin cannot be bootstrapped, and the error (exit 36) says so and
+//! what to install.
 
 use std::path::{Path, PathBuf};
 
@@ -45,6 +46,11 @@ pub fn ensure(
         if dir.join("VERSION").is_file() {
             return Ok(dir);
         }
+    }
+    if super::modules_fetch::local_go().is_none() {
+        return Err(format!(
+            "No Go toolchain: Go {version} is pinned in kiln.toml, and fetching it needs a bootstrap `go` on PATH (any Go 1.21 or later: Kiln runs its `go mod download`, which speaks GOPROXY and checks the checksum database), but there is none. Install Go (https://go.dev/dl) and put its `bin` directory on PATH; once fetched, the pinned SDK is used from Kiln's cache"
+        ));
     }
     let download =
         super::modules_fetch::go_mod_download(ws, "golang.org/toolchain", &module_version)
