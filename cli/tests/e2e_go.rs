@@ -212,6 +212,39 @@ fn kiln_test_agrees_with_go_test_including_a_failure() {
     assert_eq!(ours.get("mathx"), Some(&false));
     assert_eq!(ours.get("greet"), Some(&true));
 
+    // greettest imports greet and is pulled in by greet's external test: like `go test`, Kiln
+    // recompiles it against the test variant of greet, once, for that test only.
+    let variants: Vec<(String, String)> = out
+        .events
+        .iter()
+        .filter(|e| e["type"] == "action" && e["mnemonic"] == "GoCompileVariant")
+        .map(|e| {
+            (
+                e["label"].as_str().unwrap().to_string(),
+                e["output"].as_str().unwrap_or_default().to_string(),
+            )
+        })
+        .collect();
+    assert_eq!(variants.len(), 1, "{variants:?}");
+    assert_eq!(variants[0].0, "//go/greet:greet_test");
+    assert!(
+        variants[0]
+            .1
+            .contains("example.com/kilnexample/greet/greettest"),
+        "{variants:?}"
+    );
+
+    // A passing test's result is cached: run again, it is not executed.
+    let again = ws.kiln(&["test", "//go/greet:greet_test"]);
+    again.ok();
+    assert!(
+        again.stdout.contains("(cached)") || again.stderr.contains("(cached)"),
+        "{}{}",
+        again.stdout,
+        again.stderr
+    );
+    assert_eq!(harness::executed(&again.events), vec![]);
+
     // --test_filter maps to -test.run.
     let out = ws.kiln(&[
         "test",
@@ -336,12 +369,24 @@ fn reproducible_across_checkout_directories_with_separate_caches() {
     let one = example_workspace(None);
     let two = example_workspace(None);
     assert_ne!(one.root(), two.root());
-    let targets = ["build", "//go/cmd/wordfreq", "//go/greet", "//go/mathx"];
+    let targets = [
+        "build",
+        "//go/cmd/hello",
+        "//go/cmd/wordfreq",
+        "//go/greet",
+        "//go/mathx",
+    ];
     one.kiln(&targets).ok();
     two.kiln(&targets).ok();
     let a = one.outputs();
     let b = two.outputs();
-    assert!(a.contains_key("go/cmd/wordfreq/wordfreq") && a.contains_key("go/mathx/mathx.a"));
+    for output in [
+        "go/cmd/hello/hello",
+        "go/cmd/wordfreq/wordfreq",
+        "go/mathx/mathx.a",
+    ] {
+        assert!(a.contains_key(output), "{output} missing");
+    }
     assert_eq!(a.keys().collect::<Vec<_>>(), b.keys().collect::<Vec<_>>());
     for (path, content) in &a {
         assert!(b[path] == *content, "{path} differs between checkouts");
@@ -1155,7 +1200,7 @@ const LOOPVAR_MAIN: &str = "package main\n\nimport \"fmt\"\n\nfunc main() {\n\tv
 /// `-lang` comes from the go line of each package's own module (as `go build` in that module
 /// gives it), and `gc_goopts` reach the compiler after Kiln's own flags.
 #[test]
-fn each_module_compiles_at_its_own_language_version_and_gc_goopts_reach_the_compiler() {
+fn each_module_compiles_at_its_own_language_version_and_gc_goopts_and_linkopts_apply() {
     let (_guard, cache) = shared();
     let ws = Workspace::sharing_cache(cache);
     let go_rules = "load(\"@io_bazel_rules_go//go:def.bzl\", \"go_binary\")\n";
@@ -1183,6 +1228,25 @@ fn each_module_compiles_at_its_own_language_version_and_gc_goopts_reach_the_comp
         let said = run(go(&ws.root().join(dir), gocache.path()).args(["run", "."]));
         assert_eq!(said.trim(), expected, "go run in {dir}");
     }
+
+    // gc_linkopts reach the linker, as `-ldflags` does for `go run`.
+    ws.write(
+        "stamp/main.go",
+        "package main\n\nimport \"fmt\"\n\nvar stamp = \"unset\"\n\nfunc main() { fmt.Print(stamp) }\n",
+    )
+    .write(
+        "stamp/BUILD.bazel",
+        &format!(
+            "{go_rules}go_binary(name = \"stamp\", srcs = [\"main.go\"], gc_linkopts = [\"-X\", \"main.stamp=linked\"])\n"
+        ),
+    );
+    assert_eq!(kiln_run(&ws, "//stamp"), "linked");
+    let said = run(go(ws.root(), gocache.path()).args([
+        "run",
+        "-ldflags=-X main.stamp=linked",
+        "./stamp",
+    ]));
+    assert_eq!(said, "linked");
 }
 
 /// `gotags` selects files for every package the binary or test links, as `go build -tags`
@@ -1323,4 +1387,87 @@ fn test_main_examples_and_fuzz_seed_corpus_behave_as_go_test() {
     ws.kiln(&["test", "//tm:tm_test"]).expect_code(3);
     assert!(!go_test_passes(&ws));
     assert!(log(&ws).contains("--- FAIL: ExampleParse"), "{}", log(&ws));
+}
+
+/// Modules with a major-version suffix and gopkg.in modules get Gazelle's repository and library
+/// names (`@com_github_cespare_xxhash_v2//:xxhash`, `@in_gopkg_yaml_v3//:yaml_v3`), BUILD files
+/// loading rules_go as `@rules_go` (its Bzlmod name) work, and the binary (assembly in xxhash
+/// included) behaves and is recorded as `go build`'s.
+#[test]
+fn major_version_and_gopkg_in_modules_under_gazelle_names() {
+    let (_guard, cache) = shared();
+    let ws = Workspace::sharing_cache(cache);
+    ws.write(
+        "go.mod",
+        "module example.com/names\n\ngo 1.22\n\nrequire (\n\tgithub.com/cespare/xxhash/v2 v2.3.0\n\tgopkg.in/yaml.v3 v3.0.1\n)\n",
+    )
+    .write(
+        "main.go",
+        "package main\n\nimport (\n\t\"fmt\"\n\n\t\"github.com/cespare/xxhash/v2\"\n\t\"gopkg.in/yaml.v3\"\n)\n\nfunc main() {\n\tout, err := yaml.Marshal(map[string]uint64{\"kiln\": xxhash.Sum64String(\"kiln\")})\n\tif err != nil {\n\t\tpanic(err)\n\t}\n\tfmt.Print(string(out))\n}\n",
+    )
+    .write(
+        "BUILD.bazel",
+        "load(\"@rules_go//go:def.bzl\", \"go_binary\")\n\ngo_binary(\n    name = \"app\",\n    srcs = [\"main.go\"],\n    deps = [\n        \"@com_github_cespare_xxhash_v2//:xxhash\",\n        \"@in_gopkg_yaml_v3//:yaml_v3\",\n    ],\n)\n",
+    );
+    let gocache = tempfile::tempdir().unwrap();
+    run(go(ws.root(), gocache.path()).args(["mod", "tidy"]));
+    ws.kiln(&["build", "//:app"]).ok();
+    let (output, info) = go_build_app_as_kiln_links(&ws, "-buildvcs=false -mod=mod");
+    let app = ws.out_path("app");
+    assert_eq!(run(&mut Command::new(&app)), output);
+    assert!(output.starts_with("kiln: "), "{output}");
+    assert_eq!(build_info(go(ws.root(), gocache.path()), &app), info);
+    assert!(
+        info.contains("dep\tgithub.com/cespare/xxhash/v2\tv2.3.0\th1:")
+            && info.contains("dep\tgopkg.in/yaml.v3\tv3.0.1\th1:"),
+        "{info}"
+    );
+}
+
+/// The standard library is compiled per package, as cached actions every workspace shares: a
+/// second workspace (another directory, another module) on the same cache compiles none of it,
+/// and compiles only the packages its program imports.
+#[test]
+fn the_standard_library_is_shared_by_workspaces_through_the_cache() {
+    let first = Workspace::new();
+    first
+        .write("go.mod", "module example.com/first\n\ngo 1.22\n")
+        .write(
+            "main.go",
+            "package main\n\nimport (\n\t\"fmt\"\n\t\"strings\"\n)\n\nfunc main() { fmt.Println(strings.ToUpper(\"std\")) }\n",
+        )
+        .write(
+            "BUILD.bazel",
+            "load(\"@io_bazel_rules_go//go:def.bzl\", \"go_binary\")\ngo_binary(name = \"app\", srcs = [\"main.go\"])\n",
+        );
+    let stdlib = |events: &[serde_json::Value], cache: &str| -> BTreeSet<String> {
+        events
+            .iter()
+            .filter(|e| e["type"] == "action" && e["mnemonic"] == "GoStdlib" && e["cache"] == cache)
+            .map(|e| e["output"].as_str().unwrap_or_default().to_string())
+            .collect()
+    };
+    let out = first.kiln(&["build", "//:app"]);
+    out.ok();
+    let compiled = stdlib(&out.events, "executed");
+    // Only what fmt and strings reach: no net/http, no crypto.
+    assert!(compiled.iter().any(|o| o.contains("/fmt.")), "{compiled:?}");
+    assert!(
+        !compiled
+            .iter()
+            .any(|o| o.contains("net/http") || o.contains("crypto/")),
+        "{compiled:?}"
+    );
+
+    let second = Workspace::sharing_cache(&first);
+    second
+        .write("go.mod", "module example.com/second\n\ngo 1.22\n")
+        .write("main.go", &first.read("main.go"))
+        .write("BUILD.bazel", &first.read("BUILD.bazel"));
+    assert_ne!(first.root(), second.root());
+    let out = second.kiln(&["build", "//:app"]);
+    out.ok();
+    assert_eq!(stdlib(&out.events, "executed"), BTreeSet::new());
+    assert_eq!(stdlib(&out.events, "local_hit"), compiled);
+    assert_eq!(run(&mut Command::new(second.out_path("app"))), "STD\n");
 }
