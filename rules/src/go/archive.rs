@@ -230,7 +230,7 @@ pub fn compile_package(
                 std_imports.push(path.to_string());
             } else {
                 missing.push(format!(
-                    "{}:{}: import `{path}` is not provided by `deps`; add `{}` (the target providing `{path}`)",
+                    "{}:{}: import `{path}` is not provided by `deps`; add the target that provides it (`{}` under Gazelle's naming)",
                     file.path,
                     import.line,
                     suggested_label(path, scope)

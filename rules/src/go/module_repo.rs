@@ -252,8 +252,11 @@ fn materialize(
                 if dir.join(".kiln-complete").is_file() {
                     return Ok(dir);
                 }
+                // The SDK's own `go` (a pinned one once fetched), so that no other is needed.
+                let go = env.sdk.host_root.join("bin/go");
                 let downloaded = super::modules_fetch::go_mod_download(
                     ctx.workspace,
+                    &go,
                     &target.path,
                     &target.version,
                 )

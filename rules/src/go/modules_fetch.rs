@@ -17,14 +17,26 @@ const SETTINGS: &[&str] = &[
     "GONOSUMDB",
     "GOSUMDB",
     "GOINSECURE",
+    "GOVCS",
+    "GOAUTH",
 ];
 
 /// What locates the user's go env file (`$GOENV`, else `$XDG_CONFIG_HOME/go/env`, else
 /// `$HOME/.config/go/env`).
 const ENV_FILE_LOCATORS: &[&str] = &["GOENV", "XDG_CONFIG_HOME", "HOME"];
 
-/// Network settings passed through from Kiln's own environment.
+/// What a download needs from Kiln's own environment: the network settings, and for modules
+/// fetched straight from version control (`GOPROXY=direct`, `GOPRIVATE`), `git` on PATH with the
+/// user's configuration and credentials (`HOME` for `~/.gitconfig` and `~/.netrc`, the SSH
+/// agent).
 const PASSED: &[&str] = &[
+    "PATH",
+    "HOME",
+    "SSH_AUTH_SOCK",
+    "GIT_SSH",
+    "GIT_SSH_COMMAND",
+    "GIT_CONFIG_GLOBAL",
+    "NETRC",
     "HTTPS_PROXY",
     "HTTP_PROXY",
     "NO_PROXY",
@@ -58,15 +70,19 @@ fn effective_settings(go: &Path, cwd: &Path) -> Result<Vec<(String, String)>, St
     Ok(values.into_iter().filter(|(_, v)| !v.is_empty()).collect())
 }
 
-/// Downloads `module@version` and returns the extracted directory.
-pub fn go_mod_download(ws: &WorkspaceInfo, module: &str, version: &str) -> Result<PathBuf, String> {
-    let go = local_go().ok_or("no `go` on PATH to download modules with")?;
+/// Downloads `module@version` with the `go` command `go` and returns the extracted directory.
+pub fn go_mod_download(
+    ws: &WorkspaceInfo,
+    go: &Path,
+    module: &str,
+    version: &str,
+) -> Result<PathBuf, String> {
     let base = ws.cache_dir.join("go");
     let modcache = base.join("modcache");
     let work = base.join("work");
     std::fs::create_dir_all(&work).map_err(|e| format!("{}: {e}", work.display()))?;
     // Run outside any module: a go.mod asking for a newer Go would stop `go env`.
-    let settings = effective_settings(&go, &work)?;
+    let settings = effective_settings(go, &work)?;
     let mut env: Vec<(String, String)> = vec![
         ("GOMODCACHE".into(), modcache.to_string_lossy().into()),
         ("GOPATH".into(), base.join("path").to_string_lossy().into()),
@@ -78,7 +94,8 @@ pub fn go_mod_download(ws: &WorkspaceInfo, module: &str, version: &str) -> Resul
         ("GOENV".into(), "off".into()),
         ("GOFLAGS".into(), "-modcacherw".into()),
         ("GO111MODULE".into(), "on".into()),
-        ("HOME".into(), base.to_string_lossy().into()),
+        // A download runs unattended: git must fail rather than wait for a password.
+        ("GIT_TERMINAL_PROMPT".into(), "0".into()),
     ];
     env.extend(settings);
     for name in PASSED {

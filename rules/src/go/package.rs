@@ -78,6 +78,7 @@ pub fn select(
 ) -> Result<PackageFiles, String> {
     let mut out = PackageFiles::default();
     let mut names: Vec<(String, String)> = Vec::new();
+    let (mut c_sources, mut cxx_sources, mut objc_sources) = (Vec::new(), Vec::new(), Vec::new());
     let mut sorted: Vec<&(String, std::path::PathBuf)> = files.iter().collect();
     sorted.sort_by(|a, b| a.0.cmp(&b.0));
     for (path, host) in sorted {
@@ -94,10 +95,24 @@ pub fn select(
         }
         match ext {
             "go" => {}
-            "s" | "S" => {
+            "s" => {
                 let text = std::fs::read_to_string(host).map_err(|e| format!("{path}: {e}"))?;
-                if asm_constraints_hold(&text, ctx).map_err(|e| format!("{path}:{e}"))? {
+                if header_constraints_hold(&text, ctx).map_err(|e| format!("{path}:{e}"))? {
                     out.asm.push(path.clone());
+                }
+                continue;
+            }
+            // Preprocessed assembly and C-family sources belong to cgo: go/build keeps `.S`
+            // files only for cgo packages, and cmd/go refuses C sources without cgo.
+            "S" | "sx" | "c" | "cc" | "cpp" | "cxx" | "m" if !ctx.cgo => {
+                let text = std::fs::read_to_string(host).map_err(|e| format!("{path}: {e}"))?;
+                if header_constraints_hold(&text, ctx).map_err(|e| format!("{path}:{e}"))? {
+                    match ext {
+                        "S" | "sx" => out.other.push(path.clone()),
+                        "c" => c_sources.push(base.clone()),
+                        "m" => objc_sources.push(base.clone()),
+                        _ => cxx_sources.push(base.clone()),
+                    }
                 }
                 continue;
             }
@@ -135,6 +150,19 @@ pub fn select(
             }
         }
     }
+    // cmd/go's own check, in its order and words (`go build` with CGO_ENABLED=0).
+    for (kind, files) in [
+        ("C", &c_sources),
+        ("C++", &cxx_sources),
+        ("Objective-C", &objc_sources),
+    ] {
+        if !files.is_empty() {
+            return Err(format!(
+                "{kind} source files not allowed when not using cgo or SWIG: {}",
+                files.join(" ")
+            ));
+        }
+    }
     if let Some((first, first_path)) = names.first() {
         if let Some((other, other_path)) = names.iter().find(|(n, _)| n != first) {
             return Err(format!(
@@ -148,20 +176,43 @@ pub fn select(
     Ok(out)
 }
 
-/// Build constraints of an assembly file (`//go:build` lines before the first non-comment line).
-fn asm_constraints_hold(text: &str, ctx: &BuildContext) -> Result<bool, String> {
+/// Build constraints in the header of a non-Go source file (assembly, C), as go/build reads
+/// them from the leading run of `//` comments and blank lines: a `//go:build` line there decides
+/// alone; without one, every `// +build` line must hold, counting only those followed by a
+/// blank line before the first other line.
+fn header_constraints_hold(text: &str, ctx: &BuildContext) -> Result<bool, String> {
+    let mut header = Vec::new();
+    let mut last_blank = 0;
     for (n, line) in text.lines().enumerate() {
         let t = line.trim();
         if t.is_empty() {
-            continue;
+            last_blank = header.len();
+            header.push((n, t));
+        } else if t.starts_with("//") {
+            header.push((n, t));
+        } else {
+            break;
         }
+    }
+    for (n, t) in &header {
         if let Some(expr) = t.strip_prefix("//go:build") {
             return super::constraints::parse(expr)
                 .map(|e| e.eval(ctx))
                 .map_err(|e| format!("{}: invalid `//go:build` line: {e}", n + 1));
         }
-        if !t.starts_with("//") {
-            break;
+    }
+    header.truncate(last_blank);
+    for (n, t) in &header {
+        let Some(rest) = t.strip_prefix("//") else {
+            continue;
+        };
+        if let Some(expr) = rest.trim_start().strip_prefix("+build") {
+            let holds = super::constraints::parse_plus_build(expr)
+                .map(|e| e.eval(ctx))
+                .map_err(|e| format!("{}: invalid `+build` line: {e}", n + 1))?;
+            if !holds {
+                return Ok(false);
+            }
         }
     }
     Ok(true)
@@ -208,6 +259,36 @@ mod tests {
         assert_eq!(p.other, ["p/h.h"]);
         assert_eq!(p.cgo_excluded, ["p/c.go"]);
         assert_eq!(p.imports(&p.go), ["fmt"]);
+
+        // Legacy `// +build` lines count in assembly when a blank line follows them; `.S`
+        // files are cgo's and only inputs; C sources are refused as cmd/go refuses them.
+        let legacy = vec![
+            write("a.go", "package p\n"),
+            write(
+                "m_mips64x.s",
+                "// Copyright\n\n// +build mips64 mips64le\n\n#include \"textflag.h\"\n",
+            ),
+            write("n.s", "// +build linux,amd64\n\nTEXT x(SB)\n"),
+            write("o.s", "// +build arm64\nTEXT x(SB)\n"),
+            write(
+                "both.s",
+                "//go:build amd64\n// +build arm64\n\nTEXT x(SB)\n",
+            ),
+            write("pre.S", "#include \"textflag.h\"\n"),
+        ];
+        let p = select(&legacy, &ctx).unwrap();
+        assert_eq!(p.asm, ["p/both.s", "p/n.s", "p/o.s"]);
+        assert_eq!(p.other, ["p/pre.S"]);
+        let with_c = vec![
+            write("a.go", "package p\n"),
+            write("z.c", "int z;\n"),
+            write("w.c", "//go:build windows\n\nint w;\n"),
+            write("y.cc", "int y;\n"),
+        ];
+        assert_eq!(
+            select(&with_c, &ctx).unwrap_err(),
+            "C source files not allowed when not using cgo or SWIG: z.c"
+        );
 
         let bad = vec![write("a.go", "package p\n"), write("z.go", "package q\n")];
         assert!(select(&bad, &ctx)

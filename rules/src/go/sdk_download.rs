@@ -47,14 +47,18 @@ pub fn ensure(
             return Ok(dir);
         }
     }
-    if super::modules_fetch::local_go().is_none() {
+    let Some(bootstrap) = super::modules_fetch::local_go() else {
         return Err(format!(
             "No Go toolchain: Go {version} is pinned in kiln.toml, and fetching it needs a bootstrap `go` on PATH (any Go 1.21 or later: Kiln runs its `go mod download`, which speaks GOPROXY and checks the checksum database), but there is none. Install Go (https://go.dev/dl) and put its `bin` directory on PATH; once fetched, the pinned SDK is used from Kiln's cache"
         ));
-    }
-    let download =
-        super::modules_fetch::go_mod_download(ws, "golang.org/toolchain", &module_version)
-            .map_err(|e| missing_message(&format!("fetching Go {version} failed: {e}")))?;
+    };
+    let download = super::modules_fetch::go_mod_download(
+        ws,
+        &bootstrap,
+        "golang.org/toolchain",
+        &module_version,
+    )
+    .map_err(|e| missing_message(&format!("fetching Go {version} failed: {e}")))?;
     let prefix = format!("golang.org/toolchain@{module_version}");
     let sum = dirhash::hash_dir(&download, &prefix)?;
     if let Some(pinned) = &pinned_sum {

@@ -224,10 +224,25 @@ mod tests {
 
     #[test]
     fn closure_of_fmt_in_the_installed_sdk() {
-        let root = std::path::Path::new("/usr/local/go");
-        if !root.join("VERSION").is_file() {
-            return;
-        }
+        // The installed SDK, found as Kiln finds it (tests need Go installed).
+        let go = super::super::modules_fetch::local_go().expect("the tests need `go` on PATH");
+        let env = [
+            ("GOTOOLCHAIN", "local".to_string()),
+            ("HOME", std::env::var("HOME").unwrap_or_default()),
+        ];
+        let output = kiln_exec::host_command::run(
+            &[go.as_os_str(), "env".as_ref(), "GOROOT".as_ref()],
+            &env,
+            std::path::Path::new("/"),
+        )
+        .expect("run go env GOROOT");
+        let goroot = String::from_utf8(output.stdout).expect("GOROOT is UTF-8");
+        let root = std::path::Path::new(goroot.trim());
+        assert!(
+            root.join("VERSION").is_file(),
+            "no SDK at {}",
+            root.display()
+        );
         let sdk = Arc::new(Sdk::at(root, "test", "linux", "amd64").unwrap());
         let ctx = BuildContext {
             goos: "linux".into(),
