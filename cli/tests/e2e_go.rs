@@ -683,6 +683,18 @@ fn local_replace_and_vendor_directories_supply_modules() {
     std::thread::sleep(std::time::Duration::from_millis(2100));
     assert_eq!(build_with("-mod=mod"), "edited true 2 [3 3 3]\n");
     assert_eq!(build_with("-mod=vendor"), "vendored again true 2 [3 3 3]\n");
+
+    // go.mod and vendor/modules.txt that disagree: cmd/go's "inconsistent vendoring" error.
+    let go_mod = std::fs::read_to_string(ws.root().join("go.mod")).unwrap();
+    ws.write("go.mod", &go_mod.replace("go-cmp v0.6.0", "go-cmp v0.5.9"));
+    let out = ws.kiln(&["build", "//:app"]);
+    assert_ne!(out.code, 0);
+    assert!(
+        out.stderr.contains("inconsistent vendoring")
+            && out.stderr.contains("github.com/google/go-cmp@v0.5.9: is required in go.mod, but vendor/modules.txt requires github.com/google/go-cmp@v0.6.0"),
+        "{}",
+        out.stderr
+    );
 }
 
 /// Modules come through GOPROXY (here a `file://` proxy) and are checked against the checksum

@@ -118,12 +118,18 @@ mod tests {
             &[],
         )
         .unwrap_or_else(|e| panic!("{e}"));
+        // The shell creates the file before `echo` writes the pid into it: wait for the line.
         let deadline = Instant::now() + Duration::from_secs(10);
-        while !pids.exists() && Instant::now() < deadline {
+        let written = || {
+            std::fs::read_to_string(&pids)
+                .ok()
+                .filter(|text| text.ends_with('\n'))
+        };
+        while written().is_none() && Instant::now() < deadline {
             std::thread::sleep(Duration::from_millis(10));
         }
-        let grandchild: i32 = std::fs::read_to_string(&pids)
-            .unwrap_or_else(|e| panic!("{e}"))
+        let grandchild: i32 = written()
+            .unwrap_or_else(|| panic!("no pid written to {}", pids.display()))
             .trim()
             .parse()
             .unwrap_or_else(|e| panic!("{e}"));

@@ -226,11 +226,20 @@ pub fn parse_go_sum(file: &str, text: &str) -> Result<BTreeMap<(String, String),
     Ok(out)
 }
 
-/// `vendor/modules.txt`: module path → the `go` version its `## ... go 1.N` annotation records.
-/// `go mod vendor` leaves out the vendored modules' go.mod files, so this is where each vendored
-/// module's language version lives (cmd/go reads it from here too).
-pub fn parse_vendor_go_versions(text: &str) -> BTreeMap<String, String> {
-    let mut out = BTreeMap::new();
+/// A module as `vendor/modules.txt` lists it.
+#[derive(Clone, Debug, Default, PartialEq, Eq)]
+pub struct VendoredModule {
+    /// The version on its `# path version` line.
+    pub version: String,
+    /// The `go` version of its `## ... go 1.N` annotation, if any.
+    pub go: Option<String>,
+}
+
+/// `vendor/modules.txt`: module path → version and `go` version. `go mod vendor` leaves out the
+/// vendored modules' go.mod files, so this is where each vendored module's language version
+/// lives (cmd/go reads it from here too).
+pub fn parse_vendor_modules(text: &str) -> BTreeMap<String, VendoredModule> {
+    let mut out: BTreeMap<String, VendoredModule> = BTreeMap::new();
     let mut current: Option<String> = None;
     for line in text.lines() {
         if let Some(annotations) = line.strip_prefix("## ") {
@@ -239,13 +248,57 @@ pub fn parse_vendor_go_versions(text: &str) -> BTreeMap<String, String> {
                 .filter_map(|a| a.trim().strip_prefix("go "))
                 .next();
             if let (Some(module), Some(go)) = (&current, go) {
-                out.insert(module.clone(), go.trim().to_string());
+                if let Some(entry) = out.get_mut(module) {
+                    entry.go = Some(go.trim().to_string());
+                }
             }
         } else if let Some(module) = line.strip_prefix("# ") {
-            current = module.split_whitespace().next().map(str::to_string);
+            let fields: Vec<&str> = module.split_whitespace().collect();
+            current = fields.first().map(|p| p.to_string());
+            // `# path => dir` (a replacement with no version) records no module version.
+            if let [path, version, ..] = fields.as_slice() {
+                if *version != "=>" {
+                    out.insert(
+                        path.to_string(),
+                        VendoredModule {
+                            version: version.to_string(),
+                            go: None,
+                        },
+                    );
+                }
+            }
         }
     }
     out
+}
+
+/// cmd/go's consistency check between go.mod and `vendor/modules.txt`: every requirement must be
+/// vendored at the version go.mod requires. The error says what differs and how to fix it.
+pub fn check_vendor_consistency(
+    go_mod: &GoMod,
+    vendored: &BTreeMap<String, VendoredModule>,
+) -> Result<(), String> {
+    let mut problems = Vec::new();
+    for req in &go_mod.require {
+        match vendored.get(&req.path) {
+            None => problems.push(format!(
+                "{}@{}: is required in go.mod, but not marked as explicit in vendor/modules.txt",
+                req.path, req.version
+            )),
+            Some(v) if v.version != req.version => problems.push(format!(
+                "{}@{}: is required in go.mod, but vendor/modules.txt requires {}@{}",
+                req.path, req.version, req.path, v.version
+            )),
+            Some(_) => {}
+        }
+    }
+    match problems.is_empty() {
+        true => Ok(()),
+        false => Err(format!(
+            "inconsistent vendoring in go.mod's directory:\n\t{}\n\nTo ignore the vendor directory, use -mod=readonly or -mod=mod.\nTo sync the vendor directory, run:\n\tgo mod vendor",
+            problems.join("\n\t")
+        )),
+    }
 }
 
 #[cfg(test)]
@@ -280,13 +333,41 @@ mod tests {
     }
 
     #[test]
-    fn vendored_modules_language_versions() {
+    fn vendored_modules_versions_and_language_versions() {
         let text = "# example.com/local v0.0.0 => ./third_party/local\n## explicit; go 1.21\nexample.com/local\n# github.com/google/go-cmp v0.6.0\n## explicit; go 1.13\ngithub.com/google/go-cmp/cmp\n# golang.org/x/old v0.1.0\n## explicit\ngolang.org/x/old\n# example.com/local => ./third_party/local\n";
-        let versions = parse_vendor_go_versions(text);
-        assert_eq!(versions["example.com/local"], "1.21");
-        assert_eq!(versions["github.com/google/go-cmp"], "1.13");
-        assert!(!versions.contains_key("golang.org/x/old"));
-        assert_eq!(versions.len(), 2);
+        let vendored = parse_vendor_modules(text);
+        assert_eq!(vendored["example.com/local"].go.as_deref(), Some("1.21"));
+        assert_eq!(vendored["example.com/local"].version, "v0.0.0");
+        assert_eq!(
+            vendored["github.com/google/go-cmp"].go.as_deref(),
+            Some("1.13")
+        );
+        assert_eq!(vendored["golang.org/x/old"].go, None);
+        assert_eq!(vendored.len(), 3);
+
+        let go_mod = parse_go_mod(
+            "go.mod",
+            "module m\n\ngo 1.22\n\nrequire (\n\tgithub.com/google/go-cmp v0.6.0\n\tgolang.org/x/old v0.1.0\n)\n",
+        )
+        .unwrap();
+        assert_eq!(check_vendor_consistency(&go_mod, &vendored), Ok(()));
+        let newer = parse_go_mod(
+            "go.mod",
+            "module m\n\ngo 1.22\n\nrequire (\n\tgithub.com/google/go-cmp v0.7.0\n\tgolang.org/x/new v1.0.0\n)\n",
+        )
+        .unwrap();
+        let err = check_vendor_consistency(&newer, &vendored).unwrap_err();
+        assert!(
+            err.contains("github.com/google/go-cmp@v0.7.0: is required in go.mod, but vendor/modules.txt requires github.com/google/go-cmp@v0.6.0"),
+            "{err}"
+        );
+        assert!(
+            err.contains(
+                "golang.org/x/new@v1.0.0: is required in go.mod, but not marked as explicit"
+            ),
+            "{err}"
+        );
+        assert!(err.contains("go mod vendor"), "{err}");
     }
 
     #[test]

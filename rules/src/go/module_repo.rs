@@ -67,15 +67,26 @@ impl MainModule {
             Err(_) => BTreeMap::new(),
         };
         let goflags = ctx.host.env_var("GOFLAGS").unwrap_or_default();
+        // As cmd/go: `-mod=vendor` asks for vendor/, and a vendor/modules.txt implies it for a
+        // main module at go 1.14 or later unless GOFLAGS says `-mod=mod` or `-mod=readonly`.
         let vendor = goflags.split_whitespace().any(|f| f == "-mod=vendor")
             || (root.join("vendor/modules.txt").is_file()
+                && go_mod.go_minor() >= 14
                 && !goflags
                     .split_whitespace()
                     .any(|f| f == "-mod=mod" || f == "-mod=readonly"));
         let vendor_go = match vendor {
-            true => std::fs::read_to_string(root.join("vendor/modules.txt"))
-                .map(|t| gomod::parse_vendor_go_versions(&t))
-                .unwrap_or_default(),
+            true => {
+                let text = std::fs::read_to_string(root.join("vendor/modules.txt"))
+                    .map_err(|e| RepositoryError::Definition(format!("vendor/modules.txt: {e}")))?;
+                let vendored = gomod::parse_vendor_modules(&text);
+                gomod::check_vendor_consistency(&go_mod, &vendored)
+                    .map_err(RepositoryError::Definition)?;
+                vendored
+                    .into_iter()
+                    .filter_map(|(path, m)| m.go.map(|go| (path, go)))
+                    .collect()
+            }
             false => BTreeMap::new(),
         };
         Ok(Some(MainModule {
