@@ -702,6 +702,7 @@ fn local_replace_and_vendor_directories_supply_modules() {
 /// set those; a proxy without the module is an error naming it.
 #[test]
 fn modules_are_fetched_through_goproxy_honouring_the_users_go_settings() {
+    let (_guard, _cache) = shared();
     let proxy_home = tempfile::tempdir().unwrap();
     let modcache = proxy_home.path().join("modcache");
     let gocache = tempfile::tempdir().unwrap();
@@ -757,7 +758,11 @@ fn modules_are_fetched_through_goproxy_honouring_the_users_go_settings() {
     let out = build(&ws, &empty, &exempt);
     assert!(!out.status.success());
     let stderr = String::from_utf8_lossy(&out.stderr);
-    assert!(stderr.contains("github.com/google/go-cmp"), "{stderr}");
+    assert!(
+        stderr.contains("go mod download github.com/google/go-cmp@v0.6.0")
+            && stderr.contains("github.com/google/go-cmp/@v/v0.6.0.info: no such file"),
+        "{stderr}"
+    );
 
     // Not exempted: the checksum database is asked, and its failure stops the build.
     let out = build(&ws, &full, &[]);
@@ -1459,6 +1464,8 @@ fn major_version_and_gopkg_in_modules_under_gazelle_names() {
 /// and compiles only the packages its program imports.
 #[test]
 fn the_standard_library_is_shared_by_workspaces_through_the_cache() {
+    // Its own cache (the point is what a second workspace reuses), but one test at a time.
+    let (_guard, _cache) = shared();
     let first = Workspace::new();
     first
         .write("go.mod", "module example.com/first\n\ngo 1.22\n")
