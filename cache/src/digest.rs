@@ -121,7 +121,15 @@ impl Digest {
 
     /// The hash as 64 lowercase hex digits.
     pub fn hex(&self) -> String {
-        hex::encode(self.hash)
+        // By hand: `hex::encode` goes through a char iterator, and keys, paths and protos of every
+        // cache hit call this several times.
+        const DIGITS: &[u8; 16] = b"0123456789abcdef";
+        let mut out = String::with_capacity(64);
+        for byte in self.hash {
+            out.push(DIGITS[usize::from(byte >> 4)] as char);
+            out.push(DIGITS[usize::from(byte & 0x0f)] as char);
+        }
+        out
     }
 
     /// Builds a digest from 64 hex digits and a size.

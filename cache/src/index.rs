@@ -133,6 +133,17 @@ impl Index {
         self.background.store(true, Ordering::Relaxed);
     }
 
+    /// Records waiting for the next flush.
+    #[cfg(test)]
+    pub(crate) fn pending_len(&self) -> usize {
+        db::lock(&self.pending).ops.len()
+    }
+
+    /// Flushing returns to the callers' path (the owner's timer stopped).
+    pub(crate) fn set_foreground_flush(&self) {
+        self.background.store(false, Ordering::Relaxed);
+    }
+
     /// Records that `key` (of `size` bytes) exists and was just used.
     pub(crate) fn touch(&self, key: Key, size: u64) -> Result<()> {
         let at = self.now();

@@ -21,7 +21,8 @@
 //! - action cache: `get_action_result`, `put_action_result` (opaque bytes, integrity-checked;
 //!   a server may keep verified entries in memory, `action_result_memo_bytes`)
 //! - size: `stats`, `gc(target_bytes)`, `enforce_cap`, `rebuild_index`, `flush`,
-//!   `flush_in_background` (a server flushing the access records on its own timer)
+//!   `flush_in_background` (a server flushing the access records on its own timer),
+//!   [`FlushTimer`] (a build's thread doing that while its workers answer hits)
 //! - repairs: `take_warnings`, `corrupt_count`
 //!
 //! **Per-workspace state** ([`WorkspaceState`], `<state dir>/state.sqlite`):
@@ -55,6 +56,7 @@ mod db;
 mod digest;
 mod error;
 mod file_memo;
+mod flush_timer;
 mod fsutil;
 mod gc;
 mod index;
@@ -70,6 +72,7 @@ pub use blob_writer::BlobWriter;
 pub use digest::{Digest, DigestFunction, DigestWriter};
 pub use error::{CacheError, ErrorKind, Result};
 pub use file_memo::{DigestedFile, FileMemo, FileStat, MemoRecord, RACY_WINDOW};
+pub use flush_timer::FlushTimer;
 pub use gc::GcStats;
 pub use local_cache::{default_root, CacheConfig, CacheStats, CacheWarning, LocalCache};
 pub use lock::BuildLock;

@@ -659,6 +659,8 @@ impl<'a> Engine<'a> {
             lost
         };
         timer.mark("sources+setup");
+        // Workers answering cache hits leave the access records to this thread.
+        let flush_timer = kiln_cache::FlushTimer::start(&cache);
         let schedule = scheduler::run(
             &graph,
             &needed,
@@ -673,6 +675,7 @@ impl<'a> Engine<'a> {
             self.observer,
             &after,
         );
+        drop(flush_timer);
 
         // What the cache found wrong (corrupt or truncated entries it removed) is the user's
         // business: every such entry was treated as a miss and rebuilt.

@@ -142,8 +142,18 @@ impl StdLib {
 
     /// `roots` and everything they import, dependencies first.
     pub fn closure(&self, roots: &[String]) -> Result<Vec<Arc<StdPackage>>, String> {
+        self.closure_beyond(roots, HashSet::new())
+    }
+
+    /// `roots` and everything they import, dependencies first, leaving out `known` packages and
+    /// what only they lead to.
+    fn closure_beyond(
+        &self,
+        roots: &[String],
+        known: HashSet<String>,
+    ) -> Result<Vec<Arc<StdPackage>>, String> {
         let mut order = Vec::new();
-        let mut seen = HashSet::new();
+        let mut seen = known;
         let mut stack: Vec<(String, bool)> = roots
             .iter()
             .filter(|r| *r != "unsafe")
@@ -170,9 +180,23 @@ impl StdLib {
 
     /// Compile actions for `roots` and their closure that no earlier target of this build
     /// registered.
+    ///
+    /// A registered package's closure was registered with it (a whole closure is computed before
+    /// any of it is registered), so the walk stops at registered packages: after the first few
+    /// targets most calls register nothing and cost a set lookup per root.
     pub fn actions(&self, roots: &[String], owner: &Label) -> Result<Vec<ActionSpec>, String> {
+        let registered = {
+            let state = self.lock();
+            if roots
+                .iter()
+                .all(|r| r == "unsafe" || state.registered.contains(r))
+            {
+                return Ok(Vec::new());
+            }
+            state.registered.clone()
+        };
         let mut out = Vec::new();
-        for pkg in self.closure(roots)? {
+        for pkg in self.closure_beyond(roots, registered)? {
             if !self.lock().registered.insert(pkg.path.clone()) {
                 continue;
             }
@@ -272,5 +296,25 @@ mod tests {
         let first = std.actions(&["fmt".into()], &owner).unwrap();
         assert_eq!(first.len(), order.len());
         assert!(std.actions(&["fmt".into()], &owner).unwrap().is_empty());
+        // A later target gets exactly the packages beyond what earlier ones registered.
+        let fmt_closure: HashSet<&str> = names.iter().copied().collect();
+        let beyond: HashSet<String> = net
+            .iter()
+            .map(|p| p.path.clone())
+            .filter(|p| !fmt_closure.contains(p.as_str()))
+            .collect();
+        let second = std
+            .actions(&["net/http".into(), "fmt".into()], &owner)
+            .unwrap();
+        let described: HashSet<String> = second
+            .iter()
+            .map(|a| {
+                a.progress_message
+                    .trim_start_matches("Compiling standard-library package ")
+                    .to_string()
+            })
+            .collect();
+        assert_eq!(second.len(), beyond.len());
+        assert_eq!(described, beyond);
     }
 }
