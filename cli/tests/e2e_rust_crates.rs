@@ -346,3 +346,72 @@ fn a_tampered_cargo_lock_checksum_is_rejected_and_nothing_is_used() {
     assert!(stderr.contains("no crate was used"), "{stderr}");
     assert!(out.executed().is_empty(), "{:?}", out.executed());
 }
+
+/// `sha256sum` of a file, as `.cargo-checksum.json` records it.
+fn sha256_of(path: &Path) -> String {
+    #[allow(clippy::disallowed_methods)] // coreutils' sha256sum, as a vendoring tool would.
+    let out = std::process::Command::new("sha256sum")
+        .arg(path)
+        .output()
+        .expect("sha256sum");
+    assert!(out.status.success());
+    String::from_utf8_lossy(&out.stdout)
+        .split_whitespace()
+        .next()
+        .expect("a digest")
+        .to_string()
+}
+
+/// Third-party code builds with `--cap-lints=allow`, as cargo builds registry crates: a lint the
+/// crate itself denies does not stop the build (the crate's warnings are not the user's to fix),
+/// while the same code in a workspace crate is an error.
+#[test]
+fn lints_in_registry_crates_are_capped_and_in_workspace_crates_are_not() {
+    let (_, checksum) = harness::examples_rust_pin("itoa");
+    let ws = workspace(&checksum);
+    #[allow(clippy::disallowed_methods)] // The test runs the real `cargo vendor`.
+    let vendored = std::process::Command::new(env!("CARGO"))
+        .args(["vendor", "--locked", "vendor"])
+        .current_dir(ws.root())
+        .output()
+        .expect("cargo vendor");
+    assert!(
+        vendored.status.success(),
+        "{}",
+        String::from_utf8_lossy(&vendored.stderr)
+    );
+    ws.write(
+        ".cargo/config.toml",
+        "[source.crates-io]\nreplace-with = \"vendored-sources\"\n\n\
+         [source.vendored-sources]\ndirectory = \"vendor\"\n",
+    );
+    let probe = "\n#[deny(unused_variables)]\n#[allow(dead_code)]\nfn kiln_lint_probe() {\n    let unused = 1;\n}\n";
+    // The vendored crate gains code its own attribute forbids; its checksum file is updated as a
+    // patched vendor directory would be, so only the lint can stop the build.
+    let crate_dir = walkdir::WalkDir::new(ws.root().join("vendor"))
+        .into_iter()
+        .flatten()
+        .find(|e| e.file_name() == ".cargo-checksum.json")
+        .expect("a vendored crate")
+        .into_path();
+    let crate_dir = crate_dir.parent().expect("its directory");
+    let lib = crate_dir.join("src/lib.rs");
+    let old = sha256_of(&lib);
+    let text = std::fs::read_to_string(&lib).expect("read lib.rs");
+    std::fs::write(&lib, format!("{text}{probe}")).expect("patch lib.rs");
+    let new = sha256_of(&lib);
+    let sums = crate_dir.join(".cargo-checksum.json");
+    let json = std::fs::read_to_string(&sums).expect("read checksums");
+    assert!(json.contains(&old), "{json}");
+    std::fs::write(&sums, json.replace(&old, &new)).expect("write checksums");
+
+    let out = ws.kiln(&["run", "//app"]);
+    out.ok();
+    assert_eq!(out.stdout.trim(), "-1234567");
+
+    let main = ws.read("app/src/main.rs");
+    ws.write("app/src/main.rs", &format!("{main}{probe}"));
+    let out = ws.kiln(&["build", "//app"]);
+    out.expect_code(1);
+    assert!(out.stderr.contains("unused variable"), "{}", out.stderr);
+}

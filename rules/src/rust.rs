@@ -12,6 +12,7 @@
 
 pub mod artifacts;
 pub mod build_script;
+pub mod cc_toolchain;
 pub mod compile;
 pub mod context;
 pub mod crate_info;
@@ -33,13 +34,10 @@ use kiln_graph::analysis::RuleImpl;
 /// The C compiler rustc links with and build scripts get as `CC`.
 pub const LINKER: &str = "/usr/bin/cc";
 
-/// Host tools Rust actions call (linking, `cc` in build scripts); their digests go into the
-/// actions' platform properties.
+/// Host tools Rust actions call: the C toolchain (linking, `cc` in build scripts; see
+/// [`cc_toolchain`]); their digests go into the actions' platform properties.
 pub fn link_tools() -> Vec<String> {
-    ["/usr/bin/cc", "/usr/bin/ld", "/usr/bin/ar"]
-        .iter()
-        .map(|s| s.to_string())
-        .collect()
+    cc_toolchain::default_toolchain().tools.clone()
 }
 
 /// The Rust rules.

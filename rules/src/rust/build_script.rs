@@ -8,6 +8,7 @@ use kiln_graph::action::ActionSpec;
 use kiln_graph::analysis::{AnalysisContext, AnalysisError, DefaultInfo, Providers, RuleImpl};
 use kiln_graph::rule_schema::{AttrKind, AttrSchema, RuleSchema};
 
+use super::cc_toolchain::{AR, CXX};
 use super::compile::{self, version_env};
 use super::crate_info::{BuildScriptInfo, CrateInfo, CrateType, DepUse};
 use super::rustc_args::{self, Mode};
@@ -122,9 +123,8 @@ impl RuleImpl for CargoBuildScript {
         spec.progress_message = format!("Running Cargo build script {}", ctx.target.label);
         spec.env = script_env(ctx, &parts, &toolchain, &links);
         spec.tool_mounts.push(helper::mount(&toolchain));
+        // The whole C toolchain (`CC`, `CXX`, `AR` and what they run) is part of the key.
         spec.host_tools = super::link_tools();
-        // `CXX` is handed to the script, so the C++ compiler's identity is part of the key too.
-        spec.host_tools.push(CXX.to_string());
         for file in &inputs {
             spec.input(file);
         }
@@ -150,9 +150,6 @@ impl RuleImpl for CargoBuildScript {
         Ok(providers)
     }
 }
-
-/// The C++ compiler build scripts get as `CXX`.
-const CXX: &str = "/usr/bin/c++";
 
 /// `CARGO_ENCODED_RUSTFLAGS`: the script target's own `rustc_flags`, separated by `0x1f`, as
 /// rules_rust sets it (Kiln has no workspace-wide `RUSTFLAGS`, so there is nothing else to add).
@@ -208,7 +205,7 @@ fn script_env(
         ("NUM_JOBS", "1".to_string()),
         ("CC", LINKER.to_string()),
         ("CXX", CXX.to_string()),
-        ("AR", "/usr/bin/ar".to_string()),
+        ("AR", AR.to_string()),
         ("CFLAGS", String::new()),
         ("CXXFLAGS", String::new()),
     ]
