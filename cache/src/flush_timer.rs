@@ -1,10 +1,14 @@
-//! A thread that writes the batched last-access records every [`FLUSH_INTERVAL`] while a build
-//! runs, so that a worker thread answering a cache hit never waits for SQLite (a build of a few
-//! hundred hits used to flush three 512-row batches on its workers' path).
+//! A thread that writes the index's batched last-access records every [`FLUSH_INTERVAL`] while a
+//! build runs, so that a worker thread answering a cache hit does not write them to SQLite itself
+//! (a build of a few hundred hits used to flush three 512-row batches on its workers' path). The
+//! verification memo keeps its own batching; workers still read it.
 //!
-//! Other processes see access times at most one interval old, as before; a crash loses at most
-//! that interval's access records, which [`LocalCache::rebuild_index`] tolerates (it adds rows
-//! for files the index lacks).
+//! Other processes see access times at most one interval old. A crash loses at most that
+//! interval's records: access times (the LRU order is then a little older than it should be) and
+//! the rows of blobs stored in it, which stay outside the size cap until `kiln cache gc`'s
+//! [`LocalCache::rebuild_index`] finds their files, as with any crash before a flush.
+//! A failed flush is reported as a cache warning (the engine prints them) and its records stay
+//! pending for the next one.
 
 use std::sync::mpsc::{self, RecvTimeoutError};
 use std::sync::Arc;
@@ -12,7 +16,7 @@ use std::thread::JoinHandle;
 use std::time::Duration;
 
 use crate::index::FLUSH_INTERVAL;
-use crate::LocalCache;
+use crate::{CacheWarning, LocalCache};
 
 /// Flushes its cache's access records on a timer until dropped; dropping it flushes once more and
 /// returns flushing to the callers' path.
@@ -38,8 +42,9 @@ impl FlushTimer {
             .spawn(move || loop {
                 match stopped.recv_timeout(interval) {
                     Err(RecvTimeoutError::Timeout) => {
-                        // A failed flush keeps its records pending for the next one.
-                        let _ = worker.flush();
+                        if let Err(e) = worker.flush() {
+                            worker.warn(CacheWarning::Index(e.to_string()));
+                        }
                     }
                     Ok(()) | Err(RecvTimeoutError::Disconnected) => return,
                 }
@@ -63,7 +68,9 @@ impl Drop for FlushTimer {
             let _ = thread.join();
         }
         self.cache.index.set_foreground_flush();
-        let _ = self.cache.flush();
+        if let Err(e) = self.cache.flush() {
+            self.cache.warn(CacheWarning::Index(e.to_string()));
+        }
     }
 }
 

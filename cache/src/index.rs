@@ -5,8 +5,9 @@
 //! is a miss and is dropped lazily; a file without a row is found by `rebuild_index`. Accesses
 //! are recorded in memory and written in one transaction every [`FLUSH_EVERY`] records, every
 //! [`FLUSH_INTERVAL`], on `flush()` and on drop, so a cache hit costs no SQLite write. A
-//! long-lived owner that flushes on its own timer (`kiln serve`) sets background flushing: then
-//! a record never writes SQLite on the caller's path unless [`BACKGROUND_LIMIT`] records pile up.
+//! long-lived owner that flushes on its own timer (`kiln serve`, and a build's `FlushTimer` while
+//! its scheduler runs) sets background flushing: then a record never writes SQLite on the caller's
+//! path unless [`BACKGROUND_LIMIT`] records pile up.
 
 use std::collections::HashMap;
 use std::path::{Path, PathBuf};

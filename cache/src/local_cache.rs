@@ -206,10 +206,13 @@ impl LocalCache {
         })
     }
 
-    /// Writes pending last-access updates to the index (also done periodically and on drop).
+    /// Writes pending last-access updates to the index and the verification memo (also done
+    /// periodically and on drop). Each is written even if the other fails; the first error is
+    /// returned.
     pub fn flush(&self) -> Result<()> {
-        self.verifications.flush()?;
-        self.index.flush()
+        let verifications = self.verifications.flush();
+        let index = self.index.flush();
+        verifications.and(index)
     }
 
     /// Stops reads and writes from flushing the batched last-access records on the caller's

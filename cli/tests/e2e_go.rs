@@ -684,6 +684,49 @@ fn local_replace_and_vendor_directories_supply_modules() {
     assert_eq!(build_with("-mod=mod"), "edited true 2 [3 3 3]\n");
     assert_eq!(build_with("-mod=vendor"), "vendored again true 2 [3 3 3]\n");
 
+    // GOFLAGS set with `go env -w` counts too, and the environment wins over it, as in cmd/go.
+    let goenv_dir = tempfile::tempdir().expect("temp dir");
+    let goenv = goenv_dir.path().join("env").to_string_lossy().to_string();
+    let env_file_build = |goflags: Option<&str>| {
+        let mut cmd = ws.command(&["build", "//:app"]);
+        cmd.env("GOENV", &goenv).env_remove("GOFLAGS");
+        if let Some(flags) = goflags {
+            cmd.env("GOFLAGS", flags);
+        }
+        let out = cmd.output().expect("run kiln");
+        assert!(
+            out.status.success(),
+            "{}",
+            String::from_utf8_lossy(&out.stderr)
+        );
+        run(&mut Command::new(&app))
+    };
+    run(go(ws.root(), gocache.path())
+        .env("GOENV", &goenv)
+        .env_remove("GOFLAGS")
+        .args(["env", "-w", "GOFLAGS=-mod=mod"]));
+    assert_eq!(env_file_build(None), "edited true 2 [3 3 3]\n");
+    // A change to the file alone (the environment as before) is noticed.
+    run(go(ws.root(), gocache.path())
+        .env("GOENV", &goenv)
+        .env_remove("GOFLAGS")
+        .args(["env", "-w", "GOFLAGS=-mod=vendor"]));
+    assert_eq!(env_file_build(None), "vendored again true 2 [3 3 3]\n");
+    run(go(ws.root(), gocache.path())
+        .env("GOENV", &goenv)
+        .env_remove("GOFLAGS")
+        .args(["env", "-w", "GOFLAGS=-mod=mod"]));
+    assert_eq!(env_file_build(None), "edited true 2 [3 3 3]\n");
+    assert_eq!(
+        env_file_build(Some("-mod=vendor")),
+        "vendored again true 2 [3 3 3]\n"
+    );
+    run(go(ws.root(), gocache.path())
+        .env("GOENV", &goenv)
+        .env_remove("GOFLAGS")
+        .args(["env", "-u", "GOFLAGS"]));
+    assert_eq!(env_file_build(None), "vendored again true 2 [3 3 3]\n");
+
     // go.mod and vendor/modules.txt that disagree: cmd/go's "inconsistent vendoring" error.
     let go_mod = std::fs::read_to_string(ws.root().join("go.mod")).unwrap();
     ws.write("go.mod", &go_mod.replace("go-cmp v0.6.0", "go-cmp v0.5.9"));

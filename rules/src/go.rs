@@ -15,6 +15,7 @@ pub mod embed;
 pub mod env;
 pub mod fs_copy;
 pub mod gazelle;
+pub mod go_env_file;
 pub mod godebug;
 pub mod gomod;
 pub mod header_memo;

@@ -66,7 +66,8 @@ impl MainModule {
             Ok(t) => gomod::parse_go_sum("go.sum", &t).map_err(RepositoryError::Definition)?,
             Err(_) => BTreeMap::new(),
         };
-        let goflags = ctx.host.env_var("GOFLAGS").unwrap_or_default();
+        // From the environment or the `go env -w` file, as cmd/go reads it.
+        let goflags = super::go_env_file::setting(ctx.host, "GOFLAGS");
         // As cmd/go: `-mod=vendor` asks for vendor/, and a vendor/modules.txt implies it for a
         // main module at go 1.14 or later unless GOFLAGS says `-mod=mod` or `-mod=readonly`.
         let vendor = goflags.split_whitespace().any(|f| f == "-mod=vendor")

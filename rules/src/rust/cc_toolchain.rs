@@ -3,13 +3,16 @@
 //!
 //! The drivers alone do not say which compiler runs: `cc` starts `cc1` (or `cc1plus`),
 //! `collect2`, `as` and `ld`, found through its own search path. The toolchain is therefore read
-//! from the driver (`cc -print-search-dirs`, once per process): its install directory (where
-//! `cc1`, `cc1plus`, `collect2` and `lto-wrapper` live, and whose path names the target and
-//! version), and the assembler and linker it finds there or on the actions' `PATH`. Each becomes
+//! from the driver once per process (`cc -print-search-dirs` and `-print-prog-name`): its install
+//! directory (whose path names the target and version), the compilers proper (`cc1`, `cc1plus`,
+//! `lto-wrapper`, wherever the distribution keeps them), and the `as`, `ld` and `collect2` it
+//! finds in its program directories or on the actions' `PATH`. Each becomes
 //! a host tool of every Rust action: a file by content, a directory by the names, sizes and
 //! modification times of its executables (see `kiln_graph::host::tool_digests`), so an upgraded
 //! compiler, assembler or linker changes every key that could depend on it. The C library and its
-//! headers come with the dynamic loader, which every action's host-system digest covers.
+//! headers come with the dynamic loader, which every action's host-system digest covers; other
+//! system libraries and headers a build script may use (found with pkg-config, say) are not
+//! declared.
 
 use std::path::{Path, PathBuf};
 use std::sync::OnceLock;
@@ -24,6 +27,10 @@ pub const AR: &str = "/usr/bin/ar";
 
 /// Programs the C driver runs besides itself, looked up as it looks them up.
 const DRIVEN_PROGRAMS: &[&str] = &["as", "ld", "collect2"];
+
+/// The compilers proper, which GCC keeps in its libexec directory (`/usr/libexec/gcc/...` on
+/// Fedora, the install directory on Debian): asked of the driver by name.
+const COMPILERS_PROPER: &[&str] = &["cc1", "cc1plus", "lto-wrapper"];
 
 /// The host paths (files and directories) that make up the C toolchain.
 #[derive(Clone, Debug, PartialEq, Eq)]
@@ -44,14 +51,17 @@ pub fn default_toolchain() -> &'static CcToolchain {
 pub fn resolve(driver: &Path, other_drivers: &[&str]) -> CcToolchain {
     let mut tools = vec![driver.to_string_lossy().to_string()];
     tools.extend(other_drivers.iter().map(|d| d.to_string()));
-    let output = kiln_exec::host_command::run(
-        &[driver.as_os_str(), "-print-search-dirs".as_ref()],
-        &[("PATH", ACTION_PATH), ("LC_ALL", "C")],
-        Path::new("/"),
-    );
-    let text = match output {
-        Ok(out) if out.success() => out.stdout_text(),
-        _ => return CcToolchain { tools },
+    let ask = |question: &str| -> Option<String> {
+        let out = kiln_exec::host_command::run(
+            &[driver.as_os_str(), question.as_ref()],
+            &[("PATH", ACTION_PATH), ("LC_ALL", "C")],
+            Path::new("/"),
+        )
+        .ok()?;
+        out.success().then(|| out.stdout_text())
+    };
+    let Some(text) = ask("-print-search-dirs") else {
+        return CcToolchain { tools };
     };
     let search = SearchDirs::parse(&text);
     if let Some(install) = &search.install {
@@ -69,7 +79,17 @@ pub fn resolve(driver: &Path, other_drivers: &[&str]) -> CcToolchain {
             tools.push(found.to_string_lossy().to_string());
         }
     }
-    tools.dedup();
+    for program in COMPILERS_PROPER {
+        // The full path when the driver has the program, else the bare name (then there is none).
+        if let Some(found) = ask(&format!("-print-prog-name={program}")) {
+            let found = found.trim();
+            if found.starts_with('/') && Path::new(found).is_file() {
+                tools.push(found.to_string());
+            }
+        }
+    }
+    let mut seen = std::collections::HashSet::new();
+    tools.retain(|t| seen.insert(t.clone()));
     CcToolchain { tools }
 }
 
@@ -151,7 +171,10 @@ mod tests {
         write_executable(
             &driver,
             &format!(
-                "#!/bin/sh\necho 'install: {0}/'\necho 'programs: ={0}/:/nowhere'\n",
+                "#!/bin/sh\ncase \"$1\" in\n\
+                 -print-prog-name=cc1) echo '{0}/cc1' ;;\n\
+                 -print-prog-name=*) echo \"${{1#-print-prog-name=}}\" ;;\n\
+                 *) echo 'install: {0}/'; echo 'programs: ={0}/:/nowhere' ;;\nesac\n",
                 install.display()
             ),
         );
@@ -162,6 +185,9 @@ mod tests {
         assert!(names.contains(&format!("{}/", install.display()).as_str()));
         assert!(names.contains(&install.join("as").to_string_lossy().as_ref()));
         assert!(names.contains(&install.join("collect2").to_string_lossy().as_ref()));
+        // The compiler proper by its own path; a program the driver does not know is left out.
+        assert!(names.contains(&install.join("cc1").to_string_lossy().as_ref()));
+        assert!(!names.iter().any(|n| n.ends_with("cc1plus")), "{names:?}");
         // `ld` is not in the install directory: found on the actions' PATH if the host has one.
         if Path::new("/usr/bin/ld").is_file() {
             assert!(
@@ -204,9 +230,10 @@ mod tests {
         // The tests need a C compiler (rustc links with it).
         let toolchain = default_toolchain();
         assert!(
-            toolchain.tools.iter().any(|t| Path::new(t).is_dir()
-                && Path::new(t).join("cc1").exists()
-                || t.ends_with("/collect2")),
+            toolchain
+                .tools
+                .iter()
+                .any(|t| t.ends_with("/cc1") && Path::new(t).is_file()),
             "no compiler proper in {:?}",
             toolchain.tools
         );
