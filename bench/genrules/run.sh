@@ -54,7 +54,8 @@ fi
 KILN_COMMIT="$(git -C "$REPO" rev-parse HEAD) (work tree, may have uncommitted changes)"
 if [ -n "${KILN_BIN:-}" ]; then
     KILN="$KILN_BIN"
-    KILN_COMMIT="prebuilt $KILN_BIN"
+    # A prebuilt binary does not know its commit: record the work tree's, and the binary's date.
+    KILN_COMMIT="prebuilt $KILN_BIN (built $(date -u -r "$KILN_BIN" +%FT%TZ); work tree then at $(git -C "$REPO" rev-parse --short HEAD))"
 elif [ -n "${KILN_REV:-}" ]; then
     KILN_COMMIT="$(git -C "$REPO" rev-parse "$KILN_REV")"
     SRC="/tmp/kiln-bench-src-$KILN_COMMIT"

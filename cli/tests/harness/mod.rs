@@ -161,7 +161,10 @@ impl Workspace {
         cmd.args(args)
             .current_dir(&self.root)
             .env("KILN_CACHE_DIR", &self.cache)
-            .env_remove("KILN_REMOTE_CACHE");
+            .env_remove("KILN_REMOTE_CACHE")
+            // The developer's own `go env -w` settings (GOFLAGS, GOPROXY) stay out of the tests;
+            // a test about them names its own file.
+            .env("GOENV", "off");
         cmd
     }
 
