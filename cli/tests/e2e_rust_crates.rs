@@ -202,8 +202,9 @@ fn a_repository_already_made_is_reused_after_clean_expunge_without_unpacking() {
     assert_eq!(repos, 1, "one repository directory for one resolution");
 }
 
-#[test]
-fn crates_from_a_cargo_vendor_directory_are_verified_file_by_file() {
+/// The itoa workspace with its crate in a `cargo vendor` directory that `.cargo/config.toml`
+/// selects.
+fn vendored_workspace() -> Workspace {
     let (_, checksum) = harness::examples_rust_pin("itoa");
     let ws = workspace(&checksum);
     #[allow(clippy::disallowed_methods)] // The test runs the real `cargo vendor`.
@@ -222,6 +223,12 @@ fn crates_from_a_cargo_vendor_directory_are_verified_file_by_file() {
         "[source.crates-io]\nreplace-with = \"vendored-sources\"\n\n\
          [source.vendored-sources]\ndirectory = \"vendor\"\n",
     );
+    ws
+}
+
+#[test]
+fn crates_from_a_cargo_vendor_directory_are_verified_file_by_file() {
+    let ws = vendored_workspace();
     let out = ws.kiln(&["run", "//app"]);
     out.ok();
     assert_eq!(out.stdout.trim(), "-1234567");
@@ -367,24 +374,7 @@ fn sha256_of(path: &Path) -> String {
 /// while the same code in a workspace crate is an error.
 #[test]
 fn lints_in_registry_crates_are_capped_and_in_workspace_crates_are_not() {
-    let (_, checksum) = harness::examples_rust_pin("itoa");
-    let ws = workspace(&checksum);
-    #[allow(clippy::disallowed_methods)] // The test runs the real `cargo vendor`.
-    let vendored = std::process::Command::new(env!("CARGO"))
-        .args(["vendor", "--locked", "vendor"])
-        .current_dir(ws.root())
-        .output()
-        .expect("cargo vendor");
-    assert!(
-        vendored.status.success(),
-        "{}",
-        String::from_utf8_lossy(&vendored.stderr)
-    );
-    ws.write(
-        ".cargo/config.toml",
-        "[source.crates-io]\nreplace-with = \"vendored-sources\"\n\n\
-         [source.vendored-sources]\ndirectory = \"vendor\"\n",
-    );
+    let ws = vendored_workspace();
     let probe = "\n#[deny(unused_variables)]\n#[allow(dead_code)]\nfn kiln_lint_probe() {\n    let unused = 1;\n}\n";
     // The vendored crate gains code its own attribute forbids; its checksum file is updated as a
     // patched vendor directory would be, so only the lint can stop the build.
