@@ -16,7 +16,8 @@
 #   2. cargo build --release -p kiln-cli.
 #   3. Generates the workspace (bench/genrules/generate.py) twice into a temp dir: one copy for
 #      Kiln, one for Bazel (so neither tool walks the other's output symlinks/dirs).
-#   4. ONE hyperfine invocation with six commands (one --prepare per command):
+#   4. ONE interleaved hyperfine run (bench/hyperfine_interleaved.py: every round runs each of
+#      the six commands once, through hyperfine, with its --prepare):
 #        kiln-noop    fresh `kiln build //...` process after a warm build (warm cache dir)
 #        bazel-noop   `bazel build //...` with a warm server after a warm build
 #        kiln-clean   empty KILN_CACHE_DIR and no kiln-out/ before each run
@@ -123,7 +124,7 @@ KC="cd $KWS_CLEAN && KILN_CACHE_DIR=$KCACHE_CLEAN $KILN build //... $KFLAGS"
 B="cd $BWS && $BAZEL build //... $BFLAGS"
 
 echo "== hyperfine ($RUNS runs, $WARMUP warmup)"
-hyperfine --runs "$RUNS" --warmup "$WARMUP" \
+"$HERE/../hyperfine_interleaved.py" --runs "$RUNS" --warmup "$WARMUP" \
     --export-markdown "$RESULTS/genrules.md" --export-json "$RESULTS/genrules.json" \
     -n kiln-noop   --prepare "true" "$K" \
     -n bazel-noop  --prepare "true" "$B" \

@@ -1,5 +1,6 @@
 #!/usr/bin/env bash
-# Kiln against cargo on tokei 12.1.2 (see setup.sh), side by side in one hyperfine run per scenario.
+# Kiln against cargo on tokei 12.1.2 (see setup.sh), side by side in one hyperfine run per scenario,
+# runs interleaved (bench/hyperfine_interleaved.py: each round runs every command once).
 # Usage: bench/rust/run.sh [WORKDIR]    env: KILN_BIN (default target/release/kiln), RUNS (3),
 # CLEAN_RUNS (3), JOBS (2), SCENARIOS ("clean-dbg clean-opt noop edit": a subset runs only those).
 # Writes bench/results/rust-*.{md,json} and rust-env.txt.
@@ -54,7 +55,7 @@ $kbuild >/dev/null 2>&1
 
 hf() {
   local name=$1; shift
-  hyperfine --export-markdown "$results/rust-$name.md" --export-json "$results/rust-$name.json" "$@"
+  "$repo/bench/hyperfine_interleaved.py" --export-markdown "$results/rust-$name.md" --export-json "$results/rust-$name.json" "$@"
 }
 
 want clean-dbg && hf clean-dbg --runs "$clean_runs" \

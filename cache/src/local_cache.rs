@@ -119,6 +119,9 @@ pub struct LocalCache {
     pub(crate) action_results: ActionResultMemo,
     /// Held by [`gc`](LocalCache::gc) while it runs.
     pub(crate) collecting: Mutex<()>,
+    /// The device of the temp directory (where blobs are written before they are renamed into
+    /// place), if it could be read: a file on another device cannot be renamed into the store.
+    pub(crate) tmp_device: Option<u64>,
     corrupt: AtomicU64,
     warnings: Mutex<Vec<CacheWarning>>,
 }
@@ -170,6 +173,10 @@ impl LocalCache {
         fsutil::remove_stale(&root.join("tmp"), STALE_TEMP_AGE);
         tag_as_cache(root)?;
         let (index, fresh) = Index::open(&root.join("index.sqlite"))?;
+        let tmp_device = fs::metadata(root.join("tmp")).ok().map(|m| {
+            use std::os::unix::fs::MetadataExt;
+            m.dev()
+        });
         let cache = LocalCache {
             root: root.to_path_buf(),
             config,
@@ -177,6 +184,7 @@ impl LocalCache {
             verifications: VerificationMemo::new(&root.join("verified.sqlite")),
             action_results: ActionResultMemo::new(config.action_result_memo_bytes),
             collecting: Mutex::new(()),
+            tmp_device,
             corrupt: AtomicU64::new(0),
             warnings: Mutex::new(Vec::new()),
         };

@@ -362,6 +362,41 @@ fn put_file_owned_moves_a_lone_file_and_copies_a_linked_one() {
 }
 
 #[test]
+fn put_file_owned_copies_a_file_from_another_file_system() {
+    use std::os::unix::fs::{MetadataExt, PermissionsExt};
+    let dir = tempfile::tempdir().unwrap();
+    let cache_root = dir.path().join("cache");
+    let cache =
+        kiln_cache::LocalCache::open(&cache_root, kiln_cache::CacheConfig::default()).unwrap();
+    let Ok(shm) = tempfile::tempdir_in("/dev/shm") else {
+        eprintln!("skipped: no /dev/shm");
+        return;
+    };
+    let cache_device = std::fs::metadata(&cache_root).unwrap().dev();
+    if std::fs::metadata(shm.path()).unwrap().dev() == cache_device {
+        eprintln!("skipped: /dev/shm is on the cache's file system");
+        return;
+    }
+    let f = kiln_cache::DigestFunction::Blake3;
+    // Larger than one copy_file_range chunk would need to be for a short copy to show.
+    let content: Vec<u8> = (0..3 << 20).map(|i: u32| (i % 251) as u8).collect();
+    let output = shm.path().join("output.bin");
+    std::fs::write(&output, &content).unwrap();
+    let digest = cache.put_file_owned(f, &output).unwrap();
+    assert_eq!(digest, kiln_cache::Digest::of_bytes(f, &content));
+    let blob = cache.blob_path(&digest);
+    assert_eq!(std::fs::read(&blob).unwrap(), content);
+    assert_eq!(std::fs::metadata(&blob).unwrap().dev(), cache_device);
+    let mode = std::fs::metadata(&blob).unwrap().permissions().mode();
+    assert_eq!(mode & 0o222, 0, "a stored blob is read-only, got {mode:o}");
+    // Stored again (an unchanged output of the next build): found by its digest, not copied.
+    std::fs::write(&output, &content).unwrap();
+    let before = std::fs::metadata(&blob).unwrap().ino();
+    assert_eq!(cache.put_file_owned(f, &output).unwrap(), digest);
+    assert_eq!(std::fs::metadata(&blob).unwrap().ino(), before);
+}
+
+#[test]
 fn reopening_reads_the_index_not_the_directory_and_lookups_refresh_entries() {
     let dir = tempfile::tempdir().unwrap();
     let (a, b) = {

@@ -17,8 +17,6 @@ use crate::{ExitKind, SandboxRequest};
 pub(crate) fn command(req: &SandboxRequest, scratch: &Scratch) -> Command {
     let root = scratch.exec_root();
     let argv0 = &req.argv[0];
-    #[allow(clippy::disallowed_methods)] // The sandbox is the place allowed to spawn.
-    let mut cmd = Command::new(root.join(argv0));
     let parent = std::process::id() as i32;
     // Without a mount namespace there is no `/kiln/execroot`: paths that name it (test
     // environments do) are pointed at the staged root instead.
@@ -34,6 +32,15 @@ pub(crate) fn command(req: &SandboxRequest, scratch: &Scratch) -> Command {
         }
         value.replace(crate::EXEC_ROOT, &staged)
     };
+    // An absolute program may name a mount (the Go linker in the SDK), a relative one the
+    // staged exec root.
+    let program = if argv0.starts_with('/') {
+        std::path::PathBuf::from(relocate(argv0))
+    } else {
+        root.join(argv0)
+    };
+    #[allow(clippy::disallowed_methods)] // The sandbox is the place allowed to spawn.
+    let mut cmd = Command::new(program);
     cmd.arg0(argv0)
         .args(req.argv[1..].iter().map(relocate))
         .env_clear()

@@ -566,3 +566,37 @@ fn small_immutable_inputs_are_linked_from_one_pooled_copy_that_no_action_can_wri
     drop((outcomes, out, sandbox));
     assert!(!pool_dir.exists(), "the pool goes with its sandbox");
 }
+
+#[test]
+fn a_program_named_by_its_path_in_a_mount_runs_in_both_modes() {
+    // The Go linker runs as `<SDK mount>/pkg/tool/.../link`, with no shell in front of it.
+    let fx = Fixture::temp();
+    let tools = fx.dir.path().join("toolchain");
+    std::fs::create_dir_all(tools.join("bin")).unwrap();
+    let tool = tools.join("bin/greet");
+    std::fs::write(&tool, "#!/bin/sh\necho \"hello from $0\"\n").unwrap();
+    use std::os::unix::fs::PermissionsExt;
+    std::fs::set_permissions(&tool, std::fs::Permissions::from_mode(0o755)).unwrap();
+    let mount_point = format!("{EXEC_ROOT}/external/toolchain");
+    let modes = if namespaces() {
+        vec![SandboxMode::Plain, SandboxMode::Namespaces]
+    } else {
+        vec![SandboxMode::Plain]
+    };
+    for mode in modes {
+        let mut req = fx.bash("unused");
+        req.argv = vec![format!("{mount_point}/bin/greet")];
+        req.mounts = vec![ExtraMount {
+            host: tools.clone(),
+            sandbox_path: mount_point.clone(),
+        }];
+        let out = with_mode(Some(mode)).run(&req).unwrap();
+        assert_eq!(
+            out.exit,
+            ExitKind::Code(0),
+            "{mode:?}: {}",
+            text(&out.stderr)
+        );
+        assert!(text(&out.stdout).starts_with("hello from "), "{mode:?}");
+    }
+}

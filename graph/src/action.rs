@@ -186,6 +186,14 @@ impl ActionSpec {
         });
     }
 
+    /// Adds an input seen at `exec_path` instead of its own path.
+    pub fn input_at(&mut self, exec_path: &str, artifact: &Artifact) {
+        self.inputs.push(ActionInput {
+            exec_path: exec_path.to_string(),
+            artifact: artifact.clone(),
+        });
+    }
+
     /// Adds a required output.
     pub fn output(&mut self, artifact: &Artifact, executable: bool) {
         self.outputs.push(OutputSpec {

@@ -666,6 +666,11 @@ impl Runner {
             self.cache.put_file_owned(self.function, host)
         };
         let digest = stored.map_err(|e| e.to_string())?;
+        // The blob holds the bytes just hashed (moved, or copied from a file no process can
+        // write any more): the actions of this build that read it need not hash it again.
+        if let Ok(mut set) = self.verified.lock() {
+            set.insert(digest);
+        }
         Ok(FileDigest { digest, executable })
     }
 

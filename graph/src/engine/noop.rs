@@ -103,17 +103,28 @@ pub fn record<R>(
         .map(|(k, v)| (k.clone(), v.clone()))
         .collect();
     let observed = observed.files.lock().ok()?;
+    // A workspace file may be noted by its absolute path (a rule reading it during analysis, as
+    // the Go rules scan imports) and digested by its workspace path (an action's input).
+    let workspace_path = |path: &str| -> Option<String> {
+        let rel = Path::new(path).strip_prefix(root).ok()?;
+        Some(rel.to_str()?.to_string())
+    };
     let mut files: Vec<(String, StoredStat)> = Vec::with_capacity(observed.len());
     let mut racy = Vec::new();
     for (path, stat) in observed.iter() {
         let stat = (*stat)?;
+        let other = workspace_path(path);
         if settled(&stat, limit) {
             files.push((path.clone(), stored(&stat)));
-        } else if rewritten.contains(path) {
+        } else if rewritten.contains(path) || other.as_ref().is_some_and(|p| rewritten.contains(p))
+        {
             // Which content did the build rest on? Not one this record could name.
             return None;
         } else {
-            racy.push((path.clone(), stored(&stat), *digests.get(path)?));
+            let digest = digests
+                .get(path)
+                .or_else(|| other.as_ref().and_then(|p| digests.get(p)))?;
+            racy.push((path.clone(), stored(&stat), *digest));
         }
     }
     files.sort();
@@ -463,6 +474,40 @@ mod tests {
             .unwrap_or_else(|| panic!("no record"));
         assert_eq!(check(ws.path(), "r", &mut record, later()), Validity::Stale);
         assert_eq!(record.racy.len(), 1, "a stale check promotes nothing");
+    }
+
+    #[test]
+    fn a_racy_file_read_by_absolute_path_uses_the_digest_of_its_workspace_path() {
+        // The Go rules scan a source by its absolute path during analysis; its action's key
+        // digests it by its workspace path. Right after an edit it is racy: the record must
+        // still be made, or every no-op within seconds of an edit takes the full path.
+        let ws = workspace();
+        let absolute = ws.path().join("a/x.txt").to_string_lossy().to_string();
+        let log = observe(ws.path(), &[absolute.as_str()]);
+        if let Ok(mut digests) = log.digests.lock() {
+            let digest = Digest::of_bytes(kiln_cache::DigestFunction::Blake3, b"x");
+            digests.insert("a/x.txt".to_string(), digest);
+        }
+        let mut record = make_record(ws.path(), "r", SystemTime::now(), &log, Vec::new(), ())
+            .unwrap_or_else(|| panic!("the workspace path's digest serves the absolute path"));
+        assert_eq!(record.racy.len(), 1);
+        assert_eq!(
+            check(ws.path(), "r", &mut record, SystemTime::now()),
+            Validity::Valid
+        );
+        std::fs::write(ws.path().join("a/x.txt"), "y").unwrap_or_else(|e| panic!("{e}"));
+        assert_eq!(
+            check(ws.path(), "r", &mut record, SystemTime::now()),
+            Validity::Stale,
+            "same size, other content: caught by the content check"
+        );
+        if let Ok(mut rewritten) = log.rewritten.lock() {
+            rewritten.insert("a/x.txt".to_string());
+        }
+        assert!(
+            make_record(ws.path(), "r", SystemTime::now(), &log, Vec::new(), ()).is_none(),
+            "two contents under the workspace path: no record for the absolute one either"
+        );
     }
 
     #[test]

@@ -122,9 +122,10 @@ pub struct LinkRequest {
     pub out: String,
 }
 
-/// The bash script linking the binary.
-pub fn script(req: &LinkRequest, sdk: &SandboxSdk) -> String {
-    let mut s = String::from("set -euo pipefail\nW=\"$TMPDIR\"\n");
+/// The importcfg of the link: a `packagefile` line per package, then the module information.
+/// It depends only on the analysis, so a separate action writes it (a cache hit after the first
+/// build) and the link runs the linker without a shell.
+pub fn importcfg(req: &LinkRequest, sdk: &SandboxSdk) -> Vec<String> {
     let mut cfg = vec!["# import config".to_string()];
     for (path, file) in &req.packages {
         cfg.push(format!("packagefile {path}={file}"));
@@ -132,31 +133,39 @@ pub fn script(req: &LinkRequest, sdk: &SandboxSdk) -> String {
     if let Some(info) = &req.modinfo {
         cfg.push(info.importcfg_line(sdk));
     }
-    s.push_str(&write_file("\"$W/importcfg.link\"", &cfg));
-    // GOROOT is empty, as with `go build -trimpath`: no SDK path is recorded in the binary.
-    s.push_str(&format!(
-        "GOROOT= {} -o {} -importcfg \"$W/importcfg.link\"",
+    cfg
+}
+
+/// The script of the action writing the importcfg to `out`.
+pub fn importcfg_script(req: &LinkRequest, sdk: &SandboxSdk, out: &str) -> String {
+    format!(
+        "set -euo pipefail\n{}",
+        write_file(&sh(out), &importcfg(req, sdk))
+    )
+}
+
+/// The linker's command line, reading the importcfg at `importcfg`. The action's environment
+/// sets `GOROOT` empty, as `go build -trimpath` does: no SDK path is recorded in the binary.
+pub fn arguments(req: &LinkRequest, sdk: &SandboxSdk, importcfg: &str) -> Vec<String> {
+    let mut args = vec![
         sdk.tool("link"),
-        sh(&req.out)
-    ));
+        "-o".to_string(),
+        req.out.clone(),
+        "-importcfg".to_string(),
+        importcfg.to_string(),
+    ];
     if !req.godebug.is_empty() {
-        s.push_str(&format!(
-            " {}",
-            sh(&format!("-X=runtime.godebugDefault={}", req.godebug))
-        ));
+        args.push(format!("-X=runtime.godebugDefault={}", req.godebug));
     }
     for x in &req.x_defs {
-        s.push_str(&format!(" -X {}", sh(x)));
+        args.push("-X".to_string());
+        args.push(x.clone());
     }
-    s.push_str(&format!(" -buildmode={} -buildid=", sdk.link_buildmode()));
-    for f in &req.flags {
-        s.push(' ');
-        s.push_str(&sh(f));
-    }
-    s.push(' ');
-    s.push_str(&sh(&req.main_archive));
-    s.push('\n');
-    s
+    args.push(format!("-buildmode={}", sdk.link_buildmode()));
+    args.push("-buildid=".to_string());
+    args.extend(req.flags.iter().cloned());
+    args.push(req.main_archive.clone());
+    args
 }
 
 #[cfg(test)]
@@ -230,14 +239,18 @@ mod tests {
             out: "app.exe".into(),
             ..Default::default()
         };
-        let text = script(&req, &windows);
-        assert!(
-            text.contains(
-                "/kiln/execroot/external/kiln_go_sdk/pkg/tool/linux_amd64/link -o app.exe"
-            ),
-            "{text}"
+        let args = arguments(&req, &windows, "app.importcfg");
+        assert_eq!(
+            args[..5],
+            [
+                "/kiln/execroot/external/kiln_go_sdk/pkg/tool/linux_amd64/link",
+                "-o",
+                "app.exe",
+                "-importcfg",
+                "app.importcfg"
+            ]
         );
-        assert!(text.contains(" -buildmode=pie -buildid="), "{text}");
-        assert!(script(&req, &arm).contains(" -buildmode=exe -buildid="));
+        assert!(args.ends_with(&["-buildmode=pie".into(), "-buildid=".into(), "m.a".into()]));
+        assert!(arguments(&req, &arm, "c").contains(&"-buildmode=exe".to_string()));
     }
 }

@@ -70,21 +70,33 @@ pub fn link(
         ctx.register(action);
     }
     let std_pkgs = platform.std.closure(&std_roots).map_err(|e| ctx.error(e))?;
+    // Every archive is staged in one directory of the link's sandbox, as `go build` hands the
+    // linker `$WORK/bNNN/_pkg_.a`: a binary of 500 packages then costs its sandbox 500 links
+    // into one directory, not also 500 directories to make and remove.
     let mut packages = Vec::new();
-    let mut inputs = Vec::new();
+    let mut inputs: Vec<(String, Artifact)> = Vec::new();
+    let mut stage = |path: String, archive: &Artifact| {
+        let name = archive.path.rsplit('/').next().unwrap_or("pkg.a");
+        let exec_path = format!("{LINK_ARCHIVE_DIR}/{:03}-{name}", inputs.len());
+        packages.push((path, exec_path.clone()));
+        inputs.push((exec_path, archive.clone()));
+    };
     for a in &closure {
         let path = if Arc::ptr_eq(a, spec.main) {
             spec.importpath.to_string()
         } else {
             a.package_path.clone()
         };
-        packages.push((path, a.link.path.clone()));
-        inputs.push(a.link.clone());
+        stage(path, &a.link);
     }
     for p in &std_pkgs {
-        packages.push((p.path.clone(), p.link.path.clone()));
-        inputs.push(p.link.clone());
+        stage(p.path.clone(), &p.link);
     }
+    let main_archive = inputs
+        .iter()
+        .find(|(_, artifact)| *artifact == spec.main.link)
+        .map(|(exec_path, _)| exec_path.clone())
+        .unwrap_or_else(|| spec.main.link.path.clone());
     let godebug = default_godebug(env, spec.module, &spec.directives);
     // rules_go links with `-s -w` under Bazel's default `--strip=sometimes` in fastbuild (and
     // always for tests); `-c dbg` and `-c opt` keep the symbol table and DWARF. The flags are
@@ -120,7 +132,7 @@ pub fn link(
     flags.extend(spec.flags);
     let req = LinkRequest {
         packages,
-        main_archive: spec.main.link.path.clone(),
+        main_archive,
         modinfo,
         godebug,
         x_defs,
@@ -132,19 +144,42 @@ pub fn link(
     } else {
         format!(" for {}", platform.name())
     };
-    let action = go_action(
+    let importcfg = Artifact::derived(format!("{}.importcfg", spec.out.path));
+    ctx.register(go_action(
+        &env.sdk,
+        &platform.sandbox,
+        &ctx.target.label,
+        "GoLinkConfig",
+        format!(
+            "Writing the link configuration of {}{for_platform}",
+            ctx.target.label
+        ),
+        link::importcfg_script(&req, &platform.sandbox, &importcfg.path),
+        &[],
+        &[(&importcfg, false)],
+    ));
+    let mut action = go_action(
         &env.sdk,
         &platform.sandbox,
         &ctx.target.label,
         "GoLink",
         format!("Linking {}{for_platform}", ctx.target.label),
-        link::script(&req, &platform.sandbox),
-        &inputs,
+        String::new(),
+        std::slice::from_ref(&importcfg),
         &[(spec.out, true)],
     );
+    action.arguments = link::arguments(&req, &platform.sandbox, &importcfg.path);
+    action.env.insert("GOROOT".into(), String::new());
+    action.host_tools.clear();
+    for (exec_path, archive) in &inputs {
+        action.input_at(exec_path, archive);
+    }
     ctx.register(action);
     Ok(())
 }
+
+/// Where a link's sandbox holds the archives it links (exec-root-relative).
+const LINK_ARCHIVE_DIR: &str = "_golink";
 
 /// The default GODEBUG: the main module's go line and `godebug` lines, then the directives. A
 /// binary outside any module gets only its directives.
