@@ -64,55 +64,71 @@ impl WorkspaceState {
         let tx = conn
             .transaction_with_behavior(rusqlite::TransactionBehavior::Immediate)
             .map_err(&err)?;
-        for r in records {
-            let latest: Option<(i64, String)> = tx
-                .query_row(
+        {
+            // Prepared once per call: a build with hundreds of changed actions would otherwise
+            // parse the same four statements for each.
+            let mut latest_of = tx
+                .prepare_cached(
                     "SELECT id, action_key FROM actions WHERE output_key = ?1
                      ORDER BY id DESC LIMIT 1",
-                    [&r.output_key],
-                    |row| Ok((row.get(0)?, row.get(1)?)),
                 )
-                .optional()
                 .map_err(&err)?;
-            match latest {
-                Some((id, key)) if key == r.action_key => {
-                    // Same action again: keep the measured duration unless it ran again.
-                    tx.execute(
-                        "UPDATE actions SET build_id = ?2, status = ?3, label = ?4,
-                           duration_ms = CASE WHEN ?3 = 'executed' THEN ?5 ELSE duration_ms END
-                         WHERE id = ?1",
-                        params![id, r.build_id, r.status, r.label, r.duration_ms as i64],
-                    )
+            let mut touch = tx
+                .prepare_cached(
+                    "UPDATE actions SET build_id = ?2, status = ?3, label = ?4,
+                       duration_ms = CASE WHEN ?3 = 'executed' THEN ?5 ELSE duration_ms END
+                     WHERE id = ?1",
+                )
+                .map_err(&err)?;
+            let mut insert = tx
+                .prepare_cached(&format!(
+                    "INSERT INTO actions ({COLUMNS})
+                     VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11)"
+                ))
+                .map_err(&err)?;
+            let mut prune = tx
+                .prepare_cached(
+                    "DELETE FROM actions WHERE output_key = ?1 AND id NOT IN
+                       (SELECT id FROM actions WHERE output_key = ?1
+                        ORDER BY id DESC LIMIT 2)",
+                )
+                .map_err(&err)?;
+            for r in records {
+                let latest: Option<(i64, String)> = latest_of
+                    .query_row([&r.output_key], |row| Ok((row.get(0)?, row.get(1)?)))
+                    .optional()
                     .map_err(&err)?;
-                }
-                _ => {
-                    tx.execute(
-                        &format!(
-                            "INSERT INTO actions ({COLUMNS})
-                             VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11)"
-                        ),
-                        params![
-                            r.label,
-                            r.mnemonic,
-                            r.output_key,
-                            r.action_key,
-                            encode_pairs(&r.inputs),
-                            encode_strings(r.argv.iter().map(String::as_str)),
-                            encode_pairs(&r.env),
-                            encode_pairs(&r.platform),
-                            r.duration_ms as i64,
-                            r.status,
-                            r.build_id,
-                        ],
-                    )
-                    .map_err(&err)?;
-                    tx.execute(
-                        "DELETE FROM actions WHERE output_key = ?1 AND id NOT IN
-                           (SELECT id FROM actions WHERE output_key = ?1
-                            ORDER BY id DESC LIMIT 2)",
-                        [&r.output_key],
-                    )
-                    .map_err(&err)?;
+                match latest {
+                    Some((id, key)) if key == r.action_key => {
+                        // Same action again: keep the measured duration unless it ran again.
+                        touch
+                            .execute(params![
+                                id,
+                                r.build_id,
+                                r.status,
+                                r.label,
+                                r.duration_ms as i64
+                            ])
+                            .map_err(&err)?;
+                    }
+                    _ => {
+                        insert
+                            .execute(params![
+                                r.label,
+                                r.mnemonic,
+                                r.output_key,
+                                r.action_key,
+                                encode_pairs(&r.inputs),
+                                encode_strings(r.argv.iter().map(String::as_str)),
+                                encode_pairs(&r.env),
+                                encode_pairs(&r.platform),
+                                r.duration_ms as i64,
+                                r.status,
+                                r.build_id,
+                            ])
+                            .map_err(&err)?;
+                        prune.execute([&r.output_key]).map_err(&err)?;
+                    }
                 }
             }
         }

@@ -45,24 +45,32 @@ impl LocalCache {
     /// store has its content already, renamed into place. A file with other hard links (an
     /// action may link an input to its output) is copied as [`put_file`](Self::put_file) does;
     /// one on another file system (a scratch tree on `/dev/shm`) is hashed first too, as an
-    /// unchanged output is common, and copied by the kernel only when its content is new.
-    pub fn put_file_owned(&self, function: DigestFunction, src: &Path) -> Result<Digest> {
+    /// unchanged output is common, and copied only when its content is new. Also says whether
+    /// this call put the bytes in the store (`false`: a blob with that name was there already,
+    /// or the copy went through [`put_file`](Self::put_file)).
+    pub fn put_file_owned(&self, function: DigestFunction, src: &Path) -> Result<(Digest, bool)> {
         use std::os::unix::fs::MetadataExt;
         let metadata = fs::symlink_metadata(src).map_err(CacheError::io(src))?;
         if !metadata.is_file() || metadata.nlink() != 1 {
-            return self.put_file(function, src);
+            return Ok((self.put_file(function, src)?, false));
         }
         let digest = Digest::of_file(function, src).map_err(CacheError::io(src))?;
         let dest = self.entry_path(Kind::Blob, &digest);
         if !fsutil::is_file_of_size(&dest, digest.size) {
+            // Another file system: copied, hashed again from the bytes written (the store's
+            // invariant), and refused if they are not the bytes just hashed.
             if self.tmp_device != Some(metadata.dev()) {
-                self.copy_owned(src, &digest, &dest)?;
-            } else if !self.move_owned(src, &dest)? {
-                return self.put_file(function, src);
+                self.put_file_inner(function, src, Some(&digest))?;
+                return Ok((digest, true));
             }
+            if !self.move_owned(src, &dest)? {
+                return Ok((self.put_file(function, src)?, false));
+            }
+            self.note_used(Kind::Blob, &digest, digest.size);
+            return Ok((digest, true));
         }
         self.note_used(Kind::Blob, &digest, digest.size);
-        Ok(digest)
+        Ok((digest, false))
     }
 
     /// Renames the hashed, owned file `src` to `dest`; false if the rename failed.
@@ -76,24 +84,6 @@ impl LocalCache {
         let shard = fsutil::parent_dir(dest);
         fs::create_dir_all(shard).map_err(CacheError::io(shard))?;
         Ok(fs::rename(src, dest).is_ok())
-    }
-
-    /// Copies the hashed, owned file `src` (on another file system) to `dest` through a temp
-    /// file. `io::copy` between files is `copy_file_range` on Linux: the kernel copies the pages,
-    /// without the read and write through a buffer, and the bytes were hashed just before (a
-    /// file whose size changed since is not stored).
-    fn copy_owned(&self, src: &Path, digest: &Digest, dest: &Path) -> Result<()> {
-        let mut input = File::open(src).map_err(CacheError::io(src))?;
-        let tmp_dir = self.tmp_dir();
-        let (tmp, mut file) = TempFile::create_in(&tmp_dir).map_err(CacheError::io(&tmp_dir))?;
-        let copied = std::io::copy(&mut input, &mut file).map_err(CacheError::io(src))?;
-        if copied != digest.size {
-            return Err(CacheError::io(src)(std::io::Error::other(format!(
-                "changed while it was stored ({} bytes hashed, {copied} copied)",
-                digest.size
-            ))));
-        }
-        self.install_blob(tmp, file, dest)
     }
 
     /// Like [`put_file`](Self::put_file), but fails with [`CacheError::DigestMismatch`] and

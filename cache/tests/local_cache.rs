@@ -341,7 +341,8 @@ fn put_file_owned_moves_a_lone_file_and_copies_a_linked_one() {
     // A file with one link is moved: it leaves its place and the blob holds its bytes.
     let lone = dir.path().join("lone.txt");
     std::fs::write(&lone, b"moved content").unwrap();
-    let digest = cache.put_file_owned(f, &lone).unwrap();
+    let (digest, written) = cache.put_file_owned(f, &lone).unwrap();
+    assert!(written);
     assert!(!lone.exists(), "a lone output is moved into the store");
     assert_eq!(cache.read(&digest).unwrap().unwrap(), b"moved content");
 
@@ -352,7 +353,7 @@ fn put_file_owned_moves_a_lone_file_and_copies_a_linked_one() {
     std::fs::write(&source, b"shared inode").unwrap();
     std::fs::hard_link(&source, &linked).unwrap();
     let mode_before = std::fs::metadata(&source).unwrap().permissions();
-    let digest = cache.put_file_owned(f, &linked).unwrap();
+    let (digest, _) = cache.put_file_owned(f, &linked).unwrap();
     assert!(linked.exists() && source.exists());
     assert_eq!(
         std::fs::metadata(&source).unwrap().permissions(),
@@ -378,11 +379,11 @@ fn put_file_owned_copies_a_file_from_another_file_system() {
         return;
     }
     let f = kiln_cache::DigestFunction::Blake3;
-    // Larger than one copy_file_range chunk would need to be for a short copy to show.
     let content: Vec<u8> = (0..3 << 20).map(|i: u32| (i % 251) as u8).collect();
     let output = shm.path().join("output.bin");
     std::fs::write(&output, &content).unwrap();
-    let digest = cache.put_file_owned(f, &output).unwrap();
+    let (digest, written) = cache.put_file_owned(f, &output).unwrap();
+    assert!(written, "a new blob is written by this call");
     assert_eq!(digest, kiln_cache::Digest::of_bytes(f, &content));
     let blob = cache.blob_path(&digest);
     assert_eq!(std::fs::read(&blob).unwrap(), content);
@@ -392,7 +393,11 @@ fn put_file_owned_copies_a_file_from_another_file_system() {
     // Stored again (an unchanged output of the next build): found by its digest, not copied.
     std::fs::write(&output, &content).unwrap();
     let before = std::fs::metadata(&blob).unwrap().ino();
-    assert_eq!(cache.put_file_owned(f, &output).unwrap(), digest);
+    assert_eq!(
+        cache.put_file_owned(f, &output).unwrap(),
+        (digest, false),
+        "not written again: the caller must not take the stored blob as verified"
+    );
     assert_eq!(std::fs::metadata(&blob).unwrap().ino(), before);
 }
 

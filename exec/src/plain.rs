@@ -13,7 +13,8 @@ use nix::unistd::getppid;
 use crate::scratch::Scratch;
 use crate::{ExitKind, SandboxRequest};
 
-/// The command for `req`; `argv[0]` is resolved against the staged exec root.
+/// The command for `req`: a relative `argv[0]` is resolved against the staged exec root, an
+/// absolute one inside a mount (the Go linker in the SDK) against the mount's host directory.
 pub(crate) fn command(req: &SandboxRequest, scratch: &Scratch) -> Command {
     let root = scratch.exec_root();
     let argv0 = &req.argv[0];

@@ -139,6 +139,10 @@ pub trait HostAccess: Sync {
     /// Analysis relied on the metadata of this host path (a toolchain's VERSION file, `go.mod`,
     /// `Cargo.lock`): the no-op check of the next build compares its stat again.
     fn observe(&self, path: &Path);
+    /// Analysis read the content with this digest from a host path it observed (a Go source's
+    /// header): a no-op check soon after compares the content, not only the stat, so that a
+    /// same-size rewrite within one timestamp tick is not mistaken for the content analysis used.
+    fn observe_content(&self, _path: &Path, _digest: kiln_cache::Digest) {}
     /// A value from the persistent per-workspace memo.
     fn memo_get(&self, key: &str) -> Option<Vec<u8>>;
     /// Stores a value in the persistent per-workspace memo.

@@ -63,6 +63,9 @@ impl HostAccess for EngineHost<'_> {
     fn observe(&self, path: &Path) {
         self.log.note_host_path(path);
     }
+    fn observe_content(&self, path: &Path, digest: Digest) {
+        self.log.note_content(&path.to_string_lossy(), digest);
+    }
     fn memo_get(&self, key: &str) -> Option<Vec<u8>> {
         self.state.memo_get(key)
     }

@@ -661,15 +661,17 @@ impl Runner {
         // it. In plain mode a process the action left in the background may still write to it,
         // so there it is copied (and hashed while copied) instead.
         let stored = if self.sandbox.mode() == kiln_exec::SandboxMode::Plain {
-            self.cache.put_file(self.function, host)
+            self.cache.put_file(self.function, host).map(|d| (d, false))
         } else {
             self.cache.put_file_owned(self.function, host)
         };
-        let digest = stored.map_err(|e| e.to_string())?;
-        // The blob holds the bytes just hashed (moved, or copied from a file no process can
-        // write any more): the actions of this build that read it need not hash it again.
-        if let Ok(mut set) = self.verified.lock() {
-            set.insert(digest);
+        let (digest, written) = stored.map_err(|e| e.to_string())?;
+        // A blob this call wrote holds the bytes just hashed: the actions of this build that read
+        // it need not hash it again. One that was there already is verified on first use.
+        if written {
+            if let Ok(mut set) = self.verified.lock() {
+                set.insert(digest);
+            }
         }
         Ok(FileDigest { digest, executable })
     }

@@ -56,10 +56,12 @@ pub fn platform_properties(
 pub fn tool_digests(
     tools: impl Iterator<Item = String>,
     digest: &dyn Fn(&str) -> Option<Digest>,
-    observe: &dyn Fn(&str, &std::fs::Metadata),
+    observe: &(dyn Fn(&str, &std::fs::Metadata) + Sync),
     function: DigestFunction,
 ) -> HashMap<String, String> {
     let mut digests = HashMap::new();
+    // `PATH` often names one directory twice (`/bin` is `/usr/bin` on merged-/usr systems).
+    let mut directories: HashMap<std::path::PathBuf, Option<String>> = HashMap::new();
     for tool in tools {
         if digests.contains_key(&tool) {
             continue;
@@ -75,7 +77,10 @@ pub fn tool_digests(
                 if let Ok(metadata) = std::fs::metadata(&path) {
                     observe(&path_text, &metadata);
                 }
-                tool_dir_digest(&path, function, observe)
+                directories
+                    .entry(path)
+                    .or_insert_with_key(|path| tool_dir_digest(path, function, observe))
+                    .clone()
             }
             Some(path) => digest(&path.to_string_lossy()).map(|d| d.hex()),
             None => None,
@@ -88,12 +93,14 @@ pub fn tool_digests(
 fn tool_dir_digest(
     dir: &std::path::Path,
     function: DigestFunction,
-    observe: &dyn Fn(&str, &std::fs::Metadata),
+    observe: &(dyn Fn(&str, &std::fs::Metadata) + Sync),
 ) -> Option<String> {
+    use rayon::prelude::*;
     use std::os::unix::fs::MetadataExt;
-    let mut entries: Vec<String> = std::fs::read_dir(dir)
-        .ok()?
-        .flatten()
+    // `/usr/bin` holds a thousand tools or more: their stats are taken in parallel.
+    let listing: Vec<std::fs::DirEntry> = std::fs::read_dir(dir).ok()?.flatten().collect();
+    let mut entries: Vec<String> = listing
+        .par_iter()
         .filter_map(|entry| {
             let metadata = std::fs::metadata(entry.path()).ok()?;
             (metadata.is_file() && metadata.mode() & 0o111 != 0).then(|| {
@@ -152,6 +159,37 @@ mod tests {
             digests(dir.path()),
             "an upgraded tool (new size) changes the digest"
         );
+    }
+
+    #[test]
+    fn a_directory_named_twice_on_path_is_read_once() {
+        // `/bin` and `/usr/bin` on a merged-/usr system.
+        let dir = tempfile::tempdir().unwrap_or_else(|e| panic!("{e}"));
+        let real = dir.path().join("usr-bin");
+        std::fs::create_dir(&real).unwrap_or_else(|e| panic!("{e}"));
+        for tool in ["sed", "awk", "cat"] {
+            executable(&real.join(tool), tool);
+        }
+        let alias = dir.path().join("bin");
+        std::os::unix::fs::symlink(&real, &alias).unwrap_or_else(|e| panic!("{e}"));
+        let tool_stats = std::sync::Mutex::new(Vec::new());
+        let names = [&real, &alias].map(|p| p.to_string_lossy().to_string());
+        let tools = tool_digests(
+            names.iter().cloned(),
+            &|_| None,
+            &|path, _| {
+                if let Ok(mut seen) = tool_stats.lock() {
+                    seen.push(path.to_string());
+                }
+            },
+            DigestFunction::Blake3,
+        );
+        assert_eq!(tools.len(), 2);
+        assert_eq!(tools[&names[0]], tools[&names[1]]);
+        assert_ne!(tools[&names[0]], "missing");
+        let seen = tool_stats.into_inner().unwrap_or_default();
+        let sed = real.join("sed").to_string_lossy().to_string();
+        assert_eq!(seen.iter().filter(|p| **p == sed).count(), 1, "{seen:?}");
     }
 
     #[test]

@@ -103,28 +103,17 @@ pub fn record<R>(
         .map(|(k, v)| (k.clone(), v.clone()))
         .collect();
     let observed = observed.files.lock().ok()?;
-    // A workspace file may be noted by its absolute path (a rule reading it during analysis, as
-    // the Go rules scan imports) and digested by its workspace path (an action's input).
-    let workspace_path = |path: &str| -> Option<String> {
-        let rel = Path::new(path).strip_prefix(root).ok()?;
-        Some(rel.to_str()?.to_string())
-    };
     let mut files: Vec<(String, StoredStat)> = Vec::with_capacity(observed.len());
     let mut racy = Vec::new();
     for (path, stat) in observed.iter() {
         let stat = (*stat)?;
-        let other = workspace_path(path);
         if settled(&stat, limit) {
             files.push((path.clone(), stored(&stat)));
-        } else if rewritten.contains(path) || other.as_ref().is_some_and(|p| rewritten.contains(p))
-        {
+        } else if rewritten.contains(path) {
             // Which content did the build rest on? Not one this record could name.
             return None;
         } else {
-            let digest = digests
-                .get(path)
-                .or_else(|| other.as_ref().and_then(|p| digests.get(p)))?;
-            racy.push((path.clone(), stored(&stat), *digest));
+            racy.push((path.clone(), stored(&stat), *digests.get(path)?));
         }
     }
     files.sort();
@@ -477,19 +466,20 @@ mod tests {
     }
 
     #[test]
-    fn a_racy_file_read_by_absolute_path_uses_the_digest_of_its_workspace_path() {
-        // The Go rules scan a source by its absolute path during analysis; its action's key
-        // digests it by its workspace path. Right after an edit it is racy: the record must
-        // still be made, or every no-op within seconds of an edit takes the full path.
+    fn a_racy_file_analysis_read_by_absolute_path_is_checked_by_the_content_it_read() {
+        // The Go rules scan a source's header by its absolute path during analysis and note the
+        // content they read; right after an edit the file is racy, and the record must still be
+        // made (or every no-op within seconds of an edit takes the full path), checked by that
+        // content, not by the content an action's key digested later.
         let ws = workspace();
         let absolute = ws.path().join("a/x.txt").to_string_lossy().to_string();
         let log = observe(ws.path(), &[absolute.as_str()]);
-        if let Ok(mut digests) = log.digests.lock() {
-            let digest = Digest::of_bytes(kiln_cache::DigestFunction::Blake3, b"x");
-            digests.insert("a/x.txt".to_string(), digest);
-        }
+        log.note_content(
+            &absolute,
+            Digest::of_bytes(kiln_cache::DigestFunction::Blake3, b"x"),
+        );
         let mut record = make_record(ws.path(), "r", SystemTime::now(), &log, Vec::new(), ())
-            .unwrap_or_else(|| panic!("the workspace path's digest serves the absolute path"));
+            .unwrap_or_else(|| panic!("the content analysis read vouches for a racy stat"));
         assert_eq!(record.racy.len(), 1);
         assert_eq!(
             check(ws.path(), "r", &mut record, SystemTime::now()),
@@ -499,15 +489,14 @@ mod tests {
         assert_eq!(
             check(ws.path(), "r", &mut record, SystemTime::now()),
             Validity::Stale,
-            "same size, other content: caught by the content check"
+            "other content than analysis read"
         );
-        if let Ok(mut rewritten) = log.rewritten.lock() {
-            rewritten.insert("a/x.txt".to_string());
-        }
-        assert!(
-            make_record(ws.path(), "r", SystemTime::now(), &log, Vec::new(), ()).is_none(),
-            "two contents under the workspace path: no record for the absolute one either"
+        // Analysis read one content and then another: no record can name it.
+        log.note_content(
+            &absolute,
+            Digest::of_bytes(kiln_cache::DigestFunction::Blake3, b"y"),
         );
+        assert!(make_record(ws.path(), "r", SystemTime::now(), &log, Vec::new(), ()).is_none());
     }
 
     #[test]

@@ -78,6 +78,20 @@ impl Observations {
         }
     }
 
+    /// Notes the digest of the content read at `path`; a second, different content read
+    /// during the same build marks the path as rewritten (no no-op record can name it).
+    pub fn note_content(&self, path: &str, digest: Digest) {
+        let Ok(mut digests) = self.digests.lock() else {
+            return;
+        };
+        let before = digests.insert(path.to_string(), digest);
+        if before.is_some_and(|before| before != digest) {
+            if let Ok(mut rewritten) = self.rewritten.lock() {
+                rewritten.insert(path.to_string());
+            }
+        }
+    }
+
     /// Notes that a decision rested on the environment variable `name` having `value`.
     pub fn note_env(&self, name: &str, value: Option<String>) {
         if let Ok(mut env) = self.env.lock() {
@@ -180,15 +194,8 @@ impl<'a> SourceDigests<'a> {
     }
 
     fn note_digest(&self, path: &str, digest: Digest) {
-        let Some(log) = self.log else { return };
-        let Ok(mut digests) = log.digests.lock() else {
-            return;
-        };
-        let before = digests.insert(path.to_string(), digest);
-        if before.is_some_and(|before| before != digest) {
-            if let Ok(mut rewritten) = log.rewritten.lock() {
-                rewritten.insert(path.to_string());
-            }
+        if let Some(log) = self.log {
+            log.note_content(path, digest);
         }
     }
 

@@ -1,5 +1,6 @@
 //! The shape every Go action shares: a bash script run with the SDK mounted at
-//! [`super::toolchain::SDK_MOUNT`], the SDK's environment, and bash as the only host tool.
+//! [`super::toolchain::SDK_MOUNT`], the SDK's environment, and bash (with `stat` and `cat`) as
+//! its host tools. The link replaces the script by the linker's own argv and has no host tool.
 
 use kiln_graph::action::{ActionSpec, Artifact};
 use kiln_graph::label::Label;

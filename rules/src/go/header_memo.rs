@@ -11,6 +11,8 @@ use std::collections::HashMap;
 use std::path::{Path, PathBuf};
 use std::sync::{Mutex, OnceLock};
 
+use kiln_cache::{Digest, DigestFunction};
+
 use super::scan::FileInfo;
 use crate::settled_stat::{settled, stat_key, StatKey};
 
@@ -19,11 +21,18 @@ fn memo() -> &'static Mutex<HashMap<PathBuf, (StatKey, FileInfo)>> {
     MEMO.get_or_init(|| Mutex::new(HashMap::new()))
 }
 
-/// The header of the file at `host`: remembered when its stat is unchanged, else `scan()`
-/// (which reads and scans it; errors are never remembered).
+/// The digest of the content last scanned at each path: what a remembered header came from.
+fn scanned() -> &'static Mutex<HashMap<PathBuf, Digest>> {
+    static SCANNED: OnceLock<Mutex<HashMap<PathBuf, Digest>>> = OnceLock::new();
+    SCANNED.get_or_init(|| Mutex::new(HashMap::new()))
+}
+
+/// The header of the file at `host`: remembered when its stat is unchanged, else read and
+/// `scan`ned (errors are never remembered; a read error names the file as `name`).
 pub fn header(
     host: &Path,
-    scan: impl FnOnce() -> Result<FileInfo, String>,
+    name: &str,
+    scan: impl FnOnce(&str) -> Result<FileInfo, String>,
 ) -> Result<FileInfo, String> {
     let key = stat_key(host);
     if let Some(key) = key {
@@ -35,13 +44,25 @@ pub fn header(
             }
         }
     }
-    let info = scan()?;
+    let text = std::fs::read_to_string(host).map_err(|e| format!("{name}: {e}"))?;
+    if let Ok(mut scanned) = scanned().lock() {
+        scanned.insert(
+            host.to_path_buf(),
+            Digest::of_bytes(DigestFunction::Blake3, text.as_bytes()),
+        );
+    }
+    let info = scan(&text)?;
     if let Some(key) = key.filter(settled) {
         if let Ok(mut memo) = memo().lock() {
             memo.insert(host.to_path_buf(), (key, info.clone()));
         }
     }
     Ok(info)
+}
+
+/// The digest of the content whose header [`header`] last gave for `host`, if it read one.
+pub fn scanned_digest(host: &Path) -> Option<Digest> {
+    scanned().lock().ok()?.get(host).copied()
 }
 
 #[cfg(test)]
@@ -74,11 +95,11 @@ mod tests {
         };
         // The ctime is new (set_modified changes it), so nothing is remembered yet.
         assert_eq!(
-            header(&path, || scan("a")).map(|i| i.package),
+            header(&path, "a.go", |_| scan("a")).map(|i| i.package),
             Ok("a".into())
         );
         assert_eq!(
-            header(&path, || scan("a")).map(|i| i.package),
+            header(&path, "a.go", |_| scan("a")).map(|i| i.package),
             Ok("a".into())
         );
         assert_eq!(
@@ -98,13 +119,13 @@ mod tests {
             memo.insert(path.clone(), (key, remembered));
         }
         assert_eq!(
-            header(&path, || scan("b")).map(|i| i.package),
+            header(&path, "a.go", |_| scan("b")).map(|i| i.package),
             Ok("remembered".into()),
             "an unchanged stat answers from memory"
         );
         std::fs::write(&path, "package bb\n").unwrap_or_else(|e| panic!("{e}"));
         assert_eq!(
-            header(&path, || scan("bb")).map(|i| i.package),
+            header(&path, "a.go", |_| scan("bb")).map(|i| i.package),
             Ok("bb".into()),
             "a new stat is scanned again"
         );

@@ -121,9 +121,8 @@ pub fn select(
                 continue;
             }
         }
-        let info = header_memo::header(host, || {
-            let text = std::fs::read_to_string(host).map_err(|e| format!("{path}: {e}"))?;
-            scan::scan(&text).map_err(|e| format!("{path}:{}", e.trim_start_matches("line ")))
+        let info = header_memo::header(host, path, |text| {
+            scan::scan(text).map_err(|e| format!("{path}:{}", e.trim_start_matches("line ")))
         })?;
         if !info.constraints_hold(ctx) {
             continue;

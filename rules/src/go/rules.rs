@@ -266,6 +266,13 @@ impl Unit {
             ctx.host.observe(h);
         }
         let files = select(ctx, platform, &host, &generated)?;
+        // The content each header came from: right after an edit the stat alone cannot vouch
+        // for it, and the no-op check compares the content instead.
+        for (_, h) in &host {
+            if let Some(digest) = super::header_memo::scanned_digest(h) {
+                ctx.host.observe_content(h, digest);
+            }
+        }
         let dir = label_dir(&ctx.target.label);
         let (host_dir, stop) = if ctx.target.label.repo.is_empty() {
             (
@@ -553,11 +560,7 @@ fn excluded_package_name(unit: &Unit) -> Option<String> {
         .host_srcs
         .iter()
         .find(|(p, _)| p.ends_with(".go") && !p.ends_with("_test.go"))?;
-    let info = super::header_memo::header(host, || {
-        let text = std::fs::read_to_string(host).map_err(|e| format!("{path}: {e}"))?;
-        super::scan::scan(&text)
-    })
-    .ok()?;
+    let info = super::header_memo::header(host, path, super::scan::scan).ok()?;
     (!info.package.is_empty()).then_some(info.package)
 }
 

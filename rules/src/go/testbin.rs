@@ -96,7 +96,12 @@ pub fn link(
         .iter()
         .find(|(_, artifact)| *artifact == spec.main.link)
         .map(|(exec_path, _)| exec_path.clone())
-        .unwrap_or_else(|| spec.main.link.path.clone());
+        .ok_or_else(|| {
+            ctx.error(format!(
+                "internal error: the main package's archive `{}` is not in its own link closure",
+                spec.main.link.path
+            ))
+        })?;
     let godebug = default_godebug(env, spec.module, &spec.directives);
     // rules_go links with `-s -w` under Bazel's default `--strip=sometimes` in fastbuild (and
     // always for tests); `-c dbg` and `-c opt` keep the symbol table and DWARF. The flags are
