@@ -218,7 +218,22 @@ impl LocalCache {
     /// is missing or corrupt (a corrupt blob is deleted).
     pub fn materialize(&self, digest: &Digest, dest: &Path, executable: bool) -> Result<bool> {
         let mode = if executable { 0o755 } else { 0o644 };
-        self.copy_out(digest, dest, mode)
+        self.copy_out(digest, dest, mode, fsutil::parent_dir(dest))
+    }
+
+    /// Like [`materialize`](Self::materialize), but writes the temp file in `staging` (created
+    /// if needed; it must be on `dest`'s file system) rather than beside `dest`. A process killed
+    /// mid-copy then leaves its temp file in `staging`, which the caller can empty, instead of
+    /// among the outputs.
+    pub fn materialize_staged(
+        &self,
+        digest: &Digest,
+        dest: &Path,
+        executable: bool,
+        staging: &Path,
+    ) -> Result<bool> {
+        let mode = if executable { 0o755 } else { 0o644 };
+        self.copy_out(digest, dest, mode, staging)
     }
 
     /// Puts a verified blob into a sandbox staging directory at `dest`. A non-executable blob
@@ -227,7 +242,7 @@ impl LocalCache {
     /// the shared blob inode is 0444. Returns `false` when the blob is missing or corrupt.
     pub fn link_for_sandbox(&self, digest: &Digest, dest: &Path, executable: bool) -> Result<bool> {
         if executable {
-            return self.copy_out(digest, dest, 0o555);
+            return self.copy_out(digest, dest, 0o555, fsutil::parent_dir(dest));
         }
         let src = self.entry_path(Kind::Blob, digest);
         match Digest::of_file(digest.function, &src) {
@@ -260,14 +275,15 @@ impl LocalCache {
                     || e.raw_os_error() == Some(libc::EMLINK)
                     || e.raw_os_error() == Some(libc::EPERM) =>
             {
-                self.copy_out(digest, dest, BLOB_MODE)
+                self.copy_out(digest, dest, BLOB_MODE, fsutil::parent_dir(dest))
             }
             Err(e) => Err(CacheError::io(dest)(e)),
         }
     }
 
-    /// Copies a blob to a temp file beside `dest`, verifies the copy, sets `mode`, renames.
-    fn copy_out(&self, digest: &Digest, dest: &Path, mode: u32) -> Result<bool> {
+    /// Copies a blob to a temp file in `temp_dir` (on `dest`'s file system), verifies the copy,
+    /// sets `mode`, renames it to `dest`.
+    fn copy_out(&self, digest: &Digest, dest: &Path, mode: u32, temp_dir: &Path) -> Result<bool> {
         let src = self.entry_path(Kind::Blob, digest);
         if !src.exists() {
             self.note_gone(Kind::Blob, digest);
@@ -275,7 +291,10 @@ impl LocalCache {
         }
         let parent = fsutil::parent_dir(dest);
         fs::create_dir_all(parent).map_err(CacheError::io(parent))?;
-        let (tmp, file) = TempFile::create_in(parent).map_err(CacheError::io(parent))?;
+        if temp_dir != parent {
+            fs::create_dir_all(temp_dir).map_err(CacheError::io(temp_dir))?;
+        }
+        let (tmp, file) = TempFile::create_in(temp_dir).map_err(CacheError::io(temp_dir))?;
         drop(file);
         if let Err(e) = fs::copy(&src, tmp.path()) {
             if e.kind() == io::ErrorKind::NotFound && !src.exists() {

@@ -172,6 +172,31 @@ fn materialize_gives_an_independent_copy_with_mode() {
 }
 
 #[test]
+fn materialize_staged_copies_through_the_staging_directory() {
+    let dir = tempfile::tempdir().unwrap();
+    let cache = open(&dir.path().join("cache"));
+    let d = cache.put_bytes(DigestFunction::Blake3, b"staged").unwrap();
+    let dest = dir.path().join("out/bin/pkg/file");
+    let staging = dir.path().join("out/.tmp");
+    assert!(cache.materialize_staged(&d, &dest, true, &staging).unwrap());
+    assert_eq!(fs::read(&dest).unwrap(), b"staged");
+    assert_eq!(fs::metadata(&dest).unwrap().mode() & 0o777, 0o755);
+    assert_eq!(
+        fs::read_dir(&staging).unwrap().count(),
+        0,
+        "temp renamed away"
+    );
+    assert_eq!(fs::read_dir(dest.parent().unwrap()).unwrap().count(), 1);
+    let missing = Digest::of_bytes(DigestFunction::Blake3, b"missing");
+    let absent = dir.path().join("out/bin/pkg/absent");
+    assert!(!cache
+        .materialize_staged(&missing, &absent, false, &staging)
+        .unwrap());
+    assert!(!absent.exists());
+    assert_eq!(fs::read_dir(&staging).unwrap().count(), 0);
+}
+
+#[test]
 fn link_for_sandbox_hardlinks_plain_files_and_copies_executables() {
     let dir = tempfile::tempdir().unwrap();
     let cache = open(&dir.path().join("cache"));

@@ -184,4 +184,157 @@ fn the_examples_workspace_builds_and_its_tests_pass() {
         out.stdout, out.stderr
     );
     assert!(out.stderr.contains("PASSED"), "{}", out.stderr);
+
+    // No action's Command (argv, environment, platform) names a path of this host: not the
+    // workspace, the cache, the home directory, nor where Go or Rust are installed.
+    let mut host_paths: Vec<String> = vec![
+        ws.root().display().to_string(),
+        ws.cache_dir().display().to_string(),
+    ];
+    host_paths.extend(std::env::var("HOME").ok().filter(|h| h.len() > 1));
+    for (tool, args) in [
+        ("go", &["env", "GOROOT"][..]),
+        ("rustc", &["--print", "sysroot"][..]),
+    ] {
+        #[allow(clippy::disallowed_methods)] // Asks the host's own tools where they live.
+        let out = std::process::Command::new(tool)
+            .args(args)
+            .output()
+            .unwrap();
+        host_paths.push(String::from_utf8_lossy(&out.stdout).trim().to_string());
+    }
+    let mnemonics = recorded_commands_naming(&ws, &host_paths);
+    assert!(
+        mnemonics.is_empty(),
+        "Commands naming a host path (one of {host_paths:?}): {mnemonics:?}"
+    );
+
+    // The same sources elsewhere, sharing the cache: every action (compiles, links, build
+    // scripts, tests) is a cache hit, so no key depends on where the checkout is.
+    let moved = Workspace::sharing_cache(&ws);
+    harness::copy_tree(&examples, moved.root());
+    let again = moved.kiln(&["test", "//..."]);
+    assert_eq!(again.code, 0, "{}", again.stderr);
+    assert_eq!(
+        again.summary()["executed"],
+        0,
+        "a checkout elsewhere reran {:?}",
+        again.executed()
+    );
+}
+
+/// Whether `text` holds `path` as a whole path (or a path's start): `/root` is in `HOME=/root`,
+/// `-I/root/.cache` and `/root/.cache`, not in `src/os/root.go` nor `/rootfs`.
+fn names_path(text: &str, path: &str) -> bool {
+    let is_path_char = |c: char| c.is_alphanumeric() || "._-/".contains(c);
+    text.match_indices(path).any(|(at, _)| {
+        // The word the match sits in, up to it: a flag like `-I` is fine, a directory is not.
+        let lead: String = text[..at]
+            .chars()
+            .rev()
+            .take_while(|c| is_path_char(*c))
+            .collect();
+        let after = text[at + path.len()..].chars().next();
+        !lead.contains('/') && after.is_none_or(|c| c == '/' || !is_path_char(c))
+    })
+}
+
+/// `mnemonic label` of each action in the last build's history whose argv, environment or
+/// platform properties contain one of `needles`.
+fn recorded_commands_naming(ws: &Workspace, needles: &[String]) -> Vec<String> {
+    let info = ws.kiln(&["info"]);
+    let state = info
+        .stdout
+        .lines()
+        .find_map(|l| l.strip_prefix("workspace_state: "))
+        .expect("info names the workspace state");
+    let db = rusqlite::Connection::open(std::path::Path::new(state).join("state.sqlite")).unwrap();
+    let mut statement = db
+        .prepare("SELECT mnemonic, label, argv, env, platform FROM actions")
+        .unwrap();
+    let rows = statement
+        .query_map([], |row| {
+            let blobs: Vec<Vec<u8>> = (2..5).map(|i| row.get(i)).collect::<Result<_, _>>()?;
+            Ok((row.get::<_, String>(0)?, row.get::<_, String>(1)?, blobs))
+        })
+        .unwrap();
+    let mut seen = 0;
+    let mut naming = Vec::new();
+    for row in rows {
+        let (mnemonic, label, blobs) = row.unwrap();
+        seen += 1;
+        let text = String::from_utf8_lossy(&blobs.concat()).into_owned();
+        if let Some(needle) = needles.iter().find(|n| names_path(&text, n)) {
+            naming.push(format!("{mnemonic} {label} names {needle}"));
+        }
+    }
+    assert!(
+        seen > 100,
+        "the history holds the examples' actions ({seen})"
+    );
+    naming
+}
+
+#[test]
+fn explain_names_the_changed_argument_environment_variable_and_output_mode() {
+    let ws = Workspace::new();
+    ws.write("t/check.sh", "#!/bin/bash\ntest -n \"$COLOUR\"\n");
+    std::fs::set_permissions(
+        ws.root().join("t/check.sh"),
+        std::os::unix::fs::PermissionsExt::from_mode(0o755),
+    )
+    .unwrap();
+    let build = |cmd: &str, executable: &str, colour: &str| {
+        format!(
+            "genrule(name = \"g\", outs = [\"g.sh\"], cmd = \"{cmd}\", executable = {executable})\n\
+             sh_test(name = \"t\", srcs = [\"check.sh\"], env = {{\"COLOUR\": \"{colour}\"}})\n"
+        )
+    };
+    ws.write("t/BUILD", &build("echo one > $@", "False", "red"));
+    assert_eq!(ws.kiln(&["test", "//t:all"]).code, 0);
+
+    ws.write("t/BUILD", &build("echo two > $@", "False", "red"));
+    ws.build_all();
+    let explain = ws.kiln(&["explain", "//t:g"]);
+    assert_eq!(explain.code, 0, "{}", explain.stderr);
+    assert!(
+        explain.stdout.contains("ran because its key changed")
+            && explain.stdout.contains("argument 2 changed: `")
+            && explain.stdout.contains("echo one >")
+            && explain.stdout.contains("echo two >"),
+        "{}",
+        explain.stdout
+    );
+
+    ws.write("t/BUILD", &build("echo two > $@", "True", "red"));
+    ws.build_all();
+    let explain = ws.kiln(&["explain", "//t:g"]);
+    assert!(
+        explain
+            .stdout
+            .contains("platform property `kiln-executable-outputs` added"),
+        "{}",
+        explain.stdout
+    );
+
+    ws.write("t/BUILD", &build("echo two > $@", "True", "blue"));
+    assert_eq!(ws.kiln(&["test", "//t:t"]).code, 0);
+    let explain = ws.kiln(&["explain", "//t:t"]);
+    assert!(
+        explain
+            .stdout
+            .contains("environment variable `COLOUR` changed: red -> blue"),
+        "{}",
+        explain.stdout
+    );
+}
+
+#[test]
+fn names_path_finds_whole_paths_only() {
+    assert!(names_path("HOME=/root", "/root"));
+    assert!(names_path("-I/root/.cache/x", "/root"));
+    assert!(names_path("\u{4}\0\0\0/root", "/root"));
+    assert!(!names_path("src/os/root.go", "/root"));
+    assert!(!names_path("/rootfs/bin", "/root"));
+    assert!(!names_path("/kiln/execroot/x", "/root"));
 }

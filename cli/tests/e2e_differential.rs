@@ -1,8 +1,8 @@
 //! Randomized differential test: random edits to a random acyclic genrule graph, then the
 //! incremental build must equal (a) a clean build of a copy in a fresh cache and (b) a fresh
 //! checkout sharing the cache (which must execute nothing). Edits cover sources, commands,
-//! dependencies, files appearing in and vanishing from a `glob()`, and scribbles on `kiln-out/`;
-//! outputs are compared by content and executable bit.
+//! dependencies, files appearing in and vanishing from a `glob()`, a rule's `executable` flag, and
+//! scribbles on `kiln-out/`; outputs are compared by content and executable bit.
 
 mod harness;
 
@@ -57,6 +57,8 @@ struct Model {
     sources: Vec<String>,
     /// Per package: the files under `extra/`, which a `glob()` rule reads.
     extras: Vec<BTreeSet<usize>>,
+    /// Per package: whether the glob rule's output is `executable`.
+    glob_rule_executable: Vec<bool>,
 }
 
 fn label(global: usize, from_package: usize) -> String {
@@ -95,6 +97,7 @@ impl Model {
             rules,
             sources,
             extras,
+            glob_rule_executable: (0..PACKAGES).map(|p| p % 2 == 1).collect(),
         }
     }
 
@@ -115,10 +118,14 @@ impl Model {
                     srcs.join(", ")
                 ));
             }
-            // A rule over a glob; in odd packages its output is executable.
+            // A rule over a glob, whose output starts executable in odd packages.
             build.push_str(&format!(
                 "genrule(\n    name = \"ge\",\n    srcs = glob([\"extra/*.txt\"]),\n    outs = [\"ge.txt\"],\n    cmd = \"cat $(SRCS) /dev/null > $@; echo p{p} >> $@\",\n    executable = {},\n)\n",
-                if p % 2 == 1 { "True" } else { "False" }
+                if self.glob_rule_executable[p] {
+                    "True"
+                } else {
+                    "False"
+                }
             ));
             ws.write(&format!("p{p}/BUILD"), &build);
             for e in &self.extras[p] {
@@ -145,7 +152,13 @@ fn edit(rng: &mut Rng, model: &mut Model, ws: &Workspace, log: &mut Vec<String>)
     for _ in 0..n {
         let global = rng.below(model.rules.len());
         let (p, r) = (global / RULES, global % RULES);
-        match rng.below(8) {
+        match rng.below(9) {
+            8 => {
+                // Only the mode of the output changes: its content and command stay the same.
+                model.glob_rule_executable[p] = !model.glob_rule_executable[p];
+                log.push(format!("toggle executable of //p{p}:ge"));
+                source_edit = true;
+            }
             6 => {
                 let e = rng.below(5);
                 if model.extras[p].insert(e) {

@@ -81,6 +81,28 @@ fn corrupt_cas_blob_is_never_materialized() {
         "//p:a should have been rebuilt: {:?}",
         out.executed()
     );
+    assert_blob_reported_and_replaced(&ws, &out, expected.as_bytes());
+}
+
+/// The build's stderr names the damaged blob by its digest, and the store holds an intact copy
+/// again (exactly one file with that content), which the next build serves.
+fn assert_blob_reported_and_replaced(ws: &Workspace, out: &harness::Output, content: &[u8]) {
+    let digest = kiln_cache::Digest::of_bytes(kiln_cache::DigestFunction::Blake3, content);
+    assert!(
+        out.stderr.contains("WARNING: Removed corrupt cache blob")
+            && out.stderr.contains(&format!("(expected `{digest}`)")),
+        "the damaged blob is reported by digest {digest}: {}",
+        out.stderr
+    );
+    assert_eq!(
+        ws.tamper_with_blobs(content, |b| b.to_vec()),
+        1,
+        "the blob is stored intact again"
+    );
+    std::fs::remove_dir_all(ws.root().join("kiln-out")).unwrap();
+    let again = ws.build_all();
+    assert_eq!(again.summary()["executed"], 0, "{}", again.stderr);
+    assert!(!again.stderr.contains("WARNING"), "{}", again.stderr);
 }
 
 #[test]
@@ -113,9 +135,23 @@ fn truncated_action_cache_entry_is_a_miss() {
         vec![("//p:b".to_string(), "Genrule".to_string())]
     );
     assert_eq!(ws.read_out("p/b.txt"), ws.read_out("p/a.txt").repeat(2));
+    assert!(
+        out.stderr
+            .contains("WARNING: Removed corrupt action-cache entry")
+            && out.stderr.contains(&key),
+        "the damaged entry is reported with its action key: {}",
+        out.stderr
+    );
+    // Replaced by the rerun: the next build from an empty output tree hits it.
+    std::fs::remove_dir_all(ws.root().join("kiln-out")).unwrap();
+    let again = ws.build_all();
+    assert_eq!(again.summary()["executed"], 0, "{}", again.stderr);
 }
 
-fn slow_workspace(ws: &Workspace) {
+/// Twenty actions in five chains, each sleeping 0.3 s and writing ~250 KB, so a build takes
+/// seconds and a kill can land while outputs are being stored, materialized or committed.
+/// `round` salts every command so each round's build has all of its work to do again.
+fn slow_workspace(ws: &Workspace, round: usize) {
     let mut build = String::new();
     for i in 0..20 {
         let dep = if i >= 5 {
@@ -124,27 +160,27 @@ fn slow_workspace(ws: &Workspace) {
             String::new()
         };
         let cat = if i >= 5 { "cat $(SRCS) > $@; " } else { "" };
-        build.push_str(&format!("genrule(name = \"s{i}\", {dep}outs = [\"s{i}.txt\"], cmd = \"sleep 0.3; {cat}echo line{i} >> $@\")\n"));
+        build.push_str(&format!(
+            "genrule(name = \"s{i}\", {dep}outs = [\"s{i}.txt\"], \
+             cmd = \"sleep 0.3; {cat}seq -f line{i}-round{round}-%g 12000 >> $@\")\n"
+        ));
     }
     ws.write("slow/BUILD", &build);
 }
 
 #[test]
 fn kill_9_mid_build_then_rebuild_is_correct() {
-    // Several moments: while loading, early actions, mid-way, and late in the build; each time
-    // the rebuild continues from whatever the killed build left.
+    // Several moments: while loading, early actions, mid-way, and late in the build; each round
+    // edits every command first, so the killed build always has work in flight. The rebuild then
+    // continues from whatever the killed build left and must equal a clean build in a fresh cache.
     let ws = Workspace::new();
-    slow_workspace(&ws);
-    let clean = ws.copy_to(false);
-    clean.build_all();
-    let want = clean.outputs();
-    assert_eq!(want.len(), 20);
-    for (round, delay_ms) in [20u64, 400, 1100, 1900].into_iter().enumerate() {
-        // A fresh edit each round so there is always work to interrupt.
-        ws.write(
-            "slow/BUILD",
-            &std::fs::read_to_string(ws.root().join("slow/BUILD")).unwrap(),
-        );
+    for (round, delay_ms) in [20u64, 400, 900, 1500, 2100, 2700].into_iter().enumerate() {
+        slow_workspace(&ws, round);
+        let clean = ws.copy_to(false);
+        clean.build_all();
+        let want = clean.outputs();
+        assert_eq!(want.len(), 20);
+
         let mut child = ws
             .command(&["build", "//...", "--jobs=2"])
             .stdout(std::process::Stdio::null())
@@ -152,6 +188,10 @@ fn kill_9_mid_build_then_rebuild_is_correct() {
             .spawn()
             .unwrap();
         std::thread::sleep(Duration::from_millis(delay_ms));
+        assert!(
+            child.try_wait().unwrap().is_none(),
+            "round {round}: the build ended before the kill at {delay_ms} ms"
+        );
         // `Child::kill` sends SIGKILL to the kiln process itself (not its group), as a crash would.
         child.kill().unwrap();
         let _ = child.wait().unwrap();
@@ -162,7 +202,20 @@ fn kill_9_mid_build_then_rebuild_is_correct() {
             }
         }
         ws.build_all();
-        assert_eq!(ws.outputs(), want, "after a kill at {delay_ms} ms");
+        let got = ws.outputs();
+        assert_eq!(
+            got.keys().collect::<Vec<_>>(),
+            want.keys().collect::<Vec<_>>(),
+            "round {round}: files in kiln-out/bin after a kill at {delay_ms} ms"
+        );
+        assert!(
+            got == want,
+            "round {round}: contents differ from a clean build after a kill at {delay_ms} ms"
+        );
+        // A second rebuild finds everything cached: the killed build left no entry that would
+        // make a finished action run again or a wrong one hit.
+        let again = ws.build_all();
+        assert_eq!(again.summary()["executed"], 0, "round {round}");
     }
     // `clean --expunge` leaves nothing of the killed builds on the memory file system either.
     let info = ws.kiln(&["info"]);
@@ -176,6 +229,27 @@ fn kill_9_mid_build_then_rebuild_is_correct() {
     if let Some(scratch) = scratch {
         assert!(!scratch.exists(), "{} is left", scratch.display());
     }
+}
+
+#[test]
+fn temp_files_a_killed_build_left_while_copying_outputs_are_removed() {
+    let ws = small();
+    ws.build_all();
+    // What a build killed between writing an output's temp copy and renaming it leaves.
+    let staging = ws.root().join("kiln-out/.kiln-tmp");
+    std::fs::create_dir_all(&staging).unwrap();
+    let leftover = staging.join(".kiln-tmp.4242.0.123");
+    std::fs::write(&leftover, "half an output").unwrap();
+    ws.write("p/in.txt", "another input 9f3a\n");
+    ws.build_all();
+    assert!(!leftover.exists(), "the next build removes it");
+    assert_eq!(ws.read_out("p/a.txt"), "ANOTHER INPUT 9F3A\n");
+    let names: Vec<String> = ws.outputs().into_keys().collect();
+    assert_eq!(
+        names,
+        ["p/a.txt", "p/b.txt"],
+        "nothing else in kiln-out/bin"
+    );
 }
 
 #[test]
@@ -228,11 +302,7 @@ fn a_truncated_cas_blob_is_detected_reported_and_rebuilt() {
         expected,
         "never a truncated file in kiln-out"
     );
-    assert!(
-        out.stderr.contains("WARNING"),
-        "the lost blob is reported: {}",
-        out.stderr
-    );
+    assert_blob_reported_and_replaced(&ws, &out, expected.as_bytes());
 }
 
 #[test]

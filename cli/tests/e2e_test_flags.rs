@@ -148,3 +148,67 @@ sh_test(name = "c", srcs = ["c.sh"])
         );
     }
 }
+
+#[test]
+fn size_and_timeout_attributes_set_the_time_limit_as_bazel_does() {
+    let ws = Workspace::new();
+    script(
+        &ws,
+        "t/limit.sh",
+        r#"echo "limit=$TEST_TIMEOUT size=$TEST_SIZE""#,
+    );
+    ws.write(
+        "t/BUILD",
+        r#"
+sh_test(name = "default", srcs = ["limit.sh"])
+sh_test(name = "small", srcs = ["limit.sh"], size = "small")
+sh_test(name = "large", srcs = ["limit.sh"], size = "large")
+sh_test(name = "long", srcs = ["limit.sh"], size = "small", timeout = "long")
+"#,
+    );
+    let out = ws.kiln(&["test", "//t:all", "--test_output=all"]);
+    assert_eq!(out.code, 0, "{}", out.stderr);
+    let log = |name: &str| {
+        std::fs::read_to_string(
+            ws.root()
+                .join(format!("kiln-out/testlogs/t/{name}/test.log")),
+        )
+        .unwrap()
+    };
+    // No size is `medium` (300 s); `timeout` wins over `size`.
+    assert!(
+        log("default").contains("limit=300 size=medium"),
+        "{}",
+        log("default")
+    );
+    assert!(
+        log("small").contains("limit=60 size=small"),
+        "{}",
+        log("small")
+    );
+    assert!(
+        log("large").contains("limit=900 size=large"),
+        "{}",
+        log("large")
+    );
+    assert!(
+        log("long").contains("limit=900 size=small"),
+        "{}",
+        log("long")
+    );
+
+    ws.write(
+        "t/BUILD",
+        "sh_test(name = \"default\", srcs = [\"limit.sh\"])\nsh_test(\n    name = \"bad\",\n    srcs = [\"limit.sh\"],\n    size = \"huge\",\n)\n",
+    );
+    let out = ws.kiln(&["test", "//t:all"]);
+    assert_eq!(out.code, 1, "{}", out.stderr);
+    assert!(
+        out.stderr.contains("t/BUILD:2:1")
+            && out
+                .stderr
+                .contains("expected one of `small`, `medium`, `large`, `enormous`, got `huge`"),
+        "{}",
+        out.stderr
+    );
+}

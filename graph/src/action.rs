@@ -13,6 +13,9 @@ use crate::label::Label;
 pub const OUT_DIR: &str = "kiln-out";
 /// Directory under [`OUT_DIR`] holding rule outputs, mirroring the package tree.
 pub const BIN_DIR: &str = "kiln-out/bin";
+/// Where outputs are copied before being renamed into `kiln-out/bin`: a build killed mid-copy
+/// leaves its temp files here, and the next build empties it.
+pub const MATERIALIZE_STAGING_DIR: &str = "kiln-out/.kiln-tmp";
 
 /// A file an action reads or writes, named by its exec-root-relative path.
 #[derive(Clone, Debug, PartialEq, Eq, Hash, PartialOrd, Ord)]

@@ -10,6 +10,9 @@ use prost::Message;
 
 use crate::action::{ActionSpec, Artifact};
 
+/// The platform property listing, one per line, the outputs that are materialized executable.
+pub const EXECUTABLE_OUTPUTS_PROPERTY: &str = "kiln-executable-outputs";
+
 /// The content of one input file as the key sees it.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
 pub struct FileDigest {
@@ -109,6 +112,22 @@ pub fn compute_key(
     }
     if spec.network {
         properties.insert("kiln-network".into(), "host".into());
+    }
+    // The rule, not the produced file, decides an output's executable bit (and a cache hit
+    // replays the stored bit), so the bit is part of what the action means.
+    let mut executable_outputs: Vec<&str> = spec
+        .outputs
+        .iter()
+        .filter(|o| o.executable)
+        .map(|o| o.path.as_str())
+        .collect();
+    if !executable_outputs.is_empty() {
+        executable_outputs.sort_unstable();
+        executable_outputs.dedup();
+        properties.insert(
+            EXECUTABLE_OUTPUTS_PROPERTY.into(),
+            executable_outputs.join("\n"),
+        );
     }
     let platform_proto = reapi::Platform {
         properties: properties
@@ -401,6 +420,28 @@ mod tests {
         let mut spec = base();
         spec.outputs[0].path = "kiln-out/bin/a/other".into();
         assert_ne!(key(&base()), key(&spec));
+    }
+
+    #[test]
+    fn output_executable_bit_changes_the_key() {
+        let mut spec = base();
+        spec.outputs[0].executable = !spec.outputs[0].executable;
+        assert_ne!(key(&base()), key(&spec));
+        let keyed = compute_key(&spec, &content, &platform(), DigestFunction::Blake3).unwrap();
+        let listed: Vec<&str> = keyed
+            .action
+            .platform
+            .iter()
+            .flat_map(|p| &p.properties)
+            .filter(|p| p.name == EXECUTABLE_OUTPUTS_PROPERTY)
+            .map(|p| p.value.as_str())
+            .collect();
+        let expected = if spec.outputs[0].executable {
+            vec![spec.outputs[0].path.as_str()]
+        } else {
+            vec![]
+        };
+        assert_eq!(listed, expected);
     }
 
     #[test]

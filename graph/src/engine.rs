@@ -406,6 +406,12 @@ impl<'a> Engine<'a> {
             return Ok(report);
         }
         let started = std::time::SystemTime::now();
+        // Temp files of a build killed mid-copy (the build lock says none is running now).
+        let _ = std::fs::remove_dir_all(
+            self.config
+                .root
+                .join(crate::action::MATERIALIZE_STAGING_DIR),
+        );
         let cache = self.cache()?;
         let observed = Observations::default();
         let digest = self.digest_for_memo(&observed);
@@ -888,7 +894,11 @@ impl<'a> Engine<'a> {
         if !fetch(&file.digest) {
             return false;
         }
-        match cache.materialize(&file.digest, &dest, file.executable) {
+        let staging = self
+            .config
+            .root
+            .join(crate::action::MATERIALIZE_STAGING_DIR);
+        match cache.materialize_staged(&file.digest, &dest, file.executable, &staging) {
             Ok(true) => {
                 let _ = sources.digest(path);
                 true

@@ -31,6 +31,8 @@ pub struct AttrSchema {
     pub kind: AttrKind,
     /// Whether a call without it is an error.
     pub mandatory: bool,
+    /// For a string attribute, the values it may take (empty: any).
+    pub one_of: &'static [&'static str],
 }
 
 impl AttrSchema {
@@ -40,6 +42,15 @@ impl AttrSchema {
             name,
             kind,
             mandatory: false,
+            one_of: &[],
+        }
+    }
+
+    /// The same attribute, restricted to `values`.
+    pub const fn one_of(self, values: &'static [&'static str]) -> Self {
+        AttrSchema {
+            one_of: values,
+            ..self
         }
     }
 
@@ -49,6 +60,7 @@ impl AttrSchema {
             name,
             kind,
             mandatory: true,
+            one_of: &[],
         }
     }
 }
@@ -69,8 +81,10 @@ pub const COMMON_ATTRS: &[AttrSchema] = &[
 
 /// The attributes every test rule accepts (Bazel's common test attributes).
 pub const TEST_ATTRS: &[AttrSchema] = &[
-    AttrSchema::optional("size", AttrKind::String),
-    AttrSchema::optional("timeout", AttrKind::String),
+    AttrSchema::optional("size", AttrKind::String)
+        .one_of(&["small", "medium", "large", "enormous"]),
+    AttrSchema::optional("timeout", AttrKind::String)
+        .one_of(&["short", "moderate", "long", "eternal"]),
     AttrSchema::optional("flaky", AttrKind::Bool),
     AttrSchema::optional("shard_count", AttrKind::Int),
     AttrSchema::optional("local", AttrKind::Bool),

@@ -1,6 +1,8 @@
 //! `cargo xtask`: repository chores. `cargo xtask tidy` runs the same checks as `cargo test -p xtask`;
-//! `cargo xtask bench` runs the whole-build benchmark script (never in CI).
+//! `cargo xtask test` runs the whole test suite after making sure of Go and Bazel (what CI runs);
+//! `cargo xtask bench` points at the whole-build benchmark scripts (never in CI).
 
+mod test_suite;
 mod tidy;
 
 use std::process::ExitCode;
@@ -20,12 +22,13 @@ fn main() -> ExitCode {
                 ExitCode::FAILURE
             }
         },
+        Some("test") => test_suite::run(&args[1..]),
         Some("bench") => {
             eprintln!("Run bench/genrules/run.sh (it installs Bazel and hyperfine and writes bench/results/)");
             ExitCode::SUCCESS
         }
         _ => {
-            eprintln!("usage: cargo xtask tidy|bench");
+            eprintln!("usage: cargo xtask tidy|test [cargo test args]|bench");
             ExitCode::from(2)
         }
     }

@@ -35,7 +35,8 @@ pub struct TestPaths {
     pub xml: String,
 }
 
-/// Seconds a test may run, from `timeout`, else `size` (Bazel's table).
+/// Seconds a test may run, from `timeout`, else `size` (Bazel's table; a test without either
+/// is `medium`, so it gets 300 s, `moderate`).
 pub fn timeout_for(target: &Target) -> Duration {
     let seconds = match target.string("timeout") {
         Some("short") => 60,
@@ -43,10 +44,10 @@ pub fn timeout_for(target: &Target) -> Duration {
         Some("long") => 900,
         Some("eternal") => 3600,
         _ => match target.string("size") {
-            Some("medium") => 300,
+            Some("small") => 60,
             Some("large") => 900,
             Some("enormous") => 3600,
-            _ => 60,
+            _ => 300,
         },
     };
     Duration::from_secs(seconds)

@@ -114,6 +114,20 @@ impl<'v> StarlarkValue<'v> for RuleFunction {
                 Ok(Some(AttrValue::LabelList(labels))) if key == "visibility" => {
                     visibility = Some(labels)
                 }
+                Ok(Some(AttrValue::String(value)))
+                    if !attr.one_of.is_empty() && !attr.one_of.contains(&value.as_str()) =>
+                {
+                    report(format!(
+                        "`{}` attribute `{key}`: expected one of {}, got `{value}`",
+                        self.name,
+                        attr.one_of
+                            .iter()
+                            .map(|v| format!("`{v}`"))
+                            .collect::<Vec<_>>()
+                            .join(", ")
+                    ));
+                    ok = false;
+                }
                 Ok(Some(converted)) => {
                     if let Some(dup) = duplicate_label(&converted) {
                         report(format!(
