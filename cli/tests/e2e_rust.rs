@@ -9,8 +9,10 @@ mod harness;
 use harness::Workspace;
 
 /// A library with a build script that compiles C with `$CC`, links it statically from `OUT_DIR`,
-/// sets a cfg and an env var, generates a source file and publishes metadata (`links`), and a
-/// binary whose own build script reads that metadata as `DEP_NATIVE_ANSWER`.
+/// sets a cfg and an env var, generates a source file and publishes metadata (`links`): a value
+/// and a header directory in its `OUT_DIR`; and a binary whose own build script reads that
+/// metadata as `DEP_NATIVE_ANSWER` and compiles C against `DEP_NATIVE_INCLUDE`, as the
+/// dependents of `libz-sys` or `openssl-sys` do.
 fn build_script_workspace() -> Workspace {
     let ws = Workspace::new();
     ws.write(
@@ -40,7 +42,7 @@ rust_library(
     )
     .write(
         "native/build.rs",
-        r#"
+        r##"
 use std::process::Command;
 
 fn main() {
@@ -69,11 +71,22 @@ fn main() {
     let version = std::env::var("CARGO_PKG_VERSION").unwrap();
     std::fs::write(format!("{out}/gen.rs"), format!("pub const VERSION: &str = {version:?};\n")).unwrap();
     println!("cargo:answer=42");
+    std::fs::create_dir_all(format!("{out}/include")).unwrap();
+    std::fs::write(format!("{out}/include/native.h"), "#define NATIVE_MAGIC 7\n").unwrap();
+    println!("cargo:include={out}/include");
 }
-"#,
+"##,
     )
     .write("native/ffi.c", "int ffi_double(int x) { return 2 * x; }\n")
     .write("native/triple.c", "int ffi_triple(int x) { return 3 * x; }\n")
+    .write(
+        "app/include_dir.rs",
+        "fn main() { println!(\"{}\", env!(\"NATIVE_INCLUDE_DIR\")); }\n",
+    )
+    .write(
+        "app/magic.c",
+        "#include <native.h>\nint magic(void) { return NATIVE_MAGIC; }\n",
+    )
     .write(
         "native/lib.rs",
         r#"
@@ -110,6 +123,7 @@ load("@rules_rust//cargo:defs.bzl", "cargo_build_script")
 cargo_build_script(
     name = "app_bs",
     srcs = ["build.rs"],
+    data = ["magic.c"],
     link_deps = ["//native"],
 )
 
@@ -118,14 +132,33 @@ rust_binary(
     srcs = ["main.rs"],
     deps = ["//native", ":app_bs"],
 )
+
+rust_binary(
+    name = "include_dir",
+    srcs = ["include_dir.rs"],
+    deps = [":app_bs"],
+)
 "#,
     )
     .write(
         "app/build.rs",
         r#"
+use std::process::Command;
+
 fn main() {
     let answer = std::env::var("DEP_NATIVE_ANSWER").expect("DEP_NATIVE_ANSWER from native's build script");
     println!("cargo:rustc-env=ANSWER_FROM_DEP={answer}");
+    let include = std::env::var("DEP_NATIVE_INCLUDE").expect("DEP_NATIVE_INCLUDE");
+    assert!(include.starts_with('/'), "{include}");
+    let header = std::fs::read_to_string(format!("{include}/native.h")).expect("the dependency's header");
+    let magic = header.trim().rsplit(' ').next().unwrap();
+    println!("cargo:rustc-env=MAGIC_FROM_DEP_HEADER={magic}");
+    // The C compiler finds it too.
+    let cc = std::env::var("CC").unwrap();
+    let ok = Command::new(&cc).args(["-fsyntax-only", "-I", &include, "magic.c"]).status().unwrap();
+    assert!(ok.success(), "{cc} could not include native.h from {include}");
+    // Recorded output names the dependency's OUT_DIR where the dependency wrote it.
+    println!("cargo:rustc-env=NATIVE_INCLUDE_DIR={include}");
 }
 "#,
     )
@@ -134,13 +167,14 @@ fn main() {
         r#"
 fn main() {
     println!(
-        "double={} triple={} version={} target={} fancy={} answer={}",
+        "double={} triple={} version={} target={} fancy={} answer={} magic={}",
         native::double(21),
         native::triple(21),
         native::VERSION,
         native::TARGET,
         native::fancy(),
         env!("ANSWER_FROM_DEP"),
+        env!("MAGIC_FROM_DEP_HEADER"),
     );
 }
 "#,
@@ -168,9 +202,19 @@ fn build_script_cfg_env_generated_file_native_lib_and_dep_metadata_reach_the_cra
     assert_eq!(
         out.stdout.trim(),
         format!(
-            "double=42 triple=63 version=2.1.0 target={} fancy=true answer=42",
+            "double=42 triple=63 version=2.1.0 target={} fancy=true answer=42 magic=7",
             host_triple()
         )
+    );
+    let include_dir = ws.kiln(&["run", "//app:include_dir"]);
+    include_dir.ok();
+    assert!(
+        include_dir
+            .stdout
+            .trim()
+            .ends_with("/kiln-out/bin/native/native_bs.out_dir/include"),
+        "what the dependent script wrote names the dependency's OUT_DIR: {}",
+        include_dir.stdout
     );
 }
 
@@ -674,4 +718,23 @@ fn a_toolchain_file_above_the_workspace_is_noticed() {
     let out = ws.kiln(&["build", "//leaf"]);
     out.expect_code(36);
     assert!(out.stderr.contains("1.31.0"), "{}", out.stderr);
+}
+
+#[test]
+fn cargo_pkg_name_is_the_target_name_as_rules_rust_sets_it() {
+    let ws = Workspace::new();
+    ws.write(
+        "tool/BUILD.bazel",
+        r#"
+load("@rules_rust//rust:defs.bzl", "rust_binary")
+rust_binary(name = "my_tool", srcs = ["main.rs"])
+"#,
+    )
+    .write(
+        "tool/main.rs",
+        r#"fn main() { println!("{} {}", env!("CARGO_PKG_NAME"), env!("CARGO_CRATE_NAME")); }"#,
+    );
+    let out = ws.kiln(&["run", "//tool:my_tool"]);
+    out.ok();
+    assert_eq!(out.stdout.trim(), "my_tool my_tool");
 }

@@ -28,6 +28,9 @@ mod helper_archive;
 #[cfg(test)]
 #[path = "rust/helper/directives.rs"]
 mod helper_directives;
+#[cfg(test)]
+#[path = "rust/helper/paths.rs"]
+mod helper_paths;
 
 use kiln_graph::analysis::RuleImpl;
 

@@ -105,15 +105,28 @@ impl RuleImpl for CargoBuildScript {
             links.clone(),
         ];
         let mut inputs = vec![helper_bin, script];
-        for label in ctx.target.labels("link_deps") {
-            if let Some(dep_env) = ctx
+        for (index, label) in ctx.target.labels("link_deps").into_iter().enumerate() {
+            let Some(dep_env) = ctx
                 .dep(&label)?
                 .get::<CrateInfo>()
                 .and_then(|c| c.dep_env.clone())
-            {
-                argv.extend(["--dep-env-in".to_string(), dep_env.path.clone()]);
-                inputs.push(dep_env);
-            }
+            else {
+                continue;
+            };
+            // The values may name the dependency's OUT_DIR (`DEP_Z_INCLUDE`, `DEP_Z_ROOT`): the
+            // helper unpacks it here when they do and points them at the copy, as cargo's
+            // dependents find the real OUT_DIR.
+            argv.extend([
+                "--dep-env-in".to_string(),
+                format!(
+                    "{}={}={}/{name}.dep_out/{index}={}",
+                    dep_env.file.path,
+                    dep_env.out_dir,
+                    ctx.package_out_dir(),
+                    dep_env.out_dir_archive.path
+                ),
+            ]);
+            inputs.extend([dep_env.file, dep_env.out_dir_archive]);
         }
         inputs.extend(parts.srcs.iter().cloned());
         inputs.extend(ctx.files("data")?);

@@ -501,10 +501,10 @@ pub fn crate_env(parts: &CrateParts) -> BTreeMap<String, String> {
     let mut env = BTreeMap::new();
     env.insert("PATH".to_string(), crate::ACTION_PATH.to_string());
     env.insert("CARGO_CRATE_NAME".to_string(), parts.crate_name.clone());
-    env.insert(
-        "CARGO_PKG_NAME".to_string(),
-        parts.crate_name.replace('_', "-"),
-    );
+    // The target's name, as rules_rust sets it (`attr.name`): a BUILD file has no package name,
+    // and guessing one from the crate name turned `my_pkg` into `my-pkg`. Registry crates set
+    // their real package name through `rustc_env`.
+    env.insert("CARGO_PKG_NAME".to_string(), parts.label.name.clone());
     env.insert(
         "CARGO_MANIFEST_DIR".to_string(),
         format!("${{pwd}}/{}", parts.package_dir)

@@ -72,7 +72,29 @@ pub struct LinkSearch {
     pub out_dir_archive: Artifact,
 }
 
+/// What the build scripts of a crate's direct dependents get from its build script: the
+/// `DEP_<links>_*` values, and the `OUT_DIR` those values may name (`DEP_Z_INCLUDE` pointing at
+/// headers the script left there), which a dependent's script run unpacks and points them at.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct DepEnv {
+    /// The `DEP_<links>_*` file.
+    pub file: Artifact,
+    /// Exec-root path the script wrote `OUT_DIR` at.
+    pub out_dir: String,
+    /// The packed `OUT_DIR`.
+    pub out_dir_archive: Artifact,
+}
+
 impl BuildScriptInfo {
+    /// What this script hands the build scripts of its crate's direct dependents.
+    pub fn dep_env(&self) -> DepEnv {
+        DepEnv {
+            file: self.dep_env.clone(),
+            out_dir: self.out_dir.clone(),
+            out_dir_archive: self.out_dir_archive.clone(),
+        }
+    }
+
     /// This script's `-L` flags with its `OUT_DIR`.
     pub fn link_search(&self) -> LinkSearch {
         LinkSearch {
@@ -92,8 +114,8 @@ pub struct CrateInfo {
     pub transitive: Vec<DepCrate>,
     /// `-L` flags from build scripts of it and its transitive dependencies.
     pub link_search: Vec<LinkSearch>,
-    /// `DEP_<links>_*` file of its build script (for the build scripts of direct dependents).
-    pub dep_env: Option<Artifact>,
+    /// What its build script hands the build scripts of direct dependents.
+    pub dep_env: Option<DepEnv>,
     /// Runfiles (`data`) that travel to binaries and tests.
     pub runfiles: Vec<(String, Artifact)>,
     /// Other builds of the same registry crate that some dependents use instead (cargo's

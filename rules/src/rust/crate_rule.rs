@@ -129,7 +129,7 @@ impl RuleImpl for RustCrateRule {
                 krate,
                 transitive: parts.transitive_for_dependents(),
                 link_search: parts.link_search.clone(),
-                dep_env: parts.build_script.as_ref().map(|b| b.dep_env.clone()),
+                dep_env: parts.build_script.as_ref().map(|b| b.dep_env()),
                 runfiles,
                 twins,
             });
@@ -185,7 +185,7 @@ fn other_build(
         krate,
         transitive: other.transitive_for_dependents(),
         link_search: other.link_search.clone(),
-        dep_env: other.build_script.as_ref().map(|b| b.dep_env.clone()),
+        dep_env: other.build_script.as_ref().map(|b| b.dep_env()),
         runfiles: compile::runfiles(ctx, &other)?,
         twins: Twins::default(),
     })))

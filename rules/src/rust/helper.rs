@@ -14,6 +14,7 @@ pub const SOURCES: &[(&str, &str)] = &[
     ("main.rs", include_str!("helper/main.rs")),
     ("archive.rs", include_str!("helper/archive.rs")),
     ("directives.rs", include_str!("helper/directives.rs")),
+    ("paths.rs", include_str!("helper/paths.rs")),
 ];
 
 /// Where the helper binary is written (exec-root-relative).

@@ -10,14 +10,20 @@
 //!   turns its JSON diagnostics back into rendered text on stderr while passing artifact
 //!   notifications through (the engine starts dependents on the `.rmeta` one).
 //! - `build-script --script S --manifest-dir M --out-dir D --out-archive A --flags F
-//!   --link-search F --link-args F --env F --dep-env F [--links NAME] [--dep-env-in F]...`: runs a
-//!   build script as cargo does and writes what its `cargo:` lines asked for.
+//!   --link-search F --link-args F --env F --dep-env F [--links NAME]
+//!   [--dep-env-in FILE=ORIGINAL=DIR=ARCHIVE]...`: runs a build script as cargo does and writes
+//!   what its `cargo:` lines asked for. `--dep-env-in` gives a dependency's `DEP_<links>_*` values;
+//!   when they name that dependency's OUT_DIR (ORIGINAL), its ARCHIVE is unpacked at DIR and the
+//!   values point there, while what this script writes names ORIGINAL again.
 //!
 //! `${pwd}` in arguments, environment values and the files read stands for the exec root; the
 //! build-script mode writes the exec root back as `${pwd}`, so outputs never hold a host path.
 
 mod archive;
 mod directives;
+mod paths;
+
+use paths::{contains_path, replace_path};
 
 use std::io::{BufRead, BufReader, Write};
 use std::path::{Path, PathBuf};
@@ -248,12 +254,32 @@ fn run_build_script(args: &[String]) -> Result<u8, String> {
             command.env(name, value.replace(PWD, &root));
         }
     }
+    // (dependency's OUT_DIR, where this run unpacked it), both absolute.
+    let mut moved: Vec<(String, String)> = Vec::new();
     for (name, value) in &opts {
         if name == "dep-env-in" {
-            for line in read_lines(value, &root)? {
+            let mut parts = value.splitn(4, '=');
+            let (Some(file), Some(original), Some(dir), Some(archive_path)) =
+                (parts.next(), parts.next(), parts.next(), parts.next())
+            else {
+                return Err("`--dep-env-in` takes FILE=ORIGINAL=DIR=ARCHIVE".to_string());
+            };
+            let lines = read_lines(file, &root)?;
+            let (from, to) = (format!("{root}/{original}"), format!("{root}/{dir}"));
+            let names_out_dir = lines.iter().any(|l| contains_path(l, &from));
+            if names_out_dir {
+                let archive = std::fs::File::open(archive_path)
+                    .map_err(|e| format!("opening {archive_path}: {e}"))?;
+                archive::unpack(&mut BufReader::new(archive), &abs(dir))
+                    .map_err(|e| format!("unpacking {archive_path}: {e}"))?;
+            }
+            for line in lines {
                 if let Some((k, v)) = line.split_once('=') {
-                    command.env(k, v);
+                    command.env(k, replace_path(v, &from, &to));
                 }
+            }
+            if names_out_dir {
+                moved.push((from, to));
             }
         }
     }
@@ -283,7 +309,13 @@ fn run_build_script(args: &[String]) -> Result<u8, String> {
         }
         return Ok(1);
     }
-    let hide = |s: &str| s.replace(&root, PWD);
+    // What the script writes names a dependency's OUT_DIR where cargo would have it.
+    let hide = |s: &str| {
+        moved
+            .iter()
+            .fold(s.to_string(), |s, (from, to)| replace_path(&s, to, from))
+            .replace(&root, PWD)
+    };
     let write = |name: &str, lines: Vec<String>| -> Result<(), String> {
         let path = get(name)?;
         let mut text = String::new();
