@@ -1,6 +1,8 @@
 //! The shape every Go action shares: a bash script run with the SDK mounted at
 //! [`super::toolchain::SDK_MOUNT`], the SDK's environment, and bash (with `stat` and `cat`) as
-//! its host tools. The link replaces the script by the linker's own argv and has no host tool.
+//! its host tools. The link replaces the script by the linker's own argv and has no host tool;
+//! the link's importcfg is written by `printf` with one argument per line (see
+//! `link::importcfg_arguments`).
 
 use kiln_graph::action::{ActionSpec, Artifact};
 use kiln_graph::label::Label;

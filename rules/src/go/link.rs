@@ -3,7 +3,6 @@
 //! (`-X=runtime.godebugDefault=...`, `-buildmode=exe`), with an empty build ID for
 //! reproducibility.
 
-use super::compile::{sh, write_file};
 use super::literal::quote;
 use super::toolchain::SandboxSdk;
 
@@ -136,12 +135,20 @@ pub fn importcfg(req: &LinkRequest, sdk: &SandboxSdk) -> Vec<String> {
     cfg
 }
 
-/// The script of the action writing the importcfg to `out`.
-pub fn importcfg_script(req: &LinkRequest, sdk: &SandboxSdk, out: &str) -> String {
-    format!(
-        "set -euo pipefail\n{}",
-        write_file(&sh(out), &importcfg(req, sdk))
-    )
+/// The argv of the action writing the importcfg to `out`: bash's `printf` builtin with one
+/// argument per line. Inside one `bash -c` script the lines would be a single argument, which
+/// Linux caps at 128 KiB (`MAX_ARG_STRLEN`, some 1,800 packages); as separate arguments only the
+/// whole command line's limit applies (`ARG_MAX`, 2 MiB under the default stack limit).
+pub fn importcfg_arguments(req: &LinkRequest, sdk: &SandboxSdk, out: &str) -> Vec<String> {
+    let mut argv = vec![
+        "/bin/bash".to_string(),
+        "-c".to_string(),
+        "set -euo pipefail; out=\"$1\"; shift; printf '%s\\n' \"$@\" > \"$out\"".to_string(),
+        "kiln-write-importcfg".to_string(),
+        out.to_string(),
+    ];
+    argv.extend(importcfg(req, sdk));
+    argv
 }
 
 /// The linker's command line, reading the importcfg at `importcfg`. The action's environment
@@ -171,6 +178,36 @@ pub fn arguments(req: &LinkRequest, sdk: &SandboxSdk, importcfg: &str) -> Vec<St
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    /// Runs the real bash on the arguments of a 5,000-package link (about 300 KB of importcfg,
+    /// past the 128 KiB a single argument may hold) and reads back what it wrote.
+    #[test]
+    fn importcfg_of_thousands_of_packages_is_written_whole() {
+        let sdk = SandboxSdk::host("go1.26.8", "linux", "amd64");
+        let req = LinkRequest {
+            packages: (0..5000)
+                .map(|i| {
+                    (
+                        format!("example.com/monorepo/service{i}/internal/handlers"),
+                        format!("_golink/{i:04}-handlers.a"),
+                    )
+                })
+                .collect(),
+            ..LinkRequest::default()
+        };
+        let dir = tempfile::tempdir().unwrap();
+        let out = dir.path().join("importcfg");
+        let argv = importcfg_arguments(&req, &sdk, &out.to_string_lossy());
+        #[allow(clippy::disallowed_methods)] // Runs the action's argv as the sandbox would.
+        let status = std::process::Command::new(&argv[0])
+            .args(&argv[1..])
+            .status()
+            .unwrap();
+        assert!(status.success());
+        let written = std::fs::read_to_string(&out).unwrap();
+        assert!(written.len() > 128 << 10, "{}", written.len());
+        assert_eq!(written, importcfg(&req, &sdk).join("\n") + "\n");
+    }
 
     #[test]
     fn modinfo_as_go_build_writes_it() {

@@ -150,7 +150,7 @@ pub fn link(
         format!(" for {}", platform.name())
     };
     let importcfg = Artifact::derived(format!("{}.importcfg", spec.out.path));
-    ctx.register(go_action(
+    let mut config = go_action(
         &env.sdk,
         &platform.sandbox,
         &ctx.target.label,
@@ -159,10 +159,12 @@ pub fn link(
             "Writing the link configuration of {}{for_platform}",
             ctx.target.label
         ),
-        link::importcfg_script(&req, &platform.sandbox, &importcfg.path),
+        String::new(),
         &[],
         &[(&importcfg, false)],
-    ));
+    );
+    config.arguments = link::importcfg_arguments(&req, &platform.sandbox, &importcfg.path);
+    ctx.register(config);
     let mut action = go_action(
         &env.sdk,
         &platform.sandbox,

@@ -125,12 +125,19 @@ pub fn version_field<'a>(verbose_version: &'a str, key: &str) -> Option<&'a str>
     })
 }
 
-/// The files whose content the identity digests: the compiler, its driver library and the target's
-/// standard library (sorted paths relative to the sysroot).
+/// The files whose content the identity digests: the compiler, its driver and LLVM libraries, the
+/// target's standard library, and the linker rustc may run from the sysroot (`rust-lld` and its
+/// `gcc-ld` wrappers, the default on x86_64 Linux since Rust 1.90) (sorted paths relative to
+/// the sysroot; a directory an older toolchain lacks is skipped).
 pub fn identity_files(sysroot: &Path, host: &str) -> std::io::Result<Vec<PathBuf>> {
     let mut files = vec![PathBuf::from("bin/rustc")];
-    let mut push_dir = |rel: &Path, filter: &dyn Fn(&str) -> bool| -> std::io::Result<()> {
-        let mut found: Vec<PathBuf> = std::fs::read_dir(sysroot.join(rel))?
+    let mut push_dir = |rel: &Path, optional: bool, filter: &dyn Fn(&str) -> bool| {
+        let entries = match std::fs::read_dir(sysroot.join(rel)) {
+            Ok(entries) => entries,
+            Err(e) if optional && e.kind() == std::io::ErrorKind::NotFound => return Ok(()),
+            Err(e) => return Err(e),
+        };
+        let mut found: Vec<PathBuf> = entries
             .flatten()
             .filter(|e| e.file_type().map(|t| t.is_file()).unwrap_or(false))
             .filter(|e| filter(&e.file_name().to_string_lossy()))
@@ -140,8 +147,13 @@ pub fn identity_files(sysroot: &Path, host: &str) -> std::io::Result<Vec<PathBuf
         files.extend(found);
         Ok(())
     };
-    push_dir(Path::new("lib"), &|n| n.starts_with("librustc_driver"))?;
-    push_dir(&Path::new("lib/rustlib").join(host).join("lib"), &|_| true)?;
+    push_dir(Path::new("lib"), false, &|n| {
+        n.starts_with("librustc_driver") || n.starts_with("libLLVM")
+    })?;
+    let target_dir = Path::new("lib/rustlib").join(host);
+    push_dir(&target_dir.join("lib"), false, &|_| true)?;
+    push_dir(&target_dir.join("bin"), true, &|_| true)?;
+    push_dir(&target_dir.join("bin/gcc-ld"), true, &|_| true)?;
     Ok(files)
 }
 
@@ -240,7 +252,13 @@ mod tests {
             ("bin/rustc", "compiler"),
             ("bin/cargo", "not part of the identity"),
             ("lib/librustc_driver-abc.so", "driver"),
-            ("lib/libLLVM.so", "not listed"),
+            ("lib/libLLVM.so.22.1-rust", "llvm"),
+            ("lib/libfoo.so", "not listed"),
+            ("lib/rustlib/x86_64-unknown-linux-gnu/bin/rust-lld", "lld"),
+            (
+                "lib/rustlib/x86_64-unknown-linux-gnu/bin/gcc-ld/ld.lld",
+                "wrapper",
+            ),
             (
                 "lib/rustlib/x86_64-unknown-linux-gnu/lib/libstd-1.rlib",
                 "std",
@@ -268,7 +286,7 @@ mod tests {
     }
 
     #[test]
-    fn the_identity_covers_the_compiler_its_driver_and_the_hosts_std() {
+    fn the_identity_covers_the_compiler_its_libraries_the_hosts_std_and_linker() {
         let dir = fake_sysroot();
         let files = identity_files(dir.path(), "x86_64-unknown-linux-gnu").unwrap();
         let names: Vec<String> = files.iter().map(|f| f.display().to_string()).collect();
@@ -276,11 +294,19 @@ mod tests {
             names,
             [
                 "bin/rustc",
+                "lib/libLLVM.so.22.1-rust",
                 "lib/librustc_driver-abc.so",
                 "lib/rustlib/x86_64-unknown-linux-gnu/lib/libcore-1.rlib",
                 "lib/rustlib/x86_64-unknown-linux-gnu/lib/libstd-1.rlib",
+                "lib/rustlib/x86_64-unknown-linux-gnu/bin/rust-lld",
+                "lib/rustlib/x86_64-unknown-linux-gnu/bin/gcc-ld/ld.lld",
             ]
         );
+        // An older toolchain without the linker directory.
+        std::fs::remove_dir_all(dir.path().join("lib/rustlib/x86_64-unknown-linux-gnu/bin"))
+            .unwrap();
+        let files = identity_files(dir.path(), "x86_64-unknown-linux-gnu").unwrap();
+        assert_eq!(files.len(), 5);
     }
 
     #[test]
