@@ -1,9 +1,11 @@
 //! Runs one started process to completion on the calling thread: reads its stdout and
 //! stderr with `poll` (calling the line hooks as lines arrive), enforces the timeout, and
-//! kills its whole process group when it times out or exits (no stragglers).
+//! kills the whole process tree when it times out or ends (no stragglers). The process is a
+//! [`Supervised`]: a spawned child ([`SpawnedChild`], killed by process group) or a sandbox
+//! the holder started (`launcher::Launched`, killed through its pid namespace's init).
 
 use std::io::{self, Read};
-use std::os::fd::{AsFd, FromRawFd, OwnedFd};
+use std::os::fd::{AsFd, BorrowedFd, FromRawFd, OwnedFd};
 use std::process::{Child, ExitStatus};
 use std::time::{Duration, Instant};
 
@@ -28,11 +30,77 @@ pub struct RunHooks<'a> {
 
 /// What the process left behind.
 pub(crate) struct Captured {
-    pub status: ExitStatus,
     pub timed_out: bool,
     pub stdout: Vec<u8>,
     pub stderr: Vec<u8>,
     pub cancelled: bool,
+}
+
+/// A started process tree that [`run`] can watch and kill.
+pub(crate) trait Supervised {
+    /// Whether it has ended, without blocking.
+    fn try_wait(&mut self) -> io::Result<bool>;
+    /// Kills the whole tree and waits until it has ended.
+    fn kill_and_wait(&mut self) -> io::Result<()>;
+    /// Called once after [`Supervised::try_wait`] said it ended: kills what it left behind.
+    fn kill_stragglers(&mut self);
+    /// A descriptor that becomes readable when it ends, so `poll` wakes without a timer.
+    fn end_fd(&self) -> Option<BorrowedFd<'_>>;
+}
+
+/// A child spawned as leader of its own process group, with piped stdout and stderr.
+pub(crate) struct SpawnedChild {
+    child: Child,
+    pidfd: Option<OwnedFd>,
+    /// Its exit status, once reaped.
+    pub status: Option<ExitStatus>,
+}
+
+impl SpawnedChild {
+    /// Watches `child` (spawned with `process_group(0)`).
+    pub(crate) fn new(child: Child) -> SpawnedChild {
+        let pidfd = pidfd_open(child.id());
+        SpawnedChild {
+            child,
+            pidfd,
+            status: None,
+        }
+    }
+
+    /// Its stdout and stderr pipes (once).
+    pub(crate) fn take_pipes(&mut self) -> (Option<OwnedFd>, Option<OwnedFd>) {
+        (
+            self.child.stdout.take().map(OwnedFd::from),
+            self.child.stderr.take().map(OwnedFd::from),
+        )
+    }
+
+    fn group(&self) -> Pid {
+        Pid::from_raw(self.child.id() as i32)
+    }
+}
+
+impl Supervised for SpawnedChild {
+    fn try_wait(&mut self) -> io::Result<bool> {
+        if let Some(status) = self.child.try_wait()? {
+            self.status = Some(status);
+        }
+        Ok(self.status.is_some())
+    }
+
+    fn kill_and_wait(&mut self) -> io::Result<()> {
+        let _ = killpg(self.group(), Signal::SIGKILL);
+        self.status = Some(self.child.wait()?);
+        Ok(())
+    }
+
+    fn kill_stragglers(&mut self) {
+        let _ = killpg(self.group(), Signal::SIGKILL);
+    }
+
+    fn end_fd(&self) -> Option<BorrowedFd<'_>> {
+        self.pidfd.as_ref().map(|fd| fd.as_fd())
+    }
 }
 
 /// How often a cancellable run checks its flag.
@@ -43,38 +111,37 @@ const DRAIN: Duration = Duration::from_secs(2);
 /// Poll period when pidfd_open is unavailable.
 const TICK: Duration = Duration::from_millis(5);
 
-/// Pumps `child` (spawned with piped stdout/stderr as leader of its own process group).
+/// Pumps `process`, whose stdout and stderr are the read ends `stdout` and `stderr`.
 pub(crate) fn run(
-    mut child: Child,
+    process: &mut dyn Supervised,
+    (stdout, stderr): (Option<OwnedFd>, Option<OwnedFd>),
     timeout: Option<Duration>,
     hooks: RunHooks<'_>,
 ) -> io::Result<Captured> {
     let start = Instant::now();
-    let group = Pid::from_raw(child.id() as i32);
-    let mut out = Stream::new(child.stdout.take(), hooks.on_stdout_line);
-    let mut err = Stream::new(child.stderr.take(), hooks.on_stderr_line);
-    let pidfd = pidfd_open(child.id());
+    let mut out = Stream::new(stdout, hooks.on_stdout_line);
+    let mut err = Stream::new(stderr, hooks.on_stderr_line);
     let mut status = None;
     let mut timed_out = false;
     let mut cancelled = false;
     let mut drain_until = None;
     loop {
         if status.is_none() {
-            if let Some(st) = child.try_wait()? {
-                let _ = killpg(group, Signal::SIGKILL);
-                status = Some(st);
+            if process.try_wait()? {
+                process.kill_stragglers();
+                status = Some(());
                 drain_until = Some(Instant::now() + DRAIN);
             } else if timeout.is_some_and(|t| start.elapsed() >= t) {
-                let _ = killpg(group, Signal::SIGKILL);
-                status = Some(child.wait()?);
+                process.kill_and_wait()?;
+                status = Some(());
                 timed_out = true;
                 drain_until = Some(Instant::now() + DRAIN);
             } else if hooks
                 .cancel
                 .is_some_and(|c| c.load(std::sync::atomic::Ordering::SeqCst))
             {
-                let _ = killpg(group, Signal::SIGKILL);
-                status = Some(child.wait()?);
+                process.kill_and_wait()?;
+                status = Some(());
                 cancelled = true;
                 drain_until = Some(Instant::now() + DRAIN);
             }
@@ -86,7 +153,8 @@ pub(crate) fn run(
         let mut wait = drain_until
             .or_else(|| timeout.map(|t| start + t))
             .map(|d| d.saturating_duration_since(Instant::now()));
-        if status.is_none() && pidfd.is_none() {
+        let end_fd = process.end_fd();
+        if status.is_none() && end_fd.is_none() {
             wait = Some(wait.map_or(TICK, |w| w.min(TICK)));
         }
         if status.is_none() && hooks.cancel.is_some() {
@@ -98,8 +166,8 @@ pub(crate) fn run(
                 fds.push(PollFd::new(fd.as_fd(), PollFlags::POLLIN));
             }
         }
-        if let (None, Some(fd)) = (status, &pidfd) {
-            fds.push(PollFd::new(fd.as_fd(), PollFlags::POLLIN));
+        if let (None, Some(fd)) = (status, end_fd) {
+            fds.push(PollFd::new(fd, PollFlags::POLLIN));
         }
         let ms = wait.map_or(PollTimeout::NONE, |w| {
             PollTimeout::try_from(w.as_millis().min(60_000) as i32 + 1).unwrap_or(PollTimeout::MAX)
@@ -115,7 +183,6 @@ pub(crate) fn run(
     out.finish();
     err.finish();
     Ok(Captured {
-        status: status.expect("loop ends only after the child was reaped"),
         timed_out,
         stdout: out.buf,
         stderr: err.buf,
@@ -133,8 +200,8 @@ struct Stream<'a> {
 }
 
 impl<'a> Stream<'a> {
-    fn new(pipe: Option<impl Into<OwnedFd>>, hook: Option<&'a (dyn Fn(&str) + Sync)>) -> Self {
-        let pipe = pipe.map(|p| std::fs::File::from(p.into()));
+    fn new(pipe: Option<OwnedFd>, hook: Option<&'a (dyn Fn(&str) + Sync)>) -> Self {
+        let pipe = pipe.map(std::fs::File::from);
         if let Some(p) = &pipe {
             // Non-blocking, so that a pump after a spurious wake-up cannot hang.
             let _ = nix::fcntl::fcntl(

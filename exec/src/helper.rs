@@ -10,7 +10,8 @@
 use std::ffi::CString;
 use std::fs;
 use std::io::Read;
-use std::os::fd::{AsFd, OwnedFd};
+use std::os::fd::{AsFd, AsRawFd, OwnedFd};
+use std::path::Path;
 
 use nix::errno::Errno;
 use nix::fcntl::OFlag;
@@ -21,7 +22,7 @@ use nix::sys::wait::{waitpid, WaitStatus};
 use nix::unistd::{chdir, execve, fork, getppid, pipe2, sethostname, ForkResult, Pid};
 
 use crate::protocol::{HelperRequest, HelperResult};
-use crate::{mounts, namespaces};
+use crate::{launcher, mounts, namespaces};
 
 /// `argv[1]` that selects the helper entry point in the kiln binary.
 pub const HELPER_ARG: &str = "__sandbox";
@@ -60,11 +61,7 @@ fn run_helper() -> Result<(), String> {
 }
 
 fn run_in_namespaces(req: &HelperRequest) -> HelperResult {
-    let entered = match req.join {
-        Some(holder) if !req.network => namespaces::join(holder),
-        _ => namespaces::enter(req.network),
-    };
-    if let Err(msg) = entered {
+    if let Err(msg) = namespaces::enter(req.network) {
         return HelperResult::SetupFailed(msg);
     }
     let pipes = pipe2(OFlag::O_CLOEXEC).and_then(|a| Ok((a, pipe2(OFlag::O_CLOEXEC)?)));
@@ -105,7 +102,7 @@ fn init(req: &HelperRequest, life_r: OwnedFd) -> HelperResult {
         unsafe { libc::_exit(1) }
     }
     drop(life_r);
-    match setup_and_run(req) {
+    match setup_and_run(req, !req.network) {
         Ok(result) => result,
         Err(msg) => HelperResult::SetupFailed(msg),
     }
@@ -117,9 +114,75 @@ fn helper_gone(life_r: &OwnedFd) -> bool {
     poll(&mut fds, PollTimeout::ZERO).is_ok_and(|n| n > 0)
 }
 
-fn setup_and_run(req: &HelperRequest) -> Result<HelperResult, String> {
+/// Init of a sandbox the holder cloned (see `launcher`), already in its pid, uts and ipc
+/// namespaces and in the holder's user and network ones: runs the request at `path` with
+/// `stdout` and `stderr`, leaves nothing running in the namespace, reports on `status`.
+pub(crate) fn launched_init(path: &Path, stdout: OwnedFd, stderr: OwnedFd, status: OwnedFd) -> ! {
+    if set_pdeathsig(Signal::SIGKILL).is_err() || peer_gone(&status) {
+        // SAFETY: kiln is gone; leave without running anything.
+        unsafe { libc::_exit(1) }
+    }
+    let result = match redirect_stdio(stdout, stderr)
+        .and_then(|()| launcher::read_request(path))
+        .and_then(|req| setup_and_run(&req, false))
+    {
+        Ok(result) => result,
+        Err(msg) => HelperResult::SetupFailed(msg),
+    };
+    kill_the_rest();
+    // Kiln's pipes reach end of file once every writer is gone: the action's processes are,
+    // and this process lets go of its copies now.
+    let _ = redirect_stdio_to_null();
+    launcher::report(&status, &result);
+    // SAFETY: leave without running destructors of the holder's copied state.
+    unsafe { libc::_exit(0) }
+}
+
+/// Whether kiln closed its end of the status socket (it died): `POLLHUP`, which `poll` always
+/// reports.
+fn peer_gone(status: &OwnedFd) -> bool {
+    let mut fds = [PollFd::new(status.as_fd(), PollFlags::empty())];
+    poll(&mut fds, PollTimeout::ZERO).is_ok_and(|n| n > 0)
+}
+
+/// stdin from `/dev/null` (the holder's is its control socket), stdout and stderr to the pipes.
+fn redirect_stdio(stdout: OwnedFd, stderr: OwnedFd) -> Result<(), String> {
+    let null = fs::File::open("/dev/null").map_err(|e| format!("opening /dev/null: {e}"))?;
+    for (from, to) in [(null.as_fd(), 0), (stdout.as_fd(), 1), (stderr.as_fd(), 2)] {
+        // SAFETY: dup2 onto a standard descriptor number; `from` stays owned by its value.
+        if unsafe { libc::dup2(from.as_raw_fd(), to) } < 0 {
+            return Err(format!("dup2: {}", Errno::last()));
+        }
+    }
+    Ok(())
+}
+
+/// Points stdout and stderr at `/dev/null`.
+fn redirect_stdio_to_null() -> Result<(), String> {
+    let null = fs::OpenOptions::new()
+        .write(true)
+        .open("/dev/null")
+        .map_err(|e| format!("opening /dev/null: {e}"))?;
+    for to in [1, 2] {
+        // SAFETY: as in `redirect_stdio`.
+        if unsafe { libc::dup2(null.as_raw_fd(), to) } < 0 {
+            return Err(format!("dup2: {}", Errno::last()));
+        }
+    }
+    Ok(())
+}
+
+/// As pid 1, kills every other process of the namespace and reaps them all.
+fn kill_the_rest() {
+    // SAFETY: kill(-1) from a pid namespace's init signals every other process in it.
+    unsafe { libc::kill(-1, libc::SIGKILL) };
+    // Until ECHILD: nobody left.
+    while let Ok(_) | Err(Errno::EINTR) = waitpid(None::<Pid>, None) {}
+}
+
+fn setup_and_run(req: &HelperRequest, bring_loopback_up: bool) -> Result<HelperResult, String> {
     mounts::build_root(req)?;
-    if !req.network {
+    if bring_loopback_up {
         namespaces::loopback_up().map_err(|e| format!("bringing loopback up: {e}"))?;
     }
     sethostname("localhost").map_err(|e| format!("sethostname: {e}"))?;

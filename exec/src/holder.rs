@@ -1,21 +1,25 @@
 //! The namespace holder: one process per sandbox (per build) that owns a user namespace and an
-//! empty network namespace with only loopback up. Each action's helper joins those two with
-//! `setns` and unshares only its own pid, uts, ipc and mount namespaces, instead of creating and
-//! tearing down a user and a network namespace per action, which was the largest fixed cost of a
-//! sandboxed action. Actions of one build can therefore reach each other over loopback, never the
-//! host's network.
+//! empty network namespace with only loopback up, and starts every action's sandbox inside them
+//! as a fork server (see `launcher`), instead of each action creating and tearing down a user and
+//! a network namespace and spawning a helper, which were the largest fixed costs of a sandboxed
+//! action. Actions of one build can therefore reach each other over loopback, never the host's
+//! network.
 //!
-//! The holder lives until kiln closes its stdin (the sandbox is dropped) or dies
-//! (`PR_SET_PDEATHSIG`).
+//! The holder lives until kiln closes its stdin, the control socket (the sandbox is dropped),
+//! or dies (`PR_SET_PDEATHSIG`).
 
-use std::io::Read;
+use std::io::{self, Read};
+use std::os::fd::{AsFd, OwnedFd};
 use std::os::unix::process::CommandExt;
 use std::path::Path;
 use std::process::{Child, Command, Stdio};
+use std::sync::Mutex;
 
 use nix::sys::prctl::set_pdeathsig;
 use nix::sys::signal::Signal;
+use nix::sys::socket::{socketpair, AddressFamily, SockFlag, SockType};
 
+use crate::launcher::{self, Launched};
 use crate::namespaces;
 
 /// `argv[2]` after [`crate::HELPER_ARG`] that selects the holder.
@@ -24,18 +28,27 @@ pub(crate) const HOLDER_ARG: &str = "--holder";
 /// A running holder; dropping it ends the process.
 #[derive(Debug)]
 pub(crate) struct Holder {
-    child: Child,
+    child: Mutex<Child>,
+    /// Kiln's end of the control socket (the holder's stdin).
+    control: OwnedFd,
 }
 
 impl Holder {
     /// Starts the holder and waits until its namespaces exist (it says so on stdout).
     pub(crate) fn start(helper: &Path) -> Option<Holder> {
+        let (control, theirs) = socketpair(
+            AddressFamily::Unix,
+            SockType::SeqPacket,
+            None,
+            SockFlag::SOCK_CLOEXEC,
+        )
+        .ok()?;
         #[allow(clippy::disallowed_methods)] // The sandbox is the place allowed to spawn.
         let mut child = Command::new(helper)
             .arg(crate::HELPER_ARG)
             .arg(HOLDER_ARG)
             .env_clear()
-            .stdin(Stdio::piped())
+            .stdin(Stdio::from(theirs))
             .stdout(Stdio::piped())
             .stderr(Stdio::null())
             .process_group(0)
@@ -51,30 +64,42 @@ impl Holder {
             let _ = child.wait();
             return None;
         }
-        Some(Holder { child })
+        Some(Holder {
+            child: Mutex::new(child),
+            control,
+        })
     }
 
     /// Whether the holder still runs.
-    pub(crate) fn is_alive(&mut self) -> bool {
-        matches!(self.child.try_wait(), Ok(None))
+    pub(crate) fn is_alive(&self) -> bool {
+        self.child
+            .lock()
+            .is_ok_and(|mut child| matches!(child.try_wait(), Ok(None)))
     }
 
-    /// The holder's pid, whose `/proc/<pid>/ns/{user,net}` helpers join.
-    pub(crate) fn pid(&self) -> i32 {
-        self.child.id() as i32
+    /// Has the holder start the sandbox described by the request file at `request`, with the
+    /// action's stdout and stderr going to the pipe write ends `stdout` and `stderr`.
+    pub(crate) fn launch(
+        &self,
+        request: &Path,
+        stdout: OwnedFd,
+        stderr: OwnedFd,
+    ) -> io::Result<Launched> {
+        launcher::launch(self.control.as_fd(), request, stdout, stderr)
     }
 }
 
 impl Drop for Holder {
     fn drop(&mut self) {
-        drop(self.child.stdin.take());
-        let _ = self.child.kill();
-        let _ = self.child.wait();
+        if let Ok(child) = self.child.get_mut() {
+            let _ = child.kill();
+            let _ = child.wait();
+        }
     }
 }
 
 /// The holder process's body: enter a user and a network namespace, bring loopback up, report
-/// ready, and wait for stdin to close.
+/// ready, and start sandboxes until kiln closes the control socket (stdin).
 pub(crate) fn run_holder() -> Result<(), String> {
     set_pdeathsig(Signal::SIGKILL).map_err(|e| format!("prctl(PR_SET_PDEATHSIG): {e}"))?;
     namespaces::enter_shared()?;
@@ -84,7 +109,5 @@ pub(crate) fn run_holder() -> Result<(), String> {
     out.write_all(b"R")
         .and_then(|()| out.flush())
         .map_err(|e| format!("reporting ready: {e}"))?;
-    let mut sink = Vec::new();
-    let _ = std::io::stdin().read_to_end(&mut sink);
-    Ok(())
+    launcher::serve(std::io::stdin().as_fd())
 }

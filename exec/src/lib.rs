@@ -38,15 +38,18 @@
 //!
 //! # Modes
 //!
-//! * [`SandboxMode::Namespaces`]: kiln starts the helper (a fresh, single-threaded process,
-//!   as `CLONE_NEWUSER` requires), which unshares user, pid, uts, ipc and (unless
-//!   `network`) net namespaces, maps the caller to root, and forks pid 1 of the new pid
-//!   namespace. That enters its own mount namespace and builds a root on a tmpfs: read-only system directories, a few `/dev`
+//! * [`SandboxMode::Namespaces`]: the sandbox's init (pid 1 of a new pid namespace, with its
+//!   own uts and ipc namespaces, in a user namespace where the caller is root) enters its own
+//!   mount namespace and builds a root on a tmpfs: read-only system directories, a few `/dev`
 //!   nodes, fresh `/proc`, private `/tmp` (`TMPDIR`), the staged exec root at [`EXEC_ROOT`]
 //!   (writable, every input read-only), extra read-only mounts; then `pivot_root`, hostname
-//!   `localhost`, loopback up, drop `CAP_SYS_ADMIN` from the bounding set (so the action cannot
-//!   remount an input writable), and exec with exactly the requested environment plus `TMPDIR`.
-//!   Undeclared files are absent; writing to an input fails with `EROFS` or `EBUSY`.
+//!   `localhost`, drop `CAP_SYS_ADMIN` from the bounding set (so the action cannot remount an
+//!   input writable), and fork and exec the action with exactly the requested environment plus
+//!   `TMPDIR`. Undeclared files are absent; writing to an input fails with `EROFS` or `EBUSY`.
+//!   Init is cloned by the holder (see "Shared namespaces"); an action that asks for the host
+//!   network, or any action when the holder cannot start, gets a helper process instead (a
+//!   fresh, single-threaded exec of the helper binary, as `CLONE_NEWUSER` requires) that
+//!   unshares user, pid, uts, ipc and (unless `network`) net namespaces itself.
 //! * [`SandboxMode::Plain`]: the action runs in `scratch/root` with a cleared environment
 //!   in its own process group; inputs are read-only copies. No isolation: use only where
 //!   namespaces are unavailable, and say so ([`Sandbox::fallback_reason`]).
@@ -72,20 +75,23 @@
 //! paths become read-only mounts), `sandbox` (the driver), `child` (poll loop, timeout,
 //! line hooks), `plain`, `namespaced` (kiln side of the helper), `protocol` (helper
 //! messages), `helper` (helper and init processes), `holder` (the per-sandbox process owning
-//! the user and network namespaces every action joins), `namespaces` (unshare, setns, id maps,
-//! loopback, probe), `mounts` (the new root), `scratch` (its lifetime), `reaper` (removes
+//! the user and network namespaces every action runs in), `launcher` (the holder as a fork
+//! server, and kiln's side of it), `namespaces` (unshare, id maps, loopback, probe), `mounts` (the new root), `scratch` (its lifetime), `reaper` (removes
 //! finished scratch trees on a background thread), `input_pool` (one copy per build of each
 //! small immutable input, hard-linked into staged trees).
 //!
 //! # Shared namespaces
 //!
 //! A [`Sandbox`] in namespaces mode starts one holder process that creates a user namespace
-//! and an empty network namespace (loopback up). Each action's helper joins both with `setns`
-//! and unshares its own pid, uts, ipc and mount namespaces, so the per-action cost of creating
-//! and tearing down a user and a network namespace is paid once per build. The price: actions
-//! of one build can reach each other's loopback listeners (never the host's network). Actions
-//! that ask for the host network, or a host where the holder cannot start, use the per-action
-//! namespaces as before.
+//! and an empty network namespace (loopback up), then serves as a fork server: for each action
+//! kiln sends it the request file's path and the action's stdout, stderr and a status socket,
+//! and it clones the action's init straight into new pid, uts and ipc namespaces (init enters
+//! its mount namespace itself). So no helper is spawned per action, and the cost of creating
+//! and tearing down a user and a network namespace is paid once per build. Init kills and reaps
+//! everything left in its pid namespace before it reports the result, so no process of the
+//! action outlives [`Sandbox::run`], and the kernel tears the mount namespace down while kiln
+//! collects the outputs. The price of sharing: actions of one build can reach each other's
+//! loopback listeners (never the host's network).
 
 mod child;
 mod error;
@@ -94,6 +100,7 @@ mod holder;
 pub mod host_command;
 mod input_pool;
 mod interactive;
+mod launcher;
 mod mounts;
 mod namespaced;
 mod namespaces;

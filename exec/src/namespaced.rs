@@ -1,10 +1,10 @@
-//! Kiln's side of namespaces mode: writes the helper request, starts the helper, and turns
-//! its result file into an [`ExitKind`].
+//! Kiln's side of namespaces mode: writes the helper request, starts the helper (or has the
+//! holder start the sandbox), and turns the reported result into an [`ExitKind`].
 
 use std::fs;
 use std::io;
 use std::os::unix::process::CommandExt;
-use std::path::Path;
+use std::path::{Path, PathBuf};
 use std::process::{Command, Stdio};
 
 use crate::child::Captured;
@@ -13,15 +13,14 @@ use crate::request::FileBind;
 use crate::scratch::Scratch;
 use crate::{ExecError, ExitKind, SandboxRequest, EXEC_ROOT, HELPER_ARG};
 
-/// Writes the request for `req` into scratch and returns the helper command.
-pub(crate) fn command(
-    helper: &Path,
+/// Writes the request for `req` into scratch (and creates the new root's mount point);
+/// returns the request file's path.
+pub(crate) fn write_request(
     req: &SandboxRequest,
     scratch: &Scratch,
     read_only: Vec<String>,
     file_binds: Vec<FileBind>,
-    join: Option<i32>,
-) -> Result<Command, ExecError> {
+) -> Result<PathBuf, ExecError> {
     let argv0 = &req.argv[0];
     let program = if argv0.starts_with('/') {
         argv0.clone()
@@ -46,7 +45,6 @@ pub(crate) fn command(
         env,
         cwd,
         network: req.network,
-        join,
         exec_root: scratch.exec_root(),
         tmp: scratch.tmp(),
         new_root: scratch.new_root(),
@@ -60,45 +58,56 @@ pub(crate) fn command(
     let path = scratch.request_file();
     let json = serde_json::to_vec(&helper_req).expect("request serializes");
     fs::write(&path, json).map_err(|e| ExecError::io("write", &path, e))?;
+    Ok(path)
+}
+
+/// The command that starts the helper on the request file `request`.
+pub(crate) fn command(helper: &Path, request: &Path) -> Command {
     #[allow(clippy::disallowed_methods)] // The sandbox is the place allowed to spawn.
     let mut cmd = Command::new(helper);
     cmd.arg(HELPER_ARG)
-        .arg(&path)
+        .arg(request)
         .env_clear()
         .stdin(Stdio::null())
         .stdout(Stdio::piped())
         .stderr(Stdio::piped())
         .process_group(0);
-    Ok(cmd)
+    cmd
 }
 
-/// Reads the helper's verdict.
+/// The result file a spawned helper wrote, if it did.
+pub(crate) fn read_result_file(scratch: &Scratch) -> Option<HelperResult> {
+    fs::read(scratch.result_file())
+        .ok()
+        .and_then(|bytes| serde_json::from_slice::<HelperResult>(&bytes).ok())
+}
+
+/// Turns the helper's (or init's) verdict into an exit; `status` describes how the process
+/// ended, for the error when it reported nothing.
 pub(crate) fn exit_kind(
     helper: &Path,
     req: &SandboxRequest,
-    scratch: &Scratch,
+    result: Option<&HelperResult>,
+    status: String,
     captured: &Captured,
 ) -> Result<ExitKind, ExecError> {
     if captured.timed_out {
         return Ok(ExitKind::TimedOut);
     }
-    let result = fs::read(scratch.result_file())
-        .ok()
-        .and_then(|bytes| serde_json::from_slice::<HelperResult>(&bytes).ok());
     match result {
-        Some(HelperResult::Exited(code)) => Ok(ExitKind::Code(code)),
-        Some(HelperResult::Signaled(sig)) => Ok(ExitKind::Signal(sig)),
+        Some(HelperResult::Exited(code)) => Ok(ExitKind::Code(*code)),
+        Some(HelperResult::Signaled(sig)) => Ok(ExitKind::Signal(*sig)),
         Some(HelperResult::ExecFailed(errno)) => Err(ExecError::Exec {
             argv0: req.argv[0].clone(),
-            source: io::Error::from_raw_os_error(errno),
+            source: io::Error::from_raw_os_error(*errno),
         }),
-        Some(HelperResult::SetupFailed(msg)) => Err(ExecError::Setup(msg)),
+        Some(HelperResult::SetupFailed(msg)) => Err(ExecError::Setup(msg.clone())),
         None => {
             let stderr = String::from_utf8_lossy(&captured.stderr);
             let tail: String = stderr.chars().rev().take(2000).collect();
             Err(ExecError::Helper {
                 helper: helper.into(),
-                status: captured.status.to_string(),
+                status,
                 stderr: tail.chars().rev().collect(),
             })
         }

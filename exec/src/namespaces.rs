@@ -42,20 +42,6 @@ pub(crate) fn enter_shared() -> Result<(), String> {
     map_ids(uid, gid)
 }
 
-/// Joins the holder `pid`'s user and network namespaces, then unshares the action's own pid,
-/// uts and ipc namespaces (its mount namespace comes with the sandbox's init).
-pub(crate) fn join(pid: i32) -> Result<(), String> {
-    let open = |kind: &str| {
-        fs::File::open(format!("/proc/{pid}/ns/{kind}"))
-            .map_err(|e| format!("opening the holder's {kind} namespace: {e}"))
-    };
-    let (user, net) = (open("user")?, open("net")?);
-    nix::sched::setns(&user, CloneFlags::CLONE_NEWUSER).map_err(|e| format!("setns(user): {e}"))?;
-    nix::sched::setns(&net, CloneFlags::CLONE_NEWNET).map_err(|e| format!("setns(net): {e}"))?;
-    unshare(CloneFlags::CLONE_NEWPID | CloneFlags::CLONE_NEWUTS | CloneFlags::CLONE_NEWIPC)
-        .map_err(|e| format!("unshare(pid, uts, ipc): {e}"))
-}
-
 fn map_ids(uid: Uid, gid: Gid) -> Result<(), String> {
     let write = |file: &str, text: String| {
         fs::write(format!("/proc/self/{file}"), text)

@@ -1,5 +1,6 @@
 //! The messages between `kiln` and its sandbox helper: a request file written into scratch
-//! before the helper starts, and a result file the helper writes before it exits.
+//! before the sandbox starts, and the result, which a spawned helper writes to a file before it
+//! exits and a launched init (see `launcher`) sends on its status socket.
 
 use std::path::PathBuf;
 
@@ -11,7 +12,7 @@ use crate::ExtraMount;
 /// Everything the helper needs, already resolved to sandbox paths.
 #[derive(Debug, Serialize, Deserialize)]
 pub(crate) struct HelperRequest {
-    /// Pid of the kiln process; the helper exits if its parent is already someone else.
+    /// Pid of the kiln process; a spawned helper exits if its parent is already someone else.
     pub parent_pid: i32,
     /// Absolute path inside the sandbox passed to `execve`.
     pub program: String,
@@ -23,9 +24,6 @@ pub(crate) struct HelperRequest {
     pub cwd: String,
     /// Keep the host network namespace.
     pub network: bool,
-    /// Pid of the namespace holder whose user and network namespaces to join, if any.
-    #[serde(default)]
-    pub join: Option<i32>,
     /// Host directory mounted at the exec root.
     pub exec_root: PathBuf,
     /// Host directory mounted at `/tmp`.

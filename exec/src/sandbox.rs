@@ -4,22 +4,34 @@ use std::fs;
 use std::path::PathBuf;
 use std::time::Instant;
 
-use crate::child::{self, RunHooks};
+use nix::fcntl::OFlag;
+use nix::unistd::pipe2;
+
+use crate::child::{self, RunHooks, SpawnedChild};
 use crate::holder::Holder;
 use crate::input_pool::InputPool;
+use crate::launcher::Launched;
 use crate::reaper::Reaper;
 use crate::scratch::Scratch;
 use crate::staging::{stage, Staging};
 use crate::{
-    namespaced, namespaces, plain, plan, validate, ExecError, SandboxMode, SandboxOutcome,
-    SandboxRequest,
+    namespaced, namespaces, plain, plan, validate, ExecError, ExitKind, SandboxMode,
+    SandboxOutcome, SandboxRequest,
 };
+
+/// The read ends of an action's stdout and stderr pipes.
+type Pipes = (Option<std::os::fd::OwnedFd>, Option<std::os::fd::OwnedFd>);
+
+/// How a spawned helper ended, for an error message.
+fn describe(status: Option<std::process::ExitStatus>) -> String {
+    status.map_or_else(|| "not reaped".to_string(), |s| s.to_string())
+}
 
 /// Whether the namespace holder runs.
 #[derive(Debug)]
 enum HolderSlot {
     NotStarted,
-    Running(Holder),
+    Running(std::sync::Arc<Holder>),
     Unavailable,
 }
 
@@ -68,26 +80,36 @@ impl Sandbox {
         }
     }
 
-    /// The holder's pid, starting it on first use; `None` (each action then creates its own user
-    /// and network namespaces) if it cannot start.
-    fn holder_pid(&self) -> Option<i32> {
+    /// The holder, starting it on first use; `None` (each action then spawns a helper that
+    /// creates its own namespaces) if it cannot start.
+    fn holder(&self) -> Option<std::sync::Arc<Holder>> {
         let mut slot = self.holder.lock().ok()?;
-        // A holder that died (killed from outside, say) is replaced rather than joined.
-        if let HolderSlot::Running(holder) = &mut *slot {
+        // A holder that died (killed from outside, say) is replaced.
+        if let HolderSlot::Running(holder) = &*slot {
             if !holder.is_alive() {
                 *slot = HolderSlot::NotStarted;
             }
         }
         if let HolderSlot::NotStarted = *slot {
             *slot = match Holder::start(&self.helper) {
-                Some(holder) => HolderSlot::Running(holder),
+                Some(holder) => HolderSlot::Running(std::sync::Arc::new(holder)),
                 None => HolderSlot::Unavailable,
             };
         }
         match &*slot {
-            HolderSlot::Running(holder) => Some(holder.pid()),
+            HolderSlot::Running(holder) => Some(holder.clone()),
             _ => None,
         }
+    }
+
+    /// Has the holder start the sandbox for the request file `request` (actions without the
+    /// host network); `None` if there is no holder or it failed, and the caller spawns a helper.
+    fn launch(&self, request: &std::path::Path) -> Option<(Launched, Pipes)> {
+        let holder = self.holder()?;
+        let (out_r, out_w) = pipe2(OFlag::O_CLOEXEC).ok()?;
+        let (err_r, err_w) = pipe2(OFlag::O_CLOEXEC).ok()?;
+        let launched = holder.launch(request, out_w, err_w).ok()?;
+        Some((launched, (Some(out_r), Some(err_r))))
     }
 
     /// Gives the sandbox a pool of input copies in `dir` (created on first use, removed when
@@ -117,6 +139,28 @@ impl Sandbox {
         self.run_with_hooks(req, RunHooks::default())
     }
 
+    /// Spawns `cmd` (the helper, or the action itself in plain mode) and runs it to the end.
+    fn spawn_and_run(
+        &self,
+        mut cmd: std::process::Command,
+        req: &SandboxRequest,
+        hooks: RunHooks<'_>,
+    ) -> Result<(SpawnedChild, child::Captured), ExecError> {
+        let program = PathBuf::from(cmd.get_program());
+        let child = cmd.spawn().map_err(|source| match self.mode {
+            SandboxMode::Plain if source.kind() != std::io::ErrorKind::Other => ExecError::Exec {
+                argv0: req.argv[0].clone(),
+                source,
+            },
+            _ => ExecError::Spawn { program, source },
+        })?;
+        let mut child = SpawnedChild::new(child);
+        let pipes = child.take_pipes();
+        let captured = child::run(&mut child, pipes, req.timeout, hooks)
+            .map_err(|e| ExecError::io("read the output of", &self.helper, e))?;
+        Ok((child, captured))
+    }
+
     /// Runs `req`, passing output lines to `hooks` as they arrive.
     pub fn run_with_hooks(
         &self,
@@ -132,30 +176,51 @@ impl Sandbox {
             SandboxMode::Plain => Staging::Copy,
         };
         let file_binds = stage(&root, &scratch.tmp(), req, how, self.input_pool.as_deref())?;
-        let mut cmd = match self.mode {
+        let (captured, exit) = match self.mode {
             SandboxMode::Namespaces => {
                 let read_only = plan::read_only_mounts(req);
-                let holder = self.holder_pid();
-                namespaced::command(&self.helper, req, &scratch, read_only, file_binds, holder)?
+                let request = namespaced::write_request(req, &scratch, read_only, file_binds)?;
+                match (!req.network).then(|| self.launch(&request)).flatten() {
+                    Some((mut launched, pipes)) => {
+                        let captured = child::run(&mut launched, pipes, req.timeout, hooks)
+                            .map_err(|e| ExecError::io("read the output of", &self.helper, e))?;
+                        let status = "the sandbox's init ended without a result".to_string();
+                        let result = launched.result();
+                        let exit = match captured.cancelled {
+                            true => ExitKind::Cancelled,
+                            false => {
+                                namespaced::exit_kind(&self.helper, req, result, status, &captured)?
+                            }
+                        };
+                        (captured, exit)
+                    }
+                    None => {
+                        let cmd = namespaced::command(&self.helper, &request);
+                        let (mut child, captured) = self.spawn_and_run(cmd, req, hooks)?;
+                        let exit = match captured.cancelled {
+                            true => ExitKind::Cancelled,
+                            false => namespaced::exit_kind(
+                                &self.helper,
+                                req,
+                                namespaced::read_result_file(&scratch).as_ref(),
+                                describe(child.status.take()),
+                                &captured,
+                            )?,
+                        };
+                        (captured, exit)
+                    }
+                }
             }
-            SandboxMode::Plain => plain::command(req, &scratch),
-        };
-        let program = PathBuf::from(cmd.get_program());
-        let child = cmd.spawn().map_err(|source| match self.mode {
-            SandboxMode::Plain if source.kind() != std::io::ErrorKind::Other => ExecError::Exec {
-                argv0: req.argv[0].clone(),
-                source,
-            },
-            _ => ExecError::Spawn { program, source },
-        })?;
-        let captured = child::run(child, req.timeout, hooks)
-            .map_err(|e| ExecError::io("read the output of", &self.helper, e))?;
-        let exit = match self.mode {
-            _ if captured.cancelled => crate::ExitKind::Cancelled,
-            SandboxMode::Namespaces => {
-                namespaced::exit_kind(&self.helper, req, &scratch, &captured)?
+            SandboxMode::Plain => {
+                let cmd = plain::command(req, &scratch);
+                let (child, captured) = self.spawn_and_run(cmd, req, hooks)?;
+                let exit = match (captured.cancelled, child.status) {
+                    (true, _) => ExitKind::Cancelled,
+                    (false, Some(status)) => plain::exit_kind(status, captured.timed_out),
+                    (false, None) => ExitKind::Code(-1),
+                };
+                (captured, exit)
             }
-            SandboxMode::Plain => plain::exit_kind(captured.status, captured.timed_out),
         };
         let collect = |paths: &[String], want_dir: bool| {
             paths

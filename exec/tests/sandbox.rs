@@ -193,6 +193,41 @@ fn timeout_kills_the_whole_tree() {
 }
 
 #[test]
+fn processes_the_action_leaves_behind_are_gone_when_the_run_returns() {
+    let fx = Fixture::temp();
+    // A duration no other process on the host sleeps for, to find ours in /proc. The action
+    // waits until the background sleep has started, and it does not hold the output pipes.
+    let marker = format!("{}.{}", 900_000 + std::process::id(), line!());
+    let script = format!(
+        "sleep {marker} >/dev/null 2>&1 & until grep -qs {marker} /proc/$!/cmdline; do :; done"
+    );
+    let out = sandbox().run(&fx.bash(&script)).unwrap();
+    assert_eq!(out.exit, ExitKind::Code(0), "{}", text(&out.stderr));
+    let wanted = format!("sleep\0{marker}\0");
+    let survivors: Vec<String> = std::fs::read_dir("/proc")
+        .unwrap()
+        .flatten()
+        .filter(|e| e.file_name().to_string_lossy().parse::<u32>().is_ok())
+        .filter(|e| {
+            std::fs::read(e.path().join("cmdline"))
+                .is_ok_and(|c| String::from_utf8_lossy(&c) == wanted)
+        })
+        .map(|e| e.file_name().to_string_lossy().into_owned())
+        .collect();
+    assert!(survivors.is_empty(), "still running: pids {survivors:?}");
+}
+
+#[test]
+fn stdin_is_empty() {
+    let fx = Fixture::temp();
+    let mut req = fx.bash("cat; echo done");
+    req.timeout = Some(Duration::from_secs(60));
+    let out = sandbox().run(&req).unwrap();
+    assert_eq!(out.exit, ExitKind::Code(0), "{}", text(&out.stderr));
+    assert_eq!(text(&out.stdout), "done\n");
+}
+
+#[test]
 fn exit_codes_and_signals_are_reported() {
     let fx = Fixture::temp();
     let out = sandbox().run(&fx.bash("exit 3")).unwrap();
