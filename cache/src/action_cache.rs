@@ -1,15 +1,12 @@
-//! The action cache: action digest → serialized `ActionResult`, stored as opaque bytes.
+//! The action cache: action digest → serialized `ActionResult`, stored as opaque bytes in the
+//! action store (`action_store.rs`, a SQLite table).
 //!
-//! This crate knows no protobuf: callers pass the encoded bytes. Each entry file is
+//! This crate knows no protobuf: callers pass the encoded bytes. Each entry is
 //! `MAGIC ‖ blake3(payload) ‖ payload`, so a truncated or damaged entry is detected, deleted,
 //! reported through [`LocalCache::take_warnings`], and is a miss.
 
-use std::fs;
-use std::io::{self, Write};
-
 use crate::digest::Digest;
-use crate::error::{CacheError, Result};
-use crate::fsutil::{self, TempFile};
+use crate::error::Result;
 use crate::index::Kind;
 use crate::local_cache::LocalCache;
 
@@ -42,15 +39,10 @@ impl LocalCache {
             self.note_used(Kind::Action, action, remembered.file_size);
             return Ok(Some(remembered.payload.to_vec()));
         }
-        let path = self.entry_path(Kind::Action, action);
         let ticket = self.action_results.read_starting();
-        let entry = match fs::read(&path) {
-            Ok(entry) => entry,
-            Err(e) if e.kind() == io::ErrorKind::NotFound => {
-                self.note_gone(Kind::Action, action);
-                return Ok(None);
-            }
-            Err(e) => return Err(CacheError::io(&path)(e)),
+        let Some(entry) = self.actions.get(action)? else {
+            self.note_gone(Kind::Action, action);
+            return Ok(None);
         };
         match decode(&entry) {
             Some(payload) => {
@@ -60,7 +52,7 @@ impl LocalCache {
                 Ok(Some(payload.to_vec()))
             }
             None => {
-                self.discard_corrupt(Kind::Action, action, &path);
+                self.discard_corrupt_action(action);
                 Ok(None)
             }
         }
@@ -69,24 +61,11 @@ impl LocalCache {
     /// Stores (or replaces) the result of the action with this digest, atomically.
     pub fn put_action_result(&self, action: &Digest, result: &[u8]) -> Result<()> {
         let entry = encode(result);
-        let tmp_dir = self.tmp_dir();
-        let (tmp, mut file) = TempFile::create_in(&tmp_dir).map_err(CacheError::io(&tmp_dir))?;
-        file.write_all(&entry).map_err(CacheError::io(tmp.path()))?;
-        if self.config.fsync {
-            file.sync_all().map_err(CacheError::io(tmp.path()))?;
-        }
-        drop(file);
-        let dest = self.entry_path(Kind::Action, action);
-        let shard = fsutil::parent_dir(&dest);
-        fs::create_dir_all(shard).map_err(CacheError::io(shard))?;
-        // Forgotten before and after the file changes (see `ActionResultMemo`): a read that
-        // overlaps the rename either sees a change counted or has its entry dropped.
+        // Forgotten before and after the entry changes (see `ActionResultMemo`): a read that
+        // overlaps the write either sees a change counted or has its entry dropped.
         self.action_results.forget(action);
-        tmp.persist(&dest).map_err(CacheError::io(&dest))?;
+        self.actions.put(action, &entry)?;
         self.action_results.forget(action);
-        if self.config.fsync {
-            fsutil::sync_dir(shard).map_err(CacheError::io(shard))?;
-        }
         self.note_used(Kind::Action, action, entry.len() as u64);
         Ok(())
     }

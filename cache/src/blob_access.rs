@@ -14,7 +14,12 @@ impl LocalCache {
     /// Where the blob's file lives (it may be missing). Blob files are read-only (0444); callers
     /// must never write through this path.
     pub fn blob_path(&self, digest: &Digest) -> PathBuf {
-        self.entry_path(Kind::Blob, digest)
+        let hex = digest.hex();
+        self.root
+            .join("cas")
+            .join(digest.function.name())
+            .join(&hex[..2])
+            .join(hex)
     }
 
     /// Checks the blob's file: true if it is present and intact. It is hashed unless it hashed
@@ -22,7 +27,7 @@ impl LocalCache {
     /// `verification_memo`). A corrupt blob is reported and deleted (so the caller's next step is
     /// to rebuild it); a missing one is a plain miss.
     pub fn verify(&self, digest: &Digest) -> bool {
-        let path = self.entry_path(Kind::Blob, digest);
+        let path = self.blob_path(digest);
         let stat = match fs::metadata(&path) {
             Ok(meta) => FileStat::from_metadata(&meta),
             Err(e) if e.kind() == io::ErrorKind::NotFound => {
@@ -47,7 +52,7 @@ impl LocalCache {
                 true
             }
             Ok(_) => {
-                self.discard_corrupt(Kind::Blob, digest, &path);
+                self.discard_corrupt(digest, &path);
                 false
             }
             Err(e) if e.kind() == io::ErrorKind::NotFound => {

@@ -63,7 +63,7 @@ impl BlobReader {
         digest: Digest,
         verified: Option<Arc<VerifiedBlobs>>,
     ) -> Result<Option<BlobReader>> {
-        let path = cache.entry_path(Kind::Blob, &digest);
+        let path = cache.blob_path(&digest);
         let file = match File::open(&path) {
             Ok(file) => file,
             Err(e) if e.kind() == io::ErrorKind::NotFound => {
@@ -175,7 +175,7 @@ impl BlobReader {
                         at_path.dev() == now.dev() && at_path.ino() == now.ino()
                     });
                     if still_the_blob {
-                        cache.discard_corrupt(Kind::Blob, &digest, &path);
+                        cache.discard_corrupt(&digest, &path);
                     }
                     return Ok(false);
                 }
@@ -186,7 +186,7 @@ impl BlobReader {
                     if let Some(memo) = memo {
                         memo.verified.forget(&digest);
                     }
-                    cache.discard_corrupt(Kind::Blob, &digest, &path);
+                    cache.discard_corrupt(&digest, &path);
                     return Ok(false);
                 }
                 memo

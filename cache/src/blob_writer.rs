@@ -69,7 +69,7 @@ impl BlobWriter {
                 actual,
             });
         }
-        let dest = cache.entry_path(Kind::Blob, &actual);
+        let dest = cache.blob_path(&actual);
         if !fsutil::is_file_of_size(&dest, actual.size) {
             cache.install_blob(tmp, file, &dest)?;
         }

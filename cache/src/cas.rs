@@ -22,7 +22,7 @@ impl LocalCache {
     /// Stores `bytes` and returns their digest.
     pub fn put_bytes(&self, function: DigestFunction, bytes: &[u8]) -> Result<Digest> {
         let digest = Digest::of_bytes(function, bytes);
-        let dest = self.entry_path(Kind::Blob, &digest);
+        let dest = self.blob_path(&digest);
         if !fsutil::is_file_of_size(&dest, digest.size) {
             let tmp_dir = self.tmp_dir();
             let (tmp, mut file) =
@@ -55,7 +55,7 @@ impl LocalCache {
             return Ok((self.put_file(function, src)?, false));
         }
         let digest = Digest::of_file(function, src).map_err(CacheError::io(src))?;
-        let dest = self.entry_path(Kind::Blob, &digest);
+        let dest = self.blob_path(&digest);
         if !fsutil::is_file_of_size(&dest, digest.size) {
             // Another file system: copied, hashed again from the bytes written (the store's
             // invariant), and refused if they are not the bytes just hashed.
@@ -116,7 +116,7 @@ impl LocalCache {
                 });
             }
         }
-        let dest = self.entry_path(Kind::Blob, &digest);
+        let dest = self.blob_path(&digest);
         if !fsutil::is_file_of_size(&dest, digest.size) {
             self.install_blob(tmp, file, &dest)?;
         }
@@ -166,7 +166,7 @@ impl LocalCache {
     }
 
     fn presence(&self, digest: &Digest) -> Presence {
-        let path = self.entry_path(Kind::Blob, digest);
+        let path = self.blob_path(digest);
         match fs::metadata(&path) {
             Ok(meta) if meta.is_file() && meta.len() == digest.size => {
                 self.note_used(Kind::Blob, digest, digest.size);
@@ -185,7 +185,7 @@ impl LocalCache {
     /// it is left alone unless it is damaged; see [`LocalCache::wrong_length`]). Memory is
     /// bounded by the file's length, never by the size asked for.
     pub fn read(&self, digest: &Digest) -> Result<Option<Vec<u8>>> {
-        let path = self.entry_path(Kind::Blob, digest);
+        let path = self.blob_path(digest);
         let bytes = match read_expecting(&path, digest.size) {
             Ok(bytes) => bytes,
             Err(e) if e.kind() == io::ErrorKind::NotFound => {
@@ -204,7 +204,7 @@ impl LocalCache {
             return Ok(None);
         }
         if Digest::of_bytes(digest.function, &bytes) != *digest {
-            self.discard_corrupt(Kind::Blob, digest, &path);
+            self.discard_corrupt(digest, &path);
             return Ok(None);
         }
         self.note_used(Kind::Blob, digest, digest.size);
@@ -244,13 +244,13 @@ impl LocalCache {
         if executable {
             return self.copy_out(digest, dest, 0o555, fsutil::parent_dir(dest));
         }
-        let src = self.entry_path(Kind::Blob, digest);
+        let src = self.blob_path(digest);
         match Digest::of_file(digest.function, &src) {
             Ok(actual) if actual == *digest => {}
             // Intact, but not of the size asked for: a plain miss (see `wrong_length`).
             Ok(actual) if actual.hash == digest.hash => return Ok(false),
             Ok(_) => {
-                self.discard_corrupt(Kind::Blob, digest, &src);
+                self.discard_corrupt(digest, &src);
                 return Ok(false);
             }
             Err(e) if e.kind() == io::ErrorKind::NotFound => {
@@ -284,7 +284,7 @@ impl LocalCache {
     /// Copies a blob to a temp file in `temp_dir` (on `dest`'s file system), verifies the copy,
     /// sets `mode`, renames it to `dest`.
     fn copy_out(&self, digest: &Digest, dest: &Path, mode: u32, temp_dir: &Path) -> Result<bool> {
-        let src = self.entry_path(Kind::Blob, digest);
+        let src = self.blob_path(digest);
         if !src.exists() {
             self.note_gone(Kind::Blob, digest);
             return Ok(false);
@@ -309,7 +309,7 @@ impl LocalCache {
         if copied != *digest {
             // The copy is dropped with `tmp`; an intact source of another size stays.
             if copied.hash != digest.hash {
-                self.discard_corrupt(Kind::Blob, digest, &src);
+                self.discard_corrupt(digest, &src);
             }
             return Ok(false);
         }

@@ -1,5 +1,5 @@
 //! Eviction: least recently used entries go first until the cache fits its target size, and
-//! `rebuild_index` reconciles the index with the files on disk.
+//! `rebuild_index` reconciles the index with the blob files and the action store.
 //!
 //! An entry is deleted only if its index row still has the last-access time it was selected
 //! with, so an entry another process used meanwhile survives. A reader racing with eviction
@@ -57,20 +57,15 @@ impl LocalCache {
             let mut freed = 0;
             let removed = self.index.evict(&chosen, |row| {
                 let digest = digest_of(row);
-                if row.key.kind == Kind::Action {
-                    self.action_results.forget(&digest);
-                }
-                let path = self.entry_path(row.key.kind, &digest);
-                match fs::remove_file(&path) {
-                    Ok(()) => {}
-                    Err(e) if e.kind() == io::ErrorKind::NotFound => {}
-                    Err(e) => self.warn(crate::CacheWarning::Index(format!(
-                        "could not remove `{}`: {e}",
-                        path.display()
-                    ))),
-                }
-                if row.key.kind == Kind::Action {
-                    self.action_results.forget(&digest);
+                match row.key.kind {
+                    Kind::Blob => self.remove_blob_file(&digest),
+                    Kind::Action => {
+                        self.action_results.forget(&digest);
+                        if let Err(e) = self.actions.delete(digest.function, &digest.hash) {
+                            self.warn(crate::CacheWarning::Index(e.to_string()));
+                        }
+                        self.action_results.forget(&digest);
+                    }
                 }
                 freed += row.size;
             })?;
@@ -79,6 +74,19 @@ impl LocalCache {
             total = total.saturating_sub(freed);
         }
         Ok(stats)
+    }
+
+    /// Deletes an evicted blob's file (already gone is fine).
+    fn remove_blob_file(&self, digest: &Digest) {
+        let path = self.blob_path(digest);
+        match fs::remove_file(&path) {
+            Ok(()) => {}
+            Err(e) if e.kind() == io::ErrorKind::NotFound => {}
+            Err(e) => self.warn(crate::CacheWarning::Index(format!(
+                "could not remove `{}`: {e}",
+                path.display()
+            ))),
+        }
     }
 
     /// Runs [`gc`](Self::gc) down to 90% of the configured cap if the total exceeds the cap.
@@ -91,17 +99,25 @@ impl LocalCache {
         self.gc(cap / 100 * LOW_WATER_PERCENT)
     }
 
-    /// Reconciles the index with the files: adds rows for files it lacks (e.g. written by a
-    /// process killed before it flushed; last access = file mtime) and drops rows whose file is
-    /// gone. Runs automatically when the index is new; `kiln cache gc` may call it too.
+    /// Reconciles the index with the stores: adds rows for blob files and action-cache entries
+    /// it lacks (e.g. written by a process killed before it flushed; last access = file mtime or
+    /// the time the entry was stored) and drops rows whose entry is gone. Runs automatically when
+    /// the index is new; `kiln cache gc` may call it too.
     pub fn rebuild_index(&self) -> Result<()> {
         let mut found = Vec::new();
-        for (kind, store) in [(Kind::Blob, "cas"), (Kind::Action, "ac")] {
-            for function in DigestFunction::ALL {
-                let dir = self.root.join(store).join(function.name());
-                scan_store(&dir, kind, function, &mut found);
-            }
+        for function in DigestFunction::ALL {
+            let dir = self.root.join("cas").join(function.name());
+            scan_store(&dir, Kind::Blob, function, &mut found);
         }
+        found.extend(self.actions.list()?.into_iter().map(|entry| Row {
+            key: Key {
+                kind: Kind::Action,
+                function: entry.function,
+                hash: entry.hash,
+            },
+            size: entry.size,
+            last_access: entry.stored,
+        }));
         self.index.insert_missing(&found)?;
         for key in self.index.all_keys()? {
             let digest = Digest {
@@ -109,8 +125,8 @@ impl LocalCache {
                 hash: key.hash,
                 size: 0,
             };
-            let path = self.entry_path(key.kind, &digest);
-            self.index.forget_if(key, || !path.exists())?;
+            self.index
+                .forget_if(key, || self.is_gone(key.kind, &digest))?;
         }
         self.index.flush()
     }

@@ -48,6 +48,7 @@
 mod action_cache;
 mod action_history;
 mod action_result_memo;
+mod action_store;
 mod blob_access;
 mod blob_reader;
 mod blob_writer;

@@ -3,10 +3,13 @@
 //!
 //! ```text
 //! <root>/cas/<fn>/<2 hex>/<64 hex>   CAS blobs, mode 0444, content always matches the name
-//! <root>/ac/<fn>/<2 hex>/<64 hex>    action-cache entries (checked opaque bytes)
+//! <root>/ac.sqlite                   action-cache entries (checked opaque bytes; WAL)
 //! <root>/tmp/                        temp files; those older than an hour are removed at open
 //! <root>/index.sqlite                size and last access of every entry (WAL)
 //! ```
+//!
+//! (Caches written before the action store was a table kept entries as files under `ac/`;
+//! that directory is removed at open, which makes those entries misses.)
 //!
 //! The CAS methods live in `cas.rs`, the action cache in `action_cache.rs`, eviction in
 //! `gc.rs`; they are all `impl LocalCache` blocks over the state defined here.
@@ -19,6 +22,7 @@ use std::sync::Mutex;
 use std::time::Duration;
 
 use crate::action_result_memo::ActionResultMemo;
+use crate::action_store::ActionStore;
 use crate::db;
 use crate::digest::Digest;
 use crate::error::{CacheError, Result};
@@ -36,7 +40,8 @@ const MAX_WARNINGS: usize = 1024;
 pub struct CacheConfig {
     /// Size cap in bytes (CAS plus action cache) enforced by [`LocalCache::enforce_cap`].
     pub max_size_bytes: u64,
-    /// `fsync` each new blob before renaming it into place (slower; survives power loss).
+    /// `fsync` each new blob before renaming it into place, and each action-cache entry before
+    /// its write returns (slower; survives power loss).
     pub fsync: bool,
     /// Bytes of verified action-cache entries this process keeps in memory, so that a repeated
     /// `get_action_result` reads no file: for a long-running server. The memo sees this
@@ -82,7 +87,7 @@ pub enum CacheWarning {
     CorruptActionResult {
         /// The action digest.
         action: Digest,
-        /// The deleted file.
+        /// The database the entry was deleted from.
         path: PathBuf,
     },
     /// The index could not be updated (the cache still works; eviction may lag).
@@ -99,7 +104,7 @@ impl fmt::Display for CacheWarning {
             ),
             CacheWarning::CorruptActionResult { action, path } => write!(
                 f,
-                "Removed corrupt action-cache entry `{}` for action `{action}`",
+                "Removed corrupt action-cache entry for action `{action}` from `{}`",
                 path.display()
             ),
             CacheWarning::Index(msg) => write!(f, "Cache index not updated: {msg}"),
@@ -115,6 +120,8 @@ pub struct LocalCache {
     pub(crate) index: Index,
     /// Blob files that hashed to their names recently and have not changed since.
     pub(crate) verifications: VerificationMemo,
+    /// The action-cache entries.
+    pub(crate) actions: ActionStore,
     /// Verified action-cache payloads kept in memory (off unless configured).
     pub(crate) action_results: ActionResultMemo,
     /// Held by [`gc`](LocalCache::gc) while it runs.
@@ -166,13 +173,18 @@ impl LocalCache {
     /// Opens (creating if needed) the cache at `root` and removes stale temp files.
     /// If the index is new (first use, or deleted), it is rebuilt from the files on disk.
     pub fn open(root: &Path, config: CacheConfig) -> Result<LocalCache> {
-        for dir in ["cas", "ac", "tmp"] {
+        for dir in ["cas", "tmp"] {
             let dir = root.join(dir);
             fs::create_dir_all(&dir).map_err(CacheError::io(&dir))?;
+        }
+        let legacy_entries = root.join("ac");
+        if legacy_entries.is_dir() {
+            fs::remove_dir_all(&legacy_entries).map_err(CacheError::io(&legacy_entries))?;
         }
         fsutil::remove_stale(&root.join("tmp"), STALE_TEMP_AGE);
         tag_as_cache(root)?;
         let (index, fresh) = Index::open(&root.join("index.sqlite"))?;
+        let actions = ActionStore::open(&root.join("ac.sqlite"), config.fsync)?;
         let tmp_device = fs::metadata(root.join("tmp")).ok().map(|m| {
             use std::os::unix::fs::MetadataExt;
             m.dev()
@@ -181,6 +193,7 @@ impl LocalCache {
             root: root.to_path_buf(),
             config,
             index,
+            actions,
             verifications: VerificationMemo::new(&root.join("verified.sqlite")),
             action_results: ActionResultMemo::new(config.action_result_memo_bytes),
             collecting: Mutex::new(()),
@@ -245,20 +258,6 @@ impl LocalCache {
         self.root.join("tmp")
     }
 
-    /// `<root>/<store>/<fn>/<2 hex>/<hex>`.
-    pub(crate) fn entry_path(&self, kind: Kind, digest: &Digest) -> PathBuf {
-        let store = match kind {
-            Kind::Blob => "cas",
-            Kind::Action => "ac",
-        };
-        let hex = digest.hex();
-        self.root
-            .join(store)
-            .join(digest.function.name())
-            .join(&hex[..2])
-            .join(hex)
-    }
-
     pub(crate) fn key(kind: Kind, digest: &Digest) -> Key {
         Key {
             kind,
@@ -280,10 +279,21 @@ impl LocalCache {
             self.action_results.forget(digest);
         }
         // Checked again under the index's lock: a concurrent writer may have put it back.
-        let path = self.entry_path(kind, digest);
-        let still_gone = || fs::symlink_metadata(&path).is_err();
+        let still_gone = || self.is_gone(kind, digest);
         if let Err(e) = self.index.forget_if(Self::key(kind, digest), still_gone) {
             self.warn(CacheWarning::Index(e.to_string()));
+        }
+    }
+
+    /// Whether the entry is absent from its store (a store that cannot be read counts as
+    /// holding it, so that its index row is kept).
+    pub(crate) fn is_gone(&self, kind: Kind, digest: &Digest) -> bool {
+        match kind {
+            Kind::Blob => fs::symlink_metadata(self.blob_path(digest)).is_err(),
+            Kind::Action => self
+                .actions
+                .contains(digest.function, &digest.hash)
+                .is_ok_and(|found| !found),
         }
     }
 
@@ -294,26 +304,32 @@ impl LocalCache {
     pub(crate) fn wrong_length(&self, digest: &Digest, path: &Path) {
         match Digest::of_file(digest.function, path) {
             Ok(actual) if actual.hash == digest.hash => {}
-            Ok(_) => self.discard_corrupt(Kind::Blob, digest, path),
+            Ok(_) => self.discard_corrupt(digest, path),
             Err(_) => {}
         }
     }
 
-    /// Deletes a corrupt entry, drops it from the index and records a warning.
-    pub(crate) fn discard_corrupt(&self, kind: Kind, digest: &Digest, path: &Path) {
+    /// Deletes a corrupt blob, drops it from the index and records a warning.
+    pub(crate) fn discard_corrupt(&self, digest: &Digest, path: &Path) {
         let _ = fs::remove_file(path);
-        self.note_gone(kind, digest);
+        self.note_gone(Kind::Blob, digest);
         self.corrupt.fetch_add(1, Ordering::Relaxed);
-        let path = path.to_path_buf();
-        self.warn(match kind {
-            Kind::Blob => CacheWarning::CorruptBlob {
-                digest: *digest,
-                path,
-            },
-            Kind::Action => CacheWarning::CorruptActionResult {
-                action: *digest,
-                path,
-            },
+        self.warn(CacheWarning::CorruptBlob {
+            digest: *digest,
+            path: path.to_path_buf(),
+        });
+    }
+
+    /// Deletes a corrupt action-cache entry, drops it from the index and records a warning.
+    pub(crate) fn discard_corrupt_action(&self, action: &Digest) {
+        if let Err(e) = self.actions.delete(action.function, &action.hash) {
+            self.warn(CacheWarning::Index(e.to_string()));
+        }
+        self.note_gone(Kind::Action, action);
+        self.corrupt.fetch_add(1, Ordering::Relaxed);
+        self.warn(CacheWarning::CorruptActionResult {
+            action: *action,
+            path: self.actions.path().to_path_buf(),
         });
     }
 

@@ -256,17 +256,32 @@ fn action_results_roundtrip_and_truncated_entry_is_a_miss() {
     };
     assert_eq!(cache.get_action_result(&sha).unwrap(), None);
 
-    let hex = action.hex();
-    let path = dir.path().join("ac/blake3").join(&hex[..2]).join(&hex);
-    let entry = fs::read(&path).unwrap();
-    fs::write(&path, &entry[..entry.len() - 2]).unwrap();
+    // Cut two bytes off the stored entry, as a torn write would.
+    let db = rusqlite::Connection::open(dir.path().join("ac.sqlite")).unwrap();
+    let cut = db
+        .execute(
+            "UPDATE action_results SET entry = substr(entry, 1, length(entry) - 2) \
+             WHERE function = 'blake3' AND hash = ?1",
+            [&action.hash[..]],
+        )
+        .unwrap();
+    assert_eq!(cut, 1, "the entry is a row of ac.sqlite");
     assert_eq!(cache.get_action_result(&action).unwrap(), None);
-    assert!(!path.exists());
-    assert!(matches!(
-        cache.take_warnings()[..],
-        [CacheWarning::CorruptActionResult { .. }]
-    ));
+    let left: i64 = db
+        .query_row("SELECT count(*) FROM action_results", [], |r| r.get(0))
+        .unwrap();
+    assert_eq!(left, 0, "the damaged entry is deleted");
+    match &cache.take_warnings()[..] {
+        [CacheWarning::CorruptActionResult { action: named, .. }] => assert_eq!(*named, action),
+        other => panic!("expected one corrupt-entry warning, got {other:?}"),
+    }
     assert_eq!(cache.stats().unwrap().ac_entries, 0);
+    // A new result replaces it.
+    cache.put_action_result(&action, b"result v3").unwrap();
+    assert_eq!(
+        cache.get_action_result(&action).unwrap(),
+        Some(b"result v3".to_vec())
+    );
 }
 
 #[test]
@@ -490,18 +505,33 @@ fn the_action_result_memo_serves_only_verified_entries_and_follows_every_change(
         ..CacheConfig::default()
     };
     let cache = LocalCache::open(dir.path(), config).unwrap();
-    let entry_path = |d: &Digest| {
-        let hex = d.hex();
-        dir.path().join("ac/blake3").join(&hex[..2]).join(hex)
+    // The stored entry of an action, read and written behind the cache's back.
+    let db = rusqlite::Connection::open(dir.path().join("ac.sqlite")).unwrap();
+    let stored = |d: &Digest| -> Option<Vec<u8>> {
+        db.query_row(
+            "SELECT entry FROM action_results WHERE hash = ?1",
+            [&d.hash[..]],
+            |r| r.get(0),
+        )
+        .ok()
+    };
+    let overwrite = |d: &Digest, bytes: &[u8]| {
+        let n = db
+            .execute(
+                "UPDATE action_results SET entry = ?2 WHERE hash = ?1",
+                rusqlite::params![&d.hash[..], bytes],
+            )
+            .unwrap();
+        assert_eq!(n, 1);
     };
     let get = |d: &Digest| cache.get_action_result(d).unwrap();
     let x = Digest::of_bytes(DigestFunction::Blake3, b"action x");
     let y = Digest::of_bytes(DigestFunction::Blake3, b"action y");
 
-    // A damaged file read for the first time is reported and a miss, memo or not.
+    // A damaged entry read for the first time is reported and a miss, memo or not.
     cache.put_action_result(&x, b"x v1").unwrap();
-    let entry = fs::read(entry_path(&x)).unwrap();
-    fs::write(entry_path(&x), &entry[..entry.len() - 1]).unwrap();
+    let entry = stored(&x).unwrap();
+    overwrite(&x, &entry[..entry.len() - 1]);
     assert_eq!(get(&x), None);
     assert_eq!(cache.corrupt_count(), 1);
 
@@ -509,10 +539,10 @@ fn the_action_result_memo_serves_only_verified_entries_and_follows_every_change(
     // read, so it cannot be served either.
     cache.put_action_result(&x, b"x v2").unwrap();
     assert_eq!(get(&x).as_deref(), Some(&b"x v2"[..]));
-    fs::write(entry_path(&x), b"damaged").unwrap();
+    overwrite(&x, b"damaged");
     assert_eq!(get(&x).as_deref(), Some(&b"x v2"[..]));
 
-    // A replacement is read from its file, never the older remembered payload.
+    // A replacement is read from the store, never the older remembered payload.
     cache.put_action_result(&x, b"x v3").unwrap();
     assert_eq!(get(&x).as_deref(), Some(&b"x v3"[..]));
 
@@ -520,13 +550,24 @@ fn the_action_result_memo_serves_only_verified_entries_and_follows_every_change(
     // outlives it.
     cache.put_action_result(&y, b"y v1").unwrap();
     assert_eq!(get(&x).as_deref(), Some(&b"x v3"[..]));
-    let one_entry = fs::metadata(entry_path(&x)).unwrap().len();
+    let one_entry = stored(&x).unwrap().len() as u64;
     assert_eq!(cache.gc(one_entry).unwrap().removed, 1);
-    assert!(entry_path(&x).exists() && !entry_path(&y).exists());
+    assert!(stored(&x).is_some() && stored(&y).is_none());
     assert_eq!(get(&y), None);
 
     // An evicted entry is gone from memory too.
     assert_eq!(cache.gc(0).unwrap().removed, 1);
     assert_eq!(get(&x), None, "evicted, so a miss");
     assert_eq!(cache.corrupt_count(), 1);
+}
+
+#[test]
+fn action_cache_files_of_the_older_layout_are_removed_at_open() {
+    let dir = tempfile::tempdir().unwrap();
+    let legacy = dir.path().join("ac/blake3/ab");
+    fs::create_dir_all(&legacy).unwrap();
+    fs::write(legacy.join("ab".repeat(32)), b"an entry of the file layout").unwrap();
+    let cache = open(dir.path());
+    assert!(!dir.path().join("ac").exists());
+    assert_eq!(cache.stats().unwrap().ac_entries, 0);
 }

@@ -117,17 +117,17 @@ fn truncated_action_cache_entry_is_a_miss() {
         .as_str()
         .unwrap()
         .to_string();
-    let entries: Vec<PathBuf> = files_under(&ws.cache_dir().join("ac"))
-        .into_iter()
-        .filter(|p| p.to_string_lossy().contains(&key))
-        .collect();
-    assert_eq!(entries.len(), 1, "no AC entry named after key {key}");
-    let bytes = std::fs::read(&entries[0]).unwrap();
-    let mut perms = std::fs::metadata(&entries[0]).unwrap().permissions();
-    #[allow(clippy::permissions_set_readonly_false)]
-    perms.set_readonly(false);
-    std::fs::set_permissions(&entries[0], perms).unwrap();
-    std::fs::write(&entries[0], &bytes[..bytes.len() / 2]).unwrap();
+    // Cut the stored entry in half, as a torn write would.
+    let db = rusqlite::Connection::open(ws.cache_dir().join("ac.sqlite")).unwrap();
+    let cut = db
+        .execute(
+            "UPDATE action_results SET entry = substr(entry, 1, length(entry) / 2) \
+             WHERE hex(hash) = upper(?1)",
+            [&key],
+        )
+        .unwrap();
+    assert_eq!(cut, 1, "no AC entry for key {key}");
+    drop(db);
     std::fs::remove_dir_all(ws.root().join("kiln-out")).unwrap();
     let out = ws.build_all();
     assert_eq!(
