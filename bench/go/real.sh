@@ -59,7 +59,7 @@ python3 "$HERE/golist_build.py" "$TMP/kiln"
 bash -c "$kiln_cmd" >/dev/null 2>&1 || bash -c "$kiln_cmd"
 bash -c "$go_cmd"
 
-compare go-real "rm -rf $KC/cas $KC/ac $KC/index.sqlite* $KC/verified.sqlite* $KC/workspaces $TMP/kiln/kiln-out"
+compare go-real "rm -rf $KC/cas $KC/ac $KC/ac.sqlite* $KC/index.sqlite* $KC/verified.sqlite* $KC/workspaces $TMP/kiln/kiln-out"
 
 {
     echo "date: $(date -u +%FT%TZ)"

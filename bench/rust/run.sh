@@ -34,7 +34,7 @@ kbuild="$kiln build --jobs $jobs //tokei:tokei_bin"
 cbuild="cargo build --locked --jobs $jobs --manifest-path tokei/Cargo.toml"
 # Keeps the verified @crates repository (as cargo keeps its registry sources); drops every
 # action result, the workspace state and the outputs.
-kclean="rm -rf $KILN_CACHE_DIR/cas $KILN_CACHE_DIR/ac $KILN_CACHE_DIR/index.sqlite* $KILN_CACHE_DIR/workspaces $KILN_CACHE_DIR/tmp $work/kiln-out"
+kclean="rm -rf $KILN_CACHE_DIR/cas $KILN_CACHE_DIR/ac $KILN_CACHE_DIR/ac.sqlite* $KILN_CACHE_DIR/index.sqlite* $KILN_CACHE_DIR/verified.sqlite* $KILN_CACHE_DIR/workspaces $KILN_CACHE_DIR/tmp $work/kiln-out"
 cclean="rm -rf $target"
 edit="echo \"// edit \$(date +%s%N)\" >> $work/tokei/src/stats.rs"
 

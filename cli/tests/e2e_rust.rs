@@ -410,6 +410,53 @@ fn a_pinned_toolchain_that_is_not_installed_is_exit_code_36() {
 }
 
 #[test]
+fn a_pin_that_a_non_rustup_rustc_on_path_cannot_honour_is_exit_code_36() {
+    // A compiler outside rustup's toolchains (as a distribution installs one) ignores
+    // RUSTUP_TOOLCHAIN: a copy of the real driver whose sysroot is a directory of our own.
+    // rustc finds its sysroot from where its driver library really is, so the files are hard
+    // links (copies across file systems), and only `lib/rustlib` is a symlink.
+    let real = std::path::PathBuf::from(sysroot());
+    let fake = tempfile::tempdir().unwrap();
+    let place = |from: &std::path::Path, to: &std::path::Path| {
+        if std::fs::hard_link(from, to).is_err() {
+            std::fs::copy(from, to).unwrap();
+        }
+    };
+    for dir in ["bin", "lib"] {
+        std::fs::create_dir(fake.path().join(dir)).unwrap();
+    }
+    place(&real.join("bin/rustc"), &fake.path().join("bin/rustc"));
+    for entry in std::fs::read_dir(real.join("lib")).unwrap().flatten() {
+        let to = fake.path().join("lib").join(entry.file_name());
+        if entry.file_type().unwrap().is_dir() {
+            std::os::unix::fs::symlink(entry.path(), &to).unwrap();
+        } else {
+            place(&entry.path(), &to);
+        }
+    }
+    let path = format!(
+        "{}:{}",
+        fake.path().join("bin").display(),
+        std::env::var("PATH").unwrap_or_default()
+    );
+    let ws = chain_workspace();
+    ws.write("kiln.toml", "[rust]\nversion = \"1.31.0\"\n");
+    let out = ws
+        .command(&["build", "//leaf"])
+        .env("PATH", &path)
+        .output()
+        .unwrap();
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert_eq!(out.status.code(), Some(36), "{stderr}");
+    assert!(
+        stderr.contains("`1.31.0` is pinned in kiln.toml")
+            && stderr.contains("is not rustup's")
+            && stderr.contains(&fake.path().join("bin/rustc").display().to_string()),
+        "{stderr}"
+    );
+}
+
+#[test]
 fn a_dependent_library_starts_on_the_rmeta_before_codegen_ends() {
     // Pipelining: `mid` compiles against `leaf`'s `.rmeta`, which rustc announces before its long
     // optimised codegen of many functions; `mid` starts (and here also finishes) in that window.

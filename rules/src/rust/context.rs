@@ -308,6 +308,22 @@ pub fn resolve(
     let release = toolchain::version_field(verbose, "release")
         .unwrap_or("unknown")
         .to_string();
+    if let Some(pin) = &pinned {
+        let toolchains = rustup_home(host).map(|home| home.join("toolchains"));
+        let toolchains = toolchains.map(|dir| std::fs::canonicalize(&dir).unwrap_or(dir));
+        let real_sysroot = std::fs::canonicalize(&sysroot).unwrap_or(sysroot.clone());
+        if !toolchain::pin_honoured(pin, &release, &real_sysroot, toolchains.as_deref()) {
+            return Err(ToolchainError::Broken(format!(
+                "`{}` is pinned in {}, but `rustc` on PATH ({}) is not rustup's and runs Rust \
+                 {release} from {}; put rustup's `rustc` first on PATH (rustup picks the pinned \
+                 toolchain), or change the pin",
+                pin.channel,
+                pin.source_file,
+                shim.display(),
+                sysroot.display()
+            )));
+        }
+    }
     let files = toolchain::identity_files(&sysroot, &host_triple).map_err(|e| {
         ToolchainError::Broken(format!("reading sysroot {}: {e}", sysroot.display()))
     })?;

@@ -111,6 +111,29 @@ pub fn pin(
     Ok(None)
 }
 
+/// Whether the compiler found for a pinned workspace is the pinned one. A compiler inside
+/// rustup's `toolchains/` was picked by rustup from `RUSTUP_TOOLCHAIN`, so it is; any other (a
+/// distribution's, Nix's: a `rustc` on PATH that is not rustup's shim ignores that variable) only
+/// if the pin is a version and `release` (from `rustc -vV`) is that version, or within it
+/// (`1.80` takes `1.80.1`).
+pub fn pin_honoured(
+    pin: &Pin,
+    release: &str,
+    sysroot: &Path,
+    rustup_toolchains: Option<&Path>,
+) -> bool {
+    if rustup_toolchains.is_some_and(|dir| sysroot.starts_with(dir)) {
+        return true;
+    }
+    let channel = pin.channel.as_str();
+    let is_version = channel.starts_with(|c: char| c.is_ascii_digit());
+    is_version
+        && (release == channel
+            || release
+                .strip_prefix(channel)
+                .is_some_and(|rest| rest.starts_with('.')))
+}
+
 /// Whether rustup's error output says the toolchain is missing.
 pub fn says_not_installed(stderr: &str) -> bool {
     stderr.contains("is not installed") || stderr.contains("not installed")
@@ -190,6 +213,38 @@ pub fn digest_files(sysroot: &Path, files: &[PathBuf]) -> std::io::Result<String
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn a_pin_is_honoured_by_rustups_toolchains_or_by_a_compiler_of_that_version() {
+        let pin = |channel: &str| Pin {
+            channel: channel.to_string(),
+            source_file: "kiln.toml".to_string(),
+        };
+        let rustup = Path::new("/home/u/.rustup/toolchains");
+        let managed = rustup.join("nightly-x86_64-unknown-linux-gnu");
+        let distro = Path::new("/usr");
+        assert!(pin_honoured(
+            &pin("nightly"),
+            "1.97.0-nightly",
+            &managed,
+            Some(rustup)
+        ));
+        assert!(pin_honoured(&pin("1.80.0"), "1.80.0", distro, Some(rustup)));
+        assert!(pin_honoured(&pin("1.80"), "1.80.1", distro, None));
+        assert!(!pin_honoured(
+            &pin("1.80.0"),
+            "1.95.0",
+            distro,
+            Some(rustup)
+        ));
+        assert!(!pin_honoured(&pin("1.8"), "1.80.0", distro, None));
+        assert!(!pin_honoured(
+            &pin("stable"),
+            "1.95.0",
+            distro,
+            Some(rustup)
+        ));
+    }
 
     fn table(text: &str) -> toml::Table {
         toml::from_str(text).unwrap()
