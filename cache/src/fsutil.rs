@@ -25,8 +25,10 @@ pub(crate) struct TempFile {
 }
 
 impl TempFile {
-    /// Creates a new empty temp file in `dir`, returning it open for writing.
+    /// Creates a new empty temp file in `dir` (created if missing: another process may have
+    /// removed it as stale), returning it open for writing.
     pub(crate) fn create_in(dir: &Path) -> io::Result<(TempFile, File)> {
+        let mut recreated = false;
         loop {
             let nanos = SystemTime::now()
                 .duration_since(SystemTime::UNIX_EPOCH)
@@ -49,6 +51,10 @@ impl TempFile {
                     ))
                 }
                 Err(e) if e.kind() == io::ErrorKind::AlreadyExists => continue,
+                Err(e) if e.kind() == io::ErrorKind::NotFound && !recreated => {
+                    recreated = true;
+                    fs::create_dir_all(dir)?;
+                }
                 Err(e) => return Err(e),
             }
         }
@@ -114,8 +120,9 @@ pub(crate) fn parent_dir(dest: &Path) -> &Path {
     }
 }
 
-/// Removes entries of `dir` whose modification time is older than `max_age`.
-/// Errors are ignored: another process may be cleaning the same directory.
+/// Removes entries of `dir` (files, and directories with what they hold) whose modification
+/// time is older than `max_age`. Errors are ignored: another process may be cleaning the same
+/// directory.
 pub(crate) fn remove_stale(dir: &Path, max_age: Duration) {
     let Ok(entries) = fs::read_dir(dir) else {
         return;
@@ -132,6 +139,8 @@ pub(crate) fn remove_stale(dir: &Path, max_age: Duration) {
             .is_some_and(|age| age > max_age);
         if old && meta.is_file() {
             let _ = fs::remove_file(entry.path());
+        } else if old && meta.is_dir() {
+            let _ = fs::remove_dir_all(entry.path());
         }
     }
 }
@@ -139,4 +148,67 @@ pub(crate) fn remove_stale(dir: &Path, max_age: Duration) {
 /// True when `path` is a regular file of exactly `size` bytes.
 pub(crate) fn is_file_of_size(path: &Path, size: u64) -> bool {
     fs::metadata(path).is_ok_and(|m| m.is_file() && m.len() == size)
+}
+
+/// `FS_TOPDIR_FL` from linux/fs.h (a stable kernel ABI value; the libc crate does not name it).
+const FS_TOPDIR_FL: libc::c_int = 0x0002_0000;
+
+/// Asks the file system to place `dir`'s subdirectories as it places top-level ones
+/// (`chattr +T`): ext4's Orlov allocator spreads them over block groups with room instead of
+/// packing them into `dir`'s own group, and files created in such a subdirectory get their
+/// inodes in its group. Kiln creates its temp files in fresh subdirectories of such a directory
+/// because ext4 without a journal, looking for a free inode, checks every recently freed one in
+/// the group first: creating files where a cache or `kiln-out/` was just deleted cost up to a
+/// millisecond per file. Best effort: file systems without the flag refuse it, and nothing
+/// changes.
+pub fn mark_top_directory(dir: &Path) {
+    use std::os::fd::AsRawFd;
+    let Ok(handle) = File::open(dir) else {
+        return;
+    };
+    let fd = handle.as_raw_fd();
+    let mut flags: libc::c_int = 0;
+    // SAFETY: FS_IOC_GETFLAGS and FS_IOC_SETFLAGS read or write one int through the pointer,
+    // which points at a live local, on a descriptor we own.
+    unsafe {
+        if libc::ioctl(fd, libc::FS_IOC_GETFLAGS, &mut flags) != 0 || flags & FS_TOPDIR_FL != 0 {
+            return;
+        }
+        flags |= FS_TOPDIR_FL;
+        libc::ioctl(fd, libc::FS_IOC_SETFLAGS, &flags);
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// The flag as the file system reports it; `None` where it keeps no such flags.
+    fn flags(dir: &Path) -> Option<libc::c_int> {
+        use std::os::fd::AsRawFd;
+        let handle = File::open(dir).ok()?;
+        let mut flags: libc::c_int = 0;
+        // SAFETY: as in `mark_top_directory`.
+        let rc = unsafe { libc::ioctl(handle.as_raw_fd(), libc::FS_IOC_GETFLAGS, &mut flags) };
+        (rc == 0).then_some(flags)
+    }
+
+    #[test]
+    fn a_marked_directory_carries_the_top_directory_flag_where_the_file_system_has_one() {
+        let dir = tempfile::tempdir().unwrap();
+        let Some(before) = flags(dir.path()) else {
+            eprintln!("skipped: the temp dir's file system keeps no inode flags");
+            return;
+        };
+        assert_eq!(before & FS_TOPDIR_FL, 0);
+        mark_top_directory(dir.path());
+        mark_top_directory(dir.path()); // again: no change, no error
+        let after = flags(dir.path()).unwrap();
+        if after & FS_TOPDIR_FL == 0 {
+            eprintln!("the file system ignored the flag");
+        } else {
+            assert_eq!(after, before | FS_TOPDIR_FL, "only the flag is added");
+        }
+        mark_top_directory(&dir.path().join("missing")); // best effort: nothing happens
+    }
 }

@@ -4,7 +4,7 @@
 //! ```text
 //! <root>/cas/<fn>/<2 hex>/<64 hex>   CAS blobs, mode 0444, content always matches the name
 //! <root>/ac.sqlite                   action-cache entries (checked opaque bytes; WAL)
-//! <root>/tmp/                        temp files; those older than an hour are removed at open
+//! <root>/tmp/<pid>.<nanos>/          each open cache's temp files; older than an hour: removed
 //! <root>/index.sqlite                size and last access of every entry (WAL)
 //! ```
 //!
@@ -129,6 +129,9 @@ pub struct LocalCache {
     /// The device of the temp directory (where blobs are written before they are renamed into
     /// place), if it could be read: a file on another device cannot be renamed into the store.
     pub(crate) tmp_device: Option<u64>,
+    /// This instance's temp directory, `<root>/tmp/<pid>.<nanos>`: a fresh directory, which ext4
+    /// places in a block group of its own (see [`fsutil::mark_top_directory`]).
+    tmp: PathBuf,
     corrupt: AtomicU64,
     warnings: Mutex<Vec<CacheWarning>>,
 }
@@ -182,7 +185,15 @@ impl LocalCache {
             fs::remove_dir_all(&legacy_entries).map_err(CacheError::io(&legacy_entries))?;
         }
         fsutil::remove_stale(&root.join("tmp"), STALE_TEMP_AGE);
+        fsutil::mark_top_directory(&root.join("tmp"));
         tag_as_cache(root)?;
+        let nanos = std::time::SystemTime::now()
+            .duration_since(std::time::SystemTime::UNIX_EPOCH)
+            .map_or(0, |d| d.as_nanos());
+        let tmp = root
+            .join("tmp")
+            .join(format!("{}.{nanos}", std::process::id()));
+        fs::create_dir_all(&tmp).map_err(CacheError::io(&tmp))?;
         let (index, fresh) = Index::open(&root.join("index.sqlite"))?;
         let actions = ActionStore::open(&root.join("ac.sqlite"), config.fsync)?;
         let tmp_device = fs::metadata(root.join("tmp")).ok().map(|m| {
@@ -198,6 +209,7 @@ impl LocalCache {
             action_results: ActionResultMemo::new(config.action_result_memo_bytes),
             collecting: Mutex::new(()),
             tmp_device,
+            tmp,
             corrupt: AtomicU64::new(0),
             warnings: Mutex::new(Vec::new()),
         };
@@ -255,7 +267,7 @@ impl LocalCache {
     }
 
     pub(crate) fn tmp_dir(&self) -> PathBuf {
-        self.root.join("tmp")
+        self.tmp.clone()
     }
 
     pub(crate) fn key(kind: Kind, digest: &Digest) -> Key {
@@ -338,6 +350,13 @@ impl LocalCache {
         if warnings.len() < MAX_WARNINGS {
             warnings.push(warning);
         }
+    }
+}
+
+impl Drop for LocalCache {
+    fn drop(&mut self) {
+        // Empty unless a write is still unfinished elsewhere; then it stays until it is stale.
+        let _ = fs::remove_dir(&self.tmp);
     }
 }
 

@@ -50,7 +50,12 @@ fn two_instances_write_the_same_blobs_concurrently() {
     }
     let stats = caches[0].stats().unwrap();
     assert_eq!((stats.blobs, stats.ac_entries), (100, 100));
-    assert_eq!(fs::read_dir(root.join("tmp")).unwrap().count(), 0);
+    drop(caches);
+    assert_eq!(
+        fs::read_dir(root.join("tmp")).unwrap().count(),
+        0,
+        "no temp file or directory left"
+    );
 }
 
 #[test]

@@ -67,10 +67,7 @@ fn put_file_names_blob_by_the_bytes_stored() {
     assert_eq!(cache.put_file(DigestFunction::Sha256, &src).unwrap(), d);
     assert_eq!(fs::metadata(&stored).unwrap().ino(), ino);
     // No temp files are left behind.
-    assert_eq!(
-        fs::read_dir(dir.path().join("cache/tmp")).unwrap().count(),
-        0
-    );
+    assert_eq!(temp_files(&dir.path().join("cache")), 0);
 }
 
 #[test]
@@ -96,7 +93,7 @@ fn put_file_expecting_mismatch_stores_nothing() {
         other => panic!("unexpected error {other}"),
     }
     assert!(!cache.contains(&expected));
-    assert_eq!(fs::read_dir(root.join("tmp")).unwrap().count(), 0);
+    assert_eq!(temp_files(&root), 0);
     assert_eq!(cache.stats().unwrap().blobs, 0);
     let good = Digest::of_bytes(DigestFunction::Blake3, b"actual");
     assert_eq!(cache.put_file_expecting(&src, &good).unwrap(), good);
@@ -570,4 +567,46 @@ fn action_cache_files_of_the_older_layout_are_removed_at_open() {
     let cache = open(dir.path());
     assert!(!dir.path().join("ac").exists());
     assert_eq!(cache.stats().unwrap().ac_entries, 0);
+}
+
+#[test]
+fn each_open_cache_writes_in_a_temp_directory_of_its_own_removed_when_dropped() {
+    let dir = tempfile::tempdir().unwrap();
+    let subdirs = || -> Vec<std::path::PathBuf> {
+        fs::read_dir(dir.path().join("tmp"))
+            .unwrap()
+            .flatten()
+            .filter(|e| e.file_type().is_ok_and(|t| t.is_dir()))
+            .map(|e| e.path())
+            .collect()
+    };
+    let first = open(dir.path());
+    let second = open(dir.path());
+    assert_eq!(subdirs().len(), 2, "one per open cache");
+    first.put_bytes(DigestFunction::Blake3, b"stored").unwrap();
+    drop(first);
+    assert_eq!(
+        subdirs().len(),
+        1,
+        "a dropped cache leaves no temp directory"
+    );
+    // Removed behind its back (as stale, by another process): it is made again.
+    fs::remove_dir_all(&subdirs()[0]).unwrap();
+    second
+        .put_bytes(DigestFunction::Blake3, b"stored too")
+        .unwrap();
+    drop(second);
+    assert!(subdirs().is_empty());
+}
+
+/// Files under the cache's `tmp/` (each open cache has its own directory there).
+fn temp_files(root: &std::path::Path) -> usize {
+    fs::read_dir(root.join("tmp"))
+        .unwrap()
+        .flatten()
+        .map(|e| match e.file_type() {
+            Ok(t) if t.is_dir() => fs::read_dir(e.path()).unwrap().count(),
+            _ => 1,
+        })
+        .sum()
 }

@@ -406,12 +406,19 @@ impl<'a> Engine<'a> {
             return Ok(report);
         }
         let started = std::time::SystemTime::now();
-        // Temp files of a build killed mid-copy (the build lock says none is running now).
+        // Temp files of a build killed mid-copy (the build lock says none is running now). The
+        // staging directory is made afresh by this build's first copy; `kiln-out` is marked so
+        // that ext4 gives it a block group of its own, not the one where the outputs a clean
+        // just deleted were (see `kiln_cache::mark_top_directory`).
         let _ = std::fs::remove_dir_all(
             self.config
                 .root
                 .join(crate::action::MATERIALIZE_STAGING_DIR),
         );
+        let out_dir = self.config.root.join("kiln-out");
+        if std::fs::create_dir_all(&out_dir).is_ok() {
+            kiln_cache::mark_top_directory(&out_dir);
+        }
         let cache = self.cache()?;
         let observed = Observations::default();
         let digest = self.digest_for_memo(&observed);

@@ -59,6 +59,8 @@ type Job = (ActionId, HashMap<String, FileDigest>, bool, Arc<AtomicBool>);
 
 enum Message {
     Early(String, FileDigest),
+    /// A finished action's outputs, in the CAS but not yet copied into `kiln-out/`.
+    Stored(Vec<(String, FileDigest)>),
     Finished(ActionId, Box<RunOutcome>, Duration),
 }
 
@@ -163,6 +165,12 @@ pub fn run(
                 };
                 let mut result = runner.run(spec, &lookup, &options);
                 if let RunOutcome::Done(done) = &result {
+                    // The outputs are in the CAS, where dependents stage them from: release
+                    // them now rather than after `after` copies them into kiln-out/. Should a
+                    // copy find its blob gone and the rerun make other bytes, the early-output
+                    // check fails this action and its early consumers.
+                    let stored = done.outputs.iter().map(|(p, d)| (p.clone(), *d)).collect();
+                    let _ = msg_tx.send(Message::Stored(stored));
                     let lost = after(id, done);
                     if !lost.is_empty() {
                         let retry = RunOptions {
@@ -304,6 +312,27 @@ pub fn run(
                         &push,
                     );
                 }
+                Message::Stored(outputs) => {
+                    for (path, digest) in outputs {
+                        // One announced earlier with other bytes: `Finished` fails the producer.
+                        match early_digests.get(&path) {
+                            Some(announced) if *announced != digest => continue,
+                            Some(_) => {}
+                            None => {
+                                early_digests.insert(path.clone(), digest);
+                            }
+                        }
+                        release(
+                            &path,
+                            digest,
+                            &mut outcome,
+                            &mut waiting,
+                            &mut waiters,
+                            &mut heap,
+                            &push,
+                        );
+                    }
+                }
                 Message::Finished(id, result, elapsed) => {
                     running.remove(&id);
                     cancels.remove(&id);
@@ -406,6 +435,8 @@ pub fn run(
                             let mut gave_up = None;
                             for path in &paths {
                                 outcome.files.remove(path);
+                                // Its producer runs again and announces what it makes then.
+                                early_digests.remove(path);
                                 let Some(producer) = graph.producer(path) else {
                                     continue;
                                 };

@@ -452,3 +452,45 @@ fn a_stop_cancels_running_actions_and_starts_no_more() {
     assert!(outcome.done.is_empty(), "nothing starts after the stop");
     assert_eq!(outcome.skipped.len(), 2);
 }
+
+#[test]
+fn consumers_start_while_the_producers_outputs_are_still_being_materialized() {
+    // The after-hook (which copies outputs into kiln-out/) of `producer` waits, bounded, for
+    // `consumer` to start: it can only if the outputs were released before the hook ran.
+    let fake = Fake::default();
+    let graph = ActionGraph::new(vec![
+        action("producer", &[], &["lib.out"]),
+        action("consumer", &["lib.out"], &["bin"]),
+    ])
+    .unwrap();
+    let needed: HashSet<ActionId> = (0..graph.actions.len() as u32).map(ActionId).collect();
+    let priorities = graph.priorities(&needed, &|_| 1);
+    let consumer_started_first = std::sync::atomic::AtomicBool::new(false);
+    let after = |id: ActionId, _: &ActionDone| {
+        if graph.action(id).owner.name == "producer" {
+            let started = || fake.order.lock().unwrap().iter().any(|n| n == "consumer");
+            let deadline = std::time::Instant::now() + Duration::from_secs(10);
+            while !started() && std::time::Instant::now() < deadline {
+                std::thread::sleep(Duration::from_millis(5));
+            }
+            consumer_started_first.store(started(), Ordering::SeqCst);
+        }
+        Vec::new()
+    };
+    let outcome = run(
+        &graph,
+        &needed,
+        &priorities,
+        &HashMap::new(),
+        &fake,
+        &ScheduleConfig {
+            jobs: 2,
+            keep_going: false,
+            stop: None,
+        },
+        &NoObserver,
+        &after,
+    );
+    assert_eq!(outcome.done.len(), 2);
+    assert!(consumer_started_first.load(Ordering::SeqCst));
+}
