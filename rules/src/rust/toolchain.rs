@@ -134,9 +134,14 @@ pub fn pin_honoured(
                 .is_some_and(|rest| rest.starts_with('.')))
 }
 
-/// Whether rustup's error output says the toolchain is missing.
+/// Whether rustup's error output says the toolchain is missing (`error: toolchain '1.31.0-…'
+/// is not installed`), not some other part of it (a component or target of an installed one).
 pub fn says_not_installed(stderr: &str) -> bool {
-    stderr.contains("is not installed") || stderr.contains("not installed")
+    stderr.lines().any(|line| {
+        let line = line.trim_start();
+        let line = line.strip_prefix("error: ").unwrap_or(line);
+        line.starts_with("toolchain '") && line.trim_end().ends_with("' is not installed")
+    })
 }
 
 /// The `key: value` field of `rustc -vV`.
@@ -276,6 +281,18 @@ mod tests {
         assert!(pin(&table("[rust]\nversion = 3\n"), None, None).is_err());
         let err = pin(&table(""), Some("[toolchain]\nprofile = \"x\"\n"), None).unwrap_err();
         assert!(err.to_string().contains("channel"), "{err}");
+    }
+
+    #[test]
+    fn only_a_missing_toolchain_counts_as_not_installed() {
+        assert!(says_not_installed(
+            "error: toolchain '1.31.0-x86_64-unknown-linux-gnu' is not installed\n\
+             help: run `rustup toolchain install` to install it\n"
+        ));
+        assert!(!says_not_installed(
+            "error: component 'rust-std' for target 'wasm32-unknown-unknown' is not installed\n"
+        ));
+        assert!(!says_not_installed("error: could not read settings\n"));
     }
 
     #[test]
