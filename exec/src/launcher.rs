@@ -36,6 +36,9 @@ use crate::child::Supervised;
 use crate::helper;
 use crate::protocol::{HelperRequest, HelperResult};
 
+/// Largest result message kiln reads (a setup error's text is the longest).
+const RESULT_BUFFER: usize = 64 * 1024;
+
 /// Longest request path the holder accepts.
 const MAX_PATH: usize = 4096;
 
@@ -49,6 +52,8 @@ pub(crate) struct Launched {
     /// What init reported; `None` until it did, or forever if it died first.
     result: Option<HelperResult>,
     ended: bool,
+    /// Receives the result; allocated once, as the output pump asks after every wake-up.
+    buf: Vec<u8>,
 }
 
 impl Launched {
@@ -67,14 +72,13 @@ impl Launched {
         } else {
             MsgFlags::MSG_DONTWAIT
         };
-        let mut buf = vec![0u8; 64 * 1024];
         loop {
-            let mut iov = [IoSliceMut::new(&mut buf)];
+            let mut iov = [IoSliceMut::new(&mut self.buf)];
             match recvmsg::<()>(self.status.as_raw_fd(), &mut iov, None, flags) {
                 Ok(msg) => {
                     let n = msg.bytes;
                     if n > 0 {
-                        self.result = serde_json::from_slice(&buf[..n]).ok();
+                        self.result = serde_json::from_slice(&self.buf[..n]).ok();
                     }
                     self.ended = true;
                     return Ok(true);
@@ -160,11 +164,11 @@ pub(crate) fn launch(
         status: ours,
         result: None,
         ended: false,
+        buf: vec![0u8; RESULT_BUFFER],
     };
     // The holder sends init's pidfd right after cloning it, but a quick init may report first.
-    let mut buf = vec![0u8; 64 * 1024];
     while launched.pidfd.is_none() {
-        let mut iov = [IoSliceMut::new(&mut buf)];
+        let mut iov = [IoSliceMut::new(&mut launched.buf)];
         let mut space = nix::cmsg_space!([RawFd; 1]);
         let received = recvmsg::<()>(
             launched.status.as_raw_fd(),
@@ -185,7 +189,7 @@ pub(crate) fn launch(
         match fds.into_iter().next() {
             Some(pidfd) => launched.pidfd = Some(pidfd),
             None => {
-                launched.result = serde_json::from_slice(&buf[..bytes]).ok();
+                launched.result = serde_json::from_slice(&launched.buf[..bytes]).ok();
                 launched.ended = true;
             }
         }
