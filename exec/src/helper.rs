@@ -1,11 +1,16 @@
-//! The helper process (`<binary> __sandbox <request.json>`): enters the namespaces, forks
-//! pid 1 of the new pid namespace, which builds the root, forks and execs the action, reaps
-//! every process until the action exits, and reports its status.
+//! The sandbox's init processes, and forking the action from them.
 //!
-//! Process tree: kiln → helper (user ns) → init (pid 1) → action. The helper dies with kiln
-//! (`PR_SET_PDEATHSIG`), init dies with the helper, and when init dies the kernel kills
-//! everything left in the pid namespace. Kiln enforces timeouts by killing the helper's
-//! process group.
+//! * The one-shot helper (`<binary> __sandbox <request.json>`): enters the namespaces, forks
+//!   pid 1 of the new pid namespace, which builds the whole root, `pivot_root`s into it,
+//!   forks and execs the action, reaps every process until the action exits, and reports its
+//!   status. Process tree: kiln → helper (user ns) → init (pid 1) → action. The helper dies
+//!   with kiln (`PR_SET_PDEATHSIG`), init dies with the helper, and when init dies the kernel
+//!   kills everything left in the pid namespace. Kiln enforces timeouts by killing the
+//!   helper's process group.
+//! * A slot's init ([`slot_init`], cloned by the holder): keeps the shared part of the root
+//!   mounted and runs one action after another in it (see `launcher`). Process tree: kiln →
+//!   holder (user and net ns) → slot init (pid 1) → action; kiln kills a slot through init's
+//!   pidfd.
 
 use std::ffi::CString;
 use std::fs;
@@ -16,10 +21,11 @@ use std::path::Path;
 use nix::errno::Errno;
 use nix::fcntl::OFlag;
 use nix::poll::{poll, PollFd, PollFlags, PollTimeout};
+use nix::sched::{unshare, CloneFlags};
 use nix::sys::prctl::set_pdeathsig;
 use nix::sys::signal::{signal, sigprocmask, SigHandler, SigSet, SigmaskHow, Signal};
 use nix::sys::wait::{waitpid, WaitStatus};
-use nix::unistd::{chdir, execve, fork, getppid, pipe2, sethostname, ForkResult, Pid};
+use nix::unistd::{chdir, chroot, execve, fork, getppid, pipe2, sethostname, ForkResult, Pid};
 
 use crate::protocol::{HelperRequest, HelperResult};
 use crate::{launcher, mounts, namespaces};
@@ -114,57 +120,115 @@ fn helper_gone(life_r: &OwnedFd) -> bool {
     poll(&mut fds, PollTimeout::ZERO).is_ok_and(|n| n > 0)
 }
 
-/// Init of a sandbox the holder cloned (see `launcher`), already in its pid, uts and ipc
-/// namespaces and in the holder's user and network ones: runs the request at `path` with
-/// `stdout` and `stderr`, leaves nothing running in the namespace, reports on `status`.
-pub(crate) fn launched_init(path: &Path, stdout: OwnedFd, stderr: OwnedFd, status: OwnedFd) -> ! {
-    if set_pdeathsig(Signal::SIGKILL).is_err() || peer_gone(&status) {
+/// Init of a slot the holder cloned (see `launcher`), already in its pid, uts and ipc
+/// namespaces and in the holder's user and network ones: builds the shared part of the root
+/// on `root` in a mount namespace of its own, says it is ready on `socket`, then runs the
+/// actions kiln sends there one after another, each in the root with its own mounts on top,
+/// and leaves nothing of one action running or mounted when the next starts.
+pub(crate) fn slot_init(root: &Path, socket: OwnedFd) -> ! {
+    if set_pdeathsig(Signal::SIGKILL).is_err() || peer_gone(&socket) {
         // SAFETY: kiln is gone; leave without running anything.
         unsafe { libc::_exit(1) }
     }
-    let result = match redirect_stdio(stdout, stderr)
-        .and_then(|()| launcher::read_request(path))
-        .and_then(|req| setup_and_run(&req, false))
-    {
-        Ok(result) => result,
-        Err(msg) => HelperResult::SetupFailed(msg),
-    };
-    kill_the_rest();
-    // Kiln's pipes reach end of file once every writer is gone: the action's processes are,
-    // and this process lets go of its copies now.
-    let _ = redirect_stdio_to_null();
-    launcher::report(&status, &result);
-    // SAFETY: leave without running destructors of the holder's copied state.
+    if let Err(msg) = prepare_slot(root) {
+        launcher::report(&socket, &HelperResult::SetupFailed(msg));
+        // SAFETY: leave without running destructors of the holder's copied state.
+        unsafe { libc::_exit(1) }
+    }
+    launcher::ready(&socket);
+    while let Some((path, stdio)) = launcher::next_action(&socket) {
+        let mut done = None;
+        let result = match launcher::read_request(&path).and_then(|req| {
+            let run = run_in_slot(root, &req, stdio);
+            done = Some(req);
+            run
+        }) {
+            Ok((result, created)) => {
+                kill_the_rest();
+                launcher::report(&socket, &result);
+                done.map(|req| (req, created))
+            }
+            Err(msg) => {
+                kill_the_rest();
+                launcher::report(&socket, &HelperResult::SetupFailed(msg));
+                None // its mounts may be half made: this slot serves no other action
+            }
+        };
+        let cleared = result.is_some_and(|(req, created)| clear_slot(root, &req, &created).is_ok());
+        if !cleared {
+            break;
+        }
+    }
+    // SAFETY: as above.
     unsafe { libc::_exit(0) }
 }
 
-/// Whether kiln closed its end of the status socket (it died): `POLLHUP`, which `poll` always
-/// reports.
-fn peer_gone(status: &OwnedFd) -> bool {
-    let mut fds = [PollFd::new(status.as_fd(), PollFlags::empty())];
-    poll(&mut fds, PollTimeout::ZERO).is_ok_and(|n| n > 0)
+/// The slot's lasting state: stdio on `/dev/null` (its stdin was the holder's control
+/// socket), not dumpable (so no action can open `/proc/1/root`, the host's root), its own
+/// mount namespace with the shared part of the sandbox's root, sealed read-only.
+fn prepare_slot(root: &Path) -> Result<(), String> {
+    redirect_stdio_to_null()?;
+    // SAFETY: prctl(PR_SET_DUMPABLE) takes plain integers.
+    if unsafe { libc::prctl(libc::PR_SET_DUMPABLE, 0, 0, 0, 0) } != 0 {
+        return Err(format!("prctl(PR_SET_DUMPABLE): {}", Errno::last()));
+    }
+    mounts::private_namespace()?;
+    mounts::system_tree(root)?;
+    mounts::seal(root, true)?;
+    sethostname("localhost").map_err(|e| format!("sethostname: {e}"))
 }
 
-/// stdin from `/dev/null` (the holder's is its control socket), stdout and stderr to the pipes.
-fn redirect_stdio(stdout: OwnedFd, stderr: OwnedFd) -> Result<(), String> {
-    let null = fs::File::open("/dev/null").map_err(|e| format!("opening /dev/null: {e}"))?;
-    for (from, to) in [(null.as_fd(), 0), (stdout.as_fd(), 1), (stderr.as_fd(), 2)] {
-        // SAFETY: dup2 onto a standard descriptor number; `from` stays owned by its value.
-        if unsafe { libc::dup2(from.as_raw_fd(), to) } < 0 {
-            return Err(format!("dup2: {}", Errno::last()));
-        }
+/// Mounts the action's part of the root, runs it; returns its result and the mount points
+/// created in the root for it.
+fn run_in_slot(
+    root: &Path,
+    req: &HelperRequest,
+    stdio: ActionStdio,
+) -> Result<(HelperResult, Vec<std::path::PathBuf>), String> {
+    let unseal = mounts::missing_mount_points(root, req);
+    if unseal {
+        mounts::seal(root, false)?;
+    }
+    let created = mounts::action_tree(root, req)?;
+    if unseal {
+        mounts::seal(root, true)?;
+    }
+    let result = run_action(req, Some(root), Some(stdio))?;
+    Ok((result, created))
+}
+
+/// Takes the finished action's mounts and mount points away.
+fn clear_slot(
+    root: &Path,
+    req: &HelperRequest,
+    created: &[std::path::PathBuf],
+) -> Result<(), String> {
+    if !created.is_empty() {
+        mounts::seal(root, false)?;
+    }
+    mounts::clear_action_tree(root, req, created)?;
+    if !created.is_empty() {
+        mounts::seal(root, true)?;
     }
     Ok(())
 }
 
-/// Points stdout and stderr at `/dev/null`.
+/// Whether kiln closed its end of the socket (it died): `POLLHUP`, which `poll` always
+/// reports.
+fn peer_gone(socket: &OwnedFd) -> bool {
+    let mut fds = [PollFd::new(socket.as_fd(), PollFlags::empty())];
+    poll(&mut fds, PollTimeout::ZERO).is_ok_and(|n| n > 0)
+}
+
+/// Points stdin, stdout and stderr at `/dev/null`.
 fn redirect_stdio_to_null() -> Result<(), String> {
     let null = fs::OpenOptions::new()
+        .read(true)
         .write(true)
         .open("/dev/null")
         .map_err(|e| format!("opening /dev/null: {e}"))?;
-    for to in [1, 2] {
-        // SAFETY: as in `redirect_stdio`.
+    for to in [0, 1, 2] {
+        // SAFETY: dup2 onto a standard descriptor number; `null` stays owned by its value.
         if unsafe { libc::dup2(null.as_raw_fd(), to) } < 0 {
             return Err(format!("dup2: {}", Errno::last()));
         }
@@ -186,32 +250,55 @@ fn setup_and_run(req: &HelperRequest, bring_loopback_up: bool) -> Result<HelperR
         namespaces::loopback_up().map_err(|e| format!("bringing loopback up: {e}"))?;
     }
     sethostname("localhost").map_err(|e| format!("sethostname: {e}"))?;
-    drop_mount_capability()?;
-    let cstr = |s: &str| CString::new(s).map_err(|_| format!("NUL byte in `{s}`"));
-    let program = cstr(&req.program)?;
-    let cwd = cstr(&req.cwd)?;
+    drop_capabilities(&[CAP_SYS_ADMIN])?;
+    run_action(req, None, None)
+}
+
+/// Where an action's standard descriptors come from when they are not inherited.
+pub(crate) struct ActionStdio {
+    pub stdout: OwnedFd,
+    pub stderr: OwnedFd,
+}
+
+/// Forks and execs the action of `req` (with `stdio` on descriptors 1 and 2 and `/dev/null`
+/// on 0, if given; else inheriting them), as pid 1 reaps until it ends. With `chroot`, the
+/// child enters its own ipc namespace, changes its root there and leaves the capabilities
+/// that could undo that behind (see [`CHROOT_CAPABILITIES`]); without, the caller has
+/// already pivoted into the sandbox's root.
+pub(crate) fn run_action(
+    req: &HelperRequest,
+    chroot: Option<&Path>,
+    stdio: Option<ActionStdio>,
+) -> Result<HelperResult, String> {
+    let cstr = |s: &[u8]| CString::new(s).map_err(|_| "NUL byte in the request".to_string());
+    let program = cstr(req.program.as_bytes())?;
+    let cwd = cstr(req.cwd.as_bytes())?;
     let argv = req
         .argv
         .iter()
-        .map(|s| cstr(s))
+        .map(|s| cstr(s.as_bytes()))
         .collect::<Result<Vec<_>, _>>()?;
     let env = req
         .env
         .iter()
-        .map(|s| cstr(s))
+        .map(|s| cstr(s.as_bytes()))
         .collect::<Result<Vec<_>, _>>()?;
+    let root = chroot
+        .map(|p| cstr(p.as_os_str().as_encoded_bytes()))
+        .transpose()?;
+    let null = match stdio {
+        Some(_) => {
+            Some(fs::File::open("/dev/null").map_err(|e| format!("opening /dev/null: {e}"))?)
+        }
+        None => None,
+    };
     let (err_r, err_w) = pipe2(OFlag::O_CLOEXEC).map_err(|e| format!("pipe2: {e}"))?;
 
-    // SAFETY: init is single-threaded (forked from the single-threaded helper).
+    // SAFETY: init is single-threaded (forked from the single-threaded helper or holder).
     let action = match unsafe { fork() }.map_err(|e| format!("fork: {e}"))? {
         ForkResult::Child => {
             drop(err_r);
-            // Undo what the Rust runtime did to the helper: SIGPIPE ignored would be
-            // inherited by the action; start it with an empty signal mask too.
-            // SAFETY: restoring the default disposition installs no handler.
-            let _ = unsafe { signal(Signal::SIGPIPE, SigHandler::SigDfl) };
-            let _ = sigprocmask(SigmaskHow::SIG_SETMASK, Some(&SigSet::empty()), None);
-            let errno = match chdir(cwd.as_c_str()) {
+            let errno = match enter_action(&stdio, &null, root.as_deref(), &cwd) {
                 Ok(()) => execve(&program, &argv, &env).unwrap_err(),
                 Err(e) => e,
             };
@@ -221,7 +308,9 @@ fn setup_and_run(req: &HelperRequest, bring_loopback_up: bool) -> Result<HelperR
         }
         ForkResult::Parent { child } => child,
     };
-    drop(err_w);
+    // The action holds its own copies now; the pipes reach end of file when it and its
+    // descendants are gone.
+    drop((stdio, null, err_w));
     let mut buf = Vec::new();
     let _ = fs::File::from(err_r).read_to_end(&mut buf);
     if let Ok(bytes) = <[u8; 4]>::try_from(buf.as_slice()) {
@@ -229,6 +318,39 @@ fn setup_and_run(req: &HelperRequest, bring_loopback_up: bool) -> Result<HelperR
         return Ok(HelperResult::ExecFailed(i32::from_ne_bytes(bytes)));
     }
     reap_until(action)
+}
+
+/// In the forked child, before `execve`: standard descriptors, signals, root, working
+/// directory.
+fn enter_action(
+    stdio: &Option<ActionStdio>,
+    null: &Option<fs::File>,
+    root: Option<&std::ffi::CStr>,
+    cwd: &std::ffi::CStr,
+) -> Result<(), Errno> {
+    if let (Some(stdio), Some(null)) = (stdio, null) {
+        for (from, to) in [
+            (null.as_raw_fd(), 0),
+            (stdio.stdout.as_raw_fd(), 1),
+            (stdio.stderr.as_raw_fd(), 2),
+        ] {
+            // SAFETY: dup2 onto a standard descriptor number of this process.
+            if unsafe { libc::dup2(from, to) } < 0 {
+                return Err(Errno::last());
+            }
+        }
+    }
+    // Undo what the Rust runtime did to the helper: SIGPIPE ignored would be inherited by
+    // the action; start it with an empty signal mask too.
+    // SAFETY: restoring the default disposition installs no handler.
+    let _ = unsafe { signal(Signal::SIGPIPE, SigHandler::SigDfl) };
+    let _ = sigprocmask(SigmaskHow::SIG_SETMASK, Some(&SigSet::empty()), None);
+    if let Some(root) = root {
+        unshare(CloneFlags::CLONE_NEWIPC)?;
+        chroot(root)?;
+        drop_capabilities(&CHROOT_CAPABILITIES).map_err(|_| Errno::last())?;
+    }
+    chdir(cwd)
 }
 
 /// As pid 1, waits for every child (orphans are reparented to us) until `action` ends.
@@ -247,20 +369,34 @@ fn reap_until(action: Pid) -> Result<HelperResult, String> {
     }
 }
 
-/// `CAP_SYS_ADMIN` in linux/capability.h (a stable kernel ABI number; libc does not name it).
+/// `CAP_SYS_CHROOT`, `CAP_SYS_PTRACE` and `CAP_SYS_ADMIN` in linux/capability.h (stable
+/// kernel ABI numbers; libc does not name them).
+const CAP_SYS_CHROOT: libc::c_ulong = 18;
+const CAP_SYS_PTRACE: libc::c_ulong = 19;
 const CAP_SYS_ADMIN: libc::c_ulong = 21;
 
-/// Removes `CAP_SYS_ADMIN` from the bounding set, so the action (root in the user namespace,
-/// with every other capability there) gets it neither now nor through any later exec. With it,
-/// the action could `mount -o remount,rw` its read-only inputs, which live in its own mount
-/// namespace and so are not locked by the kernel, and write through them to the cache or the
-/// workspace. This process keeps its own capabilities; it has already built the root.
-fn drop_mount_capability() -> Result<(), String> {
-    // SAFETY: prctl(PR_CAPBSET_DROP) takes plain integers and touches no memory of ours.
-    let rc = unsafe { libc::prctl(libc::PR_CAPBSET_DROP, CAP_SYS_ADMIN, 0, 0, 0) };
-    if rc != 0 {
-        let e = std::io::Error::last_os_error();
-        return Err(format!("dropping CAP_SYS_ADMIN from the bounding set: {e}"));
+/// What an action changed into its root with `chroot` leaves behind: with `CAP_SYS_CHROOT`
+/// a second `chroot` would walk out of the first, with `CAP_SYS_PTRACE` it could open init's
+/// `/proc/1/root` (init is not dumpable), with `CAP_SYS_ADMIN` it could remount an input
+/// writable or `setns` back to the namespace's root. Creating a user namespace, where it
+/// would regain all three, is refused by the holder's limit (see `holder`).
+const CHROOT_CAPABILITIES: [libc::c_ulong; 3] = [CAP_SYS_CHROOT, CAP_SYS_PTRACE, CAP_SYS_ADMIN];
+
+/// Removes `caps` from the bounding set, so the action (root in the user namespace, with
+/// every other capability there) gets them neither now nor through any later exec. Without
+/// `CAP_SYS_ADMIN`, for instance, it cannot `mount -o remount,rw` its read-only inputs,
+/// which live in its own mount namespace and so are not locked by the kernel, and write
+/// through them to the cache or the workspace.
+fn drop_capabilities(caps: &[libc::c_ulong]) -> Result<(), String> {
+    for &cap in caps {
+        // SAFETY: prctl(PR_CAPBSET_DROP) takes plain integers and touches no memory of ours.
+        let rc = unsafe { libc::prctl(libc::PR_CAPBSET_DROP, cap, 0, 0, 0) };
+        if rc != 0 {
+            let e = std::io::Error::last_os_error();
+            return Err(format!(
+                "dropping capability {cap} from the bounding set: {e}"
+            ));
+        }
     }
     Ok(())
 }

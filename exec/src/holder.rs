@@ -5,13 +5,15 @@
 //! action. Actions of one build can therefore reach each other over loopback, never the host's
 //! network.
 //!
+//! Actions cannot create user namespaces of their own (see [`forbid_nested_user_namespaces`]).
+//!
 //! The holder lives until kiln closes its stdin, the control socket (the sandbox is dropped),
 //! or dies (`PR_SET_PDEATHSIG`).
 
 use std::io::{self, Read};
 use std::os::fd::{AsFd, OwnedFd};
 use std::os::unix::process::CommandExt;
-use std::path::Path;
+use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Stdio};
 use std::sync::Mutex;
 
@@ -19,7 +21,7 @@ use nix::sys::prctl::set_pdeathsig;
 use nix::sys::signal::Signal;
 use nix::sys::socket::{socketpair, AddressFamily, SockFlag, SockType};
 
-use crate::launcher::{self, Launched};
+use crate::launcher::{self, Slot};
 use crate::namespaces;
 
 /// `argv[2]` after [`crate::HELPER_ARG`] that selects the holder.
@@ -77,15 +79,9 @@ impl Holder {
             .is_ok_and(|mut child| matches!(child.try_wait(), Ok(None)))
     }
 
-    /// Has the holder start the sandbox described by the request file at `request`, with the
-    /// action's stdout and stderr going to the pipe write ends `stdout` and `stderr`.
-    pub(crate) fn launch(
-        &self,
-        request: &Path,
-        stdout: OwnedFd,
-        stderr: OwnedFd,
-    ) -> io::Result<Launched> {
-        launcher::launch(self.control.as_fd(), request, stdout, stderr)
+    /// Has the holder start a sandbox slot whose root is mounted on the empty directory `dir`.
+    pub(crate) fn start_slot(&self, dir: PathBuf) -> io::Result<Slot> {
+        launcher::start_slot(self.control.as_fd(), dir)
     }
 }
 
@@ -104,10 +100,21 @@ pub(crate) fn run_holder() -> Result<(), String> {
     set_pdeathsig(Signal::SIGKILL).map_err(|e| format!("prctl(PR_SET_PDEATHSIG): {e}"))?;
     namespaces::enter_shared()?;
     namespaces::loopback_up().map_err(|e| format!("bringing loopback up: {e}"))?;
+    forbid_nested_user_namespaces()?;
     use std::io::Write;
     let mut out = std::io::stdout();
     out.write_all(b"R")
         .and_then(|()| out.flush())
         .map_err(|e| format!("reporting ready: {e}"))?;
     launcher::serve(std::io::stdin().as_fd())
+}
+
+/// Sets this user namespace's limit on user namespaces created inside it to 0. An action only
+/// changes its root (`chroot`) into its slot's, whose mount namespace still holds the host's
+/// tree; in a user namespace of its own it would regain `CAP_SYS_CHROOT` and could walk out.
+/// Without this limit the holder does not start, and every action gets a one-shot sandbox
+/// that `pivot_root`s instead.
+fn forbid_nested_user_namespaces() -> Result<(), String> {
+    let path = "/proc/sys/user/max_user_namespaces";
+    std::fs::write(path, "0").map_err(|e| format!("writing 0 to {path}: {e}"))
 }

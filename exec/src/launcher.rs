@@ -1,22 +1,28 @@
-//! The holder as a fork server: kiln hands it a request and the action's stdout and stderr,
-//! and it clones the sandbox's init straight into new pid, uts and ipc namespaces. Per action
-//! that saves spawning and exec'ing a helper, re-reading its binary and joining the holder's
-//! namespaces, which were most of a sandboxed action's fixed cost.
+//! The holder as a fork server of sandbox *slots*: kiln hands it a socket and an empty
+//! directory, and it clones a slot's init straight into new pid, uts and ipc namespaces. The
+//! init mounts the part of the sandbox's root every action shares on that directory once,
+//! then runs actions one after another, so an action costs neither a clone and teardown of
+//! namespaces nor a root built from nothing: only its own mounts, a fork and an exec.
 //!
 //! Protocol, over the holder's stdin (a `SOCK_SEQPACKET` socket):
-//! 1. kiln sends one message: the request file's path as bytes, with three descriptors
-//!    (`SCM_RIGHTS`): the write ends of the action's stdout and stderr pipes, and one end of
-//!    a fresh `SOCK_SEQPACKET` socket pair (the status socket);
-//! 2. the holder clones init (`CLONE_PIDFD`) and sends init's pidfd on the status socket, so
-//!    kiln can kill the sandbox (killing a pid namespace's init kills all of it) and never
-//!    signals a recycled pid;
-//! 3. init builds the root, runs the action, kills and reaps whatever the action left in the
-//!    namespace, closes its stdout and stderr and sends the [`HelperResult`] on the status
-//!    socket; then it exits, and the kernel tears its mount namespace down while kiln already
-//!    collects the outputs.
+//! 1. kiln sends one message: the slot directory's path as bytes, with one end of a fresh
+//!    `SOCK_SEQPACKET` socket pair (the slot socket) attached (`SCM_RIGHTS`);
+//! 2. the holder clones the slot's init (`CLONE_PIDFD`) and sends its pidfd on the slot
+//!    socket, so kiln can kill the slot (killing a pid namespace's init kills all of it) and
+//!    never signals a recycled pid; init sends `R` once its root is built, or a
+//!    [`HelperResult::SetupFailed`] and exits.
 //!
-//! The status socket's end of file without a result means init died (killed, or the holder
-//! died before cloning it).
+//! Then, over the slot socket, per action:
+//! 3. kiln sends the request file's path with the write ends of the action's stdout and
+//!    stderr pipes attached;
+//! 4. init mounts the action's part of the root, forks the action (which changes its root to
+//!    the slot's), reaps until it ends, kills and reaps whatever it left in the namespace,
+//!    and sends the [`HelperResult`]; then it takes the action's mounts away, while kiln
+//!    already collects the outputs. A slot that failed to set an action up, or to clear it,
+//!    exits instead.
+//!
+//! End of file on the slot socket without a result means init died (killed, or its holder
+//! died).
 
 use std::ffi::OsStr;
 use std::io::{self, IoSlice, IoSliceMut};
@@ -32,8 +38,10 @@ use nix::sys::socket::{
 use nix::sys::wait::{waitpid, WaitPidFlag, WaitStatus};
 use nix::unistd::Pid;
 
+use nix::poll::{poll, PollFd, PollFlags, PollTimeout};
+
 use crate::child::Supervised;
-use crate::helper;
+use crate::helper::{self, ActionStdio};
 use crate::protocol::{HelperRequest, HelperResult};
 
 /// Largest result message kiln reads (a setup error's text is the longest).
@@ -42,18 +50,43 @@ const RESULT_BUFFER: usize = 64 * 1024;
 /// Longest request path the holder accepts.
 const MAX_PATH: usize = 4096;
 
-/// A sandbox the holder started, seen from kiln.
+/// A slot the holder started, seen from kiln: idle between actions. Dropping it kills it.
+pub(crate) struct Slot {
+    /// Init of the slot's pid namespace.
+    pidfd: OwnedFd,
+    /// Kiln's end of the slot socket.
+    socket: OwnedFd,
+    /// The host directory its root is mounted on (in its own mount namespace only).
+    dir: PathBuf,
+    /// Receives results; allocated once per slot, as the output pump asks after every wake-up.
+    buf: Vec<u8>,
+}
+
+impl Slot {
+    /// Whether it waits for an action: an idle slot that has something to say (end of file)
+    /// has died.
+    pub(crate) fn is_alive(&self) -> bool {
+        let mut fds = [PollFd::new(self.socket.as_fd(), PollFlags::POLLIN)];
+        poll(&mut fds, PollTimeout::ZERO).is_ok_and(|n| n == 0)
+    }
+}
+
+impl Drop for Slot {
+    fn drop(&mut self) {
+        pidfd_kill(&self.pidfd);
+        // Its root is mounted there only in its own namespace, so the directory can go.
+        let _ = std::fs::remove_dir(&self.dir);
+    }
+}
+
+/// An action running in a [`Slot`], seen from kiln.
 pub(crate) struct Launched {
-    /// Init of the sandbox's pid namespace (`None` if init reported before the holder sent it
-    /// and the holder died then).
-    pidfd: Option<OwnedFd>,
-    /// Kiln's end of the status socket.
-    status: OwnedFd,
+    slot: Slot,
     /// What init reported; `None` until it did, or forever if it died first.
     result: Option<HelperResult>,
     ended: bool,
-    /// Receives the result; allocated once, as the output pump asks after every wake-up.
-    buf: Vec<u8>,
+    /// Kiln killed the slot (timeout, cancel).
+    killed: bool,
 }
 
 impl Launched {
@@ -62,7 +95,12 @@ impl Launched {
         self.result.as_ref()
     }
 
-    /// Reads the status socket: a result, or end of file. `wait` blocks until one comes.
+    /// The slot back, if it reported a result and was not killed: it serves the next action.
+    pub(crate) fn into_slot(self) -> Option<Slot> {
+        (self.result.is_some() && !self.killed).then_some(self.slot)
+    }
+
+    /// Reads the slot socket: a result, or end of file. `wait` blocks until one comes.
     fn read_status(&mut self, wait: bool) -> io::Result<bool> {
         if self.ended {
             return Ok(true);
@@ -73,12 +111,12 @@ impl Launched {
             MsgFlags::MSG_DONTWAIT
         };
         loop {
-            let mut iov = [IoSliceMut::new(&mut self.buf)];
-            match recvmsg::<()>(self.status.as_raw_fd(), &mut iov, None, flags) {
+            let mut iov = [IoSliceMut::new(&mut self.slot.buf)];
+            match recvmsg::<()>(self.slot.socket.as_raw_fd(), &mut iov, None, flags) {
                 Ok(msg) => {
                     let n = msg.bytes;
                     if n > 0 {
-                        self.result = serde_json::from_slice(&self.buf[..n]).ok();
+                        self.result = serde_json::from_slice(&self.slot.buf[..n]).ok();
                     }
                     self.ended = true;
                     return Ok(true);
@@ -97,9 +135,8 @@ impl Supervised for Launched {
     }
 
     fn kill_and_wait(&mut self) -> io::Result<()> {
-        if let Some(pidfd) = &self.pidfd {
-            pidfd_kill(pidfd);
-        }
+        pidfd_kill(&self.slot.pidfd);
+        self.killed = true;
         self.read_status(true).map(|_| ())
     }
 
@@ -109,15 +146,7 @@ impl Supervised for Launched {
     }
 
     fn end_fd(&self) -> Option<BorrowedFd<'_>> {
-        (!self.ended).then(|| self.status.as_fd())
-    }
-}
-
-impl Drop for Launched {
-    fn drop(&mut self) {
-        if let (false, Some(pidfd)) = (self.ended, &self.pidfd) {
-            pidfd_kill(pidfd);
-        }
+        (!self.ended).then(|| self.slot.socket.as_fd())
     }
 }
 
@@ -135,43 +164,31 @@ fn pidfd_kill(pidfd: &OwnedFd) {
     }
 }
 
-/// Kiln's side: asks the holder behind `control` to run the request at `request`, with the
-/// action's stdout and stderr going to `stdout` and `stderr` (write ends, consumed).
-pub(crate) fn launch(
-    control: BorrowedFd<'_>,
-    request: &Path,
-    stdout: OwnedFd,
-    stderr: OwnedFd,
-) -> io::Result<Launched> {
+/// Kiln's side: asks the holder behind `control` for a new slot with its root on the empty
+/// directory `dir`, and waits until it is ready.
+pub(crate) fn start_slot(control: BorrowedFd<'_>, dir: PathBuf) -> io::Result<Slot> {
     let (ours, theirs) = socketpair(
         AddressFamily::Unix,
         SockType::SeqPacket,
         None,
         SockFlag::SOCK_CLOEXEC,
     )?;
-    let path = request.as_os_str().as_bytes();
-    let fds = [stdout.as_raw_fd(), stderr.as_raw_fd(), theirs.as_raw_fd()];
     sendmsg::<()>(
         control.as_raw_fd(),
-        &[IoSlice::new(path)],
-        &[ControlMessage::ScmRights(&fds)],
+        &[IoSlice::new(dir.as_os_str().as_bytes())],
+        &[ControlMessage::ScmRights(&[theirs.as_raw_fd()])],
         MsgFlags::MSG_NOSIGNAL,
         None,
     )?;
-    drop((stdout, stderr, theirs));
-    let mut launched = Launched {
-        pidfd: None,
-        status: ours,
-        result: None,
-        ended: false,
-        buf: vec![0u8; RESULT_BUFFER],
-    };
-    // The holder sends init's pidfd right after cloning it, but a quick init may report first.
-    while launched.pidfd.is_none() {
-        let mut iov = [IoSliceMut::new(&mut launched.buf)];
+    drop(theirs);
+    let mut buf = vec![0u8; RESULT_BUFFER];
+    let (mut pidfd, mut ready) = (None, false);
+    // The holder sends the pidfd right after cloning init, but init may be ready first.
+    while pidfd.is_none() || !ready {
+        let mut iov = [IoSliceMut::new(&mut buf)];
         let mut space = nix::cmsg_space!([RawFd; 1]);
         let received = recvmsg::<()>(
-            launched.status.as_raw_fd(),
+            ours.as_raw_fd(),
             &mut iov,
             Some(&mut space),
             MsgFlags::MSG_CMSG_CLOEXEC,
@@ -183,26 +200,53 @@ pub(crate) fn launch(
         let bytes = msg.bytes;
         let fds = received_fds(&msg)?;
         if bytes == 0 && fds.is_empty() {
-            launched.ended = true; // the holder or init died
-            break;
+            return Err(io::Error::other(
+                "the sandbox slot ended before it was ready",
+            ));
         }
-        match fds.into_iter().next() {
-            Some(pidfd) => launched.pidfd = Some(pidfd),
-            None => {
-                launched.result = serde_json::from_slice(&launched.buf[..bytes]).ok();
-                launched.ended = true;
-            }
-        }
-        if launched.ended && launched.result.is_none() {
-            break;
+        if let Some(fd) = fds.into_iter().next() {
+            pidfd = Some(fd);
+        } else if &buf[..bytes] == b"R" {
+            ready = true;
+        } else {
+            let why = match serde_json::from_slice(&buf[..bytes]) {
+                Ok(HelperResult::SetupFailed(msg)) => msg,
+                _ => "an unexpected message".to_string(),
+            };
+            return Err(io::Error::other(format!("starting a sandbox slot: {why}")));
         }
     }
-    if launched.pidfd.is_none() && launched.result.is_none() {
-        return Err(io::Error::other(
-            "the sandbox holder did not start the action",
-        ));
-    }
-    Ok(launched)
+    let pidfd = pidfd.ok_or_else(|| io::Error::other("no pidfd"))?;
+    Ok(Slot {
+        pidfd,
+        socket: ours,
+        dir,
+        buf,
+    })
+}
+
+/// Kiln's side: has `slot` run the request at `request`, with the action's stdout and stderr
+/// going to `stdout` and `stderr` (write ends, consumed).
+pub(crate) fn launch(
+    slot: Slot,
+    request: &Path,
+    stdout: OwnedFd,
+    stderr: OwnedFd,
+) -> io::Result<Launched> {
+    let fds = [stdout.as_raw_fd(), stderr.as_raw_fd()];
+    sendmsg::<()>(
+        slot.socket.as_raw_fd(),
+        &[IoSlice::new(request.as_os_str().as_bytes())],
+        &[ControlMessage::ScmRights(&fds)],
+        MsgFlags::MSG_NOSIGNAL,
+        None,
+    )?;
+    Ok(Launched {
+        slot,
+        result: None,
+        ended: false,
+        killed: false,
+    })
 }
 
 /// Takes ownership of the descriptors a message carried.
@@ -221,13 +265,13 @@ fn received_fds(msg: &nix::sys::socket::RecvMsg<'_, '_, ()>) -> io::Result<Vec<O
     Ok(fds)
 }
 
-/// The holder's side: serves requests from `control` until kiln closes it.
+/// The holder's side: serves requests for slots from `control` until kiln closes it.
 pub(crate) fn serve(control: BorrowedFd<'_>) -> Result<(), String> {
     let mut buf = vec![0u8; MAX_PATH];
     loop {
         reap_children();
         let mut iov = [IoSliceMut::new(&mut buf)];
-        let mut space = nix::cmsg_space!([RawFd; 3]);
+        let mut space = nix::cmsg_space!([RawFd; 1]);
         let received = recvmsg::<()>(
             control.as_raw_fd(),
             &mut iov,
@@ -244,22 +288,22 @@ pub(crate) fn serve(control: BorrowedFd<'_>) -> Result<(), String> {
         if bytes == 0 && fds.is_empty() {
             return Ok(()); // kiln closed the socket
         }
-        let Ok([stdout, stderr, status]) = <[OwnedFd; 3]>::try_from(fds) else {
+        let Ok([socket]) = <[OwnedFd; 1]>::try_from(fds) else {
             continue; // not a request of ours; its descriptors are closed
         };
         if truncated {
             report(
-                &status,
-                &HelperResult::SetupFailed("request path too long".into()),
+                &socket,
+                &HelperResult::SetupFailed("slot directory path too long".into()),
             );
             continue;
         }
-        let path = PathBuf::from(OsStr::from_bytes(&buf[..bytes]));
-        start_init(&path, stdout, stderr, status);
+        let dir = PathBuf::from(OsStr::from_bytes(&buf[..bytes]));
+        start_slot_init(&dir, socket);
     }
 }
 
-/// Reaps the inits that have exited (their results went to kiln already).
+/// Reaps the slot inits that have exited.
 fn reap_children() {
     while let Ok(status) = waitpid(None::<Pid>, Some(WaitPidFlag::WNOHANG)) {
         if status == WaitStatus::StillAlive {
@@ -268,8 +312,8 @@ fn reap_children() {
     }
 }
 
-/// Clones init into new pid, uts and ipc namespaces and hands kiln its pidfd.
-fn start_init(path: &Path, stdout: OwnedFd, stderr: OwnedFd, status: OwnedFd) {
+/// Clones a slot's init into new pid, uts and ipc namespaces and hands kiln its pidfd.
+fn start_slot_init(dir: &Path, socket: OwnedFd) {
     let flags = libc::CLONE_NEWPID | libc::CLONE_NEWUTS | libc::CLONE_NEWIPC | libc::CLONE_PIDFD;
     let mut pidfd: libc::c_int = -1;
     // SAFETY: a fork-style clone (no new stack, no shared memory) of this single-threaded
@@ -287,38 +331,77 @@ fn start_init(path: &Path, stdout: OwnedFd, stderr: OwnedFd, status: OwnedFd) {
         )
     };
     if pid == 0 {
-        helper::launched_init(path, stdout, stderr, status);
+        helper::slot_init(dir, socket);
     }
     if pid < 0 {
         let e = io::Error::last_os_error();
-        report(&status, &HelperResult::SetupFailed(format!("clone: {e}")));
+        report(&socket, &HelperResult::SetupFailed(format!("clone: {e}")));
         return;
     }
     // SAFETY: the kernel gave us this new descriptor for the child.
     let pidfd = unsafe { OwnedFd::from_raw_fd(pidfd) };
     let sent = sendmsg::<()>(
-        status.as_raw_fd(),
+        socket.as_raw_fd(),
         &[IoSlice::new(b"P")],
         &[ControlMessage::ScmRights(&[pidfd.as_raw_fd()])],
         MsgFlags::MSG_NOSIGNAL,
         None,
     );
     if sent.is_err() {
-        pidfd_kill(&pidfd); // kiln is gone: nobody waits for this action
+        pidfd_kill(&pidfd); // kiln is gone: nobody will use this slot
     }
 }
 
-/// Sends `result` on the status socket (init's last word, or the holder's when it could not
-/// start init).
-pub(crate) fn report(status: &OwnedFd, result: &HelperResult) {
+/// Sends `result` on the slot socket (init's word on an action or its own setup, or the
+/// holder's when it could not start init).
+pub(crate) fn report(socket: &OwnedFd, result: &HelperResult) {
     let json = serde_json::to_vec(result).unwrap_or_default();
     let _ = sendmsg::<()>(
-        status.as_raw_fd(),
+        socket.as_raw_fd(),
         &[IoSlice::new(&json)],
         &[],
         MsgFlags::MSG_NOSIGNAL,
         None,
     );
+}
+
+/// Init's side: says the slot is ready.
+pub(crate) fn ready(socket: &OwnedFd) {
+    let _ = sendmsg::<()>(
+        socket.as_raw_fd(),
+        &[IoSlice::new(b"R")],
+        &[],
+        MsgFlags::MSG_NOSIGNAL,
+        None,
+    );
+}
+
+/// Init's side: waits for the next action: its request file's path and its stdout and
+/// stderr. `None` when kiln closed the socket (or sent something else: then the slot ends).
+pub(crate) fn next_action(socket: &OwnedFd) -> Option<(PathBuf, ActionStdio)> {
+    let mut buf = vec![0u8; MAX_PATH];
+    loop {
+        let mut iov = [IoSliceMut::new(&mut buf)];
+        let mut space = nix::cmsg_space!([RawFd; 2]);
+        let received = recvmsg::<()>(
+            socket.as_raw_fd(),
+            &mut iov,
+            Some(&mut space),
+            MsgFlags::MSG_CMSG_CLOEXEC,
+        );
+        let msg = match received {
+            Err(Errno::EINTR) => continue,
+            Err(_) => return None,
+            Ok(msg) => msg,
+        };
+        let (bytes, truncated) = (msg.bytes, msg.flags.contains(MsgFlags::MSG_TRUNC));
+        let [stdout, stderr] = <[OwnedFd; 2]>::try_from(received_fds(&msg).ok()?).ok()?;
+        if truncated {
+            return None;
+        }
+        let path = PathBuf::from(OsStr::from_bytes(&buf[..bytes]));
+        return Some((path, ActionStdio { stdout, stderr }));
+    }
 }
 
 /// Reads and parses a request file (in init).

@@ -38,18 +38,24 @@
 //!
 //! # Modes
 //!
-//! * [`SandboxMode::Namespaces`]: the sandbox's init (pid 1 of a new pid namespace, with its
-//!   own uts and ipc namespaces, in a user namespace where the caller is root) enters its own
-//!   mount namespace and builds a root on a tmpfs: read-only system directories, a few `/dev`
-//!   nodes, fresh `/proc`, private `/tmp` (`TMPDIR`), the staged exec root at [`EXEC_ROOT`]
-//!   (writable, every input read-only), extra read-only mounts; then `pivot_root`, hostname
-//!   `localhost`, drop `CAP_SYS_ADMIN` from the bounding set (so the action cannot remount an
-//!   input writable), and fork and exec the action with exactly the requested environment plus
-//!   `TMPDIR`. Undeclared files are absent; writing to an input fails with `EROFS` or `EBUSY`.
-//!   Init is cloned by the holder (see "Shared namespaces"); an action that asks for the host
-//!   network, or any action when the holder cannot start, gets a helper process instead (a
-//!   fresh, single-threaded exec of the helper binary, as `CLONE_NEWUSER` requires) that
-//!   unshares user, pid, uts, ipc and (unless `network`) net namespaces itself.
+//! * [`SandboxMode::Namespaces`]: the action runs in a user namespace where the caller is
+//!   root, in a pid namespace whose init is the sandbox's (with its own uts and ipc
+//!   namespaces), under a root on a tmpfs: read-only system directories, a few `/dev` nodes,
+//!   a fresh `/proc` and `/dev/shm`, a private `/tmp` (`TMPDIR`), the staged exec root at
+//!   [`EXEC_ROOT`] (writable, every input read-only), extra read-only mounts. Hostname
+//!   `localhost`; `CAP_SYS_ADMIN` is dropped from the bounding set (so the action cannot
+//!   remount an input writable); exactly the requested environment plus `TMPDIR`. Undeclared
+//!   files are absent; writing to an input fails with `EROFS` or `EBUSY`. Two ways in:
+//!   - a *slot* (see "Shared namespaces"), the usual one: an init that keeps the part of the
+//!     root every action shares mounted in its own mount namespace and runs actions one after
+//!     another, each with its own mounts on top, in its own ipc namespace, changing its root
+//!     (`chroot`) into the slot's; the action also loses `CAP_SYS_CHROOT` and
+//!     `CAP_SYS_PTRACE`, init is not dumpable, and no user namespace can be created inside,
+//!     so nothing leads back to the host's tree that the slot's mount namespace still holds;
+//!   - a one-shot helper, for an action that asks for the host network or when the holder
+//!     cannot start: a fresh, single-threaded exec of the helper binary (as `CLONE_NEWUSER`
+//!     requires) that unshares user, pid, uts, ipc and (unless `network`) net namespaces,
+//!     builds the whole root and `pivot_root`s into it.
 //! * [`SandboxMode::Plain`]: the action runs in `scratch/root` with a cleared environment
 //!   in its own process group; inputs are read-only copies. No isolation: use only where
 //!   namespaces are unavailable, and say so ([`Sandbox::fallback_reason`]).
@@ -74,24 +80,26 @@
 //! `request` (types), `validate` (path checks), `staging` (scratch/root), `plan` (which
 //! paths become read-only mounts), `sandbox` (the driver), `child` (poll loop, timeout,
 //! line hooks), `plain`, `namespaced` (kiln side of the helper), `protocol` (helper
-//! messages), `helper` (helper and init processes), `holder` (the per-sandbox process owning
-//! the user and network namespaces every action runs in), `launcher` (the holder as a fork
-//! server, and kiln's side of it), `namespaces` (unshare, id maps, loopback, probe), `mounts` (the new root), `scratch` (its lifetime), `reaper` (removes
+//! messages), `helper` (the one-shot helper, the slot's init, and forking the action), `holder`
+//! (the per-sandbox process owning the user and network namespaces every action runs in),
+//! `launcher` (the holder as a fork server of slots, the slot protocol, kiln's side of it), `namespaces` (unshare, id maps, loopback, probe), `mounts` (the new root), `scratch` (its lifetime), `reaper` (removes
 //! finished scratch trees on a background thread), `input_pool` (one copy per build of each
 //! small immutable input, hard-linked into staged trees).
 //!
 //! # Shared namespaces
 //!
 //! A [`Sandbox`] in namespaces mode starts one holder process that creates a user namespace
-//! and an empty network namespace (loopback up), then serves as a fork server: for each action
-//! kiln sends it the request file's path and the action's stdout, stderr and a status socket,
-//! and it clones the action's init straight into new pid, uts and ipc namespaces (init enters
-//! its mount namespace itself). So no helper is spawned per action, and the cost of creating
-//! and tearing down a user and a network namespace is paid once per build. Init kills and reaps
-//! everything left in its pid namespace before it reports the result, so no process of the
-//! action outlives [`Sandbox::run`], and the kernel tears the mount namespace down while kiln
-//! collects the outputs. The price of sharing: actions of one build can reach each other's
-//! loopback listeners (never the host's network).
+//! and an empty network namespace (loopback up), forbids user namespaces inside it, then
+//! serves as a fork server of slots: for each slot kiln asks for, it clones an init straight
+//! into new pid, uts and ipc namespaces. The slot's init enters a mount namespace of its own,
+//! mounts the shared part of the root once, and then, per action kiln sends it (the request
+//! file's path with the action's stdout and stderr), mounts the action's part, forks and
+//! execs it, kills and reaps everything it left in the pid namespace, reports the result and
+//! takes the action's mounts away. Idle slots wait in the sandbox's pool; a slot that timed
+//! out, was cancelled or failed is killed, not reused. So per action neither a process is
+//! spawned nor a namespace created, and no process of the action outlives
+//! [`Sandbox::run`]. The price of sharing: actions of one build can reach each other's
+//! loopback listeners (never the host's network), and cannot use user namespaces.
 
 mod child;
 mod error;

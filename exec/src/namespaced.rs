@@ -13,8 +13,7 @@ use crate::request::FileBind;
 use crate::scratch::Scratch;
 use crate::{ExecError, ExitKind, SandboxRequest, EXEC_ROOT, HELPER_ARG};
 
-/// Writes the request for `req` into scratch (and creates the new root's mount point);
-/// returns the request file's path.
+/// Writes the request for `req` into scratch; returns the request file's path.
 pub(crate) fn write_request(
     req: &SandboxRequest,
     scratch: &Scratch,
@@ -53,16 +52,25 @@ pub(crate) fn write_request(
         mounts: req.mounts.clone(),
         result: scratch.result_file(),
     };
-    let new_root = scratch.new_root();
-    fs::create_dir(&new_root).map_err(|e| ExecError::io("create directory", &new_root, e))?;
     let path = scratch.request_file();
-    let json = serde_json::to_vec(&helper_req).expect("request serializes");
+    let json = serde_json::to_vec(&helper_req).map_err(|e| {
+        ExecError::Setup(format!(
+            "cannot write the sandbox request (its paths must be UTF-8): {e}"
+        ))
+    })?;
     fs::write(&path, json).map_err(|e| ExecError::io("write", &path, e))?;
     Ok(path)
 }
 
-/// The command that starts the helper on the request file `request`.
-pub(crate) fn command(helper: &Path, request: &Path) -> Command {
+/// The command that starts the one-shot helper on the request file `request`, after making
+/// the mount point of its root.
+pub(crate) fn command(
+    helper: &Path,
+    request: &Path,
+    scratch: &Scratch,
+) -> Result<Command, ExecError> {
+    let new_root = scratch.new_root();
+    fs::create_dir(&new_root).map_err(|e| ExecError::io("create directory", &new_root, e))?;
     #[allow(clippy::disallowed_methods)] // The sandbox is the place allowed to spawn.
     let mut cmd = Command::new(helper);
     cmd.arg(HELPER_ARG)
@@ -72,7 +80,7 @@ pub(crate) fn command(helper: &Path, request: &Path) -> Command {
         .stdout(Stdio::piped())
         .stderr(Stdio::piped())
         .process_group(0);
-    cmd
+    Ok(cmd)
 }
 
 /// The result file a spawned helper wrote, if it did.

@@ -10,7 +10,7 @@ use nix::unistd::pipe2;
 use crate::child::{self, RunHooks, SpawnedChild};
 use crate::holder::Holder;
 use crate::input_pool::InputPool;
-use crate::launcher::Launched;
+use crate::launcher::{self, Launched, Slot};
 use crate::reaper::Reaper;
 use crate::scratch::Scratch;
 use crate::staging::{stage, Staging};
@@ -29,7 +29,7 @@ fn describe(status: Option<std::process::ExitStatus>) -> String {
 
 /// Whether the namespace holder runs.
 #[derive(Debug)]
-enum HolderSlot {
+enum HolderState {
     NotStarted,
     Running(std::sync::Arc<Holder>),
     Unavailable,
@@ -50,7 +50,9 @@ pub struct SandboxConfig {
 pub struct Sandbox {
     helper: PathBuf,
     /// The shared user+network namespace holder, started on first use (namespaces mode).
-    holder: std::sync::Arc<std::sync::Mutex<HolderSlot>>,
+    holder: std::sync::Arc<std::sync::Mutex<HolderState>>,
+    /// Idle sandbox slots the holder started (namespaces mode).
+    slots: std::sync::Arc<SlotPool>,
     mode: SandboxMode,
     fallback_reason: Option<String>,
     /// Removes the scratch trees of finished actions in the background.
@@ -72,7 +74,8 @@ impl Sandbox {
         };
         Sandbox {
             helper: config.helper,
-            holder: std::sync::Arc::new(std::sync::Mutex::new(HolderSlot::NotStarted)),
+            holder: std::sync::Arc::new(std::sync::Mutex::new(HolderState::NotStarted)),
+            slots: std::sync::Arc::default(),
             mode,
             fallback_reason,
             reaper: std::sync::Arc::default(),
@@ -85,30 +88,36 @@ impl Sandbox {
     fn holder(&self) -> Option<std::sync::Arc<Holder>> {
         let mut slot = self.holder.lock().ok()?;
         // A holder that died (killed from outside, say) is replaced.
-        if let HolderSlot::Running(holder) = &*slot {
+        if let HolderState::Running(holder) = &*slot {
             if !holder.is_alive() {
-                *slot = HolderSlot::NotStarted;
+                *slot = HolderState::NotStarted;
             }
         }
-        if let HolderSlot::NotStarted = *slot {
+        if let HolderState::NotStarted = *slot {
             *slot = match Holder::start(&self.helper) {
-                Some(holder) => HolderSlot::Running(std::sync::Arc::new(holder)),
-                None => HolderSlot::Unavailable,
+                Some(holder) => HolderState::Running(std::sync::Arc::new(holder)),
+                None => HolderState::Unavailable,
             };
         }
         match &*slot {
-            HolderSlot::Running(holder) => Some(holder.clone()),
+            HolderState::Running(holder) => Some(holder.clone()),
             _ => None,
         }
     }
 
-    /// Has the holder start the sandbox for the request file `request` (actions without the
-    /// host network); `None` if there is no holder or it failed, and the caller spawns a helper.
-    fn launch(&self, request: &std::path::Path) -> Option<(Launched, Pipes)> {
+    /// Has an idle slot, or a new one the holder starts with its root in `slot_parent`, run
+    /// the request file `request` (actions without the host network); `None` if there is no
+    /// holder or it failed, and the caller spawns a helper.
+    fn launch(
+        &self,
+        request: &std::path::Path,
+        slot_parent: &std::path::Path,
+    ) -> Option<(Launched, Pipes)> {
         let holder = self.holder()?;
+        let slot = self.slots.take(&holder, slot_parent)?;
         let (out_r, out_w) = pipe2(OFlag::O_CLOEXEC).ok()?;
         let (err_r, err_w) = pipe2(OFlag::O_CLOEXEC).ok()?;
-        let launched = holder.launch(request, out_w, err_w).ok()?;
+        let launched = launcher::launch(slot, request, out_w, err_w).ok()?;
         Some((launched, (Some(out_r), Some(err_r))))
     }
 
@@ -180,7 +189,11 @@ impl Sandbox {
             SandboxMode::Namespaces => {
                 let read_only = plan::read_only_mounts(req);
                 let request = namespaced::write_request(req, &scratch, read_only, file_binds)?;
-                match (!req.network).then(|| self.launch(&request)).flatten() {
+                let slot_parent = scratch.path().parent().unwrap_or(scratch.path());
+                match (!req.network)
+                    .then(|| self.launch(&request, slot_parent))
+                    .flatten()
+                {
                     Some((mut launched, pipes)) => {
                         let captured = child::run(&mut launched, pipes, req.timeout, hooks)
                             .map_err(|e| ExecError::io("read the output of", &self.helper, e))?;
@@ -192,10 +205,13 @@ impl Sandbox {
                                 namespaced::exit_kind(&self.helper, req, result, status, &captured)?
                             }
                         };
+                        if let Some(slot) = launched.into_slot() {
+                            self.slots.put(slot);
+                        }
                         (captured, exit)
                     }
                     None => {
-                        let cmd = namespaced::command(&self.helper, &request);
+                        let cmd = namespaced::command(&self.helper, &request, &scratch)?;
                         let (mut child, captured) = self.spawn_and_run(cmd, req, hooks)?;
                         let exit = match captured.cancelled {
                             true => ExitKind::Cancelled,
@@ -248,5 +264,53 @@ impl Sandbox {
             mode: self.mode,
             scratch,
         })
+    }
+}
+
+/// The idle slots of a sandbox; dropping it (with the last clone of the sandbox) kills them.
+#[derive(Default)]
+struct SlotPool {
+    idle: std::sync::Mutex<Vec<Slot>>,
+    /// Numbers the slot directories.
+    started: std::sync::atomic::AtomicUsize,
+}
+
+impl std::fmt::Debug for SlotPool {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str("SlotPool")
+    }
+}
+
+impl SlotPool {
+    /// An idle slot that is still alive, else a new one with its root on a fresh directory
+    /// in `parent`; `None` if none can start.
+    fn take(&self, holder: &Holder, parent: &std::path::Path) -> Option<Slot> {
+        loop {
+            let slot = self.idle.lock().ok()?.pop();
+            match slot {
+                Some(slot) if slot.is_alive() => return Some(slot),
+                Some(dead) => drop(dead),
+                None => break,
+            }
+        }
+        let n = self
+            .started
+            .fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+        let dir = parent.join(format!(".slot-{}-{n}", std::process::id()));
+        fs::create_dir(&dir).ok()?;
+        match holder.start_slot(dir.clone()) {
+            Ok(slot) => Some(slot),
+            Err(_) => {
+                let _ = fs::remove_dir(&dir);
+                None
+            }
+        }
+    }
+
+    /// Keeps `slot` for the next action.
+    fn put(&self, slot: Slot) {
+        if let Ok(mut idle) = self.idle.lock() {
+            idle.push(slot);
+        }
     }
 }

@@ -635,3 +635,88 @@ fn a_program_named_by_its_path_in_a_mount_runs_in_both_modes() {
         assert!(text(&out.stdout).starts_with("hello from "), "{mode:?}");
     }
 }
+
+/// Init's start time (field 22 of `/proc/1/stat`): the same in two actions only if they ran
+/// in one slot.
+const INIT_START: &str = "cut -d' ' -f22 /proc/1/stat";
+
+#[test]
+fn an_action_in_a_reused_slot_sees_nothing_the_one_before_left() {
+    if !namespaces() {
+        eprintln!("slots need namespaces mode; skipped");
+        return;
+    }
+    let fx = Fixture::temp();
+    let sandbox = sandbox();
+    let toolchain = fx.dir.path().join("go");
+    std::fs::create_dir_all(&toolchain).unwrap();
+    let mut first = fx.bash(&format!(
+        "{INIT_START}; echo x > /tmp/left; echo x > /dev/shm/left; ipcmk -M 4096 >/dev/null; \
+         sleep 300 & ls /kiln/toolchains"
+    ));
+    first.mounts = vec![ExtraMount {
+        host: toolchain,
+        sandbox_path: "/kiln/toolchains/go/sdk".into(),
+    }];
+    let out = sandbox.run(&first).unwrap();
+    assert_eq!(out.exit, ExitKind::Code(0), "{}", text(&out.stderr));
+    let first_init = text(&out.stdout);
+    assert!(first_init.ends_with("\ngo\n"), "{first_init}");
+    let second = fx.bash(&format!(
+        "{INIT_START}; ls -A /tmp /dev/shm; ipcs -m | grep -c '^0x' || true; \
+         ls /kiln; pgrep sleep || echo no sleep"
+    ));
+    let out = sandbox.run(&second).unwrap();
+    assert_eq!(out.exit, ExitKind::Code(0), "{}", text(&out.stderr));
+    let stdout = text(&out.stdout);
+    let (init, rest) = stdout.split_once('\n').unwrap();
+    assert_eq!(
+        Some(init),
+        first_init.lines().next(),
+        "the second action ran in the same slot"
+    );
+    assert_eq!(
+        rest,
+        "/dev/shm:\n\n/tmp:\n0\nexecroot\nno sleep\n",
+        "stderr: {}",
+        text(&out.stderr)
+    );
+}
+
+#[test]
+fn an_action_cannot_leave_its_root() {
+    if !namespaces() {
+        eprintln!("needs namespaces mode; skipped");
+        return;
+    }
+    let fx = Fixture::temp();
+    let out = sandbox()
+        .run(&fx.bash(
+            "unshare -U true 2>/dev/null && echo userns; \
+             unshare -m true 2>/dev/null && echo mountns; \
+             chroot / true 2>/dev/null && echo chroot; \
+             ls /proc/1/root/ 2>/dev/null && echo init-root; \
+             mount -t tmpfs none /tmp 2>/dev/null && echo mount; \
+             echo done",
+        ))
+        .unwrap();
+    assert_eq!(text(&out.stdout), "done\n", "{}", text(&out.stderr));
+}
+
+#[test]
+fn system_directories_are_read_only() {
+    if !namespaces() {
+        eprintln!("plain mode leaves the host writable; skipped");
+        return;
+    }
+    let fx = Fixture::temp();
+    let out = sandbox()
+        .run(&fx.bash(
+            "for d in /usr /etc /bin /lib /dev /proc/sys /; do \
+               touch $d/kiln-probe 2>/dev/null && echo wrote $d; done; \
+             mkdir /new 2>/dev/null && echo made /new; echo done",
+        ))
+        .unwrap();
+    assert_eq!(text(&out.stdout), "done\n", "{}", text(&out.stderr));
+    assert!(!std::path::Path::new("/usr/kiln-probe").exists());
+}
