@@ -126,7 +126,10 @@ mod tests {
     }
 
     fn tmp_files(cache: &LocalCache) -> usize {
-        std::fs::read_dir(cache.tmp_dir()).unwrap().count()
+        let subdirs = std::fs::read_dir(cache.tmp_root()).unwrap().flatten();
+        subdirs
+            .map(|dir| std::fs::read_dir(dir.path()).unwrap().count())
+            .sum()
     }
 
     #[test]

@@ -233,7 +233,7 @@ impl LocalCache {
         staging: &Path,
     ) -> Result<bool> {
         let mode = if executable { 0o755 } else { 0o644 };
-        self.copy_out(digest, dest, mode, staging)
+        self.copy_out(digest, dest, mode, &fsutil::spread(staging))
     }
 
     /// Puts a verified blob into a sandbox staging directory at `dest`. A non-executable blob
@@ -291,12 +291,13 @@ impl LocalCache {
         }
         let parent = fsutil::parent_dir(dest);
         fs::create_dir_all(parent).map_err(CacheError::io(parent))?;
-        if temp_dir != parent {
-            fs::create_dir_all(temp_dir).map_err(CacheError::io(temp_dir))?;
-        }
-        let (tmp, file) = TempFile::create_in(temp_dir).map_err(CacheError::io(temp_dir))?;
+        let (tmp, mut file) = TempFile::create_in(temp_dir).map_err(CacheError::io(temp_dir))?;
+        // Into the file just created, not through `fs::copy`, which opens it again with
+        // O_TRUNC: ext4 then flushes a truncated file's data when it is closed
+        // (`auto_da_alloc`), starting a write of every output as soon as it is copied.
+        let copied = File::open(&src).and_then(|mut from| io::copy(&mut from, &mut file));
         drop(file);
-        if let Err(e) = fs::copy(&src, tmp.path()) {
+        if let Err(e) = copied {
             if e.kind() == io::ErrorKind::NotFound && !src.exists() {
                 // Evicted by another process since the check above.
                 self.note_gone(Kind::Blob, digest);

@@ -194,6 +194,7 @@ impl LocalCache {
             .join("tmp")
             .join(format!("{}.{nanos}", std::process::id()));
         fs::create_dir_all(&tmp).map_err(CacheError::io(&tmp))?;
+        fsutil::mark_top_directory(&tmp);
         let (index, fresh) = Index::open(&root.join("index.sqlite"))?;
         let actions = ActionStore::open(&root.join("ac.sqlite"), config.fsync)?;
         let tmp_device = fs::metadata(root.join("tmp")).ok().map(|m| {
@@ -266,8 +267,16 @@ impl LocalCache {
         std::mem::take(&mut *db::lock(&self.warnings))
     }
 
+    /// Where the next temp file goes: one of the [`fsutil::spread`] subdirectories of this
+    /// instance's own temp directory.
     pub(crate) fn tmp_dir(&self) -> PathBuf {
-        self.tmp.clone()
+        fsutil::spread(&self.tmp)
+    }
+
+    /// This instance's own temp directory, parent of every [`LocalCache::tmp_dir`].
+    #[cfg(test)]
+    pub(crate) fn tmp_root(&self) -> &Path {
+        &self.tmp
     }
 
     pub(crate) fn key(kind: Kind, digest: &Digest) -> Key {
@@ -356,6 +365,9 @@ impl LocalCache {
 impl Drop for LocalCache {
     fn drop(&mut self) {
         // Empty unless a write is still unfinished elsewhere; then it stays until it is stale.
+        for n in 0..fsutil::SPREAD {
+            let _ = fs::remove_dir(self.tmp.join(format!("{n:x}")));
+        }
         let _ = fs::remove_dir(&self.tmp);
     }
 }

@@ -178,8 +178,14 @@ fn materialize_staged_copies_through_the_staging_directory() {
     assert!(cache.materialize_staged(&d, &dest, true, &staging).unwrap());
     assert_eq!(fs::read(&dest).unwrap(), b"staged");
     assert_eq!(fs::metadata(&dest).unwrap().mode() & 0o777, 0o755);
+    let subdirs: Vec<_> = fs::read_dir(&staging).unwrap().flatten().collect();
     assert_eq!(
-        fs::read_dir(&staging).unwrap().count(),
+        subdirs.len(),
+        1,
+        "made in one subdirectory of the staging directory"
+    );
+    assert_eq!(
+        fs::read_dir(subdirs[0].path()).unwrap().count(),
         0,
         "temp renamed away"
     );
@@ -190,7 +196,12 @@ fn materialize_staged_copies_through_the_staging_directory() {
         .materialize_staged(&missing, &absent, false, &staging)
         .unwrap());
     assert!(!absent.exists());
-    assert_eq!(fs::read_dir(&staging).unwrap().count(), 0);
+    let left = fs::read_dir(&staging).unwrap().flatten();
+    assert!(
+        left.into_iter()
+            .all(|d| fs::read_dir(d.path()).unwrap().count() == 0),
+        "no temp file left in the staging directory"
+    );
 }
 
 #[test]
@@ -599,14 +610,18 @@ fn each_open_cache_writes_in_a_temp_directory_of_its_own_removed_when_dropped() 
     assert!(subdirs().is_empty());
 }
 
-/// Files under the cache's `tmp/` (each open cache has its own directory there).
+/// Files under the cache's `tmp/` (each open cache has its own directory there, with
+/// subdirectories).
 fn temp_files(root: &std::path::Path) -> usize {
-    fs::read_dir(root.join("tmp"))
-        .unwrap()
-        .flatten()
-        .map(|e| match e.file_type() {
-            Ok(t) if t.is_dir() => fs::read_dir(e.path()).unwrap().count(),
-            _ => 1,
-        })
-        .sum()
+    fn files(dir: &std::path::Path) -> usize {
+        fs::read_dir(dir)
+            .unwrap()
+            .flatten()
+            .map(|e| match e.file_type() {
+                Ok(t) if t.is_dir() => files(&e.path()),
+                _ => 1,
+            })
+            .sum()
+    }
+    files(&root.join("tmp"))
 }

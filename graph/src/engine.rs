@@ -407,17 +407,21 @@ impl<'a> Engine<'a> {
         }
         let started = std::time::SystemTime::now();
         // Temp files of a build killed mid-copy (the build lock says none is running now). The
-        // staging directory is made afresh by this build's first copy; `kiln-out` is marked so
-        // that ext4 gives it a block group of its own, not the one where the outputs a clean
-        // just deleted were (see `kiln_cache::mark_top_directory`).
-        let _ = std::fs::remove_dir_all(
-            self.config
-                .root
-                .join(crate::action::MATERIALIZE_STAGING_DIR),
-        );
+        // staging directory is made afresh; it and `kiln-out` are marked so that ext4 gives
+        // their subdirectories block groups of their own, not the one where the outputs a
+        // clean just deleted were (see `kiln_cache::mark_top_directory`).
+        let staging = self
+            .config
+            .root
+            .join(crate::action::MATERIALIZE_STAGING_DIR);
+        let _ = std::fs::remove_dir_all(&staging);
         let out_dir = self.config.root.join("kiln-out");
         if std::fs::create_dir_all(&out_dir).is_ok() {
             kiln_cache::mark_top_directory(&out_dir);
+        }
+        // Its subdirectories, where copies are made, get groups of their own too.
+        if std::fs::create_dir(&staging).is_ok() {
+            kiln_cache::mark_top_directory(&staging);
         }
         let cache = self.cache()?;
         let observed = Observations::default();
