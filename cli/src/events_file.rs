@@ -52,10 +52,13 @@ impl BuildObserver for EventsFile {
                 "type": "planned", "actions": actions, "packages_evaluated": packages_evaluated, "packages_loaded": packages_loaded,
             }),
             BuildEvent::ActionStarted {
-                label, mnemonic, ..
-            } => {
-                json!({"type": "action_started", "label": label.to_string(), "mnemonic": mnemonic})
-            }
+                label,
+                mnemonic,
+                message,
+            } => json!({
+                "type": "action_started", "label": label.to_string(), "mnemonic": mnemonic,
+                "message": message,
+            }),
             BuildEvent::ActionFinished {
                 label,
                 mnemonic,

@@ -68,8 +68,9 @@ fn another_build_of_kiln_does_not_reuse_package_memos() {
     let ws = Workspace::new();
     ws.write(
         "a/BUILD",
-        r#"genrule(name = "a", outs = ["a.txt"], cmd = "echo a > $@")"#,
+        r#"genrule(name = "a", srcs = ["in.txt"], outs = ["a.txt"], cmd = "cat $< > $@")"#,
     );
+    ws.write("a/in.txt", "1");
     // A private copy of the binary, whose identity the test can change.
     let bin_dir = tempfile::tempdir().unwrap();
     let kiln = bin_dir.path().join("kiln");
@@ -95,11 +96,15 @@ fn another_build_of_kiln_does_not_reuse_package_memos() {
     };
     let events = bin_dir.path().join("events.jsonl");
     run(&events);
+    // A changed source, so that the build is planned (a no-op replays without planning).
+    ws.write("a/in.txt", "2");
+    let second = planned(&run(&events));
+    assert_eq!(second["packages_loaded"], 1, "{second}");
     assert_eq!(
-        planned(&run(&events))["packages_evaluated"],
-        0,
+        second["packages_evaluated"], 0,
         "the same binary reuses its memo"
     );
+    ws.write("a/in.txt", "3");
     // "Rebuild" the binary: a new file at the same path.
     let bytes = std::fs::read(&kiln).unwrap();
     std::fs::remove_file(&kiln).unwrap();
@@ -337,4 +342,30 @@ fn names_path_finds_whole_paths_only() {
     assert!(!names_path("src/os/root.go", "/root"));
     assert!(!names_path("/rootfs/bin", "/root"));
     assert!(!names_path("/kiln/execroot/x", "/root"));
+}
+
+#[test]
+fn a_change_of_settings_re_evaluates_packages_and_going_back_reuses_the_memo() {
+    let ws = Workspace::new();
+    ws.write(
+        "a/BUILD",
+        r#"genrule(name = "a", srcs = ["in.txt"], outs = ["a.txt"], cmd = "cat $< > $@")"#,
+    );
+    ws.write("a/in.txt", "1");
+    let evaluated = |args: &[&str], content: &str| {
+        ws.write("a/in.txt", content);
+        let mut all = vec!["build", "//..."];
+        all.extend(args);
+        let out = ws.kiln(&all);
+        out.ok();
+        planned(&out.events)["packages_evaluated"].clone()
+    };
+    assert_eq!(evaluated(&[], "1"), 1);
+    assert_eq!(evaluated(&[], "2"), 0, "same settings");
+    assert_eq!(
+        evaluated(&["-c", "opt"], "3"),
+        1,
+        "another compilation mode"
+    );
+    assert_eq!(evaluated(&["-c", "opt"], "4"), 0);
 }

@@ -96,6 +96,46 @@ fn visibility_violation_is_an_error() {
 }
 
 #[test]
+fn exported_files_and_package_default_visibility_are_enforced() {
+    let ws = Workspace::new();
+    ws.write("a/shared.txt", "shared\n");
+    ws.write("a/secret.txt", "secret\n");
+    ws.write(
+        "a/BUILD",
+        r#"
+package(default_visibility = ["//friend:__pkg__"])
+exports_files(["shared.txt"], visibility = ["//visibility:public"])
+exports_files(["secret.txt"], visibility = ["//friend:__pkg__"])
+genrule(name = "gen", outs = ["gen.txt"], cmd = "echo gen > $@")
+"#,
+    );
+    let user = |pkg: &str, src: &str| {
+        ws.write(
+            &format!("{pkg}/BUILD"),
+            &format!(
+                r#"genrule(name = "use", srcs = ["{src}"], outs = ["use.txt"], cmd = "cat $< > $@")"#
+            ),
+        );
+        ws.kiln(&["build", &format!("//{pkg}:use")])
+    };
+    user("stranger", "//a:shared.txt").ok();
+    assert_eq!(ws.read_out("stranger/use.txt"), "shared\n");
+    for denied in ["//a:secret.txt", "//a:gen"] {
+        let out = user("stranger", denied);
+        out.expect_code(1);
+        assert!(
+            out.stderr.contains(denied) && out.stderr.contains("visib"),
+            "{denied}: {}",
+            out.stderr
+        );
+    }
+    user("friend", "//a:secret.txt").ok();
+    assert_eq!(ws.read_out("friend/use.txt"), "secret\n");
+    user("friend", "//a:gen").ok();
+    assert_eq!(ws.read_out("friend/use.txt"), "gen\n");
+}
+
+#[test]
 fn run_passes_exit_code_and_stdout() {
     let ws = Workspace::new();
     ws.write(

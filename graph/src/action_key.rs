@@ -266,6 +266,31 @@ fn merkle_tree(
     Ok((root_digest, out))
 }
 
+/// `platform` plus the `kiln-host-tools` property: a digest of `tools` (host programs the
+/// action runs, e.g. `/bin/bash`) with each one's digest from `digests` (`unknown` when
+/// missing), so that an action keys on the host tools it uses.
+pub fn with_host_tools(
+    platform: &PlatformProperties,
+    tools: &[String],
+    digests: &std::collections::HashMap<String, String>,
+    function: DigestFunction,
+) -> PlatformProperties {
+    let mut named: Vec<String> = tools
+        .iter()
+        .map(|t| {
+            let digest = digests.get(t).map_or("unknown", |s| s.as_str());
+            format!("{t}={digest}")
+        })
+        .collect();
+    named.sort();
+    let mut platform = platform.clone();
+    platform.properties.insert(
+        "kiln-host-tools".to_string(),
+        Digest::of_bytes(function, named.join("\n").as_bytes()).hex(),
+    );
+    platform
+}
+
 #[cfg(test)]
 mod tests {
     //! One test per field of the key: changing the field must change the key.
@@ -500,17 +525,43 @@ mod tests {
     }
 
     #[test]
-    fn digest_function_changes_the_key() {
+    fn digest_function_is_part_of_the_key() {
         let sha = |a: &Artifact| {
             Some(FileDigest {
                 digest: Digest::of_bytes(DigestFunction::Sha256, a.path.as_bytes()),
                 executable: false,
             })
         };
+        let blake = key(&base());
+        let sha256 = key_with(&base(), &sha, &platform(), DigestFunction::Sha256);
+        // Stores are keyed on (function, hash): the two never meet, whatever the hashes.
+        assert_eq!(blake.function, DigestFunction::Blake3);
+        assert_eq!(sha256.function, DigestFunction::Sha256);
+    }
+
+    #[test]
+    fn each_host_tool_digest_changes_the_key() {
+        let tools = vec!["/bin/bash".to_string(), "/usr/bin/cat".to_string()];
+        let digests = |bash: &str, cat: &str| {
+            std::collections::HashMap::from([
+                ("/bin/bash".to_string(), bash.to_string()),
+                ("/usr/bin/cat".to_string(), cat.to_string()),
+            ])
+        };
+        let keyed = |digests: &std::collections::HashMap<String, String>, tools: &[String]| {
+            let platform = with_host_tools(&platform(), tools, digests, DigestFunction::Blake3);
+            key_with(&base(), &content, &platform, DigestFunction::Blake3)
+        };
+        let start = keyed(&digests("b1", "c1"), &tools);
+        assert_eq!(start, keyed(&digests("b1", "c1"), &tools), "stable");
+        assert_ne!(start, keyed(&digests("b2", "c1"), &tools), "bash changed");
+        assert_ne!(start, keyed(&digests("b1", "c2"), &tools), "cat changed");
         assert_ne!(
-            key(&base()).hex(),
-            key_with(&base(), &sha, &platform(), DigestFunction::Sha256).hex()
+            start,
+            keyed(&digests("b1", "c1"), &tools[..1]),
+            "one tool fewer"
         );
+        assert_ne!(start, key(&base()), "no tools at all");
     }
 
     #[test]

@@ -169,24 +169,11 @@ impl Runner {
             return compute_key(spec, inputs, &self.platform, self.function)
                 .map_err(|e| e.to_string());
         }
-        let mut tools: Vec<String> = spec
-            .host_tools
-            .iter()
-            .map(|t| {
-                format!(
-                    "{t}={}",
-                    self.tool_digests
-                        .get(t)
-                        .map(|s| s.as_str())
-                        .unwrap_or("unknown")
-                )
-            })
-            .collect();
-        tools.sort();
-        let mut platform = self.platform.clone();
-        platform.properties.insert(
-            "kiln-host-tools".to_string(),
-            Digest::of_bytes(self.function, tools.join("\n").as_bytes()).hex(),
+        let platform = crate::action_key::with_host_tools(
+            &self.platform,
+            &spec.host_tools,
+            &self.tool_digests,
+            self.function,
         );
         compute_key(spec, inputs, &platform, self.function).map_err(|e| e.to_string())
     }

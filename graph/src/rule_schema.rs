@@ -115,4 +115,19 @@ impl RuleSchema {
             .chain(test_attrs)
             .find(|a| a.name == name)
     }
+
+    /// Every attribute [`RuleSchema::attr`] knows, sorted, for an error message.
+    pub fn attr_names(&self) -> Vec<&'static str> {
+        let test_attrs: &[AttrSchema] = if self.test { TEST_ATTRS } else { &[] };
+        let mut names: Vec<&'static str> = self
+            .attrs
+            .iter()
+            .chain(COMMON_ATTRS)
+            .chain(test_attrs)
+            .map(|a| a.name)
+            .collect();
+        names.sort_unstable();
+        names.dedup();
+        names
+    }
 }

@@ -214,9 +214,11 @@ impl<'a> SourceDigests<'a> {
 
 fn same_stat(a: &std::fs::Metadata, b: &std::fs::Metadata) -> bool {
     use std::os::unix::fs::MetadataExt;
-    a.ino() == b.ino()
+    a.dev() == b.dev()
+        && a.ino() == b.ino()
         && a.size() == b.size()
         && a.mtime() == b.mtime()
         && a.mtime_nsec() == b.mtime_nsec()
+        && a.ctime() == b.ctime()
         && a.ctime_nsec() == b.ctime_nsec()
 }

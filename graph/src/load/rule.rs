@@ -105,7 +105,17 @@ impl<'v> StarlarkValue<'v> for RuleFunction {
                 continue;
             }
             let Some(attr) = schema.attr(key) else {
-                report(format!("`{}` has no attribute `{key}`", self.name));
+                let known: Vec<String> = schema
+                    .attr_names()
+                    .iter()
+                    .filter(|n| **n != "name")
+                    .map(|n| format!("`{n}`"))
+                    .collect();
+                report(format!(
+                    "`{}` has no attribute `{key}`; expected one of `name`, {}",
+                    self.name,
+                    known.join(", ")
+                ));
                 ok = false;
                 continue;
             };
