@@ -18,6 +18,8 @@
 # Scenarios: clean, no-op, and a body edit of a non-inlinable function in
 # internal/typesinternal (imported, directly or not, by most analysis packages and commands).
 # Results: bench/results/go-real-{incremental,clean}.{md,json}, bench/results/go-real-env.txt.
+# `go build -ldflags="-s -w"`: Kiln's default `-c fastbuild` links stripped binaries (as rules_go
+# does with Bazel's --strip=sometimes), so `go build` is asked to do the same linker work.
 set -euo pipefail
 
 RUNS="${RUNS:-3}"
@@ -48,7 +50,7 @@ KC="$TMP/kiln-cache"
 GC="$TMP/gocache"
 BIN="$TMP/bin"
 kiln_cmd="cd $TMP/kiln && KILN_CACHE_DIR=$KC $KILN build //... --jobs $JOBS"
-go_cmd="cd $TMP/go && GOCACHE=$GC go build -o $BIN/ ./..."
+go_cmd="cd $TMP/go && GOCACHE=$GC go build -ldflags=\"-s -w\" -o $BIN/ ./..."
 # The edit: the body of a //go:noinline function in a file added to internal/typesinternal.
 edit() { echo "printf 'package typesinternal\n\n//go:noinline\nfunc kilnBenchEdit() int { return %s }\n' \$(date +%N | sed 's/^0*//;s/^\$/1/') > $1/internal/typesinternal/kiln_bench_edit.go"; }
 

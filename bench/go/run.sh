@@ -16,6 +16,8 @@
 #   kiln-body  / go-body    the body of p000.Base (//go:noinline; p000 is imported by every package
 #                           of layer 1, and transitively by all 450 above) changed before each run
 # Results: bench/results/go.{md,json}; environment: bench/results/go-env.txt.
+# `go build -ldflags="-s -w"`: Kiln's default `-c fastbuild` links stripped binaries (as rules_go
+# does with Bazel's --strip=sometimes), so `go build` is asked to do the same linker work.
 set -euo pipefail
 
 RUNS="${RUNS:-5}"
@@ -38,7 +40,7 @@ KC="$TMP/kiln-cache"
 GC="$TMP/gocache"
 BIN="$TMP/bin"
 kiln_cmd="cd $TMP/kiln && KILN_CACHE_DIR=$KC $KILN build //... --jobs $JOBS"
-go_cmd="cd $TMP/go && GOCACHE=$GC go build -o $BIN/ ./..."
+go_cmd="cd $TMP/go && GOCACHE=$GC go build -ldflags=\"-s -w\" -o $BIN/ ./..."
 edit() { echo "sed -i \"s/return x \\* [0-9]* \\/\\/ body/return x * \$(date +%N | sed 's/^0*//;s/^\$/1/') \\/\\/ body/\" $1/lib/p000/p000.go"; }
 
 # Warm both for the no-op and body scenarios.

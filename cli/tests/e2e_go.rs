@@ -474,6 +474,23 @@ fn clear_errors_strict_deps_cgo_and_a_missing_toolchain() {
         "{}",
         out.stderr
     );
+    // The standard library's internal packages are its own, as cmd/go says.
+    ws.write(
+        "inner/inner.go",
+        "package inner\n\nimport _ \"internal/abi\"\n",
+    )
+    .write(
+        "inner/BUILD.bazel",
+        "load(\"@io_bazel_rules_go//go:def.bzl\", \"go_library\")\ngo_library(name = \"inner\", srcs = [\"inner.go\"])\n",
+    );
+    let out = ws.kiln(&["build", "//inner"]);
+    out.expect_code(1);
+    assert!(
+        out.stderr
+            .contains("inner/inner.go:3: use of internal package `internal/abi` not allowed"),
+        "{}",
+        out.stderr
+    );
 
     // No `go` on PATH (an empty directory) and no pin: exit 36 with a way out.
     let empty_path = tempfile::tempdir().unwrap();

@@ -42,6 +42,10 @@ pub struct PackageSource {
     pub src_dir: String,
     /// Whether some `.go` files are generated (their imports are unknown to analysis).
     pub generated: bool,
+    /// The test main Kiln writes, which imports `testing/internal/testdeps` as the one
+    /// `go test` writes does; any other package may not import the standard library's
+    /// internal packages.
+    pub test_main: bool,
 }
 
 /// A compiled Go package.
@@ -213,6 +217,7 @@ pub fn compile_package(
     let mut used: Vec<Arc<GoArchive>> = Vec::new();
     let mut seen = HashSet::new();
     let mut missing = Vec::new();
+    let mut forbidden = Vec::new();
     for file in &input.source.go {
         for import in &file.info.imports {
             let path = import.path.as_str();
@@ -227,6 +232,16 @@ pub fn compile_package(
             } else if let Some(dep) = by_path.get(path) {
                 used.push(Arc::clone(dep));
             } else if platform.std.is_std(path) {
+                if is_internal(path) && !input.source.test_main {
+                    // cmd/go's rule: only the standard library (and the test main cmd/go
+                    // generates, which imports `testing/internal/testdeps`) may import the
+                    // standard library's internal packages.
+                    forbidden.push(format!(
+                        "{}:{}: use of internal package `{path}` not allowed",
+                        file.path, import.line
+                    ));
+                    continue;
+                }
                 std_imports.push(path.to_string());
             } else {
                 missing.push(format!(
@@ -254,6 +269,13 @@ pub fn compile_package(
             "Invalid `//go:debug` directives in `{}`:\n  {}",
             input.label,
             bad.join("\n  ")
+        )));
+    }
+    if !forbidden.is_empty() {
+        return Err(ctx.error(format!(
+            "`{}` imports the standard library's internal packages:\n  {}",
+            input.label,
+            forbidden.join("\n  ")
         )));
     }
     if !missing.is_empty() {
@@ -450,6 +472,11 @@ pub fn link_closure(
     out
 }
 
+/// Whether an import path has an `internal` element (`internal/abi`, `net/http/internal`).
+fn is_internal(path: &str) -> bool {
+    path.split('/').any(|part| part == "internal")
+}
+
 #[cfg(test)]
 mod suggested_label_tests {
     use super::*;
@@ -517,5 +544,14 @@ mod suggested_label_tests {
             suggested_label("github.com/x/y/z", Some(&s)),
             "@com_github_x_y//z"
         );
+    }
+
+    #[test]
+    fn internal_packages_are_recognized_by_any_internal_element() {
+        assert!(is_internal("internal/abi"));
+        assert!(is_internal("net/http/internal/ascii"));
+        assert!(is_internal("crypto/internal"));
+        assert!(!is_internal("net/http"));
+        assert!(!is_internal("internals/x"));
     }
 }

@@ -4,8 +4,9 @@
 use std::os::unix::fs::PermissionsExt;
 use std::path::Path;
 
-/// Copies the directories and regular files under `from` to `to`; directories get 0755, each
-/// file the mode `file_mode` gives for its path relative to `from`.
+/// Copies the directories and regular files under `from` to `to` (a symlink to a file as the
+/// file, as Go reads it and as `dirhash` hashes it); directories get 0755, each file the mode
+/// `file_mode` gives for its path relative to `from`.
 pub fn copy_tree(from: &Path, to: &Path, file_mode: impl Fn(&Path) -> u32) -> std::io::Result<()> {
     for entry in walkdir::WalkDir::new(from) {
         let entry = entry.map_err(std::io::Error::other)?;
@@ -17,7 +18,9 @@ pub fn copy_tree(from: &Path, to: &Path, file_mode: impl Fn(&Path) -> u32) -> st
         if entry.file_type().is_dir() {
             std::fs::create_dir_all(&dest)?;
             std::fs::set_permissions(&dest, std::fs::Permissions::from_mode(0o755))?;
-        } else if entry.file_type().is_file() {
+        } else if entry.file_type().is_file()
+            || std::fs::metadata(entry.path()).is_ok_and(|m| m.is_file())
+        {
             std::fs::copy(entry.path(), &dest)?;
             std::fs::set_permissions(&dest, std::fs::Permissions::from_mode(file_mode(rel)))?;
         }

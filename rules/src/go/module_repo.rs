@@ -69,13 +69,13 @@ impl MainModule {
         // From the environment or the `go env -w` file, as cmd/go reads it.
         let goflags = super::go_env_file::setting(ctx.host, "GOFLAGS");
         // As cmd/go: `-mod=vendor` asks for vendor/, and a vendor/modules.txt implies it for a
-        // main module at go 1.14 or later unless GOFLAGS says `-mod=mod` or `-mod=readonly`.
-        let vendor = goflags.split_whitespace().any(|f| f == "-mod=vendor")
-            || (root.join("vendor/modules.txt").is_file()
-                && go_mod.go_minor() >= 14
-                && !goflags
-                    .split_whitespace()
-                    .any(|f| f == "-mod=mod" || f == "-mod=readonly"));
+        // main module at go 1.14 or later unless GOFLAGS says `-mod=mod` or `-mod=readonly`
+        // (the last `-mod` in GOFLAGS counts, as for any flag given twice).
+        let vendor = match mod_flag(&goflags) {
+            Some("vendor") => true,
+            Some("mod" | "readonly") => false,
+            _ => root.join("vendor/modules.txt").is_file() && go_mod.go_minor() >= 14,
+        };
         let vendor_go = match vendor {
             true => {
                 let text = std::fs::read_to_string(root.join("vendor/modules.txt"))
@@ -211,8 +211,9 @@ fn materialize(
     ctx: &RepoContext<'_>,
 ) -> Result<PathBuf, RepositoryError> {
     let def = RepositoryError::Definition;
-    // Where the files come from, and the hash that names them.
-    let (source, hash) = if main.vendor {
+    // Where the files come from, the hash that names them, and the name prefix it was taken
+    // with (to take it again of the copy).
+    let (source, hash, prefix) = if main.vendor {
         let dir = main.root.join("vendor").join(&req.path);
         if !dir.is_dir() {
             return Err(def(format!(
@@ -225,9 +226,9 @@ fn materialize(
             ctx.host.observe(entry.path());
         }
         let go = main.vendor_go.get(&req.path).map_or("", String::as_str);
-        let h = dirhash::hash_dir(&dir, &format!("{}@{} go {go}", req.path, req.version))
-            .map_err(def)?;
-        (dir, h)
+        let prefix = format!("{}@{} go {go}", req.path, req.version);
+        let h = dirhash::hash_dir(&dir, &prefix).map_err(def)?;
+        (dir, h, prefix)
     } else {
         match main.go_mod.replacement(&req.path, &req.version) {
             Some(Replacement::Dir(rel)) => {
@@ -242,7 +243,7 @@ fn materialize(
                     ctx.host.observe(entry.path());
                 }
                 let h = dirhash::hash_dir(&dir, &req.path).map_err(def)?;
-                (dir, h)
+                (dir, h, req.path.clone())
             }
             other => {
                 let target = match other {
@@ -273,9 +274,8 @@ fn materialize(
                     &target.version,
                 )
                 .map_err(RepositoryError::Environment)?;
-                let got =
-                    dirhash::hash_dir(&downloaded, &format!("{}@{}", target.path, target.version))
-                        .map_err(def)?;
+                let prefix = format!("{}@{}", target.path, target.version);
+                let got = dirhash::hash_dir(&downloaded, &prefix).map_err(def)?;
                 if got != want {
                     return Err(def(format!(
                         "go.sum:{}: checksum mismatch for `{} {}`: go.sum says `{want}`, the downloaded module hashes to `{got}`; go.sum may have been tampered with, and nothing was used",
@@ -284,7 +284,7 @@ fn materialize(
                         target.version
                     )));
                 }
-                (downloaded, want)
+                (downloaded, want, prefix)
             }
         }
     };
@@ -301,6 +301,16 @@ fn materialize(
     let _ = std::fs::remove_dir_all(&tmp);
     super::fs_copy::copy_tree(&source, &tmp, |_| 0o644)
         .map_err(|e| RepositoryError::Environment(format!("copying module `{}`: {e}", req.path)))?;
+    // What is stored is what was hashed: a file that changed between the hash and the copy
+    // (an edit in vendor/, a concurrent download) is caught here, not served.
+    let copied = dirhash::hash_dir(&tmp, &prefix).map_err(def)?;
+    if copied != hash {
+        let _ = std::fs::remove_dir_all(&tmp);
+        return Err(RepositoryError::Environment(format!(
+            "module `{}` changed while it was copied into the store (hashed `{hash}`, copied `{copied}`); build again",
+            req.path
+        )));
+    }
     if main.vendor {
         write_vendored_go_mod(&tmp, req, main)?;
     }
@@ -370,4 +380,24 @@ fn repo_key(name: &str, hash: &str, env: &GoEnv) -> String {
         h.update(b"\0");
     }
     format!("{name}-{}", &h.finalize().to_hex()[..24])
+}
+
+/// The value of the last `-mod=` (or `--mod=`) flag in `goflags`.
+fn mod_flag(goflags: &str) -> Option<&str> {
+    goflags
+        .split_whitespace()
+        .rev()
+        .find_map(|f| f.strip_prefix("-mod=").or_else(|| f.strip_prefix("--mod=")))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn the_last_mod_flag_counts() {
+        assert_eq!(mod_flag("-mod=vendor -trimpath -mod=mod"), Some("mod"));
+        assert_eq!(mod_flag("-mod=mod --mod=vendor"), Some("vendor"));
+        assert_eq!(mod_flag("-trimpath"), None);
+    }
 }

@@ -124,7 +124,9 @@ pub fn select(
         let info = header_memo::header(host, path, |text| {
             scan::scan(text).map_err(|e| format!("{path}:{}", e.trim_start_matches("line ")))
         })?;
-        if !info.constraints_hold(ctx) {
+        // go/build ignores files of `package documentation` (an old convention for doc-only
+        // files), tests included.
+        if !info.constraints_hold(ctx) || info.package == "documentation" {
             continue;
         }
         if info.cgo && !ctx.cgo {
@@ -139,9 +141,7 @@ pub fn select(
         if is_test && file.info.package.ends_with("_test") {
             out.xtest.push(file);
         } else {
-            if file.info.package != "documentation" {
-                names.push((file.info.package.clone(), path.clone()));
-            }
+            names.push((file.info.package.clone(), path.clone()));
             if is_test {
                 out.test.push(file);
             } else {
@@ -295,6 +295,14 @@ mod tests {
             .contains("Found packages `p`"));
         let broken = vec![write("a.go", "package p\nimport (\n")];
         assert!(select(&broken, &ctx).unwrap_err().starts_with("p/a.go:"));
+        // As go/build: a `package documentation` file is ignored, not compiled.
+        let documented = vec![
+            write("a.go", "package p\n"),
+            write("doc.go", "package documentation\nimport \"unknown/x\"\n"),
+        ];
+        let p = select(&documented, &ctx).unwrap();
+        assert_eq!(paths(&p.go), ["p/a.go"]);
+        assert!(p.imports(&p.go).is_empty());
     }
 
     #[test]

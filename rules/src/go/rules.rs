@@ -404,6 +404,7 @@ impl Unit {
             gc_flags: self.gc_flags.clone(),
             src_dir: self.dir.clone(),
             generated,
+            test_main: false,
         }))
     }
 
@@ -614,6 +615,7 @@ fn empty_package(
         gc_flags: unit.gc_flags.clone(),
         src_dir: unit.dir.clone(),
         generated: false,
+        test_main: false,
     })
 }
 

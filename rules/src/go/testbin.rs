@@ -417,6 +417,7 @@ pub fn test(
         gc_flags: vec!["-dwarf=false".into()],
         src_dir: unit.dir.clone(),
         generated: false,
+        test_main: true,
     });
     let main = compile_package(
         ctx,
