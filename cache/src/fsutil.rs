@@ -149,9 +149,16 @@ pub(crate) fn remove_stale(dir: &Path, max_age: Duration) {
         let Ok(meta) = entry.metadata() else {
             continue;
         };
-        let old = meta
-            .modified()
-            .ok()
+        // A live cache instance creates its files in the subdirectories of its directory
+        // (see `spread`), so their times, not the directory's own, say when it last wrote.
+        let mut newest = meta.modified().ok();
+        if meta.is_dir() {
+            for sub in fs::read_dir(entry.path()).into_iter().flatten().flatten() {
+                let modified = sub.metadata().and_then(|m| m.modified()).ok();
+                newest = newest.max(modified);
+            }
+        }
+        let old = newest
             .and_then(|m| now.duration_since(m).ok())
             .is_some_and(|age| age > max_age);
         if old && meta.is_file() {

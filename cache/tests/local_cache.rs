@@ -356,13 +356,32 @@ fn index_is_rebuilt_from_disk_and_stale_temp_files_survive_only_an_hour() {
     let old_tmp = dir.path().join("tmp/.kiln-tmp.old");
     fs::write(&old_tmp, b"left by a killed process").unwrap();
     let two_hours_ago = std::time::SystemTime::now() - std::time::Duration::from_secs(7200);
+    let age = |path: &std::path::Path| {
+        fs::File::open(path)
+            .unwrap()
+            .set_modified(two_hours_ago)
+            .unwrap()
+    };
     fs::File::options()
         .write(true)
         .open(&old_tmp)
         .unwrap()
         .set_modified(two_hours_ago)
         .unwrap();
+    // Instance directories: one whose subdirectory was written to recently belongs to a live
+    // cache (its own time stops moving once its subdirectories exist); one all old does not.
+    let (live, dead) = (dir.path().join("tmp/1.1"), dir.path().join("tmp/2.2"));
+    for instance in [&live, &dead] {
+        fs::create_dir_all(instance.join("0")).unwrap();
+        age(&instance.join("0"));
+        fs::create_dir_all(instance.join("1")).unwrap();
+    }
+    age(&dead.join("1"));
+    age(&live);
+    age(&dead);
     let cache = open(dir.path());
+    assert!(live.exists(), "a live instance's directory stays");
+    assert!(!dead.exists(), "an abandoned instance's directory goes");
     assert!(
         !old_tmp.exists(),
         "temp files older than an hour are removed at open"

@@ -16,19 +16,18 @@ use std::ffi::CString;
 use std::fs;
 use std::io::Read;
 use std::os::fd::{AsFd, AsRawFd, OwnedFd};
-use std::path::Path;
 
 use nix::errno::Errno;
 use nix::fcntl::OFlag;
 use nix::poll::{poll, PollFd, PollFlags, PollTimeout};
 use nix::sched::{unshare, CloneFlags};
 use nix::sys::prctl::set_pdeathsig;
-use nix::sys::signal::{signal, sigprocmask, SigHandler, SigSet, SigmaskHow, Signal};
+use nix::sys::signal::{sigprocmask, SigSet, SigmaskHow, Signal};
 use nix::sys::wait::{waitpid, WaitStatus};
 use nix::unistd::{chdir, chroot, execve, fork, getppid, pipe2, sethostname, ForkResult, Pid};
 
 use crate::protocol::{HelperRequest, HelperResult};
-use crate::{launcher, mounts, namespaces};
+use crate::{mounts, namespaces};
 
 /// `argv[1]` that selects the helper entry point in the kiln binary.
 pub const HELPER_ARG: &str = "__sandbox";
@@ -120,108 +119,8 @@ fn helper_gone(life_r: &OwnedFd) -> bool {
     poll(&mut fds, PollTimeout::ZERO).is_ok_and(|n| n > 0)
 }
 
-/// Init of a slot the holder cloned (see `launcher`), already in its pid, uts and ipc
-/// namespaces and in the holder's user and network ones: builds the shared part of the root
-/// on `root` in a mount namespace of its own, says it is ready on `socket`, then runs the
-/// actions kiln sends there one after another, each in the root with its own mounts on top,
-/// and leaves nothing of one action running or mounted when the next starts.
-pub(crate) fn slot_init(root: &Path, socket: OwnedFd) -> ! {
-    if set_pdeathsig(Signal::SIGKILL).is_err() || peer_gone(&socket) {
-        // SAFETY: kiln is gone; leave without running anything.
-        unsafe { libc::_exit(1) }
-    }
-    if let Err(msg) = prepare_slot(root) {
-        launcher::report(&socket, &HelperResult::SetupFailed(msg));
-        // SAFETY: leave without running destructors of the holder's copied state.
-        unsafe { libc::_exit(1) }
-    }
-    launcher::ready(&socket);
-    while let Some((path, stdio)) = launcher::next_action(&socket) {
-        let mut done = None;
-        let result = match launcher::read_request(&path).and_then(|req| {
-            let run = run_in_slot(root, &req, stdio);
-            done = Some(req);
-            run
-        }) {
-            Ok((result, created)) => {
-                kill_the_rest();
-                launcher::report(&socket, &result);
-                done.map(|req| (req, created))
-            }
-            Err(msg) => {
-                kill_the_rest();
-                launcher::report(&socket, &HelperResult::SetupFailed(msg));
-                None // its mounts may be half made: this slot serves no other action
-            }
-        };
-        let cleared = result.is_some_and(|(req, created)| clear_slot(root, &req, &created).is_ok());
-        if !cleared {
-            break;
-        }
-    }
-    // SAFETY: as above.
-    unsafe { libc::_exit(0) }
-}
-
-/// The slot's lasting state: stdio on `/dev/null` (its stdin was the holder's control
-/// socket), not dumpable (so no action can open `/proc/1/root`, the host's root), its own
-/// mount namespace with the shared part of the sandbox's root, sealed read-only.
-fn prepare_slot(root: &Path) -> Result<(), String> {
-    redirect_stdio_to_null()?;
-    // SAFETY: prctl(PR_SET_DUMPABLE) takes plain integers.
-    if unsafe { libc::prctl(libc::PR_SET_DUMPABLE, 0, 0, 0, 0) } != 0 {
-        return Err(format!("prctl(PR_SET_DUMPABLE): {}", Errno::last()));
-    }
-    mounts::private_namespace()?;
-    mounts::system_tree(root)?;
-    mounts::seal(root, true)?;
-    sethostname("localhost").map_err(|e| format!("sethostname: {e}"))
-}
-
-/// Mounts the action's part of the root, runs it; returns its result and the mount points
-/// created in the root for it.
-fn run_in_slot(
-    root: &Path,
-    req: &HelperRequest,
-    stdio: ActionStdio,
-) -> Result<(HelperResult, Vec<std::path::PathBuf>), String> {
-    let unseal = mounts::missing_mount_points(root, req);
-    if unseal {
-        mounts::seal(root, false)?;
-    }
-    let created = mounts::action_tree(root, req)?;
-    if unseal {
-        mounts::seal(root, true)?;
-    }
-    let result = run_action(req, Some(root), Some(stdio))?;
-    Ok((result, created))
-}
-
-/// Takes the finished action's mounts and mount points away.
-fn clear_slot(
-    root: &Path,
-    req: &HelperRequest,
-    created: &[std::path::PathBuf],
-) -> Result<(), String> {
-    if !created.is_empty() {
-        mounts::seal(root, false)?;
-    }
-    mounts::clear_action_tree(root, req, created)?;
-    if !created.is_empty() {
-        mounts::seal(root, true)?;
-    }
-    Ok(())
-}
-
-/// Whether kiln closed its end of the socket (it died): `POLLHUP`, which `poll` always
-/// reports.
-fn peer_gone(socket: &OwnedFd) -> bool {
-    let mut fds = [PollFd::new(socket.as_fd(), PollFlags::empty())];
-    poll(&mut fds, PollTimeout::ZERO).is_ok_and(|n| n > 0)
-}
-
 /// Points stdin, stdout and stderr at `/dev/null`.
-fn redirect_stdio_to_null() -> Result<(), String> {
+pub(crate) fn redirect_stdio_to_null() -> Result<(), String> {
     let null = fs::OpenOptions::new()
         .read(true)
         .write(true)
@@ -237,7 +136,7 @@ fn redirect_stdio_to_null() -> Result<(), String> {
 }
 
 /// As pid 1, kills every other process of the namespace and reaps them all.
-fn kill_the_rest() {
+pub(crate) fn kill_the_rest() {
     // SAFETY: kill(-1) from a pid namespace's init signals every other process in it.
     unsafe { libc::kill(-1, libc::SIGKILL) };
     // Until ECHILD: nobody left.
@@ -254,6 +153,13 @@ fn setup_and_run(req: &HelperRequest, bring_loopback_up: bool) -> Result<HelperR
     run_action(req, None, None)
 }
 
+/// A slot's root, for [`run_action`]: where to `chroot`, and init's handle on its pid
+/// namespace's `ns_last_pid`, so that every action is pid 2 as in a fresh namespace.
+pub(crate) struct SlotRoot {
+    pub path: std::path::PathBuf,
+    pub last_pid: fs::File,
+}
+
 /// Where an action's standard descriptors come from when they are not inherited.
 pub(crate) struct ActionStdio {
     pub stdout: OwnedFd,
@@ -261,13 +167,13 @@ pub(crate) struct ActionStdio {
 }
 
 /// Forks and execs the action of `req` (with `stdio` on descriptors 1 and 2 and `/dev/null`
-/// on 0, if given; else inheriting them), as pid 1 reaps until it ends. With `chroot`, the
-/// child enters its own ipc namespace, changes its root there and leaves the capabilities
-/// that could undo that behind (see [`CHROOT_CAPABILITIES`]); without, the caller has
-/// already pivoted into the sandbox's root.
+/// on 0, if given; else inheriting them), as pid 1 reaps until it ends. In a `slot`, the
+/// child is pid 2, enters its own ipc namespace, changes its root to the slot's and leaves
+/// the capabilities that could undo that behind (see [`CHROOT_CAPABILITIES`]); without, the
+/// caller has already pivoted into the sandbox's root.
 pub(crate) fn run_action(
     req: &HelperRequest,
-    chroot: Option<&Path>,
+    slot: Option<&SlotRoot>,
     stdio: Option<ActionStdio>,
 ) -> Result<HelperResult, String> {
     let cstr = |s: &[u8]| CString::new(s).map_err(|_| "NUL byte in the request".to_string());
@@ -283,9 +189,16 @@ pub(crate) fn run_action(
         .iter()
         .map(|s| cstr(s.as_bytes()))
         .collect::<Result<Vec<_>, _>>()?;
-    let root = chroot
-        .map(|p| cstr(p.as_os_str().as_encoded_bytes()))
+    let root = slot
+        .map(|slot| cstr(slot.path.as_os_str().as_encoded_bytes()))
         .transpose()?;
+    if let Some(slot) = slot {
+        // Nothing else runs in the namespace now: the next pid handed out is 2.
+        use std::os::unix::fs::FileExt;
+        slot.last_pid
+            .write_at(b"1", 0)
+            .map_err(|e| format!("setting ns_last_pid: {e}"))?;
+    }
     let null = match stdio {
         Some(_) => {
             Some(fs::File::open("/dev/null").map_err(|e| format!("opening /dev/null: {e}"))?)
@@ -340,10 +253,14 @@ fn enter_action(
             }
         }
     }
-    // Undo what the Rust runtime did to the helper: SIGPIPE ignored would be inherited by
-    // the action; start it with an empty signal mask too.
-    // SAFETY: restoring the default disposition installs no handler.
-    let _ = unsafe { signal(Signal::SIGPIPE, SigHandler::SigDfl) };
+    // Ignored signals survive exec: the Rust runtime ignores SIGPIPE, and kiln may run under
+    // `nohup`. Start the action with default dispositions and an empty signal mask.
+    for sig in 1..32 {
+        if sig != libc::SIGKILL && sig != libc::SIGSTOP {
+            // SAFETY: restoring the default disposition installs no handler.
+            unsafe { libc::signal(sig, libc::SIG_DFL) };
+        }
+    }
     let _ = sigprocmask(SigmaskHow::SIG_SETMASK, Some(&SigSet::empty()), None);
     if let Some(root) = root {
         unshare(CloneFlags::CLONE_NEWIPC)?;
@@ -369,18 +286,25 @@ fn reap_until(action: Pid) -> Result<HelperResult, String> {
     }
 }
 
-/// `CAP_SYS_CHROOT`, `CAP_SYS_PTRACE` and `CAP_SYS_ADMIN` in linux/capability.h (stable
-/// kernel ABI numbers; libc does not name them).
+/// `CAP_SYS_CHROOT`, `CAP_SYS_PTRACE`, `CAP_SYS_ADMIN` and `CAP_SYS_RESOURCE` in
+/// linux/capability.h (stable kernel ABI numbers; libc does not name them).
 const CAP_SYS_CHROOT: libc::c_ulong = 18;
 const CAP_SYS_PTRACE: libc::c_ulong = 19;
 const CAP_SYS_ADMIN: libc::c_ulong = 21;
+const CAP_SYS_RESOURCE: libc::c_ulong = 24;
 
 /// What an action changed into its root with `chroot` leaves behind: with `CAP_SYS_CHROOT`
 /// a second `chroot` would walk out of the first, with `CAP_SYS_PTRACE` it could open init's
 /// `/proc/1/root` (init is not dumpable), with `CAP_SYS_ADMIN` it could remount an input
-/// writable or `setns` back to the namespace's root. Creating a user namespace, where it
-/// would regain all three, is refused by the holder's limit (see `holder`).
-const CHROOT_CAPABILITIES: [libc::c_ulong; 3] = [CAP_SYS_CHROOT, CAP_SYS_PTRACE, CAP_SYS_ADMIN];
+/// writable or `setns` back to the namespace's root, with `CAP_SYS_RESOURCE` it could raise
+/// the user namespace's limit on nested user namespaces (where it would regain all of these;
+/// the holder sets it to 0, see `holder`, and `/proc/sys` is read-only too).
+const CHROOT_CAPABILITIES: [libc::c_ulong; 4] = [
+    CAP_SYS_CHROOT,
+    CAP_SYS_PTRACE,
+    CAP_SYS_ADMIN,
+    CAP_SYS_RESOURCE,
+];
 
 /// Removes `caps` from the bounding set, so the action (root in the user namespace, with
 /// every other capability there) gets them neither now nor through any later exec. Without

@@ -112,8 +112,10 @@ pub(crate) fn run_holder() -> Result<(), String> {
 /// Sets this user namespace's limit on user namespaces created inside it to 0. An action only
 /// changes its root (`chroot`) into its slot's, whose mount namespace still holds the host's
 /// tree; in a user namespace of its own it would regain `CAP_SYS_CHROOT` and could walk out.
-/// Without this limit the holder does not start, and every action gets a one-shot sandbox
-/// that `pivot_root`s instead.
+/// The kernel already refuses a user namespace to a chrooted process; this limit is a second
+/// lock (the action cannot raise it: `/proc/sys` is read-only to it and it has no
+/// `CAP_SYS_RESOURCE`, as `an_action_cannot_leave_its_root` checks). Without it the holder does not start, and
+/// every action gets a one-shot sandbox that `pivot_root`s instead.
 fn forbid_nested_user_namespaces() -> Result<(), String> {
     let path = "/proc/sys/user/max_user_namespaces";
     std::fs::write(path, "0").map_err(|e| format!("writing 0 to {path}: {e}"))

@@ -18,8 +18,9 @@
 //! 4. init mounts the action's part of the root, forks the action (which changes its root to
 //!    the slot's), reaps until it ends, kills and reaps whatever it left in the namespace,
 //!    and sends the [`HelperResult`]; then it takes the action's mounts away, while kiln
-//!    already collects the outputs. A slot that failed to set an action up, or to clear it,
-//!    exits instead.
+//!    already collects the outputs, and sends `R` again. A slot that failed to set an action
+//!    up or to clear it, or whose init an action changed (limits, nice value, CPU set), exits
+//!    instead; kiln uses a slot only after its `R`.
 //!
 //! End of file on the slot socket without a result means init died (killed, or its holder
 //! died).
@@ -41,7 +42,7 @@ use nix::unistd::Pid;
 use nix::poll::{poll, PollFd, PollFlags, PollTimeout};
 
 use crate::child::Supervised;
-use crate::helper::{self, ActionStdio};
+use crate::helper::ActionStdio;
 use crate::protocol::{HelperRequest, HelperResult};
 
 /// Largest result message kiln reads (a setup error's text is the longest).
@@ -60,14 +61,36 @@ pub(crate) struct Slot {
     dir: PathBuf,
     /// Receives results; allocated once per slot, as the output pump asks after every wake-up.
     buf: Vec<u8>,
+    /// Init has reported an action and has yet to say it cleared it away.
+    clearing: bool,
 }
 
+/// How long (ms) an idle slot may take to clear an action away before kiln gives up on it.
+const CLEAR_WAIT_MS: u16 = 10_000;
+
 impl Slot {
-    /// Whether it waits for an action: an idle slot that has something to say (end of file)
-    /// has died.
-    pub(crate) fn is_alive(&self) -> bool {
+    /// Whether it is ready for an action: waits (briefly; init clears while kiln collects the
+    /// outputs) for init to say it cleared the last one away. End of file, anything else, or
+    /// no word in time: it died or retired, and must not be used.
+    pub(crate) fn is_ready(&mut self) -> bool {
+        if !self.clearing {
+            return true;
+        }
         let mut fds = [PollFd::new(self.socket.as_fd(), PollFlags::POLLIN)];
-        poll(&mut fds, PollTimeout::ZERO).is_ok_and(|n| n == 0)
+        if !poll(&mut fds, PollTimeout::from(CLEAR_WAIT_MS)).is_ok_and(|n| n == 1) {
+            return false;
+        }
+        let mut iov = [IoSliceMut::new(&mut self.buf)];
+        let ready = recvmsg::<()>(
+            self.socket.as_raw_fd(),
+            &mut iov,
+            None,
+            MsgFlags::MSG_DONTWAIT,
+        )
+        .is_ok_and(|msg| msg.bytes == 1)
+            && self.buf[0] == b'R';
+        self.clearing = !ready;
+        ready
     }
 }
 
@@ -95,8 +118,10 @@ impl Launched {
         self.result.as_ref()
     }
 
-    /// The slot back, if it reported a result and was not killed: it serves the next action.
-    pub(crate) fn into_slot(self) -> Option<Slot> {
+    /// The slot back, if it reported a result and was not killed: it serves the next action
+    /// once it says it cleared this one away (see [`Slot::is_ready`]).
+    pub(crate) fn into_slot(mut self) -> Option<Slot> {
+        self.slot.clearing = true;
         (self.result.is_some() && !self.killed).then_some(self.slot)
     }
 
@@ -222,6 +247,7 @@ pub(crate) fn start_slot(control: BorrowedFd<'_>, dir: PathBuf) -> io::Result<Sl
         socket: ours,
         dir,
         buf,
+        clearing: false,
     })
 }
 
@@ -331,7 +357,7 @@ fn start_slot_init(dir: &Path, socket: OwnedFd) {
         )
     };
     if pid == 0 {
-        helper::slot_init(dir, socket);
+        crate::slot::slot_init(dir, socket);
     }
     if pid < 0 {
         let e = io::Error::last_os_error();

@@ -49,9 +49,11 @@
 //!   - a *slot* (see "Shared namespaces"), the usual one: an init that keeps the part of the
 //!     root every action shares mounted in its own mount namespace and runs actions one after
 //!     another, each with its own mounts on top, in its own ipc namespace, changing its root
-//!     (`chroot`) into the slot's; the action also loses `CAP_SYS_CHROOT` and
-//!     `CAP_SYS_PTRACE`, init is not dumpable, and no user namespace can be created inside,
-//!     so nothing leads back to the host's tree that the slot's mount namespace still holds;
+//!     (`chroot`) into the slot's, as pid 2; the action also loses `CAP_SYS_CHROOT`,
+//!     `CAP_SYS_PTRACE` and `CAP_SYS_RESOURCE`, `/proc/sys` is read-only, init is not dumpable
+//!     and has no controlling terminal, and no user namespace can be created inside, so
+//!     nothing leads back to the host's tree that the slot's mount namespace still holds. An
+//!     action that changed init's limits, nice value or CPU set retires its slot;
 //!   - a one-shot helper, for an action that asks for the host network or when the holder
 //!     cannot start: a fresh, single-threaded exec of the helper binary (as `CLONE_NEWUSER`
 //!     requires) that unshares user, pid, uts, ipc and (unless `network`) net namespaces,
@@ -82,7 +84,8 @@
 //! line hooks), `plain`, `namespaced` (kiln side of the helper), `protocol` (helper
 //! messages), `helper` (the one-shot helper, the slot's init, and forking the action), `holder`
 //! (the per-sandbox process owning the user and network namespaces every action runs in),
-//! `launcher` (the holder as a fork server of slots, the slot protocol, kiln's side of it), `namespaces` (unshare, id maps, loopback, probe), `mounts` (the new root), `scratch` (its lifetime), `reaper` (removes
+//! `launcher` (the holder as a fork server of slots, the slot protocol, kiln's side of it),
+//! `slot` (a slot's init), `namespaces` (unshare, id maps, loopback, probe), `mounts` (the new root), `scratch` (its lifetime), `reaper` (removes
 //! finished scratch trees on a background thread), `input_pool` (one copy per build of each
 //! small immutable input, hard-linked into staged trees).
 //!
@@ -95,8 +98,9 @@
 //! mounts the shared part of the root once, and then, per action kiln sends it (the request
 //! file's path with the action's stdout and stderr), mounts the action's part, forks and
 //! execs it, kills and reaps everything it left in the pid namespace, reports the result and
-//! takes the action's mounts away. Idle slots wait in the sandbox's pool; a slot that timed
-//! out, was cancelled or failed is killed, not reused. So per action neither a process is
+//! takes the action's mounts away, then says it is ready again. Idle slots wait in the
+//! sandbox's pool and serve only after that word; a slot that timed out, was cancelled or
+//! failed is killed, not reused. So per action neither a process is
 //! spawned nor a namespace created, and no process of the action outlives
 //! [`Sandbox::run`]. The price of sharing: actions of one build can reach each other's
 //! loopback listeners (never the host's network), and cannot use user namespaces.
@@ -120,6 +124,7 @@ mod request;
 mod sandbox;
 mod scratch;
 pub mod service;
+mod slot;
 mod staging;
 mod validate;
 

@@ -37,6 +37,7 @@ pub(crate) fn build_root(req: &HelperRequest) -> Result<(), String> {
     let root = req.new_root.as_path();
     private_namespace()?;
     system_tree(root)?;
+    protect_proc(root)?;
     action_tree(root, req)?;
     seal(root, true)?;
     chdir(root).map_err(|e| format!("chdir to the new root: {e}"))?;
@@ -56,7 +57,8 @@ pub(crate) fn private_namespace() -> Result<(), String> {
 
 /// The part of the root every action shares: a tmpfs on `root` with the read-only system
 /// directories, `/dev` (its `shm` still an empty directory), a fresh `/proc` (so the caller
-/// must be pid 1 of its pid namespace), and empty `/tmp` and exec-root mount points.
+/// must be pid 1 of its pid namespace; still writable: see [`protect_proc`]), and empty `/tmp`
+/// and exec-root mount points.
 pub(crate) fn system_tree(root: &Path) -> Result<(), String> {
     let none: Option<&str> = None;
     mount(
@@ -89,6 +91,20 @@ pub(crate) fn system_tree(root: &Path) -> Result<(), String> {
         .map_err(|e| format!("mounting /proc: {e}"))?;
     mkdir(&root.join("tmp"))?;
     mkdir(&root.join(&EXEC_ROOT[1..]))
+}
+
+/// Makes the parts of `/proc` that change the kernel or the namespaces read-only: `sys` (the
+/// sysctls, among them the user namespace's limit on nested user namespaces, which root in
+/// the sandbox could otherwise raise again, and ipc limits later actions would inherit),
+/// `sysrq-trigger`, `irq` and `bus`.
+pub(crate) fn protect_proc(root: &Path) -> Result<(), String> {
+    for part in ["sys", "sysrq-trigger", "irq", "bus"] {
+        let path = root.join("proc").join(part);
+        if path.exists() {
+            bind(&path, &path, true, true)?;
+        }
+    }
+    Ok(())
 }
 
 /// The part of the root that is the action's own, mounted on the shared part: a fresh
@@ -185,9 +201,13 @@ pub(crate) fn clear_action_tree(
         .filter(|target| !target.starts_with(&exec_root))
         .collect();
     points.extend([exec_root, root.join("tmp"), root.join("dev/shm")]);
+    // Innermost first; one detached with its parent is no mount any more (EINVAL).
+    points.sort_by_key(|p| std::cmp::Reverse(p.components().count()));
     for point in &points {
-        umount2(point, MntFlags::MNT_DETACH)
-            .map_err(|e| format!("detaching `{}`: {e}", point.display()))?;
+        match umount2(point, MntFlags::MNT_DETACH) {
+            Ok(()) | Err(nix::errno::Errno::EINVAL) => {}
+            Err(e) => return Err(format!("detaching `{}`: {e}", point.display())),
+        }
     }
     for path in created {
         let removed = match fs::symlink_metadata(path) {

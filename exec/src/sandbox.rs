@@ -200,15 +200,16 @@ impl Sandbox {
                         let status = "the sandbox's init ended without a result".to_string();
                         let result = launched.result();
                         let exit = match captured.cancelled {
-                            true => ExitKind::Cancelled,
+                            true => Ok(ExitKind::Cancelled),
                             false => {
-                                namespaced::exit_kind(&self.helper, req, result, status, &captured)?
+                                namespaced::exit_kind(&self.helper, req, result, status, &captured)
                             }
                         };
+                        // A failed exec is the action's error, not the slot's.
                         if let Some(slot) = launched.into_slot() {
                             self.slots.put(slot);
                         }
-                        (captured, exit)
+                        (captured, exit?)
                     }
                     None => {
                         let cmd = namespaced::command(&self.helper, &request, &scratch)?;
@@ -286,12 +287,13 @@ impl SlotPool {
     /// in `parent`; `None` if none can start.
     fn take(&self, holder: &Holder, parent: &std::path::Path) -> Option<Slot> {
         loop {
-            let slot = self.idle.lock().ok()?.pop();
-            match slot {
-                Some(slot) if slot.is_alive() => return Some(slot),
-                Some(dead) => drop(dead),
-                None => break,
+            let Some(mut slot) = self.idle.lock().ok()?.pop() else {
+                break;
+            };
+            if slot.is_ready() {
+                return Some(slot);
             }
+            drop(slot); // died or retired
         }
         let n = self
             .started

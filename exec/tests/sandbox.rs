@@ -652,7 +652,7 @@ fn an_action_in_a_reused_slot_sees_nothing_the_one_before_left() {
     std::fs::create_dir_all(&toolchain).unwrap();
     let mut first = fx.bash(&format!(
         "{INIT_START}; echo x > /tmp/left; echo x > /dev/shm/left; ipcmk -M 4096 >/dev/null; \
-         sleep 300 & ls /kiln/toolchains"
+         sleep 300 & echo $$; ls /kiln/toolchains"
     ));
     first.mounts = vec![ExtraMount {
         host: toolchain,
@@ -661,10 +661,13 @@ fn an_action_in_a_reused_slot_sees_nothing_the_one_before_left() {
     let out = sandbox.run(&first).unwrap();
     assert_eq!(out.exit, ExitKind::Code(0), "{}", text(&out.stderr));
     let first_init = text(&out.stdout);
-    assert!(first_init.ends_with("\ngo\n"), "{first_init}");
+    assert!(
+        first_init.ends_with("\n2\ngo\n"),
+        "pid 2, as in a fresh namespace: {first_init}"
+    );
     let second = fx.bash(&format!(
         "{INIT_START}; ls -A /tmp /dev/shm; ipcs -m | grep -c '^0x' || true; \
-         ls /kiln; pgrep sleep || echo no sleep"
+         ls /kiln; pgrep sleep || echo no sleep; echo $$"
     ));
     let out = sandbox.run(&second).unwrap();
     assert_eq!(out.exit, ExitKind::Code(0), "{}", text(&out.stderr));
@@ -677,7 +680,7 @@ fn an_action_in_a_reused_slot_sees_nothing_the_one_before_left() {
     );
     assert_eq!(
         rest,
-        "/dev/shm:\n\n/tmp:\n0\nexecroot\nno sleep\n",
+        "/dev/shm:\n\n/tmp:\n0\nexecroot\nno sleep\n2\n",
         "stderr: {}",
         text(&out.stderr)
     );
@@ -690,17 +693,66 @@ fn an_action_cannot_leave_its_root() {
         return;
     }
     let fx = Fixture::temp();
-    let out = sandbox()
-        .run(&fx.bash(
-            "unshare -U true 2>/dev/null && echo userns; \
+    let marker = fx.dir.path().join("host-marker.txt");
+    std::fs::write(&marker, "host").unwrap();
+    let marker = marker.display();
+    // The classic escape: a user namespace of its own regains CAP_SYS_CHROOT, and a chroot
+    // that keeps the working directory outside the new root walks out of the first. Raising
+    // the limit on user namespaces first must fail too.
+    let script = fx.dir.path().join("escape.py");
+    std::fs::write(
+        &script,
+        format!(
+            "import os\nos.makedirs('/tmp/x', exist_ok=True)\nos.chroot('/tmp/x')\n\
+             os.chdir('../../../../../../../..')\nos.chroot('.')\nprint(open('{marker}').read())\n"
+        ),
+    )
+    .unwrap();
+    let mut escape_input = fx.input("escape.py", "");
+    escape_input.source = script;
+    let mut req = fx.bash(&format!(
+        "echo 100 > /proc/sys/user/max_user_namespaces 2>/dev/null && echo sysctl; \
+             echo 0 > /proc/sys/user/max_ipc_namespaces 2>/dev/null && echo ipc-sysctl; \
+             unshare -U true 2>/dev/null && echo userns; \
+             unshare -Ur python3 escape.py 2>/dev/null && echo escaped; \
+             python3 escape.py 2>/dev/null && echo escaped-without-userns; \
              unshare -m true 2>/dev/null && echo mountns; \
              chroot / true 2>/dev/null && echo chroot; \
              ls /proc/1/root/ 2>/dev/null && echo init-root; \
+             cat {marker} 2>/dev/null && echo read-host; \
              mount -t tmpfs none /tmp 2>/dev/null && echo mount; \
-             echo done",
-        ))
-        .unwrap();
+             echo done"
+    ));
+    req.inputs.push(escape_input);
+    let out = sandbox().run(&req).unwrap();
     assert_eq!(text(&out.stdout), "done\n", "{}", text(&out.stderr));
+}
+
+#[test]
+fn an_action_that_changes_init_retires_its_slot() {
+    if !namespaces() {
+        eprintln!("slots need namespaces mode; skipped");
+        return;
+    }
+    let fx = Fixture::temp();
+    let sandbox = sandbox();
+    // Same uid: prlimit, renice and taskset on pid 1 are allowed, and the next action would
+    // inherit what they did.
+    let first = fx.bash(&format!(
+        "{INIT_START}; prlimit --pid 1 --nofile=64:64 && renice -n 5 -p 1 >/dev/null; echo changed"
+    ));
+    let out = sandbox.run(&first).unwrap();
+    assert_eq!(out.exit, ExitKind::Code(0), "{}", text(&out.stderr));
+    let first_init = text(&out.stdout);
+    assert!(first_init.ends_with("changed\n"), "{first_init}");
+    let out = sandbox
+        .run(&fx.bash(&format!("{INIT_START}; ulimit -n; nice")))
+        .unwrap();
+    let stdout = text(&out.stdout);
+    let lines: Vec<&str> = stdout.lines().collect();
+    assert_ne!(lines[0], first_init.lines().next().unwrap(), "a fresh slot");
+    assert_ne!(lines[1], "64", "{stdout}");
+    assert_eq!(lines[2], "0", "{stdout}");
 }
 
 #[test]
