@@ -140,7 +140,10 @@ echo "== hyperfine ($RUNS runs, $WARMUP warmup)"
     -n kiln-leaf   --prepare "echo leaf \$(date +%s%N) >> $KWS/p0/s0.txt" "$K" \
     -n bazel-leaf  --prepare "echo leaf \$(date +%s%N) >> $BWS/p0/s0.txt" "$B"
 
-# Bazel: which spawn strategy actually ran (from a leaf-change build's summary line).
+# Bazel: which spawn strategy actually ran (from a leaf-change build's summary line). The rounds
+# rotate, so the last one may have ended with `bazel clean`'s build: bring the workspace up to
+# date first, so that the summary is of a 100-action leaf change.
+(cd "$BWS" && $BAZEL build //... $BFLAGS >/dev/null 2>&1)
 echo "leaf $(date +%s%N)" >> "$BWS/p0/s0.txt"
 echo "--- bazel leaf-change summary" >> "$ENV"
 (cd "$BWS" && $BAZEL build //... $BFLAGS 2>&1 | grep -E 'processes|Elapsed') >> "$ENV"

@@ -105,3 +105,18 @@ pub fn code_of(error: &anyhow::Error) -> i32 {
         .map(|e| e.code)
         .unwrap_or(INTERNAL)
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn an_error_keeps_its_code_through_context_and_an_uncoded_one_is_internal() {
+        let coded = anyhow::Error::new(Exit::new(LOCAL_ENVIRONMENT, "no toolchain"))
+            .context("building //a");
+        assert_eq!(code_of(&coded), LOCAL_ENVIRONMENT);
+        // An error nobody gave a code is a bug in Kiln: Bazel's "internal error".
+        assert_eq!(code_of(&anyhow::anyhow!("unexpected")), INTERNAL);
+        assert_eq!(INTERNAL, 37);
+    }
+}

@@ -345,7 +345,7 @@ fn names_path_finds_whole_paths_only() {
 }
 
 #[test]
-fn a_change_of_settings_re_evaluates_packages_and_going_back_reuses_the_memo() {
+fn a_change_of_settings_re_evaluates_packages() {
     let ws = Workspace::new();
     ws.write(
         "a/BUILD",

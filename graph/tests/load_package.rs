@@ -504,7 +504,7 @@ fn garbage_never_panics() {
 }
 
 #[test]
-fn deeply_nested_input_is_an_error_not_a_crash() {
+fn deeply_nested_input_loads_without_a_crash() {
     let deep = format!("x = {}1{}\n", "(".repeat(5000), ")".repeat(5000));
     let fs = MemFs::from_fixture(&format!("//- a/BUILD\n{deep}"));
     let req = LoadRequest {
@@ -602,7 +602,7 @@ fn disk_fs_and_package_discovery() {
 }
 
 #[test]
-fn long_operator_chains_are_not_a_crash() {
+fn long_operator_chains_load_without_a_crash() {
     let chain = format!("x = 1{}\n", "+1".repeat(50000));
     let fs = MemFs::from_fixture(&format!("//- a/BUILD\n{chain}"));
     let req = LoadRequest {
