@@ -157,7 +157,7 @@ fn setup_and_run(req: &HelperRequest, bring_loopback_up: bool) -> Result<HelperR
 /// namespace's `ns_last_pid`, so that every action is pid 2 as in a fresh namespace.
 pub(crate) struct SlotRoot {
     pub path: std::path::PathBuf,
-    pub last_pid: fs::File,
+    pub last_pid: Option<fs::File>,
 }
 
 /// Where an action's standard descriptors come from when they are not inherited.
@@ -192,12 +192,11 @@ pub(crate) fn run_action(
     let root = slot
         .map(|slot| cstr(slot.path.as_os_str().as_encoded_bytes()))
         .transpose()?;
-    if let Some(slot) = slot {
-        // Nothing else runs in the namespace now: the next pid handed out is 2.
+    if let Some(last_pid) = slot.and_then(|slot| slot.last_pid.as_ref()) {
+        // Nothing else runs in the namespace now: the next pid handed out is 2. Best effort:
+        // a kernel without checkpoint/restore has no such file.
         use std::os::unix::fs::FileExt;
-        slot.last_pid
-            .write_at(b"1", 0)
-            .map_err(|e| format!("setting ns_last_pid: {e}"))?;
+        let _ = last_pid.write_at(b"1", 0);
     }
     let null = match stdio {
         Some(_) => {
@@ -241,6 +240,10 @@ fn enter_action(
     root: Option<&std::ffi::CStr>,
     cwd: &std::ffi::CStr,
 ) -> Result<(), Errno> {
+    // A session of its own: no controlling terminal, so `/dev/tty` cannot reach the user's
+    // (where TIOCSTI could type into their shell). Fails only for a group leader, which a
+    // forked child is not.
+    let _ = nix::unistd::setsid();
     if let (Some(stdio), Some(null)) = (stdio, null) {
         for (from, to) in [
             (null.as_raw_fd(), 0),
@@ -286,8 +289,10 @@ fn reap_until(action: Pid) -> Result<HelperResult, String> {
     }
 }
 
-/// `CAP_SYS_CHROOT`, `CAP_SYS_PTRACE`, `CAP_SYS_ADMIN` and `CAP_SYS_RESOURCE` in
-/// linux/capability.h (stable kernel ABI numbers; libc does not name them).
+/// `CAP_NET_ADMIN`, `CAP_SYS_CHROOT`, `CAP_SYS_PTRACE`, `CAP_SYS_ADMIN` and
+/// `CAP_SYS_RESOURCE` in linux/capability.h (stable kernel ABI numbers; libc does not name
+/// them).
+const CAP_NET_ADMIN: libc::c_ulong = 12;
 const CAP_SYS_CHROOT: libc::c_ulong = 18;
 const CAP_SYS_PTRACE: libc::c_ulong = 19;
 const CAP_SYS_ADMIN: libc::c_ulong = 21;
@@ -298,8 +303,11 @@ const CAP_SYS_RESOURCE: libc::c_ulong = 24;
 /// `/proc/1/root` (init is not dumpable), with `CAP_SYS_ADMIN` it could remount an input
 /// writable or `setns` back to the namespace's root, with `CAP_SYS_RESOURCE` it could raise
 /// the user namespace's limit on nested user namespaces (where it would regain all of these;
-/// the holder sets it to 0, see `holder`, and `/proc/sys` is read-only too).
-const CHROOT_CAPABILITIES: [libc::c_ulong; 4] = [
+/// the holder sets it to 0, see `holder`, and `/proc/sys` is read-only too); with
+/// `CAP_NET_ADMIN` it could take loopback down or add firewall rules in the network namespace
+/// every action of the build shares.
+const CHROOT_CAPABILITIES: [libc::c_ulong; 5] = [
+    CAP_NET_ADMIN,
     CAP_SYS_CHROOT,
     CAP_SYS_PTRACE,
     CAP_SYS_ADMIN,

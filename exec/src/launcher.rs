@@ -77,7 +77,13 @@ impl Slot {
             return true;
         }
         let mut fds = [PollFd::new(self.socket.as_fd(), PollFlags::POLLIN)];
-        if !poll(&mut fds, PollTimeout::from(CLEAR_WAIT_MS)).is_ok_and(|n| n == 1) {
+        let polled = loop {
+            match poll(&mut fds, PollTimeout::from(CLEAR_WAIT_MS)) {
+                Err(Errno::EINTR) => continue,
+                other => break other,
+            }
+        };
+        if !polled.is_ok_and(|n| n == 1) {
             return false;
         }
         let mut iov = [IoSliceMut::new(&mut self.buf)];

@@ -44,16 +44,18 @@
 //!   a fresh `/proc` and `/dev/shm`, a private `/tmp` (`TMPDIR`), the staged exec root at
 //!   [`EXEC_ROOT`] (writable, every input read-only), extra read-only mounts. Hostname
 //!   `localhost`; `CAP_SYS_ADMIN` is dropped from the bounding set (so the action cannot
-//!   remount an input writable); exactly the requested environment plus `TMPDIR`. Undeclared
+//!   remount an input writable); a session of its own (no controlling terminal); default
+//!   signal dispositions; exactly the requested environment plus `TMPDIR`. Undeclared
 //!   files are absent; writing to an input fails with `EROFS` or `EBUSY`. Two ways in:
 //!   - a *slot* (see "Shared namespaces"), the usual one: an init that keeps the part of the
 //!     root every action shares mounted in its own mount namespace and runs actions one after
 //!     another, each with its own mounts on top, in its own ipc namespace, changing its root
 //!     (`chroot`) into the slot's, as pid 2; the action also loses `CAP_SYS_CHROOT`,
-//!     `CAP_SYS_PTRACE` and `CAP_SYS_RESOURCE`, `/proc/sys` is read-only, init is not dumpable
-//!     and has no controlling terminal, and no user namespace can be created inside, so
-//!     nothing leads back to the host's tree that the slot's mount namespace still holds. An
-//!     action that changed init's limits, nice value or CPU set retires its slot;
+//!     `CAP_SYS_PTRACE`, `CAP_SYS_RESOURCE` and `CAP_NET_ADMIN`, `/proc/sys` is read-only,
+//!     init is not dumpable, and no user namespace can be created inside, so nothing leads
+//!     back to the host's tree that the slot's mount namespace still holds. An action that
+//!     changed init's limits, nice value, scheduling policy or CPU set, or left a mount
+//!     behind, retires its slot;
 //!   - a one-shot helper, for an action that asks for the host network or when the holder
 //!     cannot start: a fresh, single-threaded exec of the helper binary (as `CLONE_NEWUSER`
 //!     requires) that unshares user, pid, uts, ipc and (unless `network`) net namespaces,

@@ -38,6 +38,15 @@ pub(crate) fn slot_init(root: &Path, socket: OwnedFd) -> ! {
             unsafe { libc::_exit(1) }
         }
     };
+    // An I/O context exists only after init's first I/O, and reads back differently before;
+    // setting the priority it has makes one now.
+    // SAFETY: ioprio_get/ioprio_set(IOPRIO_WHO_PROCESS = 1, self[, value]) take integers.
+    unsafe {
+        let current = libc::syscall(libc::SYS_ioprio_get, 1, 0);
+        if current >= 0 {
+            libc::syscall(libc::SYS_ioprio_set, 1, 0, current);
+        }
+    }
     let baseline = Baseline::now();
     launcher::ready(&socket);
     while let Some((path, stdio)) = launcher::next_action(&socket) {
@@ -62,8 +71,10 @@ pub(crate) fn slot_init(root: &Path, socket: OwnedFd) -> ! {
         };
         // An action may lower init's limits, nice value or CPU set (same uid), which the next
         // action would inherit and init cannot always raise again.
-        let changed = !baseline.as_ref().is_some_and(Baseline::still_holds);
-        if changed || clear(root, &req, &created).is_err() {
+        if clear(root, &req, &created).is_err() {
+            break;
+        }
+        if !baseline.as_ref().is_some_and(Baseline::still_holds) {
             break;
         }
         launcher::ready(&socket);
@@ -86,11 +97,11 @@ fn prepare(root: &Path) -> Result<SlotRoot, String> {
     }
     mounts::private_namespace()?;
     mounts::system_tree(root)?;
-    let counter = root.join("proc/sys/kernel/ns_last_pid");
+    // Opened before /proc/sys turns read-only; absent without checkpoint/restore support.
     let last_pid = fs::OpenOptions::new()
         .write(true)
-        .open(&counter)
-        .map_err(|e| format!("opening {}: {e}", counter.display()))?;
+        .open(root.join("proc/sys/kernel/ns_last_pid"))
+        .ok();
     mounts::protect_proc(root)?;
     mounts::seal(root, true)?;
     sethostname("localhost").map_err(|e| format!("sethostname: {e}"))?;
@@ -143,13 +154,19 @@ fn peer_gone(socket: &OwnedFd) -> bool {
 const LIMITS: u32 = 16;
 
 /// What of init's state a process with the same uid can change from outside: resource
-/// limits (`prlimit`), nice value (`setpriority`), CPU affinity, I/O priority.
+/// limits (`prlimit`), nice value (`setpriority`), CPU affinity, I/O priority, scheduling
+/// policy; and how many mounts init sees, which clearing an action must bring back.
 #[derive(PartialEq)]
 struct Baseline {
     limits: Vec<(u64, u64)>,
     nice: i32,
     affinity: Vec<u8>,
     io_priority: i64,
+    /// Scheduling policy and its priority (`chrt`).
+    scheduling: (i32, i32),
+    /// Lines of init's `/proc/self/mountinfo`: an action's mount that clearing missed (one
+    /// hidden under another) shows as one more.
+    mounts: usize,
 }
 
 impl Baseline {
@@ -175,7 +192,7 @@ impl Baseline {
         if nice == -1 && Errno::last_raw() != 0 {
             return None;
         }
-        let mut set = vec![0u8; 128];
+        let mut set = vec![0u8; 1024];
         // SAFETY: the kernel writes at most `set.len()` bytes of CPU mask into `set`.
         let n =
             unsafe { libc::syscall(libc::SYS_sched_getaffinity, 0, set.len(), set.as_mut_ptr()) };
@@ -188,11 +205,27 @@ impl Baseline {
         if io_priority < 0 {
             return None;
         }
+        // SAFETY: sched_getscheduler takes a pid; sched_getparam writes one sched_param
+        // through a pointer to a live local.
+        let scheduling = unsafe {
+            let mut param = libc::sched_param { sched_priority: 0 };
+            let policy = libc::sched_getscheduler(0);
+            if policy < 0 || libc::sched_getparam(0, &mut param) != 0 {
+                return None;
+            }
+            (policy, param.sched_priority)
+        };
+        let mounts = fs::read_to_string("/proc/self/mountinfo")
+            .ok()?
+            .lines()
+            .count();
         Some(Baseline {
             limits,
             nice,
             affinity: set,
             io_priority,
+            scheduling,
+            mounts,
         })
     }
 
