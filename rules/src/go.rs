@@ -32,6 +32,7 @@ pub mod rules;
 pub mod scan;
 pub mod sdk_download;
 pub mod stdlib;
+pub mod syslist;
 pub mod testbin;
 pub mod testfuncs;
 pub mod testmain;

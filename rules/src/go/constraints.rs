@@ -3,71 +3,9 @@
 //! `_GOOS`, `_GOARCH`, `_GOOS_GOARCH` file-name suffixes. `_test.go` files are told apart by the
 //! caller.
 
-/// Operating systems `go tool dist list` knows (a file-name suffix names one of these).
-pub const KNOWN_OS: &[&str] = &[
-    "aix",
-    "android",
-    "darwin",
-    "dragonfly",
-    "freebsd",
-    "hurd",
-    "illumos",
-    "ios",
-    "js",
-    "linux",
-    "nacl",
-    "netbsd",
-    "openbsd",
-    "plan9",
-    "solaris",
-    "wasip1",
-    "windows",
-    "zos",
-];
+use std::sync::Arc;
 
-/// Operating systems that satisfy the `unix` tag.
-const UNIX_OS: &[&str] = &[
-    "aix",
-    "android",
-    "darwin",
-    "dragonfly",
-    "freebsd",
-    "hurd",
-    "illumos",
-    "ios",
-    "linux",
-    "netbsd",
-    "openbsd",
-    "solaris",
-];
-
-/// Architectures a file-name suffix may name.
-pub const KNOWN_ARCH: &[&str] = &[
-    "386",
-    "amd64",
-    "amd64p32",
-    "arm",
-    "armbe",
-    "arm64",
-    "arm64be",
-    "loong64",
-    "mips",
-    "mipsle",
-    "mips64",
-    "mips64le",
-    "mips64p32",
-    "mips64p32le",
-    "ppc",
-    "ppc64",
-    "ppc64le",
-    "riscv",
-    "riscv64",
-    "s390",
-    "s390x",
-    "sparc",
-    "sparc64",
-    "wasm",
-];
+use super::syslist::SysList;
 
 /// The configuration files are matched against.
 #[derive(Clone, Debug, PartialEq, Eq, Hash)]
@@ -82,6 +20,8 @@ pub struct BuildContext {
     pub cgo: bool,
     /// Extra tags (`gotags`), including `goexperiment.*` tags.
     pub tags: Vec<String>,
+    /// The SDK's known operating systems and architectures.
+    pub sys: Arc<SysList>,
 }
 
 impl BuildContext {
@@ -98,7 +38,7 @@ impl BuildContext {
             return true;
         }
         if tag == "unix" {
-            return UNIX_OS.contains(&self.goos.as_str());
+            return self.sys.is_unix(&self.goos);
         }
         if tag == "cgo" {
             return self.cgo;
@@ -127,11 +67,11 @@ impl BuildContext {
         let last = parts[parts.len() - 1];
         if parts.len() >= 3 {
             let os = parts[parts.len() - 2];
-            if KNOWN_OS.contains(&os) && KNOWN_ARCH.contains(&last) {
+            if self.sys.is_os(os) && self.sys.is_arch(last) {
                 return self.tag(os) && self.tag(last);
             }
         }
-        if KNOWN_OS.contains(&last) || KNOWN_ARCH.contains(&last) {
+        if self.sys.is_os(last) || self.sys.is_arch(last) {
             return self.tag(last);
         }
         true
@@ -308,6 +248,7 @@ mod tests {
             go_minor: 22,
             cgo: false,
             tags: vec!["integration".into()],
+            sys: Default::default(),
         }
     }
 
@@ -358,5 +299,28 @@ mod tests {
         ] {
             assert_eq!(ctx.matches_file_name(name), want, "{name}");
         }
+    }
+
+    /// A port the SDK knows but the built-in lists do not is a suffix and a `unix` member.
+    #[test]
+    fn the_sdk_lists_decide_suffixes_and_unix() {
+        let mut sys = SysList::default();
+        sys.known_os.push("kilnos".into());
+        sys.unix_os.push("kilnos".into());
+        let linux = linux();
+        assert!(
+            linux.matches_file_name("a_kilnos.go"),
+            "unknown suffix: no constraint"
+        );
+        let linux = BuildContext {
+            sys: Arc::new(sys),
+            ..linux
+        };
+        assert!(!linux.matches_file_name("a_kilnos.go"));
+        let kilnos = BuildContext {
+            goos: "kilnos".into(),
+            ..linux
+        };
+        assert!(kilnos.matches_file_name("a_kilnos.go") && kilnos.tag("unix"));
     }
 }

@@ -9,7 +9,7 @@ use std::sync::{Arc, Mutex};
 
 use kiln_graph::analysis::{AnalysisContext, AnalysisError, HostAccess, WorkspaceInfo};
 
-use super::constraints::{self, BuildContext};
+use super::constraints::BuildContext;
 use super::gomod::{self, GoMod};
 use super::platform::GoPlatform;
 use super::stdlib::StdLib;
@@ -129,12 +129,12 @@ impl GoEnv {
         if let Some(found) = self.platforms_lock().get(&key) {
             return Ok(Arc::clone(found));
         }
-        if !constraints::KNOWN_OS.contains(&goos) {
+        if !self.sdk.syslist.is_os(goos) {
             return Err(format!(
                 "`goos` `{goos}` is not an operating system Go knows (`go tool dist list`)"
             ));
         }
-        if !constraints::KNOWN_ARCH.contains(&goarch) {
+        if !self.sdk.syslist.is_arch(goarch) {
             return Err(format!(
                 "`goarch` `{goarch}` is not an architecture Go knows (`go tool dist list`)"
             ));
@@ -234,6 +234,7 @@ fn make_platform(
         go_minor: sdk.minor(),
         cgo: false,
         tags,
+        sys: Arc::clone(&sdk.syslist),
     };
     let dir = super::platform::dir_name(goos, goarch, target_tags);
     let std = StdLib::new(Arc::clone(sdk), sandbox.clone(), build.clone(), dir);

@@ -408,6 +408,7 @@ mod tests {
             go_minor: 26,
             cgo: false,
             tags: vec![],
+            sys: Default::default(),
         };
         assert_eq!(
             generate(dir.path(), "example.com/m", &ctx, &Index).unwrap(),

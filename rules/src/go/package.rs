@@ -247,6 +247,7 @@ mod tests {
             go_minor: 26,
             cgo: false,
             tags: vec![],
+            sys: Default::default(),
         };
         let p = select(&files, &ctx).unwrap();
         let paths = |v: &[GoFile]| v.iter().map(|f| f.path.clone()).collect::<Vec<_>>();

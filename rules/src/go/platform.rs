@@ -168,6 +168,7 @@ mod tests {
             sandbox: SandboxSdk::host("go1.26.8", "linux", "amd64"),
             identity: "test".into(),
             godebug_table: Default::default(),
+            syslist: Default::default(),
         });
         let sandbox = sdk.sandbox.for_target(goos, goarch, None);
         let build = BuildContext {
@@ -176,6 +177,7 @@ mod tests {
             go_minor: 26,
             cgo: false,
             tags: vec![],
+            sys: Default::default(),
         };
         let std = StdLib::new(
             sdk,

@@ -274,6 +274,7 @@ mod tests {
             go_minor: sdk.minor(),
             cgo: false,
             tags: vec![],
+            sys: Default::default(),
         };
         let std = StdLib::new(
             Arc::clone(&sdk),

@@ -157,6 +157,8 @@ pub struct Sdk {
     pub identity: String,
     /// The SDK's `internal/godebugs` table.
     pub godebug_table: godebug::Table,
+    /// The operating systems and architectures the SDK knows.
+    pub syslist: std::sync::Arc<super::syslist::SysList>,
 }
 
 /// Errors locating or reading an SDK.
@@ -189,6 +191,7 @@ impl Sdk {
             identity: format!("{version}@{digest}"),
             sandbox: SandboxSdk::host(&version, goos, goarch),
             godebug_table: godebug::parse_table(&table),
+            syslist: std::sync::Arc::new(super::syslist::SysList::of_sdk(root)),
         })
     }
 
