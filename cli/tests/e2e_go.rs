@@ -1342,6 +1342,17 @@ fn each_module_compiles_at_its_own_language_version_and_gc_goopts_and_linkopts_a
         "./stamp",
     ]));
     assert_eq!(said, "linked");
+    // ... and are recorded in the build information as `go build -ldflags` records them (`-c
+    // opt`: no `-s -w` of Kiln's own in front).
+    ws.kiln(&["build", "-c", "opt", "//stamp"]).ok();
+    let theirs = gocache.path().join("stamp-by-go");
+    run(go(ws.root(), gocache.path())
+        .args(["build", "-ldflags=-X main.stamp=linked", "-o"])
+        .arg(&theirs)
+        .arg("./stamp"));
+    let ours = build_info(go(ws.root(), gocache.path()), &ws.out_path("stamp/stamp"));
+    assert_eq!(ours, build_info(go(ws.root(), gocache.path()), &theirs));
+    assert!(ours.contains("-ldflags=\"-X main.stamp=linked\""), "{ours}");
 }
 
 /// `gotags` selects files for every package the binary or test links, as `go build -tags`

@@ -111,6 +111,8 @@ pub fn link(
     if strip {
         ldflags.extend(["-s".to_string(), "-w".to_string()]);
     }
+    // `gc_linkopts` are what a `go build` user passes in `-ldflags`.
+    ldflags.extend(spec.flags.iter().cloned());
     // The libraries' definitions first, so that the binary's own win for the same variable.
     let x_defs: Vec<String> = closure
         .iter()
