@@ -23,6 +23,9 @@ set -euo pipefail
 RUNS="${RUNS:-5}"
 CLEAN_RUNS="${CLEAN_RUNS:-3}"
 N="${N:-500}"
+# Generated record types per package (bench/go/generate.py): 6 makes the median package of
+# golang.org/x/tools; 0 the 20-line packages of the first ten sessions.
+export UNITS="${UNITS:-6}"
 JOBS="$(nproc)"
 HERE="$(cd "$(dirname "${BASH_SOURCE[0]}")" && pwd)"
 REPO="$(cd "$HERE/../.." && pwd)"
@@ -56,7 +59,7 @@ compare go "rm -rf $KC $TMP/kiln/kiln-out"
     echo "hyperfine: $(hyperfine --version)"
     echo "nproc: $(nproc); cpu: $(grep -m1 'model name' /proc/cpuinfo | cut -d: -f2)"
     echo "kernel: $(uname -r)"
-    echo "packages: $N + 10 commands"
+    echo "packages: $N + 10 commands, UNITS=$UNITS ($(cat "$TMP/go/lib/p001/"*.go | wc -l) lines in lib/p001)"
     echo "kiln sandbox: $(cd "$TMP/kiln" && KILN_CACHE_DIR=$KC $KILN info 2>/dev/null | grep -i sandbox || true)"
 } > "$RESULTS/go-env.txt"
 cat "$RESULTS/go-incremental.md" "$RESULTS/go-clean.md" "$RESULTS/go-env.txt"
