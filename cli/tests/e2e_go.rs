@@ -519,6 +519,7 @@ fn clear_errors_strict_deps_cgo_and_a_missing_toolchain() {
     assert!(
         stderr.contains("Go 1.26.0 is pinned in kiln.toml")
             && stderr.contains("needs a bootstrap `go` on PATH")
+            && stderr.contains("sdk_sum")
             && !stderr.contains("or pin one"),
         "{stderr}"
     );
@@ -566,6 +567,86 @@ fn pinned_sdk_is_downloaded_verified_and_used() {
             .permissions()
             .mode();
         assert!(mode & 0o111 != 0, "{tool} is not executable");
+    }
+}
+
+/// The `h1:` hash of `golang.org/toolchain@v0.0.1-go1.25.5.linux-amd64` in the checksum database.
+const GO_1_25_5_LINUX_AMD64_SUM: &str = "h1:IkknVKy/4hLMR+ZwWfP4Oqhjz2sKqNtEXz1meP8P3Nc=";
+
+/// Without any `go` on PATH, a pinned `sdk_sum` is enough: Kiln fetches the toolchain module from
+/// GOPROXY itself, checks the hash (a wrong one is refused and nothing is kept), extracts it with
+/// executable bits and builds with it.
+#[test]
+fn pinned_sdk_is_fetched_without_a_local_go() {
+    if !cfg!(all(target_os = "linux", target_arch = "x86_64")) {
+        return; // the pinned hash is linux-amd64's
+    }
+    let ws = Workspace::new();
+    ws.write("go.mod", "module example.com/nogo\n\ngo 1.22\n")
+        .write(
+            "hello/main.go",
+            "package main\n\nimport \"os\"\n\nfunc main() { os.Stdout.WriteString(\"fetched\\n\") }\n",
+        )
+        .write(
+            "hello/BUILD.bazel",
+            "load(\"@io_bazel_rules_go//go:def.bzl\", \"go_binary\")\ngo_binary(name = \"hello\", srcs = [\"main.go\"])\n",
+        );
+    let empty_path = tempfile::tempdir().unwrap();
+    let build_without_go = || {
+        let out = ws
+            .command(&["build", "//hello"])
+            .env("PATH", empty_path.path())
+            .env_remove("GOPROXY")
+            .output()
+            .unwrap();
+        (
+            out.status.code(),
+            String::from_utf8_lossy(&out.stderr).to_string(),
+        )
+    };
+    ws.write(
+        "kiln.toml",
+        "[go]\nversion = \"1.25.5\"\nsdk_sum = \"h1:AAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAA=\"\n",
+    );
+    let (code, stderr) = build_without_go();
+    assert_eq!(code, Some(36), "{stderr}");
+    assert!(
+        stderr.contains("kiln.toml pins") && stderr.contains(GO_1_25_5_LINUX_AMD64_SUM),
+        "{stderr}"
+    );
+    let kept = std::fs::read_dir(ws.cache_dir().join("go/sdk"))
+        .map(|d| d.flatten().count())
+        .unwrap_or(0);
+    assert_eq!(kept, 0, "a refused SDK leaves nothing in the store");
+
+    ws.write(
+        "kiln.toml",
+        &format!("[go]\nversion = \"1.25.5\"\nsdk_sum = \"{GO_1_25_5_LINUX_AMD64_SUM}\"\n"),
+    );
+    let (code, stderr) = build_without_go();
+    assert_eq!(code, Some(0), "{stderr}");
+    let exe = ws.out_path("hello/hello");
+    assert_eq!(run(&mut Command::new(&exe)), "fetched\n");
+    let version = run(Command::new("go").arg("version").arg(&exe));
+    assert!(version.contains("go1.25.5"), "{version}");
+    let sdk_dir = std::fs::read_dir(ws.cache_dir().join("go/sdk"))
+        .unwrap()
+        .flatten()
+        .find(|e| e.path().join("go/bin/go").is_file())
+        .expect("stored SDK")
+        .path();
+    use std::os::unix::fs::PermissionsExt;
+    for (file, executable) in [
+        ("go/bin/go", true),
+        ("go/pkg/tool/linux_amd64/link", true),
+        ("go/src/fmt/print.go", false),
+    ] {
+        let mode = std::fs::metadata(sdk_dir.join(file))
+            .unwrap()
+            .permissions()
+            .mode();
+        assert_eq!(mode & 0o111 != 0, executable, "{file}: {mode:o}");
+        assert_eq!(mode & 0o222, 0, "{file} is read-only in the store");
     }
 }
 

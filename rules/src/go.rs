@@ -27,6 +27,7 @@ pub mod modules;
 pub mod modules_fetch;
 pub mod package;
 pub mod platform;
+pub mod proxy_fetch;
 pub mod repository;
 pub mod rules;
 pub mod scan;

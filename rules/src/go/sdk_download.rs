@@ -3,16 +3,17 @@
 //! verified against the checksum database (and against `[go] sdk_sum`, an `h1:` hash, when given),
 //! copied to `<cache>/go/sdk/<h1 digest>/` with executable bits restored (module zips carry none).
 //!
-//! The download itself goes through a local `go mod download` (which speaks GOPROXY/GOSUMDB):
-//! without any `go` on PATH the pin cannot be bootstrapped, and the error (exit 36) says so and
-//! what to install.
+//! With a local `go`, the download goes through its `go mod download` (which speaks GOPROXY and
+//! GOSUMDB as the user configured them). Without one, a pinned `sdk_sum` is enough: Kiln fetches
+//! the zip from GOPROXY itself ([`super::proxy_fetch`]), extracts it and checks the hash. With
+//! neither, the error (exit 36) names both ways out.
 
+use std::os::unix::fs::{OpenOptionsExt, PermissionsExt};
 use std::path::{Path, PathBuf};
 
 use kiln_graph::analysis::{HostAccess, WorkspaceInfo};
 
 use super::dirhash;
-use super::toolchain::missing_message;
 
 /// The module version of the toolchain for `version` (`1.22.3`) on `goos`/`goarch`.
 pub fn toolchain_version(version: &str, goos: &str, goarch: &str) -> String {
@@ -47,22 +48,45 @@ pub fn ensure(
             return Ok(dir);
         }
     }
-    let Some(bootstrap) = super::modules_fetch::local_go() else {
-        return Err(format!(
-            "No Go toolchain: Go {version} is pinned in kiln.toml, and fetching it needs a bootstrap `go` on PATH (any Go 1.21 or later: Kiln runs its `go mod download`, which speaks GOPROXY and checks the checksum database), but there is none. Install Go (https://go.dev/dl) and put its `bin` directory on PATH; once fetched, the pinned SDK is used from Kiln's cache"
-        ));
-    };
-    let download = super::modules_fetch::go_mod_download(
-        ws,
-        &bootstrap,
-        "golang.org/toolchain",
-        &module_version,
-    )
-    .map_err(|e| missing_message(&format!("fetching Go {version} failed: {e}")))?;
     let prefix = format!("golang.org/toolchain@{module_version}");
-    let sum = dirhash::hash_dir(&download, &prefix)?;
+    let tmp = ws
+        .cache_dir
+        .join(format!("go/sdk/.tmp-{}", std::process::id()));
+    let _ = std::fs::remove_dir_all(&tmp);
+    // With a local `go`, its `go mod download` fetches the module (honouring the user's GOPROXY,
+    // GONOSUMDB and the rest) and checks it against the checksum database; without one, a pinned
+    // hash lets Kiln fetch it from GOPROXY itself and check that.
+    let sum = match (super::modules_fetch::local_go(), &pinned_sum) {
+        (Some(bootstrap), _) => {
+            let download = super::modules_fetch::go_mod_download(
+                ws,
+                &bootstrap,
+                "golang.org/toolchain",
+                &module_version,
+            )
+            .map_err(|e| fetch_failed(version, &e))?;
+            let sum = dirhash::hash_dir(&download, &prefix)?;
+            super::fs_copy::copy_tree(&download, &tmp, mode_of)
+                .map_err(|e| format!("copying the Go SDK: {e}"))?;
+            sum
+        }
+        (None, Some(_)) => {
+            let goproxy = super::go_env_file::setting(host, "GOPROXY");
+            fetch_and_extract(&goproxy, &module_version, &prefix, &tmp).map_err(|e| {
+                let _ = std::fs::remove_dir_all(&tmp);
+                fetch_failed(version, &e)
+            })?;
+            dirhash::hash_dir(&tmp, &prefix)?
+        }
+        (None, None) => {
+            return Err(format!(
+                "No Go toolchain: Go {version} is pinned in kiln.toml, and fetching it needs a bootstrap `go` on PATH (any Go 1.21 or later: Kiln runs its `go mod download`, which speaks GOPROXY and checks the checksum database), but there is none. Install Go (https://go.dev/dl) and put its `bin` directory on PATH, or add the toolchain module's hash as `sdk_sum = \"h1:...\"` under `[go]` (the `golang.org/toolchain {module_version}` line of the checksum database: https://sum.golang.org/lookup/golang.org/toolchain@{module_version}), and Kiln fetches it from GOPROXY and checks it itself; once fetched, the pinned SDK is used from Kiln's cache"
+            ));
+        }
+    };
     if let Some(pinned) = &pinned_sum {
         if *pinned != sum {
+            let _ = std::fs::remove_dir_all(&tmp);
             return Err(format!(
                 "The Go {version} SDK downloaded has hash `{sum}`, but kiln.toml pins `{pinned}`; nothing was used"
             ));
@@ -74,23 +98,9 @@ pub fn ensure(
         .join(sum.trim_start_matches("h1:").replace(['/', '+', '='], "_"));
     // The module's files are the SDK's (VERSION, bin/, pkg/, src/ at its root).
     let root = store.join("go");
-    if !root.join("VERSION").is_file() {
-        let tmp = ws
-            .cache_dir
-            .join(format!("go/sdk/.tmp-{}", std::process::id()));
+    if root.join("VERSION").is_file() {
         let _ = std::fs::remove_dir_all(&tmp);
-        super::fs_copy::copy_tree(
-            &download,
-            &tmp,
-            |rel| {
-                if executable(rel) {
-                    0o555
-                } else {
-                    0o444
-                }
-            },
-        )
-        .map_err(|e| format!("copying the Go SDK: {e}"))?;
+    } else {
         std::fs::create_dir_all(&store).map_err(|e| e.to_string())?;
         if let Err(e) = std::fs::rename(&tmp, &root) {
             let _ = std::fs::remove_dir_all(&tmp);
@@ -101,6 +111,82 @@ pub fn ensure(
     }
     host.memo_put(&memo_key, root.to_string_lossy().as_bytes());
     Ok(root)
+}
+
+/// The error of a failed download of the pinned SDK (exit 36).
+fn fetch_failed(version: &str, error: &str) -> String {
+    format!(
+        "No Go toolchain: fetching Go {version}, pinned in kiln.toml, failed: {error}. Check GOPROXY and the network (HTTPS_PROXY, SSL_CERT_FILE), or remove the pin to use the local Go"
+    )
+}
+
+/// The mode of an SDK file in Kiln's store: read-only, executable where the toolchain switch
+/// of cmd/go marks it so.
+fn mode_of(rel: &Path) -> u32 {
+    if executable(rel) {
+        0o555
+    } else {
+        0o444
+    }
+}
+
+/// Fetches the toolchain module's zip from `goproxy` and extracts the files under `prefix/`
+/// into `into` with [`mode_of`]'s modes; an entry outside `prefix/` or escaping it is an error.
+fn fetch_and_extract(
+    goproxy: &str,
+    module_version: &str,
+    prefix: &str,
+    into: &Path,
+) -> Result<(), String> {
+    std::fs::create_dir_all(into).map_err(|e| format!("{}: {e}", into.display()))?;
+    let zip_path = into.with_extension("zip");
+    super::proxy_fetch::fetch_zip(goproxy, "golang.org/toolchain", module_version, &zip_path)?;
+    let extracted = extract(&zip_path, prefix, into);
+    let _ = std::fs::remove_file(&zip_path);
+    extracted
+}
+
+/// Extracts the module zip at `zip_path` (see [`fetch_and_extract`]).
+fn extract(zip_path: &Path, prefix: &str, into: &Path) -> Result<(), String> {
+    let file = std::fs::File::open(zip_path).map_err(|e| format!("{}: {e}", zip_path.display()))?;
+    let mut archive =
+        zip::ZipArchive::new(file).map_err(|e| format!("the module zip is not a zip: {e}"))?;
+    let dir_prefix = format!("{prefix}/");
+    for i in 0..archive.len() {
+        let mut entry = archive
+            .by_index(i)
+            .map_err(|e| format!("the module zip's entry {i}: {e}"))?;
+        let name = entry
+            .name()
+            .map_err(|e| format!("the module zip's entry {i} has no usable name: {e}"))?
+            .to_string();
+        let rel = name
+            .strip_prefix(&dir_prefix)
+            .filter(|_| entry.enclosed_name().is_some())
+            .filter(|rel| !rel.split('/').any(|part| part == ".." || part == "."))
+            .ok_or_else(|| {
+                format!("the module zip has an entry outside `{dir_prefix}`: `{name}`")
+            })?;
+        if entry.is_dir() || rel.is_empty() {
+            continue;
+        }
+        let rel = Path::new(rel);
+        let dest = into.join(rel);
+        if let Some(parent) = dest.parent() {
+            std::fs::create_dir_all(parent).map_err(|e| format!("{}: {e}", parent.display()))?;
+        }
+        let mut out = std::fs::OpenOptions::new()
+            .write(true)
+            .create_new(true)
+            .mode(mode_of(rel) | 0o200)
+            .open(&dest)
+            .map_err(|e| format!("{}: {e}", dest.display()))?;
+        std::io::copy(&mut entry, &mut out).map_err(|e| format!("extracting `{name}`: {e}"))?;
+        drop(out);
+        std::fs::set_permissions(&dest, std::fs::Permissions::from_mode(mode_of(rel)))
+            .map_err(|e| format!("{}: {e}", dest.display()))?;
+    }
+    Ok(())
 }
 
 /// Whether a file of an SDK must be executable (what `cmd/go`'s toolchain switch marks).
@@ -122,5 +208,66 @@ mod tests {
         assert!(executable(Path::new("bin/go")));
         assert!(executable(Path::new("pkg/tool/linux_amd64/compile")));
         assert!(!executable(Path::new("src/fmt/print.go")));
+    }
+
+    /// A zip of `entries` (name, content), stored uncompressed.
+    fn zip_of(entries: &[(&str, &[u8])]) -> tempfile::NamedTempFile {
+        let file = tempfile::NamedTempFile::new().expect("temp file");
+        let mut writer = zip::ZipWriter::new(file.reopen().expect("reopen"));
+        let options = zip::write::SimpleFileOptions::default()
+            .compression_method(zip::CompressionMethod::Stored);
+        for (name, content) in entries {
+            writer.start_file(*name, options).expect("entry");
+            std::io::Write::write_all(&mut writer, content).expect("write");
+        }
+        writer.finish().expect("finish");
+        file
+    }
+
+    #[test]
+    fn extraction_restores_modes_and_refuses_entries_outside_the_module() {
+        use std::os::unix::fs::PermissionsExt;
+        let prefix = "golang.org/toolchain@v0.0.1-go1.99.0.linux-amd64";
+        let zip = zip_of(&[
+            (&format!("{prefix}/VERSION"), b"go1.99.0\n"),
+            (&format!("{prefix}/bin/go"), b"#!/bin/sh\n"),
+            (&format!("{prefix}/pkg/tool/linux_amd64/link"), b"\x7fELF"),
+        ]);
+        let dir = tempfile::tempdir().expect("temp dir");
+        let into = dir.path().join("sdk");
+        extract(zip.path(), prefix, &into).expect("extracted");
+        let mode = |rel: &str| {
+            std::fs::metadata(into.join(rel))
+                .expect("extracted file")
+                .permissions()
+                .mode()
+                & 0o777
+        };
+        assert_eq!(mode("VERSION"), 0o444);
+        assert_eq!(mode("bin/go"), 0o555);
+        assert_eq!(mode("pkg/tool/linux_amd64/link"), 0o555);
+        assert_eq!(
+            dirhash::hash_dir(&into, prefix).expect("hash"),
+            dirhash::hash1_files(vec![
+                (format!("{prefix}/VERSION"), b"go1.99.0\n".to_vec()),
+                (format!("{prefix}/bin/go"), b"#!/bin/sh\n".to_vec()),
+                (
+                    format!("{prefix}/pkg/tool/linux_amd64/link"),
+                    b"\x7fELF".to_vec()
+                ),
+            ])
+        );
+
+        for bad in [
+            format!("{prefix}/../escape"),
+            "golang.org/toolchain@v0.0.1-go1.98.0.linux-amd64/VERSION".to_string(),
+            "/etc/passwd".to_string(),
+        ] {
+            let zip = zip_of(&[(bad.as_str(), b"x")]);
+            let into = dir.path().join("bad");
+            let _ = std::fs::remove_dir_all(&into);
+            let err = extract(zip.path(), prefix, &into).expect_err(&bad);
+            assert!(err.contains("outside"), "{bad}: {err}");
+        }
     }
 }
