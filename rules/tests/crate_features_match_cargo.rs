@@ -96,7 +96,12 @@ fn check(dir: &Path) -> Builds {
             &host,
         ],
     );
-    let resolved = metadata::parse(&json, &|root| {
+    let cfg: Vec<String> = run(dir, "rustc", &["--print", "cfg"])
+        .lines()
+        .map(str::to_string)
+        .collect();
+    let platform = metadata::HostPlatform::new(&host, &cfg);
+    let resolved = metadata::parse(&json, &platform, &|root| {
         let text = std::fs::read_to_string(root.join("Cargo.toml")).map_err(|e| e.to_string())?;
         resolver_version::of_root_manifest(&text, "Cargo.toml")
     })

@@ -277,7 +277,8 @@ fn cargo_metadata(
             out.stderr_text()
         )));
     }
-    metadata::parse(&String::from_utf8_lossy(&out.stdout), &|root| {
+    let platform = metadata::HostPlatform::new(host, &toolchain.cfg);
+    metadata::parse(&String::from_utf8_lossy(&out.stdout), &platform, &|root| {
         let file = root.join("Cargo.toml");
         let text = std::fs::read_to_string(&file)
             .map_err(|e| format!("Cannot read `{}`: {e}", file.display()))?;

@@ -221,10 +221,41 @@ pub struct MemberDeps {
     pub deps: Vec<(&'static str, usize, String)>,
 }
 
-/// Reads `cargo metadata` JSON; `resolver_of` gives the feature resolver of the workspace
-/// whose root directory it is passed (`cargo metadata` does not say).
+/// The platform crates are resolved for: its target triple and what `rustc --print cfg` says.
+#[derive(Clone, Debug)]
+pub struct HostPlatform {
+    triple: String,
+    cfg: Vec<cargo_platform::Cfg>,
+}
+
+impl HostPlatform {
+    /// The platform `triple` with the `rustc --print cfg` lines `cfg_lines`.
+    pub fn new(triple: &str, cfg_lines: &[String]) -> HostPlatform {
+        HostPlatform {
+            triple: triple.to_string(),
+            cfg: cfg_lines.iter().filter_map(|l| l.parse().ok()).collect(),
+        }
+    }
+
+    /// Whether a dependency declared under `[target.<target>]` (a `cfg(...)` expression or a
+    /// target triple) applies here, as cargo decides it. `cargo metadata --filter-platform`
+    /// keeps a package's every declaration of a dependency once one of them applies, so
+    /// `[target.'cfg(target_arch = "wasm32")'.dependencies] getrandom = { features =
+    /// ["wasm_js"] }` must be dropped here on x86_64. A target cargo could not parse either
+    /// (it refuses such manifests) is kept.
+    pub fn is_active(&self, target: &str) -> bool {
+        match target.parse::<cargo_platform::Platform>() {
+            Ok(platform) => platform.matches(&self.triple, &self.cfg),
+            Err(_) => true,
+        }
+    }
+}
+
+/// Reads `cargo metadata` JSON for `platform`; `resolver_of` gives the feature resolver of the
+/// workspace whose root directory it is passed (`cargo metadata` does not say).
 pub fn parse(
     json: &str,
+    platform: &HostPlatform,
     resolver_of: &dyn Fn(&Path) -> Result<ResolverVersion, String>,
 ) -> Result<Resolved, String> {
     let meta: Metadata = serde_json::from_str(json)
@@ -250,7 +281,7 @@ pub fn parse(
             .iter()
             .map(|p| features::Package {
                 features: p.features.clone(),
-                deps: edges(p, nodes[p.id.as_str()], &in_graph, &graph_index),
+                deps: edges(p, nodes[p.id.as_str()], &in_graph, &graph_index, platform),
                 proc_macro: lib_target(p).is_some_and(|t| t.kind.iter().any(|k| k == "proc-macro")),
                 member: is_member(p),
             })
@@ -441,7 +472,7 @@ fn lib_target(package: &Package) -> Option<&Target> {
     })
 }
 
-/// The package's declared dependencies that cargo's resolve kept (active on the host platform),
+/// The package's declared dependencies that apply on `platform` and that cargo's resolve kept,
 /// each matched to the package it resolved to: same package name, the same kind and platform in
 /// the resolve's `dep_kinds`, and, when renamed, the same name in code.
 fn edges(
@@ -449,9 +480,17 @@ fn edges(
     node: &Node,
     in_graph: &[&Package],
     graph_index: &BTreeMap<&str, usize>,
+    platform: &HostPlatform,
 ) -> Vec<Edge> {
     let mut edges = Vec::new();
     for declared in &package.dependencies {
+        if declared
+            .target
+            .as_deref()
+            .is_some_and(|t| !platform.is_active(t))
+        {
+            continue;
+        }
         let kind = match declared.kind.as_deref() {
             None => EdgeKind::Normal,
             Some("build") => EdgeKind::Build,
@@ -536,9 +575,89 @@ mod tests {
   ]}
 }"#;
 
+    /// x86_64 Linux as `rustc --print cfg` describes it.
+    fn linux() -> HostPlatform {
+        let cfg: Vec<String> = [
+            "debug_assertions",
+            "panic=\"unwind\"",
+            "target_arch=\"x86_64\"",
+            "target_endian=\"little\"",
+            "target_env=\"gnu\"",
+            "target_family=\"unix\"",
+            "target_os=\"linux\"",
+            "target_pointer_width=\"64\"",
+            "target_vendor=\"unknown\"",
+            "unix",
+        ]
+        .iter()
+        .map(|s| s.to_string())
+        .collect();
+        HostPlatform::new("x86_64-unknown-linux-gnu", &cfg)
+    }
+
+    #[test]
+    fn target_expressions_are_judged_as_cargo_judges_them() {
+        let host = linux();
+        for (target, want) in [
+            ("cfg(unix)", true),
+            ("cfg(windows)", false),
+            ("cfg(not(target_arch = \"wasm32\"))", true),
+            ("cfg(target_arch = \"wasm32\")", false),
+            (
+                "cfg(all(target_os = \"linux\", target_env = \"gnu\"))",
+                true,
+            ),
+            (
+                "cfg(any(target_os = \"macos\", target_os = \"ios\"))",
+                false,
+            ),
+            ("x86_64-unknown-linux-gnu", true),
+            ("aarch64-apple-darwin", false),
+        ] {
+            assert_eq!(host.is_active(target), want, "{target}");
+        }
+    }
+
+    /// A dependency declared twice, for wasm32 with a feature and for everything else without
+    /// it: `cargo metadata --filter-platform` keeps both declarations' kinds in the resolve,
+    /// but on x86_64 only the second applies (zip 9's `getrandom`, `wasm_js` for wasm32 only).
+    #[test]
+    fn a_declaration_for_another_platform_adds_no_features() {
+        let json = r#"{
+  "packages": [
+    {"id": "path+file:///w#app@0.1.0", "name": "app", "version": "0.1.0", "source": null,
+     "manifest_path": "/w/Cargo.toml", "links": null,
+     "targets": [{"kind": ["bin"], "name": "app", "src_path": "/w/src/main.rs", "edition": "2021"}],
+     "dependencies": [
+       {"name": "rng", "kind": null, "rename": null, "optional": false, "uses_default_features": false, "features": [], "target": "cfg(not(target_arch = \"wasm32\"))"},
+       {"name": "rng", "kind": null, "rename": null, "optional": false, "uses_default_features": false, "features": ["wasm_js"], "target": "cfg(target_arch = \"wasm32\")"}
+     ]},
+    {"id": "registry+r#rng@0.4.3", "name": "rng", "version": "0.4.3", "source": "registry+r",
+     "manifest_path": "/reg/rng-0.4.3/Cargo.toml", "links": null,
+     "features": {"std": [], "wasm_js": []},
+     "targets": [{"kind": ["lib"], "name": "rng", "src_path": "/reg/rng-0.4.3/src/lib.rs", "edition": "2021"}]}
+  ],
+  "workspace_members": ["path+file:///w#app@0.1.0"],
+  "resolve": {"nodes": [
+    {"id": "path+file:///w#app@0.1.0", "features": [],
+     "deps": [{"name": "rng", "pkg": "registry+r#rng@0.4.3", "dep_kinds": [{"kind": null, "target": "cfg(not(target_arch = \"wasm32\"))"}, {"kind": null, "target": "cfg(target_arch = \"wasm32\")"}]}]},
+    {"id": "registry+r#rng@0.4.3", "features": [], "deps": []}
+  ]}
+}"#;
+        let resolved = parse(json, &linux(), &|_| Ok(ResolverVersion::V2)).unwrap();
+        let rng = &resolved.packages[0];
+        assert_eq!(rng.name, "rng");
+        assert_eq!(rng.variants.len(), 1);
+        assert!(
+            rng.variants[0].features.is_empty(),
+            "{:?}",
+            rng.variants[0].features
+        );
+    }
+
     #[test]
     fn external_packages_with_targets_builds_and_edges() {
-        let resolved = parse(JSON, &|_| Ok(ResolverVersion::V2)).unwrap();
+        let resolved = parse(JSON, &linux(), &|_| Ok(ResolverVersion::V2)).unwrap();
         assert_eq!(resolved.packages.len(), 2);
         let serde = &resolved.packages[0];
         assert_eq!(serde.lib.as_ref().unwrap().root, "src/lib.rs");
@@ -624,7 +743,7 @@ mod tests {
 
     #[test]
     fn garbage_is_an_error() {
-        assert!(parse("{", &|_| Ok(ResolverVersion::V2))
+        assert!(parse("{", &linux(), &|_| Ok(ResolverVersion::V2))
             .unwrap_err()
             .contains("cargo metadata"));
     }
