@@ -423,7 +423,7 @@ fn clear_errors_strict_deps_cgo_and_a_missing_toolchain() {
         )
         .write(
             "app/app.go",
-            "package app\n\nimport \"example.com/errs/util\"\n\nvar Y = util.X()\n",
+            "package app\n\nimport (\n\t\"example.com/errs/nothere\"\n\t\"example.com/errs/util\"\n)\n\nvar Y = util.X() + nothere.N\n",
         )
         .write(
             "app/BUILD.bazel",
@@ -438,17 +438,20 @@ fn clear_errors_strict_deps_cgo_and_a_missing_toolchain() {
     out.expect_code(1);
     assert!(
         out.stderr.contains(
-            "app/app.go:3: import `example.com/errs/util` is not provided by `deps`; add the target that provides it (`//util` under Gazelle's naming)"
+            "app/app.go:5: import `example.com/errs/util` is not provided by `deps`; add `//util:util`, which provides it"
+        ) && out.stderr.contains(
+            "app/app.go:4: import `example.com/errs/nothere` is not provided by `deps`; no `go_library` in `//nothere` provides it yet; add one (Gazelle would name it `//nothere`) and depend on it"
         ),
         "{}",
         out.stderr
     );
-    // A module in a subdirectory of the workspace: the hint names the package's directory.
+    // A module in a subdirectory of the workspace: the hint names the target its BUILD file
+    // really has (not Gazelle's name for it).
     ws.write("nested/go.mod", "module example.com/nested\n\ngo 1.22\n")
         .write("nested/lib/lib.go", "package lib\n\nfunc Z() int { return 2 }\n")
         .write(
             "nested/lib/BUILD.bazel",
-            "load(\"@io_bazel_rules_go//go:def.bzl\", \"go_library\")\ngo_library(name = \"lib\", srcs = [\"lib.go\"])\n",
+            "load(\"@io_bazel_rules_go//go:def.bzl\", \"go_library\")\ngo_library(name = \"go_default_library\", srcs = [\"lib.go\"], importpath = \"example.com/nested/lib\")\n",
         )
         .write(
             "nested/use/use.go",
@@ -462,7 +465,7 @@ fn clear_errors_strict_deps_cgo_and_a_missing_toolchain() {
     out.expect_code(1);
     assert!(
         out.stderr.contains(
-            "nested/use/use.go:3: import `example.com/nested/lib` is not provided by `deps`; add the target that provides it (`//nested/lib` under Gazelle's naming)"
+            "nested/use/use.go:3: import `example.com/nested/lib` is not provided by `deps`; add `//nested/lib:go_default_library`, which provides it"
         ),
         "{}",
         out.stderr

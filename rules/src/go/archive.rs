@@ -4,7 +4,7 @@
 //! library actions it needs).
 
 use std::collections::{BTreeMap, HashMap, HashSet};
-use std::path::PathBuf;
+use std::path::{Path, PathBuf};
 use std::sync::Arc;
 
 use kiln_graph::action::Artifact;
@@ -200,6 +200,75 @@ pub fn suggested_label(importpath: &str, scope: Option<&ModuleScope>) -> String 
     package_label(&format!("@{repo}"), &rest, importpath)
 }
 
+/// What a strict-deps error says about who provides `importpath`. A package of the main module
+/// is looked up in its BUILD file (loaded from disk; only on this error path): a `go_library`
+/// there whose `importpath` is the import, or has none (inferred from go.mod and the directory,
+/// hence the same), is named as it is. Required modules' packages are named as Kiln's generated
+/// repositories name them (Gazelle's names, which is what provides them).
+pub fn provider_hint(
+    workspace_root: &Path,
+    importpath: &str,
+    scope: Option<&ModuleScope>,
+) -> String {
+    let guess = suggested_label(importpath, scope);
+    let Some(dir) = main_module_dir(importpath, scope) else {
+        return match scope {
+            Some(_) if guess.starts_with('@') => format!("add `{guess}`, which provides it"),
+            _ => format!(
+                "add the target that provides it (`{guess}` if its module follows Gazelle's naming)"
+            ),
+        };
+    };
+    let fs = kiln_graph::load::DiskFs::new(workspace_root);
+    let schemas: Vec<kiln_graph::rule_schema::RuleSchema> =
+        crate::all_rules().iter().map(|r| r.schema()).collect();
+    let request = kiln_graph::load::LoadRequest {
+        package: dir.clone(),
+        platform: kiln_graph::load::HostPlatform::host(),
+    };
+    let providers: Vec<String> = kiln_graph::load::load_package(&request, &fs, &schemas)
+        .map(|loaded| {
+            loaded
+                .package
+                .targets
+                .values()
+                .filter(|t| t.kind == "go_library")
+                .filter(|t| {
+                    t.string("importpath")
+                        .is_none_or(|p| p.is_empty() || p == importpath)
+                })
+                .map(|t| t.label.to_string())
+                .collect()
+        })
+        .unwrap_or_default();
+    match providers.as_slice() {
+        [] => format!(
+            "no `go_library` in `//{dir}` provides it yet; add one (Gazelle would name it `{guess}`) and depend on it"
+        ),
+        [one] => format!("add `{one}`, which provides it"),
+        many => format!("add the one of {} that provides it", many.iter().map(|l| format!("`{l}`")).collect::<Vec<_>>().join(", ")),
+    }
+}
+
+/// The workspace directory of a main-module package with this import path.
+fn main_module_dir(importpath: &str, scope: Option<&ModuleScope>) -> Option<String> {
+    let scope = scope?;
+    let module = scope.module.module.as_str();
+    let rel = if importpath == module {
+        ""
+    } else {
+        importpath.strip_prefix(module)?.strip_prefix('/')?
+    };
+    Some(
+        [scope.dir.as_str(), rel]
+            .iter()
+            .filter(|p| !p.is_empty())
+            .copied()
+            .collect::<Vec<_>>()
+            .join("/"),
+    )
+}
+
 /// Compiles one package: checks its imports against `deps`, registers the standard-library actions
 /// it needs and its compile action, and returns the archive.
 pub fn compile_package(
@@ -245,10 +314,10 @@ pub fn compile_package(
                 std_imports.push(path.to_string());
             } else {
                 missing.push(format!(
-                    "{}:{}: import `{path}` is not provided by `deps`; add the target that provides it (`{}` under Gazelle's naming)",
+                    "{}:{}: import `{path}` is not provided by `deps`; {}",
                     file.path,
                     import.line,
-                    suggested_label(path, scope)
+                    provider_hint(&ctx.workspace.root, path, scope)
                 ));
             }
         }
