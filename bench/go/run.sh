@@ -6,6 +6,7 @@
 #     bench/go/run.sh                    # RUNS=5 timed runs (clean: CLEAN_RUNS=3) + 1 warmup
 #     KILN_BIN=/path/to/kiln bench/go/run.sh
 #     N=200 bench/go/run.sh              # fewer packages
+#     UNITS=0 bench/go/run.sh            # 20-line packages (default 6: ~270 lines, see generate.py)
 #     TMPDIR=/var/tmp bench/go/run.sh    # temp dir there instead of /tmp (see docs/benchmarks.md)
 #
 # One hyperfine invocation, both tools with CGO_ENABLED=0, `go build -o DIR ./...` so that both link

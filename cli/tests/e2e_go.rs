@@ -440,7 +440,7 @@ fn clear_errors_strict_deps_cgo_and_a_missing_toolchain() {
         out.stderr.contains(
             "app/app.go:5: import `example.com/errs/util` is not provided by `deps`; add `//util:util`, which provides it"
         ) && out.stderr.contains(
-            "app/app.go:4: import `example.com/errs/nothere` is not provided by `deps`; no `go_library` in `//nothere` provides it yet; add one (Gazelle would name it `//nothere`) and depend on it"
+            "app/app.go:4: import `example.com/errs/nothere` is not provided by `deps`; `//nothere` has no BUILD file yet; add one with a `go_library` for it (Gazelle would name it `//nothere`) and depend on it"
         ),
         "{}",
         out.stderr
@@ -1437,6 +1437,14 @@ fn each_module_compiles_at_its_own_language_version_and_gc_goopts_and_linkopts_a
     let ours = build_info(go(ws.root(), gocache.path()), &ws.out_path("stamp/stamp"));
     assert_eq!(ours, build_info(go(ws.root(), gocache.path()), &theirs));
     assert!(ours.contains("-ldflags=\"-X main.stamp=linked\""), "{ours}");
+    // In fastbuild, after Kiln's own `-s -w`, as `go build -ldflags="-s -w ..."` records it.
+    ws.kiln(&["build", "//stamp"]).ok();
+    run(go(ws.root(), gocache.path())
+        .args(["build", "-ldflags=-s -w -X main.stamp=linked", "-o"])
+        .arg(&theirs)
+        .arg("./stamp"));
+    let ours = build_info(go(ws.root(), gocache.path()), &ws.out_path("stamp/stamp"));
+    assert_eq!(ours, build_info(go(ws.root(), gocache.path()), &theirs));
 }
 
 /// `gotags` selects files for every package the binary or test links, as `go build -tags`

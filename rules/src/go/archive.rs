@@ -200,23 +200,34 @@ pub fn suggested_label(importpath: &str, scope: Option<&ModuleScope>) -> String 
     package_label(&format!("@{repo}"), &rest, importpath)
 }
 
-/// What a strict-deps error says about who provides `importpath`. A package of the main module
-/// is looked up in its BUILD file (loaded from disk; only on this error path): a `go_library`
+/// What a strict-deps error says about who provides `importpath`, for a target of the main
+/// repository (`in_workspace`) or of an external one. A package of the main module is looked up
+/// in its directory's BUILD file (loaded from disk, only on this error path): a `go_library`
 /// there whose `importpath` is the import, or has none (inferred from go.mod and the directory,
-/// hence the same), is named as it is. Required modules' packages are named as Kiln's generated
-/// repositories name them (Gazelle's names, which is what provides them).
+/// hence the same), is named as it is. A required module's package is named as Kiln's generated
+/// repository names it (Gazelle's names: that is what provides it); anything else is a guess, and
+/// said to be one.
 pub fn provider_hint(
     workspace_root: &Path,
     importpath: &str,
     scope: Option<&ModuleScope>,
+    in_workspace: bool,
 ) -> String {
     let guess = suggested_label(importpath, scope);
-    let Some(dir) = main_module_dir(importpath, scope) else {
-        return match scope {
-            Some(_) if guess.starts_with('@') => format!("add `{guess}`, which provides it"),
-            _ => format!(
-                "add the target that provides it (`{guess}` if its module follows Gazelle's naming)"
-            ),
+    let required = scope.is_some_and(|s| {
+        s.module
+            .require
+            .iter()
+            .any(|r| importpath == r.path || importpath.starts_with(&format!("{}/", r.path)))
+    });
+    let dir = main_module_dir(importpath, scope).filter(|_| in_workspace);
+    let Some(dir) = dir else {
+        return if required {
+            format!("add `{guess}`, which provides it")
+        } else {
+            format!(
+                "add the target that provides it (`{guess}` if its module is required in go.mod and named as Gazelle names it)"
+            )
         };
     };
     let fs = kiln_graph::load::DiskFs::new(workspace_root);
@@ -226,27 +237,45 @@ pub fn provider_hint(
         package: dir.clone(),
         platform: kiln_graph::load::HostPlatform::host(),
     };
-    let providers: Vec<String> = kiln_graph::load::load_package(&request, &fs, &schemas)
-        .map(|loaded| {
-            loaded
-                .package
-                .targets
-                .values()
-                .filter(|t| t.kind == "go_library")
-                .filter(|t| {
-                    t.string("importpath")
-                        .is_none_or(|p| p.is_empty() || p == importpath)
-                })
-                .map(|t| t.label.to_string())
-                .collect()
+    let has_build_file = kiln_graph::load::BUILD_FILE_NAMES
+        .iter()
+        .any(|name| workspace_root.join(&dir).join(name).is_file());
+    if !has_build_file {
+        return format!(
+            "`//{dir}` has no BUILD file yet; add one with a `go_library` for it (Gazelle would name it `{guess}`) and depend on it"
+        );
+    }
+    let loaded = match kiln_graph::load::load_package(&request, &fs, &schemas) {
+        Ok(loaded) => loaded,
+        Err(_) => {
+            return format!(
+                "add the target that provides it (`//{dir}`'s BUILD file does not load, so Kiln cannot say which; Gazelle would name it `{guess}`)"
+            )
+        }
+    };
+    let providers: Vec<String> = loaded
+        .package
+        .targets
+        .values()
+        .filter(|t| t.kind == "go_library")
+        .filter(|t| {
+            t.string("importpath")
+                .is_none_or(|p| p.is_empty() || p == importpath)
         })
-        .unwrap_or_default();
+        .map(|t| t.label.to_string())
+        .collect();
     match providers.as_slice() {
         [] => format!(
-            "no `go_library` in `//{dir}` provides it yet; add one (Gazelle would name it `{guess}`) and depend on it"
+            "no `go_library` in `//{dir}` declares it; add one (Gazelle would name it `{guess}`) and depend on it"
         ),
         [one] => format!("add `{one}`, which provides it"),
-        many => format!("add the one of {} that provides it", many.iter().map(|l| format!("`{l}`")).collect::<Vec<_>>().join(", ")),
+        many => format!(
+            "add the one of {} that provides it",
+            many.iter()
+                .map(|l| format!("`{l}`"))
+                .collect::<Vec<_>>()
+                .join(", ")
+        ),
     }
 }
 
@@ -317,7 +346,12 @@ pub fn compile_package(
                     "{}:{}: import `{path}` is not provided by `deps`; {}",
                     file.path,
                     import.line,
-                    provider_hint(&ctx.workspace.root, path, scope)
+                    provider_hint(
+                        &ctx.workspace.root,
+                        path,
+                        scope,
+                        ctx.target.label.repo.is_empty()
+                    )
                 ));
             }
         }

@@ -54,7 +54,8 @@ pub struct ModInfo {
     pub deps: Vec<DepModule>,
     /// The default GODEBUG string (may be empty).
     pub godebug: String,
-    /// The `-ldflags` equivalent of `x_defs` (`-X=k=v ...`), recorded as `go build -ldflags` is.
+    /// The `-ldflags` a `go build` user would pass for the same link (`-s -w` in fastbuild, the
+    /// `x_defs` as `-X=k=v`, `gc_linkopts`), recorded as `go build -ldflags` records them.
     pub ldflags: String,
 }
 
@@ -100,6 +101,24 @@ impl ModInfo {
         bytes.extend_from_slice(&INFO_END);
         format!("modinfo {}", quote(&bytes))
     }
+}
+
+/// Words joined into one flag string as cmd/go's `quoted.Join` does: a word with a space, tab,
+/// newline or quote is wrapped in `'`, or in `"` when it holds a `'`.
+pub fn quoted_join(words: &[String]) -> String {
+    words
+        .iter()
+        .map(|w| {
+            if !w.is_empty() && !w.contains([' ', '\t', '\n', '\r', '\'', '"']) {
+                w.clone()
+            } else if !w.contains('\'') {
+                format!("'{w}'")
+            } else {
+                format!("\"{w}\"")
+            }
+        })
+        .collect::<Vec<_>>()
+        .join(" ")
 }
 
 /// Everything needed to link one binary.
@@ -178,6 +197,18 @@ pub fn arguments(req: &LinkRequest, sdk: &SandboxSdk, importcfg: &str) -> Vec<St
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn flags_are_joined_as_cmd_go_quotes_them() {
+        let words: Vec<String> = ["-s", "-extldflags", "-static -lfoo", "it's", ""]
+            .iter()
+            .map(|w| w.to_string())
+            .collect();
+        assert_eq!(
+            quoted_join(&words),
+            "-s -extldflags '-static -lfoo' \"it's\" ''"
+        );
+    }
 
     /// Runs the real bash on the arguments of a 5,000-package link (about 300 KB of importcfg,
     /// past the 128 KiB a single argument may hold) and reads back what it wrote.

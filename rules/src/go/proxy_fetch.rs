@@ -1,8 +1,10 @@
 //! Fetching a module's zip from the module proxies `GOPROXY` lists, as cmd/go walks them: entries
 //! separated by `,` fall through to the next only when a proxy says it has no such module (404 or
-//! 410), entries separated by `|` fall through on any error; `off` forbids downloading. Kiln
-//! fetches only from proxies (`https://`, `http://`, `file://`): `direct` (a version-control
-//! checkout) is skipped.
+//! 410), entries separated by `|` fall through on any error; `off` forbids downloading; `direct`
+//! ends the list (cmd/go would check out the version-control repository there, which Kiln does
+//! not: it fetches only from proxies, `https://`, `http://` and `file://`). An entry without a
+//! scheme is an `https://` URL, as cmd/go reads it. Credentials in a proxy URL are used but never
+//! printed; `.netrc` and `GOAUTH` are not read.
 
 use std::io::{Read, Write};
 use std::path::Path;
@@ -85,34 +87,76 @@ pub fn fetch_zip(goproxy: &str, module: &str, version: &str, dest: &Path) -> Res
                     tried_text(&tried)
                 ))
             }
-            "direct" | "noproxy" => {
-                tried.push(format!(
-                    "`{}`: skipped (Kiln fetches from proxies only)",
-                    entry.source
-                ));
-                continue;
+            "direct" => {
+                tried.push(
+                    "`direct`: a version-control checkout, which Kiln does not do".to_string(),
+                );
+                break;
             }
             _ => {}
         }
         let url = format!(
             "{}/{}/@v/{}.zip",
-            entry.source.trim_end_matches('/'),
+            with_scheme(&entry.source).trim_end_matches('/'),
             escape(module),
             escape(version)
         );
+        let shown = redacted(&url);
         match get(&url, dest) {
             Ok(()) => return Ok(()),
-            Err(GetError::NotFound(why)) => tried.push(format!("{url}: {why}")),
+            Err(GetError::NotFound(why)) => tried.push(format!("{shown}: {why}")),
             Err(GetError::Failed(why)) if entry.fall_through_on_error => {
-                tried.push(format!("{url}: {why}"))
+                tried.push(format!("{shown}: {why}"))
             }
-            Err(GetError::Failed(why)) => return Err(format!("fetching {url}: {why}")),
+            Err(GetError::Failed(why)) => return Err(format!("fetching {shown}: {why}")),
         }
     }
     Err(format!(
         "no module proxy in GOPROXY has {what}{}",
         tried_text(&tried)
     ))
+}
+
+/// A `GOPROXY` entry as a URL: cmd/go adds `https://` to one that has a `.`, `:` or `/` but no
+/// `:/` and is not an absolute path.
+pub fn with_scheme(entry: &str) -> String {
+    if entry.contains(['.', ':', '/']) && !entry.contains(":/") && !entry.starts_with('/') {
+        format!("https://{entry}")
+    } else {
+        entry.to_string()
+    }
+}
+
+/// `url` with any `user:password@` left out, for messages.
+pub fn redacted(url: &str) -> String {
+    let Some((scheme, rest)) = url.split_once("://") else {
+        return url.to_string();
+    };
+    let authority_end = rest.find('/').unwrap_or(rest.len());
+    match rest[..authority_end].rfind('@') {
+        Some(at) => format!("{scheme}://xxxxx@{}", &rest[at + 1..]),
+        None => url.to_string(),
+    }
+}
+
+/// `%XX` escapes of a `file://` URL's path decoded.
+fn percent_decoded(path: &str) -> Vec<u8> {
+    let bytes = path.as_bytes();
+    let hex = |b: u8| (b as char).to_digit(16);
+    let mut out = Vec::with_capacity(bytes.len());
+    let mut i = 0;
+    while i < bytes.len() {
+        if bytes[i] == b'%' && i + 2 < bytes.len() {
+            if let (Some(h), Some(l)) = (hex(bytes[i + 1]), hex(bytes[i + 2])) {
+                out.push((h * 16 + l) as u8);
+                i += 3;
+                continue;
+            }
+        }
+        out.push(bytes[i]);
+        i += 1;
+    }
+    out
 }
 
 fn tried_text(tried: &[String]) -> String {
@@ -126,12 +170,20 @@ fn tried_text(tried: &[String]) -> String {
 /// Copies the file at `url` to `dest`.
 fn get(url: &str, dest: &Path) -> Result<(), GetError> {
     if let Some(path) = url.strip_prefix("file://") {
-        return match std::fs::copy(path, dest) {
-            Ok(_) => Ok(()),
+        use std::os::unix::ffi::OsStringExt;
+        let path = std::path::PathBuf::from(std::ffi::OsString::from_vec(percent_decoded(path)));
+        return match std::fs::metadata(&path) {
             Err(e) if e.kind() == std::io::ErrorKind::NotFound => {
                 Err(GetError::NotFound("no such file".into()))
             }
             Err(e) => Err(GetError::Failed(e.to_string())),
+            Ok(meta) if !meta.is_file() => Err(GetError::Failed("not a regular file".into())),
+            Ok(meta) if meta.len() > MAX_ZIP_BYTES => Err(GetError::Failed(format!(
+                "the zip is larger than {MAX_ZIP_BYTES} bytes"
+            ))),
+            Ok(_) => std::fs::copy(&path, dest)
+                .map(|_| ())
+                .map_err(|e| GetError::Failed(e.to_string())),
         };
     }
     if !url.starts_with("https://") && !url.starts_with("http://") {
@@ -141,8 +193,10 @@ fn get(url: &str, dest: &Path) -> Result<(), GetError> {
     }
     let agent: ureq::Agent = ureq::Agent::config_builder()
         .proxy(ureq::Proxy::try_from_env())
+        // No limit on the whole download (a slow link may take long for an SDK); only on
+        // connecting and on the proxy's first answer.
         .timeout_connect(Some(Duration::from_secs(30)))
-        .timeout_global(Some(Duration::from_secs(600)))
+        .timeout_recv_response(Some(Duration::from_secs(60)))
         .http_status_as_error(false)
         // The system's trust store (with SSL_CERT_FILE / SSL_CERT_DIR), as cmd/go uses it: a
         // proxy behind a company's own certificate authority must work as it does for `go`.
@@ -233,10 +287,70 @@ mod tests {
         )
         .expect_err("off");
         assert!(err.contains("GOPROXY=off"), "{err}");
-        let err = fetch_zip("direct", "example.com/m", "v1.0.0", &dest).expect_err("direct");
+        // `direct` ends the list: the proxy after it is never asked.
+        let err = fetch_zip(
+            &format!("direct,file://{}", full.path().display()),
+            "example.com/m",
+            "v1.0.0",
+            &dest,
+        )
+        .expect_err("direct");
         assert!(
-            err.contains("no module proxy") && err.contains("skipped"),
+            err.contains("no module proxy") && err.contains("`direct`"),
             "{err}"
         );
+
+        // A proxy that fails (here: a directory where the zip should be) stops a `,` list but
+        // not a `|` list.
+        let broken = tempfile::tempdir().expect("temp dir");
+        std::fs::create_dir_all(broken.path().join("example.com/m/@v/v1.0.0.zip")).expect("mkdir");
+        let err = fetch_zip(
+            &format!(
+                "file://{},file://{}",
+                broken.path().display(),
+                full.path().display()
+            ),
+            "example.com/m",
+            "v1.0.0",
+            &dest,
+        )
+        .expect_err("a failure stops a comma list");
+        assert!(err.contains("not a regular file"), "{err}");
+        std::fs::remove_file(&dest).ok();
+        fetch_zip(
+            &format!(
+                "file://{}|file://{}",
+                broken.path().display(),
+                full.path().display()
+            ),
+            "example.com/m",
+            "v1.0.0",
+            &dest,
+        )
+        .expect("a pipe list falls through on any error");
+        assert_eq!(std::fs::read(&dest).expect("read"), b"zip bytes");
+    }
+
+    #[test]
+    fn entries_without_a_scheme_are_https_and_credentials_are_not_shown() {
+        assert_eq!(
+            with_scheme("goproxy.corp.example"),
+            "https://goproxy.corp.example"
+        );
+        assert_eq!(
+            with_scheme("https://proxy.golang.org"),
+            "https://proxy.golang.org"
+        );
+        assert_eq!(with_scheme("file:///srv/proxy"), "file:///srv/proxy");
+        assert_eq!(with_scheme("direct"), "direct");
+        assert_eq!(
+            redacted("https://user:token@proxy.corp/golang.org/toolchain/@v/x.zip"),
+            "https://xxxxx@proxy.corp/golang.org/toolchain/@v/x.zip"
+        );
+        assert_eq!(
+            redacted("https://proxy.golang.org/a@v/x"),
+            "https://proxy.golang.org/a@v/x"
+        );
+        assert_eq!(percent_decoded("/srv/my%20proxy"), b"/srv/my proxy");
     }
 }

@@ -111,8 +111,6 @@ pub fn link(
     if strip {
         ldflags.extend(["-s".to_string(), "-w".to_string()]);
     }
-    // `gc_linkopts` are what a `go build` user passes in `-ldflags`.
-    ldflags.extend(spec.flags.iter().cloned());
     // The libraries' definitions first, so that the binary's own win for the same variable.
     let x_defs: Vec<String> = closure
         .iter()
@@ -120,6 +118,9 @@ pub fn link(
         .chain(spec.x_defs)
         .collect();
     ldflags.extend(x_defs.iter().map(|x| format!("-X={x}")));
+    // `gc_linkopts`, what a `go build` user passes in `-ldflags`, after the definitions as on
+    // the linker's command line (a `-X` there wins).
+    ldflags.extend(spec.flags.iter().cloned());
     let modinfo = (!spec.test).then(|| {
         let mut deps: Vec<_> = closure.iter().filter_map(|a| a.module.clone()).collect();
         deps.sort();
@@ -129,7 +130,7 @@ pub fn link(
             main_module: spec.module.map(|m| m.module.clone()).unwrap_or_default(),
             deps,
             godebug: godebug.clone(),
-            ldflags: ldflags.join(" "),
+            ldflags: super::link::quoted_join(&ldflags),
         }
     });
     let mut flags = Vec::new();

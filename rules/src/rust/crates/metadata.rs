@@ -472,7 +472,8 @@ fn lib_target(package: &Package) -> Option<&Target> {
     })
 }
 
-/// The package's declared dependencies that apply on `platform` and that cargo's resolve kept,
+/// The package's declared dependencies that apply on `platform` (see the loop) and that cargo's
+/// resolve kept,
 /// each matched to the package it resolved to: same package name, the same kind and platform in
 /// the resolve's `dep_kinds`, and, when renamed, the same name in code.
 fn edges(
@@ -482,12 +483,20 @@ fn edges(
     graph_index: &BTreeMap<&str, usize>,
     platform: &HostPlatform,
 ) -> Vec<Edge> {
+    let active = |d: &ManifestDep| d.target.as_deref().is_none_or(|t| platform.is_active(t));
     let mut edges = Vec::new();
     for declared in &package.dependencies {
-        if declared
-            .target
-            .as_deref()
-            .is_some_and(|t| !platform.is_active(t))
+        // A declaration for another platform is dropped when a sibling declaration of the same
+        // dependency applies here. When none does, cargo kept the dependency for a reason
+        // Kiln's cfg cannot see (a `--cfg` from rustflags in `.cargo/config.toml`), and the
+        // declaration stays, as cargo's resolve says.
+        if !active(declared)
+            && package.dependencies.iter().any(|other| {
+                active(other)
+                    && other.name == declared.name
+                    && other.kind == declared.kind
+                    && other.rename == declared.rename
+            })
         {
             continue;
         }
@@ -621,6 +630,7 @@ mod tests {
     /// A dependency declared twice, for wasm32 with a feature and for everything else without
     /// it: `cargo metadata --filter-platform` keeps both declarations' kinds in the resolve,
     /// but on x86_64 only the second applies (zip 9's `getrandom`, `wasm_js` for wasm32 only).
+    /// One declared only for a cfg that cargo saw but Kiln does not keeps its declaration.
     #[test]
     fn a_declaration_for_another_platform_adds_no_features() {
         let json = r#"{
@@ -630,8 +640,13 @@ mod tests {
      "targets": [{"kind": ["bin"], "name": "app", "src_path": "/w/src/main.rs", "edition": "2021"}],
      "dependencies": [
        {"name": "rng", "kind": null, "rename": null, "optional": false, "uses_default_features": false, "features": [], "target": "cfg(not(target_arch = \"wasm32\"))"},
-       {"name": "rng", "kind": null, "rename": null, "optional": false, "uses_default_features": false, "features": ["wasm_js"], "target": "cfg(target_arch = \"wasm32\")"}
+       {"name": "rng", "kind": null, "rename": null, "optional": false, "uses_default_features": false, "features": ["wasm_js"], "target": "cfg(target_arch = \"wasm32\")"},
+       {"name": "extra", "kind": null, "rename": null, "optional": false, "uses_default_features": false, "features": ["f"], "target": "cfg(kiln_from_rustflags)"}
      ]},
+    {"id": "registry+r#extra@1.0.0", "name": "extra", "version": "1.0.0", "source": "registry+r",
+     "manifest_path": "/reg/extra-1.0.0/Cargo.toml", "links": null,
+     "features": {"f": []},
+     "targets": [{"kind": ["lib"], "name": "extra", "src_path": "/reg/extra-1.0.0/src/lib.rs", "edition": "2021"}]},
     {"id": "registry+r#rng@0.4.3", "name": "rng", "version": "0.4.3", "source": "registry+r",
      "manifest_path": "/reg/rng-0.4.3/Cargo.toml", "links": null,
      "features": {"std": [], "wasm_js": []},
@@ -640,19 +655,30 @@ mod tests {
   "workspace_members": ["path+file:///w#app@0.1.0"],
   "resolve": {"nodes": [
     {"id": "path+file:///w#app@0.1.0", "features": [],
-     "deps": [{"name": "rng", "pkg": "registry+r#rng@0.4.3", "dep_kinds": [{"kind": null, "target": "cfg(not(target_arch = \"wasm32\"))"}, {"kind": null, "target": "cfg(target_arch = \"wasm32\")"}]}]},
-    {"id": "registry+r#rng@0.4.3", "features": [], "deps": []}
+     "deps": [{"name": "rng", "pkg": "registry+r#rng@0.4.3", "dep_kinds": [{"kind": null, "target": "cfg(not(target_arch = \"wasm32\"))"}, {"kind": null, "target": "cfg(target_arch = \"wasm32\")"}]},
+              {"name": "extra", "pkg": "registry+r#extra@1.0.0", "dep_kinds": [{"kind": null, "target": "cfg(kiln_from_rustflags)"}]}]},
+    {"id": "registry+r#rng@0.4.3", "features": [], "deps": []},
+    {"id": "registry+r#extra@1.0.0", "features": ["f"], "deps": []}
   ]}
 }"#;
         let resolved = parse(json, &linux(), &|_| Ok(ResolverVersion::V2)).unwrap();
-        let rng = &resolved.packages[0];
-        assert_eq!(rng.name, "rng");
+        let find = |name: &str| {
+            resolved
+                .packages
+                .iter()
+                .find(|p| p.name == name)
+                .unwrap_or_else(|| panic!("{name} resolved"))
+        };
+        let rng = find("rng");
         assert_eq!(rng.variants.len(), 1);
         assert!(
             rng.variants[0].features.is_empty(),
             "{:?}",
             rng.variants[0].features
         );
+        // Declared only for a cfg Kiln does not see (a rustflags `--cfg`), yet kept by cargo:
+        // the declaration and its feature stay.
+        assert_eq!(find("extra").variants[0].features, ["f"]);
     }
 
     #[test]
