@@ -557,12 +557,7 @@ fn pinned_sdk_is_downloaded_verified_and_used() {
     let version = run(Command::new("go").arg("version").arg(&exe));
     assert!(version.contains("go1.25.5"), "{version}");
     // Stored content-addressed, with executable bits restored.
-    let sdk_dir = std::fs::read_dir(ws.cache_dir().join("go/sdk"))
-        .unwrap()
-        .flatten()
-        .find(|e| e.path().join("go/bin/go").is_file())
-        .expect("stored SDK")
-        .path();
+    let sdk_dir = stored_sdk(&ws);
     use std::os::unix::fs::PermissionsExt;
     for tool in ["go/bin/go", "go/pkg/tool/linux_amd64/compile"] {
         let mode = std::fs::metadata(sdk_dir.join(tool))
@@ -571,6 +566,16 @@ fn pinned_sdk_is_downloaded_verified_and_used() {
             .mode();
         assert!(mode & 0o111 != 0, "{tool} is not executable");
     }
+}
+
+/// The directory of the SDK Kiln stored in the workspace's cache (`go/sdk/<hash>`).
+fn stored_sdk(ws: &Workspace) -> std::path::PathBuf {
+    std::fs::read_dir(ws.cache_dir().join("go/sdk"))
+        .expect("the SDK store")
+        .flatten()
+        .find(|e| e.path().join("go/bin/go").is_file())
+        .expect("stored SDK")
+        .path()
 }
 
 /// The `h1:` hash of `golang.org/toolchain@v0.0.1-go1.25.5.linux-amd64` in the checksum database.
@@ -632,12 +637,7 @@ fn pinned_sdk_is_fetched_without_a_local_go() {
     assert_eq!(run(&mut Command::new(&exe)), "fetched\n");
     let version = run(Command::new("go").arg("version").arg(&exe));
     assert!(version.contains("go1.25.5"), "{version}");
-    let sdk_dir = std::fs::read_dir(ws.cache_dir().join("go/sdk"))
-        .unwrap()
-        .flatten()
-        .find(|e| e.path().join("go/bin/go").is_file())
-        .expect("stored SDK")
-        .path();
+    let sdk_dir = stored_sdk(&ws);
     use std::os::unix::fs::PermissionsExt;
     for (file, executable) in [
         ("go/bin/go", true),

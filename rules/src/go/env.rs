@@ -238,6 +238,7 @@ fn make_platform(
     };
     let dir = super::platform::dir_name(goos, goarch, target_tags);
     let std = StdLib::new(Arc::clone(sdk), sandbox.clone(), build.clone(), dir);
+    let std = std_with_index(std, sdk, &build, host);
     Ok(GoPlatform::new(
         sandbox,
         build,
@@ -265,6 +266,34 @@ fn arch_variable(goarch: &str) -> Option<&'static str> {
 
 /// Runs the SDK's `go` with `args` for `goos`/`goarch` in a clean environment; the output is
 /// memoized by the SDK's identity (an SDK never changes in place).
+/// `std` answering from its index, remembered in the persistent memo under the SDK's identity
+/// and the configuration (worked out and stored on the first build that needs it).
+fn std_with_index(std: StdLib, sdk: &Sdk, build: &BuildContext, host: &dyn HostAccess) -> StdLib {
+    let mut tags = build.tags.clone();
+    tags.sort();
+    let key = format!(
+        "go-std-index:v1:{}:{}:{}:{}",
+        sdk.identity,
+        build.goos,
+        build.goarch,
+        tags.join(",")
+    );
+    let remembered = host
+        .memo_get(&key)
+        .and_then(|bytes| serde_json::from_slice(&bytes).ok());
+    let index = match remembered {
+        Some(index) => index,
+        None => {
+            let index = std.index();
+            if let Ok(bytes) = serde_json::to_vec(&index) {
+                host.memo_put(&key, &bytes);
+            }
+            index
+        }
+    };
+    std.with_index(index)
+}
+
 fn ask_go(
     sdk: &Sdk,
     goos: &str,

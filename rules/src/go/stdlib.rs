@@ -2,8 +2,13 @@
 //! what they import) get a compile action, keyed by the SDK identity, GOOS/GOARCH and flags, so
 //! every workspace on the machine shares them through the cache. Sources are read in place from
 //! the mounted SDK; outputs live under `kiln-out/go/std/<goos>_<goarch>/`.
+//!
+//! Which files make each package (and what they import) depends only on the SDK and the
+//! configuration, so it is worked out once for the whole standard library ([`StdLib::index`])
+//! and remembered in the workspace's persistent memo under the SDK's identity: later builds
+//! read no standard-library file headers at all.
 
-use std::collections::{HashMap, HashSet};
+use std::collections::{BTreeMap, HashMap, HashSet};
 use std::path::PathBuf;
 use std::sync::{Arc, Mutex};
 
@@ -15,6 +20,18 @@ use super::compile::{self, CompileRequest};
 use super::constraints::BuildContext;
 use super::package;
 use super::toolchain::{SandboxSdk, Sdk, SDK_MOUNT};
+
+/// What the standard library's index remembers of one package: what [`StdPackage`] holds
+/// beyond its path and artifacts.
+#[derive(Clone, Debug, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
+pub struct IndexEntry {
+    /// Imports: (as written, resolved package path).
+    pub imports: Vec<(String, String)>,
+    /// `.go` files under the SDK mount.
+    pub go_files: Vec<String>,
+    /// `.s` files under the SDK mount.
+    pub s_files: Vec<String>,
+}
 
 /// One standard-library package.
 #[derive(Clone, Debug)]
@@ -47,6 +64,8 @@ pub struct StdLib {
     /// `kiln-out/go/std/<dir>/`: `<goos>_<goarch>`, plus `+tag...` for a `gotags` variant.
     dir: String,
     state: Mutex<State>,
+    /// Packages already worked out for this SDK and configuration (see the module doc).
+    index: BTreeMap<String, IndexEntry>,
 }
 
 impl StdLib {
@@ -59,7 +78,55 @@ impl StdLib {
             ctx,
             dir,
             state: Mutex::new(State::default()),
+            index: BTreeMap::new(),
         }
+    }
+
+    /// The same standard library, answering [`StdLib::package`] from `index` where it can.
+    pub fn with_index(mut self, index: BTreeMap<String, IndexEntry>) -> Self {
+        self.index = index;
+        self
+    }
+
+    /// Every package of the SDK's `src/` (commands, `testdata` and `_`/`.` directories left out)
+    /// that has files for this configuration, worked out from the files themselves. A package
+    /// that cannot be built here (no files, cgo only) is left out: asking for it still fails.
+    pub fn index(&self) -> BTreeMap<String, IndexEntry> {
+        let src = self.sdk.host_root.join("src");
+        let mut index = BTreeMap::new();
+        let walk = walkdir::WalkDir::new(&src)
+            .min_depth(1)
+            .sort_by_file_name()
+            .into_iter()
+            .filter_entry(|e| {
+                let name = e.file_name().to_string_lossy();
+                let commands = e.depth() == 1 && name == "cmd";
+                !(e.file_type().is_dir()
+                    && (commands
+                        || name == "testdata"
+                        || name.starts_with('_')
+                        || name.starts_with('.')))
+            });
+        for entry in walk.flatten() {
+            if !entry.file_type().is_dir() {
+                continue;
+            }
+            let Ok(rel) = entry.path().strip_prefix(&src) else {
+                continue;
+            };
+            let path = rel.to_string_lossy().to_string();
+            if let Ok(pkg) = self.package(&path) {
+                index.insert(
+                    path,
+                    IndexEntry {
+                        imports: pkg.imports.clone(),
+                        go_files: pkg.go_files.clone(),
+                        s_files: pkg.s_files.clone(),
+                    },
+                );
+            }
+        }
+        index
     }
 
     fn src_dir(&self, path: &str) -> PathBuf {
@@ -87,6 +154,13 @@ impl StdLib {
     pub fn package(&self, path: &str) -> Result<Arc<StdPackage>, String> {
         if let Some(p) = self.lock().packages.get(path) {
             return Ok(Arc::clone(p));
+        }
+        if let Some(known) = self.index.get(path) {
+            let pkg = Arc::new(self.std_package(path, known.clone()));
+            self.lock()
+                .packages
+                .insert(path.to_string(), Arc::clone(&pkg));
+            return Ok(pkg);
         }
         let dir = self.src_dir(path);
         let entries = std::fs::read_dir(&dir).map_err(|e| {
@@ -121,19 +195,31 @@ impl StdLib {
                 (i, resolved)
             })
             .collect();
-        let base = format!("kiln-out/go/std/{}/{path}", self.dir);
-        let pkg = Arc::new(StdPackage {
-            path: path.to_string(),
-            imports,
-            go_files: selected.go.iter().map(|f| f.path.clone()).collect(),
-            s_files: selected.asm.clone(),
-            export: Artifact::derived(format!("{base}.x")),
-            link: Artifact::derived(format!("{base}.a")),
-        });
+        let pkg = Arc::new(self.std_package(
+            path,
+            IndexEntry {
+                imports,
+                go_files: selected.go.iter().map(|f| f.path.clone()).collect(),
+                s_files: selected.asm.clone(),
+            },
+        ));
         self.lock()
             .packages
             .insert(path.to_string(), Arc::clone(&pkg));
         Ok(pkg)
+    }
+
+    /// The package `path` made of `entry`'s files, with its outputs under `kiln-out/go/std/`.
+    fn std_package(&self, path: &str, entry: IndexEntry) -> StdPackage {
+        let base = format!("kiln-out/go/std/{}/{path}", self.dir);
+        StdPackage {
+            path: path.to_string(),
+            imports: entry.imports,
+            go_files: entry.go_files,
+            s_files: entry.s_files,
+            export: Artifact::derived(format!("{base}.x")),
+            link: Artifact::derived(format!("{base}.a")),
+        }
     }
 
     fn lock(&self) -> std::sync::MutexGuard<'_, State> {
@@ -317,5 +403,42 @@ mod tests {
             .collect();
         assert_eq!(second.len(), beyond.len());
         assert_eq!(described, beyond);
+
+        // The index answers as the files do, and a library made from it reads none of them.
+        let index = std.index();
+        assert!(index.contains_key("fmt") && index.contains_key("runtime"));
+        let odd: Vec<&String> = index
+            .keys()
+            .filter(|p| p.starts_with("cmd/") || p.split('/').any(|part| part == "testdata"))
+            .collect();
+        assert!(odd.is_empty(), "{odd:?}");
+        assert!(
+            !index.contains_key("syscall/js"),
+            "js/wasm only: not a linux package"
+        );
+        let moved = tempfile::tempdir().expect("temp dir");
+        let blind = Arc::new(Sdk {
+            host_root: moved.path().to_path_buf(),
+            ..(*sdk).clone()
+        });
+        let from_index = StdLib::new(
+            blind,
+            sdk.sandbox.clone(),
+            std.ctx.clone(),
+            "linux_amd64".into(),
+        )
+        .with_index(index);
+        for path in ["fmt", "runtime", "net/http"] {
+            let (a, b) = (
+                std.package(path).expect("from the files"),
+                from_index.package(path).expect("from the index"),
+            );
+            assert_eq!(
+                (&a.imports, &a.go_files, &a.s_files, &a.export),
+                (&b.imports, &b.go_files, &b.s_files, &b.export),
+                "{path}"
+            );
+        }
+        assert!(from_index.package("syscall/js").is_err());
     }
 }
