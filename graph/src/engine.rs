@@ -846,6 +846,7 @@ impl<'a> Engine<'a> {
             });
         }
         let _ = cache.flush();
+        timer.mark("results+index flush");
         // Dropping the runner drops the sandbox: that waits for the background removal of the
         // last scratch trees and removes the input pool.
         drop(runner);
@@ -853,7 +854,7 @@ impl<'a> Engine<'a> {
             // Empty by now; leave nothing behind.
             let _ = std::fs::remove_dir(dir);
         }
-        timer.mark("record");
+        timer.mark("sandbox teardown");
         report.watch_set = WatchSet {
             files: observed
                 .files
@@ -870,8 +871,9 @@ impl<'a> Engine<'a> {
         report.watch_set.files.sort();
         report.watch_set.files.dedup();
         self.save_noop(&request, started, &observed, glob_listings, &report);
+        timer.mark("no-op record");
         let _ = cache.enforce_cap();
-        timer.mark("cache flush");
+        timer.mark("cache cap");
         drop_in_background((graph, schedule, providers, analyzed_targets, priorities));
         Ok(report)
     }
