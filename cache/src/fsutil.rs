@@ -169,6 +169,26 @@ pub(crate) fn remove_stale(dir: &Path, max_age: Duration) {
     }
 }
 
+/// How many temp files the cache rooted at `root` holds under `tmp/` (every open cache has a
+/// directory of its own there, with [`SPREAD`] subdirectories): what a crash or an abandoned
+/// upload left behind. An unreadable or missing directory counts as empty.
+pub fn temp_file_count(root: &Path) -> usize {
+    fn files(dir: &Path) -> usize {
+        fs::read_dir(dir)
+            .map(|entries| {
+                entries
+                    .flatten()
+                    .map(|e| match e.file_type() {
+                        Ok(t) if t.is_dir() => files(&e.path()),
+                        _ => 1,
+                    })
+                    .sum()
+            })
+            .unwrap_or(0)
+    }
+    files(&root.join("tmp"))
+}
+
 /// True when `path` is a regular file of exactly `size` bytes.
 pub(crate) fn is_file_of_size(path: &Path, size: u64) -> bool {
     fs::metadata(path).is_ok_and(|m| m.is_file() && m.len() == size)

@@ -74,7 +74,7 @@ pub use digest::{Digest, DigestFunction, DigestWriter};
 pub use error::{CacheError, ErrorKind, Result};
 pub use file_memo::{DigestedFile, FileMemo, FileStat, MemoRecord, RACY_WINDOW};
 pub use flush_timer::FlushTimer;
-pub use fsutil::mark_top_directory;
+pub use fsutil::{mark_top_directory, temp_file_count};
 pub use gc::GcStats;
 pub use local_cache::{default_root, CacheConfig, CacheStats, CacheWarning, LocalCache};
 pub use lock::BuildLock;

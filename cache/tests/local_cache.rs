@@ -632,15 +632,10 @@ fn each_open_cache_writes_in_a_temp_directory_of_its_own_removed_when_dropped() 
 /// Files under the cache's `tmp/` (each open cache has its own directory there, with
 /// subdirectories).
 fn temp_files(root: &std::path::Path) -> usize {
-    fn files(dir: &std::path::Path) -> usize {
-        fs::read_dir(dir)
-            .unwrap()
-            .flatten()
-            .map(|e| match e.file_type() {
-                Ok(t) if t.is_dir() => files(&e.path()),
-                _ => 1,
-            })
-            .sum()
-    }
-    files(&root.join("tmp"))
+    assert!(
+        root.join("tmp").is_dir(),
+        "no tmp/ under {}",
+        root.display()
+    );
+    kiln_cache::temp_file_count(root)
 }

@@ -762,19 +762,9 @@ async fn an_upload_stalled_past_the_shutdown_grace_is_cut_off_and_stores_nothing
     assert_eq!(status.code(), Code::Unavailable, "{status:?}");
     drop(tx);
 
-    // Each open cache writes in subdirectories of its own directory under tmp/: count the
-    // files in them.
-    fn files(dir: &std::path::Path) -> usize {
-        std::fs::read_dir(dir)
-            .unwrap()
-            .flatten()
-            .map(|e| match e.file_type() {
-                Ok(t) if t.is_dir() => files(&e.path()),
-                _ => 1,
-            })
-            .sum()
-    }
-    let tmp = files(&dir.path().join("tmp"));
+    // Each open cache writes in subdirectories of its own directory under tmp/.
+    assert!(dir.path().join("tmp").is_dir());
+    let tmp = kiln_cache::temp_file_count(dir.path());
     assert_eq!(tmp, 0, "temporary upload files left behind");
     let server = start(cfg).await;
     let mut cas = ContentAddressableStorageClient::new(server.channel().await);
