@@ -180,6 +180,9 @@ pub fn link(
     );
     action.arguments = link::arguments(&req, &platform.sandbox, &importcfg.path);
     action.env.insert("GOROOT".into(), String::new());
+    action
+        .env
+        .insert("GOGC".into(), LINKER_GC_PERCENT.to_string());
     action.host_tools.clear();
     for (exec_path, archive) in &inputs {
         action.input_at(exec_path, archive);
@@ -187,6 +190,13 @@ pub fn link(
     ctx.register(action);
     Ok(())
 }
+
+/// The linker's `GOGC`. cmd/link's heap is nearly all live data that grows from a few MiB to its
+/// peak, so at Go's default of 100 it collects at every doubling and rescans what it still holds;
+/// 400 skips most of those cycles. On an x/tools command (7 MiB stripped) that is ~10% less CPU
+/// per link for ~13% more peak RSS (122 → 138 MiB), and links are most of an incremental build's
+/// time. The output does not depend on it (it is a runtime setting of the linker process).
+const LINKER_GC_PERCENT: u32 = 400;
 
 /// Where a link's sandbox holds the archives it links (exec-root-relative).
 const LINK_ARCHIVE_DIR: &str = "_golink";
