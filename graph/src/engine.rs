@@ -689,6 +689,8 @@ impl<'a> Engine<'a> {
             &runner,
             &ScheduleConfig {
                 jobs: self.config.jobs,
+                // As many again may be looked up in the caches while `jobs` run.
+                lookahead: self.config.jobs,
                 keep_going: self.config.keep_going,
                 stop: self.stop.clone(),
             },

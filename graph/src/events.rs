@@ -120,7 +120,8 @@ pub enum BuildEvent {
         done: usize,
         /// Actions needed.
         total: usize,
-        /// Actions running now.
+        /// Actions in flight now: running, or being looked up in the caches (with a lookahead,
+        /// up to twice `--jobs`; no more than `--jobs` of them run at once).
         running: usize,
         /// One running action's description.
         current: Option<String>,

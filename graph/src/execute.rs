@@ -43,6 +43,10 @@ impl ActionRunner for Runner {
     }
 }
 
+/// Why a cancelled action did not finish.
+const CANCELLED: &str =
+    "Cancelled: the build was stopped, or an input it started on early came from an action that failed";
+
 /// Everything an action runner needs that stays fixed for a build.
 pub struct Runner {
     /// Workspace root on the host.
@@ -130,6 +134,10 @@ pub struct RunOptions<'a> {
     pub on_start: Option<&'a (dyn Fn() + Sync)>,
     /// Raised by the scheduler to kill the action (its early input's producer failed).
     pub cancel: Option<&'a std::sync::atomic::AtomicBool>,
+    /// When set, a cache miss waits for an execution permit with it before it stages and runs
+    /// (the scheduler keeps more actions in flight than `--jobs`, so that hits need not wait
+    /// for a running action to end).
+    pub permit: Option<&'a crate::permits::PermitTicket<'a>>,
 }
 
 impl Runner {
@@ -198,6 +206,18 @@ impl Runner {
                 return RunOutcome::Done(Box::new(done));
             }
         }
+        let _permit = match options.permit {
+            Some(ticket) => match ticket.acquire(options.cancel) {
+                Some(permit) => Some(permit),
+                None => {
+                    return RunOutcome::Failed {
+                        key: Some(keyed.key),
+                        message: CANCELLED.into(),
+                    }
+                }
+            },
+            None => None,
+        };
         self.execute(spec, keyed, options)
     }
 
@@ -543,18 +563,17 @@ impl Runner {
         started: SystemTime,
         run_duration: Duration,
     ) -> RunOutcome {
-        let (exit_code, timed_out) =
-            match outcome.exit {
-                ExitKind::Code(c) => (c, false),
-                ExitKind::Signal(s) => (128 + s, false),
-                ExitKind::TimedOut => (142, true),
-                ExitKind::Cancelled => return RunOutcome::Failed {
+        let (exit_code, timed_out) = match outcome.exit {
+            ExitKind::Code(c) => (c, false),
+            ExitKind::Signal(s) => (128 + s, false),
+            ExitKind::TimedOut => (142, true),
+            ExitKind::Cancelled => {
+                return RunOutcome::Failed {
                     key: Some(keyed.key),
-                    message:
-                        "Cancelled: the build was stopped, or an input it started on early came from an action that failed"
-                            .to_string(),
-                },
-            };
+                    message: CANCELLED.to_string(),
+                }
+            }
+        };
         let command_output = || {
             let mut text = String::new();
             text.push_str(&String::from_utf8_lossy(&outcome.stdout));

@@ -15,6 +15,7 @@ pub mod host;
 pub mod label;
 pub mod load;
 pub mod pattern;
+pub mod permits;
 pub mod query;
 pub mod remote_tier;
 pub mod repository;

@@ -1,7 +1,9 @@
-//! The parallel scheduler: runs the needed actions of an [`ActionGraph`] on `jobs` worker threads,
+//! The parallel scheduler: runs the needed actions of an [`ActionGraph`], `jobs` at a time,
 //! highest critical-path priority first, starting an action as soon as every file it reads exists
-//! (which may be before its producer ends, when the producer announces early outputs). A consumer
-//! that finds a derived input's blob lost sends its producer back to run again.
+//! (which may be before its producer ends, when the producer announces early outputs). With a
+//! `lookahead`, that many more are in flight on their own worker threads: keyed and looked up in
+//! the caches, a miss then waits for one of `jobs` execution permits ([`crate::permits`]). A
+//! consumer that finds a derived input's blob lost sends its producer back to run again.
 
 use std::collections::{BinaryHeap, HashMap, HashSet};
 use std::sync::atomic::{AtomicBool, Ordering};
@@ -14,12 +16,17 @@ use crate::action_graph::{ActionGraph, ActionId};
 use crate::action_key::FileDigest;
 use crate::events::{BuildEvent, BuildObserver, CacheStatus};
 use crate::execute::{ActionDone, ActionRunner, RunOptions, RunOutcome};
+use crate::permits::{ExecPermits, PermitTicket};
 
 /// Scheduler settings.
 #[derive(Clone, Debug)]
 pub struct ScheduleConfig {
     /// Number of actions run at once.
     pub jobs: usize,
+    /// Actions kept in flight beyond `jobs`: keyed and looked up in the caches meanwhile, a miss
+    /// then waits for an execution permit (see [`crate::permits`]). 0 keeps exactly `jobs` in
+    /// flight, and the runner is given no permits.
+    pub lookahead: usize,
     /// Keep building independent actions after a failure.
     pub keep_going: bool,
     /// Set from another thread to stop the build: running actions are cancelled (their results
@@ -53,9 +60,15 @@ pub struct ScheduleOutcome {
     pub stopped: bool,
 }
 
-/// One dispatched action: its id, its derived inputs' digests, whether to bypass the cache, and
-/// its cancel flag.
-type Job = (ActionId, HashMap<String, FileDigest>, bool, Arc<AtomicBool>);
+/// One dispatched action: its id, its derived inputs' digests, whether to bypass the cache, its
+/// cancel flag, and its claim to an execution permit (with a lookahead).
+type Job<'p> = (
+    ActionId,
+    HashMap<String, FileDigest>,
+    bool,
+    Arc<AtomicBool>,
+    Option<PermitTicket<'p>>,
+);
 
 enum Message {
     Early(String, FileDigest),
@@ -113,7 +126,10 @@ pub fn run(
         }
     }
     let total = needed.len();
-    let (job_tx, job_rx) = mpsc::channel::<Job>();
+    let in_flight = config.jobs.max(1) + config.lookahead;
+    let permits = (config.lookahead > 0).then(|| ExecPermits::new(config.jobs));
+    let permits = permits.as_ref();
+    let (job_tx, job_rx) = mpsc::channel::<Job<'_>>();
     let job_rx = Arc::new(Mutex::new(job_rx));
     let (msg_tx, msg_rx) = mpsc::channel::<Message>();
     let mut running: HashSet<ActionId> = HashSet::new();
@@ -126,7 +142,7 @@ pub fn run(
     let mut early_digests: HashMap<String, FileDigest> = HashMap::new();
 
     std::thread::scope(|scope| {
-        for _ in 0..config.jobs.max(1) {
+        for _ in 0..in_flight {
             let job_rx = Arc::clone(&job_rx);
             let msg_tx = msg_tx.clone();
             scope.spawn(move || loop {
@@ -134,7 +150,7 @@ pub fn run(
                     Ok(rx) => rx.recv(),
                     Err(_) => return,
                 };
-                let Ok((id, inputs, force_execute, cancel)) = job else {
+                let Ok((id, inputs, force_execute, cancel, ticket)) = job else {
                     return;
                 };
                 let spec = graph.action(id);
@@ -162,6 +178,7 @@ pub fn run(
                     on_early_output: Some(&early),
                     on_start: Some(&started),
                     cancel: Some(&cancel),
+                    permit: ticket.as_ref(),
                 };
                 let mut result = runner.run(spec, &lookup, &options);
                 if let RunOutcome::Done(done) = &result {
@@ -173,11 +190,15 @@ pub fn run(
                     let _ = msg_tx.send(Message::Stored(stored));
                     let lost = after(id, done);
                     if !lost.is_empty() {
+                        // The first run used its ticket: the rerun waits in line again.
+                        let priority = priorities.get(&id).copied().unwrap_or(0);
+                        let ticket = permits.map(|p| p.announce(priority));
                         let retry = RunOptions {
                             force_execute: true,
                             on_early_output: Some(&early),
                             on_start: Some(&started),
                             cancel: Some(&cancel),
+                            permit: ticket.as_ref(),
                         };
                         result = runner.run(spec, &lookup, &retry);
                         if let RunOutcome::Done(done) = &result {
@@ -219,7 +240,7 @@ pub fn run(
                     flag.store(true, Ordering::SeqCst);
                 }
             }
-            while !stopping && running.len() < config.jobs.max(1) && !exclusive_running {
+            while !stopping && running.len() < in_flight && !exclusive_running {
                 // An exclusive action waits for the running ones to finish, then runs alone.
                 if let Some(top) = heap.peek() {
                     if graph.action(top.id.0).exclusive && !running.is_empty() {
@@ -278,18 +299,25 @@ pub fn run(
                     running: running.len(),
                     current: Some(spec.progress_message.clone()),
                 });
+                let ticket = permits.map(|p| p.announce(priorities.get(&id).copied().unwrap_or(0)));
                 if job_tx
-                    .send((id, inputs, force.remove(&id), cancel))
+                    .send((id, inputs, force.remove(&id), cancel, ticket))
                     .is_err()
                 {
                     stopping = true;
                 }
             }
+            // Permits given back become free only now, when what their actions released is
+            // dispatched and in line for them (see `permits`).
+            if let Some(permits) = permits {
+                permits.recycle();
+            }
             if running.is_empty() {
                 break;
             }
-            let message = if config.stop.is_some() && !outcome.stopped {
-                // Wake up now and then to look at the stop flag.
+            let message = if (config.stop.is_some() && !outcome.stopped) || permits.is_some() {
+                // Wake up now and then to look at the stop flag, and to recycle a permit given
+                // back by a worker that has yet to send its message (a rerun's first run).
                 match msg_rx.recv_timeout(STOP_POLL) {
                     Ok(message) => message,
                     Err(mpsc::RecvTimeoutError::Timeout) => continue,

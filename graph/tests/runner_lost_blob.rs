@@ -61,6 +61,7 @@ fn a_blob_evicted_after_its_check_is_a_lost_input_not_a_failure() {
         on_early_output: None,
         on_start: None,
         cancel: None,
+        permit: None,
     };
     // The first action checks the blob (the runner remembers it as verified) and uses it.
     match runner.run(&action("a", "cat p/in.txt > p/a.txt"), &inputs, &options) {

@@ -203,6 +203,7 @@ fn schedule(
         runner,
         &ScheduleConfig {
             jobs,
+            lookahead: 0,
             keep_going,
             stop: None,
         },
@@ -431,6 +432,7 @@ fn a_stop_cancels_running_actions_and_starts_no_more() {
             &fake,
             &ScheduleConfig {
                 jobs: 1,
+                lookahead: 0,
                 keep_going: true,
                 stop: Some(std::sync::Arc::clone(&stop)),
             },
@@ -485,6 +487,7 @@ fn consumers_start_while_the_producers_outputs_are_still_being_materialized() {
         &fake,
         &ScheduleConfig {
             jobs: 2,
+            lookahead: 0,
             keep_going: false,
             stop: None,
         },
@@ -493,4 +496,187 @@ fn consumers_start_while_the_producers_outputs_are_still_being_materialized() {
     );
     assert_eq!(outcome.done.len(), 2);
     assert!(consumer_started_first.load(Ordering::SeqCst));
+}
+
+/// A runner where some actions are cache hits (answered at once, without a permit) and the
+/// others take an execution permit, as the real runner does after a miss.
+#[derive(Default)]
+struct Lookahead {
+    hits: HashSet<String>,
+    hits_done: AtomicUsize,
+    executing: AtomicUsize,
+    most_executing: AtomicUsize,
+    /// Hits that had finished when `slow` ended, while it held its permit.
+    hits_seen_by_slow: AtomicUsize,
+    /// How long `slow` waits for the hits, in 10 ms ticks.
+    patience: usize,
+    /// Misses in the order they got their permit.
+    executed: Mutex<Vec<String>>,
+}
+
+impl ActionRunner for Lookahead {
+    fn run(
+        &self,
+        spec: &ActionSpec,
+        inputs: &dyn Fn(&Artifact) -> Option<FileDigest>,
+        options: &RunOptions<'_>,
+    ) -> RunOutcome {
+        let name = spec.owner.name.clone();
+        let keyed = compute_key(
+            spec,
+            inputs,
+            &PlatformProperties::default(),
+            DigestFunction::Blake3,
+        )
+        .unwrap_or_else(|e| panic!("{name}: {e}"));
+        let hit = self.hits.contains(&name);
+        let permit = match (hit, options.permit) {
+            (false, Some(ticket)) => Some(
+                ticket
+                    .acquire(options.cancel)
+                    .unwrap_or_else(|| panic!("{name}: no permit")),
+            ),
+            _ => None,
+        };
+        if hit {
+            self.hits_done.fetch_add(1, Ordering::SeqCst);
+        } else {
+            if let Ok(mut executed) = self.executed.lock() {
+                executed.push(name.clone());
+            }
+            let now = self.executing.fetch_add(1, Ordering::SeqCst) + 1;
+            self.most_executing.fetch_max(now, Ordering::SeqCst);
+            if name == "slow" {
+                // Runs until every hit is answered (bounded), as a long link would.
+                for _ in 0..self.patience {
+                    if self.hits_done.load(Ordering::SeqCst) == self.hits.len() {
+                        break;
+                    }
+                    std::thread::sleep(Duration::from_millis(10));
+                }
+                self.hits_seen_by_slow
+                    .store(self.hits_done.load(Ordering::SeqCst), Ordering::SeqCst);
+            } else {
+                std::thread::sleep(Duration::from_millis(5));
+            }
+            self.executing.fetch_sub(1, Ordering::SeqCst);
+        }
+        drop(permit);
+        RunOutcome::Done(Box::new(ActionDone {
+            key: keyed.key,
+            status: if hit {
+                CacheStatus::LocalHit
+            } else {
+                CacheStatus::Executed
+            },
+            outputs: spec
+                .outputs
+                .iter()
+                .map(|o| (o.path.clone(), file(&o.path)))
+                .collect(),
+            exit_code: 0,
+            timed_out: false,
+            stdout: Vec::new(),
+            stderr: Vec::new(),
+            run_duration: Duration::ZERO,
+            keyed,
+        }))
+    }
+}
+
+fn schedule_with_lookahead(actions: Vec<ActionSpec>, runner: &Lookahead, lookahead: usize) {
+    // `slow` first: it holds the one permit while the rest are dispatched.
+    schedule_weighted(actions, runner, lookahead, &[("slow", 100)]);
+}
+
+fn schedule_weighted(
+    actions: Vec<ActionSpec>,
+    runner: &Lookahead,
+    lookahead: usize,
+    weights: &[(&str, u64)],
+) {
+    let graph = ActionGraph::new(actions).unwrap_or_else(|e| panic!("{e}"));
+    let needed: HashSet<ActionId> = (0..graph.actions.len() as u32).map(ActionId).collect();
+    let weights: HashMap<String, u64> = weights.iter().map(|(n, w)| (n.to_string(), *w)).collect();
+    let priorities = graph.priorities(&needed, &|spec| {
+        weights.get(&spec.owner.name).copied().unwrap_or(1)
+    });
+    let after = |_: ActionId, _: &ActionDone| Vec::new();
+    let outcome = run(
+        &graph,
+        &needed,
+        &priorities,
+        &HashMap::new(),
+        runner,
+        &ScheduleConfig {
+            jobs: 1,
+            lookahead,
+            keep_going: false,
+            stop: None,
+        },
+        &NoObserver,
+        &after,
+    );
+    assert_eq!(outcome.done.len(), graph.actions.len());
+}
+
+#[test]
+fn with_a_lookahead_hits_are_answered_while_an_action_runs_and_misses_wait_their_turn() {
+    let runner = Lookahead {
+        hits: ["hit1", "hit2", "hit3"].map(String::from).into(),
+        patience: 500,
+        ..Lookahead::default()
+    };
+    let actions = vec![
+        action("slow", &[], &["slow.out"]),
+        action("hit1", &[], &["h1.out"]),
+        // A chain of hits: each dispatched when the one before it is answered.
+        action("hit2", &["h1.out"], &["h2.out"]),
+        action("hit3", &["h2.out"], &["h3.out"]),
+        action("miss", &[], &["m.out"]),
+    ];
+    schedule_with_lookahead(actions, &runner, 2);
+    assert_eq!(runner.hits_seen_by_slow.load(Ordering::SeqCst), 3);
+    // `miss` was in flight too, but never ran beside `slow`: --jobs 1.
+    assert_eq!(runner.most_executing.load(Ordering::SeqCst), 1);
+}
+
+#[test]
+fn without_a_lookahead_hits_wait_for_the_running_action() {
+    let runner = Lookahead {
+        hits: ["hit1"].map(String::from).into(),
+        patience: 30,
+        ..Lookahead::default()
+    };
+    let actions = vec![
+        action("slow", &[], &["slow.out"]),
+        action("hit1", &[], &["h1.out"]),
+    ];
+    // `slow` gives up waiting after its bound: the hit could not be answered beside it.
+    schedule_with_lookahead(actions, &runner, 0);
+    assert_eq!(runner.hits_seen_by_slow.load(Ordering::SeqCst), 0);
+}
+
+#[test]
+fn with_a_lookahead_the_critical_path_still_runs_first() {
+    let runner = Lookahead::default();
+    // `first` runs while `side` (lower priority) is dispatched and waits for the one permit;
+    // `next`, released by `first`, has the higher priority and must run before `side`.
+    let actions = vec![
+        action("first", &[], &["f.out"]),
+        action("next", &["f.out"], &["n.out"]),
+        action("side", &[], &["s.out"]),
+    ];
+    schedule_weighted(
+        actions,
+        &runner,
+        2,
+        &[("first", 50), ("next", 70), ("side", 60)],
+    );
+    let executed = runner
+        .executed
+        .lock()
+        .map(|e| e.clone())
+        .unwrap_or_default();
+    assert_eq!(executed, ["first", "next", "side"]);
 }
