@@ -915,7 +915,7 @@ impl<'a> Engine<'a> {
             .join(crate::action::MATERIALIZE_STAGING_DIR);
         match cache.materialize_staged(&file.digest, &dest, file.executable, &staging) {
             Ok(true) => {
-                let _ = sources.digest(path);
+                let _ = sources.note_written(path, *file);
                 true
             }
             Ok(false) => false,

@@ -185,6 +185,18 @@ impl<'a> SourceDigests<'a> {
         Ok(Probe { file, stat })
     }
 
+    /// Logs `path`, which this build has just written as a verified copy of `file`, as
+    /// [`Self::digest`] would, without hashing it again. Its stat goes into the memo with that
+    /// digest; being as young as the recording, it is racy there (see `file_memo`), so the memo
+    /// does not vouch for it until a later build has hashed it, just as after `digest`.
+    pub fn note_written(&self, path: &str, file: FileDigest) -> std::io::Result<()> {
+        let metadata = std::fs::metadata(self.root.join(path))?;
+        self.memo.record(path, &metadata, file.digest);
+        let stat = Some(FileStat::from_metadata(&metadata));
+        self.note_probe(path, &Probe { file, stat });
+        Ok(())
+    }
+
     /// Logs a probe of `path` as something the build rests on.
     pub fn note_probe(&self, path: &str, probe: &Probe) {
         if let Some(log) = self.log {
