@@ -122,21 +122,22 @@ pub struct ActionDone {
 }
 
 /// Receives an early output's exec path and digest while its action still runs.
-pub type EarlyOutputCallback = dyn Fn(&str, FileDigest) + Sync;
+pub type EarlyOutputCallback<'a> = dyn Fn(&str, FileDigest) + Sync + 'a;
 
 /// Options for one run.
 pub struct RunOptions<'a> {
     /// Skip the action-cache lookup (a previous result's blobs were lost).
     pub force_execute: bool,
     /// Called with each stderr line while the action runs, with announced early outputs.
-    pub on_early_output: Option<&'a EarlyOutputCallback>,
+    pub on_early_output: Option<&'a EarlyOutputCallback<'a>>,
     /// Called just before the action starts running in the sandbox (not on a cache hit).
     pub on_start: Option<&'a (dyn Fn() + Sync)>,
     /// Raised by the scheduler to kill the action (its early input's producer failed).
     pub cancel: Option<&'a std::sync::atomic::AtomicBool>,
     /// When set, a cache miss waits for an execution permit with it before it stages and runs
     /// (the scheduler keeps more actions in flight than `--jobs`, so that hits need not wait
-    /// for a running action to end).
+    /// for a running action to end); the permit stays with the ticket, which the scheduler
+    /// drops.
     pub permit: Option<&'a crate::permits::PermitTicket<'a>>,
 }
 
@@ -206,18 +207,16 @@ impl Runner {
                 return RunOutcome::Done(Box::new(done));
             }
         }
-        let _permit = match options.permit {
-            Some(ticket) => match ticket.acquire(options.cancel) {
-                Some(permit) => Some(permit),
-                None => {
-                    return RunOutcome::Failed {
-                        key: Some(keyed.key),
-                        message: CANCELLED.into(),
-                    }
-                }
-            },
-            None => None,
-        };
+        // A miss: it runs only with an execution permit (the scheduler frees it).
+        if options
+            .permit
+            .is_some_and(|ticket| !ticket.acquire(options.cancel))
+        {
+            return RunOutcome::Failed {
+                key: Some(keyed.key),
+                message: CANCELLED.into(),
+            };
+        }
         self.execute(spec, keyed, options)
     }
 

@@ -9,15 +9,20 @@
 //! staged tree, so the machine still runs at most `jobs` processes.
 //!
 //! Critical-path order is kept, as the ready queue alone kept it without a lookahead:
-//! - the scheduler *announces* every action it dispatches ([`ExecPermits::announce`]), and a
-//!   free permit goes to a waiting miss only when no announced action of higher priority is
-//!   still being looked up (it may be a miss too, and it is the one to run next);
-//! - a permit an action gives back is *returned*, and becomes free only when the scheduler
-//!   [`recycle`](ExecPermits::recycle)s it, after it has dispatched (and so announced) what
-//!   that action's outputs made ready. Otherwise a miss waiting since earlier would take the
-//!   permit before the action on the critical path that was just released even asked.
+//! - the scheduler *announces* every action it dispatches ([`ExecPermits::announce`]); with `k`
+//!   permits free, a waiting miss takes one only when fewer than `k` announced actions of higher
+//!   priority are still unsettled (being looked up: each may be a miss, and would run first);
+//!   a hit, or an action that fails before it runs, leaves the line at once;
+//! - a permit belongs to its [`PermitTicket`] and is freed when the ticket is dropped, which the
+//!   scheduler does only after it has dispatched (and so announced) what that action's outputs
+//!   made ready. Otherwise a miss waiting since earlier would take the permit before the action
+//!   on the critical path that was just released even asked.
+//!
+//! [`ExecPermits::close`] (a failure without `--keep_going`, or a stopped build) refuses every
+//! waiting and later request: those actions never start.
 
 use std::collections::BTreeSet;
+use std::ops::Bound;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Condvar, Mutex, MutexGuard};
 use std::time::Duration;
@@ -39,26 +44,33 @@ type Place = (u64, std::cmp::Reverse<u64>);
 #[derive(Debug)]
 struct PermitState {
     free: usize,
-    /// Given back, not yet recycled by the scheduler.
-    returned: usize,
-    /// Every dispatched action that has neither taken a permit nor withdrawn.
+    /// Every dispatched action that has neither taken a permit nor left the line.
     announced: BTreeSet<Place>,
     arrivals: u64,
+    /// No permit is granted any more.
+    closed: bool,
 }
 
-/// A dispatched action's claim to a permit; dropping it unused withdraws it (a cache hit).
+/// Where a ticket stands.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Stage {
+    /// In line.
+    Announced,
+    /// Holds a permit, freed when the ticket is dropped.
+    Holding,
+    /// Left the line without a permit: a hit, an error before running, or cancelled.
+    Withdrawn,
+    /// The pool was closed while it waited: the action did not run.
+    Refused,
+}
+
+/// A dispatched action's place in line for a permit, and then the permit itself. The scheduler
+/// drops it once it has dispatched what the action released; dropping it frees the permit.
 #[derive(Debug)]
 pub struct PermitTicket<'a> {
     pool: &'a ExecPermits,
     place: Place,
-    /// Taken or withdrawn: no longer announced.
-    done: AtomicBool,
-}
-
-/// A held permit; dropping it gives it back to the pool (see [`ExecPermits::recycle`]).
-#[derive(Debug)]
-pub struct ExecPermit<'a> {
-    pool: &'a ExecPermits,
+    stage: Mutex<Stage>,
 }
 
 impl ExecPermits {
@@ -67,9 +79,9 @@ impl ExecPermits {
         ExecPermits {
             state: Mutex::new(PermitState {
                 free: jobs.max(1),
-                returned: 0,
                 announced: BTreeSet::new(),
                 arrivals: 0,
+                closed: false,
             }),
             changed: Condvar::new(),
         }
@@ -84,25 +96,19 @@ impl ExecPermits {
         PermitTicket {
             pool: self,
             place,
-            done: AtomicBool::new(false),
+            stage: Mutex::new(Stage::Announced),
         }
     }
 
-    /// Makes the permits given back since the last call free again. The scheduler calls it
-    /// after dispatching what the finished actions made ready.
-    pub fn recycle(&self) {
-        let mut state = self.lock();
-        if state.returned > 0 {
-            state.free += state.returned;
-            state.returned = 0;
-            drop(state);
-            self.changed.notify_all();
-        }
+    /// Refuses every waiting and later request (the build stops starting actions).
+    pub fn close(&self) {
+        self.lock().closed = true;
+        self.changed.notify_all();
     }
 
     fn lock(&self) -> MutexGuard<'_, PermitState> {
-        // The state stays consistent through a panic elsewhere: every change is a few integer and
-        // set operations that cannot panic halfway.
+        // Every change under this lock is a few integer and set operations that cannot panic
+        // halfway, so a poisoned lock still guards a consistent state.
         self.state
             .lock()
             .unwrap_or_else(|poisoned| poisoned.into_inner())
@@ -110,27 +116,38 @@ impl ExecPermits {
 }
 
 impl PermitTicket<'_> {
-    /// Waits for a permit: one must be free, and this action must be the highest-priority one
-    /// announced. `None` if `cancel` is raised first (the ticket is withdrawn then).
-    pub fn acquire(&self, cancel: Option<&AtomicBool>) -> Option<ExecPermit<'_>> {
+    /// Waits for a permit (see the module's rules). `false` if `cancel` is raised or the pool
+    /// is closed first, or if the ticket already left the line; the action must not run then.
+    pub fn acquire(&self, cancel: Option<&AtomicBool>) -> bool {
+        let mut stage = self.stage();
+        if *stage != Stage::Announced {
+            return false;
+        }
         let pool = self.pool;
         let mut state = pool.lock();
-        if self.done.load(Ordering::SeqCst) {
-            return None;
-        }
         loop {
-            if cancel.is_some_and(|c| c.load(Ordering::SeqCst)) {
+            let cancelled = cancel.is_some_and(|c| c.load(Ordering::SeqCst));
+            if cancelled || state.closed {
+                state.announced.remove(&self.place);
+                *stage = if cancelled {
+                    Stage::Withdrawn
+                } else {
+                    Stage::Refused
+                };
                 drop(state);
-                self.withdraw();
-                return None;
+                // A waiter of lower priority may have been held back by this ticket.
+                pool.changed.notify_all();
+                return false;
             }
-            if state.free > 0 && state.announced.last() == Some(&self.place) {
+            let ahead = state
+                .announced
+                .range((Bound::Excluded(self.place), Bound::Unbounded))
+                .count();
+            if ahead < state.free {
                 state.announced.remove(&self.place);
                 state.free -= 1;
-                self.done.store(true, Ordering::SeqCst);
-                // The next in line may be served by another free permit.
-                pool.changed.notify_all();
-                return Some(ExecPermit { pool });
+                *stage = Stage::Holding;
+                return true;
             }
             state = match pool.changed.wait_timeout(state, CANCEL_POLL) {
                 Ok((state, _)) => state,
@@ -139,26 +156,41 @@ impl PermitTicket<'_> {
         }
     }
 
-    /// No longer in line (a hit, or given up).
-    fn withdraw(&self) {
-        if self.done.swap(true, Ordering::SeqCst) {
-            return;
+    /// Leaves the line unless it holds a permit (a hit, or an error before running). The
+    /// scheduler's worker calls it as soon as the action's run returns.
+    pub fn withdraw(&self) {
+        let mut stage = self.stage();
+        if *stage == Stage::Announced {
+            self.pool.lock().announced.remove(&self.place);
+            *stage = Stage::Withdrawn;
+            drop(stage);
+            self.pool.changed.notify_all();
         }
-        self.pool.lock().announced.remove(&self.place);
-        // A lower-priority waiter may have been held back by this ticket.
-        self.pool.changed.notify_all();
+    }
+
+    /// Whether the pool was closed before this action got a permit: it did not run.
+    pub fn refused(&self) -> bool {
+        *self.stage() == Stage::Refused
+    }
+
+    fn stage(&self) -> MutexGuard<'_, Stage> {
+        self.stage
+            .lock()
+            .unwrap_or_else(|poisoned| poisoned.into_inner())
     }
 }
 
 impl Drop for PermitTicket<'_> {
     fn drop(&mut self) {
-        self.withdraw();
-    }
-}
-
-impl Drop for ExecPermit<'_> {
-    fn drop(&mut self) {
-        self.pool.lock().returned += 1;
+        let stage = *self.stage();
+        match stage {
+            Stage::Announced => self.withdraw(),
+            Stage::Holding => {
+                self.pool.lock().free += 1;
+                self.pool.changed.notify_all();
+            }
+            Stage::Withdrawn | Stage::Refused => {}
+        }
     }
 }
 
@@ -168,14 +200,11 @@ mod tests {
     use std::sync::atomic::AtomicUsize;
     use std::sync::Arc;
 
-    /// Recycles returned permits until `done` is raised, as the scheduler's loop does.
-    fn recycler(permits: Arc<ExecPermits>, done: Arc<AtomicBool>) -> std::thread::JoinHandle<()> {
-        std::thread::spawn(move || {
-            while !done.load(Ordering::SeqCst) {
-                permits.recycle();
-                std::thread::sleep(Duration::from_millis(1));
-            }
-        })
+    /// Waits until `n` tickets are in line.
+    fn until_in_line(permits: &ExecPermits, n: usize) {
+        while permits.lock().announced.len() < n {
+            std::thread::yield_now();
+        }
     }
 
     #[test]
@@ -183,53 +212,44 @@ mod tests {
         let permits = Arc::new(ExecPermits::new(2));
         let holding = Arc::new(AtomicUsize::new(0));
         let most = Arc::new(AtomicUsize::new(0));
-        let stop = Arc::new(AtomicBool::new(false));
-        let recycling = recycler(permits.clone(), stop.clone());
         let threads: Vec<_> = (0..8)
             .map(|i| {
                 let (permits, holding, most) = (permits.clone(), holding.clone(), most.clone());
                 std::thread::spawn(move || {
                     let ticket = permits.announce(i);
-                    let permit = ticket.acquire(None).expect("a permit");
+                    assert!(ticket.acquire(None));
                     let now = holding.fetch_add(1, Ordering::SeqCst) + 1;
                     most.fetch_max(now, Ordering::SeqCst);
                     std::thread::sleep(Duration::from_millis(5));
                     holding.fetch_sub(1, Ordering::SeqCst);
-                    drop(permit);
+                    drop(ticket);
                 })
             })
             .collect();
         for thread in threads {
             thread.join().expect("no panic");
         }
-        stop.store(true, Ordering::SeqCst);
-        recycling.join().expect("no panic");
         assert_eq!(most.load(Ordering::SeqCst), 2);
     }
 
     #[test]
-    fn a_recycled_permit_goes_to_the_highest_priority_waiter() {
+    fn a_freed_permit_goes_to_the_highest_priority_waiter() {
         let permits = Arc::new(ExecPermits::new(1));
-        let first = permits.announce(0);
-        let held = first.acquire(None).expect("the only permit");
+        let held = permits.announce(0);
+        assert!(held.acquire(None));
         let order = Arc::new(Mutex::new(Vec::new()));
         let mut threads = Vec::new();
         for priority in [3u64, 9, 1, 5] {
             let (pool, order) = (permits.clone(), order.clone());
             threads.push(std::thread::spawn(move || {
                 let ticket = pool.announce(priority);
-                let permit = ticket.acquire(None).expect("a permit");
+                assert!(ticket.acquire(None));
                 order.lock().expect("lock").push(priority);
-                drop(permit);
-                pool.recycle();
             }));
             // Each is in line before the next asks.
-            while permits.lock().announced.len() < threads.len() {
-                std::thread::yield_now();
-            }
+            until_in_line(&permits, threads.len());
         }
         drop(held);
-        permits.recycle();
         for thread in threads {
             thread.join().expect("no panic");
         }
@@ -237,62 +257,79 @@ mod tests {
     }
 
     #[test]
-    fn a_returned_permit_waits_for_recycling_and_for_a_higher_announced_action() {
+    fn a_waiter_lets_a_higher_action_still_being_looked_up_go_first() {
         let permits = Arc::new(ExecPermits::new(1));
         let running = permits.announce(10);
-        let held = running.acquire(None).expect("the only permit");
+        assert!(running.acquire(None));
         // A low-priority miss is waiting.
         let low = {
             let pool = permits.clone();
-            std::thread::spawn(move || {
-                let ticket = pool.announce(1);
-                let _permit = ticket.acquire(None).expect("a permit");
-            })
+            std::thread::spawn(move || assert!(pool.announce(1).acquire(None)))
         };
-        while permits.lock().announced.is_empty() {
-            std::thread::yield_now();
-        }
-        drop(held);
-        std::thread::sleep(Duration::from_millis(30));
-        assert_eq!(permits.lock().free, 0, "not free before it is recycled");
-        // What the finished action released is announced, then the permit recycled: the
+        until_in_line(&permits, 1);
+        // What the running action released is announced before its permit is freed: the
         // high-priority action is still being looked up, so the waiter is held back.
         let high = permits.announce(50);
-        permits.recycle();
+        drop(running);
         std::thread::sleep(Duration::from_millis(30));
         assert!(
             !low.is_finished(),
             "the low-priority miss must not jump the queue"
         );
-        let permit = high.acquire(None).expect("the freed permit");
-        drop(permit);
-        permits.recycle();
+        assert!(high.acquire(None));
+        drop(high);
         low.join().expect("no panic");
     }
 
     #[test]
-    fn a_hit_withdraws_and_a_cancelled_waiter_gives_up() {
+    fn with_two_free_permits_one_higher_action_in_lookup_does_not_hold_back_a_waiter() {
+        let permits = ExecPermits::new(2);
+        let _looking_up = permits.announce(50);
+        let waiter = permits.announce(1);
+        assert!(
+            waiter.acquire(None),
+            "one permit for the lookup, one for the waiter"
+        );
+    }
+
+    #[test]
+    fn a_hit_withdraws_a_cancelled_waiter_gives_up_and_closing_refuses_the_rest() {
         let permits = Arc::new(ExecPermits::new(1));
         let holder = permits.announce(0);
-        let held = holder.acquire(None).expect("the only permit");
+        assert!(holder.acquire(None));
         let cancel = Arc::new(AtomicBool::new(false));
-        let waiter = {
+        let cancelled = {
             let (pool, cancel) = (permits.clone(), cancel.clone());
-            std::thread::spawn(move || pool.announce(10).acquire(Some(&cancel)).is_some())
+            std::thread::spawn(move || {
+                let ticket = pool.announce(10);
+                (ticket.acquire(Some(&cancel)), ticket.refused())
+            })
         };
-        while permits.lock().announced.is_empty() {
-            std::thread::yield_now();
-        }
+        until_in_line(&permits, 1);
         cancel.store(true, Ordering::SeqCst);
-        assert!(
-            !waiter.join().expect("no panic"),
-            "a cancelled wait gets no permit"
-        );
-        // A hit: announced, then dropped unused.
-        drop(permits.announce(20));
-        drop(held);
-        permits.recycle();
+        assert_eq!(cancelled.join().expect("no panic"), (false, false));
+        // A hit: in line, then out without a permit.
+        let hit = permits.announce(20);
+        hit.withdraw();
+        assert!(!hit.acquire(None), "a withdrawn ticket gets no permit");
+        drop(holder);
         // Neither the cancelled ticket (10) nor the hit (20) holds back a low-priority miss.
-        assert!(permits.announce(1).acquire(None).is_some());
+        let low = permits.announce(1);
+        assert!(low.acquire(None));
+        // Closed: a waiter is refused, and so is any later request.
+        let refused = {
+            let pool = permits.clone();
+            std::thread::spawn(move || {
+                let ticket = pool.announce(5);
+                (ticket.acquire(None), ticket.refused())
+            })
+        };
+        until_in_line(&permits, 1);
+        permits.close();
+        assert_eq!(refused.join().expect("no panic"), (false, true));
+        drop(low);
+        let late = permits.announce(99);
+        assert!(!late.acquire(None));
+        assert!(late.refused());
     }
 }

@@ -70,11 +70,17 @@ type Job<'p> = (
     Option<PermitTicket<'p>>,
 );
 
-enum Message {
+enum Message<'p> {
     Early(String, FileDigest),
-    /// A finished action's outputs, in the CAS but not yet copied into `kiln-out/`.
-    Stored(Vec<(String, FileDigest)>),
-    Finished(ActionId, Box<RunOutcome>, Duration),
+    /// A finished action's outputs, in the CAS but not yet copied into `kiln-out/`, with its
+    /// permit ticket: dropped (freeing the permit) once what the outputs release is dispatched.
+    Stored(Vec<(String, FileDigest)>, Option<PermitTicket<'p>>),
+    Finished(
+        ActionId,
+        Box<RunOutcome>,
+        Duration,
+        Option<PermitTicket<'p>>,
+    ),
 }
 
 #[derive(PartialEq, Eq, PartialOrd, Ord)]
@@ -131,7 +137,7 @@ pub fn run(
     let permits = permits.as_ref();
     let (job_tx, job_rx) = mpsc::channel::<Job<'_>>();
     let job_rx = Arc::new(Mutex::new(job_rx));
-    let (msg_tx, msg_rx) = mpsc::channel::<Message>();
+    let (msg_tx, msg_rx) = mpsc::channel::<Message<'_>>();
     let mut running: HashSet<ActionId> = HashSet::new();
     let mut stopping = false;
     let mut exclusive_running = false;
@@ -140,6 +146,8 @@ pub fn run(
     let mut cancels: HashMap<ActionId, Arc<AtomicBool>> = HashMap::new();
     // Digests announced early, to check against what the action finally leaves behind.
     let mut early_digests: HashMap<String, FileDigest> = HashMap::new();
+    // Tickets of actions whose outputs were just released: dropped after the next dispatch.
+    let mut spent_tickets: Vec<PermitTicket<'_>> = Vec::new();
 
     std::thread::scope(|scope| {
         for _ in 0..in_flight {
@@ -150,7 +158,7 @@ pub fn run(
                     Ok(rx) => rx.recv(),
                     Err(_) => return,
                 };
-                let Ok((id, inputs, force_execute, cancel, ticket)) = job else {
+                let Ok((id, inputs, force_execute, cancel, mut ticket)) = job else {
                     return;
                 };
                 let spec = graph.action(id);
@@ -181,18 +189,23 @@ pub fn run(
                     permit: ticket.as_ref(),
                 };
                 let mut result = runner.run(spec, &lookup, &options);
+                // A hit, or an error before running: out of line at once.
+                if let Some(ticket) = &ticket {
+                    ticket.withdraw();
+                }
                 if let RunOutcome::Done(done) = &result {
                     // The outputs are in the CAS, where dependents stage them from: release
                     // them now rather than after `after` copies them into kiln-out/. Should a
                     // copy find its blob gone and the rerun make other bytes, the early-output
                     // check fails this action and its early consumers.
                     let stored = done.outputs.iter().map(|(p, d)| (p.clone(), *d)).collect();
-                    let _ = msg_tx.send(Message::Stored(stored));
+                    let _ = msg_tx.send(Message::Stored(stored, ticket.take()));
                     let lost = after(id, done);
                     if !lost.is_empty() {
-                        // The first run used its ticket: the rerun waits in line again.
+                        // The first run's ticket went with its outputs: the rerun gets in line
+                        // again.
                         let priority = priorities.get(&id).copied().unwrap_or(0);
-                        let ticket = permits.map(|p| p.announce(priority));
+                        ticket = permits.map(|p| p.announce(priority));
                         let retry = RunOptions {
                             force_execute: true,
                             on_early_output: Some(&early),
@@ -201,6 +214,9 @@ pub fn run(
                             permit: ticket.as_ref(),
                         };
                         result = runner.run(spec, &lookup, &retry);
+                        if let Some(ticket) = &ticket {
+                            ticket.withdraw();
+                        }
                         if let RunOutcome::Done(done) = &result {
                             let lost = after(id, done);
                             if !lost.is_empty() {
@@ -216,7 +232,12 @@ pub fn run(
                     }
                 }
                 if msg_tx
-                    .send(Message::Finished(id, Box::new(result), clock.elapsed()))
+                    .send(Message::Finished(
+                        id,
+                        Box::new(result),
+                        clock.elapsed(),
+                        ticket,
+                    ))
                     .is_err()
                 {
                     return;
@@ -307,17 +328,21 @@ pub fn run(
                     stopping = true;
                 }
             }
-            // Permits given back become free only now, when what their actions released is
-            // dispatched and in line for them (see `permits`).
-            if let Some(permits) = permits {
-                permits.recycle();
+            // Permits of finished actions are freed only now, when what those actions released
+            // is dispatched and in line for them (see `permits`).
+            if stopping {
+                if let Some(permits) = permits {
+                    // Actions waiting for a permit must not start now (closed before the
+                    // spent permits below are freed, so none of them gets one).
+                    permits.close();
+                }
             }
+            spent_tickets.clear();
             if running.is_empty() {
                 break;
             }
-            let message = if (config.stop.is_some() && !outcome.stopped) || permits.is_some() {
-                // Wake up now and then to look at the stop flag, and to recycle a permit given
-                // back by a worker that has yet to send its message (a rerun's first run).
+            let message = if config.stop.is_some() && !outcome.stopped {
+                // Wake up now and then to look at the stop flag.
                 match msg_rx.recv_timeout(STOP_POLL) {
                     Ok(message) => message,
                     Err(mpsc::RecvTimeoutError::Timeout) => continue,
@@ -340,7 +365,8 @@ pub fn run(
                         &push,
                     );
                 }
-                Message::Stored(outputs) => {
+                Message::Stored(outputs, ticket) => {
+                    spent_tickets.extend(ticket);
                     for (path, digest) in outputs {
                         // One announced earlier with other bytes: `Finished` fails the producer.
                         match early_digests.get(&path) {
@@ -361,12 +387,18 @@ pub fn run(
                         );
                     }
                 }
-                Message::Finished(id, result, elapsed) => {
+                Message::Finished(id, result, elapsed, ticket) => {
                     running.remove(&id);
                     cancels.remove(&id);
                     if graph.action(id).exclusive {
                         exclusive_running = false;
                     }
+                    if ticket.as_ref().is_some_and(|t| t.refused()) {
+                        // The build stopped starting actions while it waited: it did not run.
+                        outcome.skipped.insert(id);
+                        continue;
+                    }
+                    spent_tickets.extend(ticket);
                     let spec = graph.action(id);
                     let mut result = *result;
                     if let RunOutcome::Done(done) = &result {

@@ -3,7 +3,7 @@
 
 use std::collections::{HashMap, HashSet};
 use std::sync::atomic::{AtomicUsize, Ordering};
-use std::sync::{Condvar, Mutex};
+use std::sync::{Arc, Condvar, Mutex};
 use std::time::Duration;
 
 use kiln_cache::{Digest, DigestFunction};
@@ -512,6 +512,8 @@ struct Lookahead {
     patience: usize,
     /// Misses in the order they got their permit.
     executed: Mutex<Vec<String>>,
+    /// Misses that fail.
+    fail: HashSet<String>,
 }
 
 impl ActionRunner for Lookahead {
@@ -529,15 +531,17 @@ impl ActionRunner for Lookahead {
             DigestFunction::Blake3,
         )
         .unwrap_or_else(|e| panic!("{name}: {e}"));
-        let hit = self.hits.contains(&name);
-        let permit = match (hit, options.permit) {
-            (false, Some(ticket)) => Some(
-                ticket
-                    .acquire(options.cancel)
-                    .unwrap_or_else(|| panic!("{name}: no permit")),
-            ),
-            _ => None,
-        };
+        // A rerun (its output was lost after a hit) bypasses the cache.
+        let hit = self.hits.contains(&name) && !options.force_execute;
+        if let (false, Some(ticket)) = (hit, options.permit) {
+            // The permit stays with the ticket, which the scheduler drops.
+            if !ticket.acquire(options.cancel) {
+                return RunOutcome::Failed {
+                    key: Some(keyed.key),
+                    message: format!("{name} did not start"),
+                };
+            }
+        }
         if hit {
             self.hits_done.fetch_add(1, Ordering::SeqCst);
         } else {
@@ -561,7 +565,12 @@ impl ActionRunner for Lookahead {
             }
             self.executing.fetch_sub(1, Ordering::SeqCst);
         }
-        drop(permit);
+        if self.fail.contains(&name) {
+            return RunOutcome::Failed {
+                key: Some(keyed.key),
+                message: format!("{name} failed"),
+            };
+        }
         RunOutcome::Done(Box::new(ActionDone {
             key: keyed.key,
             status: if hit {
@@ -584,49 +593,92 @@ impl ActionRunner for Lookahead {
     }
 }
 
-fn schedule_with_lookahead(actions: Vec<ActionSpec>, runner: &Lookahead, lookahead: usize) {
+fn schedule_with_lookahead(actions: Vec<ActionSpec>, runner: &Arc<Lookahead>, lookahead: usize) {
     // `slow` first: it holds the one permit while the rest are dispatched.
     schedule_weighted(actions, runner, lookahead, &[("slow", 100)]);
 }
 
 fn schedule_weighted(
     actions: Vec<ActionSpec>,
-    runner: &Lookahead,
+    runner: &Arc<Lookahead>,
     lookahead: usize,
     weights: &[(&str, u64)],
 ) {
-    let graph = ActionGraph::new(actions).unwrap_or_else(|e| panic!("{e}"));
-    let needed: HashSet<ActionId> = (0..graph.actions.len() as u32).map(ActionId).collect();
+    let count = actions.len();
+    let run = schedule_lookahead(actions, runner, lookahead, weights, &[]);
+    assert_eq!(run.done.len(), count);
+}
+
+/// Schedules with `jobs: 1`, no `--keep_going`; `lose_once` names outputs that `after` finds
+/// lost the first time (their producer reruns). Fails the test if the build does not end in
+/// 20 s (a deadlock), leaving its thread behind.
+fn schedule_lookahead(
+    actions: Vec<ActionSpec>,
+    runner: &Arc<Lookahead>,
+    lookahead: usize,
+    weights: &[(&str, u64)],
+    lose_once: &[&str],
+) -> Run {
     let weights: HashMap<String, u64> = weights.iter().map(|(n, w)| (n.to_string(), *w)).collect();
-    let priorities = graph.priorities(&needed, &|spec| {
-        weights.get(&spec.owner.name).copied().unwrap_or(1)
+    let to_lose: Mutex<HashSet<String>> =
+        Mutex::new(lose_once.iter().map(|p| p.to_string()).collect());
+    let runner = Arc::clone(runner);
+    let (finished_tx, finished_rx) = std::sync::mpsc::channel();
+    std::thread::spawn(move || {
+        let graph = ActionGraph::new(actions).unwrap_or_else(|e| panic!("{e}"));
+        let needed: HashSet<ActionId> = (0..graph.actions.len() as u32).map(ActionId).collect();
+        let priorities = graph.priorities(&needed, &|spec| {
+            weights.get(&spec.owner.name).copied().unwrap_or(1)
+        });
+        let after = |_: ActionId, done: &ActionDone| -> Vec<String> {
+            let mut lose = to_lose.lock().unwrap_or_else(|e| e.into_inner());
+            done.outputs
+                .keys()
+                .filter(|path| lose.remove(*path))
+                .cloned()
+                .collect()
+        };
+        let outcome = run(
+            &graph,
+            &needed,
+            &priorities,
+            &HashMap::new(),
+            runner.as_ref(),
+            &ScheduleConfig {
+                jobs: 1,
+                lookahead,
+                keep_going: false,
+                stop: None,
+            },
+            &NoObserver,
+            &after,
+        );
+        let names = |ids: Vec<&ActionId>| {
+            let mut v: Vec<String> = ids
+                .into_iter()
+                .map(|id| graph.action(*id).owner.name.clone())
+                .collect();
+            v.sort();
+            v
+        };
+        let _ = finished_tx.send(Run {
+            done: names(outcome.done.keys().collect()),
+            failed: names(outcome.failed.keys().collect()),
+            skipped: names(outcome.skipped.iter().collect()),
+        });
     });
-    let after = |_: ActionId, _: &ActionDone| Vec::new();
-    let outcome = run(
-        &graph,
-        &needed,
-        &priorities,
-        &HashMap::new(),
-        runner,
-        &ScheduleConfig {
-            jobs: 1,
-            lookahead,
-            keep_going: false,
-            stop: None,
-        },
-        &NoObserver,
-        &after,
-    );
-    assert_eq!(outcome.done.len(), graph.actions.len());
+    finished_rx
+        .recv_timeout(Duration::from_secs(20))
+        .unwrap_or_else(|_| panic!("the build did not end: a deadlock"))
 }
 
 #[test]
 fn with_a_lookahead_hits_are_answered_while_an_action_runs_and_misses_wait_their_turn() {
-    let runner = Lookahead {
+    let runner = Arc::new(Lookahead {
         hits: ["hit1", "hit2", "hit3"].map(String::from).into(),
         patience: 500,
         ..Lookahead::default()
-    };
+    });
     let actions = vec![
         action("slow", &[], &["slow.out"]),
         action("hit1", &[], &["h1.out"]),
@@ -643,11 +695,11 @@ fn with_a_lookahead_hits_are_answered_while_an_action_runs_and_misses_wait_their
 
 #[test]
 fn without_a_lookahead_hits_wait_for_the_running_action() {
-    let runner = Lookahead {
+    let runner = Arc::new(Lookahead {
         hits: ["hit1"].map(String::from).into(),
         patience: 30,
         ..Lookahead::default()
-    };
+    });
     let actions = vec![
         action("slow", &[], &["slow.out"]),
         action("hit1", &[], &["h1.out"]),
@@ -659,7 +711,7 @@ fn without_a_lookahead_hits_wait_for_the_running_action() {
 
 #[test]
 fn with_a_lookahead_the_critical_path_still_runs_first() {
-    let runner = Lookahead::default();
+    let runner = Arc::new(Lookahead::default());
     // `first` runs while `side` (lower priority) is dispatched and waits for the one permit;
     // `next`, released by `first`, has the higher priority and must run before `side`.
     let actions = vec![
@@ -679,4 +731,53 @@ fn with_a_lookahead_the_critical_path_still_runs_first() {
         .map(|e| e.clone())
         .unwrap_or_default();
     assert_eq!(executed, ["first", "next", "side"]);
+}
+
+#[test]
+fn with_a_lookahead_a_hit_whose_output_is_lost_reruns_and_the_build_ends() {
+    let runner = Arc::new(Lookahead {
+        hits: ["cached", "other"].map(String::from).into(),
+        ..Lookahead::default()
+    });
+    let actions = vec![
+        action("cached", &[], &["c.out"]),
+        action("other", &[], &["o.out"]),
+        action("after_it", &["c.out"], &["a.out"]),
+    ];
+    let run = schedule_lookahead(actions, &runner, 2, &[("cached", 10)], &["c.out"]);
+    assert_eq!(run.done, ["after_it", "cached", "other"]);
+    let executed = runner
+        .executed
+        .lock()
+        .map(|e| e.clone())
+        .unwrap_or_default();
+    assert_eq!(
+        executed,
+        ["cached", "after_it"],
+        "the rerun bypassed the cache"
+    );
+}
+
+#[test]
+fn with_a_lookahead_a_failure_keeps_waiting_misses_from_starting() {
+    let runner = Arc::new(Lookahead {
+        fail: ["bad"].map(String::from).into(),
+        ..Lookahead::default()
+    });
+    // `bad` runs first (highest priority); `w1` and `w2` are in flight, waiting for the one
+    // permit, when it fails.
+    let actions = vec![
+        action("bad", &[], &["b.out"]),
+        action("w1", &[], &["w1.out"]),
+        action("w2", &[], &["w2.out"]),
+    ];
+    let run = schedule_lookahead(actions, &runner, 2, &[("bad", 10)], &[]);
+    assert_eq!(run.failed, ["bad"]);
+    assert_eq!(run.skipped, ["w1", "w2"]);
+    let executed = runner
+        .executed
+        .lock()
+        .map(|e| e.clone())
+        .unwrap_or_default();
+    assert_eq!(executed, ["bad"]);
 }
