@@ -461,6 +461,24 @@ fn clear_errors_strict_deps_cgo_and_a_missing_toolchain() {
             "nested/use/BUILD.bazel",
             "load(\"@io_bazel_rules_go//go:def.bzl\", \"go_library\")\ngo_library(name = \"use\", srcs = [\"use.go\"])\n",
         );
+    // A module whose go line asks for a newer Go than the SDK: refused, as `go build` refuses it.
+    ws.write("newer/go.mod", "module example.com/newer\n\ngo 1.99.1\n")
+        .write("newer/n.go", "package newer\n")
+        .write(
+            "newer/BUILD.bazel",
+            "load(\"@io_bazel_rules_go//go:def.bzl\", \"go_library\")\ngo_library(name = \"newer\", srcs = [\"n.go\"])\n",
+        );
+    let out = ws.kiln(&["build", "//newer"]);
+    out.expect_code(1);
+    assert!(
+        out.stderr
+            .contains("newer/go.mod` requires go >= 1.99.1, and the Go SDK is go1.")
+            && out
+                .stderr
+                .contains("set `[go] version = \"1.99.1\"` (or later) in kiln.toml"),
+        "{}",
+        out.stderr
+    );
     let out = ws.kiln(&["build", "//nested/use"]);
     out.expect_code(1);
     assert!(
@@ -1585,6 +1603,61 @@ fn test_main_examples_and_fuzz_seed_corpus_behave_as_go_test() {
     ws.kiln(&["test", "//tm:tm_test"]).expect_code(3);
     assert!(!go_test_passes(&ws));
     assert!(log(&ws).contains("--- FAIL: ExampleParse"), "{}", log(&ws));
+}
+
+/// A test binary starts as `go test` starts it: in its package's directory, so that package-level
+/// initializers read `testdata/` (a chdir in the generated main would come after them), and with
+/// `-test.paniconexit0`, so that a test calling `os.Exit(0)` fails instead of passing silently.
+#[test]
+fn tests_start_in_their_package_directory_and_an_exit_0_fails_as_under_go_test() {
+    let (_guard, cache) = shared();
+    let ws = Workspace::sharing_cache(cache);
+    let go_rules = "load(\"@io_bazel_rules_go//go:def.bzl\", \"go_test\")\n";
+    ws.write("go.mod", "module example.com/cwd\n\ngo 1.22\n")
+        .write(
+            "pkg/pkg_test.go",
+            "package pkg\n\nimport (\n\t\"os\"\n\t\"testing\"\n)\n\n// Read while the package initializes, before any test or TestMain runs.\nvar fixture, fixtureErr = os.ReadFile(\"testdata/fixture.txt\")\n\nfunc TestFixture(t *testing.T) {\n\tif fixtureErr != nil || string(fixture) != \"fixture\\n\" {\n\t\tt.Fatalf(\"fixture: %q, %v\", fixture, fixtureErr)\n\t}\n}\n",
+        )
+        .write("pkg/testdata/fixture.txt", "fixture\n")
+        .write(
+            "pkg/BUILD.bazel",
+            &format!(
+                "{go_rules}go_test(name = \"pkg_test\", srcs = [\"pkg_test.go\"], data = glob([\"testdata/**\"]))\n"
+            ),
+        );
+    let gocache = tempfile::tempdir().unwrap();
+    let go_test_passes = |ws: &Workspace| {
+        go(&ws.root().join("pkg"), gocache.path())
+            .args(["test", "-vet=off", "."])
+            .output()
+            .expect("go test")
+            .status
+            .success()
+    };
+    let log = |ws: &Workspace| ws.read("kiln-out/testlogs/pkg/pkg_test/test.log");
+    assert!(go_test_passes(&ws));
+    let out = ws.kiln(&["test", "//pkg:pkg_test"]);
+    out.ok();
+
+    // A test that exits 0 before it reports: a failure under both.
+    ws.write(
+        "pkg/exit_test.go",
+        "package pkg\n\nimport (\n\t\"os\"\n\t\"testing\"\n)\n\nfunc TestExitsEarly(t *testing.T) {\n\tos.Exit(0)\n}\n",
+    );
+    ws.write(
+        "pkg/BUILD.bazel",
+        &ws.read("pkg/BUILD.bazel").replace(
+            "srcs = [\"pkg_test.go\"]",
+            "srcs = [\"exit_test.go\", \"pkg_test.go\"]",
+        ),
+    );
+    assert!(!go_test_passes(&ws));
+    ws.kiln(&["test", "//pkg:pkg_test"]).expect_code(3);
+    assert!(
+        log(&ws).contains("unexpected call to os.Exit(0) during test"),
+        "{}",
+        log(&ws)
+    );
 }
 
 /// Modules with a major-version suffix and gopkg.in modules get Gazelle's repository and library

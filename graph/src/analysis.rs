@@ -42,6 +42,10 @@ pub struct TestInfo {
     /// Why the test cannot run on this machine (it is built for another platform): `kiln test`
     /// builds it and reports it skipped with this reason instead of running it.
     pub cannot_run: Option<String>,
+    /// The directory the test starts in, relative to the workspace's runfiles directory (`go
+    /// test` runs a test in its package's directory); `None`: that runfiles directory, as Bazel
+    /// does.
+    pub working_dir: Option<String>,
 }
 
 /// The providers of one analyzed target: the default files plus typed, rule-specific values (for

@@ -108,6 +108,7 @@ impl RuleImpl for ShRule {
             }),
             filter_args: None,
             cannot_run: None,
+            working_dir: None,
         });
         let mut providers = Providers::new(DefaultInfo {
             files: vec![executable.clone()],

@@ -109,7 +109,8 @@ pub fn test_action(
     }
     args.extend(options.args.iter().cloned());
     // The wrapper makes the writable directories and sends both streams to the log, as Bazel's
-    // test-setup.sh does; the test runs with its cwd in the runfiles tree.
+    // test-setup.sh does; the test runs with its cwd in the runfiles tree (the workspace's
+    // directory there, or the rule's `working_dir` below it).
     let script = "set -u\nmkdir -p \"$TEST_TMPDIR\" \"$(dirname \"$XML_OUTPUT_FILE\")\"\ncd \"$KILN_TEST_CWD\"\nexec \"$@\" >\"$KILN_TEST_LOG\" 2>&1";
     action.arguments = vec![
         "/bin/bash".to_string(),
@@ -117,9 +118,19 @@ pub fn test_action(
         script.to_string(),
         "kiln-test".to_string(),
     ];
-    action.arguments.push(format!("./{}", exe.short_path()));
-    action.arguments.extend(args);
     let abs = |p: &str| format!("{EXEC_ROOT}/{p}");
+    let cwd = match info.working_dir.as_deref() {
+        None | Some("") => workspace_dir.clone(),
+        Some(dir) => format!("{workspace_dir}/{dir}"),
+    };
+    if cwd == workspace_dir {
+        action.arguments.push(format!("./{}", exe.short_path()));
+    } else {
+        action
+            .arguments
+            .push(abs(&format!("{workspace_dir}/{}", exe.short_path())));
+    }
+    action.arguments.extend(args);
     let timeout = options.timeout.unwrap_or_else(|| timeout_for(target));
     for (key, value) in [
         ("PATH", "/bin:/usr/bin:/usr/local/bin".to_string()),
@@ -139,7 +150,7 @@ pub fn test_action(
         ("TEST_TIMEOUT", timeout.as_secs().to_string()),
         ("TEST_RUN_NUMBER", run.to_string()),
         ("TZ", "UTC".to_string()),
-        ("KILN_TEST_CWD", abs(&workspace_dir)),
+        ("KILN_TEST_CWD", abs(&cwd)),
         ("KILN_TEST_LOG", abs(&paths.log)),
     ] {
         action.env.insert(key.to_string(), value);

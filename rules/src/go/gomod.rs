@@ -52,6 +52,14 @@ impl GoMod {
         format!("go{major}.{minor}")
     }
 
+    /// The `go` line when it asks for a newer Go than `toolchain` (`go1.26.8`, `go1.27rc1`):
+    /// cmd/go refuses to build such a module ("requires go >= ..."), and so does Kiln.
+    pub fn newer_than(&self, toolchain: &str) -> Option<&str> {
+        let wanted = self.go.as_deref()?;
+        (release_numbers(wanted) > release_numbers(toolchain.trim_start_matches("go")))
+            .then_some(wanted)
+    }
+
     /// The minor version of the `go` line (16 when absent).
     pub fn go_minor(&self) -> u32 {
         self.lang()
@@ -301,6 +309,20 @@ pub fn check_vendor_consistency(
     }
 }
 
+/// (major, minor, patch) of a Go version (`1.26`, `1.26.8`, `1.27rc1`: a missing or
+/// pre-release patch counts as 0), as far as it parses.
+fn release_numbers(version: &str) -> (u32, u32, u32) {
+    let mut numbers = version.split('.').map(|part| {
+        part.chars()
+            .take_while(|c| c.is_ascii_digit())
+            .collect::<String>()
+            .parse()
+            .unwrap_or(0)
+    });
+    let mut next = || numbers.next().unwrap_or(0);
+    (next(), next(), next())
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -386,5 +408,21 @@ mod tests {
             parse_go_sum("go.sum", "junk\n").unwrap_err(),
             "go.sum:1: expected `<module> <version> h1:<hash>`"
         );
+    }
+
+    #[test]
+    fn a_go_line_newer_than_the_toolchain_is_found() {
+        let module = |go: &str| GoMod {
+            go: Some(go.to_string()),
+            ..GoMod::default()
+        };
+        assert_eq!(module("1.27").newer_than("go1.26.8"), Some("1.27"));
+        assert_eq!(module("1.26.9").newer_than("go1.26.8"), Some("1.26.9"));
+        assert_eq!(module("1.26.8").newer_than("go1.26.8"), None);
+        assert_eq!(module("1.26").newer_than("go1.26.8"), None);
+        assert_eq!(module("1.22").newer_than("go1.26.8"), None);
+        assert_eq!(module("1.27rc1").newer_than("go1.26.8"), Some("1.27rc1"));
+        assert_eq!(module("1.26").newer_than("go1.26rc2"), None);
+        assert_eq!(GoMod::default().newer_than("go1.26.8"), None);
     }
 }

@@ -305,6 +305,16 @@ impl Unit {
                 _ => String::new(),
             },
         };
+        if let Some((root, wanted)) = found
+            .as_ref()
+            .and_then(|(root, m)| Some((root, m.newer_than(&env.sdk.sandbox.version)?)))
+        {
+            return Err(ctx.error(format!(
+                "`{}` requires go >= {wanted}, and the Go SDK is {} (as `go build` refuses it): set `[go] version = \"{wanted}\"` (or later) in kiln.toml, or put a newer Go on PATH",
+                root.join("go.mod").display(),
+                env.sdk.sandbox.version
+            )));
+        }
         let lang = found.as_ref().map(|(_, m)| m.lang()).unwrap_or_else(|| {
             if ctx.target.label.repo.is_empty() {
                 format!("go1.{}", env.sdk.minor())

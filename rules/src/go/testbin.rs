@@ -475,9 +475,22 @@ pub fn test(
         executable: Some(exe),
         runfiles,
     });
+    // As `go test` runs a test binary: a test that calls os.Exit(0) fails (`-test.paniconexit0`),
+    // and the process starts in the package's directory, so that package initializers reading
+    // `testdata/` find it (a chdir in the generated main would come after them).
+    let args = std::iter::once("-test.paniconexit0".to_string())
+        .chain(ctx.target.strings("args"))
+        .collect();
     providers.test = Some(TestInfo {
         env: ctx.target.string_dict("env"),
-        args: ctx.target.strings("args"),
+        args,
+        // A main-repository package's directory; another repository's test starts at the root.
+        working_dir: ctx
+            .target
+            .label
+            .repo
+            .is_empty()
+            .then(|| ctx.target.label.package.clone()),
         filter_env: None,
         filter_args: Some(|filter| vec![format!("-test.run={filter}")]),
         cannot_run: (platform.build.goos != env.host.build.goos

@@ -141,6 +141,7 @@ impl RuleImpl for RustCrateRule {
                 filter_env: None,
                 filter_args: Some(|filter| vec![filter.to_string()]),
                 cannot_run: None,
+                working_dir: None,
             });
         }
         providers.insert(parts);
