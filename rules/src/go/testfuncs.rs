@@ -38,11 +38,18 @@ fn is_test_name(name: &str, prefix: &str) -> bool {
     }
 }
 
-/// Whether the parameter tokens are exactly `name *pkg.Type` (pkg being any import name).
+/// Whether the parameter tokens are one parameter of type `*pkg.Type` or `*Type` (a dot-imported
+/// `testing`), named or not, as cmd/go's `isTestFunc` accepts (it cannot know how `testing` was
+/// imported either).
 fn single_pointer_param(params: &[Token], type_name: &str) -> bool {
     let kinds: Vec<&Kind> = params.iter().map(|t| &t.kind).collect();
-    matches!(kinds.as_slice(),
-        [Kind::Ident(_), Kind::Punct('*'), Kind::Ident(_), Kind::Punct('.'), Kind::Ident(t)]
+    let ty = match kinds.as_slice() {
+        [Kind::Ident(_), rest @ ..] if matches!(rest.first(), Some(Kind::Punct('*'))) => rest,
+        all => all,
+    };
+    matches!(ty,
+        [Kind::Punct('*'), Kind::Ident(_), Kind::Punct('.'), Kind::Ident(t)]
+        | [Kind::Punct('*'), Kind::Ident(t)]
             if t == type_name)
 }
 
@@ -58,8 +65,15 @@ pub fn find(src: &str) -> Result<TestFuncs, String> {
             Kind::Punct('}' | ')' | ']') => depth -= 1,
             Kind::Ident(kw) if kw == "func" && depth == 0 => {
                 if let Some(Kind::Ident(name)) = all.get(i + 1).map(|t| &t.kind) {
+                    let generic = matches!(all.get(i + 2).map(|t| &t.kind), Some(Kind::Punct('[')));
                     let (params, results, body, next) = signature_and_body(&all, i + 2);
-                    classify(name, &params, results, &all[body.0..body.1], &all, &mut out);
+                    let signature = Signature {
+                        params: &params,
+                        results,
+                        generic,
+                    };
+                    classify(name, &signature, &all[body.0..body.1], &mut out)
+                        .map_err(|why| format!("{}: {why}", all[i].line))?;
                     i = next;
                     continue;
                 }
@@ -122,23 +136,64 @@ fn matching(all: &[Token], open: usize) -> usize {
     all.len().saturating_sub(1)
 }
 
+/// A top-level function's signature, as far as test discovery needs it.
+struct Signature<'a> {
+    /// Parameter tokens, comments left out.
+    params: &'a [Token],
+    /// Whether it has results.
+    results: bool,
+    /// Whether it has type parameters.
+    generic: bool,
+}
+
+impl Signature<'_> {
+    /// cmd/go's `isTestFunc`: one `*Type` parameter (see [`single_pointer_param`]), no results.
+    fn is_test_func(&self, type_name: &str) -> bool {
+        !self.results && single_pointer_param(self.params, type_name)
+    }
+
+    /// cmd/go's `checkTestFunc`: why a function named as a test cannot be one.
+    fn check(&self, name: &str, type_name: &str) -> Result<(), String> {
+        let why = if self.generic {
+            "test functions cannot have type parameters".to_string()
+        } else if !self.is_test_func(type_name) {
+            format!(
+                "must be: func {name}({} *testing.{type_name})",
+                type_name.to_ascii_lowercase()
+            )
+        } else {
+            return Ok(());
+        };
+        Err(format!("wrong signature for {name}, {why}"))
+    }
+}
+
+/// Sorts one top-level function as cmd/go's test loader does; a `Test`, `Benchmark` or `Fuzz`
+/// function (or `TestMain`) with the wrong signature is its error.
 fn classify(
     name: &str,
-    params: &[Token],
-    results: bool,
+    signature: &Signature<'_>,
     body: &[Token],
-    _all: &[Token],
     out: &mut TestFuncs,
-) {
-    if name == "TestMain" && single_pointer_param(params, "M") {
-        out.test_main = true;
-    } else if is_test_name(name, "Test") && single_pointer_param(params, "T") {
+) -> Result<(), String> {
+    if name == "TestMain" {
+        // `func TestMain(t *testing.T)` is an ordinary test, as cmd/go takes it.
+        if signature.is_test_func("T") && !signature.generic {
+            out.tests.push(name.to_string());
+        } else {
+            signature.check(name, "M")?;
+            out.test_main = true;
+        }
+    } else if is_test_name(name, "Test") {
+        signature.check(name, "T")?;
         out.tests.push(name.to_string());
-    } else if is_test_name(name, "Benchmark") && single_pointer_param(params, "B") {
+    } else if is_test_name(name, "Benchmark") {
+        signature.check(name, "B")?;
         out.benchmarks.push(name.to_string());
-    } else if is_test_name(name, "Fuzz") && single_pointer_param(params, "F") {
+    } else if is_test_name(name, "Fuzz") {
+        signature.check(name, "F")?;
         out.fuzz.push(name.to_string());
-    } else if name.starts_with("Example") && params.is_empty() && !results {
+    } else if name.starts_with("Example") && signature.params.is_empty() && !signature.results {
         if let Some((output, unordered)) = example_output(body) {
             out.examples.push(Example {
                 name: name.to_string(),
@@ -147,6 +202,7 @@ fn classify(
             });
         }
     }
+    Ok(())
 }
 
 /// The last comment group in a body, as go/ast's `CommentGroup.Text`, if it starts with
@@ -218,7 +274,6 @@ import (
 func TestMain(m *tt.M) { m.Run() }
 func TestAdd(t *tt.T) { if 1+1 != 2 { t.Fatal("}") } }
 func Testlower(t *tt.T) {}
-func TestWrong(x int) {}
 func BenchmarkAdd(b *tt.B) {}
 func FuzzAdd(f *tt.F) {}
 func (s S) TestMethod(t *tt.T) {}
@@ -277,5 +332,40 @@ func ExampleSet() {
             }
         "#]]
         .assert_debug_eq(&funcs);
+    }
+
+    #[test]
+    fn a_dot_imported_testing_and_unnamed_parameters_are_tests_as_for_cmd_go() {
+        let src = "package a\n\nimport . \"testing\"\n\nfunc TestDot(t *T) {}\nfunc TestUnnamed(*T) {}\nfunc BenchmarkDot(b *B) {}\nfunc TestMain(t *T) {}\n";
+        let funcs = find(src).unwrap();
+        assert_eq!(funcs.tests, ["TestDot", "TestUnnamed", "TestMain"]);
+        assert_eq!(funcs.benchmarks, ["BenchmarkDot"]);
+        assert!(
+            !funcs.test_main,
+            "TestMain(t *T) is a test, as cmd/go takes it"
+        );
+    }
+
+    #[test]
+    fn a_test_function_with_a_wrong_signature_is_an_error_as_in_go_test() {
+        let error = |src: &str| find(src).unwrap_err();
+        assert_eq!(
+            error("package a\n\nimport \"testing\"\n\nfunc TestWrong(x int) {}\n"),
+            "5: wrong signature for TestWrong, must be: func TestWrong(t *testing.T)"
+        );
+        assert_eq!(
+            error("package a\n\nfunc BenchmarkX(b *testing.B) int { return 0 }\n"),
+            "3: wrong signature for BenchmarkX, must be: func BenchmarkX(b *testing.B)"
+        );
+        assert_eq!(
+            error("package a\n\nfunc FuzzX[T any](f *testing.F) {}\n"),
+            "3: wrong signature for FuzzX, test functions cannot have type parameters"
+        );
+        assert_eq!(
+            error("package a\n\nfunc TestMain(m int) {}\n"),
+            "3: wrong signature for TestMain, must be: func TestMain(m *testing.M)"
+        );
+        // Not test names (a lowercase letter after the prefix), methods, helpers: no error.
+        assert!(find("package a\n\nfunc Testlower(x int) {}\nfunc (s S) TestM(x int) {}\nfunc helper[T any](t T) {}\n").is_ok());
     }
 }
