@@ -4,8 +4,10 @@
 Usage: bench/ratios.py OUT.md JSON[,JSON...] "LABEL=KILN_NAME/ANCHOR_NAME<=TARGET" ...
 
 Each pair names two commands (hyperfine's `-n` names) found in the JSON files; the table gives
-both means, the ratio of the means with its propagated uncertainty, the target and whether the
-mean ratio meets it. Writes OUT.md and prints it. A pair whose commands were not timed (a
+both means, the ratio of the means with its propagated uncertainty, the target and whether it is
+met: "yes" when the ratio plus its uncertainty is at or under the target, "at the line" when
+only the ratio itself is, "no" otherwise; with per-round pairs, the per-round median must be
+at or under the target too. Writes OUT.md and prints it. A pair whose commands were not timed (a
 scenario left out of the run) is skipped. When both commands come from one run of
 bench/hyperfine_interleaved.py (their k-th runs were taken in the same round), the table also
 gives the median of the per-round ratios, which the machine's drift between rounds affects least.
@@ -15,6 +17,15 @@ import json
 import math
 import statistics
 import sys
+
+
+def verdict(ratio, spread, paired, target):
+    """Met with the noise taken into account, met only by the mean, or not met."""
+    if ratio > target or (paired is not None and paired > target):
+        return "no"
+    if ratio + spread <= target:
+        return "yes"
+    return "at the line (within one σ)"
 
 
 def load(paths):
@@ -68,7 +79,7 @@ def main(argv):
         paired_text = f"{paired:.3f}" if paired is not None else "-"
         ratio = km / am
         spread = ratio * math.sqrt((ks / km) ** 2 + (as_ / am) ** 2)
-        met = "yes" if ratio <= float(target) else "no"
+        met = verdict(ratio, spread, paired, float(target))
         lines.append(
             f"| {label} | {seconds(km)} ± {seconds(ks)} | {seconds(am)} ± {seconds(as_)} "
             f"| **{ratio:.3f}** ± {spread:.3f} | {paired_text} | ≤ {target} | {met} |"

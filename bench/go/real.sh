@@ -22,7 +22,7 @@
 # does with Bazel's --strip=sometimes), so `go build` is asked to do the same linker work.
 set -euo pipefail
 
-RUNS="${RUNS:-3}"
+RUNS="${RUNS:-8}"
 CLEAN_RUNS="${CLEAN_RUNS:-2}"
 MODULE="golang.org/x/tools"
 VERSION="${VERSION:-v0.52.0}"
