@@ -7,7 +7,7 @@
 # x/telemetry), and a deep import graph under go/ast/inspector, go/types/typeutil and internal/.
 #
 # Usage:
-#     bench/go/real.sh                      # RUNS=3 timed runs (clean: CLEAN_RUNS=2) + 1 warmup
+#     bench/go/real.sh                      # RUNS=8 timed rounds (clean: CLEAN_RUNS=2) + 1 warmup
 #     KILN_BIN=/path/to/kiln bench/go/real.sh
 #
 # The module is taken from the Go module proxy (`go mod download`), copied twice (one copy for

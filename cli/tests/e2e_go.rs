@@ -67,6 +67,16 @@ fn go(dir: &Path, gocache: &Path) -> Command {
     cmd
 }
 
+/// Whether `go test -vet=off .` passes in `dir`.
+fn go_test_passes(dir: &Path, gocache: &Path) -> bool {
+    go(dir, gocache)
+        .args(["test", "-vet=off", "."])
+        .output()
+        .expect("go test")
+        .status
+        .success()
+}
+
 /// `go version -m` output without its first line (the file name).
 fn build_info(go_cmd: Command, binary: &Path) -> String {
     let mut cmd = go_cmd;
@@ -268,12 +278,13 @@ fn kiln_test_agrees_with_go_test_including_a_failure() {
 fn body_edit_recompiles_one_package_signature_edit_recompiles_importers() {
     let (_guard, cache) = shared();
     let ws = example_workspace(Some(cache));
-    let target = "//go/cmd/hello";
+    // Three binaries: hello (through report) and server import greet; wordfreq does not.
+    let target = "//go/cmd/...";
     ws.kiln(&["build", target]).ok();
     let greet = ws.read("go/greet/greet.go");
 
     // The body of a non-inlinable function: greet recompiles, its export data is unchanged, so
-    // no importer recompiles; the binary re-links.
+    // no importer recompiles; the binaries that link it re-link, and only those.
     ws.write(
         "go/greet/greet.go",
         &greet.replace(
@@ -287,6 +298,7 @@ fn body_edit_recompiles_one_package_signature_edit_recompiles_importers() {
         compiles_and_links(&out.events),
         vec![
             ("//go/cmd/hello:hello".to_string(), "GoLink".to_string()),
+            ("//go/cmd/server:server".to_string(), "GoLink".to_string()),
             ("//go/greet:greet".to_string(), "GoCompile".to_string()),
         ]
     );
@@ -1570,14 +1582,7 @@ fn test_main_examples_and_fuzz_seed_corpus_behave_as_go_test() {
             ),
         );
     let gocache = tempfile::tempdir().unwrap();
-    let go_test_passes = |ws: &Workspace| {
-        go(&ws.root().join("tm"), gocache.path())
-            .args(["test", "-vet=off", "."])
-            .output()
-            .expect("go test")
-            .status
-            .success()
-    };
+    let go_test_passes = |ws: &Workspace| go_test_passes(&ws.root().join("tm"), gocache.path());
     let log = |ws: &Workspace| ws.read("kiln-out/testlogs/tm/tm_test/test.log");
 
     ws.kiln(&["test", "//tm:tm_test"]).ok();
@@ -1626,14 +1631,7 @@ fn tests_start_in_their_package_directory_and_an_exit_0_fails_as_under_go_test()
             ),
         );
     let gocache = tempfile::tempdir().unwrap();
-    let go_test_passes = |ws: &Workspace| {
-        go(&ws.root().join("pkg"), gocache.path())
-            .args(["test", "-vet=off", "."])
-            .output()
-            .expect("go test")
-            .status
-            .success()
-    };
+    let go_test_passes = |ws: &Workspace| go_test_passes(&ws.root().join("pkg"), gocache.path());
     let log = |ws: &Workspace| ws.read("kiln-out/testlogs/pkg/pkg_test/test.log");
     assert!(go_test_passes(&ws));
     let out = ws.kiln(&["test", "//pkg:pkg_test"]);

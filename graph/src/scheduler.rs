@@ -150,7 +150,16 @@ pub fn run(
     let mut spent_tickets: Vec<PermitTicket<'_>> = Vec::new();
 
     std::thread::scope(|scope| {
-        for _ in 0..in_flight {
+        // With permits, up to `jobs` more jobs than `in_flight` may be out (see the dispatch
+        // loop), and every dispatched job needs a thread of its own: a job waiting in the queue
+        // would hold its place in line for a permit that no waiting worker could then take.
+        let workers = in_flight
+            + if permits.is_some() {
+                config.jobs.max(1)
+            } else {
+                0
+            };
+        for _ in 0..workers {
             let job_rx = Arc::clone(&job_rx);
             let msg_tx = msg_tx.clone();
             scope.spawn(move || loop {
@@ -261,7 +270,11 @@ pub fn run(
                     flag.store(true, Ordering::SeqCst);
                 }
             }
-            while !stopping && running.len() < in_flight && !exclusive_running {
+            // A producer whose outputs were just released still counts as running, but its
+            // permit (in `spent_tickets`) is freed only after this loop: what it released must
+            // be dispatched, and so in line for that permit, even when `in_flight` is full.
+            while !stopping && running.len() < in_flight + spent_tickets.len() && !exclusive_running
+            {
                 // An exclusive action waits for the running ones to finish, then runs alone.
                 if let Some(top) = heap.peek() {
                     if graph.action(top.id.0).exclusive && !running.is_empty() {

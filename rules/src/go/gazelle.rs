@@ -107,29 +107,37 @@ pub fn generate(
             .or_default()
             .push((rel.clone(), entry.path().to_path_buf()));
     }
-    // Directories that hold a package of their own (and so get their own BUILD file).
+    let go_files_of =
+        |files: &[(String, std::path::PathBuf)]| -> Vec<(String, std::path::PathBuf)> {
+            files
+                .iter()
+                .filter(|(r, _)| {
+                    let name = r.rsplit('/').next().unwrap_or(r);
+                    (name.ends_with(".go") && !name.ends_with("_test.go"))
+                        || name.ends_with(".s")
+                        || name.ends_with(".h")
+                })
+                .cloned()
+                .collect()
+        };
+    // Directories that get a BUILD file of their own below (a package for some platform, or
+    // one refused for its C sources), whose files are theirs, not a parent's to embed. A
+    // directory whose Go files never build (`//go:build ignore`) is no package.
     let package_dirs: std::collections::HashSet<&String> = dirs
         .iter()
         .filter(|(_, files)| {
-            files.iter().any(|(r, _)| {
-                let name = r.rsplit('/').next().unwrap_or(r);
-                name.ends_with(".go") && !name.ends_with("_test.go")
-            })
+            let go_files = go_files_of(files);
+            let c_sources = files.iter().any(|(r, _)| {
+                let ext = r.rsplit_once('.').map_or("", |(_, e)| e);
+                matches!(ext, "c" | "cc" | "cpp" | "cxx" | "m")
+            });
+            !go_files.is_empty() && (c_sources || PlatformUnion::of(&go_files, ctx).is_some())
         })
         .map(|(dir, _)| dir)
         .collect();
     let mut count = 0;
     for (dir, files) in &dirs {
-        let go_files: Vec<(String, std::path::PathBuf)> = files
-            .iter()
-            .filter(|(r, _)| {
-                let name = r.rsplit('/').next().unwrap_or(r);
-                (name.ends_with(".go") && !name.ends_with("_test.go"))
-                    || name.ends_with(".s")
-                    || name.ends_with(".h")
-            })
-            .cloned()
-            .collect();
+        let go_files = go_files_of(files);
         let importpath = if dir.is_empty() {
             module.to_string()
         } else {
@@ -426,6 +434,11 @@ mod tests {
         w("internal/x/static/css/site.css", "c");
         w("internal/x/sub/sub.go", "package sub\n");
         w("internal/x/sub/page.html", "p");
+        // `static/` has only an ignored generator: no package, so its files are x's to embed.
+        w(
+            "internal/x/static/gen.go",
+            "//go:build ignore\n\npackage main\n",
+        );
         w(
             "cmd/tool/main.go",
             "package main\nimport (\"fmt\"; \"example.com/m\")\n",

@@ -376,7 +376,6 @@ pub fn test(
         importpath: importpath.clone(),
         internal: internal_funcs,
         external: external_funcs,
-        rundir: ctx.target.label.package.clone(),
     });
     let testmain_go = ctx.declare_output(&format!("{name}.testmain.go"));
     let lines: Vec<String> = source_text.lines().map(str::to_string).collect();

@@ -42,7 +42,11 @@ fn is_test_name(name: &str, prefix: &str) -> bool {
 /// `testing`), named or not, as cmd/go's `isTestFunc` accepts (it cannot know how `testing` was
 /// imported either).
 fn single_pointer_param(params: &[Token], type_name: &str) -> bool {
-    let kinds: Vec<&Kind> = params.iter().map(|t| &t.kind).collect();
+    let mut kinds: Vec<&Kind> = params.iter().map(|t| &t.kind).collect();
+    // gofmt's form of a parameter list broken over lines ends with a comma.
+    if matches!(kinds.last(), Some(Kind::Punct(','))) {
+        kinds.pop();
+    }
     let ty = match kinds.as_slice() {
         [Kind::Ident(_), rest @ ..] if matches!(rest.first(), Some(Kind::Punct('*'))) => rest,
         all => all,
@@ -102,11 +106,16 @@ fn signature_and_body(all: &[Token], mut i: usize) -> (Vec<Token>, bool, (usize,
     let mut j = close + 1;
     let mut results = false;
     while j < all.len() && !matches!(all[j].kind, Kind::Punct('{')) {
-        if !matches!(all[j].kind, Kind::Comment(_)) {
-            results = true;
-        }
         if matches!(all[j].kind, Kind::Punct('(')) {
-            j = matching(all, j);
+            let end = matching(all, j);
+            // An empty result list, `()`, is no result.
+            let empty = all[j + 1..end]
+                .iter()
+                .all(|t| matches!(t.kind, Kind::Comment(_)));
+            results |= !empty;
+            j = end;
+        } else if !matches!(all[j].kind, Kind::Comment(_)) {
+            results = true;
         }
         // A declaration without a body ends at the line's end; stop at the next `func` keyword.
         if matches!(&all[j].kind, Kind::Ident(k) if k == "func") {
@@ -365,6 +374,12 @@ func ExampleSet() {
             error("package a\n\nfunc TestMain(m int) {}\n"),
             "3: wrong signature for TestMain, must be: func TestMain(m *testing.M)"
         );
+        // gofmt's trailing comma, an empty result list: tests, as for cmd/go.
+        let funcs = find(
+            "package a\n\nfunc TestA(\n\tt *testing.T,\n) {}\nfunc TestB(t *testing.T) () {}\n",
+        )
+        .unwrap();
+        assert_eq!(funcs.tests, ["TestA", "TestB"]);
         // Not test names (a lowercase letter after the prefix), methods, helpers: no error.
         assert!(find("package a\n\nfunc Testlower(x int) {}\nfunc (s S) TestM(x int) {}\nfunc helper[T any](t T) {}\n").is_ok());
     }
