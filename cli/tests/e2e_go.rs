@@ -350,6 +350,35 @@ fn body_edit_recompiles_one_package_signature_edit_recompiles_importers() {
     assert!(replayed, "{:?}", out.events);
 }
 
+/// A module's `internal/` packages are its own, as cmd/go has it: the generated BUILD files give
+/// them Gazelle's `__subpackages__` visibility, so the module's packages use them (the examples'
+/// textdiff links go-cmp, whose cmp imports cmp/internal/...) and the main module may not.
+#[test]
+fn a_modules_internal_packages_are_not_visible_to_the_main_module() {
+    let (_guard, cache) = shared();
+    let ws = example_workspace(Some(cache));
+    ws.kiln(&["build", "//go/textdiff"]).ok();
+    ws.write(
+        "go/peek/peek.go",
+        "package peek\n\nimport \"github.com/google/go-cmp/cmp/internal/value\"\n\nvar _ = value.TypeString\n",
+    )
+    .write(
+        "go/peek/BUILD.bazel",
+        "load(\"@io_bazel_rules_go//go:def.bzl\", \"go_library\")\ngo_library(name = \"peek\", srcs = [\"peek.go\"], deps = [\"@com_github_google_go_cmp//cmp/internal/value\"])\n",
+    );
+    let out = ws.kiln(&["build", "//go/peek"]);
+    out.expect_code(1);
+    assert!(
+        out.stderr
+            .contains("@com_github_google_go_cmp//cmp/internal/value")
+            && out
+                .stderr
+                .contains("is not visible from package `//go/peek`"),
+        "{}",
+        out.stderr
+    );
+}
+
 #[test]
 fn go_sum_tampering_is_rejected_and_nothing_is_used() {
     let (_guard, cache) = shared();

@@ -275,25 +275,31 @@ fn too_deep(source: &str) -> Option<u32> {
 /// Whether a target of `target_pkg` with visibility `target_visibility` may be used from
 /// `from_pkg`: always within the same package, else when the list holds `//visibility:public`,
 /// `//from_pkg:__pkg__`, or `//p:__subpackages__` for `p` equal to or above `from_pkg`.
+/// Packages are package directories (`external/<repo>/<package>` in another repository), and so
+/// are the labels of the list: `@repo//p:__subpackages__` (a visibility written in `repo`'s BUILD
+/// file as `//p:__subpackages__`) covers `repo`'s packages under `p`, and no other repository's.
 pub fn is_visible(target_visibility: &[Label], target_pkg: &str, from_pkg: &str) -> bool {
     if target_pkg == from_pkg {
         return true;
     }
-    target_visibility
-        .iter()
-        .filter(|l| l.is_main_repo())
-        .any(|l| match (l.package.as_str(), l.name.as_str()) {
-            ("visibility", "public") => true,
-            (p, "__pkg__") => p == from_pkg,
-            (p, "__subpackages__") => {
+    target_visibility.iter().any(|l| {
+        if l.is_main_repo() && l.package == "visibility" {
+            return l.name == "public";
+        }
+        let dir = l.package_dir();
+        let p = dir.to_string_lossy();
+        match l.name.as_str() {
+            "__pkg__" => p == from_pkg,
+            "__subpackages__" => {
                 p.is_empty()
                     || from_pkg == p
                     || from_pkg
-                        .strip_prefix(p)
+                        .strip_prefix(&*p)
                         .is_some_and(|rest| rest.starts_with('/'))
             }
             _ => false,
-        })
+        }
+    })
 }
 
 impl Package {

@@ -323,6 +323,34 @@ fn visibility() {
     assert!(is_visible(&parse(&["//q:__pkg__"]), "p", "q"));
     assert!(!is_visible(&parse(&["//q:__pkg__"]), "p", "q/r"));
     assert!(is_visible(&parse(&["//q:__subpackages__"]), "p", "q/r"));
+    // Another repository's visibility covers that repository's packages only.
+    let in_repo = parse(&["@r//q:__subpackages__"]);
+    assert!(is_visible(
+        &in_repo,
+        "external/r/q/internal/x",
+        "external/r/q/s"
+    ));
+    assert!(is_visible(
+        &in_repo,
+        "external/r/q/internal/x",
+        "external/r/q"
+    ));
+    assert!(!is_visible(&in_repo, "external/r/q/internal/x", "q/s"));
+    assert!(!is_visible(
+        &in_repo,
+        "external/r/q/internal/x",
+        "external/other/q/s"
+    ));
+    assert!(!is_visible(
+        &in_repo,
+        "external/r/q/internal/x",
+        "external/r/qq"
+    ));
+    assert!(is_visible(
+        &parse(&["@r//q/s:__pkg__"]),
+        "external/r/x",
+        "external/r/q/s"
+    ));
     assert!(!is_visible(&parse(&["//q:__subpackages__"]), "p", "qr"));
     assert!(is_visible(&parse(&[":__subpackages__"]), "p", "p/x"));
 }

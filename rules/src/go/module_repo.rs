@@ -19,7 +19,7 @@ use super::link::DepModule;
 use super::repository::{record_repo_dir, repo_name};
 
 /// Bumped when generated BUILD files change shape (part of each repository directory's key).
-const GENERATOR_VERSION: &str = "kiln-gazelle-4";
+const GENERATOR_VERSION: &str = "kiln-gazelle-5";
 
 /// The main module's go.mod and go.sum, parsed once per build.
 pub struct MainModule {
