@@ -707,26 +707,30 @@ fn without_a_lookahead_hits_wait_for_the_running_action() {
 
 #[test]
 fn with_a_lookahead_the_critical_path_still_runs_first() {
-    let runner = Arc::new(Lookahead::default());
     // `first` runs while `side` (lower priority) is dispatched and waits for the one permit;
-    // `next`, released by `first`, has the higher priority and must run before `side`.
-    let actions = vec![
-        action("first", &[], &["f.out"]),
-        action("next", &["f.out"], &["n.out"]),
-        action("side", &[], &["s.out"]),
-    ];
-    schedule_weighted(
-        actions,
-        &runner,
-        2,
-        &[("first", 50), ("next", 70), ("side", 60)],
-    );
-    let executed = runner
-        .executed
-        .lock()
-        .map(|e| e.clone())
-        .unwrap_or_default();
-    assert_eq!(executed, ["first", "next", "side"]);
+    // `next`, released by `first`, has the higher priority and must run before `side`. With a
+    // lookahead of 1 (as the engine sets it for `--jobs 1`), `first` and `side` fill both places
+    // in flight when `first` releases `next`.
+    for lookahead in [2, 1] {
+        let runner = Arc::new(Lookahead::default());
+        let actions = vec![
+            action("first", &[], &["f.out"]),
+            action("next", &["f.out"], &["n.out"]),
+            action("side", &[], &["s.out"]),
+        ];
+        schedule_weighted(
+            actions,
+            &runner,
+            lookahead,
+            &[("first", 50), ("next", 70), ("side", 60)],
+        );
+        let executed = runner
+            .executed
+            .lock()
+            .map(|e| e.clone())
+            .unwrap_or_default();
+        assert_eq!(executed, ["first", "next", "side"], "lookahead {lookahead}");
+    }
 }
 
 #[test]
@@ -778,28 +782,4 @@ fn with_a_lookahead_a_failure_keeps_waiting_misses_from_starting() {
         .map(|e| e.clone())
         .unwrap_or_default();
     assert_eq!(executed, ["bad"]);
-}
-
-#[test]
-fn with_the_lookahead_full_the_critical_path_still_runs_first() {
-    // `--jobs 1` with a lookahead of 1 (as the engine sets it): `first` and `side` fill both
-    // places in flight when `first` releases `next`.
-    let runner = Arc::new(Lookahead::default());
-    let actions = vec![
-        action("first", &[], &["f.out"]),
-        action("next", &["f.out"], &["n.out"]),
-        action("side", &[], &["s.out"]),
-    ];
-    schedule_weighted(
-        actions,
-        &runner,
-        1,
-        &[("first", 50), ("next", 70), ("side", 60)],
-    );
-    let executed = runner
-        .executed
-        .lock()
-        .map(|e| e.clone())
-        .unwrap_or_default();
-    assert_eq!(executed, ["first", "next", "side"]);
 }
