@@ -1,7 +1,8 @@
 # Shared by bench/go/run.sh and bench/go/real.sh (sourced, not run): finds the kiln binary, and
 # times both tools side by side with hyperfine, runs interleaved (bench/hyperfine_interleaved.py).
 # Expects HERE, REPO, RESULTS, RUNS, CLEAN_RUNS, TMP, KC, GC, BIN, kiln_cmd, go_cmd and an
-# `edit DIR` function that prints a body-edit command.
+# `edit DIR` function that prints a body-edit command; an `edit_called DIR` function, if defined,
+# adds a second body edit (of a function the binaries run, so that their bytes change).
 
 command -v hyperfine >/dev/null || { apt-get update -qq && apt-get install -y -qq hyperfine; }
 mkdir -p "$RESULTS"
@@ -21,12 +22,19 @@ kiln_binary() {
 # Kiln/go ratios in $RESULTS/PREFIX-ratios.md.
 compare() {
     local prefix=$1 kiln_clean=$2
+    local called=() called_ratio=()
+    if declare -F edit_called >/dev/null; then
+        called=(-n kiln-called --prepare "$(edit_called "$TMP/kiln")" "$kiln_cmd"
+            -n go-called --prepare "$(edit_called "$TMP/go")" "$go_cmd")
+        called_ratio=("body edit, called function=kiln-called/go-called<=0.5")
+    fi
     "$REPO/bench/hyperfine_interleaved.py" --style basic --export-markdown "$RESULTS/$prefix-incremental.md" \
         --export-json "$RESULTS/$prefix-incremental.json" --runs "$RUNS" --warmup 1 \
         -n kiln-noop --prepare true "$kiln_cmd" \
         -n go-noop --prepare true "$go_cmd" \
         -n kiln-body --prepare "$(edit "$TMP/kiln")" "$kiln_cmd" \
-        -n go-body --prepare "$(edit "$TMP/go")" "$go_cmd"
+        -n go-body --prepare "$(edit "$TMP/go")" "$go_cmd" \
+        "${called[@]}"
     "$REPO/bench/hyperfine_interleaved.py" --style basic --export-markdown "$RESULTS/$prefix-clean.md" \
         --export-json "$RESULTS/$prefix-clean.json" --runs "$CLEAN_RUNS" \
         -n kiln-clean --prepare "$kiln_clean" "$kiln_cmd" \
@@ -36,5 +44,5 @@ compare() {
     python3 "$REPO/bench/ratios.py" "$RESULTS/$prefix-ratios.md" \
         "$RESULTS/$prefix-incremental.json,$RESULTS/$prefix-clean.json" \
         "clean build=kiln-clean/go-clean<=1.3" "no-op=kiln-noop/go-noop<=0.2" \
-        "body edit=kiln-body/go-body<=0.5"
+        "body edit=kiln-body/go-body<=0.5" "${called_ratio[@]}"
 }

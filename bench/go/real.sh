@@ -15,8 +15,9 @@
 # with CGO_ENABLED=0 and modules already downloaded: `go build` keeps its GOMODCACHE, Kiln its
 # module repositories (`$KILN_CACHE_DIR/go`); a clean build empties GOCACHE / Kiln's CAS, action
 # cache and workspace state. `go build -o DIR ./...` links every command; Kiln builds `//...`.
-# Scenarios: clean, no-op, and a body edit of a non-inlinable function in
-# internal/typesinternal (imported, directly or not, by most analysis packages and commands).
+# Scenarios: clean, no-op, and two body edits of a non-inlinable function in
+# internal/typesinternal (imported, directly or not, by most analysis packages and commands): one
+# no command calls (the relinked binaries keep their bytes) and one every importer runs.
 # Results: bench/results/go-real-{incremental,clean}.{md,json}, bench/results/go-real-env.txt.
 # `go build -ldflags="-s -w"`: Kiln's default `-c fastbuild` links stripped binaries (as rules_go
 # does with Bazel's --strip=sometimes), so `go build` is asked to do the same linker work.
@@ -51,12 +52,18 @@ GC="$TMP/gocache"
 BIN="$TMP/bin"
 kiln_cmd="cd $TMP/kiln && KILN_CACHE_DIR=$KC $KILN build //... --jobs $JOBS"
 go_cmd="cd $TMP/go && GOCACHE=$GC go build -ldflags=\"-s -w\" -o $BIN/ ./..."
-# The edit: the body of a //go:noinline function in a file added to internal/typesinternal.
+# The edit: the body of a //go:noinline function in a file added to internal/typesinternal. No
+# command calls it, so every relinked binary comes out with the bytes it had.
 edit() { echo "printf 'package typesinternal\n\n//go:noinline\nfunc kilnBenchEdit() int { return %s }\n' \$(date +%N | sed 's/^0*//;s/^\$/1/') > $1/internal/typesinternal/kiln_bench_edit.go"; }
+# The second edit: the same, of a function the package's initialization calls, so every command
+# that imports the package runs it and its binary's bytes change: each one is stored again.
+edit_called() { echo "printf 'package typesinternal\n\nvar kilnBenchSink = kilnBenchCalled()\n\n//go:noinline\nfunc kilnBenchCalled() int { return %s }\n' \$(date +%N | sed 's/^0*//;s/^\$/1/') > $1/internal/typesinternal/kiln_bench_called.go"; }
 
-# Warm both (and create the edited file once, so the edits only change a body).
-bash -c "$(edit "$TMP/kiln")"
-bash -c "$(edit "$TMP/go")"
+# Warm both (and create the edited files once, so the edits only change a body).
+for side in kiln go; do
+    bash -c "$(edit "$TMP/$side")"
+    bash -c "$(edit_called "$TMP/$side")"
+done
 python3 "$HERE/golist_build.py" "$TMP/kiln"
 bash -c "$kiln_cmd" >/dev/null 2>&1 || bash -c "$kiln_cmd"
 bash -c "$go_cmd"

@@ -205,6 +205,33 @@ fn materialize_staged_copies_through_the_staging_directory() {
 }
 
 #[test]
+fn a_copy_of_a_blob_the_caller_hashed_is_checked_by_length_and_a_short_blob_is_caught() {
+    let dir = tempfile::tempdir().unwrap();
+    let cache = open(&dir.path().join("cache"));
+    let staging = dir.path().join("out/.tmp");
+    let d = cache
+        .put_bytes(DigestFunction::Blake3, b"relinked")
+        .unwrap();
+    let dest = dir.path().join("out/bin/tool");
+    assert!(cache
+        .materialize_staged_hashed(&d, &dest, true, &staging)
+        .unwrap());
+    assert_eq!(fs::read(&dest).unwrap(), b"relinked");
+    assert_eq!(fs::metadata(&dest).unwrap().mode() & 0o777, 0o755);
+    // A blob of another length since (cut short behind the cache's back) is hashed after all,
+    // found corrupt, removed, and not copied.
+    let blob = blob_path(&dir.path().join("cache"), &d);
+    clobber(&blob, b"relink");
+    let other = dir.path().join("out/bin/other");
+    assert!(!cache
+        .materialize_staged_hashed(&d, &other, true, &staging)
+        .unwrap());
+    assert!(!other.exists(), "a corrupt blob must not be materialized");
+    assert!(!blob.exists(), "a corrupt blob must be deleted");
+    assert_eq!(cache.corrupt_count(), 1);
+}
+
+#[test]
 fn link_for_sandbox_hardlinks_plain_files_and_copies_executables() {
     let dir = tempfile::tempdir().unwrap();
     let cache = open(&dir.path().join("cache"));
@@ -446,26 +473,30 @@ fn put_file_owned_copies_a_file_from_another_file_system() {
         return;
     }
     let f = kiln_cache::DigestFunction::Blake3;
-    let content: Vec<u8> = (0..3 << 20).map(|i: u32| (i % 251) as u8).collect();
-    let output = shm.path().join("output.bin");
-    std::fs::write(&output, &content).unwrap();
-    let (digest, written) = cache.put_file_owned(f, &output).unwrap();
-    assert!(written, "a new blob is written by this call");
-    assert_eq!(digest, kiln_cache::Digest::of_bytes(f, &content));
-    let blob = cache.blob_path(&digest);
-    assert_eq!(std::fs::read(&blob).unwrap(), content);
-    assert_eq!(std::fs::metadata(&blob).unwrap().dev(), cache_device);
-    let mode = std::fs::metadata(&blob).unwrap().permissions().mode();
-    assert_eq!(mode & 0o222, 0, "a stored blob is read-only, got {mode:o}");
-    // Stored again (an unchanged output of the next build): found by its digest, not copied.
-    std::fs::write(&output, &content).unwrap();
-    let before = std::fs::metadata(&blob).unwrap().ino();
-    assert_eq!(
-        cache.put_file_owned(f, &output).unwrap(),
-        (digest, false),
-        "not written again: the caller must not take the stored blob as verified"
-    );
-    assert_eq!(std::fs::metadata(&blob).unwrap().ino(), before);
+    // A small output and a binary-sized one.
+    for size in [10u32 << 10, 3 << 20] {
+        let content: Vec<u8> = (0..size).map(|i: u32| (i % 251) as u8).collect();
+        let output = shm.path().join("output.bin");
+        std::fs::write(&output, &content).unwrap();
+        let (digest, written) = cache.put_file_owned(f, &output).unwrap();
+        assert!(written, "a new blob is written by this call ({size} bytes)");
+        assert_eq!(digest, kiln_cache::Digest::of_bytes(f, &content));
+        let blob = cache.blob_path(&digest);
+        assert_eq!(std::fs::read(&blob).unwrap(), content);
+        assert_eq!(std::fs::metadata(&blob).unwrap().dev(), cache_device);
+        let mode = std::fs::metadata(&blob).unwrap().permissions().mode();
+        assert_eq!(mode & 0o222, 0, "a stored blob is read-only, got {mode:o}");
+        // Stored again (an unchanged output of the next build): found by its digest, and the
+        // blob is not replaced.
+        std::fs::write(&output, &content).unwrap();
+        let before = std::fs::metadata(&blob).unwrap().ino();
+        assert_eq!(
+            cache.put_file_owned(f, &output).unwrap(),
+            (digest, false),
+            "not written again: the caller must not take the stored blob as verified ({size} bytes)"
+        );
+        assert_eq!(std::fs::metadata(&blob).unwrap().ino(), before);
+    }
 }
 
 #[test]

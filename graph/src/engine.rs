@@ -669,7 +669,8 @@ impl<'a> Engine<'a> {
                     self.withdraw(path);
                     continue;
                 }
-                if !self.materialize(path, file, &observed, &|d| runner.ensure_local(d)) {
+                let checked = runner.wrote_this_build(&file.digest);
+                if !self.materialize(path, file, checked, &observed, &|d| runner.ensure_local(d)) {
                     lost.push(path.clone());
                 }
             }
@@ -882,11 +883,14 @@ impl<'a> Engine<'a> {
 
     /// Copies a CAS blob to `kiln-out/...` unless the file there already has that content.
     /// Returns false when the blob is lost (missing or corrupt).
+    /// `checked`: this build wrote the blob from bytes it hashed, so the copy is checked for its
+    /// length only.
     /// `fetch` brings a blob that is not in the local cache from the remote tier.
     fn materialize(
         &self,
         path: &str,
         file: &FileDigest,
+        checked: bool,
         log: &Observations,
         fetch: &dyn Fn(&Digest) -> bool,
     ) -> bool {
@@ -913,7 +917,12 @@ impl<'a> Engine<'a> {
             .config
             .root
             .join(crate::action::MATERIALIZE_STAGING_DIR);
-        match cache.materialize_staged(&file.digest, &dest, file.executable, &staging) {
+        let copied = if checked {
+            cache.materialize_staged_hashed(&file.digest, &dest, file.executable, &staging)
+        } else {
+            cache.materialize_staged(&file.digest, &dest, file.executable, &staging)
+        };
+        match copied {
             Ok(true) => {
                 let _ = sources.note_written(path, *file);
                 true

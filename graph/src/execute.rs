@@ -72,6 +72,9 @@ pub struct Runner {
     /// The remote cache tier behind the local cache, if one is configured.
     pub remote: Option<RemoteTier>,
     verified: Mutex<HashSet<Digest>>,
+    /// Blobs this build wrote into the CAS from bytes it hashed as it wrote them (a subset of
+    /// `verified`, which also holds blobs vouched for by the cache's verification memo).
+    written: Mutex<HashSet<Digest>>,
     counter: AtomicU64,
 }
 
@@ -136,8 +139,8 @@ pub struct RunOptions<'a> {
     pub cancel: Option<&'a std::sync::atomic::AtomicBool>,
     /// When set, a cache miss waits for an execution permit with it before it stages and runs
     /// (the scheduler keeps more actions in flight than `--jobs`, so that hits need not wait
-    /// for a running action to end); the permit stays with the ticket, which the scheduler
-    /// drops.
+    /// for a running action to end); the permit goes back when the action's process ends (see
+    /// [`crate::permits`]).
     pub permit: Option<&'a crate::permits::PermitTicket<'a>>,
 }
 
@@ -164,6 +167,7 @@ impl Runner {
             tool_digests: std::collections::HashMap::new(),
             remote: None,
             verified: Mutex::new(HashSet::new()),
+            written: Mutex::new(HashSet::new()),
             counter: AtomicU64::new(0),
         }
     }
@@ -207,7 +211,8 @@ impl Runner {
                 return RunOutcome::Done(Box::new(done));
             }
         }
-        // A miss: it runs only with an execution permit (the scheduler frees it).
+        // A miss: it runs only with an execution permit (given back when its process ends
+        // cleanly, else when the scheduler drops the ticket).
         if options
             .permit
             .is_some_and(|ticket| !ticket.acquire(options.cancel))
@@ -388,6 +393,12 @@ impl Runner {
         })
     }
 
+    /// Whether this build wrote the blob into the CAS itself, hashing the bytes as it wrote
+    /// them (an action's new output): a copy of it need not be hashed again.
+    pub fn wrote_this_build(&self, digest: &Digest) -> bool {
+        self.written.lock().is_ok_and(|set| set.contains(digest))
+    }
+
     /// The host file holding a derived input's content, verified once per build.
     fn verified_blob(&self, digest: &Digest) -> Option<PathBuf> {
         if let Ok(set) = self.verified.lock() {
@@ -530,6 +541,19 @@ impl Runner {
             cancel: options.cancel,
         };
         let outcome = self.sandbox.run_with_hooks(&request, hooks);
+        // The process has ended: the next miss may stage and run while the outputs are stored,
+        // unless the action failed (the scheduler then stops starting actions, and one waiting
+        // for this permit must not slip through first; a failure found only while storing, a
+        // full disk or a source edited during the run, may still let one start), or its result
+        // goes up to a remote cache
+        // (the upload is part of the action, so `--jobs` also bounds the uploads at once, and a
+        // server that refuses every result still sees other calls succeed in between).
+        let uploads = self.remote.as_ref().is_some_and(|t| t.upload_local_results);
+        if let (Some(ticket), Ok(outcome), false) = (options.permit, &outcome, uploads) {
+            if ran_clean(spec, outcome) {
+                ticket.ran();
+            }
+        }
         let outcome = match outcome {
             Ok(o) => o,
             Err(e) => {
@@ -675,6 +699,9 @@ impl Runner {
         // it need not hash it again. One that was there already is verified on first use.
         if written {
             if let Ok(mut set) = self.verified.lock() {
+                set.insert(digest);
+            }
+            if let Ok(mut set) = self.written.lock() {
                 set.insert(digest);
             }
         }
@@ -833,4 +860,17 @@ fn timestamp_delta(
     let start_ns = start.seconds as i128 * 1_000_000_000 + start.nanos as i128;
     let end_ns = end.seconds as i128 * 1_000_000_000 + end.nanos as i128;
     Duration::from_nanos((end_ns - start_ns).clamp(0, u64::MAX as i128) as u64)
+}
+
+/// Whether a finished sandbox run went well as far as its process goes: a build action exited
+/// 0 and left every declared output that is not optional (a test's exit code is its result,
+/// not a failure of the build).
+fn ran_clean(spec: &ActionSpec, outcome: &kiln_exec::SandboxOutcome) -> bool {
+    if spec.kind == ActionKind::Test {
+        return !matches!(outcome.exit, ExitKind::Cancelled);
+    }
+    matches!(outcome.exit, ExitKind::Code(0))
+        && outcome.outputs.iter().all(|(path, host)| {
+            host.is_some() || spec.outputs.iter().any(|o| &o.path == path && o.optional)
+        })
 }

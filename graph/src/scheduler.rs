@@ -60,20 +60,23 @@ pub struct ScheduleOutcome {
     pub stopped: bool,
 }
 
-/// One dispatched action: its id, its derived inputs' digests, whether to bypass the cache, its
-/// cancel flag, and its claim to an execution permit (with a lookahead).
-type Job<'p> = (
-    ActionId,
-    HashMap<String, FileDigest>,
-    bool,
-    Arc<AtomicBool>,
-    Option<PermitTicket<'p>>,
-);
+/// One dispatched action.
+struct Job<'p> {
+    id: ActionId,
+    /// Its derived inputs' digests.
+    inputs: HashMap<String, FileDigest>,
+    /// Bypass the cache (a previous result's outputs were lost).
+    force_execute: bool,
+    cancel: Arc<AtomicBool>,
+    /// Its claim to an execution permit (with a lookahead).
+    ticket: Option<PermitTicket<'p>>,
+}
 
 enum Message<'p> {
     Early(String, FileDigest),
     /// A finished action's outputs, in the CAS but not yet copied into `kiln-out/`, with its
-    /// permit ticket: dropped (freeing the permit) once what the outputs release is dispatched.
+    /// permit ticket: dropped (freeing a permit it still holds, removing its stand-in) once what
+    /// the outputs release is dispatched.
     Stored(Vec<(String, FileDigest)>, Option<PermitTicket<'p>>),
     Finished(
         ActionId,
@@ -167,10 +170,18 @@ pub fn run(
                     Ok(rx) => rx.recv(),
                     Err(_) => return,
                 };
-                let Ok((id, inputs, force_execute, cancel, mut ticket)) = job else {
+                let Ok(Job {
+                    id,
+                    inputs,
+                    force_execute,
+                    cancel,
+                    mut ticket,
+                }) = job
+                else {
                     return;
                 };
                 let spec = graph.action(id);
+                let successor = ticket.as_ref().and_then(PermitTicket::successor);
                 let clock = Instant::now();
                 let lookup = |a: &Artifact| {
                     if a.source {
@@ -214,7 +225,7 @@ pub fn run(
                         // The first run's ticket went with its outputs: the rerun gets in line
                         // again.
                         let priority = priorities.get(&id).copied().unwrap_or(0);
-                        ticket = permits.map(|p| p.announce(priority));
+                        ticket = permits.map(|p| p.announce(priority, successor));
                         let retry = RunOptions {
                             force_execute: true,
                             on_early_output: Some(&early),
@@ -333,20 +344,37 @@ pub fn run(
                     running: running.len(),
                     current: Some(spec.progress_message.clone()),
                 });
-                let ticket = permits.map(|p| p.announce(priorities.get(&id).copied().unwrap_or(0)));
-                if job_tx
-                    .send((id, inputs, force.remove(&id), cancel, ticket))
-                    .is_err()
-                {
+                let ticket = permits.map(|p| {
+                    let priority = |id: &ActionId| priorities.get(id).copied().unwrap_or(0);
+                    // What waits for its outputs: a stand-in at the highest of those priorities
+                    // keeps its place in line once its process ends (see `permits`).
+                    let successor = spec
+                        .outputs
+                        .iter()
+                        .filter_map(|o| waiters.get(&o.path))
+                        .flatten()
+                        .map(priority)
+                        .max();
+                    p.announce(priority(&id), successor)
+                });
+                let job = Job {
+                    id,
+                    inputs,
+                    force_execute: force.remove(&id),
+                    cancel,
+                    ticket,
+                };
+                if job_tx.send(job).is_err() {
                     stopping = true;
                 }
             }
-            // Permits of finished actions are freed only now, when what those actions released
-            // is dispatched and in line for them (see `permits`).
+            // Tickets of finished actions go only now, when what those actions released is
+            // dispatched and in line (see `permits`): a permit still held is freed, a stand-in
+            // leaves the line.
             if stopping {
                 if let Some(permits) = permits {
                     // Actions waiting for a permit must not start now (closed before the
-                    // spent permits below are freed, so none of them gets one).
+                    // spent tickets below go, so none of them gets a permit they free).
                     permits.close();
                 }
             }

@@ -519,6 +519,12 @@ struct Lookahead {
     executed: Mutex<Vec<String>>,
     /// Misses that fail.
     fail: HashSet<String>,
+    /// How long a miss "stores its outputs" after its process ends and gives its permit back.
+    store_ms: u64,
+    /// Misses storing their outputs right now.
+    storing: AtomicUsize,
+    /// Misses that started while another was still storing its outputs.
+    started_beside_a_store: AtomicUsize,
 }
 
 impl ActionRunner for Lookahead {
@@ -539,7 +545,7 @@ impl ActionRunner for Lookahead {
         // A rerun (its output was lost after a hit) bypasses the cache.
         let hit = self.hits.contains(&name) && !options.force_execute;
         if let (false, Some(ticket)) = (hit, options.permit) {
-            // The permit stays with the ticket, which the scheduler drops.
+            // The permit goes back when the "process" ends (`ran`), as the real runner does.
             if !ticket.acquire(options.cancel) {
                 return RunOutcome::Failed {
                     key: Some(keyed.key),
@@ -552,6 +558,9 @@ impl ActionRunner for Lookahead {
         } else {
             if let Ok(mut executed) = self.executed.lock() {
                 executed.push(name.clone());
+            }
+            if self.storing.load(Ordering::SeqCst) > 0 {
+                self.started_beside_a_store.fetch_add(1, Ordering::SeqCst);
             }
             let now = self.executing.fetch_add(1, Ordering::SeqCst) + 1;
             self.most_executing.fetch_max(now, Ordering::SeqCst);
@@ -569,6 +578,15 @@ impl ActionRunner for Lookahead {
                 std::thread::sleep(Duration::from_millis(5));
             }
             self.executing.fetch_sub(1, Ordering::SeqCst);
+            // Storing starts before the permit goes back, so that a miss it lets in sees it.
+            self.storing.fetch_add(1, Ordering::SeqCst);
+            // As the real runner: a failed action keeps its permit until the scheduler has seen
+            // the failure.
+            if let (Some(ticket), false) = (options.permit, self.fail.contains(&name)) {
+                ticket.ran();
+            }
+            std::thread::sleep(Duration::from_millis(self.store_ms));
+            self.storing.fetch_sub(1, Ordering::SeqCst);
         }
         if self.fail.contains(&name) {
             return RunOutcome::Failed {
@@ -708,11 +726,15 @@ fn without_a_lookahead_hits_wait_for_the_running_action() {
 #[test]
 fn with_a_lookahead_the_critical_path_still_runs_first() {
     // `first` runs while `side` (lower priority) is dispatched and waits for the one permit;
-    // `next`, released by `first`, has the higher priority and must run before `side`. With a
-    // lookahead of 1 (as the engine sets it for `--jobs 1`), `first` and `side` fill both places
-    // in flight when `first` releases `next`.
+    // `next`, released by `first`, has the higher priority and must run before `side`, though
+    // `first`'s process ends (and gives its permit back) a while before `next` is released. With
+    // a lookahead of 1 (as the engine sets it for `--jobs 1`), `first` and `side` fill both
+    // places in flight when `first` releases `next`.
     for lookahead in [2, 1] {
-        let runner = Arc::new(Lookahead::default());
+        let runner = Arc::new(Lookahead {
+            store_ms: 30,
+            ..Lookahead::default()
+        });
         let actions = vec![
             action("first", &[], &["f.out"]),
             action("next", &["f.out"], &["n.out"]),
@@ -731,6 +753,26 @@ fn with_a_lookahead_the_critical_path_still_runs_first() {
             .unwrap_or_default();
         assert_eq!(executed, ["first", "next", "side"], "lookahead {lookahead}");
     }
+}
+
+#[test]
+fn with_a_lookahead_a_miss_runs_while_the_one_before_it_stores_its_outputs() {
+    let runner = Arc::new(Lookahead {
+        store_ms: 200,
+        ..Lookahead::default()
+    });
+    // Nothing waits for either output, so `first`'s permit goes back as its process ends.
+    let actions = vec![
+        action("first", &[], &["f.out"]),
+        action("second", &[], &["s.out"]),
+    ];
+    schedule_weighted(actions, &runner, 2, &[("first", 50)]);
+    assert_eq!(
+        runner.started_beside_a_store.load(Ordering::SeqCst),
+        1,
+        "`second` ran while `first` stored"
+    );
+    assert_eq!(runner.most_executing.load(Ordering::SeqCst), 1, "--jobs 1");
 }
 
 #[test]

@@ -25,7 +25,8 @@ pub(super) fn private_dir(dir: &Path) -> Option<std::path::PathBuf> {
 
 /// The most input bytes an action may have to stage on the memory file system at `dir`: up to
 /// [`MEMORY_SCRATCH_MAX`], and at most an eighth of the free space per concurrent job, so that
-/// `jobs` staged trees and their outputs fit even on a small `/dev/shm` (64 MiB in containers).
+/// `jobs` staged trees and their outputs fit even on a small `/dev/shm` (64 MiB in containers),
+/// with room for as many again whose outputs are still being stored while the next ones run.
 pub(super) fn memory_scratch_limit(dir: &Path, jobs: usize) -> u64 {
     let Ok(stat) = nix::sys::statvfs::statvfs(dir) else {
         return 0;

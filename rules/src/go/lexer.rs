@@ -35,10 +35,24 @@ pub fn tokenize(src: &str) -> Result<Vec<Token>, String> {
 /// identifier after the package clause and the import declarations, which is all `go build` reads
 /// unless the file imports `embed`. The rest of the file is never lexed.
 pub fn tokenize_header(src: &str) -> Result<Vec<Token>, String> {
+    header_tokens(src).map(|(tokens, _)| tokens)
+}
+
+/// Whether `prefix`, the start of a Go file, holds the file's whole header: the identifier that
+/// ends it was lexed and the prefix goes on after it, so no more text can change what
+/// [`tokenize_header`] returns. False when the prefix is cut inside the header (or does not lex).
+pub fn holds_header(prefix: &str) -> bool {
+    matches!(header_tokens(prefix), Ok((_, Some(end))) if end < prefix.len())
+}
+
+/// The header's tokens, and the byte offset just past the identifier that ended it (`None` when
+/// the text ended first).
+fn header_tokens(src: &str) -> Result<(Vec<Token>, Option<usize>), String> {
     let mut out: Vec<Token> = Vec::new();
     let mut depth = 0i32;
     let mut idents = 0usize;
-    for token in Lexer::new(src) {
+    let mut lexer = Lexer::new(src);
+    while let Some(token) = lexer.next() {
         let token = token?;
         match &token.kind {
             Kind::Punct('(') => depth += 1,
@@ -52,14 +66,14 @@ pub fn tokenize_header(src: &str) -> Result<Vec<Token>, String> {
                     .is_some_and(|t| t.kind == Kind::Ident("import".into()));
                 // `package NAME`, then only `import` and an alias right after it.
                 if idents > 2 && word != "import" && !after_import {
-                    break;
+                    return Ok((out, Some(lexer.i)));
                 }
             }
             _ => {}
         }
         out.push(token);
     }
-    Ok(out)
+    Ok((out, None))
 }
 
 /// Go tokens, one at a time.
@@ -251,5 +265,22 @@ mod tests {
         // A file without imports ends right after its package clause.
         let header = tokenize_header("package b\n\nvar x = 1\n").unwrap();
         assert_eq!(header.len(), 2);
+    }
+
+    #[test]
+    fn a_prefix_holds_the_header_only_past_the_identifier_that_ends_it() {
+        let src = "// Package a.\npackage a\n\nimport (\n\t\"fmt\" // x\n)\n\nfunc F() {}\n";
+        let end = src.find("func").unwrap_or_else(|| panic!("func")) + "func".len();
+        for cut in 0..=src.len() {
+            let prefix = &src[..cut];
+            assert_eq!(holds_header(prefix), cut > end, "cut at {cut}: {prefix:?}");
+            if holds_header(prefix) {
+                assert_eq!(tokenize_header(prefix), tokenize_header(src));
+            }
+        }
+        // Cut inside a comment of the header: it does not lex, so more is needed.
+        assert!(!holds_header("package a\n/* import \"os\""));
+        // A file that ends in its header never holds it: read to its end.
+        assert!(!holds_header("package a\n"));
     }
 }
