@@ -221,37 +221,29 @@ impl LocalCache {
     /// is missing or corrupt (a corrupt blob is deleted).
     pub fn materialize(&self, digest: &Digest, dest: &Path, executable: bool) -> Result<bool> {
         let mode = if executable { 0o755 } else { 0o644 };
-        self.copy_out(digest, dest, mode, fsutil::parent_dir(dest), Check::Hash)
+        self.copy_out(
+            digest,
+            dest,
+            mode,
+            fsutil::parent_dir(dest),
+            CopyCheck::Hash,
+        )
     }
 
     /// Like [`materialize`](Self::materialize), but writes the temp file in `staging` (created
     /// if needed; it must be on `dest`'s file system) rather than beside `dest`. A process killed
     /// mid-copy then leaves its temp file in `staging`, which the caller can empty, instead of
-    /// among the outputs.
+    /// among the outputs. `check` says how the copy is checked.
     pub fn materialize_staged(
         &self,
         digest: &Digest,
         dest: &Path,
         executable: bool,
         staging: &Path,
+        check: CopyCheck,
     ) -> Result<bool> {
         let mode = if executable { 0o755 } else { 0o644 };
-        self.copy_out(digest, dest, mode, &fsutil::spread(staging), Check::Hash)
-    }
-
-    /// Like [`materialize_staged`](Self::materialize_staged), for a blob the caller wrote into
-    /// the store in this process from bytes it hashed as it wrote them (an action's new output):
-    /// the copy is checked for its length only, not hashed again, so a relinked binary is read
-    /// once less on its way to `kiln-out/`. A copy of another length is hashed after all.
-    pub fn materialize_staged_hashed(
-        &self,
-        digest: &Digest,
-        dest: &Path,
-        executable: bool,
-        staging: &Path,
-    ) -> Result<bool> {
-        let mode = if executable { 0o755 } else { 0o644 };
-        self.copy_out(digest, dest, mode, &fsutil::spread(staging), Check::Length)
+        self.copy_out(digest, dest, mode, &fsutil::spread(staging), check)
     }
 
     /// Puts a verified blob into a sandbox staging directory at `dest`. A non-executable blob
@@ -260,7 +252,13 @@ impl LocalCache {
     /// the shared blob inode is 0444. Returns `false` when the blob is missing or corrupt.
     pub fn link_for_sandbox(&self, digest: &Digest, dest: &Path, executable: bool) -> Result<bool> {
         if executable {
-            return self.copy_out(digest, dest, 0o555, fsutil::parent_dir(dest), Check::Hash);
+            return self.copy_out(
+                digest,
+                dest,
+                0o555,
+                fsutil::parent_dir(dest),
+                CopyCheck::Hash,
+            );
         }
         let src = self.blob_path(digest);
         match Digest::of_file(digest.function, &src) {
@@ -298,7 +296,7 @@ impl LocalCache {
                     dest,
                     BLOB_MODE,
                     fsutil::parent_dir(dest),
-                    Check::Hash,
+                    CopyCheck::Hash,
                 )
             }
             Err(e) => Err(CacheError::io(dest)(e)),
@@ -313,7 +311,7 @@ impl LocalCache {
         dest: &Path,
         mode: u32,
         temp_dir: &Path,
-        check: Check,
+        check: CopyCheck,
     ) -> Result<bool> {
         let src = self.blob_path(digest);
         if !src.exists() {
@@ -340,7 +338,7 @@ impl LocalCache {
         drop(file);
         // Hash what the caller will actually get, not the source (unless the caller hashed the
         // source in this process and the copy has its length).
-        let copied = if check == Check::Length && length == digest.size {
+        let copied = if check == CopyCheck::Length && length == digest.size {
             *digest
         } else {
             Digest::of_file(digest.function, tmp.path()).map_err(CacheError::io(dest))?
@@ -363,13 +361,14 @@ impl LocalCache {
     }
 }
 
-/// How a copy out of the store is checked.
+/// How a copy out of the store into `kiln-out/` is checked.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
-enum Check {
-    /// The copy is hashed.
+pub enum CopyCheck {
+    /// The copy is hashed: what the caller gets is what the digest names.
     Hash,
-    /// Only its length is compared: the caller wrote the blob in this process from bytes it
-    /// hashed.
+    /// Only its length is compared (a copy of another length is hashed after all), for a blob
+    /// the caller wrote into the store in this process from bytes it hashed as it wrote them (an
+    /// action's new output): a relinked binary is then read once less on its way out.
     Length,
 }
 

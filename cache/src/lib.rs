@@ -70,6 +70,7 @@ mod workspace_state;
 pub use action_history::{ActionHistory, ActionRecord};
 pub use blob_reader::BlobReader;
 pub use blob_writer::BlobWriter;
+pub use cas::CopyCheck;
 pub use digest::{Digest, DigestFunction, DigestWriter};
 pub use error::{CacheError, ErrorKind, Result};
 pub use file_memo::{DigestedFile, FileMemo, FileStat, MemoRecord, RACY_WINDOW};

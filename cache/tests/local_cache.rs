@@ -5,7 +5,8 @@ use std::os::unix::fs::{MetadataExt, PermissionsExt};
 use std::path::Path;
 
 use kiln_cache::{
-    CacheConfig, CacheError, CacheStats, CacheWarning, Digest, DigestFunction, LocalCache,
+    CacheConfig, CacheError, CacheStats, CacheWarning, CopyCheck, Digest, DigestFunction,
+    LocalCache,
 };
 
 fn open(root: &Path) -> LocalCache {
@@ -175,7 +176,9 @@ fn materialize_staged_copies_through_the_staging_directory() {
     let d = cache.put_bytes(DigestFunction::Blake3, b"staged").unwrap();
     let dest = dir.path().join("out/bin/pkg/file");
     let staging = dir.path().join("out/.tmp");
-    assert!(cache.materialize_staged(&d, &dest, true, &staging).unwrap());
+    assert!(cache
+        .materialize_staged(&d, &dest, true, &staging, CopyCheck::Hash)
+        .unwrap());
     assert_eq!(fs::read(&dest).unwrap(), b"staged");
     assert_eq!(fs::metadata(&dest).unwrap().mode() & 0o777, 0o755);
     let subdirs: Vec<_> = fs::read_dir(&staging).unwrap().flatten().collect();
@@ -193,7 +196,7 @@ fn materialize_staged_copies_through_the_staging_directory() {
     let missing = Digest::of_bytes(DigestFunction::Blake3, b"missing");
     let absent = dir.path().join("out/bin/pkg/absent");
     assert!(!cache
-        .materialize_staged(&missing, &absent, false, &staging)
+        .materialize_staged(&missing, &absent, false, &staging, CopyCheck::Hash)
         .unwrap());
     assert!(!absent.exists());
     let left = fs::read_dir(&staging).unwrap().flatten();
@@ -214,7 +217,7 @@ fn a_copy_of_a_blob_the_caller_hashed_is_checked_by_length_and_a_short_blob_is_c
         .unwrap();
     let dest = dir.path().join("out/bin/tool");
     assert!(cache
-        .materialize_staged_hashed(&d, &dest, true, &staging)
+        .materialize_staged(&d, &dest, true, &staging, CopyCheck::Length)
         .unwrap());
     assert_eq!(fs::read(&dest).unwrap(), b"relinked");
     assert_eq!(fs::metadata(&dest).unwrap().mode() & 0o777, 0o755);
@@ -224,7 +227,7 @@ fn a_copy_of_a_blob_the_caller_hashed_is_checked_by_length_and_a_short_blob_is_c
     clobber(&blob, b"relink");
     let other = dir.path().join("out/bin/other");
     assert!(!cache
-        .materialize_staged_hashed(&d, &other, true, &staging)
+        .materialize_staged(&d, &other, true, &staging, CopyCheck::Length)
         .unwrap());
     assert!(!other.exists(), "a corrupt blob must not be materialized");
     assert!(!blob.exists(), "a corrupt blob must be deleted");

@@ -917,12 +917,12 @@ impl<'a> Engine<'a> {
             .config
             .root
             .join(crate::action::MATERIALIZE_STAGING_DIR);
-        let copied = if checked {
-            cache.materialize_staged_hashed(&file.digest, &dest, file.executable, &staging)
+        let check = if checked {
+            kiln_cache::CopyCheck::Length
         } else {
-            cache.materialize_staged(&file.digest, &dest, file.executable, &staging)
+            kiln_cache::CopyCheck::Hash
         };
-        match copied {
+        match cache.materialize_staged(&file.digest, &dest, file.executable, &staging, check) {
             Ok(true) => {
                 let _ = sources.note_written(path, *file);
                 true

@@ -250,6 +250,12 @@ mod tests {
     use std::sync::atomic::AtomicUsize;
     use std::sync::Arc;
 
+    /// A miss of priority 1 that waits for a permit on its own thread (and must get one).
+    fn low_waiter(permits: &Arc<ExecPermits>) -> std::thread::JoinHandle<()> {
+        let pool = Arc::clone(permits);
+        std::thread::spawn(move || assert!(pool.announce(1, None).acquire(None)))
+    }
+
     /// Waits until `n` tickets are in line.
     fn until_in_line(permits: &ExecPermits, n: usize) {
         while permits.lock().announced.len() < n {
@@ -312,10 +318,7 @@ mod tests {
         let running = permits.announce(10, None);
         assert!(running.acquire(None));
         // A low-priority miss is waiting.
-        let low = {
-            let pool = permits.clone();
-            std::thread::spawn(move || assert!(pool.announce(1, None).acquire(None)))
-        };
+        let low = low_waiter(&permits);
         until_in_line(&permits, 1);
         // What the running action released is announced before its permit is freed: the
         // high-priority action is still being looked up, so the waiter is held back.
@@ -337,10 +340,7 @@ mod tests {
         // Its outputs are awaited by an action of priority 5.
         let running = permits.announce(10, Some(5));
         assert!(running.acquire(None));
-        let low = {
-            let pool = permits.clone();
-            std::thread::spawn(move || assert!(pool.announce(1, None).acquire(None)))
-        };
+        let low = low_waiter(&permits);
         until_in_line(&permits, 1);
         running.ran();
         std::thread::sleep(Duration::from_millis(30));
@@ -370,10 +370,7 @@ mod tests {
         let permits = Arc::new(ExecPermits::new(1));
         let running = permits.announce(10, None);
         assert!(running.acquire(None));
-        let low = {
-            let pool = permits.clone();
-            std::thread::spawn(move || assert!(pool.announce(1, None).acquire(None)))
-        };
+        let low = low_waiter(&permits);
         until_in_line(&permits, 1);
         running.ran();
         // The waiter runs while the finished action still stores its outputs.

@@ -7,25 +7,17 @@ use std::sync::Arc;
 
 use kiln_cache::{CacheConfig, DigestFunction, LocalCache};
 use kiln_exec::{Sandbox, SandboxConfig, SandboxMode};
-use kiln_graph::action::{ActionSpec, Artifact, OutputSpec};
+use kiln_graph::action::{ActionSpec, Artifact};
 use kiln_graph::action_key::{FileDigest, PlatformProperties};
 use kiln_graph::execute::{RunOptions, RunOutcome, Runner};
-use kiln_graph::label::Label;
 
+mod common;
+use common::shell_action;
+
+/// `shell_action` with the one input `p/in.txt`.
 fn action(name: &str, script: &str) -> ActionSpec {
-    let owner = Label {
-        repo: String::new(),
-        package: "p".into(),
-        name: name.into(),
-    };
-    let argv = ["/bin/sh", "-c", script].map(String::from).to_vec();
-    let mut spec = ActionSpec::new(owner, "Test", argv);
+    let mut spec = shell_action(name, script);
     spec.input(&Artifact::derived("p/in.txt"));
-    spec.outputs.push(OutputSpec {
-        path: format!("p/{name}.txt"),
-        executable: false,
-        optional: false,
-    });
     spec
 }
 

@@ -8,27 +8,13 @@ use std::time::Duration;
 
 use kiln_cache::{CacheConfig, DigestFunction, LocalCache};
 use kiln_exec::{Sandbox, SandboxConfig, SandboxMode};
-use kiln_graph::action::{ActionSpec, Artifact, OutputSpec};
+use kiln_graph::action::Artifact;
 use kiln_graph::action_key::{FileDigest, PlatformProperties};
 use kiln_graph::execute::{RunOptions, RunOutcome, Runner};
-use kiln_graph::label::Label;
 use kiln_graph::permits::ExecPermits;
 
-fn action(name: &str, script: &str) -> ActionSpec {
-    let owner = Label {
-        repo: String::new(),
-        package: "p".into(),
-        name: name.into(),
-    };
-    let argv = ["/bin/sh", "-c", script].map(String::from).to_vec();
-    let mut spec = ActionSpec::new(owner, "Test", argv);
-    spec.outputs.push(OutputSpec {
-        path: format!("p/{name}.txt"),
-        executable: false,
-        optional: false,
-    });
-    spec
-}
+mod common;
+use common::shell_action;
 
 #[test]
 fn a_clean_run_gives_its_permit_back_and_a_failed_one_keeps_it_until_the_ticket_goes() {
@@ -65,7 +51,7 @@ fn a_clean_run_gives_its_permit_back_and_a_failed_one_keeps_it_until_the_ticket_
             cancel: None,
             permit: Some(&ticket),
         };
-        let outcome = runner.run(&action(name, script), &no_inputs, &options);
+        let outcome = runner.run(&shell_action(name, script), &no_inputs, &options);
         assert_eq!(
             matches!(outcome, RunOutcome::Done(_)),
             gives_back,
