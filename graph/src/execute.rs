@@ -541,13 +541,13 @@ impl Runner {
             cancel: options.cancel,
         };
         let outcome = self.sandbox.run_with_hooks(&request, hooks);
-        // The process has ended: the next miss may stage and run while the outputs are stored,
-        // unless the action failed (the scheduler then stops starting actions, and one waiting
-        // for this permit must not slip through first; a failure found only while storing, a
-        // full disk or a source edited during the run, may still let one start), or its result
-        // goes up to a remote cache
-        // (the upload is part of the action, so `--jobs` also bounds the uploads at once, and a
-        // server that refuses every result still sees other calls succeed in between).
+        // The process has ended: the next miss may stage and run while the outputs are stored.
+        // Not when the action failed: the scheduler then stops starting actions, and one waiting
+        // for this permit must not slip through first (a failure found only while storing, a
+        // full disk or a source edited during the run, may still let one start). Nor when its
+        // result goes up to a remote cache: the upload is part of the action, so `--jobs` also
+        // bounds the uploads at once, and a server that refuses every result still sees other
+        // calls succeed in between.
         let uploads = self.remote.as_ref().is_some_and(|t| t.upload_local_results);
         if let (Some(ticket), Ok(outcome), false) = (options.permit, &outcome, uploads) {
             if ran_clean(spec, outcome) {
