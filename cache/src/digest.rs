@@ -97,7 +97,7 @@ impl Digest {
     /// Digest of a file's content, streamed on the calling thread.
     pub fn of_file(function: DigestFunction, path: &Path) -> io::Result<Digest> {
         let mut file = File::open(path)?;
-        // Most build files are small: read them whole instead of zeroing a 1 MiB buffer each time.
+        // Most build files are small: read them whole instead of zeroing a read buffer each time.
         if file.metadata()?.len() <= SMALL_FILE {
             let mut bytes = Vec::new();
             file.read_to_end(&mut bytes)?;
