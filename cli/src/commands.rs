@@ -66,7 +66,7 @@ pub fn parse_patterns(patterns: &[String], cwd_package: &str) -> Result<PatternS
 pub fn engine_config(ws: &Workspace, flags: &BuildFlags) -> Result<EngineConfig> {
     Ok(EngineConfig {
         root: ws.root.clone(),
-        scratch_dir: ws.state_dir.join("sandbox"),
+        scratch_dir: ws.disk_scratch_dir(),
         memory_scratch_dir: ws.memory_scratch_dir(),
         cache_dir: ws.cache_dir.clone(),
         cache_config: ws.cache_config()?,
@@ -99,6 +99,12 @@ fn kiln_identity() -> String {
     }
 }
 
+/// The build lock with the claim on the scratch directories it covers; the claim goes first.
+pub struct BuildGuard {
+    _claim: crate::scratch_claim::ScratchClaim,
+    _lock: kiln_cache::BuildLock,
+}
+
 /// Everything a build needs, opened.
 pub struct Session {
     /// The workspace.
@@ -127,6 +133,16 @@ impl Session {
             state,
             terminal,
             events,
+        })
+    }
+
+    /// Takes the workspace's build lock and, while it is held, claims its scratch directories
+    /// for the Ctrl-C handler to remove.
+    pub fn lock_for_build(&self) -> Result<BuildGuard> {
+        let lock = self.state.lock(&self.terminal)?;
+        Ok(BuildGuard {
+            _claim: crate::scratch_claim::claim(self.workspace.scratch_dirs()),
+            _lock: lock,
         })
     }
 
@@ -188,7 +204,7 @@ fn build(
 ) -> Result<i32> {
     let session = Session::open(flags)?;
     let patterns = parse_patterns(patterns, &session.workspace.cwd_package)?;
-    let _lock = session.state.lock(&session.terminal)?;
+    let _lock = session.lock_for_build()?;
     let goal = match &test {
         Some((options, _)) => Goal::Test(options.clone()),
         None => Goal::Build,
@@ -340,7 +356,7 @@ fn run_target(target: &str, program_args: &[String], flags: &BuildFlags) -> Resu
         )
     })?;
     // The runfiles tree in kiln-out is written under the build lock too.
-    let lock = session.state.lock(&session.terminal)?;
+    let lock = session.lock_for_build()?;
     let report = session.engine_run(flags, &patterns, &Goal::Build)?;
     if !report.success() {
         session

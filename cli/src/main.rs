@@ -9,6 +9,7 @@ mod events_file;
 mod exit;
 mod query;
 mod remote;
+mod scratch_claim;
 mod serve;
 mod state;
 mod ui;
@@ -37,7 +38,8 @@ fn main() {
     };
     // Ctrl-C: stop at once with Bazel's "interrupted" code. Running actions die with us (the
     // sandbox helper has PDEATHSIG set); every cache and state write is atomic, so nothing is left
-    // half-written, and the next build clears leftover scratch directories.
+    // half-written. The scratch directories a build under way owns are removed first (what an
+    // action still dying keeps in them, the next build clears).
     // While `kiln run` waits for its program, the program handles Ctrl-C itself and kiln
     // exits with the program's code.
     // `kiln serve` handles SIGINT and SIGTERM itself, finishing in-flight uploads first.
@@ -52,10 +54,12 @@ fn main() {
                 // Stop the program `kiln watch run` started (and everything it started), then
                 // leave.
                 exit::stop_service();
+                scratch_claim::remove_claimed();
                 eprintln!("\nINFO: Stopped watching");
                 std::process::exit(exit::SUCCESS);
             }
             eprintln!("\nINFO: Interrupted; stopping");
+            scratch_claim::remove_claimed();
             std::process::exit(exit::INTERRUPTED);
         })
     });

@@ -471,7 +471,7 @@ fn run_round(
     own_outputs: &std::collections::BTreeMap<PathBuf, Option<dirs::EntryStat>>,
     then: &mut AfterRound<'_>,
 ) -> Result<RoundEnd> {
-    let lock = session.state.lock(&session.terminal)?;
+    let lock = session.lock_for_build()?;
     let others_moved_outputs = inbox::moved(own_outputs).next().is_some();
     let result = session.engine_run_observed(
         &plan.flags,

@@ -82,6 +82,18 @@ impl Workspace {
         }
     }
 
+    /// Where actions' scratch trees go on disk (those too large for [`Self::memory_scratch_dir`]).
+    pub fn disk_scratch_dir(&self) -> PathBuf {
+        self.state_dir.join("sandbox")
+    }
+
+    /// Both scratch directories: what a build holding the lock owns (see `scratch_claim`).
+    pub fn scratch_dirs(&self) -> Vec<PathBuf> {
+        std::iter::once(self.disk_scratch_dir())
+            .chain(self.memory_scratch_dir())
+            .collect()
+    }
+
     /// Where small actions' scratch trees go: a per-workspace directory on the memory file system
     /// (`/dev/shm`), when there is one. The engine creates it (and checks it is ours) only when a
     /// build runs actions, and removes it afterwards.

@@ -1,6 +1,7 @@
 //! CLI behaviour around the build: `kiln run` leaves Ctrl-C to its program and exits with the
-//! program's code; a different build of Kiln never reuses another's package memo; `info`, `cache
-//! gc`, `clean --expunge` and `explain` work on the real binary; the examples workspace passes.
+//! program's code; Ctrl-C during a build exits with 8 and leaves no scratch tree in memory; a
+//! different build of Kiln never reuses another's package memo; `info`, `cache gc`, `clean
+//! --expunge` and `explain` work on the real binary; the examples workspace passes.
 
 mod harness;
 
@@ -61,6 +62,96 @@ fn kiln_run_leaves_ctrl_c_to_the_program_and_returns_its_code() {
         .unwrap();
     assert_eq!(status.code(), Some(42), "stdout: {stdout}");
     assert_eq!(stdout, "interrupted\n", "stdout is the program's alone");
+}
+
+/// Whether a live process's command line holds `marker`.
+fn process_with(marker: &str) -> bool {
+    std::fs::read_dir("/proc")
+        .expect("/proc")
+        .flatten()
+        .filter(|e| {
+            e.file_name()
+                .to_str()
+                .is_some_and(|n| n.parse::<u32>().is_ok())
+        })
+        .any(|e| {
+            std::fs::read(e.path().join("cmdline"))
+                .is_ok_and(|c| String::from_utf8_lossy(&c).contains(marker))
+        })
+}
+
+#[test]
+fn ctrl_c_during_a_build_exits_with_8_and_leaves_no_scratch_tree_in_memory() {
+    let ws = Workspace::new();
+    let info = ws.kiln(&["info"]).stdout.clone();
+    let Some(scratch) = info
+        .lines()
+        .find_map(|l| l.strip_prefix("memory_scratch: "))
+        .map(std::path::PathBuf::from)
+    else {
+        eprintln!("skipped: no memory file system for scratch trees");
+        return;
+    };
+    // An action that runs until it is killed, with a marker to find it by.
+    let marker = "4243.25";
+    ws.write("a/in.txt", "x");
+    ws.write(
+        "a/BUILD",
+        &format!(
+            r#"genrule(name = "slow", srcs = ["in.txt"], outs = ["out.txt"], cmd = "sleep {marker}; cp $< $@")"#
+        ),
+    );
+    let mut cmd = ws.command(&["build", "//a:slow"]);
+    cmd.process_group(0)
+        .stdout(std::process::Stdio::null())
+        .stderr(std::process::Stdio::piped());
+    let mut child = cmd.spawn().unwrap();
+    let deadline = Instant::now() + Duration::from_secs(60);
+    while !process_with(marker) {
+        assert!(Instant::now() < deadline, "the action never started");
+        std::thread::sleep(Duration::from_millis(20));
+    }
+    assert!(scratch.exists(), "the action's tree is in {scratch:?}");
+    // A terminal's Ctrl-C signals the whole foreground process group.
+    nix::sys::signal::killpg(
+        nix::unistd::Pid::from_raw(child.id() as i32),
+        nix::sys::signal::Signal::SIGINT,
+    )
+    .unwrap();
+    let status = child.wait().unwrap();
+    let mut stderr = String::new();
+    child
+        .stderr
+        .take()
+        .unwrap()
+        .read_to_string(&mut stderr)
+        .unwrap();
+    assert_eq!(
+        status.code(),
+        Some(8),
+        "Bazel's code for an interrupted build: {stderr}"
+    );
+    while process_with(marker) {
+        assert!(Instant::now() < deadline, "the action outlived kiln");
+        std::thread::sleep(Duration::from_millis(20));
+    }
+    assert!(
+        !scratch.exists(),
+        "the interrupted build left {scratch:?} behind: {:?}",
+        walk(&scratch)
+    );
+}
+
+/// Every path under `dir`, for a failure message.
+fn walk(dir: &std::path::Path) -> Vec<std::path::PathBuf> {
+    let mut found = Vec::new();
+    for entry in std::fs::read_dir(dir).into_iter().flatten().flatten() {
+        found.push(entry.path());
+        if entry.file_type().is_ok_and(|t| t.is_dir()) {
+            found.extend(walk(&entry.path()));
+        }
+    }
+    found
 }
 
 #[test]

@@ -438,6 +438,12 @@ fn processes_with(marker: &str) -> Vec<i32> {
 #[test]
 fn ctrl_c_during_a_round_stops_the_round_the_server_and_every_action() {
     let ws = server_workspace();
+    let memory_scratch = ws
+        .kiln(&["info"])
+        .stdout
+        .lines()
+        .find_map(|l| l.strip_prefix("memory_scratch: "))
+        .map(std::path::PathBuf::from);
     let port = free_port();
     let port_arg = port.to_string();
     let mut watch = Watch::start(&ws, &["run", "//web:server", "--", &port_arg]);
@@ -479,6 +485,9 @@ sh_binary(name = "server", srcs = ["server.sh"], data = [":message"])
         "actions still running"
     );
     assert_eq!(fetch(port), None);
+    if let Some(dir) = memory_scratch {
+        assert!(!dir.exists(), "the stopped round left {dir:?} behind");
+    }
 }
 
 #[test]
