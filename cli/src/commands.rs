@@ -99,7 +99,8 @@ fn kiln_identity() -> String {
     }
 }
 
-/// The build lock with the claim on the scratch directories it covers; the claim goes first.
+/// The build lock with the claim on the scratch directory it covers. Fields drop in order: the
+/// claim is given up before the lock.
 pub struct BuildGuard {
     _claim: crate::scratch_claim::ScratchClaim,
     _lock: kiln_cache::BuildLock,
@@ -136,12 +137,16 @@ impl Session {
         })
     }
 
-    /// Takes the workspace's build lock and, while it is held, claims its scratch directories
-    /// for the Ctrl-C handler to remove.
+    /// Takes the workspace's build lock and, while it is held, claims its memory scratch
+    /// directory for the Ctrl-C handler; first removes what interrupted builds set aside.
     pub fn lock_for_build(&self) -> Result<BuildGuard> {
         let lock = self.state.lock(&self.terminal)?;
+        let memory_scratch = self.workspace.memory_scratch_dir();
+        if let Some(dir) = &memory_scratch {
+            crate::scratch_claim::sweep_interrupted(dir);
+        }
         Ok(BuildGuard {
-            _claim: crate::scratch_claim::claim(self.workspace.scratch_dirs()),
+            _claim: crate::scratch_claim::claim(memory_scratch),
             _lock: lock,
         })
     }

@@ -38,8 +38,8 @@ fn main() {
     };
     // Ctrl-C: stop at once with Bazel's "interrupted" code. Running actions die with us (the
     // sandbox helper has PDEATHSIG set); every cache and state write is atomic, so nothing is left
-    // half-written. The scratch directories a build under way owns are removed first (what an
-    // action still dying keeps in them, the next build clears).
+    // half-written. The memory scratch directory of a build under way is renamed out of the way
+    // first, for the next kiln to remove (see `scratch_claim`).
     // While `kiln run` waits for its program, the program handles Ctrl-C itself and kiln
     // exits with the program's code.
     // `kiln serve` handles SIGINT and SIGTERM itself, finishing in-flight uploads first.
@@ -54,13 +54,11 @@ fn main() {
                 // Stop the program `kiln watch run` started (and everything it started), then
                 // leave.
                 exit::stop_service();
-                scratch_claim::remove_claimed();
                 eprintln!("\nINFO: Stopped watching");
-                std::process::exit(exit::SUCCESS);
+                scratch_claim::set_aside_claimed_and_exit(exit::SUCCESS);
             }
             eprintln!("\nINFO: Interrupted; stopping");
-            scratch_claim::remove_claimed();
-            std::process::exit(exit::INTERRUPTED);
+            scratch_claim::set_aside_claimed_and_exit(exit::INTERRUPTED);
         })
     });
     // A panic is a bug in Kiln: say so and exit with Bazel's "internal error" code, not 101.

@@ -1,52 +1,127 @@
-//! The scratch directories this process owns while it holds a workspace's build lock, so that
-//! Ctrl-C can remove them before exiting.
+//! The memory-backed scratch directory of the workspace whose build lock this process holds, so
+//! that Ctrl-C does not leave it on `/dev/shm`.
 //!
-//! The next build of the workspace clears a killed build's scratch trees anyway, but a tree on
-//! `/dev/shm` holds memory until then, and a workspace may never be built again (a deleted
-//! checkout, a test's temporary workspace). Only the holder of the build lock claims them: a
-//! kiln that is still waiting for another's lock must not remove what that one is using.
+//! On Ctrl-C Kiln exits at once with code 8, and its running actions die with it. Their trees
+//! cannot be removed before that: a running action sees its tree through a bind mount (or as
+//! its working directory), and deleting files there could let it succeed on missing inputs and
+//! have its result stored. So the handler only renames the directory out of the way
+//! (`<dir>.interrupted-<pid>`, on the same file system). A rename takes no time and leaves a
+//! running action's view alone; whatever the process does with the old path afterwards (staging
+//! the next action, collecting outputs) fails, and a failure is never cached. The next kiln to
+//! take a build lock, in any workspace, removes such directories whose process is gone
+//! ([`sweep_interrupted`]). Without this, the tree stayed until the next build of the same
+//! workspace, holding memory, and a workspace may never be built again (a deleted checkout, a
+//! test's temporary workspace).
+//!
+//! Only the holder of the build lock claims the directory: a kiln still waiting for another's
+//! lock must not move what that one is using. The on-disk scratch directory is left to the
+//! workspace's next build, as before: it holds no memory.
 
-use std::path::PathBuf;
-use std::sync::Mutex;
+use std::os::unix::fs::MetadataExt;
+use std::path::{Path, PathBuf};
+use std::sync::{Mutex, MutexGuard};
+
+/// What a directory set aside by an interrupted build has after its name, before the pid.
+const INTERRUPTED_SUFFIX: &str = ".interrupted-";
 
 /// The directories claimed now, by every live [`ScratchClaim`].
 static CLAIMED: Mutex<Vec<PathBuf>> = Mutex::new(Vec::new());
 
-/// The claim on a workspace's scratch directories; dropping it gives them up.
+/// The claim on a workspace's memory scratch directory; dropping it gives it up.
 #[derive(Debug)]
 pub struct ScratchClaim {
-    dirs: Vec<PathBuf>,
+    dir: Option<PathBuf>,
 }
 
-/// Claims `dirs` until the returned value is dropped. Call it only while holding the build lock
-/// of the workspace they belong to.
-pub fn claim(dirs: Vec<PathBuf>) -> ScratchClaim {
-    claimed().extend(dirs.iter().cloned());
-    ScratchClaim { dirs }
+/// Claims `dir` until the returned value is dropped. Call it only while holding the build lock
+/// of the workspace it belongs to.
+pub fn claim(dir: Option<PathBuf>) -> ScratchClaim {
+    if let Some(dir) = &dir {
+        claimed().push(dir.clone());
+    }
+    ScratchClaim { dir }
 }
 
 impl Drop for ScratchClaim {
     fn drop(&mut self) {
+        let Some(dir) = &self.dir else {
+            return;
+        };
         let mut claimed = claimed();
-        for dir in &self.dirs {
-            if let Some(at) = claimed.iter().position(|d| d == dir) {
-                claimed.remove(at);
-            }
+        if let Some(at) = claimed.iter().position(|d| d == dir) {
+            claimed.remove(at);
         }
     }
 }
 
-/// Removes every claimed directory, as far as it can (an action still dying may hold files in
-/// it for a moment; whatever is left the next build clears). For the Ctrl-C handler, right
-/// before the process exits: the claims stay, since nothing runs after it.
-pub fn remove_claimed() {
-    let dirs = claimed().clone();
-    for dir in dirs {
-        let _ = kiln_graph::engine::remove_tree(&dir);
+/// For the Ctrl-C handler: renames every claimed directory out of the way, then exits with
+/// `code`. The claims stay locked until the process is gone, so no claim is dropped (and no
+/// build lock released by this process) in between.
+pub fn set_aside_claimed_and_exit(code: i32) -> ! {
+    let claimed = claimed();
+    for dir in claimed.iter() {
+        set_aside(dir);
+    }
+    std::process::exit(code)
+}
+
+/// Renames `dir` to its interrupted name if it is a directory of ours.
+fn set_aside(dir: &Path) {
+    if !is_ours(dir) {
+        return;
+    }
+    let mut name = dir.as_os_str().to_owned();
+    name.push(format!("{INTERRUPTED_SUFFIX}{}", std::process::id()));
+    let _ = std::fs::rename(dir, PathBuf::from(name));
+}
+
+/// Removes the directories beside `memory_scratch` (same parent, same `kiln-<uid>-` prefix)
+/// that an interrupted kiln set aside and whose process is gone. Cheap: one listing of the
+/// parent. Errors are ignored (another kiln may be sweeping too).
+pub fn sweep_interrupted(memory_scratch: &Path) {
+    let (Some(parent), Some(name)) = (memory_scratch.parent(), memory_scratch.file_name()) else {
+        return;
+    };
+    let name = name.to_string_lossy();
+    // `kiln-<uid>-<id>`: the prefix up to the id names this user's directories.
+    let Some(prefix) = name.rfind('-').map(|at| &name[..=at]) else {
+        return;
+    };
+    for entry in std::fs::read_dir(parent).into_iter().flatten().flatten() {
+        let entry_name = entry.file_name().to_string_lossy().to_string();
+        let Some(pid) = interrupted_pid(&entry_name, prefix) else {
+            continue;
+        };
+        if !process_alive(pid) && is_ours(&entry.path()) {
+            let _ = kiln_graph::engine::remove_tree(&entry.path());
+        }
     }
 }
 
-fn claimed() -> std::sync::MutexGuard<'static, Vec<PathBuf>> {
+/// The pid in `name` if it is `<prefix><id>.interrupted-<pid>`.
+fn interrupted_pid(name: &str, prefix: &str) -> Option<i32> {
+    let rest = name.strip_prefix(prefix)?;
+    let (_, pid) = rest.split_once(INTERRUPTED_SUFFIX)?;
+    pid.parse().ok()
+}
+
+/// Whether a process with this pid exists (one of another user's counts as alive).
+fn process_alive(pid: i32) -> bool {
+    use nix::errno::Errno;
+    match nix::sys::signal::kill(nix::unistd::Pid::from_raw(pid), None) {
+        Ok(()) => true,
+        Err(Errno::ESRCH) => false,
+        Err(_) => true,
+    }
+}
+
+/// Whether `path` is a real directory (not a symlink) owned by this process's user.
+fn is_ours(path: &Path) -> bool {
+    std::fs::symlink_metadata(path)
+        .is_ok_and(|m| m.is_dir() && m.uid() == nix::unistd::geteuid().as_raw())
+}
+
+fn claimed() -> MutexGuard<'static, Vec<PathBuf>> {
     CLAIMED
         .lock()
         .unwrap_or_else(|poisoned| poisoned.into_inner())
@@ -57,18 +132,53 @@ mod tests {
     use super::*;
 
     #[test]
-    fn a_claim_lasts_until_dropped_and_removal_takes_only_claimed_dirs() {
+    fn a_claim_lasts_until_dropped() {
         let root = tempfile::tempdir().unwrap();
-        let claimed_dir = root.path().join("claimed");
-        let released_dir = root.path().join("released");
-        for dir in [&claimed_dir, &released_dir] {
-            std::fs::create_dir_all(dir.join("tree/deep")).unwrap();
-            std::fs::write(dir.join("tree/deep/file"), b"x").unwrap();
+        let kept = root.path().join("kept");
+        let released = root.path().join("released");
+        let _kept = claim(Some(kept.clone()));
+        drop(claim(Some(released.clone())));
+        let claimed = claimed().clone();
+        assert!(claimed.contains(&kept));
+        assert!(!claimed.contains(&released));
+    }
+
+    #[test]
+    fn the_sweep_removes_set_aside_directories_of_gone_processes_only() {
+        let root = tempfile::tempdir().unwrap();
+        let scratch = root.path().join("kiln-7-aaaa");
+        // A pid that cannot exist (above the kernel's maximum), and this process's.
+        let gone = root.path().join("kiln-7-bbbb.interrupted-2147483647");
+        let running = root
+            .path()
+            .join(format!("kiln-7-cccc.interrupted-{}", std::process::id()));
+        let other_user = root.path().join("kiln-8-dddd.interrupted-2147483647");
+        let live = root.path().join("kiln-7-eeee");
+        for dir in [&scratch, &gone, &running, &other_user, &live] {
+            std::fs::create_dir_all(dir.join("tree")).unwrap();
+            std::fs::write(dir.join("tree/file"), b"x").unwrap();
         }
-        let _kept = claim(vec![claimed_dir.clone()]);
-        drop(claim(vec![released_dir.clone()]));
-        remove_claimed();
-        assert!(!claimed_dir.exists(), "a claimed directory is removed");
-        assert!(released_dir.exists(), "a released claim removes nothing");
+        sweep_interrupted(&scratch);
+        assert!(!gone.exists(), "its process is gone");
+        assert!(running.exists(), "its process still runs");
+        assert!(other_user.exists(), "another uid's prefix");
+        assert!(live.exists() && scratch.exists(), "not set aside");
+    }
+
+    #[test]
+    fn interrupted_names_parse() {
+        assert_eq!(
+            interrupted_pid("kiln-0-ab12.interrupted-42", "kiln-0-"),
+            Some(42)
+        );
+        assert_eq!(interrupted_pid("kiln-0-ab12", "kiln-0-"), None);
+        assert_eq!(
+            interrupted_pid("kiln-1-ab12.interrupted-42", "kiln-0-"),
+            None
+        );
+        assert_eq!(
+            interrupted_pid("kiln-0-ab12.interrupted-x", "kiln-0-"),
+            None
+        );
     }
 }

@@ -87,19 +87,16 @@ impl Workspace {
         self.state_dir.join("sandbox")
     }
 
-    /// Both scratch directories: what a build holding the lock owns (see `scratch_claim`).
-    pub fn scratch_dirs(&self) -> Vec<PathBuf> {
-        std::iter::once(self.disk_scratch_dir())
-            .chain(self.memory_scratch_dir())
-            .collect()
-    }
-
-    /// Where small actions' scratch trees go: a per-workspace directory on the memory file system
-    /// (`/dev/shm`), when there is one. The engine creates it (and checks it is ours) only when a
+    /// Where small actions' scratch trees go: a directory on the memory file system (`/dev/shm`),
+    /// when there is one, per workspace and cache. The engine creates it (and checks it is ours) only when a
     /// build runs actions, and removes it afterwards.
     pub fn memory_scratch_dir(&self) -> Option<PathBuf> {
         let shm = Path::new("/dev/shm");
-        let id = self.state_dir.file_name()?.to_string_lossy().to_string();
+        // Named after the whole state directory, not the workspace alone: two kilns building
+        // one workspace with different caches hold different build locks, and so must not
+        // share scratch trees.
+        let hash = blake3::hash(self.state_dir.as_os_str().as_encoded_bytes()).to_hex();
+        let id = &hash[..16];
         shm.is_dir()
             .then(|| shm.join(format!("kiln-{}-{id}", nix::unistd::getuid())))
     }

@@ -1,7 +1,7 @@
 //! CLI behaviour around the build: `kiln run` leaves Ctrl-C to its program and exits with the
-//! program's code; Ctrl-C during a build exits with 8 and leaves no scratch tree in memory; a
-//! different build of Kiln never reuses another's package memo; `info`, `cache gc`, `clean
-//! --expunge` and `explain` work on the real binary; the examples workspace passes.
+//! program's code; Ctrl-C during a build exits with 8, and the next build removes its scratch
+//! tree; a different build of Kiln never reuses another's package memo; `info`, `cache gc`,
+//! `clean --expunge` and `explain` work on the real binary; the examples workspace passes.
 
 mod harness;
 
@@ -81,7 +81,7 @@ fn process_with(marker: &str) -> bool {
 }
 
 #[test]
-fn ctrl_c_during_a_build_exits_with_8_and_leaves_no_scratch_tree_in_memory() {
+fn ctrl_c_during_a_build_exits_with_8_and_the_next_build_removes_its_scratch_tree() {
     let ws = Workspace::new();
     let info = ws.kiln(&["info"]).stdout.clone();
     let Some(scratch) = info
@@ -92,8 +92,12 @@ fn ctrl_c_during_a_build_exits_with_8_and_leaves_no_scratch_tree_in_memory() {
         eprintln!("skipped: no memory file system for scratch trees");
         return;
     };
-    // An action that runs until it is killed, with a marker to find it by.
-    let marker = "4243.25";
+    // An action that runs until it is killed, with a marker to find it by (this run's own).
+    let nanos = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .unwrap()
+        .subsec_nanos();
+    let marker = format!("4243.{}{nanos:09}", std::process::id());
     ws.write("a/in.txt", "x");
     ws.write(
         "a/BUILD",
@@ -107,7 +111,7 @@ fn ctrl_c_during_a_build_exits_with_8_and_leaves_no_scratch_tree_in_memory() {
         .stderr(std::process::Stdio::piped());
     let mut child = cmd.spawn().unwrap();
     let deadline = Instant::now() + Duration::from_secs(60);
-    while !process_with(marker) {
+    while !process_with(&marker) {
         assert!(Instant::now() < deadline, "the action never started");
         std::thread::sleep(Duration::from_millis(20));
     }
@@ -131,14 +135,31 @@ fn ctrl_c_during_a_build_exits_with_8_and_leaves_no_scratch_tree_in_memory() {
         Some(8),
         "Bazel's code for an interrupted build: {stderr}"
     );
-    while process_with(marker) {
+    while process_with(&marker) {
         assert!(Instant::now() < deadline, "the action outlived kiln");
         std::thread::sleep(Duration::from_millis(20));
     }
+    // Set aside, not removed: the action was still running when kiln left.
+    let mut set_aside = scratch.clone().into_os_string();
+    set_aside.push(format!(".interrupted-{}", child.id()));
+    let set_aside = std::path::PathBuf::from(set_aside);
     assert!(
         !scratch.exists(),
-        "the interrupted build left {scratch:?} behind: {:?}",
+        "the interrupted build left {scratch:?} in place: {:?}",
         walk(&scratch)
+    );
+    assert!(set_aside.is_dir(), "set aside as {set_aside:?}");
+    // The next build, of any workspace, removes it.
+    let other = Workspace::new();
+    other.write(
+        "b/BUILD",
+        r#"genrule(name = "b", outs = ["b.txt"], cmd = "echo b > $@")"#,
+    );
+    other.kiln(&["build", "//b"]).ok();
+    assert!(
+        !set_aside.exists(),
+        "another workspace's build left {set_aside:?}: {:?}",
+        walk(&set_aside)
     );
 }
 
