@@ -6,9 +6,12 @@
 //! its working directory), and deleting files there could let it succeed on missing inputs and
 //! have its result stored. So the handler only renames the directory out of the way
 //! (`<dir>.interrupted-<pid>`, on the same file system). A rename takes no time and leaves a
-//! running action's view alone; whatever the process does with the old path afterwards (staging
-//! the next action, collecting outputs) fails, and a failure is never cached. The next kiln to
-//! take a build lock, in any workspace, removes such directories whose process is gone
+//! running action's view alone. Before it, the handler tells the engine to store no more
+//! results (`kiln_graph::stopping`): an action the process finishes in the moment before it
+//! exits may have been staged into, or collected from, a moved or half-recreated tree, so it is
+//! reported cancelled and not cached. A tree recreated in that moment stays for the
+//! workspace's next build to clear, as every tree did before. The next kiln to take a build
+//! lock, in any workspace, removes the directories set aside whose process is gone
 //! ([`sweep_interrupted`]). Without this, the tree stayed until the next build of the same
 //! workspace, holding memory, and a workspace may never be built again (a deleted checkout, a
 //! test's temporary workspace).
@@ -58,6 +61,8 @@ impl Drop for ScratchClaim {
 /// `code`. The claims stay locked until the process is gone, so no claim is dropped (and no
 /// build lock released by this process) in between.
 pub fn set_aside_claimed_and_exit(code: i32) -> ! {
+    // First: an action finishing from now on must not be stored (its tree may be moved under it).
+    kiln_graph::stopping::stop_storing_results();
     let claimed = claimed();
     for dir in claimed.iter() {
         set_aside(dir);
@@ -98,11 +103,17 @@ pub fn sweep_interrupted(memory_scratch: &Path) {
     }
 }
 
-/// The pid in `name` if it is `<prefix><id>.interrupted-<pid>`.
+/// The pid in `name` if it is exactly `<prefix><id>.interrupted-<pid>`, with an id of 16
+/// lowercase hex digits (as `Workspace::memory_scratch_dir` names them) and a positive pid
+/// written in plain digits.
 fn interrupted_pid(name: &str, prefix: &str) -> Option<i32> {
     let rest = name.strip_prefix(prefix)?;
-    let (_, pid) = rest.split_once(INTERRUPTED_SUFFIX)?;
-    pid.parse().ok()
+    let (id, pid) = rest.split_once(INTERRUPTED_SUFFIX)?;
+    let hex = |c: char| c.is_ascii_digit() || ('a'..='f').contains(&c);
+    if id.len() != 16 || !id.chars().all(hex) || !pid.chars().all(|c| c.is_ascii_digit()) {
+        return None;
+    }
+    pid.parse::<i32>().ok().filter(|&pid| pid > 0)
 }
 
 /// Whether a process with this pid exists (one of another user's counts as alive).
@@ -146,14 +157,19 @@ mod tests {
     #[test]
     fn the_sweep_removes_set_aside_directories_of_gone_processes_only() {
         let root = tempfile::tempdir().unwrap();
-        let scratch = root.path().join("kiln-7-aaaa");
-        // A pid that cannot exist (above the kernel's maximum), and this process's.
-        let gone = root.path().join("kiln-7-bbbb.interrupted-2147483647");
-        let running = root
+        let scratch = root.path().join("kiln-7-aaaaaaaaaaaaaaaa");
+        // The first pid cannot exist (it is above the kernel's maximum); the second is ours.
+        let gone = root
             .path()
-            .join(format!("kiln-7-cccc.interrupted-{}", std::process::id()));
-        let other_user = root.path().join("kiln-8-dddd.interrupted-2147483647");
-        let live = root.path().join("kiln-7-eeee");
+            .join("kiln-7-bbbbbbbbbbbbbbbb.interrupted-2147483647");
+        let running = root.path().join(format!(
+            "kiln-7-cccccccccccccccc.interrupted-{}",
+            std::process::id()
+        ));
+        let other_user = root
+            .path()
+            .join("kiln-8-dddddddddddddddd.interrupted-2147483647");
+        let live = root.path().join("kiln-7-eeeeeeeeeeeeeeee");
         for dir in [&scratch, &gone, &running, &other_user, &live] {
             std::fs::create_dir_all(dir.join("tree")).unwrap();
             std::fs::write(dir.join("tree/file"), b"x").unwrap();
@@ -166,19 +182,28 @@ mod tests {
     }
 
     #[test]
-    fn interrupted_names_parse() {
+    fn only_exact_interrupted_names_parse() {
+        let id = "0123456789abcdef";
+        let name = |rest: &str| format!("kiln-0-{id}{rest}");
         assert_eq!(
-            interrupted_pid("kiln-0-ab12.interrupted-42", "kiln-0-"),
+            interrupted_pid(&name(".interrupted-42"), "kiln-0-"),
             Some(42)
         );
-        assert_eq!(interrupted_pid("kiln-0-ab12", "kiln-0-"), None);
-        assert_eq!(
-            interrupted_pid("kiln-1-ab12.interrupted-42", "kiln-0-"),
-            None
-        );
-        assert_eq!(
-            interrupted_pid("kiln-0-ab12.interrupted-x", "kiln-0-"),
-            None
-        );
+        for rest in [
+            "",
+            ".interrupted-x",
+            ".interrupted-+5",
+            ".interrupted-0",
+            ".interrupted--5",
+        ] {
+            assert_eq!(interrupted_pid(&name(rest), "kiln-0-"), None, "{rest}");
+        }
+        for other in [
+            "kiln-1-0123456789abcdef.interrupted-42",
+            "kiln-0-0123.interrupted-42",
+            "kiln-0-0123456789ABCDEF.interrupted-42",
+        ] {
+            assert_eq!(interrupted_pid(other, "kiln-0-"), None, "{other}");
+        }
     }
 }

@@ -88,8 +88,8 @@ impl Workspace {
     }
 
     /// Where small actions' scratch trees go: a directory on the memory file system (`/dev/shm`),
-    /// when there is one, per workspace and cache. The engine creates it (and checks it is ours) only when a
-    /// build runs actions, and removes it afterwards.
+    /// when there is one, per workspace and cache. The engine creates it (and checks it is ours)
+    /// only when a build runs actions, and removes it afterwards.
     pub fn memory_scratch_dir(&self) -> Option<PathBuf> {
         let shm = Path::new("/dev/shm");
         // Named after the whole state directory, not the workspace alone: two kilns building

@@ -650,6 +650,14 @@ impl Runner {
                     .to_string(),
             };
         }
+        // Checked after the outputs were read: if the process began stopping before that, this
+        // sees it (see `stopping`), and what was read may come from a moved tree.
+        if crate::stopping::stopping() {
+            return RunOutcome::Failed {
+                key: Some(keyed.key),
+                message: CANCELLED.to_string(),
+            };
+        }
         if spec.cacheable && exit_code == 0 {
             let _ = self.store_result(
                 &keyed,

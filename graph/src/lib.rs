@@ -21,4 +21,5 @@ pub mod remote_tier;
 pub mod repository;
 pub mod rule_schema;
 pub mod scheduler;
+pub mod stopping;
 pub mod target;
