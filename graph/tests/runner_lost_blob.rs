@@ -2,17 +2,15 @@
 //! after the runner checked it, before the sandbox staged it, is a lost input whose producer
 //! must run again, never an action failure.
 
-use std::path::PathBuf;
 use std::sync::Arc;
 
 use kiln_cache::{CacheConfig, DigestFunction, LocalCache};
-use kiln_exec::{Sandbox, SandboxConfig, SandboxMode};
 use kiln_graph::action::{ActionSpec, Artifact};
-use kiln_graph::action_key::{FileDigest, PlatformProperties};
-use kiln_graph::execute::{RunOptions, RunOutcome, Runner};
+use kiln_graph::action_key::FileDigest;
+use kiln_graph::execute::{RunOptions, RunOutcome};
 
 mod common;
-use common::shell_action;
+use common::{plain_runner, shell_action};
 
 /// `shell_action` with the one input `p/in.txt`.
 fn action(name: &str, script: &str) -> ActionSpec {
@@ -27,21 +25,8 @@ fn a_blob_evicted_after_its_check_is_a_lost_input_not_a_failure() {
     let cache = LocalCache::open(&dir.path().join("cache"), CacheConfig::default()).unwrap();
     let cache = Arc::new(cache);
     let digest = cache.put_bytes(DigestFunction::Blake3, b"data\n").unwrap();
-    // Plain mode: no helper binary needed, and staging copies (so a missing blob fails it).
-    let sandbox = Sandbox::new(SandboxConfig {
-        helper: PathBuf::from("/nonexistent-helper"),
-        mode_override: Some(SandboxMode::Plain),
-    });
-    let root = dir.path().join("ws");
-    std::fs::create_dir_all(&root).unwrap();
-    let runner = Runner::new(
-        root,
-        Arc::clone(&cache),
-        sandbox,
-        DigestFunction::Blake3,
-        PlatformProperties::default(),
-        dir.path().join("scratch"),
-    );
+    // Plain mode: staging copies, so a missing blob fails it.
+    let runner = plain_runner(dir.path(), Arc::clone(&cache));
     let inputs = |a: &Artifact| {
         (a.path == "p/in.txt").then_some(FileDigest {
             digest,

@@ -2,39 +2,24 @@
 //! action's process ends cleanly, before its outputs are stored, and keeps it when the action
 //! failed, until the scheduler drops the ticket (see `kiln_graph::permits`).
 
-use std::path::PathBuf;
 use std::sync::Arc;
 use std::time::Duration;
 
-use kiln_cache::{CacheConfig, DigestFunction, LocalCache};
-use kiln_exec::{Sandbox, SandboxConfig, SandboxMode};
+use kiln_cache::{CacheConfig, LocalCache};
 use kiln_graph::action::Artifact;
-use kiln_graph::action_key::{FileDigest, PlatformProperties};
-use kiln_graph::execute::{RunOptions, RunOutcome, Runner};
+use kiln_graph::action_key::FileDigest;
+use kiln_graph::execute::{RunOptions, RunOutcome};
 use kiln_graph::permits::ExecPermits;
 
 mod common;
-use common::shell_action;
+use common::{plain_runner, shell_action};
 
 #[test]
 fn a_clean_run_gives_its_permit_back_and_a_failed_one_keeps_it_until_the_ticket_goes() {
     let dir = tempfile::tempdir().unwrap_or_else(|e| panic!("{e}"));
     let cache = LocalCache::open(&dir.path().join("cache"), CacheConfig::default())
         .unwrap_or_else(|e| panic!("{e}"));
-    let sandbox = Sandbox::new(SandboxConfig {
-        helper: PathBuf::from("/nonexistent-helper"),
-        mode_override: Some(SandboxMode::Plain),
-    });
-    let root = dir.path().join("ws");
-    std::fs::create_dir_all(&root).unwrap_or_else(|e| panic!("{e}"));
-    let runner = Runner::new(
-        root,
-        Arc::new(cache),
-        sandbox,
-        DigestFunction::Blake3,
-        PlatformProperties::default(),
-        dir.path().join("scratch"),
-    );
+    let runner = plain_runner(dir.path(), Arc::new(cache));
     let no_inputs = |_: &Artifact| -> Option<FileDigest> { None };
     let cases = [
         ("clean", "echo ok > p/clean.txt", true),

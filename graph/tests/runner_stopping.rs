@@ -2,17 +2,15 @@
 //! action result: an action it finishes then is reported cancelled and is not in the action
 //! cache. Its own test binary, since the flag is process-wide and never cleared.
 
-use std::path::PathBuf;
 use std::sync::Arc;
 
-use kiln_cache::{CacheConfig, DigestFunction, LocalCache};
-use kiln_exec::{Sandbox, SandboxConfig, SandboxMode};
+use kiln_cache::{CacheConfig, LocalCache};
 use kiln_graph::action::Artifact;
-use kiln_graph::action_key::{FileDigest, PlatformProperties};
-use kiln_graph::execute::{RunOptions, RunOutcome, Runner};
+use kiln_graph::action_key::FileDigest;
+use kiln_graph::execute::{RunOptions, RunOutcome};
 
 mod common;
-use common::shell_action;
+use common::{plain_runner, shell_action};
 
 #[test]
 fn after_the_process_starts_stopping_a_finished_action_is_cancelled_and_not_stored() {
@@ -21,20 +19,7 @@ fn after_the_process_starts_stopping_a_finished_action_is_cancelled_and_not_stor
         LocalCache::open(&dir.path().join("cache"), CacheConfig::default())
             .unwrap_or_else(|e| panic!("{e}")),
     );
-    let sandbox = Sandbox::new(SandboxConfig {
-        helper: PathBuf::from("/nonexistent-helper"),
-        mode_override: Some(SandboxMode::Plain),
-    });
-    let root = dir.path().join("ws");
-    std::fs::create_dir_all(&root).unwrap_or_else(|e| panic!("{e}"));
-    let runner = Runner::new(
-        root,
-        Arc::clone(&cache),
-        sandbox,
-        DigestFunction::Blake3,
-        PlatformProperties::default(),
-        dir.path().join("scratch"),
-    );
+    let runner = plain_runner(dir.path(), Arc::clone(&cache));
     let no_inputs = |_: &Artifact| -> Option<FileDigest> { None };
     let options = RunOptions {
         force_execute: false,
