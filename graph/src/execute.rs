@@ -127,7 +127,9 @@ pub struct ActionDone {
 /// Receives an early output's exec path and digest while its action still runs.
 pub type EarlyOutputCallback<'a> = dyn Fn(&str, FileDigest) + Sync + 'a;
 
-/// Options for one run.
+/// Options for one run. The default: look the action up first, no callbacks, no cancel flag, no
+/// permit.
+#[derive(Default)]
 pub struct RunOptions<'a> {
     /// Skip the action-cache lookup (a previous result's blobs were lost).
     pub force_execute: bool,

@@ -33,13 +33,7 @@ fn a_blob_evicted_after_its_check_is_a_lost_input_not_a_failure() {
             executable: false,
         })
     };
-    let options = RunOptions {
-        force_execute: false,
-        on_early_output: None,
-        on_start: None,
-        cancel: None,
-        permit: None,
-    };
+    let options = RunOptions::default();
     // The first action checks the blob (the runner remembers it as verified) and uses it.
     match runner.run(&action("a", "cat p/in.txt > p/a.txt"), &inputs, &options) {
         RunOutcome::Done(done) => assert_eq!(done.exit_code, 0),

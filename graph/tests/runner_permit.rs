@@ -30,11 +30,8 @@ fn a_clean_run_gives_its_permit_back_and_a_failed_one_keeps_it_until_the_ticket_
         let permits = ExecPermits::new(1);
         let ticket = permits.announce(10, None);
         let options = RunOptions {
-            force_execute: false,
-            on_early_output: None,
-            on_start: None,
-            cancel: None,
             permit: Some(&ticket),
+            ..RunOptions::default()
         };
         let outcome = runner.run(&shell_action(name, script), &no_inputs, &options);
         assert_eq!(

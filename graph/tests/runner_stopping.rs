@@ -21,13 +21,7 @@ fn after_the_process_starts_stopping_a_finished_action_is_cancelled_and_not_stor
     );
     let runner = plain_runner(dir.path(), Arc::clone(&cache));
     let no_inputs = |_: &Artifact| -> Option<FileDigest> { None };
-    let options = RunOptions {
-        force_execute: false,
-        on_early_output: None,
-        on_start: None,
-        cancel: None,
-        permit: None,
-    };
+    let options = RunOptions::default();
     let stored = |key| {
         cache
             .get_action_result(key)
