@@ -109,7 +109,8 @@ fn ctrl_c_during_a_build_exits_with_8_and_the_next_build_removes_its_scratch_tre
     cmd.process_group(0)
         .stdout(std::process::Stdio::null())
         .stderr(std::process::Stdio::piped());
-    let mut child = cmd.spawn().unwrap();
+    let child = cmd.spawn().unwrap();
+    let kiln_pid = child.id();
     let deadline = Instant::now() + Duration::from_secs(60);
     while !process_with(&marker) {
         assert!(Instant::now() < deadline, "the action never started");
@@ -118,20 +119,14 @@ fn ctrl_c_during_a_build_exits_with_8_and_the_next_build_removes_its_scratch_tre
     assert!(scratch.exists(), "the action's tree is in {scratch:?}");
     // A terminal's Ctrl-C signals the whole foreground process group.
     nix::sys::signal::killpg(
-        nix::unistd::Pid::from_raw(child.id() as i32),
+        nix::unistd::Pid::from_raw(kiln_pid as i32),
         nix::sys::signal::Signal::SIGINT,
     )
     .unwrap();
-    let status = child.wait().unwrap();
-    let mut stderr = String::new();
-    child
-        .stderr
-        .take()
-        .unwrap()
-        .read_to_string(&mut stderr)
-        .unwrap();
+    let output = child.wait_with_output().unwrap();
+    let stderr = String::from_utf8_lossy(&output.stderr);
     assert_eq!(
-        status.code(),
+        output.status.code(),
         Some(8),
         "Bazel's code for an interrupted build: {stderr}"
     );
@@ -141,7 +136,7 @@ fn ctrl_c_during_a_build_exits_with_8_and_the_next_build_removes_its_scratch_tre
     }
     // Set aside, not removed: the action was still running when kiln left.
     let mut set_aside = scratch.clone().into_os_string();
-    set_aside.push(format!(".interrupted-{}", child.id()));
+    set_aside.push(format!(".interrupted-{kiln_pid}"));
     let set_aside = std::path::PathBuf::from(set_aside);
     assert!(
         !scratch.exists(),
