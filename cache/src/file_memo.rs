@@ -95,6 +95,15 @@ impl MemoEntry {
             size: stat.size,
         })
     }
+
+    /// The digest recorded with exactly this stat, however young the entry.
+    fn recorded_for(&self, function: DigestFunction, stat: &FileStat) -> Option<Digest> {
+        (self.stat == *stat).then_some(Digest {
+            function,
+            hash: self.hash,
+            size: stat.size,
+        })
+    }
 }
 
 /// An in-memory snapshot of the memo for one digest function, for fast parallel lookups.
@@ -108,6 +117,15 @@ impl FileMemo {
     /// The memoized digest of `path` if the memo can vouch for a file with this stat.
     pub fn lookup(&self, path: &str, stat: &FileStat) -> Option<Digest> {
         self.entries.get(path)?.vouches_for(self.function, stat)
+    }
+
+    /// The digest last recorded for `path` if its stat is still `stat`, even an entry too young
+    /// for [`lookup`](Self::lookup) to vouch for: the file then holds those bytes, or was
+    /// rewritten within the racy window into a file of the same size and times. Only a caller
+    /// for whom both cases lead to the same decision may use it: one about to replace the file
+    /// unless it already holds other bytes, say.
+    pub fn recorded(&self, path: &str, stat: &FileStat) -> Option<Digest> {
+        self.entries.get(path)?.recorded_for(self.function, stat)
     }
 
     /// Adds (or replaces) an entry, so a long-lived process (`kiln watch`) keeps the digests it
@@ -400,5 +418,28 @@ mod tests {
         let mut current = stat(10 * s);
         current.ctime_ns = 12 * s;
         assert_eq!(ctime_recent.vouches_for(f, &current), None);
+    }
+
+    #[test]
+    fn recorded_answers_for_a_racy_entry_but_only_for_its_exact_stat() {
+        let d = Digest::of_bytes(DigestFunction::Blake3, b"abc");
+        let s = 1_000_000_000;
+        let mut memo = FileMemo {
+            function: DigestFunction::Blake3,
+            entries: HashMap::new(),
+        };
+        memo.entries.insert(
+            "kiln-out/bin/tool".into(),
+            MemoEntry {
+                stat: stat(10 * s),
+                hash: d.hash,
+                // Recorded in the same second as the file's last change: racy.
+                hashed_at_ns: 10 * s,
+            },
+        );
+        assert_eq!(memo.lookup("kiln-out/bin/tool", &stat(10 * s)), None);
+        assert_eq!(memo.recorded("kiln-out/bin/tool", &stat(10 * s)), Some(d));
+        assert_eq!(memo.recorded("kiln-out/bin/tool", &stat(10 * s + 1)), None);
+        assert_eq!(memo.recorded("kiln-out/bin/other", &stat(10 * s)), None);
     }
 }

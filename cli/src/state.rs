@@ -113,20 +113,23 @@ impl State {
 
     /// The memoized digest of `path`, loading the memo of `function` on first use.
     fn memo_lookup(&self, path: &str, stat: &FileStat, function: DigestFunction) -> Option<Digest> {
-        if let Some(found) = self
-            .memos
-            .read()
-            .ok()?
-            .get(&function)
-            .map(|memo| memo.lookup(path, stat))
-        {
+        self.with_memo(function, |memo| memo.lookup(path, stat))
+    }
+
+    /// `ask` of the file memo for `function`, loaded from the database on first use.
+    fn with_memo(
+        &self,
+        function: DigestFunction,
+        ask: impl Fn(&FileMemo) -> Option<Digest>,
+    ) -> Option<Digest> {
+        if let Some(found) = self.memos.read().ok()?.get(&function).map(&ask) {
             return found;
         }
         let mut memos = self.memos.write().ok()?;
         let memo = memos
             .entry(function)
             .or_insert_with(|| self.db.load_file_memo(function).unwrap_or_default());
-        memo.lookup(path, stat)
+        ask(memo)
     }
 
     /// Writes buffered memo records.
@@ -155,6 +158,16 @@ impl DigestMemo for State {
         function: DigestFunction,
     ) -> Option<Digest> {
         self.memo_lookup(path, &FileStat::from_metadata(metadata), function)
+    }
+
+    fn recorded(
+        &self,
+        path: &str,
+        metadata: &std::fs::Metadata,
+        function: DigestFunction,
+    ) -> Option<Digest> {
+        let stat = FileStat::from_metadata(metadata);
+        self.with_memo(function, |memo| memo.recorded(path, &stat))
     }
 
     fn record(&self, path: &str, metadata: &std::fs::Metadata, digest: Digest) {

@@ -901,10 +901,12 @@ impl<'a> Engine<'a> {
         // the build rests on. (Whatever else noted this path, a source label under kiln-out/
         // say, stays noted, so a replacement still shows as a second content and the no-op
         // record is refused.)
-        if let Ok(probe) = sources.probe(path) {
-            if probe.file.digest == file.digest && probe.file.executable == file.executable {
-                sources.note_probe(path, &probe);
-                return true;
+        if !sources.known_to_differ(path, file) {
+            if let Ok(probe) = sources.probe(path) {
+                if probe.file.digest == file.digest && probe.file.executable == file.executable {
+                    sources.note_probe(path, &probe);
+                    return true;
+                }
             }
         }
         let Some(cache) = self.cache.get() else {

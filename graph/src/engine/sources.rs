@@ -22,6 +22,17 @@ pub trait DigestMemo: Sync {
     ) -> Option<Digest>;
     /// Records a freshly computed digest.
     fn record(&self, path: &str, metadata: &std::fs::Metadata, digest: Digest);
+    /// The digest recorded for `path` if `metadata` still matches, however recently it was
+    /// recorded (racy or not): for a caller that replaces the file unless it holds other bytes,
+    /// to which a file rewritten within the racy window is no different. `None` if unknown.
+    fn recorded(
+        &self,
+        _path: &str,
+        _metadata: &std::fs::Metadata,
+        _function: DigestFunction,
+    ) -> Option<Digest> {
+        None
+    }
 }
 
 /// Digests of the source files of a build.
@@ -185,6 +196,28 @@ impl<'a> SourceDigests<'a> {
         Ok(Probe { file, stat })
     }
 
+    /// Whether the workspace file at `path` is known, without reading it, not to hold `file`:
+    /// it is missing or of another length or mode, or the memo recorded other bytes for its
+    /// exact stat. A file that may still hold `file` needs a [`Self::probe`] to tell. The memo
+    /// is asked even for a racy entry (see [`DigestMemo::recorded`]): the answer only spares a
+    /// caller about to replace the file the hashing of bytes it will not keep (an output
+    /// `kiln-out/` received in the previous build, seconds ago, say).
+    pub fn known_to_differ(&self, path: &str, file: &FileDigest) -> bool {
+        let Ok(metadata) = std::fs::metadata(self.root.join(path)) else {
+            return true;
+        };
+        let executable = metadata.permissions().mode() & 0o111 != 0;
+        if !metadata.is_file()
+            || metadata.len() != file.digest.size
+            || executable != file.executable
+        {
+            return true;
+        }
+        self.memo
+            .recorded(path, &metadata, self.function)
+            .is_some_and(|recorded| recorded != file.digest)
+    }
+
     /// Logs `path`, which this build has just written as a verified copy of `file`, as
     /// [`Self::digest`] would, without hashing it again. Its stat goes into the memo with that
     /// digest; being as young as the recording, it is racy there (see `file_memo`), so the memo
@@ -233,4 +266,80 @@ fn same_stat(a: &std::fs::Metadata, b: &std::fs::Metadata) -> bool {
         && a.mtime_nsec() == b.mtime_nsec()
         && a.ctime() == b.ctime()
         && a.ctime_nsec() == b.ctime_nsec()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// A memo that records everything and vouches for nothing (every entry racy), like one
+    /// holding the outputs a build wrote a moment ago.
+    #[derive(Default)]
+    struct RacyMemo(std::sync::Mutex<HashMap<String, (FileStat, Digest)>>);
+
+    impl DigestMemo for RacyMemo {
+        fn lookup(&self, _: &str, _: &std::fs::Metadata, _: DigestFunction) -> Option<Digest> {
+            None
+        }
+        fn record(&self, path: &str, metadata: &std::fs::Metadata, digest: Digest) {
+            let stat = FileStat::from_metadata(metadata);
+            self.0.lock().unwrap().insert(path.into(), (stat, digest));
+        }
+        fn recorded(
+            &self,
+            path: &str,
+            metadata: &std::fs::Metadata,
+            _: DigestFunction,
+        ) -> Option<Digest> {
+            let entries = self.0.lock().unwrap();
+            let (stat, digest) = entries.get(path)?;
+            (*stat == FileStat::from_metadata(metadata)).then_some(*digest)
+        }
+    }
+
+    fn file(bytes: &[u8], executable: bool) -> FileDigest {
+        FileDigest {
+            digest: Digest::of_bytes(DigestFunction::Blake3, bytes),
+            executable,
+        }
+    }
+
+    #[test]
+    fn known_to_differ_only_when_no_read_could_show_the_same_bytes() {
+        let dir = tempfile::tempdir().unwrap();
+        let memo = RacyMemo::default();
+        let sources = SourceDigests::new(dir.path(), DigestFunction::Blake3, &memo);
+        let path = "kiln-out/tool";
+        let new = file(b"new binary", true);
+        // Missing: nothing to read.
+        assert!(sources.known_to_differ(path, &new));
+        std::fs::create_dir_all(dir.path().join("kiln-out")).unwrap();
+        let host = dir.path().join(path);
+        std::fs::write(&host, b"old binary").unwrap();
+        std::fs::set_permissions(&host, std::fs::Permissions::from_mode(0o755)).unwrap();
+        // Same length and mode, nothing recorded: only reading it can tell.
+        assert!(!sources.known_to_differ(path, &new));
+        // Recorded (however recently) with other bytes at this very stat: differs.
+        sources
+            .note_written(path, file(b"old binary", true))
+            .unwrap();
+        assert!(sources.known_to_differ(path, &new));
+        // Recorded with these bytes: a read must confirm it (a racy entry vouches for nothing).
+        assert!(!sources.known_to_differ(path, &file(b"old binary", true)));
+        // Rewritten since (another stat): the record no longer speaks for it. (A rewrite
+        // within one timestamp tick keeps the stat, and then counts as differing, which only
+        // means it is replaced by the bytes it holds.)
+        std::fs::write(&host, b"new binary").unwrap();
+        let earlier = std::time::SystemTime::UNIX_EPOCH + std::time::Duration::from_secs(1 << 30);
+        std::fs::File::options()
+            .write(true)
+            .open(&host)
+            .unwrap()
+            .set_modified(earlier)
+            .unwrap();
+        assert!(!sources.known_to_differ(path, &new));
+        // Another length, or another mode: differs.
+        assert!(sources.known_to_differ(path, &file(b"a longer new binary", true)));
+        assert!(sources.known_to_differ(path, &file(b"new binary", false)));
+    }
 }
