@@ -143,8 +143,13 @@ pub(crate) fn action_tree(root: &Path, req: &HelperRequest) -> Result<Vec<PathBu
         }
     }
     // Before the read-only binds of whole subtrees, which are recursive and so carry these.
-    for input in &req.file_binds {
-        bind(&input.source, &exec_root.join(&input.path), false, true)?;
+    for file in &req.file_binds {
+        bind(
+            &file.source,
+            &exec_root.join(&file.path),
+            false,
+            !file.writable,
+        )?;
     }
     for rel in &req.read_only {
         let path = exec_root.join(rel);

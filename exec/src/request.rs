@@ -22,14 +22,17 @@ pub struct InputFile {
     pub immutable: bool,
 }
 
-/// A large immutable input exposed by a read-only bind mount of its source onto an empty
-/// placeholder in the staged tree (namespaces mode).
+/// A host file bind-mounted onto an empty placeholder in the staged tree (namespaces mode): a
+/// large immutable input, read-only, or an output written in place, read-write.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub(crate) struct FileBind {
     /// Exec-root-relative path of the placeholder.
     pub path: String,
     /// The host file mounted on it.
     pub source: PathBuf,
+    /// Read-write (an output written in place, see [`SandboxRequest::output_files_dir`]);
+    /// otherwise read-only.
+    pub writable: bool,
 }
 
 /// A host directory (or file) exposed read-only at a fixed absolute path in the sandbox,
@@ -73,6 +76,15 @@ pub struct SandboxRequest {
     pub scratch: PathBuf,
     /// Extra read-only mounts (namespaces mode only).
     pub mounts: Vec<ExtraMount>,
+    /// A host directory (absent or empty, removed with the scratch tree) for the output files,
+    /// for an action whose tool writes each of them in place (opens, truncates and writes it;
+    /// it never renames another file onto it nor deletes it for good). In namespaces mode
+    /// each output is then an empty file there, bound read-write onto its path in the exec
+    /// root, and [`SandboxOutcome::outputs`] names that file: on a directory beside the
+    /// cache, an output the scratch tree would hold on `/dev/shm` is written once, to the file
+    /// system the cache can rename it into, instead of copied there. An output left untouched
+    /// counts as not produced. Ignored in plain mode.
+    pub output_files_dir: Option<PathBuf>,
 }
 
 /// How the action ended.

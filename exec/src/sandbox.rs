@@ -13,7 +13,7 @@ use crate::input_pool::InputPool;
 use crate::launcher::{self, Launched, Slot};
 use crate::reaper::Reaper;
 use crate::scratch::Scratch;
-use crate::staging::{stage, Staging};
+use crate::staging::{self, stage, Staging};
 use crate::{
     namespaced, namespaces, plain, plan, validate, ExecError, ExitKind, SandboxMode,
     SandboxOutcome, SandboxRequest,
@@ -178,12 +178,20 @@ impl Sandbox {
     ) -> Result<SandboxOutcome, ExecError> {
         let start = Instant::now();
         validate::validate(req)?;
-        let scratch = Scratch::create(&req.scratch, self.reaper.clone())?;
+        let mut scratch = Scratch::create(&req.scratch, self.reaper.clone())?;
         let root = scratch.exec_root();
         let how = match self.mode {
             SandboxMode::Namespaces => Staging::LinkWhenSafe,
             SandboxMode::Plain => Staging::Copy,
         };
+        // Outputs written in place go to their own directory (namespaces mode only).
+        let output_files = req
+            .output_files_dir
+            .clone()
+            .filter(|_| how == Staging::LinkWhenSafe);
+        if let Some(dir) = &output_files {
+            scratch.also_remove(dir.clone());
+        }
         let file_binds = stage(&root, &scratch.tmp(), req, how, self.input_pool.as_deref())?;
         let (captured, exit) = match self.mode {
             SandboxMode::Namespaces => {
@@ -242,7 +250,14 @@ impl Sandbox {
         let collect = |paths: &[String], want_dir: bool| {
             paths
                 .iter()
-                .map(|p| {
+                .enumerate()
+                .map(|(i, p)| {
+                    if let (false, Some(dir)) = (want_dir, &output_files) {
+                        let host = staging::output_file(dir, i);
+                        let written = fs::symlink_metadata(&host)
+                            .is_ok_and(|m| m.is_file() && staging::output_file_written(&m));
+                        return (p.clone(), written.then_some(host));
+                    }
                     let host = root.join(p);
                     let ok = fs::symlink_metadata(&host).is_ok_and(|m| {
                         if want_dir {

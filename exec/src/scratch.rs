@@ -14,6 +14,8 @@ use crate::ExecError;
 #[derive(Debug)]
 pub struct Scratch {
     path: PathBuf,
+    /// The request's output files directory, removed with the tree.
+    output_files: Option<PathBuf>,
     keep: bool,
     reaper: Arc<Reaper>,
 }
@@ -33,9 +35,16 @@ impl Scratch {
         }
         Ok(Scratch {
             path: path.into(),
+            output_files: None,
             keep: false,
             reaper,
         })
+    }
+
+    /// Removes `dir` (an output files directory, see
+    /// [`crate::SandboxRequest::output_files_dir`]) with the tree.
+    pub(crate) fn also_remove(&mut self, dir: PathBuf) {
+        self.output_files = Some(dir);
     }
 
     /// The scratch directory.
@@ -79,6 +88,9 @@ impl Drop for Scratch {
     fn drop(&mut self) {
         if !self.keep {
             self.reaper.remove(std::mem::take(&mut self.path));
+            if let Some(dir) = self.output_files.take() {
+                self.reaper.remove(dir);
+            }
         }
     }
 }

@@ -65,6 +65,7 @@ pub(crate) fn stage(
             binds.push(FileBind {
                 path: input.path.clone(),
                 source: input.source.clone(),
+                writable: false,
             });
         }
     }
@@ -74,10 +75,48 @@ pub(crate) fn stage(
     for out in &req.outputs {
         dirs.parent_of(out)?;
     }
+    if let (Staging::LinkWhenSafe, Some(dir)) = (how, &req.output_files_dir) {
+        binds.extend(output_files(root, dir, &req.outputs)?);
+    }
     if !req.working_directory.is_empty() {
         dirs.dir(&req.working_directory)?;
     }
     Ok(binds)
+}
+
+/// Creates each output file, empty and dated at the epoch, in `dir`
+/// (see [`SandboxRequest::output_files_dir`]), and its placeholder in the staged tree.
+fn output_files(root: &Path, dir: &Path, outputs: &[String]) -> Result<Vec<FileBind>, ExecError> {
+    fs::create_dir_all(dir).map_err(|e| ExecError::io("create directory", dir, e))?;
+    let mut binds = Vec::with_capacity(outputs.len());
+    for (i, out) in outputs.iter().enumerate() {
+        let source = output_file(dir, i);
+        let file = fs::File::create_new(&source)
+            .map_err(|e| ExecError::io("create output file", &source, e))?;
+        file.set_modified(std::time::SystemTime::UNIX_EPOCH)
+            .map_err(|e| ExecError::io("date output file", &source, e))?;
+        let placeholder = root.join(out);
+        fs::File::create(&placeholder)
+            .map_err(|e| ExecError::io("create output placeholder", &placeholder, e))?;
+        binds.push(FileBind {
+            path: out.clone(),
+            source,
+            writable: true,
+        });
+    }
+    Ok(binds)
+}
+
+/// The host file of the `index`th output in an output files directory.
+pub(crate) fn output_file(dir: &Path, index: usize) -> PathBuf {
+    dir.join(index.to_string())
+}
+
+/// Whether an output file made by [`output_files`] was written: its date is no longer the
+/// epoch (writing to it, or opening it with `O_TRUNC`, dates it anew).
+pub(crate) fn output_file_written(meta: &fs::Metadata) -> bool {
+    meta.modified()
+        .is_ok_and(|modified| modified != std::time::SystemTime::UNIX_EPOCH)
 }
 
 /// How one input was staged.

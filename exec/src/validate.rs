@@ -35,6 +35,14 @@ pub(crate) fn validate(req: &SandboxRequest) -> Result<(), ExecError> {
             return Err(invalid(&input.path, "input inside an output directory"));
         }
     }
+    if let Some(dir) = &req.output_files_dir {
+        if !dir.is_absolute() {
+            return Err(invalid(
+                &dir.to_string_lossy(),
+                "the output files directory must be an absolute host path",
+            ));
+        }
+    }
     for m in &req.mounts {
         if !m.sandbox_path.starts_with('/') || m.sandbox_path == "/" {
             return Err(invalid(&m.sandbox_path, "mount point must be absolute"));
@@ -133,6 +141,17 @@ mod tests {
                 "{argv0} {input} {output}"
             );
         }
+    }
+
+    #[test]
+    fn the_output_files_directory_is_an_absolute_host_path() {
+        let with_dir = |dir: &str| {
+            let mut r = req("/bin/sh", "a", "b");
+            r.output_files_dir = Some(dir.into());
+            validate(&r)
+        };
+        assert!(with_dir("/var/cache/kiln/sandbox/1-2.out").is_ok());
+        assert!(with_dir("sandbox/1-2.out").is_err());
     }
 
     #[test]

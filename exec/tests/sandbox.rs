@@ -804,3 +804,64 @@ fn system_directories_are_read_only() {
     assert_eq!(text(&out.stdout), "done\n", "{}", text(&out.stderr));
     assert!(!std::path::Path::new("/usr/kiln-probe").exists());
 }
+
+#[test]
+fn outputs_written_in_place_land_in_the_output_files_directory() {
+    let fx = Fixture::temp();
+    let sandbox = sandbox();
+    let files = fx.dir.path().join("output-files");
+    // `>` opens with O_TRUNC and writes in place; `out/untouched.txt` is never written;
+    // `out/b.txt` is written, then read back through its path in the exec root.
+    let mut req = fx.bash("echo linked > out/a.txt && echo b > out/b.txt && cat out/b.txt");
+    req.outputs = vec![
+        "out/a.txt".into(),
+        "out/untouched.txt".into(),
+        "out/b.txt".into(),
+    ];
+    req.output_files_dir = Some(files.clone());
+    let out = sandbox.run(&req).unwrap();
+    assert_eq!(out.exit, ExitKind::Code(0), "{}", text(&out.stderr));
+    assert_eq!(text(&out.stdout), "b\n");
+    let host = |i: usize| out.outputs[i].1.clone();
+    if sandbox.mode() == SandboxMode::Namespaces {
+        let a = host(0).expect("a written output is produced");
+        assert!(
+            a.starts_with(&files),
+            "{} is not in {}",
+            a.display(),
+            files.display()
+        );
+        assert_eq!(std::fs::read_to_string(&a).unwrap(), "linked\n");
+        assert!(host(2).unwrap().starts_with(&files));
+        // Created for it, but not written: not produced.
+        assert_eq!(out.outputs[1], ("out/untouched.txt".to_string(), None));
+    } else {
+        // Plain mode has no bind mounts: outputs stay in the staged tree.
+        let a = host(0).unwrap();
+        assert!(a.starts_with(out.scratch.path()), "{}", a.display());
+        assert_eq!(std::fs::read_to_string(&a).unwrap(), "linked\n");
+        assert_eq!(out.outputs[1].1, None);
+    }
+    assert_eq!(std::fs::read_to_string(host(2).unwrap()).unwrap(), "b\n");
+    // Removed with the scratch tree.
+    drop(out);
+    drop(sandbox);
+    assert!(!files.exists(), "{} left behind", files.display());
+}
+
+#[test]
+fn an_output_written_in_place_cannot_be_replaced_by_a_rename() {
+    if !namespaces() {
+        eprintln!("output files are bound only in namespaces mode; skipped");
+        return;
+    }
+    let fx = Fixture::temp();
+    let mut req = fx.bash("echo new > out/tmp && mv -f out/tmp out/a.txt");
+    req.outputs = vec!["out/a.txt".into()];
+    req.output_files_dir = Some(fx.dir.path().join("output-files"));
+    let out = sandbox().run(&req).unwrap();
+    // The bound file is a mount point: the rename fails (a tool that works so must not ask
+    // for its outputs in place), and the output counts as not produced.
+    assert_ne!(out.exit, ExitKind::Code(0), "{}", text(&out.stderr));
+    assert_eq!(out.outputs[0].1, None);
+}

@@ -123,6 +123,11 @@ pub struct ActionSpec {
     pub cacheable: bool,
     /// Run with no other action running (tests tagged `exclusive`).
     pub exclusive: bool,
+    /// Its tool writes each output file in place (opens, truncates, writes; never renames
+    /// another file onto it): the sandbox may then give it output files on the cache's file
+    /// system, which the CAS takes by a rename instead of a copy (a Go link's binary). Not part
+    /// of the key: where the bytes are written does not change them.
+    pub outputs_written_in_place: bool,
 }
 
 impl fmt::Debug for ActionSpec {
@@ -178,6 +183,7 @@ impl ActionSpec {
             tool_mounts: Vec::new(),
             cacheable: true,
             exclusive: false,
+            outputs_written_in_place: false,
         }
     }
 

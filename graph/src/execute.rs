@@ -490,11 +490,21 @@ impl Runner {
             Some(memory) if input_bytes <= self.memory_scratch_limit => memory,
             _ => &self.scratch_root,
         };
-        let scratch = scratch_root.join(format!(
+        let name = format!(
             "{}-{}",
             std::process::id(),
             self.counter.fetch_add(1, Ordering::Relaxed)
-        ));
+        );
+        let scratch = scratch_root.join(&name);
+        // A tree on the memory file system holds the outputs where the CAS must copy them
+        // from. A tool that writes its outputs in place gets them beside the cache instead
+        // (the disk scratch directory is in the cache's state), so the CAS renames them in:
+        // a Go link's binary is then written once, not written and copied. (Not with early
+        // outputs, which are read from the tree.)
+        let output_files_dir = (spec.outputs_written_in_place
+            && spec.early_outputs.is_none()
+            && scratch_root != &self.scratch_root)
+            .then(|| self.scratch_root.join(format!("{name}.out")));
         let request = SandboxRequest {
             argv: spec.arguments.clone(),
             env: spec.env_pairs(),
@@ -506,6 +516,7 @@ impl Runner {
             network: spec.network,
             timeout: spec.timeout,
             scratch: scratch.clone(),
+            output_files_dir,
             mounts: spec
                 .tool_mounts
                 .iter()

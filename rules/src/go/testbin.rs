@@ -184,6 +184,9 @@ pub fn link(
         .env
         .insert("GOGC".into(), LINKER_GC_PERCENT.to_string());
     action.host_tools.clear();
+    // cmd/link opens its output with O_TRUNC and writes it through a mapping; it never
+    // renames a file onto it (a failed link removes it, which a bound file survives).
+    action.outputs_written_in_place = true;
     for (exec_path, archive) in &inputs {
         action.input_at(exec_path, archive);
     }
