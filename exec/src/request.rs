@@ -83,7 +83,9 @@ pub struct SandboxRequest {
     /// root, and [`SandboxOutcome::outputs`] names that file: on a directory beside the
     /// cache, an output the scratch tree would hold on `/dev/shm` is written once, to the file
     /// system the cache can rename it into, instead of copied there. An output left untouched
-    /// counts as not produced. Ignored in plain mode.
+    /// (empty, and neither truncated nor written) counts as not produced; so does one only
+    /// appended nothing to (`: >> out`). Deleting or renaming onto an output fails there
+    /// (`EBUSY`: it is a mount point). Ignored in plain mode.
     pub output_files_dir: Option<PathBuf>,
 }
 

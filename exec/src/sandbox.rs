@@ -193,6 +193,13 @@ impl Sandbox {
             scratch.also_remove(dir.clone());
         }
         let file_binds = stage(&root, &scratch.tmp(), req, how, self.input_pool.as_deref())?;
+        // Each output file's status before the run, to tell one the action wrote.
+        let created: Vec<_> = match &output_files {
+            Some(dir) => (0..req.outputs.len())
+                .map(|i| staging::output_file_created(&staging::output_file(dir, i)))
+                .collect(),
+            None => Vec::new(),
+        };
         let (captured, exit) = match self.mode {
             SandboxMode::Namespaces => {
                 let read_only = plan::read_only_mounts(req);
@@ -254,8 +261,9 @@ impl Sandbox {
                 .map(|(i, p)| {
                     if let (false, Some(dir)) = (want_dir, &output_files) {
                         let host = staging::output_file(dir, i);
+                        let before = created.get(i).copied().flatten();
                         let written = fs::symlink_metadata(&host)
-                            .is_ok_and(|m| m.is_file() && staging::output_file_written(&m));
+                            .is_ok_and(|m| m.is_file() && staging::output_file_written(&m, before));
                         return (p.clone(), written.then_some(host));
                     }
                     let host = root.join(p);

@@ -87,6 +87,10 @@ pub(crate) fn stage(
 /// Creates each output file, empty and dated at the epoch, in `dir`
 /// (see [`SandboxRequest::output_files_dir`]), and its placeholder in the staged tree.
 fn output_files(root: &Path, dir: &Path, outputs: &[String]) -> Result<Vec<FileBind>, ExecError> {
+    // As for a scratch tree: absent or empty (a build clears what a killed one left).
+    if fs::read_dir(dir).is_ok_and(|mut entries| entries.next().is_some()) {
+        return Err(ExecError::ScratchNotEmpty { path: dir.into() });
+    }
     fs::create_dir_all(dir).map_err(|e| ExecError::io("create directory", dir, e))?;
     let mut binds = Vec::with_capacity(outputs.len());
     for (i, out) in outputs.iter().enumerate() {
@@ -112,11 +116,25 @@ pub(crate) fn output_file(dir: &Path, index: usize) -> PathBuf {
     dir.join(index.to_string())
 }
 
-/// Whether an output file made by [`output_files`] was written: its date is no longer the
-/// epoch (writing to it, or opening it with `O_TRUNC`, dates it anew).
-pub(crate) fn output_file_written(meta: &fs::Metadata) -> bool {
-    meta.modified()
-        .is_ok_and(|modified| modified != std::time::SystemTime::UNIX_EPOCH)
+/// The status-change time of an output file made by [`output_files`], read before the action
+/// runs, for [`output_file_written`].
+pub(crate) fn output_file_created(path: &Path) -> Option<(i64, i64)> {
+    fs::symlink_metadata(path)
+        .ok()
+        .map(|m| (m.ctime(), m.ctime_nsec()))
+}
+
+/// Whether an output file made by [`output_files`] was written, given its stat after the run
+/// and its status-change time before: it holds bytes, or its date is no longer the epoch, or its
+/// status changed (opening it with `O_TRUNC`, or writing to it, dates it anew and changes its
+/// status; only an empty output truncated within one timestamp tick of its creation and then
+/// dated at the epoch again would pass for untouched).
+pub(crate) fn output_file_written(after: &fs::Metadata, created: Option<(i64, i64)>) -> bool {
+    after.len() > 0
+        || after
+            .modified()
+            .is_ok_and(|modified| modified != std::time::SystemTime::UNIX_EPOCH)
+        || created != Some((after.ctime(), after.ctime_nsec()))
 }
 
 /// How one input was staged.

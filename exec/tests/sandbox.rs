@@ -865,3 +865,51 @@ fn an_output_written_in_place_cannot_be_replaced_by_a_rename() {
     assert_ne!(out.exit, ExitKind::Code(0), "{}", text(&out.stderr));
     assert_eq!(out.outputs[0].1, None);
 }
+
+#[test]
+fn outputs_written_in_place_as_tools_write_them() {
+    if !namespaces() {
+        eprintln!("output files are bound only in namespaces mode; skipped");
+        return;
+    }
+    let fx = Fixture::temp();
+    let files = fx.dir.path().join("output-files");
+    // The Go linker's way: remove the output (which fails on a mount point, and is ignored),
+    // then open it with O_TRUNC and write. Then: bytes dated at the epoch afterwards (as an
+    // archiver with SOURCE_DATE_EPOCH=0 dates them), an empty output made with O_TRUNC, and one
+    // only appended nothing to, which counts as not produced.
+    let mut req = fx.bash(
+        "rm -f out/link 2>/dev/null; printf linked > out/link; \
+         printf dated > out/dated && touch -d @0 out/dated; \
+         : > out/empty; : >> out/appended",
+    );
+    req.outputs = ["out/link", "out/dated", "out/empty", "out/appended"]
+        .map(String::from)
+        .to_vec();
+    req.output_files_dir = Some(files.clone());
+    let out = sandbox().run(&req).unwrap();
+    assert_eq!(out.exit, ExitKind::Code(0), "{}", text(&out.stderr));
+    let read = |i: usize| {
+        let host = out.outputs[i].1.clone().unwrap_or_else(|| {
+            panic!("{} not produced", out.outputs[i].0);
+        });
+        assert!(host.starts_with(&files), "{}", host.display());
+        std::fs::read_to_string(host).unwrap()
+    };
+    assert_eq!(read(0), "linked");
+    assert_eq!(read(1), "dated");
+    assert_eq!(read(2), "");
+    assert_eq!(out.outputs[3], ("out/appended".to_string(), None));
+
+    // A directory that is not empty (left by a killed build) is refused, as a scratch tree is.
+    let mut again = fx.bash("printf x > out/link");
+    again.outputs = vec!["out/link".into()];
+    let stale = fx.dir.path().join("stale-output-files");
+    std::fs::create_dir_all(&stale).unwrap();
+    std::fs::write(stale.join("0"), b"old").unwrap();
+    again.output_files_dir = Some(stale);
+    assert!(matches!(
+        sandbox().run(&again),
+        Err(ExecError::ScratchNotEmpty { .. })
+    ));
+}

@@ -123,10 +123,13 @@ pub struct ActionSpec {
     pub cacheable: bool,
     /// Run with no other action running (tests tagged `exclusive`).
     pub exclusive: bool,
-    /// Its tool writes each output file in place (opens, truncates, writes; never renames
-    /// another file onto it): the sandbox may then give it output files on the cache's file
-    /// system, which the CAS takes by a rename instead of a copy (a Go link's binary). Not part
-    /// of the key: where the bytes are written does not change them.
+    /// Its tool writes each output file in place: opens it with `O_TRUNC` (or writes bytes to
+    /// it), never renames another file onto it, never needs to delete it, and never leaves an
+    /// output empty without truncating it. The sandbox may then give it output files on the
+    /// cache's file system, which the CAS takes by a rename instead of a copy (a Go link's
+    /// binary); whether it does depends on where the action stages, so a tool that breaks the
+    /// contract would fail on some machines only. Not part of the key: where the bytes are
+    /// written does not change them.
     pub outputs_written_in_place: bool,
 }
 

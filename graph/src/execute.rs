@@ -72,8 +72,9 @@ pub struct Runner {
     /// The remote cache tier behind the local cache, if one is configured.
     pub remote: Option<RemoteTier>,
     verified: Mutex<HashSet<Digest>>,
-    /// Blobs this build wrote into the CAS from bytes it hashed as it wrote them (a subset of
-    /// `verified`, which also holds blobs vouched for by the cache's verification memo).
+    /// Blobs this build wrote into the CAS from bytes it hashed as it wrote them, or moved in
+    /// as the owned file it had just hashed (a subset of `verified`, which also holds blobs
+    /// vouched for by the cache's verification memo).
     written: Mutex<HashSet<Digest>>,
     counter: AtomicU64,
 }
@@ -396,7 +397,8 @@ impl Runner {
     }
 
     /// Whether this build wrote the blob into the CAS itself, hashing the bytes as it wrote
-    /// them (an action's new output): a copy of it need not be hashed again.
+    /// them or moving in the owned file it had just hashed (an action's new output): a copy of
+    /// it need not be hashed again.
     pub fn wrote_this_build(&self, digest: &Digest) -> bool {
         self.written.lock().is_ok_and(|set| set.contains(digest))
     }
@@ -498,7 +500,9 @@ impl Runner {
         let scratch = scratch_root.join(&name);
         // A tree on the memory file system holds the outputs where the CAS must copy them
         // from. A tool that writes its outputs in place gets them beside the cache instead
-        // (the disk scratch directory is in the cache's state), so the CAS renames them in:
+        // (the disk scratch directory is in the workspace's state under the cache directory,
+        // so normally on the cache's file system; if not, the CAS copies as before), so the
+        // CAS renames them in:
         // a Go link's binary is then written once, not written and copied. (Not with early
         // outputs, which are read from the tree.)
         let output_files_dir = (spec.outputs_written_in_place
