@@ -116,7 +116,8 @@ impl State {
         self.with_memo(function, |memo| memo.lookup(path, stat))
     }
 
-    /// `ask` of the file memo for `function`, loaded from the database on first use.
+    /// Answers `ask` from the file memo for `function`, loading that from the database on
+    /// first use.
     fn with_memo(
         &self,
         function: DigestFunction,
@@ -425,9 +426,33 @@ fn diff_maps(
 #[cfg(test)]
 mod tests {
     use expect_test::{expect, Expect};
-    use kiln_cache::{ActionHistory, ActionRecord};
+    use kiln_cache::{ActionHistory, ActionRecord, Digest, DigestFunction};
+    use kiln_graph::engine::sources::DigestMemo;
 
-    use super::explain_one;
+    use super::{explain_one, State};
+
+    /// A file the previous build recorded a moment ago is racy: the memo vouches for nothing
+    /// yet, but still says what it recorded for that exact stat, and nothing once the stat
+    /// changes.
+    #[test]
+    fn a_racy_entry_is_recorded_but_not_vouched_for() {
+        let dir = tempfile::tempdir().unwrap();
+        let open = || State::open(&dir.path().join("state"), &crate::ui::Terminal::new()).unwrap();
+        let file = dir.path().join("tool");
+        std::fs::write(&file, b"binary").unwrap();
+        let metadata = std::fs::metadata(&file).unwrap();
+        let f = DigestFunction::Blake3;
+        let digest = Digest::of_bytes(f, b"binary");
+        // The build that wrote it (its records are written when the state is dropped).
+        open().record("kiln-out/tool", &metadata, digest);
+        let state = open();
+        assert_eq!(state.lookup("kiln-out/tool", &metadata, f), None);
+        assert_eq!(state.recorded("kiln-out/tool", &metadata, f), Some(digest));
+        assert_eq!(state.recorded("kiln-out/other", &metadata, f), None);
+        std::fs::write(&file, b"a longer binary").unwrap();
+        let changed = std::fs::metadata(&file).unwrap();
+        assert_eq!(state.recorded("kiln-out/tool", &changed, f), None);
+    }
 
     fn record(key: &str, input: &str, arg: &str, path: &str, status: &str) -> ActionRecord {
         ActionRecord {

@@ -190,6 +190,7 @@ impl Sandbox {
             .clone()
             .filter(|_| how == Staging::LinkWhenSafe);
         if let Some(dir) = &output_files {
+            staging::check_output_files_dir(dir)?;
             scratch.also_remove(dir.clone());
         }
         let file_binds = stage(&root, &scratch.tmp(), req, how, self.input_pool.as_deref())?;

@@ -87,10 +87,6 @@ pub(crate) fn stage(
 /// Creates each output file, empty and dated at the epoch, in `dir`
 /// (see [`SandboxRequest::output_files_dir`]), and its placeholder in the staged tree.
 fn output_files(root: &Path, dir: &Path, outputs: &[String]) -> Result<Vec<FileBind>, ExecError> {
-    // As for a scratch tree: absent or empty (a build clears what a killed one left).
-    if fs::read_dir(dir).is_ok_and(|mut entries| entries.next().is_some()) {
-        return Err(ExecError::ScratchNotEmpty { path: dir.into() });
-    }
     fs::create_dir_all(dir).map_err(|e| ExecError::io("create directory", dir, e))?;
     let mut binds = Vec::with_capacity(outputs.len());
     for (i, out) in outputs.iter().enumerate() {
@@ -109,6 +105,15 @@ fn output_files(root: &Path, dir: &Path, outputs: &[String]) -> Result<Vec<FileB
         });
     }
     Ok(binds)
+}
+
+/// Refuses an output files directory that is not absent or empty, as a scratch tree is (a
+/// build clears what a killed one left): before the sandbox takes it over to remove it.
+pub(crate) fn check_output_files_dir(dir: &Path) -> Result<(), ExecError> {
+    if fs::read_dir(dir).is_ok_and(|mut entries| entries.next().is_some()) {
+        return Err(ExecError::ScratchNotEmpty { path: dir.into() });
+    }
+    Ok(())
 }
 
 /// The host file of the `index`th output in an output files directory.

@@ -907,9 +907,11 @@ fn outputs_written_in_place_as_tools_write_them() {
     let stale = fx.dir.path().join("stale-output-files");
     std::fs::create_dir_all(&stale).unwrap();
     std::fs::write(stale.join("0"), b"old").unwrap();
-    again.output_files_dir = Some(stale);
+    again.output_files_dir = Some(stale.clone());
     assert!(matches!(
         sandbox().run(&again),
         Err(ExecError::ScratchNotEmpty { .. })
     ));
+    // Refused, not taken over: what was there stays.
+    assert_eq!(std::fs::read(stale.join("0")).unwrap(), b"old");
 }

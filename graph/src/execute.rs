@@ -499,12 +499,11 @@ impl Runner {
         );
         let scratch = scratch_root.join(&name);
         // A tree on the memory file system holds the outputs where the CAS must copy them
-        // from. A tool that writes its outputs in place gets them beside the cache instead
-        // (the disk scratch directory is in the workspace's state under the cache directory,
-        // so normally on the cache's file system; if not, the CAS copies as before), so the
-        // CAS renames them in:
-        // a Go link's binary is then written once, not written and copied. (Not with early
-        // outputs, which are read from the tree.)
+        // from. A tool that writes its outputs in place gets them beside the cache instead,
+        // and the CAS renames them in: a Go link's binary is then written once, not written
+        // and copied. (The disk scratch directory is in the workspace's state under the cache
+        // directory, so normally on the cache's file system; if not, the CAS copies as before.
+        // Not with early outputs, which are read from the tree.)
         let output_files_dir = (spec.outputs_written_in_place
             && spec.early_outputs.is_none()
             && scratch_root != &self.scratch_root)
